@@ -1,0 +1,166 @@
+//! Opening a store: options and their defaults.
+
+use std::time::Duration;
+
+use crate::conn::{Manager, SqliteSettings, Target};
+use crate::{ChatStore, Error, Result};
+
+/// How hard SQLite works to keep a commit through a power cut (`PRAGMA synchronous`). Both settings
+/// keep every committed write through a crash of the *process*; they differ on a crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Every commit is synced to disk before it returns: nothing committed is lost, even on power
+    /// loss. The default.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: faster commits, but the last commits before a power
+    /// loss or OS crash may roll back (the database stays consistent).
+    Normal,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// The limits a store enforces on input.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_content_bytes: usize,
+    pub(crate) max_page_size: u32,
+}
+
+/// Options for opening a [`ChatStore`]; made by [`ChatStore::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use chatstore::ChatStore;
+///
+/// let store = ChatStore::builder(":memory:")
+///     .max_content_bytes(64 * 1024)
+///     .connection_timeout(Duration::from_secs(5))
+///     .open()?;
+/// # Ok::<(), chatstore::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .open() is called"]
+pub struct StoreBuilder {
+    url: String,
+    pool_size: Option<u32>,
+    connection_timeout: Duration,
+    busy_timeout: Duration,
+    synchronous: Synchronous,
+    limits: Limits,
+}
+
+impl StoreBuilder {
+    /// Default for [`max_content_bytes`](Self::max_content_bytes): 1 MiB.
+    pub const DEFAULT_MAX_CONTENT_BYTES: usize = 1024 * 1024;
+    /// Default for [`max_page_size`](Self::max_page_size).
+    pub const DEFAULT_MAX_PAGE_SIZE: u32 = 100;
+
+    pub(crate) fn new(url: impl Into<String>) -> Self {
+        StoreBuilder {
+            url: url.into(),
+            pool_size: None,
+            connection_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::default(),
+            limits: Limits {
+                max_content_bytes: Self::DEFAULT_MAX_CONTENT_BYTES,
+                max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
+            },
+        }
+    }
+
+    /// Most connections the store keeps open (default 10; at least 1). An in-memory SQLite store
+    /// always has exactly one, since each SQLite connection to `:memory:` is a database of its own.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = Some(size.max(1));
+        self
+    }
+
+    /// How long a call waits for a free connection before failing with [`Error::Pool`]
+    /// (default 30 s).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// SQLite: how long a writer waits for another writer's lock before failing (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// SQLite: durability of commits (default [`Synchronous::Full`]).
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Largest message content accepted, in bytes of UTF-8 (default 1 MiB). Metadata, as JSON text,
+    /// has the same limit.
+    pub fn max_content_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_content_bytes = bytes;
+        self
+    }
+
+    /// Largest page [`ChatStore::list_conversations`] returns (default 100; at least 1).
+    pub fn max_page_size(mut self, size: u32) -> Self {
+        self.limits.max_page_size = size.max(1);
+        self
+    }
+
+    /// Connects, brings the schema up to date and returns the store.
+    ///
+    /// # Errors
+    /// - [`Error::UnsupportedUrl`] or [`Error::BackendNotEnabled`] for a URL this build cannot open;
+    /// - [`Error::Connect`] if the database cannot be reached;
+    /// - [`Error::SchemaTooNew`] if a newer chatstore has migrated the database;
+    /// - [`Error::Migration`] if a migration fails;
+    /// - [`Error::Pool`] if the pool cannot be set up.
+    pub fn open(self) -> Result<ChatStore> {
+        let target = Target::parse(&self.url)?;
+        let backend = target.backend();
+        let memory = target == Target::SqliteMemory;
+        let manager = Manager {
+            target,
+            sqlite: SqliteSettings {
+                busy_timeout: self.busy_timeout,
+                synchronous: self.synchronous,
+            },
+        };
+        let builder = diesel::r2d2::Pool::builder()
+            .connection_timeout(self.connection_timeout)
+            // Connections are checked when they fail (see PooledConn::lost), not with an extra
+            // round trip before every call.
+            .test_on_check_out(false);
+        let pool = if memory {
+            // The one connection is the database: keep it for the life of the store.
+            let pool = builder
+                .max_size(1)
+                .min_idle(Some(1))
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .build(manager)
+                .map_err(Error::Pool)?;
+            crate::migrations::run(&mut pool.get().map_err(Error::Pool)?.conn)?;
+            pool
+        } else {
+            // Migrate on a connection of our own first: a wrong URL or a server that is down then
+            // fails here with the real error, not after a pool timeout.
+            crate::migrations::run(&mut manager.connect()?)?;
+            builder
+                .max_size(self.pool_size.unwrap_or(10))
+                .min_idle(Some(1))
+                .build_unchecked(manager)
+        };
+        Ok(ChatStore::from_parts(pool, backend, self.limits))
+    }
+}

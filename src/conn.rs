@@ -1,0 +1,190 @@
+//! Connections: which backend a URL names, how each connection is set up, and the pool.
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{ManageConnection, R2D2Connection};
+
+use crate::{Error, Result};
+
+/// The compiled-in connection types, as one Diesel connection so that queries are written once.
+#[derive(diesel::MultiConnection)]
+pub(crate) enum Conn {
+    #[cfg(feature = "sqlite")]
+    Sqlite(diesel::sqlite::SqliteConnection),
+    #[cfg(feature = "postgres")]
+    Pg(diesel::pg::PgConnection),
+}
+
+/// The database systems chatstore can store into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Embedded SQLite (cargo feature `sqlite`, on by default).
+    Sqlite,
+    /// PostgreSQL (cargo feature `postgres`).
+    Postgres,
+}
+
+/// What a database URL points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A SQLite database file (or a `file:` URI).
+    SqliteFile(String),
+    /// A private in-memory SQLite database that lives as long as the store.
+    SqliteMemory,
+    /// A PostgreSQL URL, passed to libpq untouched (sslmode and other parameters included).
+    Postgres(String),
+}
+
+impl Target {
+    /// Reads a database URL: `postgres://…`/`postgresql://…`, `sqlite://path`, `sqlite::memory:`,
+    /// `:memory:`, or a bare file path.
+    pub(crate) fn parse(url: &str) -> Result<Target> {
+        let target = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Target::Postgres(url.to_owned())
+        } else if matches!(url, ":memory:" | "sqlite::memory:" | "sqlite://:memory:") {
+            Target::SqliteMemory
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or(url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(Error::UnsupportedUrl(
+                    "a sqlite URL needs a file path".into(),
+                ));
+            }
+            Target::SqliteFile(path.to_owned())
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            // Only the scheme is echoed: the rest may hold a password.
+            return Err(Error::UnsupportedUrl(format!(
+                "unknown scheme {scheme:?} (expected sqlite://, postgres:// or postgresql://)"
+            )));
+        } else if url.trim().is_empty() {
+            return Err(Error::UnsupportedUrl("the url is empty".into()));
+        } else {
+            Target::SqliteFile(url.to_owned())
+        };
+        target.check_enabled()?;
+        Ok(target)
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Target::SqliteFile(_) | Target::SqliteMemory => Backend::Sqlite,
+            Target::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn check_enabled(&self) -> Result<()> {
+        match self.backend() {
+            Backend::Sqlite if !cfg!(feature = "sqlite") => Err(Error::BackendNotEnabled {
+                backend: "SQLite",
+                feature: "sqlite",
+            }),
+            Backend::Postgres if !cfg!(feature = "postgres") => Err(Error::BackendNotEnabled {
+                backend: "PostgreSQL",
+                feature: "postgres",
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Per-connection SQLite settings (they do not persist in the database file).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SqliteSettings {
+    pub(crate) busy_timeout: Duration,
+    pub(crate) synchronous: crate::Synchronous,
+}
+
+/// A pooled connection, with a flag the store sets when a call finds the connection lost, so that
+/// the pool drops it instead of handing it out again.
+pub(crate) struct PooledConn {
+    pub(crate) conn: Conn,
+    pub(crate) lost: bool,
+}
+
+/// Makes connections for the pool: picks the backend from the URL itself (Diesel's own
+/// `MultiConnection::establish` tries each backend in turn and hides the real error).
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub(crate) target: Target,
+    pub(crate) sqlite: SqliteSettings,
+}
+
+impl Manager {
+    pub(crate) fn connect(&self) -> Result<Conn> {
+        match &self.target {
+            #[cfg(feature = "sqlite")]
+            Target::SqliteFile(path) => self.connect_sqlite(path),
+            #[cfg(feature = "sqlite")]
+            Target::SqliteMemory => self.connect_sqlite(":memory:"),
+            #[cfg(feature = "postgres")]
+            Target::Postgres(url) => diesel::pg::PgConnection::establish(url)
+                .map(Conn::Pg)
+                .map_err(Error::Connect),
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::UnsupportedUrl("backend not compiled in".into())),
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn connect_sqlite(&self, path: &str) -> Result<Conn> {
+        let mut conn = diesel::sqlite::SqliteConnection::establish(path).map_err(Error::Connect)?;
+        // busy_timeout first: the other pragmas may already have to wait for a lock.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+            self.sqlite.busy_timeout.as_millis(),
+            self.sqlite.synchronous.pragma_value(),
+        ))?;
+        Ok(Conn::Sqlite(conn))
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = PooledConn;
+    type Error = Error;
+
+    fn connect(&self) -> Result<PooledConn> {
+        Manager::connect(self).map(|conn| PooledConn { conn, lost: false })
+    }
+
+    fn is_valid(&self, conn: &mut PooledConn) -> Result<()> {
+        conn.conn.ping().map_err(Error::from)
+    }
+
+    fn has_broken(&self, conn: &mut PooledConn) -> bool {
+        // Diesel's check: a panic or a transaction left open or in error.
+        conn.lost || std::thread::panicking() || conn.conn.is_broken()
+    }
+}
+
+/// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, taking the write lock
+/// up front: a deferred transaction that reads first and then writes cannot wait for the lock and fails
+/// with "database is locked" under concurrent writers; an immediate one waits (up to the busy timeout).
+/// Commits if `f` succeeds, rolls back if it fails.
+pub(crate) fn write_transaction<T>(
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            <Conn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // A failed rollback leaves the transaction manager broken, and the pool then drops the
+            // connection: the caller still gets the error that caused the rollback.
+            let _ = <Conn as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// What can go wrong in chatstore. Every fallible call returns this, never a panic.
+///
+/// Input errors ([`InvalidTitle`](Error::InvalidTitle), [`InvalidUserId`](Error::InvalidUserId),
+/// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
+/// [`InvalidMetadata`](Error::InvalidMetadata), [`InvalidId`](Error::InvalidId)) are found before
+/// anything is written: the database is left as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The conversation does not exist, or belongs to another user. The two are deliberately
+    /// indistinguishable so that ids never leak.
+    #[error("conversation not found")]
+    NotFound,
+
+    /// A title is too long (counted in characters) or contains a control character.
+    #[error("title {0}")]
+    InvalidTitle(TextError),
+
+    /// A user id is empty, too long (counted in characters) or contains a control character.
+    #[error("user id {0}")]
+    InvalidUserId(TextError),
+
+    /// A message's content is larger than the store's limit (see
+    /// [`StoreBuilder::max_content_bytes`](crate::StoreBuilder::max_content_bytes)).
+    #[error("message content is {bytes} bytes, the maximum is {max}")]
+    ContentTooLarge {
+        /// Size of the refused content, in bytes (UTF-8).
+        bytes: usize,
+        /// The store's limit, in bytes.
+        max: usize,
+    },
+
+    /// A message's content contains a NUL character, which PostgreSQL cannot store; it is refused on
+    /// every backend alike.
+    #[error("message content contains a NUL character at byte {index}")]
+    InvalidContent {
+        /// Byte offset of the first NUL character.
+        index: usize,
+    },
+
+    /// Message metadata is not a JSON object, or is larger than the content limit.
+    #[error("metadata {0}")]
+    InvalidMetadata(String),
+
+    /// A string given as a conversation or message id is not a UUID.
+    #[error("invalid id {0:?}: not a UUID")]
+    InvalidId(String),
+
+    /// The database URL names no backend chatstore knows.
+    #[error("unsupported database url: {0}")]
+    UnsupportedUrl(String),
+
+    /// The URL names a backend that this build was compiled without.
+    #[error("the {backend} backend is not compiled in: enable the cargo feature \"{feature}\"")]
+    BackendNotEnabled {
+        /// The backend the URL asked for.
+        backend: &'static str,
+        /// The cargo feature of chatstore that enables it.
+        feature: &'static str,
+    },
+
+    /// Running the embedded migrations failed; the database keeps the migrations that completed
+    /// (each one runs in its own transaction).
+    #[error("running migrations failed: {0}")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+
+    /// The database has migrations applied that this build does not know: it was migrated by a newer
+    /// chatstore. It is refused rather than used with a schema this code was not written for.
+    #[error(
+        "the database schema is newer than this build of chatstore: migration {found} is applied \
+         but unknown here (newest known: {known})"
+    )]
+    SchemaTooNew {
+        /// The first applied migration version this build does not know.
+        found: String,
+        /// The newest migration version this build embeds.
+        known: String,
+    },
+
+    /// A new connection to the database could not be established.
+    #[error("could not connect to the database: {0}")]
+    Connect(#[source] diesel::ConnectionError),
+
+    /// No pooled connection became free within the connection timeout (or none could be made).
+    #[error("no database connection available: {0}")]
+    Pool(#[source] diesel::r2d2::PoolError),
+
+    /// The connection broke during the call (server restart, network failure, terminated backend).
+    /// The call's transaction did not commit; the broken connection is dropped from the pool, so a
+    /// retry gets a fresh one.
+    #[error("the database connection was lost: {0}")]
+    ConnectionLost(#[source] diesel::result::Error),
+
+    /// Any other error reported by the database.
+    #[error("database error: {0}")]
+    Database(#[source] diesel::result::Error),
+}
+
+/// Why a user id or title was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TextError {
+    /// The text is empty.
+    Empty,
+    /// The text has more characters (Unicode scalar values, not bytes) than allowed.
+    TooLong {
+        /// Characters in the refused text.
+        chars: usize,
+        /// The maximum number of characters.
+        max: usize,
+    },
+    /// The text contains a control character (such as a newline, tab or NUL).
+    ControlCharacter {
+        /// Position of the first control character, counted in characters from 0.
+        position: usize,
+    },
+}
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TextError::Empty => write!(f, "is empty"),
+            TextError::TooLong { chars, max } => {
+                write!(f, "is {chars} characters, the maximum is {max}")
+            }
+            TextError::ControlCharacter { position } => {
+                write!(f, "contains a control character at position {position}")
+            }
+        }
+    }
+}
+
+/// `Result` with chatstore's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Diesel's errors, sorted deliberately: a lost connection is not "not found", and "not found" from a
+/// query that must return a row is a bug report, not a missing conversation (callers that expect
+/// absence use `.optional()`).
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        match e {
+            D::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | D::BrokenTransactionManager => Error::ConnectionLost(e),
+            _ => Error::Database(e),
+        }
+    }
+}
+
+/// Checks text against the rules shared by user ids and titles: at most `max` characters and no
+/// control characters. Emptiness is the caller's rule.
+pub(crate) fn check_text(s: &str, max: usize) -> Result<(), TextError> {
+    let mut chars = 0;
+    for (position, c) in s.chars().enumerate() {
+        if c.is_control() {
+            return Err(TextError::ControlCharacter { position });
+        }
+        chars = position + 1;
+    }
+    if chars > max {
+        return Err(TextError::TooLong { chars, max });
+    }
+    Ok(())
+}

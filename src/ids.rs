@@ -1,0 +1,142 @@
+//! Typed identifiers: a [`UserId`] can never be passed where a [`ConversationId`] goes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use crate::error::{check_text, Error, Result, TextError};
+
+/// The acting user: an opaque id from the application's authentication system (a subject claim, an
+/// account number). Every store operation takes one and only touches that user's data.
+///
+/// Valid ids have 1 to [`UserId::MAX_CHARS`] characters and no control characters; they are stored
+/// and compared verbatim (no trimming, no case folding).
+///
+/// ```
+/// use chatstore::UserId;
+/// assert!(UserId::new("auth0|5f7c8ec7c33c6c004bbafe82").is_ok());
+/// assert!(UserId::new("").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    /// The longest user id accepted, in characters.
+    pub const MAX_CHARS: usize = 255;
+
+    /// Validates `id` as a user id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUserId`] if `id` is empty, longer than [`UserId::MAX_CHARS`] characters, or
+    /// contains a control character.
+    pub fn new(id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err(Error::InvalidUserId(TextError::Empty));
+        }
+        check_text(&id, Self::MAX_CHARS).map_err(Error::InvalidUserId)?;
+        Ok(UserId(id))
+    }
+
+    /// A user id read back from the database, where the schema already constrains it.
+    pub(crate) fn from_db(id: String) -> Self {
+        UserId(id)
+    }
+
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for UserId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        UserId::new(s)
+    }
+}
+
+impl AsRef<str> for UserId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new UUIDv7 (time-ordered) id.
+            pub(crate) fn generate() -> Self {
+                $name(Uuid::now_v7())
+            }
+
+            /// The id as a UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+
+            /// The 16 bytes stored in the database.
+            pub(crate) fn as_bytes(&self) -> &[u8] {
+                self.0.as_bytes()
+            }
+
+            /// An id read back from the database.
+            pub(crate) fn from_db(bytes: &[u8]) -> std::result::Result<Self, uuid::Error> {
+                Uuid::from_slice(bytes).map($name)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                $name(id)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Uuid {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            /// The hyphenated UUID, as in `0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d`.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            /// Parses a UUID in any of its usual spellings.
+            ///
+            /// # Errors
+            /// [`Error::InvalidId`] if `s` is not a UUID.
+            fn from_str(s: &str) -> Result<Self> {
+                Uuid::parse_str(s).map($name).map_err(|_| Error::InvalidId(s.to_owned()))
+            }
+        }
+    };
+}
+
+uuid_id! {
+    /// A conversation's id: a UUIDv7 made by the store. Parse one from a URL path with
+    /// [`str::parse`]; an id that does not exist or belongs to another user reads as
+    /// [`Error::NotFound`].
+    ConversationId
+}
+
+uuid_id! {
+    /// A message's id: a UUIDv7 made by the store. Messages are ordered by their `seq`, never by id.
+    MessageId
+}

@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "chatstore needs at least one backend: enable the feature \"sqlite\" or \"postgres\""
+);
+
+mod config;
+mod conn;
+mod error;
+mod ids;
+mod migrations;
+mod models;
+mod page;
+mod queries;
+mod schema;
+mod store;
+mod title;
+mod verify;
+
+pub use config::{StoreBuilder, Synchronous};
+pub use conn::Backend;
+pub use error::{Error, Result, TextError};
+pub use ids::{ConversationId, MessageId, UserId};
+pub use models::{Conversation, Message, NewMessage, Role};
+pub use page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
+pub use store::{ChatStore, DeletedCounts};
+pub use title::Title;
+pub use verify::{ItemKind, SchemaItem, SchemaReport};

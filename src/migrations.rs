@@ -1,0 +1,75 @@
+//! The embedded schema migrations, one set per backend, and the locked run at open.
+
+use diesel::backend::Backend as DieselBackend;
+use diesel::migration::{MigrationSource, MigrationVersion};
+#[cfg(feature = "postgres")]
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+use crate::conn::Conn;
+use crate::{Error, Result};
+
+#[cfg(feature = "sqlite")]
+const SQLITE: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock that serializes migration runs ("chatstor" in ASCII).
+#[cfg(feature = "postgres")]
+const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
+
+/// Brings the schema up to date, holding a database-wide lock so that processes opening the same
+/// fresh database at once take turns instead of racing on `CREATE TABLE`.
+pub(crate) fn run(conn: &mut Conn) -> Result<()> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => {
+            // WAL persists in the file; switching once here (not per pooled connection) avoids
+            // connections racing on the switch. A no-op for a database already in WAL.
+            diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA journal_mode = WAL")?;
+            // The write lock, held for the whole run; each migration nests as a savepoint.
+            c.immediate_transaction(|c| migrate(c, SQLITE))
+        }
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => {
+            diesel::sql_query("SELECT pg_advisory_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
+                .execute(c)?;
+            let result = migrate(c, POSTGRES);
+            let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
+                .execute(c);
+            result?;
+            unlocked?;
+            Ok(())
+        }
+    }
+}
+
+/// Refuses a database migrated by a newer chatstore, then applies what is pending.
+fn migrate<C, DB>(conn: &mut C, source: EmbeddedMigrations) -> Result<()>
+where
+    C: MigrationHarness<DB>,
+    DB: DieselBackend,
+    EmbeddedMigrations: MigrationSource<DB>,
+{
+    let known: Vec<MigrationVersion<'static>> = MigrationSource::<DB>::migrations(&source)
+        .map_err(Error::Migration)?
+        .iter()
+        .map(|m| m.name().version().as_owned())
+        .collect();
+    let applied = conn.applied_migrations().map_err(Error::Migration)?;
+    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(Error::SchemaTooNew {
+            found: unknown.to_string(),
+            known: known
+                .iter()
+                .max()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        });
+    }
+    conn.run_pending_migrations(source)
+        .map_err(Error::Migration)?;
+    Ok(())
+}

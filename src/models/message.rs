@@ -1,0 +1,216 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde_json::Value;
+
+use crate::ids::{ConversationId, MessageId};
+use crate::schema::messages;
+use crate::{Error, Result};
+
+/// Who speaks in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Instructions to the model.
+    System,
+    /// The human.
+    User,
+    /// The model's reply (possibly with tool calls in its metadata).
+    Assistant,
+    /// The result of a tool call.
+    Tool,
+}
+
+impl Role {
+    /// The role as stored: `"system"`, `"user"`, `"assistant"` or `"tool"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    /// Parses the stored spelling (lowercase).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "system" => Ok(Role::System),
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            "tool" => Ok(Role::Tool),
+            other => Err(format!("unknown role {other:?}")),
+        }
+    }
+}
+
+/// A message to append. Borrows its content and metadata: nothing is copied until it is written.
+///
+/// ```
+/// use chatstore::{NewMessage, Role};
+/// use serde_json::json;
+///
+/// let call = json!({"tool_calls": [{"id": "call_1", "name": "add_todo"}]});
+/// let msg = NewMessage::assistant("").with_metadata(&call);
+/// assert_eq!(msg.role(), Role::Assistant);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewMessage<'a> {
+    role: Role,
+    content: &'a str,
+    metadata: Option<&'a Value>,
+}
+
+impl<'a> NewMessage<'a> {
+    /// A message with the given role and content (which may be empty).
+    pub fn new(role: Role, content: &'a str) -> Self {
+        NewMessage {
+            role,
+            content,
+            metadata: None,
+        }
+    }
+
+    /// A [`Role::System`] message.
+    pub fn system(content: &'a str) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A [`Role::User`] message.
+    pub fn user(content: &'a str) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    /// A [`Role::Assistant`] message.
+    pub fn assistant(content: &'a str) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+
+    /// A [`Role::Tool`] message.
+    pub fn tool(content: &'a str) -> Self {
+        Self::new(Role::Tool, content)
+    }
+
+    /// Attaches metadata: a JSON object (tool calls, model name, token counts…).
+    pub fn with_metadata(mut self, metadata: &'a Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The content.
+    pub fn content(&self) -> &'a str {
+        self.content
+    }
+
+    /// The metadata, if any.
+    pub fn metadata(&self) -> Option<&'a Value> {
+        self.metadata
+    }
+
+    /// Checks the message against the store's limits and returns its metadata as JSON text.
+    pub(crate) fn validate(&self, max_bytes: usize) -> Result<Option<String>> {
+        if self.content.len() > max_bytes {
+            return Err(Error::ContentTooLarge {
+                bytes: self.content.len(),
+                max: max_bytes,
+            });
+        }
+        if let Some(index) = self.content.find('\0') {
+            return Err(Error::InvalidContent { index });
+        }
+        let Some(metadata) = self.metadata else {
+            return Ok(None);
+        };
+        if !metadata.is_object() {
+            return Err(Error::InvalidMetadata("must be a JSON object".into()));
+        }
+        let text = metadata.to_string();
+        if text.len() > max_bytes {
+            return Err(Error::InvalidMetadata(format!(
+                "is {} bytes as JSON, the maximum is {max_bytes}",
+                text.len()
+            )));
+        }
+        Ok(Some(text))
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Message {
+    /// Its id (UUIDv7, made by the store).
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Its position in the conversation: 1, 2, 3… without gaps. The one ordering key: messages that
+    /// share a timestamp are still in the order they were appended.
+    pub seq: i64,
+    /// Who speaks.
+    pub role: Role,
+    /// The text, exactly as appended.
+    pub content: String,
+    /// The metadata object, if any.
+    pub metadata: Option<Value>,
+    /// When it was appended (UTC, microsecond precision).
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = messages)]
+pub(crate) struct MessageRow {
+    pub(crate) id: Vec<u8>,
+    pub(crate) conversation_id: Vec<u8>,
+    pub(crate) seq: i64,
+    pub(crate) role: String,
+    pub(crate) content: String,
+    pub(crate) metadata: Option<String>,
+    pub(crate) created_at: NaiveDateTime,
+}
+
+impl MessageRow {
+    pub(crate) fn into_model(self) -> Result<Message> {
+        Ok(Message {
+            id: MessageId::from_db(&self.id).map_err(super::corrupt_row)?,
+            conversation_id: ConversationId::from_db(&self.conversation_id)
+                .map_err(super::corrupt_row)?,
+            seq: self.seq,
+            role: self.role.parse().map_err(super::corrupt_row)?,
+            content: self.content,
+            metadata: self
+                .metadata
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(super::corrupt_row)?,
+            created_at: super::from_db_time(self.created_at),
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = messages)]
+pub(crate) struct NewMessageRow<'a> {
+    pub(crate) id: &'a [u8],
+    pub(crate) conversation_id: &'a [u8],
+    pub(crate) user_id: &'a str,
+    pub(crate) seq: i64,
+    pub(crate) role: &'static str,
+    pub(crate) content: &'a str,
+    pub(crate) metadata: Option<&'a str>,
+    pub(crate) created_at: NaiveDateTime,
+}

@@ -1,0 +1,30 @@
+//! Plain data: what the store returns and what it takes to write.
+
+mod conversation;
+mod message;
+
+pub use conversation::Conversation;
+pub(crate) use conversation::{ConversationRow, NewConversationRow};
+pub use message::{Message, NewMessage, Role};
+pub(crate) use message::{MessageRow, NewMessageRow};
+
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+
+/// The current time at the precision every backend keeps (microseconds), so that what a call returns
+/// equals what a later read gives back.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Timestamps are stored as naive UTC; the session time zone of a server never shifts them.
+pub(crate) fn from_db_time(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+/// A row that the schema should have made impossible (a malformed id or role written by another
+/// program), reported as a database error rather than a panic.
+pub(crate) fn corrupt_row(what: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Database(diesel::result::Error::DeserializationError(
+        format!("unreadable row: {what}").into(),
+    ))
+}

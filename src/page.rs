@@ -1,0 +1,158 @@
+//! Paging: keyset pages of conversations and seq windows of messages.
+
+use chrono::NaiveDateTime;
+
+use crate::ids::ConversationId;
+use crate::models::{Conversation, Message};
+
+/// Where a page of [`ChatStore::list_conversations`](crate::ChatStore::list_conversations) starts
+/// and how long it is.
+///
+/// Pages are keyset pages on `(updated_at, id)`: a conversation that is appended to while a client
+/// walks the list moves to the front, and the walk neither repeats nor skips the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub(crate) limit: u32,
+    pub(crate) after: Option<ConversationCursor>,
+}
+
+impl Page {
+    /// The first (most recently updated) `limit` conversations. The store clamps `limit` to
+    /// `1..=`[`StoreBuilder::max_page_size`](crate::StoreBuilder::max_page_size).
+    pub fn first(limit: u32) -> Self {
+        Page { limit, after: None }
+    }
+
+    /// The `limit` conversations that follow `cursor` in the list.
+    pub fn after(cursor: ConversationCursor, limit: u32) -> Self {
+        Page {
+            limit,
+            after: Some(cursor),
+        }
+    }
+
+    /// The page size asked for.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Where the page starts, if it is not the first.
+    pub fn cursor(&self) -> Option<ConversationCursor> {
+        self.after
+    }
+}
+
+/// A position in a user's conversation list: the last conversation of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationCursor {
+    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) id: ConversationId,
+}
+
+/// One page of conversations, most recently updated first.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ConversationPage {
+    /// The conversations on this page.
+    pub conversations: Vec<Conversation>,
+    /// The request for the next page, or `None` if this was the last.
+    pub next: Option<Page>,
+}
+
+/// Which messages of a conversation to read. Every window comes back in chronological order
+/// (ascending `seq`), and reads only the rows it returns: `Latest(50)` costs the same on a
+/// 100-message history as on a 100,000-message one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Window {
+    /// The whole history.
+    All,
+    /// The newest `n` messages — what a prompt builder asks for.
+    Latest(u32),
+    /// Up to `limit` messages immediately older than `seq` (exclusive).
+    Before {
+        /// Exclusive upper bound.
+        seq: i64,
+        /// Most messages to return.
+        limit: u32,
+    },
+    /// Up to `limit` messages immediately newer than `seq` (exclusive); `After { seq: 0, .. }` starts
+    /// at the beginning.
+    After {
+        /// Exclusive lower bound.
+        seq: i64,
+        /// Most messages to return.
+        limit: u32,
+    },
+}
+
+impl Window {
+    /// The inclusive seq range this window covers in a history of `count` messages (seqs `1..=count`),
+    /// or `None` when it covers nothing. Seqs have no gaps, so a range is exactly the rows to read.
+    pub(crate) fn seq_range(self, count: i64) -> Option<(i64, i64)> {
+        let (lo, hi) = match self {
+            Window::All => (1, count),
+            Window::Latest(n) => (count - i64::from(n) + 1, count),
+            Window::Before { seq, limit } => {
+                let hi = seq.saturating_sub(1).min(count);
+                (hi.saturating_sub(i64::from(limit)) + 1, hi)
+            }
+            Window::After { seq, limit } => {
+                let lo = seq.saturating_add(1).max(1);
+                (
+                    lo,
+                    lo.saturating_add(i64::from(limit))
+                        .saturating_sub(1)
+                        .min(count),
+                )
+            }
+        };
+        let lo = lo.max(1);
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    fn limit(self) -> u32 {
+        match self {
+            Window::All => u32::MAX,
+            Window::Latest(limit) | Window::Before { limit, .. } | Window::After { limit, .. } => {
+                limit
+            }
+        }
+    }
+}
+
+/// A window of messages, in chronological order, with the windows next to it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct MessagePage {
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+    /// The same-sized window of older messages, or `None` if the first message is seq 1 (or the
+    /// page is empty).
+    pub older: Option<Window>,
+    /// The same-sized window of newer messages, or `None` if the last message was the newest when
+    /// read (or the page is empty).
+    pub newer: Option<Window>,
+    /// How many messages the conversation held when read.
+    pub total: i64,
+}
+
+impl MessagePage {
+    pub(crate) fn new(messages: Vec<Message>, window: Window, total: i64) -> Self {
+        let limit = window.limit();
+        let older = messages
+            .first()
+            .filter(|m| m.seq > 1)
+            .map(|m| Window::Before { seq: m.seq, limit });
+        let newer = messages
+            .last()
+            .filter(|m| m.seq < total)
+            .map(|m| Window::After { seq: m.seq, limit });
+        MessagePage {
+            messages,
+            older,
+            newer,
+            total,
+        }
+    }
+}

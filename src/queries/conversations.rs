@@ -1,0 +1,107 @@
+use chrono::NaiveDateTime;
+use diesel::dsl::case_when;
+use diesel::prelude::*;
+
+use crate::conn::Conn;
+use crate::models::{ConversationRow, NewConversationRow};
+use crate::schema::conversations::dsl::*;
+use crate::Result;
+
+pub(crate) fn insert(conn: &mut Conn, row: &NewConversationRow<'_>) -> Result<()> {
+    diesel::insert_into(conversations)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The conversation `conv` if `user` owns it.
+pub(crate) fn find(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<Option<ConversationRow>> {
+    Ok(conversations
+        .filter(id.eq(conv))
+        .filter(user_id.eq(user))
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Up to `limit` of the user's conversations, most recently updated first, strictly after the keyset
+/// position `after` (served by the index on `(user_id, updated_at DESC, id DESC)`).
+pub(crate) fn list(
+    conn: &mut Conn,
+    user: &str,
+    after: Option<(NaiveDateTime, &[u8])>,
+    limit: i64,
+) -> Result<Vec<ConversationRow>> {
+    let mut query = conversations
+        .filter(user_id.eq(user))
+        .select(ConversationRow::as_select())
+        .into_boxed();
+    if let Some((time, last)) = after {
+        query = query.filter(updated_at.lt(time).or(updated_at.eq(time).and(id.lt(last))));
+    }
+    Ok(query
+        .order((updated_at.desc(), id.desc()))
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// `now`, or the stored `updated_at` if that is later: a writer whose clock reading is older than the
+/// last committed change (another thread took its reading later but committed first) never moves
+/// `updated_at` backwards.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn not_before(now: NaiveDateTime) -> _ {
+    case_when(updated_at.gt(now), updated_at).otherwise(now)
+}
+
+/// Sets the title and bumps `updated_at`; returns the number of rows changed (0: not the user's).
+pub(crate) fn rename(
+    conn: &mut Conn,
+    user: &str,
+    conv: &[u8],
+    new_title: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<usize> {
+    Ok(
+        diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
+            .set((title.eq(new_title), updated_at.eq(not_before(now))))
+            .execute(conn)?,
+    )
+}
+
+/// Deletes the conversation (its messages go by `ON DELETE CASCADE`); returns the rows deleted.
+pub(crate) fn delete(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<usize> {
+    Ok(diesel::delete(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).execute(conn)?)
+}
+
+/// Deletes every conversation the user owns; returns how many.
+pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<usize> {
+    Ok(diesel::delete(conversations.filter(user_id.eq(user))).execute(conn)?)
+}
+
+/// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
+/// count, or `None` if the user owns no such conversation. The update is the first statement so that
+/// it takes the conversation's row lock before anything is read: concurrent appends queue on it and
+/// each sees the count the previous one committed.
+pub(crate) fn reserve_seqs(
+    conn: &mut Conn,
+    user: &str,
+    conv: &[u8],
+    n: i64,
+    now: NaiveDateTime,
+) -> Result<Option<i64>> {
+    let updated = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
+        .set((
+            message_count.eq(message_count + n),
+            updated_at.eq(not_before(now)),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        conversations
+            .filter(id.eq(conv))
+            .select(message_count)
+            .first(conn)?,
+    ))
+}

@@ -1,0 +1,387 @@
+//! `ChatStore`: the facade. Each method validates its input, then runs one transaction (or one
+//! statement) of query functions on a pooled connection.
+
+use diesel::r2d2::Pool;
+
+use crate::config::{Limits, StoreBuilder};
+use crate::conn::{write_transaction, Backend, Conn, Manager};
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::models::{self, Conversation, Message, NewConversationRow, NewMessage, NewMessageRow};
+use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
+use crate::queries::{catalog, conversations, messages};
+use crate::title::parse_optional;
+use crate::verify::SchemaReport;
+use crate::{Error, Result};
+
+/// A store of chat conversations and their messages, on behalf of many users.
+///
+/// Open one at start-up and share it: it is cheap to clone and safe to use from many threads (it holds
+/// a connection pool). Every operation takes the acting [`UserId`] and touches only that user's data;
+/// another user's conversation reads as [`Error::NotFound`], exactly like one that does not exist.
+#[derive(Clone)]
+pub struct ChatStore {
+    pool: Pool<Manager>,
+    backend: Backend,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for ChatStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatStore")
+            .field("backend", &self.backend)
+            .field("pool", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`ChatStore::delete_user_data`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DeletedCounts {
+    /// Conversations deleted.
+    pub conversations: u64,
+    /// Messages deleted.
+    pub messages: u64,
+}
+
+impl ChatStore {
+    /// Opens the store at `url` with default options, running any pending migrations first.
+    ///
+    /// URLs: `sqlite://path/to/chat.db`, a bare file path, `:memory:` (or `sqlite::memory:`) for a
+    /// private in-memory database, and `postgres://…`/`postgresql://…` (libpq parameters such as
+    /// `sslmode=require` pass through, so managed and serverless PostgreSQL work).
+    ///
+    /// # Errors
+    /// As [`StoreBuilder::open`].
+    pub fn open(url: &str) -> Result<ChatStore> {
+        StoreBuilder::new(url).open()
+    }
+
+    /// Options for opening a store at `url`: pool size, timeouts, limits, durability.
+    pub fn builder(url: impl Into<String>) -> StoreBuilder {
+        StoreBuilder::new(url)
+    }
+
+    pub(crate) fn from_parts(pool: Pool<Manager>, backend: Backend, limits: Limits) -> Self {
+        ChatStore {
+            pool,
+            backend,
+            limits,
+        }
+    }
+
+    /// The database system behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `f` on a pooled connection; a connection found lost is dropped from the pool.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut pooled = self.pool.get().map_err(Error::Pool)?;
+        let result = f(&mut pooled.conn);
+        if matches!(result, Err(Error::ConnectionLost(_))) {
+            pooled.lost = true;
+        }
+        result
+    }
+
+    /// Creates a conversation owned by `user`. The title is trimmed; `None` or a blank title means
+    /// no title.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTitle`]; connection and database errors.
+    pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
+        let title = parse_optional(title)?;
+        let id = ConversationId::generate();
+        let now = models::now();
+        let row = NewConversationRow {
+            id: id.as_bytes(),
+            user_id: user.as_str(),
+            title: title.as_ref().map(|t| t.as_str()),
+            created_at: now.naive_utc(),
+            updated_at: now.naive_utc(),
+            message_count: 0,
+        };
+        self.with_conn(|conn| conversations::insert(conn, &row))?;
+        Ok(Conversation {
+            id,
+            user_id: user.clone(),
+            title: title.map(|t| t.as_str().to_owned()),
+            created_at: now,
+            updated_at: now,
+            message_count: 0,
+        })
+    }
+
+    /// The conversation `id`, if `user` owns it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if it does not exist or another user owns it; connection and database
+    /// errors.
+    pub fn conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
+        self.with_conn(|conn| conversations::find(conn, user.as_str(), id.as_bytes()))?
+            .ok_or(Error::NotFound)?
+            .into_model()
+    }
+
+    /// A page of the user's conversations, most recently updated first.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Page, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let mut page = store.list_conversations(&user, Page::first(20))?;
+    /// loop {
+    ///     for c in &page.conversations {
+    ///         println!("{} {:?}", c.id, c.title);
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => page = store.list_conversations(&user, next)?,
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Connection and database errors.
+    pub fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
+        let limit = page.limit.clamp(1, self.limits.max_page_size);
+        let after = page.after.map(|c| (c.updated_at, c.id));
+        let rows = self.with_conn(|conn| {
+            let after = after.as_ref().map(|(time, id)| (*time, id.as_bytes()));
+            // One row more than asked tells whether a next page exists.
+            conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
+        })?;
+        let mut items = rows
+            .into_iter()
+            .map(|r| r.into_model())
+            .collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|last| {
+                Page::after(
+                    ConversationCursor {
+                        updated_at: last.updated_at.naive_utc(),
+                        id: last.id,
+                    },
+                    limit,
+                )
+            })
+        } else {
+            None
+        };
+        Ok(ConversationPage {
+            conversations: items,
+            next,
+        })
+    }
+
+    /// Sets (or, with `None` or a blank title, clears) the title, and bumps `updated_at`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTitle`]; [`Error::NotFound`] if the user owns no such conversation;
+    /// connection and database errors.
+    pub fn rename_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        title: Option<&str>,
+    ) -> Result<Conversation> {
+        let title = parse_optional(title)?;
+        let now = models::now().naive_utc();
+        self.with_conn(|conn| {
+            write_transaction(conn, |conn| {
+                let title = title.as_ref().map(|t| t.as_str());
+                if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
+                    return Err(Error::NotFound);
+                }
+                conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
+            })
+        })?
+        .into_model()
+    }
+
+    /// Deletes the conversation and all its messages, atomically.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
+    pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
+        match self.with_conn(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
+            0 => Err(Error::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends one message; see [`append_messages`](Self::append_messages).
+    ///
+    /// # Errors
+    /// As [`append_messages`](Self::append_messages).
+    pub fn append_message(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        message: NewMessage<'_>,
+    ) -> Result<Message> {
+        let mut appended = self.append_messages(user, conversation, &[message])?;
+        appended.pop().ok_or(Error::NotFound)
+    }
+
+    /// Appends messages to the end of the conversation, all or nothing: they get consecutive seqs
+    /// after the last one, and the conversation's `updated_at` and message count change in the same
+    /// transaction. Concurrent appends to one conversation, from any number of threads or processes,
+    /// queue on the conversation's row and never lose, duplicate or reorder a message.
+    ///
+    /// An empty batch writes nothing (it still checks that the user owns the conversation).
+    ///
+    /// # Errors
+    /// - [`Error::ContentTooLarge`], [`Error::InvalidContent`], [`Error::InvalidMetadata`] for a
+    ///   message that breaks the limits — nothing of the batch is written;
+    /// - [`Error::NotFound`] if the user owns no such conversation;
+    /// - connection and database errors (the transaction is rolled back).
+    pub fn append_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Message>> {
+        let max = self.limits.max_content_bytes;
+        let metadata = batch
+            .iter()
+            .map(|m| m.validate(max))
+            .collect::<Result<Vec<_>>>()?;
+        if batch.is_empty() {
+            self.conversation(user, conversation)?;
+            return Ok(Vec::new());
+        }
+        let now = models::now();
+        let ids: Vec<MessageId> = batch.iter().map(|_| MessageId::generate()).collect();
+        let n = batch.len() as i64;
+        let first_seq = self.with_conn(|conn| {
+            write_transaction(conn, |conn| {
+                let count = conversations::reserve_seqs(
+                    conn,
+                    user.as_str(),
+                    conversation.as_bytes(),
+                    n,
+                    now.naive_utc(),
+                )?
+                .ok_or(Error::NotFound)?;
+                let first_seq = count - n + 1;
+                let rows: Vec<NewMessageRow<'_>> = batch
+                    .iter()
+                    .zip(&ids)
+                    .zip(&metadata)
+                    .zip(first_seq..)
+                    .map(|(((m, id), meta), seq)| NewMessageRow {
+                        id: id.as_bytes(),
+                        conversation_id: conversation.as_bytes(),
+                        user_id: user.as_str(),
+                        seq,
+                        role: m.role().as_str(),
+                        content: m.content(),
+                        metadata: meta.as_deref(),
+                        created_at: now.naive_utc(),
+                    })
+                    .collect();
+                messages::insert(conn, &rows)?;
+                Ok(first_seq)
+            })
+        })?;
+        Ok(batch
+            .iter()
+            .zip(ids)
+            .zip(first_seq..)
+            .map(|((m, id), seq)| Message {
+                id,
+                conversation_id: conversation,
+                seq,
+                role: m.role(),
+                content: m.content().to_owned(),
+                metadata: m.metadata().cloned(),
+                created_at: now,
+            })
+            .collect())
+    }
+
+    /// A window of the conversation's messages, always in chronological order, with the windows
+    /// before and after it. A window reads only the rows it returns: its cost depends on its size, not
+    /// on the length of the history.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&user, None)?;
+    /// # store.append_message(&user, conv.id, NewMessage::user("hi"))?;
+    /// // The newest 50, for the next prompt…
+    /// let page = store.messages(&user, conv.id, Window::Latest(50))?;
+    /// // …and older ones as the user scrolls up.
+    /// if let Some(older) = page.older {
+    ///     let earlier = store.messages(&user, conv.id, older)?;
+    /// }
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
+    pub fn messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        window: Window,
+    ) -> Result<MessagePage> {
+        let (total, rows) = self.with_conn(|conn| {
+            let conv = conversations::find(conn, user.as_str(), conversation.as_bytes())?
+                .ok_or(Error::NotFound)?;
+            let total = conv.message_count;
+            // Bounded by the count just read, so appends that land in between are not half-seen.
+            let rows = match window.seq_range(total) {
+                Some((first, last)) => {
+                    messages::range(conn, user.as_str(), conversation.as_bytes(), first, last)?
+                }
+                None => Vec::new(),
+            };
+            Ok((total, rows))
+        })?;
+        let messages = rows
+            .into_iter()
+            .map(|r| r.into_model())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MessagePage::new(messages, window, total))
+    }
+
+    /// Erases everything `user` owns — every conversation and message — in one transaction, for
+    /// account deletion. Other users' data is untouched.
+    ///
+    /// # Errors
+    /// Connection and database errors (nothing is deleted then).
+    pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
+        self.with_conn(|conn| {
+            write_transaction(conn, |conn| {
+                let messages = messages::delete_all(conn, user.as_str())? as u64;
+                let conversations = conversations::delete_all(conn, user.as_str())? as u64;
+                Ok(DeletedCounts {
+                    conversations,
+                    messages,
+                })
+            })
+        })
+    }
+
+    /// Checks that each table, index and constraint the store relies on is present.
+    ///
+    /// ```
+    /// # let store = chatstore::ChatStore::open(":memory:")?;
+    /// let report = store.verify_schema()?;
+    /// assert!(report.is_complete(), "{report}");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Connection and database errors.
+    pub fn verify_schema(&self) -> Result<SchemaReport> {
+        let found = self.with_conn(catalog::objects)?;
+        Ok(SchemaReport::new(&found))
+    }
+}

@@ -1,0 +1,120 @@
+//! Test databases: each test gets its own, and it is dropped afterwards.
+
+use chatstore::ChatStore;
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+
+/// Where a test database lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    SqliteFile,
+    SqliteMemory,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+}
+
+/// A fresh, empty database of one kind. A SQLite file lives in a temporary directory; a PostgreSQL
+/// database gets a unique name on the test server and is dropped (with its connections) on `Drop`.
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn new(kind: Kind) -> TestDb {
+        match kind {
+            Kind::SqliteFile => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+                TestDb {
+                    kind,
+                    url,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Kind::SqliteMemory => TestDb {
+                kind,
+                url: ":memory:".into(),
+                _dir: None,
+                pg_name: None,
+            },
+            Kind::Postgres => {
+                let name = format!("chatstore_test_{}", uuid::Uuid::now_v7().simple());
+                admin_execute(&format!("CREATE DATABASE {name}"));
+                let url = with_database(&postgres_admin_url(), &name);
+                TestDb {
+                    kind,
+                    url,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Opens a store on this database (for `:memory:`, a new private database each time).
+    pub fn open(&self) -> ChatStore {
+        ChatStore::open(&self.url).unwrap_or_else(|e| panic!("open {:?}: {e}", self.kind))
+    }
+
+    /// Runs SQL on the database directly, as another program would (not for `:memory:`).
+    pub fn execute(&self, sql: &str) -> diesel::QueryResult<()> {
+        match self.kind {
+            Kind::SqliteFile => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut c = diesel::sqlite::SqliteConnection::establish(path).expect("connect");
+                c.batch_execute(&format!("PRAGMA foreign_keys = ON; {sql}"))
+            }
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => diesel::pg::PgConnection::establish(&self.url)
+                .expect("connect")
+                .batch_execute(sql),
+            _ => panic!("no direct connection to {:?}", self.kind),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// The server the PostgreSQL tests run on: `CHATSTORE_TEST_POSTGRES_URL`, or the local server.
+fn postgres_admin_url() -> String {
+    std::env::var("CHATSTORE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[cfg(feature = "postgres")]
+fn admin_execute(sql: &str) {
+    let url = postgres_admin_url();
+    let mut conn = diesel::pg::PgConnection::establish(&url).unwrap_or_else(|e| {
+        panic!("the PostgreSQL tests need a server at {url} (set CHATSTORE_TEST_POSTGRES_URL): {e}")
+    });
+    conn.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[cfg(not(feature = "postgres"))]
+fn admin_execute(_: &str) {
+    unreachable!("PostgreSQL tests are compiled only with the postgres feature")
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |i| host_start + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
