@@ -155,7 +155,7 @@ impl StoreBuilder {
         } else {
             // Migrate on a connection of our own first: a wrong URL or a server that is down then
             // fails here with the real error, not after a pool timeout.
-            crate::migrations::run(&mut manager.connect()?)?;
+            crate::migrations::run(&mut manager.connect_first()?)?;
             builder
                 .max_size(self.pool_size.unwrap_or(10))
                 .min_idle(Some(1))

@@ -1,6 +1,6 @@
 //! Connections: which backend a URL names, how each connection is set up, and the pool.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
@@ -130,6 +130,35 @@ impl Manager {
         }
     }
 
+    /// The store's first connection, which also prepares the database itself: a SQLite file is
+    /// switched to WAL (readers never block the writer), a setting that persists in the file and so is
+    /// made once here rather than raced on by every pooled connection.
+    pub(crate) fn connect_first(&self) -> Result<Conn> {
+        let mut conn = self.connect()?;
+        #[cfg(feature = "sqlite")]
+        if let (Conn::Sqlite(c), Target::SqliteFile(_)) = (&mut conn, &self.target) {
+            self.enable_wal(c)?;
+        }
+        Ok(conn)
+    }
+
+    /// Switches to WAL. Two connections switching a fresh file at once both hold a shared lock and
+    /// need an exclusive one; SQLite breaks that deadlock by failing one at once with "database is
+    /// locked", without waiting on the busy timeout. So the switch is retried, for up to the busy
+    /// timeout, until the other connection has finished.
+    #[cfg(feature = "sqlite")]
+    fn enable_wal(&self, conn: &mut diesel::sqlite::SqliteConnection) -> Result<()> {
+        let deadline = Instant::now() + self.sqlite.busy_timeout;
+        loop {
+            match conn.batch_execute("PRAGMA journal_mode = WAL") {
+                Err(e) if is_sqlite_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                result => return Ok(result?),
+            }
+        }
+    }
+
     #[cfg(feature = "sqlite")]
     fn connect_sqlite(&self, path: &str) -> Result<Conn> {
         let mut conn = diesel::sqlite::SqliteConnection::establish(path).map_err(Error::Connect)?;
@@ -159,6 +188,12 @@ impl ManageConnection for Manager {
         // Diesel's check: a panic or a transaction left open or in error.
         conn.lost || std::thread::panicking() || conn.conn.is_broken()
     }
+}
+
+/// SQLITE_BUSY, which Diesel reports only by its message.
+#[cfg(feature = "sqlite")]
+fn is_sqlite_busy(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info) if info.message() == "database is locked")
 }
 
 /// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, taking the write lock

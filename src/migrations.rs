@@ -23,13 +23,8 @@ const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
 pub(crate) fn run(conn: &mut Conn) -> Result<()> {
     match conn {
         #[cfg(feature = "sqlite")]
-        Conn::Sqlite(c) => {
-            // WAL persists in the file; switching once here (not per pooled connection) avoids
-            // connections racing on the switch. A no-op for a database already in WAL.
-            diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA journal_mode = WAL")?;
-            // The write lock, held for the whole run; each migration nests as a savepoint.
-            c.immediate_transaction(|c| migrate(c, SQLITE))
-        }
+        // The write lock, held for the whole run; each migration nests as a savepoint.
+        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE)),
         #[cfg(feature = "postgres")]
         Conn::Pg(c) => {
             diesel::sql_query("SELECT pg_advisory_lock($1)")

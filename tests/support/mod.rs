@@ -3,6 +3,13 @@
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
 
 /// Where a test database lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +70,29 @@ impl TestDb {
     /// Runs SQL on the database directly, as another program would (not for `:memory:`).
     pub fn execute(&self, sql: &str) -> diesel::QueryResult<()> {
         match self.kind {
-            Kind::SqliteFile => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let mut c = diesel::sqlite::SqliteConnection::establish(path).expect("connect");
-                c.batch_execute(&format!("PRAGMA foreign_keys = ON; {sql}"))
-            }
+            Kind::SqliteFile => sqlite_connection(&self.url).batch_execute(sql),
             #[cfg(feature = "postgres")]
             Kind::Postgres => diesel::pg::PgConnection::establish(&self.url)
                 .expect("connect")
                 .batch_execute(sql),
+            _ => panic!("no direct connection to {:?}", self.kind),
+        }
+    }
+
+    /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.
+    pub fn revert_all_migrations(&self) {
+        match self.kind {
+            Kind::SqliteFile => {
+                sqlite_connection(&self.url)
+                    .revert_all_migrations(SQLITE_MIGRATIONS)
+                    .expect("revert");
+            }
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => {
+                let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
+                c.revert_all_migrations(POSTGRES_MIGRATIONS)
+                    .expect("revert");
+            }
             _ => panic!("no direct connection to {:?}", self.kind),
         }
     }
@@ -83,6 +104,16 @@ impl Drop for TestDb {
             admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
+}
+
+/// A connection set up as a well-behaved other program would: foreign keys on, and waiting for
+/// locks (a store's pool may be opening a connection in the background at the same moment).
+fn sqlite_connection(url: &str) -> diesel::sqlite::SqliteConnection {
+    let path = url.trim_start_matches("sqlite://");
+    let mut c = diesel::sqlite::SqliteConnection::establish(path).expect("connect");
+    c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+        .expect("pragmas");
+    c
 }
 
 /// The server the PostgreSQL tests run on: `CHATSTORE_TEST_POSTGRES_URL`, or the local server.
