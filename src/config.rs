@@ -20,6 +20,7 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn pragma_value(self) -> &'static str {
         match self {
             Synchronous::Full => "FULL",

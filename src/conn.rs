@@ -1,6 +1,6 @@
 //! Connections: which backend a URL names, how each connection is set up, and the pool.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
@@ -94,6 +94,7 @@ impl Target {
 
 /// Per-connection SQLite settings (they do not persist in the database file).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) struct SqliteSettings {
     pub(crate) busy_timeout: Duration,
     pub(crate) synchronous: crate::Synchronous,
@@ -111,6 +112,7 @@ pub(crate) struct PooledConn {
 #[derive(Debug)]
 pub(crate) struct Manager {
     pub(crate) target: Target,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) sqlite: SqliteSettings,
 }
 
@@ -134,12 +136,14 @@ impl Manager {
     /// switched to WAL (readers never block the writer), a setting that persists in the file and so is
     /// made once here rather than raced on by every pooled connection.
     pub(crate) fn connect_first(&self) -> Result<Conn> {
-        let mut conn = self.connect()?;
-        #[cfg(feature = "sqlite")]
-        if let (Conn::Sqlite(c), Target::SqliteFile(_)) = (&mut conn, &self.target) {
-            self.enable_wal(c)?;
+        match (self.connect()?, &self.target) {
+            #[cfg(feature = "sqlite")]
+            (Conn::Sqlite(mut c), Target::SqliteFile(_)) => {
+                self.enable_wal(&mut c)?;
+                Ok(Conn::Sqlite(c))
+            }
+            (conn, _) => Ok(conn),
         }
-        Ok(conn)
     }
 
     /// Switches to WAL. Two connections switching a fresh file at once both hold a shared lock and
@@ -148,10 +152,10 @@ impl Manager {
     /// timeout, until the other connection has finished.
     #[cfg(feature = "sqlite")]
     fn enable_wal(&self, conn: &mut diesel::sqlite::SqliteConnection) -> Result<()> {
-        let deadline = Instant::now() + self.sqlite.busy_timeout;
+        let deadline = std::time::Instant::now() + self.sqlite.busy_timeout;
         loop {
             match conn.batch_execute("PRAGMA journal_mode = WAL") {
-                Err(e) if is_sqlite_busy(&e) && Instant::now() < deadline => {
+                Err(e) if is_sqlite_busy(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 result => return Ok(result?),

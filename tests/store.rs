@@ -19,12 +19,14 @@ use support::{Kind, TestDb};
 /// skips in-memory SQLite.
 macro_rules! backend_tests {
     (every: [$($every:ident),* $(,)?], persistent: [$($persistent:ident),* $(,)?] $(,)?) => {
+        #[cfg(feature = "sqlite")]
         mod sqlite_file {
             $( #[test] fn $every() { super::$every(&super::TestDb::new(super::Kind::SqliteFile)) } )*
             $( #[test] fn $persistent() {
                 super::$persistent(&super::TestDb::new(super::Kind::SqliteFile))
             } )*
         }
+        #[cfg(feature = "sqlite")]
         mod sqlite_memory {
             $( #[test] fn $every() { super::$every(&super::TestDb::new(super::Kind::SqliteMemory)) } )*
         }
@@ -1134,6 +1136,14 @@ fn an_unreachable_postgres_server_fails_open_with_the_real_error() {
     assert!(matches!(err, Error::Connect(_)), "{err:?}");
 }
 
+#[cfg(not(feature = "sqlite"))]
+#[test]
+fn a_sqlite_url_names_the_feature_to_enable() {
+    let err = ChatStore::open(":memory:").unwrap_err();
+    assert!(matches!(err, Error::BackendNotEnabled { feature: "sqlite", .. }), "{err:?}");
+}
+
+#[cfg(feature = "sqlite")]
 #[test]
 fn sqlite_url_forms_open_the_same_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
+#[cfg(feature = "sqlite")]
 const SQLITE_MIGRATIONS: EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
@@ -13,6 +14,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations =
 
 /// Where a test database lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub enum Kind {
     SqliteFile,
     SqliteMemory,
@@ -70,6 +72,7 @@ impl TestDb {
     /// Runs SQL on the database directly, as another program would (not for `:memory:`).
     pub fn execute(&self, sql: &str) -> diesel::QueryResult<()> {
         match self.kind {
+            #[cfg(feature = "sqlite")]
             Kind::SqliteFile => sqlite_connection(&self.url).batch_execute(sql),
             #[cfg(feature = "postgres")]
             Kind::Postgres => diesel::pg::PgConnection::establish(&self.url)
@@ -82,6 +85,7 @@ impl TestDb {
     /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.
     pub fn revert_all_migrations(&self) {
         match self.kind {
+            #[cfg(feature = "sqlite")]
             Kind::SqliteFile => {
                 sqlite_connection(&self.url)
                     .revert_all_migrations(SQLITE_MIGRATIONS)
@@ -108,6 +112,7 @@ impl Drop for TestDb {
 
 /// A connection set up as a well-behaved other program would: foreign keys on, and waiting for
 /// locks (a store's pool may be opening a connection in the background at the same moment).
+#[cfg(feature = "sqlite")]
 fn sqlite_connection(url: &str) -> diesel::sqlite::SqliteConnection {
     let path = url.trim_start_matches("sqlite://");
     let mut c = diesel::sqlite::SqliteConnection::establish(path).expect("connect");
