@@ -1140,7 +1140,16 @@ fn an_unreachable_postgres_server_fails_open_with_the_real_error() {
 #[test]
 fn a_sqlite_url_names_the_feature_to_enable() {
     let err = ChatStore::open(":memory:").unwrap_err();
-    assert!(matches!(err, Error::BackendNotEnabled { feature: "sqlite", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::BackendNotEnabled {
+                feature: "sqlite",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[cfg(feature = "sqlite")]
