@@ -1,7 +1,10 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs one transaction (or one
 //! statement) of query functions on a pooled connection.
 
+use std::sync::Arc;
+
 use diesel::r2d2::Pool;
+use parking_lot::FairMutex;
 
 use crate::config::{Limits, StoreBuilder};
 use crate::conn::{write_transaction, Backend, Conn, Manager};
@@ -23,6 +26,11 @@ pub struct ChatStore {
     pool: Pool<Manager>,
     backend: Backend,
     limits: Limits,
+    /// SQLite only: this store's writers take turns here, first come first served, before they ask
+    /// SQLite for its write lock. SQLite's busy handler is not fair — it polls with sleeps of up to
+    /// 100 ms — and under steady contention it starved a writer past the busy timeout ("database is
+    /// locked"). With the gate, the busy handler only arbitrates between processes.
+    write_gate: Option<Arc<FairMutex<()>>>,
 }
 
 impl std::fmt::Debug for ChatStore {
@@ -63,10 +71,12 @@ impl ChatStore {
     }
 
     pub(crate) fn from_parts(pool: Pool<Manager>, backend: Backend, limits: Limits) -> Self {
+        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(FairMutex::new(())));
         ChatStore {
             pool,
             backend,
             limits,
+            write_gate,
         }
     }
 
@@ -83,6 +93,12 @@ impl ChatStore {
             pooled.lost = true;
         }
         result
+    }
+
+    /// Runs `f` in a write transaction on a pooled connection, after this store's earlier writers.
+    fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let _turn = self.write_gate.as_ref().map(|gate| gate.lock());
+        self.with_conn(|conn| write_transaction(conn, f))
     }
 
     /// Creates a conversation owned by `user`. The title is trimmed; `None` or a blank title means
@@ -102,7 +118,7 @@ impl ChatStore {
             updated_at: now.naive_utc(),
             message_count: 0,
         };
-        self.with_conn(|conn| conversations::insert(conn, &row))?;
+        self.write(|conn| conversations::insert(conn, &row))?;
         Ok(Conversation {
             id,
             user_id: user.clone(),
@@ -190,14 +206,12 @@ impl ChatStore {
     ) -> Result<Conversation> {
         let title = parse_optional(title)?;
         let now = models::now().naive_utc();
-        self.with_conn(|conn| {
-            write_transaction(conn, |conn| {
-                let title = title.as_ref().map(|t| t.as_str());
-                if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
-                    return Err(Error::NotFound);
-                }
-                conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
-            })
+        self.write(|conn| {
+            let title = title.as_ref().map(|t| t.as_str());
+            if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
+                return Err(Error::NotFound);
+            }
+            conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
         })?
         .into_model()
     }
@@ -207,7 +221,7 @@ impl ChatStore {
     /// # Errors
     /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
     pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
-        match self.with_conn(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
+        match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
             0 => Err(Error::NotFound),
             _ => Ok(()),
         }
@@ -254,39 +268,32 @@ impl ChatStore {
             self.conversation(user, conversation)?;
             return Ok(Vec::new());
         }
-        let now = models::now();
+        let now = models::now().naive_utc();
         let ids: Vec<MessageId> = batch.iter().map(|_| MessageId::generate()).collect();
         let n = batch.len() as i64;
-        let first_seq = self.with_conn(|conn| {
-            write_transaction(conn, |conn| {
-                let count = conversations::reserve_seqs(
-                    conn,
-                    user.as_str(),
-                    conversation.as_bytes(),
-                    n,
-                    now.naive_utc(),
-                )?
-                .ok_or(Error::NotFound)?;
-                let first_seq = count - n + 1;
-                let rows: Vec<NewMessageRow<'_>> = batch
-                    .iter()
-                    .zip(&ids)
-                    .zip(&metadata)
-                    .zip(first_seq..)
-                    .map(|(((m, id), meta), seq)| NewMessageRow {
-                        id: id.as_bytes(),
-                        conversation_id: conversation.as_bytes(),
-                        user_id: user.as_str(),
-                        seq,
-                        role: m.role().as_str(),
-                        content: m.content(),
-                        metadata: meta.as_deref(),
-                        created_at: now.naive_utc(),
-                    })
-                    .collect();
-                messages::insert(conn, &rows)?;
-                Ok(first_seq)
-            })
+        let (first_seq, created_at) = self.write(|conn| {
+            let (count, created_at) =
+                conversations::reserve_seqs(conn, user.as_str(), conversation.as_bytes(), n, now)?
+                    .ok_or(Error::NotFound)?;
+            let first_seq = count - n + 1;
+            let rows: Vec<NewMessageRow<'_>> = batch
+                .iter()
+                .zip(&ids)
+                .zip(&metadata)
+                .zip(first_seq..)
+                .map(|(((m, id), meta), seq)| NewMessageRow {
+                    id: id.as_bytes(),
+                    conversation_id: conversation.as_bytes(),
+                    user_id: user.as_str(),
+                    seq,
+                    role: m.role().as_str(),
+                    content: m.content(),
+                    metadata: meta.as_deref(),
+                    created_at,
+                })
+                .collect();
+            messages::insert(conn, &rows)?;
+            Ok((first_seq, created_at))
         })?;
         Ok(batch
             .iter()
@@ -299,7 +306,7 @@ impl ChatStore {
                 role: m.role(),
                 content: m.content().to_owned(),
                 metadata: m.metadata().cloned(),
-                created_at: now,
+                created_at: models::from_db_time(created_at),
             })
             .collect())
     }
@@ -351,21 +358,16 @@ impl ChatStore {
         Ok(MessagePage::new(messages, window, total))
     }
 
-    /// Erases everything `user` owns — every conversation and message — in one transaction, for
+    /// Erases everything `user` owns — every conversation and message — in one statement, for
     /// account deletion. Other users' data is untouched.
     ///
     /// # Errors
     /// Connection and database errors (nothing is deleted then).
     pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
-        self.with_conn(|conn| {
-            write_transaction(conn, |conn| {
-                let messages = messages::delete_all(conn, user.as_str())? as u64;
-                let conversations = conversations::delete_all(conn, user.as_str())? as u64;
-                Ok(DeletedCounts {
-                    conversations,
-                    messages,
-                })
-            })
+        let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
+        Ok(DeletedCounts {
+            conversations: counts.len() as u64,
+            messages: counts.iter().map(|&n| n as u64).sum(),
         })
     }
 

@@ -64,6 +64,7 @@ backend_tests! {
         delete_cascades_to_messages,
         delete_user_data_leaves_other_users_intact,
         concurrent_appends_get_consecutive_seqs,
+        delete_user_data_counts_exactly_while_appends_race,
         verify_schema_reports_everything_present,
     ],
     persistent: [
@@ -757,8 +758,10 @@ fn delete_cascades_to_messages(db: &TestDb) {
         contents(&store.messages(&alice, kept, Window::All).unwrap().messages),
         expected(1..=3)
     );
-    // The messages are gone from the database, not just unreachable: erasing the user finds only
-    // the kept conversation's.
+    // The messages are gone from the database, not just unreachable.
+    if let Some(rows) = db.count_rows("messages") {
+        assert_eq!(rows, 3);
+    }
     let counts = store.delete_user_data(&alice).unwrap();
     assert_eq!((counts.conversations, counts.messages), (1, 3));
 }
@@ -774,6 +777,9 @@ fn delete_user_data_leaves_other_users_intact(db: &TestDb) {
 
     let counts = store.delete_user_data(&alice).unwrap();
     assert_eq!((counts.conversations, counts.messages), (3, 10));
+    if let Some(rows) = db.count_rows("messages") {
+        assert_eq!(rows, 5, "only bob's messages are left in the table");
+    }
     assert!(store
         .list_conversations(&alice, Page::first(10))
         .unwrap()
@@ -817,6 +823,12 @@ fn concurrent_appends_get_consecutive_seqs(db: &TestDb) {
     let page = store.messages(&alice, conv, Window::All).unwrap();
     assert_eq!(seqs(&page.messages), (1..=800).collect::<Vec<i64>>());
     assert_eq!(page.total, 800);
+    assert!(
+        page.messages
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at),
+        "time never runs backwards along seq"
+    );
     let mut returned: Vec<i64> = per_thread.iter().flatten().copied().collect();
     returned.sort_unstable();
     assert_eq!(
@@ -835,6 +847,56 @@ fn concurrent_appends_get_consecutive_seqs(db: &TestDb) {
                 format!("t{t}-{i}")
             );
         }
+    }
+}
+
+fn delete_user_data_counts_exactly_while_appends_race(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let convs: Vec<ConversationId> = (0..4)
+        .map(|_| store.create_conversation(&alice, None).unwrap().id)
+        .collect();
+    let (warmed_up, started) = std::sync::mpsc::channel();
+    let writers: Vec<_> = convs
+        .iter()
+        .map(|&conv| {
+            let (store, alice, warmed_up) = (store.clone(), alice.clone(), warmed_up.clone());
+            thread::spawn(move || -> Result<u64, Error> {
+                // Bounded, so that a failed delete cannot leave them running.
+                for appended in 0..100_000u64 {
+                    if appended == 10 {
+                        warmed_up.send(()).unwrap();
+                    }
+                    match store.append_message(&alice, conv, NewMessage::user("x")) {
+                        Ok(_) => {}
+                        Err(Error::NotFound) => return Ok(appended),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(100_000)
+            })
+        })
+        .collect();
+    drop(warmed_up);
+    for _ in &convs {
+        // A writer that failed early drops its sender: this fails instead of waiting forever.
+        started.recv().expect("every writer appends ten messages");
+    }
+    // The writers are still appending while their conversations are deleted.
+    let counts = store
+        .delete_user_data(&alice)
+        .expect("delete while writers append");
+    let appended: u64 = writers
+        .into_iter()
+        .map(|w| w.join().unwrap().expect("append"))
+        .sum();
+    assert_eq!(counts.conversations, 4);
+    assert_eq!(
+        counts.messages, appended,
+        "every message that was stored is counted"
+    );
+    if let Some(rows) = db.count_rows("messages") {
+        assert_eq!(rows, 0);
     }
 }
 

@@ -73,22 +73,27 @@ pub(crate) fn delete(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<usize> 
     Ok(diesel::delete(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).execute(conn)?)
 }
 
-/// Deletes every conversation the user owns; returns how many.
-pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<usize> {
-    Ok(diesel::delete(conversations.filter(user_id.eq(user))).execute(conn)?)
+/// Deletes every conversation the user owns, their messages by cascade, in one statement; returns
+/// each deleted conversation's message count. The count is read from the row as deleted (on
+/// PostgreSQL after waiting for any append in flight), so it is exactly the messages that went with it.
+pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
+    Ok(diesel::delete(conversations.filter(user_id.eq(user)))
+        .returning(message_count)
+        .get_results(conn)?)
 }
 
 /// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
-/// count, or `None` if the user owns no such conversation. The update is the first statement so that
-/// it takes the conversation's row lock before anything is read: concurrent appends queue on it and
-/// each sees the count the previous one committed.
+/// count and `updated_at`, or `None` if the user owns no such conversation. The update is the first
+/// statement so that it takes the conversation's row lock before anything is read: concurrent appends
+/// queue on it and each sees the count the previous one committed. The returned time is the batch's
+/// `created_at`: never earlier than the previous append's, so time follows seq.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,
     user: &str,
     conv: &[u8],
     n: i64,
     now: NaiveDateTime,
-) -> Result<Option<i64>> {
+) -> Result<Option<(i64, NaiveDateTime)>> {
     let updated = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
         .set((
             message_count.eq(message_count + n),
@@ -101,7 +106,7 @@ pub(crate) fn reserve_seqs(
     Ok(Some(
         conversations
             .filter(id.eq(conv))
-            .select(message_count)
+            .select((message_count, updated_at))
             .first(conn)?,
     ))
 }

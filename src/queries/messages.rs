@@ -2,7 +2,6 @@ use diesel::prelude::*;
 
 use crate::conn::Conn;
 use crate::models::{MessageRow, NewMessageRow};
-use crate::schema::conversations;
 use crate::schema::messages::dsl::*;
 use crate::Result;
 
@@ -41,13 +40,4 @@ pub(crate) fn range(
         .order(seq.asc())
         .select(MessageRow::as_select())
         .load(conn)?)
-}
-
-/// Deletes every message in the user's conversations; returns how many. Goes through the
-/// conversations, so it reads the `(conversation_id, seq)` index rather than scanning all messages.
-pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<usize> {
-    let owned = conversations::table
-        .filter(conversations::user_id.eq(user))
-        .select(conversations::id);
-    Ok(diesel::delete(messages.filter(conversation_id.eq_any(owned))).execute(conn)?)
 }

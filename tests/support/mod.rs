@@ -2,7 +2,7 @@
 
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 #[cfg(feature = "sqlite")]
@@ -80,6 +80,27 @@ impl TestDb {
                 .batch_execute(sql),
             _ => panic!("no direct connection to {:?}", self.kind),
         }
+    }
+
+    /// Rows in `table`, counted by a connection of its own; `None` for `:memory:`, which no other
+    /// connection can see.
+    pub fn count_rows(&self, table: &str) -> Option<i64> {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let query = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"));
+        let count: Count = match self.kind {
+            #[cfg(feature = "sqlite")]
+            Kind::SqliteFile => query.get_result(&mut sqlite_connection(&self.url)),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => query
+                .get_result(&mut diesel::pg::PgConnection::establish(&self.url).expect("connect")),
+            _ => return None,
+        }
+        .expect("count");
+        Some(count.n)
     }
 
     /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.
