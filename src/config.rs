@@ -64,6 +64,9 @@ impl StoreBuilder {
     pub const DEFAULT_MAX_CONTENT_BYTES: usize = 1024 * 1024;
     /// Default for [`max_page_size`](Self::max_page_size).
     pub const DEFAULT_MAX_PAGE_SIZE: u32 = 100;
+    /// The longest timeout accepted (about 24.8 days: SQLite counts its busy timeout in `i32`
+    /// milliseconds); longer ones are shortened to it.
+    pub const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
     pub(crate) fn new(url: impl Into<String>) -> Self {
         StoreBuilder {
@@ -87,15 +90,18 @@ impl StoreBuilder {
     }
 
     /// How long a call waits for a free connection before failing with [`Error::Pool`]
-    /// (default 30 s).
+    /// (default 30 s; between 1 ms and [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)). On PostgreSQL, opening
+    /// also waits at most this long for another process's migration run.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
+        self.connection_timeout = timeout.clamp(Duration::from_millis(1), Self::MAX_TIMEOUT);
         self
     }
 
-    /// SQLite: how long a writer waits for another writer's lock before failing (default 5 s).
+    /// SQLite: how long a writer waits for another process's write lock before failing (default
+    /// 5 s; at most [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)). Writers of the same store never need it:
+    /// they take turns in order.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
+        self.busy_timeout = timeout.min(Self::MAX_TIMEOUT);
         self
     }
 
@@ -151,12 +157,15 @@ impl StoreBuilder {
                 .max_lifetime(None)
                 .build(manager)
                 .map_err(Error::Pool)?;
-            crate::migrations::run(&mut pool.get().map_err(Error::Pool)?.conn)?;
+            crate::migrations::run(
+                &mut pool.get().map_err(Error::Pool)?.conn,
+                self.connection_timeout,
+            )?;
             pool
         } else {
             // Migrate on a connection of our own first: a wrong URL or a server that is down then
             // fails here with the real error, not after a pool timeout.
-            crate::migrations::run(&mut manager.connect_first()?)?;
+            crate::migrations::run(&mut manager.connect_first()?, self.connection_timeout)?;
             builder
                 .max_size(self.pool_size.unwrap_or(10))
                 .min_idle(Some(1))

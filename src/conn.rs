@@ -42,32 +42,48 @@ impl Target {
     /// Reads a database URL: `postgres://…`/`postgresql://…`, `sqlite://path`, `sqlite::memory:`,
     /// `:memory:`, or a bare file path.
     pub(crate) fn parse(url: &str) -> Result<Target> {
-        let target = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Target::Postgres(url.to_owned())
-        } else if matches!(url, ":memory:" | "sqlite::memory:" | "sqlite://:memory:") {
-            Target::SqliteMemory
-        } else if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or(url.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
+        // Schemes are case-insensitive; the rest of the URL is kept as given.
+        let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
+        let target = match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Target::Postgres(url.to_owned()),
+            _ if matches!(url, ":memory:" | "sqlite::memory:" | "sqlite://:memory:") => {
+                Target::SqliteMemory
+            }
+            // An SQLite URI filename, handed to SQLite as it is (`file:chat.db?mode=ro`).
+            "file" => Target::SqliteFile(url.to_owned()),
+            "sqlite" => match rest.strip_prefix("//").unwrap_or(rest) {
+                "" => {
+                    return Err(Error::UnsupportedUrl(
+                        "a sqlite URL needs a file path".into(),
+                    ))
+                }
+                path => Target::SqliteFile(path.to_owned()),
+            },
+            scheme if rest.starts_with("//") => {
+                // Only the scheme is echoed: the rest may hold a password.
+                return Err(Error::UnsupportedUrl(format!(
+                    "unknown scheme {scheme:?} (expected sqlite://, postgres:// or postgresql://)"
+                )));
+            }
+            _ if url.trim().is_empty() => {
+                return Err(Error::UnsupportedUrl("the url is empty".into()));
+            }
+            // "host=db user=app" is a libpq connection string, not a file name: taking it for one
+            // would quietly create a SQLite file instead of reaching the server.
+            _ if url.contains('=') => {
                 return Err(Error::UnsupportedUrl(
-                    "a sqlite URL needs a file path".into(),
+                    "key=value connection strings are not accepted: use a postgres:// URL, or \
+                     sqlite://… for a file whose name has '=' in it"
+                        .into(),
                 ));
             }
-            Target::SqliteFile(path.to_owned())
-        } else if let Some((scheme, _)) = url.split_once("://") {
-            // Only the scheme is echoed: the rest may hold a password.
-            return Err(Error::UnsupportedUrl(format!(
-                "unknown scheme {scheme:?} (expected sqlite://, postgres:// or postgresql://)"
-            )));
-        } else if url.trim().is_empty() {
-            return Err(Error::UnsupportedUrl("the url is empty".into()));
-        } else {
-            Target::SqliteFile(url.to_owned())
+            _ => Target::SqliteFile(url.to_owned()),
         };
-        target.check_enabled()?;
-        Ok(target)
+        match target.backend() {
+            Backend::Sqlite if !cfg!(feature = "sqlite") => Err(target.not_enabled()),
+            Backend::Postgres if !cfg!(feature = "postgres") => Err(target.not_enabled()),
+            _ => Ok(target),
+        }
     }
 
     pub(crate) fn backend(&self) -> Backend {
@@ -77,17 +93,17 @@ impl Target {
         }
     }
 
-    fn check_enabled(&self) -> Result<()> {
+    /// The error for a URL whose backend this build was compiled without.
+    fn not_enabled(&self) -> Error {
         match self.backend() {
-            Backend::Sqlite if !cfg!(feature = "sqlite") => Err(Error::BackendNotEnabled {
+            Backend::Sqlite => Error::BackendNotEnabled {
                 backend: "SQLite",
                 feature: "sqlite",
-            }),
-            Backend::Postgres if !cfg!(feature = "postgres") => Err(Error::BackendNotEnabled {
+            },
+            Backend::Postgres => Error::BackendNotEnabled {
                 backend: "PostgreSQL",
                 feature: "postgres",
-            }),
-            _ => Ok(()),
+            },
         }
     }
 }
@@ -128,7 +144,7 @@ impl Manager {
                 .map(Conn::Pg)
                 .map_err(Error::Connect),
             #[allow(unreachable_patterns)]
-            _ => Err(Error::UnsupportedUrl("backend not compiled in".into())),
+            _ => Err(self.target.not_enabled()),
         }
     }
 

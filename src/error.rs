@@ -63,8 +63,9 @@ pub enum Error {
         feature: &'static str,
     },
 
-    /// Running the embedded migrations failed; the database keeps the migrations that completed
-    /// (each one runs in its own transaction).
+    /// Running the embedded migrations failed. On SQLite the whole run is one transaction and the
+    /// schema stays as it was; on PostgreSQL each migration is its own transaction, and the ones
+    /// that completed stay applied.
     #[error("running migrations failed: {0}")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
 

@@ -19,14 +19,21 @@ const POSTGRES: EmbeddedMigrations = diesel_migrations::embed_migrations!("migra
 const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
 
 /// Brings the schema up to date, holding a database-wide lock so that processes opening the same
-/// fresh database at once take turns instead of racing on `CREATE TABLE`.
-pub(crate) fn run(conn: &mut Conn) -> Result<()> {
+/// fresh database at once take turns instead of racing on `CREATE TABLE`. Waits at most
+/// `lock_timeout` for that lock (SQLite: the connection's busy timeout).
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<()> {
     match conn {
         #[cfg(feature = "sqlite")]
-        // The write lock, held for the whole run; each migration nests as a savepoint.
+        // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
+        // leaves the schema as it was before the run.
         Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE)),
         #[cfg(feature = "postgres")]
         Conn::Pg(c) => {
+            // A migrator that hangs while holding the lock must not hang every process that opens.
+            // The connection is this open's own and is closed afterwards.
+            diesel::sql_query(format!("SET lock_timeout = {}", lock_timeout.as_millis()))
+                .execute(c)?;
             diesel::sql_query("SELECT pg_advisory_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)?;

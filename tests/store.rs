@@ -1161,6 +1161,8 @@ fn unsupported_urls_are_refused_with_a_clear_error() {
         "mysql://root@127.0.0.1/test",
         "redis://127.0.0.1",
         "sqlite://",
+        "sqlite:",
+        "host=127.0.0.1 user=postgres dbname=test",
     ] {
         let err = ChatStore::open(url).unwrap_err();
         assert!(matches!(err, Error::UnsupportedUrl(_)), "{url}: {err:?}");
@@ -1227,6 +1229,8 @@ fn sqlite_url_forms_open_the_same_file() {
     for url in [
         path.display().to_string(),
         format!("sqlite:{}", path.display()),
+        format!("SQLite://{}", path.display()),
+        format!("file:{}?mode=rw", path.display()),
     ] {
         assert_eq!(
             ChatStore::open(&url)

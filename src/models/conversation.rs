@@ -49,7 +49,7 @@ impl ConversationRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = conversations)]
+#[diesel(table_name = conversations, treat_none_as_default_value = false)]
 pub(crate) struct NewConversationRow<'a> {
     pub(crate) id: &'a [u8],
     pub(crate) user_id: &'a str,

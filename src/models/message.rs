@@ -203,7 +203,7 @@ impl MessageRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = messages)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
 pub(crate) struct NewMessageRow<'a> {
     pub(crate) id: &'a [u8],
     pub(crate) conversation_id: &'a [u8],

@@ -9,8 +9,9 @@ use crate::Result;
 /// (65,535) bind limits.
 const ROWS_PER_INSERT: usize = 1000;
 
-/// Inserts the rows with multi-row INSERTs. Diesel's multi-row INSERT does not go through the
-/// backend enum, so it is issued on each backend's own connection.
+/// Inserts the rows with multi-row INSERTs (on SQLite too: `NewMessageRow` binds `None` as NULL,
+/// where Diesel would otherwise fall back to one INSERT per row). Diesel's multi-row INSERT does not
+/// go through the backend enum, so it is issued on each backend's own connection.
 pub(crate) fn insert(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let query = diesel::insert_into(messages).values(chunk);
