@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::conn::{Manager, SqliteSettings, Target};
-use crate::{ChatStore, Error, Result};
+use crate::{ChatStore, Result};
 
 /// How hard SQLite works to keep a commit through a power cut (`PRAGMA synchronous`). Both settings
 /// keep every committed write through a crash of the *process*; they differ on a crash of the machine.
@@ -83,13 +83,14 @@ impl StoreBuilder {
     }
 
     /// Most connections the store keeps open (default 10; at least 1). An in-memory SQLite store
-    /// always has exactly one, since each SQLite connection to `:memory:` is a database of its own.
+    /// always uses one.
     pub fn pool_size(mut self, size: u32) -> Self {
         self.pool_size = Some(size.max(1));
         self
     }
 
-    /// How long a call waits for a free connection before failing with [`Error::Pool`]
+    /// How long a call waits for a free connection before failing with
+    /// [`Error::Pool`](crate::Error::Pool)
     /// (default 30 s; between 1 ms and [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)). On PostgreSQL, opening
     /// also waits at most this long for another process's migration run.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
@@ -127,50 +128,45 @@ impl StoreBuilder {
     /// Connects, brings the schema up to date and returns the store.
     ///
     /// # Errors
-    /// - [`Error::UnsupportedUrl`] or [`Error::BackendNotEnabled`] for a URL this build cannot open;
-    /// - [`Error::Connect`] if the database cannot be reached;
-    /// - [`Error::SchemaTooNew`] if a newer chatstore has migrated the database;
-    /// - [`Error::Migration`] if a migration fails;
-    /// - [`Error::Pool`] if the pool cannot be set up.
+    /// - [`UnsupportedUrl`](crate::Error::UnsupportedUrl) or
+    ///   [`BackendNotEnabled`](crate::Error::BackendNotEnabled) for a URL this build cannot open;
+    /// - [`Connect`](crate::Error::Connect) if the database cannot be reached;
+    /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
+    /// - [`Migration`](crate::Error::Migration) if a migration fails.
     pub fn open(self) -> Result<ChatStore> {
         let target = Target::parse(&self.url)?;
         let backend = target.backend();
-        let memory = target == Target::SqliteMemory;
-        let manager = Manager {
+        let memory = matches!(target, Target::SqliteMemory(_));
+        let mut manager = Manager {
             target,
             sqlite: SqliteSettings {
                 busy_timeout: self.busy_timeout,
                 synchronous: self.synchronous,
             },
+            anchor: None,
         };
-        let builder = diesel::r2d2::Pool::builder()
+        // Migrate on a connection of our own first: a wrong URL or a server that is down then
+        // fails here with the real error, not after a pool timeout.
+        let mut first = manager.connect_first()?;
+        crate::migrations::run(&mut first, self.connection_timeout)?;
+        let pool_size = if memory {
+            // An in-memory database lives as long as one connection to it is open: the first one
+            // stays with the store, so a pooled connection can be replaced without losing data.
+            manager.anchor = Some(std::sync::Mutex::new(first));
+            // Connections to one shared in-memory database lock whole tables and fail at once
+            // ("database table is locked") instead of waiting: one at a time.
+            1
+        } else {
+            self.pool_size.unwrap_or(10)
+        };
+        let pool = diesel::r2d2::Pool::builder()
             .connection_timeout(self.connection_timeout)
             // Connections are checked when they fail (see PooledConn::lost), not with an extra
             // round trip before every call.
-            .test_on_check_out(false);
-        let pool = if memory {
-            // The one connection is the database: keep it for the life of the store.
-            let pool = builder
-                .max_size(1)
-                .min_idle(Some(1))
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .build(manager)
-                .map_err(Error::Pool)?;
-            crate::migrations::run(
-                &mut pool.get().map_err(Error::Pool)?.conn,
-                self.connection_timeout,
-            )?;
-            pool
-        } else {
-            // Migrate on a connection of our own first: a wrong URL or a server that is down then
-            // fails here with the real error, not after a pool timeout.
-            crate::migrations::run(&mut manager.connect_first()?, self.connection_timeout)?;
-            builder
-                .max_size(self.pool_size.unwrap_or(10))
-                .min_idle(Some(1))
-                .build_unchecked(manager)
-        };
+            .test_on_check_out(false)
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .build_unchecked(manager);
         Ok(ChatStore::from_parts(pool, backend, self.limits))
     }
 }

@@ -32,8 +32,9 @@ pub enum Backend {
 pub(crate) enum Target {
     /// A SQLite database file (or a `file:` URI).
     SqliteFile(String),
-    /// A private in-memory SQLite database that lives as long as the store.
-    SqliteMemory,
+    /// A private in-memory SQLite database that lives as long as the store: a shared-cache URI
+    /// with a name of its own, so that every connection of the store reaches the same database.
+    SqliteMemory(String),
     /// A PostgreSQL URL, passed to libpq untouched (sslmode and other parameters included).
     Postgres(String),
 }
@@ -47,7 +48,10 @@ impl Target {
         let target = match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => Target::Postgres(url.to_owned()),
             _ if matches!(url, ":memory:" | "sqlite::memory:" | "sqlite://:memory:") => {
-                Target::SqliteMemory
+                Target::SqliteMemory(format!(
+                    "file:chatstore-{}?mode=memory&cache=shared",
+                    uuid::Uuid::now_v7().simple()
+                ))
             }
             // An SQLite URI filename, handed to SQLite as it is (`file:chat.db?mode=ro`).
             "file" => Target::SqliteFile(url.to_owned()),
@@ -88,7 +92,7 @@ impl Target {
 
     pub(crate) fn backend(&self) -> Backend {
         match self {
-            Target::SqliteFile(_) | Target::SqliteMemory => Backend::Sqlite,
+            Target::SqliteFile(_) | Target::SqliteMemory(_) => Backend::Sqlite,
             Target::Postgres(_) => Backend::Postgres,
         }
     }
@@ -125,20 +129,20 @@ pub(crate) struct PooledConn {
 
 /// Makes connections for the pool: picks the backend from the URL itself (Diesel's own
 /// `MultiConnection::establish` tries each backend in turn and hides the real error).
-#[derive(Debug)]
 pub(crate) struct Manager {
     pub(crate) target: Target,
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) sqlite: SqliteSettings,
+    /// In-memory SQLite: a connection held, never used, for as long as the pool, which keeps the
+    /// database alive while the pool replaces its connection.
+    pub(crate) anchor: Option<std::sync::Mutex<Conn>>,
 }
 
 impl Manager {
     pub(crate) fn connect(&self) -> Result<Conn> {
         match &self.target {
             #[cfg(feature = "sqlite")]
-            Target::SqliteFile(path) => self.connect_sqlite(path),
-            #[cfg(feature = "sqlite")]
-            Target::SqliteMemory => self.connect_sqlite(":memory:"),
+            Target::SqliteFile(path) | Target::SqliteMemory(path) => self.connect_sqlite(path),
             #[cfg(feature = "postgres")]
             Target::Postgres(url) => diesel::pg::PgConnection::establish(url)
                 .map(Conn::Pg)

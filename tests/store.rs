@@ -65,6 +65,7 @@ backend_tests! {
         delete_user_data_leaves_other_users_intact,
         concurrent_appends_get_consecutive_seqs,
         delete_user_data_counts_exactly_while_appends_race,
+        a_connection_the_pool_discards_loses_nothing,
         verify_schema_reports_everything_present,
     ],
     persistent: [
@@ -900,6 +901,38 @@ fn delete_user_data_counts_exactly_while_appends_race(db: &TestDb) {
     }
 }
 
+fn a_connection_the_pool_discards_loses_nothing(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = conversation_with(&store, &alice, 2);
+    // r2d2 discards a connection returned by a panicking thread. For in-memory SQLite that
+    // connection used to be the whole database.
+    struct CallWhileUnwinding(ChatStore, UserId, ConversationId);
+    impl Drop for CallWhileUnwinding {
+        fn drop(&mut self) {
+            assert_eq!(
+                self.0.conversation(&self.1, self.2).unwrap().message_count,
+                2
+            );
+        }
+    }
+    let probe = CallWhileUnwinding(store.clone(), alice.clone(), conv);
+    let unwound = thread::spawn(move || {
+        let _probe = probe;
+        panic!("deliberate panic: a store call during unwinding");
+    })
+    .join();
+    assert!(unwound.is_err());
+    assert_eq!(snapshot(&store, &alice, conv).0, 2);
+    store
+        .append_message(&alice, conv, NewMessage::user("m3"))
+        .unwrap();
+    assert_eq!(
+        contents(&store.messages(&alice, conv, Window::All).unwrap().messages),
+        expected(1..=3)
+    );
+}
+
 fn verify_schema_reports_everything_present(db: &TestDb) {
     let report = db.open().verify_schema().unwrap();
     assert!(report.is_complete(), "{report}");
@@ -1241,11 +1274,23 @@ fn sqlite_url_forms_open_the_same_file() {
             conv.id
         );
     }
-    for url in [":memory:", "sqlite::memory:", "sqlite://:memory:"] {
+    let mut in_memory = Vec::new();
+    for url in [
+        ":memory:",
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        ":memory:",
+    ] {
         let store = ChatStore::open(url).unwrap();
         assert!(
             matches!(store.conversation(&alice, conv.id), Err(Error::NotFound)),
             "{url}"
         );
+        in_memory.push((store.create_conversation(&alice, None).unwrap().id, store));
+    }
+    for (id, store) in &in_memory {
+        let page = store.list_conversations(&alice, Page::first(10)).unwrap();
+        let ids: Vec<_> = page.conversations.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [*id], "each in-memory store is a database of its own");
     }
 }
