@@ -6,8 +6,9 @@ use std::fmt;
 ///
 /// Input errors ([`InvalidTitle`](Error::InvalidTitle), [`InvalidUserId`](Error::InvalidUserId),
 /// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
-/// [`InvalidMetadata`](Error::InvalidMetadata), [`InvalidId`](Error::InvalidId)) are found before
-/// anything is written: the database is left as it was.
+/// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
+/// [`InvalidId`](Error::InvalidId)) are found before anything is written: the database is left as
+/// it was.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -42,9 +43,18 @@ pub enum Error {
         index: usize,
     },
 
-    /// Message metadata is not a JSON object, or is larger than the content limit.
-    #[error("metadata {0}")]
-    InvalidMetadata(String),
+    /// Message metadata is not a JSON object.
+    #[error("message metadata must be a JSON object")]
+    InvalidMetadata,
+
+    /// Message metadata, as JSON text, is larger than the content limit.
+    #[error("message metadata is {bytes} bytes as JSON, the maximum is {max}")]
+    MetadataTooLarge {
+        /// Size of the metadata as JSON text, in bytes.
+        bytes: usize,
+        /// The store's limit, in bytes.
+        max: usize,
+    },
 
     /// A string given as a conversation or message id is not a UUID.
     #[error("invalid id {0:?}: not a UUID")]

@@ -1,6 +1,6 @@
 //! Paging: keyset pages of conversations and seq windows of messages.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, Utc};
 
 use crate::ids::ConversationId;
 use crate::models::{Conversation, Message};
@@ -42,11 +42,47 @@ impl Page {
     }
 }
 
-/// A position in a user's conversation list: the last conversation of a page.
+/// A position in a user's conversation list: the `(updated_at, id)` of the last conversation of a
+/// page. A service can hand both parts to a client (say, as query parameters) and rebuild the
+/// cursor with [`ConversationCursor::new`] on the next request; a cursor only ever selects among
+/// the acting user's conversations, whatever values it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationCursor {
     pub(crate) updated_at: NaiveDateTime,
     pub(crate) id: ConversationId,
+}
+
+impl ConversationCursor {
+    /// The position just after a conversation with this `updated_at` and `id`. Sub-microsecond
+    /// precision is dropped, as in storage, and a time outside the years 1 to 9999 is moved to the
+    /// nearest end of that range: SQLite keeps timestamps as text, which sorts in time order only
+    /// with four-digit years (and every stored time is a recent one).
+    pub fn new(updated_at: DateTime<Utc>, id: ConversationId) -> Self {
+        let (earliest, latest) = four_digit_years();
+        let updated_at = updated_at
+            .trunc_subsecs(6)
+            .naive_utc()
+            .clamp(earliest, latest);
+        ConversationCursor { updated_at, id }
+    }
+
+    /// The `updated_at` of the conversation the cursor follows.
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at.and_utc()
+    }
+
+    /// The id of the conversation the cursor follows.
+    pub fn id(&self) -> ConversationId {
+        self.id
+    }
+}
+
+/// The first and last microsecond of the years 1 to 9999.
+fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
+    let first = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN);
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
+    let end_of_day = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN);
+    (first.and_time(NaiveTime::MIN), last.and_time(end_of_day))
 }
 
 /// One page of conversations, most recently updated first.

@@ -175,15 +175,9 @@ impl ChatStore {
             .collect::<Result<Vec<_>>>()?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
-            items.last().map(|last| {
-                Page::after(
-                    ConversationCursor {
-                        updated_at: last.updated_at.naive_utc(),
-                        id: last.id,
-                    },
-                    limit,
-                )
-            })
+            items
+                .last()
+                .map(|last| Page::after(ConversationCursor::new(last.updated_at, last.id), limit))
         } else {
             None
         };
@@ -249,8 +243,9 @@ impl ChatStore {
     /// An empty batch writes nothing (it still checks that the user owns the conversation).
     ///
     /// # Errors
-    /// - [`Error::ContentTooLarge`], [`Error::InvalidContent`], [`Error::InvalidMetadata`] for a
-    ///   message that breaks the limits — nothing of the batch is written;
+    /// - [`Error::ContentTooLarge`], [`Error::InvalidContent`], [`Error::InvalidMetadata`],
+    ///   [`Error::MetadataTooLarge`] for a message that breaks the limits — nothing of the batch is
+    ///   written;
     /// - [`Error::NotFound`] if the user owns no such conversation;
     /// - connection and database errors (the transaction is rolled back).
     pub fn append_messages(
@@ -343,12 +338,15 @@ impl ChatStore {
                 .ok_or(Error::NotFound)?;
             let total = conv.message_count;
             // Bounded by the count just read, so appends that land in between are not half-seen.
-            let rows = match window.seq_range(total) {
-                Some((first, last)) => {
-                    messages::range(conn, user.as_str(), conversation.as_bytes(), first, last)?
-                }
-                None => Vec::new(),
+            let Some((first, last)) = window.seq_range(total) else {
+                return Ok((total, Vec::new()));
             };
+            let rows = messages::range(conn, user.as_str(), conversation.as_bytes(), first, last)?;
+            // Seqs have no gaps and messages are only ever deleted with their conversation, so a
+            // short range means it was deleted between the two reads.
+            if rows.len() as i64 != last - first + 1 {
+                return Err(Error::NotFound);
+            }
             Ok((total, rows))
         })?;
         let messages = rows

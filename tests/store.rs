@@ -8,8 +8,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use chatstore::{
-    ChatStore, ConversationId, Error, ItemKind, Message, NewMessage, Page, Role, TextError, UserId,
-    Window,
+    ChatStore, ConversationCursor, ConversationId, Error, ItemKind, Message, NewMessage, Page,
+    Role, TextError, UserId, Window,
 };
 use serde_json::json;
 use support::{Kind, TestDb};
@@ -61,11 +61,13 @@ backend_tests! {
         rename_bumps_updated_at_and_clears_title,
         list_pages_are_stable_while_messages_arrive,
         list_page_size_is_capped,
+        a_cursor_rebuilt_from_its_parts_continues_the_list,
         delete_cascades_to_messages,
         delete_user_data_leaves_other_users_intact,
         concurrent_appends_get_consecutive_seqs,
         delete_user_data_counts_exactly_while_appends_race,
         a_connection_the_pool_discards_loses_nothing,
+        a_read_racing_a_delete_sees_all_or_not_found,
         verify_schema_reports_everything_present,
     ],
     persistent: [
@@ -545,7 +547,10 @@ fn check_small_limit(store: &ChatStore) {
     let err = store
         .append_message(&alice, conv.id, NewMessage::user("").with_metadata(&meta))
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidMetadata(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::MetadataTooLarge { bytes: 29, max: 8 }),
+        "{err:?}"
+    );
     assert_eq!(
         store.conversation(&alice, conv.id).unwrap().message_count,
         1
@@ -567,7 +572,7 @@ fn metadata_must_be_an_object(db: &TestDb) {
         let err = store
             .append_message(&alice, conv, NewMessage::tool("r").with_metadata(&bad))
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidMetadata(_)), "{bad}: {err:?}");
+        assert!(matches!(err, Error::InvalidMetadata), "{bad}: {err:?}");
     }
     assert_eq!(snapshot(&store, &alice, conv), before);
     let nested =
@@ -735,6 +740,53 @@ fn list_page_size_is_capped(db: &TestDb) {
         .list_conversations(&alice, Page::first(u32::MAX))
         .unwrap();
     assert_eq!((all.conversations.len(), all.next), (5, None));
+}
+
+fn a_cursor_rebuilt_from_its_parts_continues_the_list(db: &TestDb) {
+    let store = db.open();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let ids: Vec<_> = (0..5)
+        .map(|_| store.create_conversation(&alice, None).unwrap().id)
+        .collect();
+    store.create_conversation(&bob, None).unwrap();
+    let first = store.list_conversations(&alice, Page::first(2)).unwrap();
+    let cursor = first.next.unwrap().cursor().unwrap();
+    // What a service would put in a URL and read back on the next request.
+    let (time, id) = (cursor.updated_at().to_rfc3339(), cursor.id().to_string());
+    let rebuilt = ConversationCursor::new(
+        chrono::DateTime::parse_from_rfc3339(&time).unwrap().into(),
+        id.parse().unwrap(),
+    );
+    assert_eq!(rebuilt, cursor);
+    let rest = store
+        .list_conversations(&alice, Page::after(rebuilt, 10))
+        .unwrap();
+    let listed: Vec<_> = first
+        .conversations
+        .iter()
+        .chain(&rest.conversations)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, ids.iter().rev().copied().collect::<Vec<_>>());
+    // A cursor made up by a client selects among the acting user's conversations only.
+    let forged = ConversationCursor::new(
+        chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        id.parse().unwrap(),
+    );
+    let page = store
+        .list_conversations(&bob, Page::after(forged, 100))
+        .unwrap();
+    assert_eq!(page.conversations.len(), 1);
+    assert!(page.conversations.iter().all(|c| c.user_id == bob));
+    let forged = ConversationCursor::new(
+        chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        id.parse().unwrap(),
+    );
+    assert!(store
+        .list_conversations(&bob, Page::after(forged, 100))
+        .unwrap()
+        .conversations
+        .is_empty());
 }
 
 fn delete_cascades_to_messages(db: &TestDb) {
@@ -931,6 +983,33 @@ fn a_connection_the_pool_discards_loses_nothing(db: &TestDb) {
         contents(&store.messages(&alice, conv, Window::All).unwrap().messages),
         expected(1..=3)
     );
+}
+
+fn a_read_racing_a_delete_sees_all_or_not_found(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    for _ in 0..5 {
+        let conv = conversation_with(&store, &alice, 200);
+        let (reading, started) = std::sync::mpsc::channel();
+        let reader = {
+            let (store, alice) = (store.clone(), alice.clone());
+            thread::spawn(move || {
+                for reads in 0.. {
+                    if reads == 3 {
+                        reading.send(()).unwrap();
+                    }
+                    match store.messages(&alice, conv, Window::Latest(50)) {
+                        Ok(page) => assert_eq!((page.messages.len(), page.total), (50, 200)),
+                        Err(Error::NotFound) => return,
+                        Err(e) => panic!("read failed: {e}"),
+                    }
+                }
+            })
+        };
+        started.recv().unwrap();
+        store.delete_conversation(&alice, conv).unwrap();
+        reader.join().expect("every read is whole or NotFound");
+    }
 }
 
 fn verify_schema_reports_everything_present(db: &TestDb) {

@@ -137,14 +137,14 @@ impl<'a> NewMessage<'a> {
             return Ok(None);
         };
         if !metadata.is_object() {
-            return Err(Error::InvalidMetadata("must be a JSON object".into()));
+            return Err(Error::InvalidMetadata);
         }
         let text = metadata.to_string();
         if text.len() > max_bytes {
-            return Err(Error::InvalidMetadata(format!(
-                "is {} bytes as JSON, the maximum is {max_bytes}",
-                text.len()
-            )));
+            return Err(Error::MetadataTooLarge {
+                bytes: text.len(),
+                max: max_bytes,
+            });
         }
         Ok(Some(text))
     }
