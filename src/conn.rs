@@ -247,3 +247,56 @@ pub(crate) fn write_transaction<T>(
         }
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+
+    use super::*;
+    use crate::Synchronous;
+
+    /// A pragma's value, as text.
+    fn pragma(conn: &mut Conn, name: &str) -> String {
+        // The pragma's one column is named after it, but for busy_timeout.
+        let column = if name == "busy_timeout" {
+            "timeout"
+        } else {
+            name
+        };
+        let value = sql::<Text>(&format!(
+            "(SELECT CAST({column} AS TEXT) FROM pragma_{name}())"
+        ));
+        diesel::select(value).get_result(conn).unwrap()
+    }
+
+    // The bundled SQLite turns foreign keys on by default, so this also checks that nothing turns
+    // them off; busy_timeout and synchronous would go unnoticed by every behavioural test.
+    #[test]
+    fn every_sqlite_connection_gets_the_store_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pragmas.db").display().to_string();
+        for (synchronous, level) in [(Synchronous::Full, "2"), (Synchronous::Normal, "1")] {
+            let manager = Manager {
+                target: Target::SqliteFile(path.clone()),
+                sqlite: SqliteSettings {
+                    busy_timeout: Duration::from_millis(1234),
+                    synchronous,
+                },
+                anchor: None,
+            };
+            let mut first = manager.connect_first().unwrap();
+            let mut pooled = manager.connect().unwrap();
+            for conn in [&mut first, &mut pooled] {
+                assert_eq!(pragma(conn, "foreign_keys"), "1");
+                assert_eq!(pragma(conn, "busy_timeout"), "1234");
+                assert_eq!(pragma(conn, "synchronous"), level);
+                assert_eq!(
+                    pragma(conn, "journal_mode"),
+                    "wal",
+                    "WAL is in the file for all"
+                );
+            }
+        }
+    }
+}

@@ -155,7 +155,10 @@ impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error as D};
         match e {
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            D::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )
             | D::BrokenTransactionManager => Error::ConnectionLost(e),
             _ => Error::Database(e),
         }

@@ -1123,39 +1123,68 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
     };
     let title_256 = "é".repeat(256);
     let refused = [
-        format!(
-            "INSERT INTO conversations (id, user_id, title, created_at, updated_at, message_count) \
-             VALUES ({}, 'alice', '{title_256}', {now}, {now}, 0)",
-            fresh(1)
+        (
+            format!(
+                "INSERT INTO conversations (id, user_id, title, created_at, updated_at, message_count) \
+                 VALUES ({}, 'alice', '{title_256}', {now}, {now}, 0)",
+                fresh(1)
+            ),
+            // PostgreSQL's VARCHAR(255) refuses it before the CHECK does.
+            &["conversations_title_length", "character varying(255)"][..],
         ),
-        format!(
-            "INSERT INTO conversations (id, user_id, title, created_at, updated_at, message_count) \
-             VALUES ({}, '', NULL, {now}, {now}, 0)",
-            fresh(2)
+        (
+            format!(
+                "INSERT INTO conversations (id, user_id, title, created_at, updated_at, message_count) \
+                 VALUES ({}, '', NULL, {now}, {now}, 0)",
+                fresh(2)
+            ),
+            &["conversations_user_id_length"][..],
         ),
-        format!(
-            "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
-             VALUES ({}, {blob}, 'alice', 2, 'wizard', 'x', {now})",
-            fresh(3)
+        (
+            format!(
+                "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
+                 VALUES ({}, {blob}, 'alice', 2, 'wizard', 'x', {now})",
+                fresh(3)
+            ),
+            &["messages_role_valid"][..],
         ),
-        format!(
-            "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-             VALUES ({}, {blob}, 'alice', 2, 'user', 'x', '[1]', {now})",
-            fresh(4)
+        (
+            format!(
+                "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
+                 VALUES ({}, {blob}, 'alice', 2, 'user', 'x', '[1]', {now})",
+                fresh(4)
+            ),
+            &["messages_metadata_object"][..],
         ),
-        format!(
-            "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
-             VALUES ({}, {blob}, 'alice', 1, 'user', 'duplicate seq', {now})",
-            fresh(5)
+        (
+            format!(
+                "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
+                 VALUES ({}, {blob}, 'alice', 1, 'user', 'duplicate seq', {now})",
+                fresh(5)
+            ),
+            // PostgreSQL names the constraint, SQLite the columns.
+            &["messages_conversation_seq", "messages.conversation_id, messages.seq"][..],
         ),
     ];
-    for sql in &refused {
-        assert!(db.execute(sql).is_err(), "the database accepted: {sql}");
+    for (sql, constraint) in &refused {
+        refused_by(db, sql, constraint);
     }
     // The same title at 255 characters goes in: the refusals above were the limits, not the SQL.
-    let ok = refused[0].replace(&title_256, &"é".repeat(255));
+    let ok = refused[0].0.replace(&title_256, &"é".repeat(255));
     db.execute(&ok).unwrap();
     assert_eq!(snapshot(&store, &alice, conv).0, 1);
+}
+
+/// Runs `sql` as another program would and checks that `constraint` is what refused it (not, say,
+/// a typo in the statement).
+fn refused_by(db: &TestDb, sql: &str, constraint: &[&str]) {
+    match db.execute(sql) {
+        Ok(()) => panic!("the database accepted: {sql}"),
+        Err(e) => assert!(
+            constraint.iter().any(|c| e.to_string().contains(c)),
+            "expected {constraint:?}, got {e}"
+        ),
+    }
 }
 
 fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
@@ -1181,10 +1210,13 @@ fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
              VALUES ({id}, {blob}, '{owner}', 2, 'user', 'x', {now})"
         ))
     };
-    assert!(
-        insert("mallory").is_err(),
-        "a message owned by someone else than its conversation"
-    );
+    let fk = match db.kind {
+        Kind::Postgres => "messages_conversation_fk",
+        _ => "FOREIGN KEY constraint failed",
+    };
+    let err =
+        insert("mallory").expect_err("a message owned by another than its conversation's owner");
+    assert!(err.to_string().contains(fk), "{err}");
     insert("alice").unwrap();
 }
 
@@ -1326,6 +1358,44 @@ fn a_sqlite_url_names_the_feature_to_enable() {
         ),
         "{err:?}"
     );
+}
+
+#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_a_terminated_connection_is_replaced_without_reopening() {
+    let db = TestDb::new(Kind::Postgres);
+    let store = db.open();
+    let alice = user("alice");
+    let conv = conversation_with(&store, &alice, 2);
+    // What a failover or an administrator does: every server process of the store goes away
+    // (the timeout makes the call wait until they have).
+    db.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .unwrap();
+    let mut lost = 0;
+    let page = loop {
+        match store.messages(&alice, conv, Window::All) {
+            Ok(page) => break page,
+            // Each pooled connection fails once, as ConnectionLost, and is then dropped.
+            Err(Error::ConnectionLost(e)) => {
+                lost += 1;
+                assert!(
+                    lost <= 10,
+                    "the pool keeps handing out a dead connection: {e}"
+                );
+            }
+            Err(e) => panic!("expected ConnectionLost, got {e:?}"),
+        }
+    };
+    assert!(lost >= 1, "the call in flight saw the connection go");
+    assert_eq!(contents(&page.messages), expected(1..=2));
+    store
+        .append_message(&alice, conv, NewMessage::user("m3"))
+        .unwrap();
+    assert_eq!(store.conversation(&alice, conv).unwrap().message_count, 3);
 }
 
 #[cfg(feature = "sqlite")]
