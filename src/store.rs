@@ -19,7 +19,9 @@ use crate::{Error, Result};
 /// A store of chat conversations and their messages, on behalf of many users.
 ///
 /// Open one at start-up and share it: it is cheap to clone and safe to use from many threads (it holds
-/// a connection pool). Every operation takes the acting [`UserId`] and touches only that user's data;
+/// a connection pool). On SQLite, open one store per database file in a process: a store's writers
+/// take turns in arrival order, while separate stores (like separate processes) meet only in
+/// SQLite's busy handler. Every operation takes the acting [`UserId`] and touches only that user's data;
 /// another user's conversation reads as [`Error::NotFound`], exactly like one that does not exist.
 #[derive(Clone)]
 pub struct ChatStore {

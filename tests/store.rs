@@ -72,6 +72,7 @@ backend_tests! {
     ],
     persistent: [
         reopening_runs_no_migration_and_keeps_data,
+        appends_through_several_stores_get_consecutive_seqs,
         two_stores_opening_a_fresh_database_at_once_both_succeed,
         verify_schema_names_a_dropped_index,
         schema_newer_than_the_build_is_refused,
@@ -901,6 +902,46 @@ fn concurrent_appends_get_consecutive_seqs(db: &TestDb) {
             );
         }
     }
+}
+
+/// Several stores on one database stand for several processes: each has its own pool (and, on
+/// SQLite, its own writer queue), so they meet only in the database's locks.
+fn appends_through_several_stores_get_consecutive_seqs(db: &TestDb) {
+    const STORES: usize = 3;
+    const THREADS: usize = 3;
+    const APPENDS: usize = 60;
+    let stores: Vec<ChatStore> = (0..STORES).map(|_| db.open()).collect();
+    let alice = user("alice");
+    let conv = stores[0].create_conversation(&alice, None).unwrap().id;
+    let barrier = Arc::new(Barrier::new(STORES * THREADS));
+    let handles: Vec<_> = (0..STORES * THREADS)
+        .map(|t| {
+            let (store, alice) = (stores[t % STORES].clone(), alice.clone());
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..APPENDS {
+                    let batch = [NewMessage::user("a"), NewMessage::assistant("b")];
+                    let appended = store.append_messages(&alice, conv, &batch).unwrap();
+                    assert_eq!(
+                        appended[0].seq + 1,
+                        appended[1].seq,
+                        "a batch stays together"
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total = (STORES * THREADS * APPENDS * 2) as i64;
+    let page = stores[1].messages(&alice, conv, Window::All).unwrap();
+    assert_eq!(seqs(&page.messages), (1..=total).collect::<Vec<i64>>());
+    assert!(page
+        .messages
+        .chunks(2)
+        .all(|pair| pair[0].content == "a" && pair[1].content == "b"));
 }
 
 fn delete_user_data_counts_exactly_while_appends_race(db: &TestDb) {
