@@ -56,7 +56,7 @@ pub enum Error {
         max: usize,
     },
 
-    /// A string given as a conversation or message id is not a UUID.
+    /// A string given as a conversation or message id is not a UUID (its first 64 characters).
     #[error("invalid id {0:?}: not a UUID")]
     InvalidId(String),
 

@@ -123,7 +123,11 @@ macro_rules! uuid_id {
             /// # Errors
             /// [`Error::InvalidId`] if `s` is not a UUID.
             fn from_str(s: &str) -> Result<Self> {
-                Uuid::parse_str(s).map($name).map_err(|_| Error::InvalidId(s.to_owned()))
+                Uuid::parse_str(s).map($name).map_err(|_| {
+                    // Enough to recognise in a log line, however long the input.
+                    let shown: String = s.chars().take(64).collect();
+                    Error::InvalidId(shown)
+                })
             }
         }
     };

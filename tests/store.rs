@@ -234,47 +234,48 @@ fn windows_clamp_out_of_range_cursors(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 5);
-    let read = |w| contents(&store.messages(&alice, conv, w).unwrap().messages);
-    assert_eq!(read(Window::Before { seq: 100, limit: 2 }), expected(4..=5));
-    assert_eq!(read(Window::Before { seq: 3, limit: 10 }), expected(1..=2));
-    assert_eq!(
-        read(Window::Before { seq: 1, limit: 10 }),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        read(Window::Before {
-            seq: i64::MIN,
-            limit: u32::MAX
-        }),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        read(Window::Before {
-            seq: i64::MAX,
-            limit: u32::MAX
-        }),
-        expected(1..=5)
-    );
-    assert_eq!(read(Window::After { seq: -7, limit: 2 }), expected(1..=2));
-    assert_eq!(read(Window::After { seq: 4, limit: 10 }), expected(5..=5));
-    assert_eq!(
-        read(Window::After { seq: 5, limit: 10 }),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        read(Window::After {
-            seq: i64::MAX,
-            limit: u32::MAX
-        }),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        read(Window::After {
-            seq: i64::MIN,
-            limit: 0
-        }),
-        Vec::<String>::new()
-    );
+    let none = Vec::<String>::new();
+    let cases = [
+        (Window::Before { seq: 100, limit: 2 }, expected(4..=5)),
+        (Window::Before { seq: 3, limit: 10 }, expected(1..=2)),
+        (Window::Before { seq: 1, limit: 10 }, none.clone()),
+        (
+            Window::Before {
+                seq: i64::MIN,
+                limit: u32::MAX,
+            },
+            none.clone(),
+        ),
+        (
+            Window::Before {
+                seq: i64::MAX,
+                limit: u32::MAX,
+            },
+            expected(1..=5),
+        ),
+        (Window::After { seq: -7, limit: 2 }, expected(1..=2)),
+        (Window::After { seq: 4, limit: 10 }, expected(5..=5)),
+        (Window::After { seq: 5, limit: 10 }, none.clone()),
+        (
+            Window::After {
+                seq: i64::MAX,
+                limit: u32::MAX,
+            },
+            none.clone(),
+        ),
+        (
+            Window::After {
+                seq: i64::MIN,
+                limit: 0,
+            },
+            none.clone(),
+        ),
+        (Window::Latest(0), none),
+    ];
+    for (window, want) in cases {
+        let page = store.messages(&alice, conv, window).unwrap();
+        assert_eq!(contents(&page.messages), want, "{window:?}");
+    }
 }
 
 fn order_holds_when_messages_share_a_timestamp(db: &TestDb) {
@@ -1153,15 +1154,9 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 1);
-    let hex = conv.as_uuid().simple().to_string();
-    let (blob, now) = match db.kind {
-        Kind::Postgres => (format!("'\\x{hex}'::bytea"), "now()::timestamp"),
-        _ => (format!("x'{hex}'"), "'2026-01-01 00:00:00'"),
-    };
-    let fresh = |n: u8| match db.kind {
-        Kind::Postgres => format!("'\\x{:032x}'::bytea", n),
-        _ => format!("x'{:032x}'", n),
-    };
+    let sql = RawSql::new(db);
+    let (blob, now) = (sql.id(conv.as_uuid().as_bytes()), sql.now());
+    let fresh = |n: u8| sql.id(&[n; 16]);
     let title_256 = "é".repeat(256);
     let refused = [
         (
@@ -1216,6 +1211,32 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
     assert_eq!(snapshot(&store, &alice, conv).0, 1);
 }
 
+/// SQL literals for statements written by hand, as another program would write them.
+struct RawSql(Kind);
+
+impl RawSql {
+    fn new(db: &TestDb) -> Self {
+        RawSql(db.kind)
+    }
+
+    /// A 16-byte id.
+    fn id(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self.0 {
+            Kind::Postgres => format!("'\\x{hex}'::bytea"),
+            _ => format!("x'{hex}'"),
+        }
+    }
+
+    /// A timestamp.
+    fn now(&self) -> &'static str {
+        match self.0 {
+            Kind::Postgres => "now()::timestamp",
+            _ => "'2026-01-01 00:00:00'",
+        }
+    }
+}
+
 /// Runs `sql` as another program would and checks that `constraint` is what refused it (not, say,
 /// a typo in the statement).
 fn refused_by(db: &TestDb, sql: &str, constraint: &[&str]) {
@@ -1232,19 +1253,12 @@ fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 1);
-    let hex = conv.as_uuid().simple().to_string();
-    let (blob, id, now) = match db.kind {
-        Kind::Postgres => (
-            format!("'\\x{hex}'::bytea"),
-            format!("'\\x{:032x}'::bytea", 9),
-            "now()::timestamp",
-        ),
-        _ => (
-            format!("x'{hex}'"),
-            format!("x'{:032x}'", 9),
-            "'2026-01-01 00:00:00'",
-        ),
-    };
+    let sql = RawSql::new(db);
+    let (blob, id, now) = (
+        sql.id(conv.as_uuid().as_bytes()),
+        sql.id(&[9; 16]),
+        sql.now(),
+    );
     let insert = |owner: &str| {
         db.execute(&format!(
             "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
@@ -1337,6 +1351,11 @@ fn conversation_ids_parse_and_refuse_garbage() {
         "not-a-uuid".parse::<ConversationId>(),
         Err(Error::InvalidId(_))
     ));
+    let huge = "x".repeat(100_000);
+    match huge.parse::<ConversationId>() {
+        Err(Error::InvalidId(shown)) => assert_eq!(shown.len(), 64),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
