@@ -64,6 +64,9 @@ impl StoreBuilder {
     pub const DEFAULT_MAX_CONTENT_BYTES: usize = 1024 * 1024;
     /// Default for [`max_page_size`](Self::max_page_size).
     pub const DEFAULT_MAX_PAGE_SIZE: u32 = 100;
+    /// The largest pool accepted; larger sizes are reduced to it (the pool reserves memory for
+    /// every connection it may hold).
+    pub const MAX_POOL_SIZE: u32 = 1024;
     /// The longest timeout accepted (about 24.8 days: SQLite counts its busy timeout in `i32`
     /// milliseconds); longer ones are shortened to it.
     pub const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
@@ -82,17 +85,18 @@ impl StoreBuilder {
         }
     }
 
-    /// Most connections the store keeps open (default 10; at least 1). An in-memory SQLite store
-    /// always uses one.
+    /// Most connections the store keeps open (default 10; between 1 and
+    /// [`MAX_POOL_SIZE`](Self::MAX_POOL_SIZE)). An in-memory SQLite store always uses one.
     pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool_size = Some(size.max(1));
+        self.pool_size = Some(size.clamp(1, Self::MAX_POOL_SIZE));
         self
     }
 
     /// How long a call waits for a free connection before failing with
     /// [`Error::Pool`](crate::Error::Pool)
-    /// (default 30 s; between 1 ms and [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)). On PostgreSQL, opening
-    /// also waits at most this long for another process's migration run.
+    /// (default 30 s; between 1 ms and [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)). On PostgreSQL it also
+    /// bounds connecting (libpq's `connect_timeout`, in whole seconds, unless the URL sets one) and
+    /// how long opening waits for another process's migration run.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout.clamp(Duration::from_millis(1), Self::MAX_TIMEOUT);
         self
@@ -134,7 +138,8 @@ impl StoreBuilder {
     /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
     /// - [`Migration`](crate::Error::Migration) if a migration fails.
     pub fn open(self) -> Result<ChatStore> {
-        let target = Target::parse(&self.url)?;
+        let mut target = Target::parse(&self.url)?;
+        target.bound_connect_time(self.connection_timeout);
         let backend = target.backend();
         let memory = matches!(target, Target::SqliteMemory(_));
         let mut manager = Manager {

@@ -43,43 +43,48 @@ impl Target {
     /// Reads a database URL: `postgres://…`/`postgresql://…`, `sqlite://path`, `sqlite::memory:`,
     /// `:memory:`, or a bare file path.
     pub(crate) fn parse(url: &str) -> Result<Target> {
+        let unsupported = |why: &str| Err(Error::UnsupportedUrl(why.to_owned()));
         // Schemes are case-insensitive; the rest of the URL is kept as given.
         let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
-        let target = match scheme.to_ascii_lowercase().as_str() {
+        let scheme = scheme.to_ascii_lowercase();
+        let target = match scheme.as_str() {
             "postgres" | "postgresql" => Target::Postgres(url.to_owned()),
-            _ if matches!(url, ":memory:" | "sqlite::memory:" | "sqlite://:memory:") => {
+            "" | "sqlite" if matches!(rest, "memory:" | ":memory:" | "//:memory:") => {
                 Target::SqliteMemory(format!(
                     "file:chatstore-{}?mode=memory&cache=shared",
                     uuid::Uuid::now_v7().simple()
                 ))
             }
+            // A store's connections must all reach one database; an in-memory URI would give
+            // each pooled connection a database of its own.
+            "file" if rest.contains(":memory:") || rest.contains("mode=memory") => {
+                return unsupported("in-memory file: URIs are not supported: use :memory:");
+            }
             // An SQLite URI filename, handed to SQLite as it is (`file:chat.db?mode=ro`).
             "file" => Target::SqliteFile(url.to_owned()),
             "sqlite" => match rest.strip_prefix("//").unwrap_or(rest) {
-                "" => {
-                    return Err(Error::UnsupportedUrl(
-                        "a sqlite URL needs a file path".into(),
-                    ))
+                "" => return unsupported("a sqlite URL needs a file path"),
+                path if path.contains('?') => {
+                    return unsupported(
+                        "sqlite:// URLs take no parameters: use a file: URI for SQLite's options",
+                    );
                 }
                 path => Target::SqliteFile(path.to_owned()),
             },
+            // Only the scheme is echoed: the rest may hold a password.
             scheme if rest.starts_with("//") => {
-                // Only the scheme is echoed: the rest may hold a password.
                 return Err(Error::UnsupportedUrl(format!(
                     "unknown scheme {scheme:?} (expected sqlite://, postgres:// or postgresql://)"
                 )));
             }
-            _ if url.trim().is_empty() => {
-                return Err(Error::UnsupportedUrl("the url is empty".into()));
-            }
+            _ if url.trim().is_empty() => return unsupported("the url is empty"),
             // "host=db user=app" is a libpq connection string, not a file name: taking it for one
             // would quietly create a SQLite file instead of reaching the server.
             _ if url.contains('=') => {
-                return Err(Error::UnsupportedUrl(
+                return unsupported(
                     "key=value connection strings are not accepted: use a postgres:// URL, or \
-                     sqlite://… for a file whose name has '=' in it"
-                        .into(),
-                ));
+                     sqlite://… for a file whose name has '=' in it",
+                );
             }
             _ => Target::SqliteFile(url.to_owned()),
         };
@@ -94,6 +99,19 @@ impl Target {
         match self {
             Target::SqliteFile(_) | Target::SqliteMemory(_) => Backend::Sqlite,
             Target::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Bounds how long libpq may take to connect, unless the URL says so itself: libpq waits
+    /// without limit by default, so a host that drops packets would hang `open` and the pool.
+    pub(crate) fn bound_connect_time(&mut self, timeout: Duration) {
+        if let Target::Postgres(url) = self {
+            if !url.contains("connect_timeout=") {
+                // Whole seconds, rounded up; libpq treats anything under 2 as 2.
+                let secs = timeout.as_millis().div_ceil(1000).max(1);
+                let separator = if url.contains('?') { '&' } else { '?' };
+                url.push_str(&format!("{separator}connect_timeout={secs}"));
+            }
         }
     }
 
@@ -174,11 +192,14 @@ impl Manager {
     fn enable_wal(&self, conn: &mut diesel::sqlite::SqliteConnection) -> Result<()> {
         let deadline = std::time::Instant::now() + self.sqlite.busy_timeout;
         loop {
-            match conn.batch_execute("PRAGMA journal_mode = WAL") {
-                Err(e) if is_sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+            match conn
+                .batch_execute("PRAGMA journal_mode = WAL")
+                .map_err(Error::from)
+            {
+                Err(Error::Busy(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                result => return Ok(result?),
+                result => return result,
             }
         }
     }
@@ -212,12 +233,6 @@ impl ManageConnection for Manager {
         // Diesel's check: a panic or a transaction left open or in error.
         conn.lost || std::thread::panicking() || conn.conn.is_broken()
     }
-}
-
-/// SQLITE_BUSY, which Diesel reports only by its message.
-#[cfg(feature = "sqlite")]
-fn is_sqlite_busy(e: &diesel::result::Error) -> bool {
-    matches!(e, diesel::result::Error::DatabaseError(_, info) if info.message() == "database is locked")
 }
 
 /// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, taking the write lock

@@ -73,9 +73,8 @@ pub enum Error {
         feature: &'static str,
     },
 
-    /// Running the embedded migrations failed. On SQLite the whole run is one transaction and the
-    /// schema stays as it was; on PostgreSQL each migration is its own transaction, and the ones
-    /// that completed stay applied.
+    /// Running the embedded migrations failed. The whole run is one transaction: the schema stays
+    /// as it was.
     #[error("running migrations failed: {0}")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
 
@@ -105,6 +104,12 @@ pub enum Error {
     /// retry gets a fresh one.
     #[error("the database connection was lost: {0}")]
     ConnectionLost(#[source] diesel::result::Error),
+
+    /// Another writer held the lock longer than this call may wait: SQLite's busy timeout (another
+    /// process writing), or, when opening a PostgreSQL store, another process's migration run for
+    /// longer than the connection timeout. Nothing was written; the call can be retried.
+    #[error("the database is busy: {0}")]
+    Busy(#[source] diesel::result::Error),
 
     /// Any other error reported by the database.
     #[error("database error: {0}")]
@@ -160,9 +165,17 @@ impl From<diesel::result::Error> for Error {
                 _,
             )
             | D::BrokenTransactionManager => Error::ConnectionLost(e),
+            D::DatabaseError(_, ref info) if is_lock_timeout(info.message()) => Error::Busy(e),
             _ => Error::Database(e),
         }
     }
+}
+
+/// Diesel reports these only by their message: SQLite's SQLITE_BUSY and SQLITE_LOCKED, and
+/// PostgreSQL's lock_not_available after `lock_timeout`.
+pub(crate) fn is_lock_timeout(message: &str) -> bool {
+    matches!(message, "database is locked" | "database table is locked")
+        || message.starts_with("canceling statement due to lock timeout")
 }
 
 /// Checks text against the rules shared by user ids and titles: at most `max` characters and no

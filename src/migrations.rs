@@ -28,23 +28,22 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
         // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
         // leaves the schema as it was before the run.
         Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE)),
+        // One transaction, so that it also works through a transaction-mode pooler (PgBouncer,
+        // serverless endpoints): the lock is a transaction lock, released at commit or rollback
+        // on whichever server connection ran it, and a failed run leaves no migration half done.
         #[cfg(feature = "postgres")]
-        Conn::Pg(c) => {
+        Conn::Pg(c) => c.transaction(|c| {
             // A migrator that hangs while holding the lock must not hang every process that opens.
-            // The connection is this open's own and is closed afterwards.
-            diesel::sql_query(format!("SET lock_timeout = {}", lock_timeout.as_millis()))
-                .execute(c)?;
-            diesel::sql_query("SELECT pg_advisory_lock($1)")
+            diesel::sql_query(format!(
+                "SET LOCAL lock_timeout = {}",
+                lock_timeout.as_millis()
+            ))
+            .execute(c)?;
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)?;
-            let result = migrate(c, POSTGRES);
-            let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
-                .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
-                .execute(c);
-            result?;
-            unlocked?;
-            Ok(())
-        }
+            migrate(c, POSTGRES)
+        }),
     }
 }
 

@@ -77,12 +77,20 @@ impl ConversationCursor {
     }
 }
 
-/// The first and last microsecond of the years 1 to 9999.
+/// The first and last microsecond of the years 1 to 9999 (checked at compile time).
 fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
-    let first = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN);
-    let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
-    let end_of_day = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN);
-    (first.and_time(NaiveTime::MIN), last.and_time(end_of_day))
+    const FIRST: NaiveDateTime = match NaiveDate::from_ymd_opt(1, 1, 1) {
+        Some(day) => day.and_time(NaiveTime::MIN),
+        None => panic!("year 1 is a date"),
+    };
+    const LAST: NaiveDateTime = match (
+        NaiveDate::from_ymd_opt(9999, 12, 31),
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999),
+    ) {
+        (Some(day), Some(time)) => day.and_time(time),
+        _ => panic!("the last microsecond of 9999 is a time"),
+    };
+    (FIRST, LAST)
 }
 
 /// One page of conversations, most recently updated first.

@@ -27,6 +27,3 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
-
-diesel::joinable!(messages -> conversations (conversation_id));
-diesel::allow_tables_to_appear_in_same_query!(conversations, messages);

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
 use diesel::r2d2::Pool;
 use parking_lot::FairMutex;
 
@@ -41,6 +42,25 @@ impl std::fmt::Debug for ChatStore {
             .field("backend", &self.backend)
             .field("pool", &self.pool.state())
             .finish_non_exhaustive()
+    }
+}
+
+/// The message `new` became once stored.
+fn stored(
+    conversation: ConversationId,
+    new: &NewMessage<'_>,
+    id: MessageId,
+    seq: i64,
+    created_at: NaiveDateTime,
+) -> Message {
+    Message {
+        id,
+        conversation_id: conversation,
+        seq,
+        role: new.role(),
+        content: new.content().to_owned(),
+        metadata: new.metadata().cloned(),
+        created_at: models::from_db_time(created_at),
     }
 }
 
@@ -233,8 +253,9 @@ impl ChatStore {
         conversation: ConversationId,
         message: NewMessage<'_>,
     ) -> Result<Message> {
-        let mut appended = self.append_messages(user, conversation, &[message])?;
-        appended.pop().ok_or(Error::NotFound)
+        let id = MessageId::generate();
+        let (seq, created_at) = self.insert_messages(user, conversation, &[message], &[id])?;
+        Ok(stored(conversation, &message, id, seq, created_at))
     }
 
     /// Appends messages to the end of the conversation, all or nothing: they get consecutive seqs
@@ -249,6 +270,7 @@ impl ChatStore {
     ///   [`Error::MetadataTooLarge`] for a message that breaks the limits — nothing of the batch is
     ///   written;
     /// - [`Error::NotFound`] if the user owns no such conversation;
+    /// - [`Error::Busy`] if another process kept SQLite's write lock past the busy timeout;
     /// - connection and database errors (the transaction is rolled back).
     pub fn append_messages(
         &self,
@@ -256,26 +278,44 @@ impl ChatStore {
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
+        if batch.is_empty() {
+            self.conversation(user, conversation)?;
+            return Ok(Vec::new());
+        }
+        let ids: Vec<MessageId> = batch.iter().map(|_| MessageId::generate()).collect();
+        let (first_seq, created_at) = self.insert_messages(user, conversation, batch, &ids)?;
+        Ok(batch
+            .iter()
+            .zip(ids)
+            .zip(first_seq..)
+            .map(|((m, id), seq)| stored(conversation, m, id, seq, created_at))
+            .collect())
+    }
+
+    /// Validates a non-empty batch, then writes it with the given ids; returns the first seq and
+    /// the batch's `created_at`.
+    fn insert_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        batch: &[NewMessage<'_>],
+        ids: &[MessageId],
+    ) -> Result<(i64, NaiveDateTime)> {
         let max = self.limits.max_content_bytes;
         let metadata = batch
             .iter()
             .map(|m| m.validate(max))
             .collect::<Result<Vec<_>>>()?;
-        if batch.is_empty() {
-            self.conversation(user, conversation)?;
-            return Ok(Vec::new());
-        }
         let now = models::now().naive_utc();
-        let ids: Vec<MessageId> = batch.iter().map(|_| MessageId::generate()).collect();
         let n = batch.len() as i64;
-        let (first_seq, created_at) = self.write(|conn| {
+        self.write(|conn| {
             let (count, created_at) =
                 conversations::reserve_seqs(conn, user.as_str(), conversation.as_bytes(), n, now)?
                     .ok_or(Error::NotFound)?;
             let first_seq = count - n + 1;
             let rows: Vec<NewMessageRow<'_>> = batch
                 .iter()
-                .zip(&ids)
+                .zip(ids)
                 .zip(&metadata)
                 .zip(first_seq..)
                 .map(|(((m, id), meta), seq)| NewMessageRow {
@@ -291,21 +331,7 @@ impl ChatStore {
                 .collect();
             messages::insert(conn, &rows)?;
             Ok((first_seq, created_at))
-        })?;
-        Ok(batch
-            .iter()
-            .zip(ids)
-            .zip(first_seq..)
-            .map(|((m, id), seq)| Message {
-                id,
-                conversation_id: conversation,
-                seq,
-                role: m.role(),
-                content: m.content().to_owned(),
-                metadata: m.metadata().cloned(),
-                created_at: models::from_db_time(created_at),
-            })
-            .collect())
+        })
     }
 
     /// A window of the conversation's messages, always in chronological order, with the windows

@@ -6,6 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use chatstore::{
     ChatStore, ConversationCursor, ConversationId, Error, ItemKind, Message, NewMessage, Page,
@@ -79,6 +80,7 @@ backend_tests! {
         database_constraints_refuse_rows_the_library_would_refuse,
         message_owner_must_be_the_conversation_owner,
         migrations_revert_and_reapply_cleanly,
+        order_is_seq_even_when_ids_and_times_disagree,
     ],
 }
 
@@ -1211,6 +1213,40 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
     assert_eq!(snapshot(&store, &alice, conv).0, 1);
 }
 
+fn order_is_seq_even_when_ids_and_times_disagree(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let sql = RawSql::new(db);
+    let blob = sql.id(conv.as_uuid().as_bytes());
+    // Written as another program might: seqs 1, 2, 3 with ids and timestamps running backwards.
+    for (seq, text) in [(1u8, "first"), (2, "second"), (3, "third")] {
+        let (id, at) = (
+            sql.id(&[10 - seq; 16]),
+            sql.at(&format!("2026-01-0{} 00:00:00", 4 - seq)),
+        );
+        db.execute(&format!(
+            "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
+             VALUES ({id}, {blob}, 'alice', {seq}, 'user', '{text}', {at})"
+        ))
+        .unwrap();
+    }
+    db.execute("UPDATE conversations SET message_count = 3")
+        .unwrap();
+    let read = |w| contents(&store.messages(&alice, conv, w).unwrap().messages);
+    assert_eq!(read(Window::All), ["first", "second", "third"]);
+    assert_eq!(read(Window::Latest(2)), ["second", "third"]);
+    assert_eq!(read(Window::Before { seq: 3, limit: 1 }), ["second"]);
+    assert_eq!(
+        read(Window::After { seq: 1, limit: 5 }),
+        ["second", "third"]
+    );
+    let next = store
+        .append_message(&alice, conv, NewMessage::user("fourth"))
+        .unwrap();
+    assert_eq!(next.seq, 4);
+}
+
 /// SQL literals for statements written by hand, as another program would write them.
 struct RawSql(Kind);
 
@@ -1225,6 +1261,14 @@ impl RawSql {
         match self.0 {
             Kind::Postgres => format!("'\\x{hex}'::bytea"),
             _ => format!("x'{hex}'"),
+        }
+    }
+
+    /// The timestamp written `YYYY-MM-DD HH:MM:SS`.
+    fn at(&self, time: &str) -> String {
+        match self.0 {
+            Kind::Postgres => format!("'{time}'::timestamp"),
+            _ => format!("'{time}'"),
         }
     }
 
@@ -1367,6 +1411,9 @@ fn unsupported_urls_are_refused_with_a_clear_error() {
         "sqlite://",
         "sqlite:",
         "host=127.0.0.1 user=postgres dbname=test",
+        "file::memory:",
+        "file:chat?mode=memory&cache=shared",
+        "sqlite://chat.db?mode=rwc",
     ] {
         let err = ChatStore::open(url).unwrap_err();
         assert!(matches!(err, Error::UnsupportedUrl(_)), "{url}: {err:?}");
@@ -1421,6 +1468,101 @@ fn a_sqlite_url_names_the_feature_to_enable() {
 }
 
 #[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_a_writer_locked_out_past_the_busy_timeout_gets_busy() {
+    let db = TestDb::new(Kind::SqliteFile);
+    let store = ChatStore::builder(db.url.clone())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let alice = user("alice");
+    let conv = conversation_with(&store, &alice, 1);
+    let before = snapshot(&store, &alice, conv);
+    {
+        let _other_process = db.hold("BEGIN IMMEDIATE");
+        let err = store
+            .append_message(&alice, conv, NewMessage::user("x"))
+            .unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        let err = store.create_conversation(&alice, None).unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        assert_eq!(
+            snapshot(&store, &alice, conv),
+            before,
+            "reads go on meanwhile"
+        );
+    }
+    store
+        .append_message(&alice, conv, NewMessage::user("m2"))
+        .unwrap();
+    assert_eq!(snapshot(&store, &alice, conv).0, 2);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_open_waits_for_another_migrator_at_most_the_connection_timeout() {
+    let db = TestDb::new(Kind::Postgres);
+    // The advisory lock chatstore's migration run takes ("chatstor").
+    let key = 0x6368_6174_7374_6f72_i64;
+    {
+        let _migrating = db.hold(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"));
+        let err = ChatStore::builder(db.url.clone())
+            .connection_timeout(Duration::from_millis(300))
+            .open()
+            .unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    }
+    assert!(db.open().verify_schema().unwrap().is_complete());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_open_gives_up_on_a_server_that_never_answers() {
+    // Accepts the TCP connection (the kernel does) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let (done, outcome) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let opened = ChatStore::builder(url)
+            .connection_timeout(Duration::from_secs(1))
+            .open();
+        let _ = done.send(opened.map(drop));
+    });
+    let outcome = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("open gives up instead of waiting forever");
+    assert!(matches!(outcome, Err(Error::Connect(_))), "{outcome:?}");
+}
+
+#[test]
+fn out_of_range_options_are_clamped_not_fatal() {
+    let builders = [
+        ChatStore::builder(":memory:").pool_size(0),
+        ChatStore::builder(":memory:").pool_size(u32::MAX),
+        ChatStore::builder(":memory:").connection_timeout(Duration::ZERO),
+        ChatStore::builder(":memory:").connection_timeout(Duration::MAX),
+        ChatStore::builder(":memory:").busy_timeout(Duration::MAX),
+        ChatStore::builder(":memory:").max_page_size(0),
+    ];
+    let alice = user("alice");
+    for builder in builders {
+        let store = builder.open().unwrap();
+        let conv = store.create_conversation(&alice, None).unwrap();
+        store
+            .append_message(&alice, conv.id, NewMessage::user("hi"))
+            .unwrap();
+        assert_eq!(
+            store
+                .list_conversations(&alice, Page::first(5))
+                .unwrap()
+                .conversations
+                .len(),
+            1
+        );
+    }
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_a_terminated_connection_is_replaced_without_reopening() {
@@ -1488,6 +1630,8 @@ fn sqlite_url_forms_open_the_same_file() {
         ":memory:",
         "sqlite::memory:",
         "sqlite://:memory:",
+        "SQLite::memory:",
+        "SQLITE://:memory:",
         ":memory:",
     ] {
         let store = ChatStore::open(url).unwrap();

@@ -82,6 +82,26 @@ impl TestDb {
         }
     }
 
+    /// Opens a connection of its own, runs `sql` on it and keeps it open — with whatever locks
+    /// `sql` took — until the returned value is dropped: another process, in short.
+    pub fn hold(&self, sql: &str) -> Box<dyn std::any::Any> {
+        match self.kind {
+            #[cfg(feature = "sqlite")]
+            Kind::SqliteFile => {
+                let mut c = sqlite_connection(&self.url);
+                c.batch_execute(sql).expect(sql);
+                Box::new(c)
+            }
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => {
+                let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
+                c.batch_execute(sql).expect(sql);
+                Box::new(c)
+            }
+            _ => panic!("no direct connection to {:?}", self.kind),
+        }
+    }
+
     /// Rows in `table`, counted by a connection of its own; `None` for `:memory:`, which no other
     /// connection can see.
     pub fn count_rows(&self, table: &str) -> Option<i64> {
