@@ -35,7 +35,8 @@ pub(crate) enum Target {
     /// A private in-memory SQLite database that lives as long as the store: a shared-cache URI
     /// with a name of its own, so that every connection of the store reaches the same database.
     SqliteMemory(String),
-    /// A PostgreSQL URL, passed to libpq untouched (sslmode and other parameters included).
+    /// A PostgreSQL URL, passed to libpq as given (sslmode and other parameters included), with
+    /// a `connect_timeout` added if it has none.
     Postgres(String),
 }
 

@@ -1,5 +1,5 @@
-//! `ChatStore`: the facade. Each method validates its input, then runs one transaction (or one
-//! statement) of query functions on a pooled connection.
+//! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
+//! connection: every write in one write transaction, reads as one or two statements.
 
 use std::sync::Arc;
 
@@ -19,11 +19,18 @@ use crate::{Error, Result};
 
 /// A store of chat conversations and their messages, on behalf of many users.
 ///
-/// Open one at start-up and share it: it is cheap to clone and safe to use from many threads (it holds
-/// a connection pool). On SQLite, open one store per database file in a process: a store's writers
-/// take turns in arrival order, while separate stores (like separate processes) meet only in
-/// SQLite's busy handler. Every operation takes the acting [`UserId`] and touches only that user's data;
-/// another user's conversation reads as [`Error::NotFound`], exactly like one that does not exist.
+/// Every operation takes the acting [`UserId`] and touches only that user's data; another user's
+/// conversation reads as [`Error::NotFound`], exactly like one that does not exist.
+///
+/// Open one at start-up and share it: it is cheap to clone and safe to use from many threads (it
+/// holds a connection pool). On SQLite, open one store per database file in a process: a store's
+/// writers take turns in arrival order, while separate stores (like separate processes) meet only in
+/// SQLite's busy handler.
+///
+/// Besides the errors each method lists, any call can fail with [`Error::Pool`] (no connection
+/// within the connection timeout), [`Error::ConnectionLost`] (retry: the connection is replaced),
+/// [`Error::Busy`] (a SQLite write that another process kept waiting past the busy timeout) or
+/// [`Error::Database`].
 #[derive(Clone)]
 pub struct ChatStore {
     pool: Pool<Manager>,
