@@ -1535,6 +1535,7 @@ fn postgres_open_gives_up_on_a_server_that_never_answers() {
     assert!(matches!(outcome, Err(Error::Connect(_))), "{outcome:?}");
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn out_of_range_options_are_clamped_not_fatal() {
     let builders = [
