@@ -1568,7 +1568,11 @@ fn out_of_range_options_are_clamped_not_fatal() {
 #[test]
 fn postgres_a_terminated_connection_is_replaced_without_reopening() {
     let db = TestDb::new(Kind::Postgres);
-    let store = db.open();
+    // One connection, so none is being made in the background while the server kills them.
+    let store = ChatStore::builder(db.url.clone())
+        .pool_size(1)
+        .open()
+        .unwrap();
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 2);
     // What a failover or an administrator does: every server process of the store goes away
