@@ -369,9 +369,9 @@ impl ChatStore {
         window: Window,
     ) -> Result<MessagePage> {
         let (total, rows) = self.with_conn(|conn| {
-            let conv = conversations::find(conn, user.as_str(), conversation.as_bytes())?
-                .ok_or(Error::NotFound)?;
-            let total = conv.message_count;
+            let total =
+                conversations::message_count_of(conn, user.as_str(), conversation.as_bytes())?
+                    .ok_or(Error::NotFound)?;
             // Bounded by the count just read, so appends that land in between are not half-seen.
             let Some((first, last)) = window.seq_range(total) else {
                 return Ok((total, Vec::new()));

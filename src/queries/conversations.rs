@@ -87,10 +87,10 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
 }
 
 /// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
-/// count and `updated_at`, or `None` if the user owns no such conversation. The update is the first
-/// statement so that it takes the conversation's row lock before anything is read: concurrent appends
-/// queue on it and each sees the count the previous one committed. The returned time is the batch's
-/// `created_at`: never earlier than the previous append's, so time follows seq.
+/// count and `updated_at`, or `None` if the user owns no such conversation. One statement, and the
+/// first of the transaction, so that it takes the conversation's row lock before anything is read:
+/// concurrent appends queue on it and each sees the count the previous one committed. The returned
+/// time is the batch's `created_at`: never earlier than the previous append's, so time follows seq.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,
     user: &str,
@@ -98,19 +98,24 @@ pub(crate) fn reserve_seqs(
     n: i64,
     now: NaiveDateTime,
 ) -> Result<Option<(i64, NaiveDateTime)>> {
-    let updated = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
-        .set((
-            message_count.eq(message_count + n),
-            updated_at.eq(not_before(now)),
-        ))
-        .execute(conn)?;
-    if updated == 0 {
-        return Ok(None);
-    }
-    Ok(Some(
-        conversations
-            .filter(id.eq(conv))
-            .select((message_count, updated_at))
-            .first(conn)?,
-    ))
+    Ok(
+        diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
+            .set((
+                message_count.eq(message_count + n),
+                updated_at.eq(not_before(now)),
+            ))
+            .returning((message_count, updated_at))
+            .get_result(conn)
+            .optional()?,
+    )
+}
+
+/// The conversation's message count, if `user` owns it: all a history read needs to know.
+pub(crate) fn message_count_of(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<Option<i64>> {
+    Ok(conversations
+        .filter(id.eq(conv))
+        .filter(user_id.eq(user))
+        .select(message_count)
+        .first(conn)
+        .optional()?)
 }
