@@ -52,7 +52,7 @@ pub(crate) struct Limits {
 #[must_use = "a builder does nothing until .open() is called"]
 pub struct StoreBuilder {
     url: String,
-    pool_size: Option<u32>,
+    pool_size: u32,
     connection_timeout: Duration,
     busy_timeout: Duration,
     synchronous: Synchronous,
@@ -62,6 +62,8 @@ pub struct StoreBuilder {
 impl StoreBuilder {
     /// Default for [`max_content_bytes`](Self::max_content_bytes): 1 MiB.
     pub const DEFAULT_MAX_CONTENT_BYTES: usize = 1024 * 1024;
+    /// Default for [`pool_size`](Self::pool_size).
+    pub const DEFAULT_POOL_SIZE: u32 = 10;
     /// Default for [`max_page_size`](Self::max_page_size).
     pub const DEFAULT_MAX_PAGE_SIZE: u32 = 100;
     /// The largest pool accepted; larger sizes are reduced to it (the pool reserves memory for
@@ -74,7 +76,7 @@ impl StoreBuilder {
     pub(crate) fn new(url: impl Into<String>) -> Self {
         StoreBuilder {
             url: url.into(),
-            pool_size: None,
+            pool_size: Self::DEFAULT_POOL_SIZE,
             connection_timeout: Duration::from_secs(30),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::default(),
@@ -85,10 +87,10 @@ impl StoreBuilder {
         }
     }
 
-    /// Most connections the store keeps open (default 10; between 1 and
+    /// Most connections the store keeps open (default [`DEFAULT_POOL_SIZE`](Self::DEFAULT_POOL_SIZE); between 1 and
     /// [`MAX_POOL_SIZE`](Self::MAX_POOL_SIZE)). An in-memory SQLite store always uses one.
     pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool_size = Some(size.clamp(1, Self::MAX_POOL_SIZE));
+        self.pool_size = size.clamp(1, Self::MAX_POOL_SIZE);
         self
     }
 
@@ -162,7 +164,7 @@ impl StoreBuilder {
             // ("database table is locked") instead of waiting: one at a time.
             1
         } else {
-            self.pool_size.unwrap_or(10)
+            self.pool_size
         };
         let pool = diesel::r2d2::Pool::builder()
             .connection_timeout(self.connection_timeout)

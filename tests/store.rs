@@ -284,8 +284,9 @@ fn order_holds_when_messages_share_a_timestamp(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let conv = store.create_conversation(&alice, None).unwrap();
-    // Texts whose sort order is the reverse of their append order, so neither text nor id order
-    // can pass for seq order.
+    // Texts whose sort order is the reverse of their append order, so text order cannot pass for
+    // seq order (ids follow batch order here: order_is_seq_even_when_ids_and_times_disagree
+    // covers them).
     let texts: Vec<String> = (0..200).map(|i| format!("{:03}", 999 - i)).collect();
     let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
     store.append_messages(&alice, conv.id, &batch).unwrap();
@@ -518,23 +519,10 @@ fn oversized_content_is_refused_and_nothing_is_written(db: &TestDb) {
 }
 
 fn content_limit_is_configurable(db: &TestDb) {
-    if db.kind == Kind::SqliteMemory {
-        let store = ChatStore::builder(":memory:")
-            .max_content_bytes(8)
-            .open()
-            .unwrap();
-        return check_small_limit(&store);
-    }
-    let _first = db.open();
-    check_small_limit(
-        &ChatStore::builder(db.url.clone())
-            .max_content_bytes(8)
-            .open()
-            .unwrap(),
-    );
-}
-
-fn check_small_limit(store: &ChatStore) {
+    let store = ChatStore::builder(db.url.clone())
+        .max_content_bytes(8)
+        .open()
+        .unwrap();
     let alice = user("alice");
     let conv = store.create_conversation(&alice, None).unwrap();
     store
@@ -713,29 +701,19 @@ fn list_pages_are_stable_while_messages_arrive(db: &TestDb) {
 }
 
 fn list_page_size_is_capped(db: &TestDb) {
+    // Each store lists a user of its own, so the test reads the same whether the two stores share
+    // a database (a file, PostgreSQL) or not (two in-memory stores).
+    let (alice, bob) = (user("alice"), user("bob"));
     let store = db.open();
-    let alice = user("alice");
+    let capped = ChatStore::builder(db.url.clone())
+        .max_page_size(2)
+        .open()
+        .unwrap();
     for _ in 0..5 {
         store.create_conversation(&alice, None).unwrap();
+        capped.create_conversation(&bob, None).unwrap();
     }
-    let capped = match db.kind {
-        Kind::SqliteMemory => ChatStore::builder(":memory:")
-            .max_page_size(2)
-            .open()
-            .unwrap(),
-        _ => ChatStore::builder(db.url.clone())
-            .max_page_size(2)
-            .open()
-            .unwrap(),
-    };
-    if db.kind == Kind::SqliteMemory {
-        for _ in 0..5 {
-            capped.create_conversation(&alice, None).unwrap();
-        }
-    }
-    let page = capped
-        .list_conversations(&alice, Page::first(1000))
-        .unwrap();
+    let page = capped.list_conversations(&bob, Page::first(1000)).unwrap();
     assert_eq!(page.conversations.len(), 2);
     assert_eq!(page.next.map(|p| p.limit()), Some(2));
     let page = store.list_conversations(&alice, Page::first(0)).unwrap();
@@ -1157,59 +1135,61 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 1);
     let sql = RawSql::new(db);
-    let (blob, now) = (sql.id(conv.as_uuid().as_bytes()), sql.now());
-    let fresh = |n: u8| sql.id(&[n; 16]);
     let title_256 = "é".repeat(256);
     let refused = [
         (
-            format!(
-                "INSERT INTO conversations (id, user_id, title, created_at, updated_at, message_count) \
-                 VALUES ({}, 'alice', '{title_256}', {now}, {now}, 0)",
-                fresh(1)
-            ),
+            sql.conversation(1, "alice", Some(&title_256)),
             // PostgreSQL's VARCHAR(255) refuses it before the CHECK does.
             &["conversations_title_length", "character varying(255)"][..],
         ),
         (
-            format!(
-                "INSERT INTO conversations (id, user_id, title, created_at, updated_at, message_count) \
-                 VALUES ({}, '', NULL, {now}, {now}, 0)",
-                fresh(2)
-            ),
+            sql.conversation(2, "", None),
             &["conversations_user_id_length"][..],
         ),
         (
-            format!(
-                "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
-                 VALUES ({}, {blob}, 'alice', 2, 'wizard', 'x', {now})",
-                fresh(3)
+            sql.message(
+                conv,
+                RawMessage {
+                    id: 3,
+                    role: "wizard",
+                    ..Default::default()
+                },
             ),
             &["messages_role_valid"][..],
         ),
         (
-            format!(
-                "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-                 VALUES ({}, {blob}, 'alice', 2, 'user', 'x', '[1]', {now})",
-                fresh(4)
+            sql.message(
+                conv,
+                RawMessage {
+                    id: 4,
+                    metadata: Some("[1]"),
+                    ..Default::default()
+                },
             ),
             &["messages_metadata_object"][..],
         ),
         (
-            format!(
-                "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
-                 VALUES ({}, {blob}, 'alice', 1, 'user', 'duplicate seq', {now})",
-                fresh(5)
+            sql.message(
+                conv,
+                RawMessage {
+                    id: 5,
+                    seq: 1,
+                    ..Default::default()
+                },
             ),
             // PostgreSQL names the constraint, SQLite the columns.
-            &["messages_conversation_seq", "messages.conversation_id, messages.seq"][..],
+            &[
+                "messages_conversation_seq",
+                "messages.conversation_id, messages.seq",
+            ][..],
         ),
     ];
     for (sql, constraint) in &refused {
         refused_by(db, sql, constraint);
     }
     // The same title at 255 characters goes in: the refusals above were the limits, not the SQL.
-    let ok = refused[0].0.replace(&title_256, &"é".repeat(255));
-    db.execute(&ok).unwrap();
+    db.execute(&sql.conversation(1, "alice", Some(&"é".repeat(255))))
+        .unwrap();
     assert_eq!(snapshot(&store, &alice, conv).0, 1);
 }
 
@@ -1218,18 +1198,17 @@ fn order_is_seq_even_when_ids_and_times_disagree(db: &TestDb) {
     let alice = user("alice");
     let conv = store.create_conversation(&alice, None).unwrap().id;
     let sql = RawSql::new(db);
-    let blob = sql.id(conv.as_uuid().as_bytes());
     // Written as another program might: seqs 1, 2, 3 with ids and timestamps running backwards.
-    for (seq, text) in [(1u8, "first"), (2, "second"), (3, "third")] {
-        let (id, at) = (
-            sql.id(&[10 - seq; 16]),
-            sql.at(&format!("2026-01-0{} 00:00:00", 4 - seq)),
-        );
-        db.execute(&format!(
-            "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
-             VALUES ({id}, {blob}, 'alice', {seq}, 'user', '{text}', {at})"
-        ))
-        .unwrap();
+    for (seq, content) in [(1u8, "first"), (2, "second"), (3, "third")] {
+        let at = format!("2026-01-0{} 00:00:00", 4 - seq);
+        let row = RawMessage {
+            id: 10 - seq,
+            seq: seq.into(),
+            content,
+            at: &at,
+            ..Default::default()
+        };
+        db.execute(&sql.message(conv, row)).unwrap();
     }
     db.execute("UPDATE conversations SET message_count = 3")
         .unwrap();
@@ -1247,8 +1226,37 @@ fn order_is_seq_even_when_ids_and_times_disagree(db: &TestDb) {
     assert_eq!(next.seq, 4);
 }
 
-/// SQL literals for statements written by hand, as another program would write them.
+/// Statements written by hand for one backend, as another program would write them.
 struct RawSql(Kind);
+
+/// A message row for [`RawSql::message`]; `..Default::default()` makes the rest a valid row
+/// (seq 2 of alice's conversation).
+struct RawMessage<'a> {
+    /// Every byte of the 16-byte id.
+    id: u8,
+    owner: &'a str,
+    seq: i64,
+    role: &'a str,
+    content: &'a str,
+    /// JSON text, or NULL.
+    metadata: Option<&'a str>,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    at: &'a str,
+}
+
+impl Default for RawMessage<'_> {
+    fn default() -> Self {
+        RawMessage {
+            id: 1,
+            owner: "alice",
+            seq: 2,
+            role: "user",
+            content: "x",
+            metadata: None,
+            at: "2026-01-01 00:00:00",
+        }
+    }
+}
 
 impl RawSql {
     fn new(db: &TestDb) -> Self {
@@ -1264,7 +1272,7 @@ impl RawSql {
         }
     }
 
-    /// The timestamp written `YYYY-MM-DD HH:MM:SS`.
+    /// A timestamp written `YYYY-MM-DD HH:MM:SS`.
     fn at(&self, time: &str) -> String {
         match self.0 {
             Kind::Postgres => format!("'{time}'::timestamp"),
@@ -1272,12 +1280,33 @@ impl RawSql {
         }
     }
 
-    /// A timestamp.
-    fn now(&self) -> &'static str {
-        match self.0 {
-            Kind::Postgres => "now()::timestamp",
-            _ => "'2026-01-01 00:00:00'",
-        }
+    fn message(&self, conv: ConversationId, m: RawMessage) -> String {
+        let metadata = m
+            .metadata
+            .map_or("NULL".to_owned(), |json| format!("'{json}'"));
+        format!(
+            "INSERT INTO messages \
+             (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
+             VALUES ({}, {}, '{}', {}, '{}', '{}', {metadata}, {})",
+            self.id(&[m.id; 16]),
+            self.id(conv.as_uuid().as_bytes()),
+            m.owner,
+            m.seq,
+            m.role,
+            m.content,
+            self.at(m.at),
+        )
+    }
+
+    fn conversation(&self, id: u8, owner: &str, title: Option<&str>) -> String {
+        let title = title.map_or("NULL".to_owned(), |t| format!("'{t}'"));
+        let at = self.at("2026-01-01 00:00:00");
+        format!(
+            "INSERT INTO conversations \
+             (id, user_id, title, created_at, updated_at, message_count) \
+             VALUES ({}, '{owner}', {title}, {at}, {at}, 0)",
+            self.id(&[id; 16]),
+        )
     }
 }
 
@@ -1298,15 +1327,13 @@ fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 1);
     let sql = RawSql::new(db);
-    let (blob, id, now) = (
-        sql.id(conv.as_uuid().as_bytes()),
-        sql.id(&[9; 16]),
-        sql.now(),
-    );
-    let insert = |owner: &str| {
-        db.execute(&format!(
-            "INSERT INTO messages (id, conversation_id, user_id, seq, role, content, created_at) \
-             VALUES ({id}, {blob}, '{owner}', 2, 'user', 'x', {now})"
+    let insert = |owner| {
+        db.execute(&sql.message(
+            conv,
+            RawMessage {
+                owner,
+                ..Default::default()
+            },
         ))
     };
     let fk = match db.kind {
