@@ -1,0 +1,82 @@
+//! Writes: W1 single-message appends and W2 a 1,000-message batch, chatstore against the
+//! hand-written floor, on every backend. On SQLite W1 also runs with `synchronous = NORMAL`, to
+//! price the durability setting.
+
+mod support;
+
+use chatstore::{NewMessage, Synchronous};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use support::{batch, owner, Target, CONTENT};
+
+/// W1: one message per call, each its own transaction, onto one conversation that grows as the
+/// bench runs (an append's cost does not depend on the history length).
+fn append_one(c: &mut Criterion, target: &mut Target, durability: &str) {
+    let user = owner();
+    let mut group = c.benchmark_group(format!("{}/append-1", target.name));
+    group.throughput(Throughput::Elements(1));
+    let conv = target
+        .store
+        .create_conversation(&user, None)
+        .expect("create")
+        .id;
+    group.bench_function(BenchmarkId::new("chatstore", durability), |b| {
+        b.iter(|| {
+            target
+                .store
+                .append_message(&user, conv, NewMessage::user(CONTENT))
+                .expect("append")
+        })
+    });
+    let conv = target
+        .store
+        .create_conversation(&user, None)
+        .expect("create")
+        .id;
+    let message = [NewMessage::user(CONTENT)];
+    group.bench_function(BenchmarkId::new("floor", durability), |b| {
+        b.iter(|| target.floor.append(&user, conv, &message))
+    });
+    group.finish();
+}
+
+/// W2: 1,000 messages in one call, into a fresh conversation each time.
+fn append_batch(c: &mut Criterion, target: &mut Target) {
+    let user = owner();
+    let messages = batch(1000);
+    let mut group = c.benchmark_group(format!("{}/append-batch", target.name));
+    group.throughput(Throughput::Elements(1000)).sample_size(20);
+    let store = target.store.clone();
+    let fresh = || store.create_conversation(&user, None).expect("create").id;
+    group.bench_function(BenchmarkId::new("chatstore", 1000), |b| {
+        b.iter_batched(
+            fresh,
+            |conv| {
+                target
+                    .store
+                    .append_messages(&user, conv, &messages)
+                    .expect("append")
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function(BenchmarkId::new("floor", 1000), |b| {
+        b.iter_batched(
+            fresh,
+            |conv| target.floor.append(&user, conv, &messages),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn writes(c: &mut Criterion) {
+    for mut target in Target::all() {
+        append_one(c, &mut target, "full");
+        append_batch(c, &mut target);
+    }
+    #[cfg(feature = "sqlite")]
+    append_one(c, &mut Target::sqlite(Synchronous::Normal), "normal");
+}
+
+criterion_group!(benches, writes);
+criterion_main!(benches);

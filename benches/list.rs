@@ -1,0 +1,43 @@
+//! W7: the first page of 20 conversations for a user who owns 1,000, among 100 users, chatstore
+//! against the hand-written floor, on every backend.
+
+mod support;
+
+use chatstore::{Page, UserId};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use support::Target;
+
+fn list(c: &mut Criterion) {
+    let user = UserId::new("user-042").expect("valid user id");
+    for mut target in Target::all() {
+        target.floor.seed_conversations(100, 1_000);
+        target.analyze();
+        let ours = target
+            .store
+            .list_conversations(&user, Page::first(20))
+            .expect("list");
+        // The store asks for one more row than the page, to know whether a next page exists.
+        let floor = target.floor.list(&user, 21);
+        let ours_ids: Vec<uuid::Uuid> = ours.conversations.iter().map(|c| c.id.as_uuid()).collect();
+        let floor_ids: Vec<uuid::Uuid> = floor.iter().take(20).map(|c| c.id).collect();
+        assert_eq!(ours_ids, floor_ids, "both sides read the same page");
+        assert!(ours.next.is_some());
+
+        let mut group = c.benchmark_group(format!("{}/list-20", target.name));
+        group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
+            b.iter(|| {
+                target
+                    .store
+                    .list_conversations(&user, Page::first(20))
+                    .expect("list")
+            })
+        });
+        group.bench_function(BenchmarkId::new("floor", 1_000), |b| {
+            b.iter(|| target.floor.list(&user, 21))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, list);
+criterion_main!(benches);

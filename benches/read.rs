@@ -1,0 +1,112 @@
+//! History reads on long conversations, chatstore against the hand-written floor, on every
+//! backend: W3/W4 the whole history of 1,000 and 10,000 messages, W5/W6 the newest 50 of 10,000 and
+//! 100,000, W8 a walk back through 10,000 in pages of 100. The histories are seeded once, before
+//! any timing.
+
+mod support;
+
+use chatstore::Window;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use support::{owner, Target};
+
+fn reads(c: &mut Criterion) {
+    let user = owner();
+    for mut target in Target::all() {
+        let histories: Vec<_> = [1_000, 10_000, 100_000]
+            .into_iter()
+            .map(|n| (n, target.seeded_conversation(n)))
+            .collect();
+        target.analyze();
+        let conv = |size: usize| {
+            histories
+                .iter()
+                .find(|(n, _)| *n == size)
+                .expect("seeded")
+                .1
+        };
+
+        // W3, W4: the whole history, chronological.
+        let mut group = c.benchmark_group(format!("{}/load-all", target.name));
+        group.sample_size(20);
+        for size in [1_000, 10_000] {
+            let conv = conv(size);
+            let ours = target
+                .store
+                .messages(&user, conv, Window::All)
+                .expect("load");
+            let floor = target.floor.load_all(&user, conv);
+            support::assert_same(&ours.messages, &floor, size);
+            group.throughput(Throughput::Elements(size as u64));
+            group.bench_function(BenchmarkId::new("chatstore", size), |b| {
+                b.iter(|| {
+                    target
+                        .store
+                        .messages(&user, conv, Window::All)
+                        .expect("load")
+                })
+            });
+            group.bench_function(BenchmarkId::new("floor", size), |b| {
+                b.iter(|| target.floor.load_all(&user, conv))
+            });
+        }
+        group.finish();
+
+        // W5, W6: the newest 50, chronological; the same cost whatever the history's length.
+        let mut group = c.benchmark_group(format!("{}/tail-50", target.name));
+        for size in [10_000, 100_000] {
+            let conv = conv(size);
+            let ours = target
+                .store
+                .messages(&user, conv, Window::Latest(50))
+                .expect("tail");
+            let floor = target.floor.latest(&user, conv, 50);
+            support::assert_same(&ours.messages, &floor, 50);
+            group.bench_function(BenchmarkId::new("chatstore", size), |b| {
+                b.iter(|| {
+                    target
+                        .store
+                        .messages(&user, conv, Window::Latest(50))
+                        .expect("tail")
+                })
+            });
+            group.bench_function(BenchmarkId::new("floor", size), |b| {
+                b.iter(|| target.floor.latest(&user, conv, 50))
+            });
+        }
+        group.finish();
+
+        // W8: from the newest page back to the first, 100 at a time, with before-cursors.
+        let mut group = c.benchmark_group(format!("{}/page-walk", target.name));
+        group
+            .sample_size(20)
+            .throughput(Throughput::Elements(10_000));
+        let conv = conv(10_000);
+        group.bench_function(BenchmarkId::new("chatstore", 10_000), |b| {
+            b.iter(|| {
+                let mut read = 0;
+                let mut window = Some(Window::Latest(100));
+                while let Some(w) = window {
+                    let page = target.store.messages(&user, conv, w).expect("page");
+                    read += page.messages.len();
+                    window = page.older;
+                }
+                assert_eq!(read, 10_000);
+            })
+        });
+        group.bench_function(BenchmarkId::new("floor", 10_000), |b| {
+            b.iter(|| {
+                let mut read = 0;
+                let mut page = target.floor.latest(&user, conv, 100);
+                while let Some(first) = page.first().map(|m| m.seq) {
+                    read += page.len();
+                    page = target.floor.before(&user, conv, first, 100);
+                }
+                assert_eq!(read, 10_000);
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, reads);
+criterion_main!(benches);

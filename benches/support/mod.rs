@@ -1,0 +1,586 @@
+//! What the bench targets share: a fresh database per backend, seeding, and the floor — each
+//! workload as hand-written SQL on the same schema, through rusqlite and the `postgres` crate, with
+//! prepared statements and the same durability settings as the store. The floor decodes every row
+//! into owned values, as the store does, so the ratio is the cost of chatstore itself.
+
+#![allow(dead_code)] // each bench target uses part of it
+
+use chatstore::{ChatStore, ConversationId, NewMessage, Role, Synchronous, UserId};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, TimeDelta, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Content of every bench message.
+pub const CONTENT: &str = concat!(
+    "The quick brown fox jumps over the lazy dog while the assistant plans the week: ",
+    "buy groceries, call the plumber, renew the passport, water the plants, book the dentist, ",
+    "answer the landlord, pay the electricity bill, and finish the quarterly report by Friday!!"
+);
+
+/// `n` messages with alternating roles, user first.
+pub fn batch(n: usize) -> Vec<NewMessage<'static>> {
+    (0..n)
+        .map(|i| match i % 2 {
+            0 => NewMessage::user(CONTENT),
+            _ => NewMessage::assistant(CONTENT),
+        })
+        .collect()
+}
+
+/// One backend under test: the store, and the floor's own connection to the same database.
+pub struct Target {
+    /// `sqlite` or `postgres`: the second part of every benchmark id.
+    pub name: &'static str,
+    pub store: ChatStore,
+    pub floor: Floor,
+    _db: Db,
+}
+
+/// The bench owner, and the owner of everything seeded unless a workload says otherwise.
+pub fn owner() -> UserId {
+    UserId::new("bench-user").expect("valid user id")
+}
+
+impl Target {
+    /// Every backend compiled in: SQLite on a temporary file, PostgreSQL on a new database of the
+    /// local server (`CHATSTORE_TEST_POSTGRES_URL`), dropped afterwards.
+    pub fn all() -> Vec<Target> {
+        let mut targets = Vec::new();
+        #[cfg(feature = "sqlite")]
+        targets.push(Target::sqlite(Synchronous::Full));
+        #[cfg(feature = "postgres")]
+        targets.push(Target::postgres());
+        targets
+    }
+
+    /// A SQLite file with the store's default options but `synchronous`, which the floor's
+    /// connection uses too.
+    pub fn sqlite(synchronous: Synchronous) -> Target {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("bench.db");
+        let store = ChatStore::builder(format!("sqlite://{}", path.display()))
+            .synchronous(synchronous)
+            .open()
+            .expect("open the SQLite store");
+        let conn = rusqlite::Connection::open(&path).expect("open the SQLite file");
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            _ => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+        ))
+        .expect("pragmas");
+        Target {
+            name: "sqlite",
+            store,
+            floor: Floor::Sqlite(conn),
+            _db: Db::Sqlite(dir),
+        }
+    }
+
+    pub fn postgres() -> Target {
+        let admin = std::env::var("CHATSTORE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("chatstore_bench_{}", Uuid::now_v7().simple());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("the PostgreSQL benches need a server at {admin}: {e}"));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the bench database");
+        let (base, _) = admin.rsplit_once('/').expect("a URL with a database name");
+        let url = format!("{base}/{name}");
+        let store = ChatStore::open(&url).expect("open the PostgreSQL store");
+        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect the floor");
+        Target {
+            name: "postgres",
+            store,
+            floor: Floor::Postgres(PgFloor::new(client)),
+            _db: Db::Postgres { admin, name },
+        }
+    }
+
+    /// A new conversation of `owner()` holding `n` messages, appended in batches of 1,000.
+    pub fn seeded_conversation(&self, n: usize) -> ConversationId {
+        let user = owner();
+        let conv = self
+            .store
+            .create_conversation(&user, Some("bench"))
+            .expect("create");
+        let messages = batch(1000);
+        for start in (0..n).step_by(1000) {
+            let len = (n - start).min(1000);
+            self.store
+                .append_messages(&user, conv.id, &messages[..len])
+                .expect("seed");
+        }
+        conv.id
+    }
+}
+
+impl Target {
+    /// Refreshes the planner's statistics after seeding (PostgreSQL; SQLite has no ANALYZE data
+    /// unless asked and plans these queries from the indexes alone).
+    pub fn analyze(&mut self) {
+        if let Floor::Postgres(pg) = &mut self.floor {
+            pg.client.batch_execute("ANALYZE").expect("analyze");
+        }
+    }
+}
+
+/// Checks that the store and the floor read the same `n` messages, so both sides do equal work.
+pub fn assert_same(ours: &[chatstore::Message], floor: &[FloorMessage], n: usize) {
+    assert_eq!(ours.len(), n);
+    assert_eq!(floor.len(), n);
+    for (a, b) in ours.iter().zip(floor) {
+        assert_eq!(
+            (
+                a.id.as_uuid(),
+                a.seq,
+                a.role,
+                a.content.as_str(),
+                &a.metadata,
+                a.created_at
+            ),
+            (
+                b.id,
+                b.seq,
+                b.role,
+                b.content.as_str(),
+                &b.metadata,
+                b.created_at
+            ),
+        );
+        assert_eq!(a.conversation_id.as_uuid(), b.conversation_id);
+    }
+}
+
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin: String, name: String },
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Postgres { admin, name } = self {
+            if let Ok(mut client) = postgres::Client::connect(admin, postgres::NoTls) {
+                let _ =
+                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// A message as the floor reads it: every column decoded into an owned value.
+#[derive(Debug)]
+pub struct FloorMessage {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub role: Role,
+    pub content: String,
+    pub metadata: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conversation as the floor reads it.
+#[derive(Debug)]
+pub struct FloorConversation {
+    pub id: Uuid,
+    pub user_id: String,
+    pub title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub message_count: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at";
+const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, message_count";
+
+/// Reserves the seqs and bumps `updated_at` (never backwards), as the store's append does.
+const RESERVE: &str = "UPDATE conversations SET message_count = message_count + $1, \
+     updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
+     WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
+const INSERT_MESSAGE: &str = "INSERT INTO messages \
+     (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+fn uuid(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(bytes).expect("16-byte id")
+}
+
+fn metadata(text: Option<String>) -> Option<Value> {
+    text.map(|t| serde_json::from_str(&t).expect("JSON metadata"))
+}
+
+fn role(text: &str) -> Role {
+    text.parse().expect("known role")
+}
+
+/// The same workloads, hand-written.
+pub enum Floor {
+    Sqlite(rusqlite::Connection),
+    Postgres(PgFloor),
+}
+
+/// A `postgres` client with every statement prepared once, as a careful hand-writer would.
+pub struct PgFloor {
+    client: postgres::Client,
+    reserve: postgres::Statement,
+    insert_one: postgres::Statement,
+    insert_many: postgres::Statement,
+    load_all: postgres::Statement,
+    latest: postgres::Statement,
+    before: postgres::Statement,
+    list: postgres::Statement,
+}
+
+impl PgFloor {
+    fn new(mut client: postgres::Client) -> PgFloor {
+        let mut prepare = |sql: &str| client.prepare(sql).expect(sql);
+        let reserve = prepare(RESERVE);
+        let insert_one = prepare(INSERT_MESSAGE);
+        // One statement for the whole batch: arrays, unnested server-side.
+        let insert_many = prepare(
+            "INSERT INTO messages \
+             (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
+             SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3 \
+             FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
+             AS m(id, seq, role, content, metadata)",
+        );
+        let load_all = prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
+             WHERE conversation_id = $1 AND user_id = $2 ORDER BY seq"
+        ));
+        let latest = prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
+             WHERE conversation_id = $1 AND user_id = $2 ORDER BY seq DESC LIMIT $3"
+        ));
+        let before = prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
+             WHERE conversation_id = $1 AND user_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+        ));
+        let list = prepare(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
+        ));
+        PgFloor {
+            client,
+            reserve,
+            insert_one,
+            insert_many,
+            load_all,
+            latest,
+            before,
+            list,
+        }
+    }
+
+    fn messages(
+        &mut self,
+        which: fn(&PgFloor) -> &postgres::Statement,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Vec<FloorMessage> {
+        let statement = which(self).clone();
+        self.client
+            .query(&statement, params)
+            .expect("read messages")
+            .into_iter()
+            .map(|row| FloorMessage {
+                id: uuid(row.get(0)),
+                conversation_id: uuid(row.get(1)),
+                seq: row.get(2),
+                role: role(row.get(3)),
+                content: row.get(4),
+                metadata: metadata(row.get(5)),
+                created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
+            })
+            .collect()
+    }
+}
+
+fn sqlite_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FloorMessage> {
+    Ok(FloorMessage {
+        id: uuid(&row.get::<_, Vec<u8>>(0)?),
+        conversation_id: uuid(&row.get::<_, Vec<u8>>(1)?),
+        seq: row.get(2)?,
+        role: role(&row.get::<_, String>(3)?),
+        content: row.get(4)?,
+        metadata: metadata(row.get(5)?),
+        created_at: row.get::<_, NaiveDateTime>(6)?.and_utc(),
+    })
+}
+
+fn sqlite_messages(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Vec<FloorMessage> {
+    let mut statement = conn.prepare_cached(sql).expect(sql);
+    statement
+        .query_map(params, sqlite_message)
+        .expect(sql)
+        .collect::<rusqlite::Result<_>>()
+        .expect(sql)
+}
+
+impl Floor {
+    /// Appends `batch` to `conv` in one transaction, as `append_messages` does: reserve the seqs
+    /// (taking the row lock first), insert the rows, commit; returns the first seq.
+    pub fn append(&mut self, user: &UserId, conv: ConversationId, batch: &[NewMessage<'_>]) -> i64 {
+        let n = batch.len() as i64;
+        let conv = conv.as_uuid();
+        let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+        match self {
+            Floor::Sqlite(conn) => {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .expect("begin");
+                let (count, created_at): (i64, NaiveDateTime) = tx
+                    .prepare_cached(RESERVE)
+                    .expect(RESERVE)
+                    .query_row(
+                        rusqlite::params![n, now(), conv.as_bytes(), user.as_str()],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .expect("reserve");
+                let first = count - n + 1;
+                {
+                    let mut insert = tx.prepare_cached(INSERT_MESSAGE).expect(INSERT_MESSAGE);
+                    for ((m, id), seq) in batch.iter().zip(&ids).zip(first..) {
+                        insert
+                            .execute(rusqlite::params![
+                                id.as_bytes(),
+                                conv.as_bytes(),
+                                user.as_str(),
+                                seq,
+                                m.role().as_str(),
+                                m.content(),
+                                m.metadata().map(Value::to_string),
+                                created_at,
+                            ])
+                            .expect("insert");
+                    }
+                }
+                tx.commit().expect("commit");
+                first
+            }
+            Floor::Postgres(pg) => {
+                let mut tx = pg.client.transaction().expect("begin");
+                let row = tx
+                    .query_one(
+                        &pg.reserve,
+                        &[&n, &now(), &conv.as_bytes().as_slice(), &user.as_str()],
+                    )
+                    .expect("reserve");
+                let (count, created_at): (i64, NaiveDateTime) = (row.get(0), row.get(1));
+                let first = count - n + 1;
+                let metadata: Vec<Option<String>> = batch
+                    .iter()
+                    .map(|m| m.metadata().map(Value::to_string))
+                    .collect();
+                if batch.len() == 1 {
+                    let m = &batch[0];
+                    tx.execute(
+                        &pg.insert_one,
+                        &[
+                            &ids[0].as_bytes().as_slice(),
+                            &conv.as_bytes().as_slice(),
+                            &user.as_str(),
+                            &first,
+                            &m.role().as_str(),
+                            &m.content(),
+                            &metadata[0],
+                            &created_at,
+                        ],
+                    )
+                    .expect("insert");
+                } else {
+                    let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+                    let seqs: Vec<i64> = (first..first + n).collect();
+                    let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
+                    let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
+                    tx.execute(
+                        &pg.insert_many,
+                        &[
+                            &conv.as_bytes().as_slice(),
+                            &user.as_str(),
+                            &created_at,
+                            &ids,
+                            &seqs,
+                            &roles,
+                            &contents,
+                            &metadata,
+                        ],
+                    )
+                    .expect("insert");
+                }
+                tx.commit().expect("commit");
+                first
+            }
+        }
+    }
+
+    /// The whole history, oldest first.
+    pub fn load_all(&mut self, user: &UserId, conv: ConversationId) -> Vec<FloorMessage> {
+        let conv = conv.as_uuid();
+        let conv = conv.as_bytes().as_slice();
+        match self {
+            Floor::Sqlite(conn) => sqlite_messages(
+                conn,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE conversation_id = ?1 AND user_id = ?2 ORDER BY seq"
+                ),
+                rusqlite::params![conv, user.as_str()],
+            ),
+            Floor::Postgres(pg) => pg.messages(|pg| &pg.load_all, &[&conv, &user.as_str()]),
+        }
+    }
+
+    /// The newest `n`, oldest first.
+    pub fn latest(&mut self, user: &UserId, conv: ConversationId, n: i64) -> Vec<FloorMessage> {
+        let conv = conv.as_uuid();
+        let conv = conv.as_bytes().as_slice();
+        let mut rows = match self {
+            Floor::Sqlite(conn) => sqlite_messages(
+                conn,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE conversation_id = ?1 AND user_id = ?2 ORDER BY seq DESC LIMIT ?3"
+                ),
+                rusqlite::params![conv, user.as_str(), n],
+            ),
+            Floor::Postgres(pg) => pg.messages(|pg| &pg.latest, &[&conv, &user.as_str(), &n]),
+        };
+        rows.reverse();
+        rows
+    }
+
+    /// Up to `n` messages older than `seq`, oldest first.
+    pub fn before(
+        &mut self,
+        user: &UserId,
+        conv: ConversationId,
+        seq: i64,
+        n: i64,
+    ) -> Vec<FloorMessage> {
+        let conv = conv.as_uuid();
+        let conv = conv.as_bytes().as_slice();
+        let mut rows = match self {
+            Floor::Sqlite(conn) => sqlite_messages(
+                conn,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 \
+                     AND user_id = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+                ),
+                rusqlite::params![conv, user.as_str(), seq, n],
+            ),
+            Floor::Postgres(pg) => pg.messages(|pg| &pg.before, &[&conv, &user.as_str(), &seq, &n]),
+        };
+        rows.reverse();
+        rows
+    }
+
+    /// The user's `n` most recently updated conversations.
+    pub fn list(&mut self, user: &UserId, n: i64) -> Vec<FloorConversation> {
+        let decode =
+            |id: &[u8], user_id, title, created: NaiveDateTime, updated: NaiveDateTime, count| {
+                FloorConversation {
+                    id: uuid(id),
+                    user_id,
+                    title,
+                    created_at: created.and_utc(),
+                    updated_at: updated.and_utc(),
+                    message_count: count,
+                }
+            };
+        match self {
+            Floor::Sqlite(conn) => {
+                let sql = format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+                     WHERE user_id = ?1 ORDER BY updated_at DESC, id DESC LIMIT ?2"
+                );
+                let mut statement = conn.prepare_cached(&sql).expect("list");
+                statement
+                    .query_map(rusqlite::params![user.as_str(), n], |row| {
+                        Ok(decode(
+                            &row.get::<_, Vec<u8>>(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    })
+                    .expect("list")
+                    .collect::<rusqlite::Result<_>>()
+                    .expect("list")
+            }
+            Floor::Postgres(pg) => pg
+                .client
+                .query(&pg.list, &[&user.as_str(), &n])
+                .expect("list")
+                .into_iter()
+                .map(|row| {
+                    decode(
+                        row.get(0),
+                        row.get(1),
+                        row.get(2),
+                        row.get(3),
+                        row.get(4),
+                        row.get(5),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Seeds `per_user` conversations for each of `users` users (`user-000`, `user-001`, …) in one
+    /// transaction, with distinct `updated_at`s a millisecond apart, interleaved between users.
+    pub fn seed_conversations(&mut self, users: usize, per_user: usize) {
+        let start = now() - TimeDelta::days(30);
+        let rows: Vec<(Uuid, String, NaiveDateTime)> = (0..users * per_user)
+            .map(|i| {
+                let time = start + TimeDelta::milliseconds(i as i64);
+                (Uuid::now_v7(), format!("user-{:03}", i % users), time)
+            })
+            .collect();
+        let sql = "INSERT INTO conversations \
+                   (id, user_id, title, created_at, updated_at, message_count) \
+                   VALUES ($1, $2, $3, $4, $4, 0)";
+        match self {
+            Floor::Sqlite(conn) => {
+                let tx = conn.transaction().expect("begin");
+                {
+                    let mut insert = tx.prepare_cached(sql).expect(sql);
+                    for (id, user, time) in &rows {
+                        insert
+                            .execute(rusqlite::params![id.as_bytes(), user, "a chat", time])
+                            .expect("seed");
+                    }
+                }
+                tx.commit().expect("commit");
+            }
+            Floor::Postgres(pg) => {
+                let ids: Vec<&[u8]> = rows.iter().map(|r| r.0.as_bytes().as_slice()).collect();
+                let users: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+                let times: Vec<NaiveDateTime> = rows.iter().map(|r| r.2).collect();
+                pg.client
+                    .execute(
+                        "INSERT INTO conversations \
+                         (id, user_id, title, created_at, updated_at, message_count) \
+                         SELECT id, u, 'a chat', t, t, 0 \
+                         FROM unnest($1::bytea[], $2::text[], $3::timestamp[]) AS s(id, u, t)",
+                        &[&ids, &users, &times],
+                    )
+                    .expect("seed");
+            }
+        }
+    }
+}
