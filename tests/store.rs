@@ -13,7 +13,10 @@ use chatstore::{
     Role, TextError, UserId, Window,
 };
 use serde_json::json;
-use support::{Kind, TestDb};
+use support::{alloc, Kind, TestDb};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 /// Generates one `#[test]` per backend for each behaviour. `every` runs on all of them; `persistent`
 /// needs a database that outlives a store (reopening, raw SQL, two stores on one database), so it
@@ -70,6 +73,7 @@ backend_tests! {
         a_connection_the_pool_discards_loses_nothing,
         a_read_racing_a_delete_sees_all_or_not_found,
         verify_schema_reports_everything_present,
+        a_full_load_holds_its_rows_and_little_more,
     ],
     persistent: [
         reopening_runs_no_migration_and_keeps_data,
@@ -230,6 +234,37 @@ fn cursors_walk_a_1000_message_history_both_ways(db: &TestDb) {
     );
     let all = store.messages(&alice, conv, Window::All).unwrap();
     assert_eq!(contents(&all.messages), expected(1..=1000));
+}
+
+/// Loading a whole history needs memory for the rows it returns and little more: no step copies
+/// the history (the content is read once, into the returned messages). On PostgreSQL, libpq also
+/// holds the raw result until it is decoded, in C memory this count does not see.
+fn a_full_load_holds_its_rows_and_little_more(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap();
+    let text = "x".repeat(4096);
+    let batch: Vec<NewMessage> = (0..500).map(|_| NewMessage::user(&text)).collect();
+    for _ in 0..4 {
+        store.append_messages(&alice, conv.id, &batch).unwrap();
+    }
+    // Warm the connection and its statement cache, which a first call would also allocate.
+    store.messages(&alice, conv.id, Window::All).unwrap();
+
+    let (page, usage) = alloc::measure(|| store.messages(&alice, conv.id, Window::All).unwrap());
+    assert_eq!(page.messages.len(), 2000);
+    let content = 2000 * 4096;
+    assert!(
+        usage.retained >= content,
+        "the result holds the content: {usage:?}"
+    );
+    assert!(
+        usage.peak <= usage.retained * 3 / 2,
+        "peak {} bytes for a result of {}: the load copied the history",
+        usage.peak,
+        usage.retained
+    );
+    drop(page);
 }
 
 fn windows_clamp_out_of_range_cursors(db: &TestDb) {

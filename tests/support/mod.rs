@@ -1,5 +1,7 @@
 //! Test databases: each test gets its own, and it is dropped afterwards.
 
+pub mod alloc;
+
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl};
