@@ -2,6 +2,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::case_when;
 use diesel::prelude::*;
 
+use super::Cached;
 use crate::conn::Conn;
 use crate::models::{ConversationRow, NewConversationRow};
 use crate::schema::conversations::dsl::*;
@@ -65,11 +66,9 @@ pub(crate) fn rename(
     new_title: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<usize> {
-    Ok(
-        diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
-            .set((title.eq(new_title), updated_at.eq(not_before(now))))
-            .execute(conn)?,
-    )
+    let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
+        .set((title.eq(new_title), updated_at.eq(not_before(now))));
+    Ok(Cached(update).execute(conn)?)
 }
 
 /// Deletes the conversation (its messages go by `ON DELETE CASCADE`); returns the rows deleted.
@@ -98,24 +97,11 @@ pub(crate) fn reserve_seqs(
     n: i64,
     now: NaiveDateTime,
 ) -> Result<Option<(i64, NaiveDateTime)>> {
-    Ok(
-        diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
-            .set((
-                message_count.eq(message_count + n),
-                updated_at.eq(not_before(now)),
-            ))
-            .returning((message_count, updated_at))
-            .get_result(conn)
-            .optional()?,
-    )
-}
-
-/// The conversation's message count, if `user` owns it: all a history read needs to know.
-pub(crate) fn message_count_of(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<Option<i64>> {
-    Ok(conversations
-        .filter(id.eq(conv))
-        .filter(user_id.eq(user))
-        .select(message_count)
-        .first(conn)
-        .optional()?)
+    let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
+        .set((
+            message_count.eq(message_count + n),
+            updated_at.eq(not_before(now)),
+        ))
+        .returning((message_count, updated_at));
+    Ok(Cached(update).get_result(conn).optional()?)
 }
