@@ -90,11 +90,6 @@ macro_rules! uuid_id {
             pub(crate) fn as_bytes(&self) -> &[u8] {
                 self.0.as_bytes()
             }
-
-            /// An id read back from the database.
-            pub(crate) fn from_db(bytes: &[u8]) -> std::result::Result<Self, uuid::Error> {
-                Uuid::from_slice(bytes).map($name)
-            }
         }
 
         impl From<Uuid> for $name {

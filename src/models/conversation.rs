@@ -27,22 +27,22 @@ pub struct Conversation {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = conversations)]
 pub(crate) struct ConversationRow {
-    pub(crate) id: Vec<u8>,
+    pub(crate) id: super::DbId,
     pub(crate) user_id: String,
     pub(crate) title: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) created_at: super::DbTime,
+    pub(crate) updated_at: super::DbTime,
     pub(crate) message_count: i64,
 }
 
 impl ConversationRow {
     pub(crate) fn into_model(self) -> Result<Conversation> {
         Ok(Conversation {
-            id: ConversationId::from_db(&self.id).map_err(super::corrupt_row)?,
+            id: self.id.0.into(),
             user_id: UserId::from_db(self.user_id),
             title: self.title,
-            created_at: super::from_db_time(self.created_at),
-            updated_at: super::from_db_time(self.updated_at),
+            created_at: self.created_at.utc(),
+            updated_at: self.updated_at.utc(),
             message_count: self.message_count,
         })
     }

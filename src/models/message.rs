@@ -174,30 +174,29 @@ pub struct Message {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = messages)]
 pub(crate) struct MessageRow {
-    pub(crate) id: Vec<u8>,
-    pub(crate) conversation_id: Vec<u8>,
+    pub(crate) id: super::DbId,
+    pub(crate) conversation_id: super::DbId,
     pub(crate) seq: i64,
-    pub(crate) role: String,
+    pub(crate) role: super::DbRole,
     pub(crate) content: String,
     pub(crate) metadata: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: super::DbTime,
 }
 
 impl MessageRow {
     pub(crate) fn into_model(self) -> Result<Message> {
         Ok(Message {
-            id: MessageId::from_db(&self.id).map_err(super::corrupt_row)?,
-            conversation_id: ConversationId::from_db(&self.conversation_id)
-                .map_err(super::corrupt_row)?,
+            id: self.id.0.into(),
+            conversation_id: self.conversation_id.0.into(),
             seq: self.seq,
-            role: self.role.parse().map_err(super::corrupt_row)?,
+            role: self.role.0,
             content: self.content,
             metadata: self
                 .metadata
                 .map(|m| serde_json::from_str(&m))
                 .transpose()
                 .map_err(super::corrupt_row)?,
-            created_at: super::from_db_time(self.created_at),
+            created_at: self.created_at.utc(),
         })
     }
 }

@@ -1,8 +1,10 @@
 //! Plain data: what the store returns and what it takes to write.
 
+mod columns;
 mod conversation;
 mod message;
 
+pub(crate) use columns::{DbId, DbRole, DbTime};
 pub use conversation::Conversation;
 pub(crate) use conversation::{ConversationRow, NewConversationRow};
 pub use message::{Message, NewMessage, Role};
