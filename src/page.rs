@@ -131,28 +131,23 @@ pub enum Window {
 }
 
 impl Window {
-    /// The inclusive seq range this window covers in a history of `count` messages (seqs `1..=count`),
-    /// or `None` when it covers nothing. Seqs have no gaps, so a range is exactly the rows to read.
-    pub(crate) fn seq_range(self, count: i64) -> Option<(i64, i64)> {
-        let (lo, hi) = match self {
-            Window::All => (1, count),
-            Window::Latest(n) => (count - i64::from(n) + 1, count),
+    /// The seq bounds of this window, for a read that learns the message count (`count`) in the
+    /// same statement: the rows with `lo <= seq <= hi` and `seq > min(count, hi) - back`. Seqs
+    /// have no gaps, so the bounds select exactly the window's rows from an index range.
+    pub(crate) fn bounds(self) -> SeqBounds {
+        const ANY: i64 = i64::MAX;
+        match self {
+            Window::All => SeqBounds::new(1, ANY, ANY),
+            Window::Latest(n) => SeqBounds::new(1, ANY, i64::from(n)),
+            // A cursor past the end counts back from the end.
             Window::Before { seq, limit } => {
-                let hi = seq.saturating_sub(1).min(count);
-                (hi.saturating_sub(i64::from(limit)) + 1, hi)
+                SeqBounds::new(1, seq.saturating_sub(1), i64::from(limit))
             }
             Window::After { seq, limit } => {
                 let lo = seq.saturating_add(1).max(1);
-                (
-                    lo,
-                    lo.saturating_add(i64::from(limit))
-                        .saturating_sub(1)
-                        .min(count),
-                )
+                SeqBounds::new(lo, lo.saturating_add(i64::from(limit)) - 1, ANY)
             }
-        };
-        let lo = lo.max(1);
-        (lo <= hi).then_some((lo, hi))
+        }
     }
 
     fn limit(self) -> u32 {
@@ -161,6 +156,26 @@ impl Window {
             Window::Latest(limit) | Window::Before { limit, .. } | Window::After { limit, .. } => {
                 limit
             }
+        }
+    }
+}
+
+/// Seq bounds: see [`Window::bounds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeqBounds {
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
+    pub(crate) back: i64,
+}
+
+impl SeqBounds {
+    /// `hi` is clamped to 0 or more, so `min(count, hi) - back` cannot overflow in SQL (`back` is
+    /// at most `i64::MAX` and the count is never negative).
+    fn new(lo: i64, hi: i64, back: i64) -> Self {
+        SeqBounds {
+            lo,
+            hi: hi.max(0),
+            back,
         }
     }
 }

@@ -368,22 +368,16 @@ impl ChatStore {
         conversation: ConversationId,
         window: Window,
     ) -> Result<MessagePage> {
-        let (total, rows) = self.with_conn(|conn| {
-            let total =
-                conversations::message_count_of(conn, user.as_str(), conversation.as_bytes())?
-                    .ok_or(Error::NotFound)?;
-            // Bounded by the count just read, so appends that land in between are not half-seen.
-            let Some((first, last)) = window.seq_range(total) else {
-                return Ok((total, Vec::new()));
-            };
-            let rows = messages::range(conn, user.as_str(), conversation.as_bytes(), first, last)?;
-            // Seqs have no gaps and messages are only ever deleted with their conversation, so a
-            // short range means it was deleted between the two reads.
-            if rows.len() as i64 != last - first + 1 {
-                return Err(Error::NotFound);
-            }
-            Ok((total, rows))
-        })?;
+        let (total, rows) = self
+            .with_conn(|conn| {
+                messages::window(
+                    conn,
+                    user.as_str(),
+                    conversation.as_bytes(),
+                    window.bounds(),
+                )
+            })?
+            .ok_or(Error::NotFound)?;
         let messages = rows
             .into_iter()
             .map(|r| r.into_model())
