@@ -4,7 +4,7 @@
 
 mod support;
 
-use chatstore::{NewMessage, Synchronous};
+use chatstore::NewMessage;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use support::{batch, owner, Target, CONTENT};
 
@@ -19,6 +19,7 @@ fn append_one(c: &mut Criterion, target: &mut Target, durability: &str) {
         .create_conversation(&user, None)
         .expect("create")
         .id;
+    target.checkpoint();
     group.bench_function(BenchmarkId::new("chatstore", durability), |b| {
         b.iter(|| {
             target
@@ -33,6 +34,7 @@ fn append_one(c: &mut Criterion, target: &mut Target, durability: &str) {
         .expect("create")
         .id;
     let message = [NewMessage::user(CONTENT)];
+    target.checkpoint();
     group.bench_function(BenchmarkId::new("floor", durability), |b| {
         b.iter(|| target.floor.append(&user, conv, &message))
     });
@@ -47,6 +49,7 @@ fn append_batch(c: &mut Criterion, target: &mut Target) {
     group.throughput(Throughput::Elements(1000)).sample_size(20);
     let store = target.store.clone();
     let fresh = || store.create_conversation(&user, None).expect("create").id;
+    target.checkpoint();
     group.bench_function(BenchmarkId::new("chatstore", 1000), |b| {
         b.iter_batched(
             fresh,
@@ -59,6 +62,7 @@ fn append_batch(c: &mut Criterion, target: &mut Target) {
             BatchSize::PerIteration,
         )
     });
+    target.checkpoint();
     group.bench_function(BenchmarkId::new("floor", 1000), |b| {
         b.iter_batched(
             fresh,
@@ -71,11 +75,16 @@ fn append_batch(c: &mut Criterion, target: &mut Target) {
 
 fn writes(c: &mut Criterion) {
     for mut target in Target::all() {
+        target.warm_up_writes();
         append_one(c, &mut target, "full");
         append_batch(c, &mut target);
     }
     #[cfg(feature = "sqlite")]
-    append_one(c, &mut Target::sqlite(Synchronous::Normal), "normal");
+    {
+        let mut target = Target::sqlite(chatstore::Synchronous::Normal);
+        target.warm_up_writes();
+        append_one(c, &mut target, "normal");
+    }
 }
 
 criterion_group!(benches, writes);

@@ -1,5 +1,5 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
-//! connection: every write in one write transaction, reads as one or two statements.
+//! connection: every write in one write transaction, every data read in one statement.
 
 use std::sync::Arc;
 
@@ -368,7 +368,7 @@ impl ChatStore {
         conversation: ConversationId,
         window: Window,
     ) -> Result<MessagePage> {
-        let (total, rows) = self
+        let (total, messages) = self
             .with_conn(|conn| {
                 messages::window(
                     conn,
@@ -378,10 +378,6 @@ impl ChatStore {
                 )
             })?
             .ok_or(Error::NotFound)?;
-        let messages = rows
-            .into_iter()
-            .map(|r| r.into_model())
-            .collect::<Result<Vec<_>>>()?;
         Ok(MessagePage::new(messages, window, total))
     }
 
