@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDateTime;
 use diesel::r2d2::Pool;
 use parking_lot::FairMutex;
 
 use crate::config::{Limits, StoreBuilder};
 use crate::conn::{write_transaction, Backend, Conn, Manager};
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::models::{self, Conversation, Message, NewConversationRow, NewMessage, NewMessageRow};
+use crate::models::{
+    self, Conversation, DbTime, Message, NewConversationRow, NewMessage, NewMessageRow,
+};
 use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
 use crate::queries::{catalog, conversations, messages};
 use crate::title::parse_optional;
@@ -58,7 +59,7 @@ fn stored(
     new: &NewMessage<'_>,
     id: MessageId,
     seq: i64,
-    created_at: NaiveDateTime,
+    created_at: DbTime,
 ) -> Message {
     Message {
         id,
@@ -67,7 +68,7 @@ fn stored(
         role: new.role(),
         content: new.content().to_owned(),
         metadata: new.metadata().cloned(),
-        created_at: models::from_db_time(created_at),
+        created_at: created_at.utc(),
     }
 }
 
@@ -307,7 +308,7 @@ impl ChatStore {
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
         ids: &[MessageId],
-    ) -> Result<(i64, NaiveDateTime)> {
+    ) -> Result<(i64, DbTime)> {
         let max = self.limits.max_content_bytes;
         let metadata = batch
             .iter()
@@ -333,7 +334,7 @@ impl ChatStore {
                     role: m.role().as_str(),
                     content: m.content(),
                     metadata: meta.as_deref(),
-                    created_at,
+                    created_at: created_at.0,
                 })
                 .collect();
             messages::insert(conn, &rows)?;

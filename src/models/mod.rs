@@ -10,17 +10,12 @@ pub(crate) use conversation::{ConversationRow, NewConversationRow};
 pub use message::{Message, NewMessage, Role};
 pub(crate) use message::{MessageRow, NewMessageRow};
 
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 /// The current time at the precision every backend keeps (microseconds), so that what a call returns
 /// equals what a later read gives back.
 pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
-}
-
-/// Timestamps are stored as naive UTC; the session time zone of a server never shifts them.
-pub(crate) fn from_db_time(t: NaiveDateTime) -> DateTime<Utc> {
-    t.and_utc()
 }
 
 /// A row that the schema should have made impossible (a malformed id or role written by another

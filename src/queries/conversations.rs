@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::Cached;
 use crate::conn::Conn;
-use crate::models::{ConversationRow, NewConversationRow};
+use crate::models::{ConversationRow, DbTime, NewConversationRow};
 use crate::schema::conversations::dsl::*;
 use crate::Result;
 
@@ -96,7 +96,7 @@ pub(crate) fn reserve_seqs(
     conv: &[u8],
     n: i64,
     now: NaiveDateTime,
-) -> Result<Option<(i64, NaiveDateTime)>> {
+) -> Result<Option<(i64, DbTime)>> {
     let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
         .set((
             message_count.eq(message_count + n),

@@ -8,8 +8,8 @@ use crate::page::SeqBounds;
 use crate::schema::messages::dsl::*;
 use crate::Result;
 
-/// Rows per INSERT statement: 8 columns × 1,000 binds stays under SQLite's (32,766) and PostgreSQL's
-/// (65,535) bind limits.
+/// Rows per INSERT statement: on SQLite, 8 columns × 1,000 binds stays under its 32,766-bind limit
+/// (PostgreSQL binds arrays, and takes the same chunks).
 const ROWS_PER_INSERT: usize = 1000;
 /// Bytes of text per INSERT statement: far below PostgreSQL's 1 GiB limit on one protocol message,
 /// which 1,000 messages at the default 1 MiB limit (plus metadata) would exceed.
