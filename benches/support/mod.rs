@@ -90,7 +90,10 @@ impl Target {
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create the bench database");
-        let (base, _) = admin.rsplit_once('/').expect("a URL with a database name");
+        let without_query = admin.split('?').next().unwrap_or(&admin);
+        let (base, _) = without_query
+            .rsplit_once('/')
+            .expect("a URL with a database name");
         let url = format!("{base}/{name}");
         // The floor's client speaks plain TCP (NoTls); libpq would negotiate TLS with a server
         // that offers it (`sslmode=prefer`), so the store is told not to: the same transport on
@@ -122,9 +125,7 @@ impl Target {
         }
         conv.id
     }
-}
 
-impl Target {
     /// Refreshes the planner's statistics after seeding (PostgreSQL; SQLite has no ANALYZE data
     /// unless asked and plans these queries from the indexes alone).
     pub fn analyze(&mut self) {
@@ -132,9 +133,7 @@ impl Target {
             pg.client.batch_execute("ANALYZE").expect("analyze");
         }
     }
-}
 
-impl Target {
     /// Writes out everything pending, before a write bench: a checkpoint (PostgreSQL's timed
     /// one, every 5 minutes; SQLite's every 1,000 WAL pages) that lands in one side's measurement
     /// and not the other's would price the checkpoint, not the store.
@@ -146,9 +145,7 @@ impl Target {
             Floor::Postgres(pg) => pg.client.batch_execute("CHECKPOINT").expect("checkpoint"),
         }
     }
-}
 
-impl Target {
     /// Writes 300,000 messages (about 100 MB with indexes and log), untimed, then checkpoints.
     /// Whichever side ran first paid for growing the files — PostgreSQL creating new 16 MB WAL
     /// segments, SQLite extending its WAL — and the second reused them: run alone, each side took
@@ -272,7 +269,6 @@ pub struct PgFloor {
     insert_one: postgres::Statement,
     insert_many: postgres::Statement,
     load_all: postgres::Statement,
-    latest: postgres::Statement,
     before: postgres::Statement,
     list: postgres::Statement,
 }
@@ -294,10 +290,6 @@ impl PgFloor {
             "SELECT {MESSAGE_COLUMNS} FROM messages \
              WHERE conversation_id = $1 AND user_id = $2 ORDER BY seq"
         ));
-        let latest = prepare(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
-             WHERE conversation_id = $1 AND user_id = $2 ORDER BY seq DESC LIMIT $3"
-        ));
         let before = prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages \
              WHERE conversation_id = $1 AND user_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
@@ -312,7 +304,6 @@ impl PgFloor {
             insert_one,
             insert_many,
             load_all,
-            latest,
             before,
             list,
         }
@@ -498,23 +489,9 @@ impl Floor {
         }
     }
 
-    /// The newest `n`, oldest first.
+    /// The newest `n`, oldest first: the messages before any seq.
     pub fn latest(&mut self, user: &UserId, conv: ConversationId, n: i64) -> Vec<FloorMessage> {
-        let conv = conv.as_uuid();
-        let conv = conv.as_bytes().as_slice();
-        let mut rows = match self {
-            Floor::Sqlite(conn) => sqlite_messages(
-                conn,
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages \
-                     WHERE conversation_id = ?1 AND user_id = ?2 ORDER BY seq DESC LIMIT ?3"
-                ),
-                rusqlite::params![conv, user.as_str(), n],
-            ),
-            Floor::Postgres(pg) => pg.messages(|pg| &pg.latest, &[&conv, &user.as_str(), &n]),
-        };
-        rows.reverse();
-        rows
+        self.before(user, conv, i64::MAX, n)
     }
 
     /// Up to `n` messages older than `seq`, oldest first.
