@@ -10,7 +10,8 @@ use crate::config::{Limits, StoreBuilder};
 use crate::conn::{write_transaction, Backend, Conn, Manager};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::{
-    self, Conversation, DbTime, Message, NewConversationRow, NewMessage, NewMessageRow,
+    self, Conversation, ConversationRow, DbTime, Message, NewConversationRow, NewMessage,
+    NewMessageRow,
 };
 use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
 use crate::queries::{catalog, conversations, messages};
@@ -166,8 +167,8 @@ impl ChatStore {
     /// errors.
     pub fn conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
         self.with_conn(|conn| conversations::find(conn, user.as_str(), id.as_bytes()))?
-            .ok_or(Error::NotFound)?
-            .into_model()
+            .map(ConversationRow::into_model)
+            .ok_or(Error::NotFound)
     }
 
     /// A page of the user's conversations, most recently updated first.
@@ -199,10 +200,8 @@ impl ChatStore {
             // One row more than asked tells whether a next page exists.
             conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
         })?;
-        let mut items = rows
-            .into_iter()
-            .map(|r| r.into_model())
-            .collect::<Result<Vec<_>>>()?;
+        let mut items: Vec<Conversation> =
+            rows.into_iter().map(ConversationRow::into_model).collect();
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items
@@ -236,8 +235,8 @@ impl ChatStore {
                 return Err(Error::NotFound);
             }
             conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
-        })?
-        .into_model()
+        })
+        .map(ConversationRow::into_model)
     }
 
     /// Deletes the conversation and all its messages, atomically.

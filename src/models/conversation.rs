@@ -3,7 +3,6 @@ use diesel::prelude::*;
 
 use crate::ids::{ConversationId, UserId};
 use crate::schema::conversations;
-use crate::Result;
 
 /// A conversation: one chat thread owned by one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +35,15 @@ pub(crate) struct ConversationRow {
 }
 
 impl ConversationRow {
-    pub(crate) fn into_model(self) -> Result<Conversation> {
-        Ok(Conversation {
+    pub(crate) fn into_model(self) -> Conversation {
+        Conversation {
             id: self.id.0.into(),
             user_id: UserId::from_db(self.user_id),
             title: self.title,
             created_at: self.created_at.utc(),
             updated_at: self.updated_at.utc(),
             message_count: self.message_count,
-        })
+        }
     }
 }
 
