@@ -64,6 +64,26 @@ pub enum Error {
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
 
+    /// An append that named the last seq it saw ([`ChatStore::append_if_last_seq`](crate::ChatStore::append_if_last_seq))
+    /// found that the conversation has moved on: someone appended since. Nothing was written; read
+    /// the new messages and decide again.
+    #[error(
+        "the conversation has changed: expected its last seq to be {expected}, it is {actual}"
+    )]
+    Conflict {
+        /// The last seq the caller stated.
+        expected: i64,
+        /// The conversation's last seq when the append ran.
+        actual: i64,
+    },
+
+    /// A client-supplied message id ([`NewMessage::with_id`](crate::NewMessage::with_id)) is
+    /// already taken by a different message: one in another conversation, one with other content,
+    /// or the same id twice in a batch. Nothing was written. (The same message appended again to the
+    /// same conversation is not an error: see [`ChatStore::append_messages`](crate::ChatStore::append_messages).)
+    #[error("message id {0} is already used by a different message")]
+    DuplicateId(crate::MessageId),
+
     /// The URL names a backend that this build was compiled without.
     #[error("the {backend} backend is not compiled in: enable the cargo feature \"{feature}\"")]
     BackendNotEnabled {

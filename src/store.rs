@@ -1,17 +1,19 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
 //! connection: every write in one write transaction, every data read in one statement.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diesel::r2d2::Pool;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use parking_lot::FairMutex;
 
 use crate::config::{Limits, StoreBuilder};
 use crate::conn::{write_transaction, Backend, Conn, Manager};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::{
-    self, Conversation, ConversationRow, DbTime, Message, NewConversationRow, NewMessage,
-    NewMessageRow,
+    self, Conversation, ConversationRow, DbTime, Message, MessageRow, NewConversationRow,
+    NewMessage, NewMessageRow,
 };
 use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
 use crate::queries::{catalog, conversations, messages};
@@ -70,6 +72,93 @@ fn stored(
         content: new.content().to_owned(),
         metadata: new.metadata().cloned(),
         created_at: created_at.utc(),
+    }
+}
+
+/// What an append's transaction did.
+enum Appended {
+    /// Wrote the batch from `first_seq` on.
+    New { first_seq: i64, created_at: DbTime },
+    /// Found the batch already stored (a retry): these are the stored messages.
+    Replayed(Vec<Message>),
+}
+
+/// Each message's id: the client's, or a new UUIDv7. A client id twice in the batch is refused.
+fn message_ids(batch: &[NewMessage<'_>]) -> Result<Vec<MessageId>> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .map(|m| match m.id() {
+            Some(id) if !seen.insert(id) => Err(Error::DuplicateId(id)),
+            Some(id) => Ok(id),
+            None => Ok(MessageId::generate()),
+        })
+        .collect()
+}
+
+/// The outcome of a batch some of whose client ids are already `stored` (with their owners): a
+/// retry if it is this very batch — every message stored under its id, in this conversation, with
+/// the same role, content and metadata — which returns the stored messages in the batch's order.
+fn replayed(
+    user: &UserId,
+    conversation: ConversationId,
+    batch: &[NewMessage<'_>],
+    stored: Vec<(String, MessageRow)>,
+) -> Result<Vec<Message>> {
+    let mut by_id = HashMap::with_capacity(stored.len());
+    for (owner, row) in stored {
+        let message = row.into_model()?;
+        if message.conversation_id == conversation && owner != user.as_str() {
+            // The conversation is someone else's: say so exactly as for any other call.
+            return Err(Error::NotFound);
+        }
+        by_id.insert(message.id, message);
+    }
+    // The id to report if this is not a retry: the batch's first id that is stored.
+    let Some(taken) = batch
+        .iter()
+        .filter_map(|m| m.id())
+        .find(|id| by_id.contains_key(id))
+    else {
+        return Err(models::corrupt_row(
+            "stored messages found by ids not in the batch",
+        ));
+    };
+    let mut replay = Vec::with_capacity(batch.len());
+    for new in batch {
+        let Some(message) = new.id().and_then(|id| by_id.remove(&id)) else {
+            return Err(Error::DuplicateId(taken));
+        };
+        let same = message.conversation_id == conversation
+            && message.role == new.role()
+            && message.content == new.content()
+            && message.metadata.as_ref() == new.metadata();
+        if !same {
+            return Err(Error::DuplicateId(message.id));
+        }
+        replay.push(message);
+    }
+    Ok(replay)
+}
+
+/// Why an append reserved no seqs: the conversation is not the user's, or (with `last_seq`) it has
+/// moved on.
+fn not_reserved(
+    conn: &mut Conn,
+    user: &UserId,
+    conversation: ConversationId,
+    last_seq: Option<i64>,
+) -> Error {
+    let Some(expected) = last_seq else {
+        return Error::NotFound;
+    };
+    match conversations::find(conn, user.as_str(), conversation.as_bytes()) {
+        Ok(Some(row)) => Error::Conflict {
+            expected,
+            actual: row.message_count,
+        },
+        Ok(None) => Error::NotFound,
+        Err(e) => e,
     }
 }
 
@@ -260,9 +349,11 @@ impl ChatStore {
         conversation: ConversationId,
         message: NewMessage<'_>,
     ) -> Result<Message> {
-        let id = MessageId::generate();
-        let (seq, created_at) = self.insert_messages(user, conversation, &[message], &[id])?;
-        Ok(stored(conversation, &message, id, seq, created_at))
+        let stored = self.insert_messages(user, conversation, &[message], None)?;
+        stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| crate::models::corrupt_row("an append of one message stored none"))
     }
 
     /// Appends messages to the end of the conversation, all or nothing: they get consecutive seqs
@@ -272,10 +363,34 @@ impl ChatStore {
     ///
     /// An empty batch writes nothing (it still checks that the user owns the conversation).
     ///
+    /// # Retrying safely
+    /// A call that fails with a lost connection or a timeout may still have committed. To retry
+    /// without risking a duplicate, give every message an id of your own
+    /// ([`NewMessage::with_id`]) before the first attempt and send the same batch again: if it was
+    /// stored, the call writes nothing and returns the stored messages (with their original seqs
+    /// and times).
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, MessageId, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&user, None)?;
+    /// let id = MessageId::from(uuid::Uuid::now_v7()); // made once, kept for the retries
+    /// let first = store.append_message(&user, conv.id, NewMessage::user("hi").with_id(id))?;
+    /// // The answer was lost on the way back; the retry finds the message already there.
+    /// let again = store.append_message(&user, conv.id, NewMessage::user("hi").with_id(id))?;
+    /// assert_eq!(first, again);
+    /// assert_eq!(store.conversation(&user, conv.id)?.message_count, 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// - [`Error::ContentTooLarge`], [`Error::InvalidContent`], [`Error::InvalidMetadata`],
     ///   [`Error::MetadataTooLarge`] for a message that breaks the limits — nothing of the batch is
     ///   written;
+    /// - [`Error::DuplicateId`] if a client-supplied id is taken by a different message (in another
+    ///   conversation, with other content, or twice in the batch), or if only part of the batch is
+    ///   stored under its ids (not a retry of one batch) — nothing is written;
     /// - [`Error::NotFound`] if the user owns no such conversation;
     /// - [`Error::Busy`] if another process kept SQLite's write lock past the busy timeout;
     /// - connection and database errors (the transaction is rolled back).
@@ -285,59 +400,139 @@ impl ChatStore {
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
-        if batch.is_empty() {
-            self.conversation(user, conversation)?;
-            return Ok(Vec::new());
-        }
-        let ids: Vec<MessageId> = batch.iter().map(|_| MessageId::generate()).collect();
-        let (first_seq, created_at) = self.insert_messages(user, conversation, batch, &ids)?;
-        Ok(batch
-            .iter()
-            .zip(ids)
-            .zip(first_seq..)
-            .map(|((m, id), seq)| stored(conversation, m, id, seq, created_at))
-            .collect())
+        self.insert_messages(user, conversation, batch, None)
     }
 
-    /// Validates a non-empty batch, then writes it with the given ids; returns the first seq and
-    /// the batch's `created_at`.
+    /// Appends the batch only if the conversation's last seq is still `last_seq` (0 for an empty
+    /// conversation): optimistic concurrency for a writer that decides what to append from what it
+    /// read ([`MessagePage::total`](crate::MessagePage::total),
+    /// [`Conversation::message_count`](crate::Conversation::message_count)). Otherwise as
+    /// [`append_messages`](Self::append_messages); a retry of a stored batch (by its ids) returns
+    /// it, even though the last seq has moved since.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&user, None)?;
+    /// let seen = store.messages(&user, conv.id, Window::Latest(20))?;
+    /// store.append_message(&user, conv.id, NewMessage::user("sent from another tab"))?;
+    /// let reply = [NewMessage::assistant("an answer to what I saw")];
+    /// let result = store.append_if_last_seq(&user, conv.id, seen.total, &reply);
+    /// assert!(matches!(result, Err(Error::Conflict { expected: 0, actual: 1 })));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the conversation's last seq is not `last_seq` — nothing is written;
+    /// otherwise as [`append_messages`](Self::append_messages).
+    pub fn append_if_last_seq(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        last_seq: i64,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Message>> {
+        self.insert_messages(user, conversation, batch, Some(last_seq))
+    }
+
+    /// Validates the batch, then writes it — unless it is a retry of a stored batch — if the
+    /// conversation's last seq is `last_seq` (when given).
     fn insert_messages(
         &self,
         user: &UserId,
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
-        ids: &[MessageId],
-    ) -> Result<(i64, DbTime)> {
+        last_seq: Option<i64>,
+    ) -> Result<Vec<Message>> {
         let max = self.limits.max_content_bytes;
         let metadata = batch
             .iter()
             .map(|m| m.validate(max))
             .collect::<Result<Vec<_>>>()?;
+        let ids = message_ids(batch)?;
+        if batch.is_empty() {
+            let found = self.conversation(user, conversation)?;
+            return match last_seq {
+                Some(expected) if expected != found.message_count => Err(Error::Conflict {
+                    expected,
+                    actual: found.message_count,
+                }),
+                _ => Ok(Vec::new()),
+            };
+        }
+        let client_ids: Vec<&[u8]> = batch
+            .iter()
+            .zip(&ids)
+            .filter(|(m, _)| m.id().is_some())
+            .map(|(_, id)| id.as_bytes())
+            .collect();
         let now = models::now().naive_utc();
         let n = batch.len() as i64;
-        self.write(|conn| {
-            let (count, created_at) =
-                conversations::reserve_seqs(conn, user.as_str(), conversation.as_bytes(), n, now)?
-                    .ok_or(Error::NotFound)?;
-            let first_seq = count - n + 1;
-            let rows: Vec<NewMessageRow<'_>> = batch
+        let attempt = || {
+            self.write(|conn| {
+                if !client_ids.is_empty() {
+                    let stored = messages::by_ids(conn, &client_ids)?;
+                    if !stored.is_empty() {
+                        return replayed(user, conversation, batch, stored).map(Appended::Replayed);
+                    }
+                }
+                let reserved = conversations::reserve_seqs(
+                    conn,
+                    user.as_str(),
+                    conversation.as_bytes(),
+                    n,
+                    now,
+                    last_seq,
+                )?;
+                let Some((count, created_at)) = reserved else {
+                    return Err(not_reserved(conn, user, conversation, last_seq));
+                };
+                let first_seq = count - n + 1;
+                let rows: Vec<NewMessageRow<'_>> = batch
+                    .iter()
+                    .zip(&ids)
+                    .zip(&metadata)
+                    .zip(first_seq..)
+                    .map(|(((m, id), meta), seq)| NewMessageRow {
+                        id: id.as_bytes(),
+                        conversation_id: conversation.as_bytes(),
+                        user_id: user.as_str(),
+                        seq,
+                        role: m.role().as_str(),
+                        content: m.content(),
+                        metadata: meta.as_deref(),
+                        created_at: created_at.0,
+                    })
+                    .collect();
+                messages::insert(conn, &rows)?;
+                Ok(Appended::New {
+                    first_seq,
+                    created_at,
+                })
+            })
+        };
+        let outcome = match attempt() {
+            // Another call stored one of the client's ids after this one looked (on PostgreSQL, where
+            // the look does not lock; a SQLite write transaction holds the database): that call has
+            // committed, so a second look finds it.
+            Err(Error::Database(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) if !client_ids.is_empty() => attempt()?,
+            outcome => outcome?,
+        };
+        Ok(match outcome {
+            Appended::Replayed(stored) => stored,
+            Appended::New {
+                first_seq,
+                created_at,
+            } => batch
                 .iter()
                 .zip(ids)
-                .zip(&metadata)
                 .zip(first_seq..)
-                .map(|(((m, id), meta), seq)| NewMessageRow {
-                    id: id.as_bytes(),
-                    conversation_id: conversation.as_bytes(),
-                    user_id: user.as_str(),
-                    seq,
-                    role: m.role().as_str(),
-                    content: m.content(),
-                    metadata: meta.as_deref(),
-                    created_at: created_at.0,
-                })
-                .collect();
-            messages::insert(conn, &rows)?;
-            Ok((first_seq, created_at))
+                .map(|((m, id), seq)| stored(conversation, m, id, seq, created_at))
+                .collect(),
         })
     }
 

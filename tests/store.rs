@@ -44,6 +44,8 @@ macro_rules! backend_tests {
     };
 }
 
+mod hardening;
+
 backend_tests! {
     every: [
         round_trip_keeps_order_roles_and_metadata,

@@ -66,6 +66,7 @@ impl FromStr for Role {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NewMessage<'a> {
+    id: Option<MessageId>,
     role: Role,
     content: &'a str,
     metadata: Option<&'a Value>,
@@ -75,6 +76,7 @@ impl<'a> NewMessage<'a> {
     /// A message with the given role and content (which may be empty).
     pub fn new(role: Role, content: &'a str) -> Self {
         NewMessage {
+            id: None,
             role,
             content,
             metadata: None,
@@ -105,6 +107,19 @@ impl<'a> NewMessage<'a> {
     pub fn with_metadata(mut self, metadata: &'a Value) -> Self {
         self.metadata = Some(metadata);
         self
+    }
+
+    /// Gives the message an id chosen by the client, which makes its append safe to retry: see
+    /// [`ChatStore::append_messages`](crate::ChatStore::append_messages). Any UUID will do; one
+    /// made before the first attempt (say `uuid::Uuid::now_v7()`) and kept for the retries.
+    pub fn with_id(mut self, id: MessageId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// The client-supplied id, if any.
+    pub fn id(&self) -> Option<MessageId> {
+        self.id
     }
 
     /// The role.
@@ -154,7 +169,7 @@ impl<'a> NewMessage<'a> {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Message {
-    /// Its id (UUIDv7, made by the store).
+    /// Its id: a UUIDv7 made by the store, or the client's own ([`NewMessage::with_id`]).
     pub id: MessageId,
     /// The conversation it belongs to.
     pub conversation_id: ConversationId,

@@ -86,22 +86,33 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
 }
 
 /// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
-/// count and `updated_at`, or `None` if the user owns no such conversation. One statement, and the
-/// first of the transaction, so that it takes the conversation's row lock before anything is read:
-/// concurrent appends queue on it and each sees the count the previous one committed. The returned
-/// time is the batch's `created_at`: never earlier than the previous append's, so time follows seq.
+/// count and `updated_at`, or `None` if the user owns no such conversation — or, with `last_seq`,
+/// if its count is no longer `last_seq`. One statement, and the first write of the transaction, so
+/// that it takes the conversation's row lock before anything is read: concurrent appends queue on
+/// it and each sees the count the previous one committed (PostgreSQL re-checks the `last_seq`
+/// filter against that committed row). The returned time is the batch's `created_at`: never
+/// earlier than the previous append's, so time follows seq.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,
     user: &str,
     conv: &[u8],
     n: i64,
     now: NaiveDateTime,
+    last_seq: Option<i64>,
 ) -> Result<Option<(i64, DbTime)>> {
-    let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
-        .set((
-            message_count.eq(message_count + n),
-            updated_at.eq(not_before(now)),
-        ))
-        .returning((message_count, updated_at));
-    Ok(Cached(update).get_result(conn).optional()?)
+    let target = conversations.filter(id.eq(conv)).filter(user_id.eq(user));
+    let bump = (
+        message_count.eq(message_count + n),
+        updated_at.eq(not_before(now)),
+    );
+    let new = (message_count, updated_at);
+    // Two statements of fixed shape, each cached.
+    let reserved = match last_seq {
+        None => Cached(diesel::update(target).set(bump).returning(new)).get_result(conn),
+        Some(last) => {
+            let target = target.filter(message_count.eq(last));
+            Cached(diesel::update(target).set(bump).returning(new)).get_result(conn)
+        }
+    };
+    Ok(reserved.optional()?)
 }

@@ -87,6 +87,14 @@ fn chunks<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> impl Iterator<Item = &
     })
 }
 
+/// The stored messages among `ids`, whichever conversation they are in, each with its owner.
+pub(crate) fn by_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<(String, MessageRow)>> {
+    Ok(messages
+        .filter(id.eq_any(ids))
+        .select((user_id, MessageRow::as_select()))
+        .load(conn)?)
+}
+
 /// The conversation's message count and its messages within `bounds`, oldest first — or `None`
 /// if `user` owns no such conversation. One statement, so the count and the rows are one snapshot
 /// and one round trip: the conversation row, left-joined to a range scan of the

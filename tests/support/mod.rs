@@ -107,13 +107,18 @@ impl TestDb {
     /// Rows in `table`, counted by a connection of its own; `None` for `:memory:`, which no other
     /// connection can see.
     pub fn count_rows(&self, table: &str) -> Option<i64> {
+        self.scalar(&format!("SELECT count(*) AS n FROM {table}"))
+    }
+
+    /// The one BIGINT `sql` selects as `n`, read by a connection of its own; `None` for `:memory:`.
+    pub fn scalar(&self, sql: &str) -> Option<i64> {
         #[derive(diesel::QueryableByName)]
-        struct Count {
+        struct Scalar {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let query = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"));
-        let count: Count = match self.kind {
+        let query = diesel::sql_query(sql);
+        let row: Scalar = match self.kind {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => query.get_result(&mut sqlite_connection(&self.url)),
             #[cfg(feature = "postgres")]
@@ -121,8 +126,8 @@ impl TestDb {
                 .get_result(&mut diesel::pg::PgConnection::establish(&self.url).expect("connect")),
             _ => return None,
         }
-        .expect("count");
-        Some(count.n)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        Some(row.n)
     }
 
     /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.

@@ -1,0 +1,364 @@
+//! Safe retries by client-supplied message ids, and optimistic concurrency by stated last seq.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use chatstore::{ChatStore, ConversationId, Error, MessageId, NewMessage, UserId, Window};
+use serde_json::json;
+
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [
+        a_retried_batch_returns_the_stored_messages_and_writes_nothing,
+        a_client_id_taken_by_a_different_message_is_refused,
+        a_retry_into_another_users_conversation_is_not_found,
+        concurrent_retries_of_one_message_store_it_once,
+        a_stale_last_seq_conflicts_and_writes_nothing,
+        writers_that_state_the_last_seq_never_interleave,
+    ],
+    persistent: [],
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+fn new_id() -> MessageId {
+    MessageId::from(uuid::Uuid::now_v7())
+}
+
+/// Everything a caller can observe of a conversation: a refused write must leave it as it was.
+fn state(
+    store: &ChatStore,
+    owner: &UserId,
+    conv: ConversationId,
+) -> impl PartialEq + std::fmt::Debug {
+    let c = store.conversation(owner, conv).unwrap();
+    let messages = store.messages(owner, conv, Window::All).unwrap().messages;
+    (c.message_count, c.updated_at, messages)
+}
+
+fn a_retried_batch_returns_the_stored_messages_and_writes_nothing(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    store
+        .append_message(&alice, conv, NewMessage::user("before"))
+        .unwrap();
+    let call = json!({"tool_calls": [{"id": "call_1"}]});
+    let (a, b, c) = (new_id(), new_id(), new_id());
+    let batch = [
+        NewMessage::user("add milk").with_id(a),
+        NewMessage::assistant("").with_metadata(&call).with_id(b),
+        NewMessage::tool("added").with_id(c),
+    ];
+    let first = store.append_messages(&alice, conv, &batch).unwrap();
+    assert_eq!(
+        first.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>(),
+        [(a, 2), (b, 3), (c, 4)],
+        "the client's ids are the stored ids"
+    );
+    let after_first = state(&store, &alice, conv);
+
+    for _ in 0..3 {
+        assert_eq!(store.append_messages(&alice, conv, &batch).unwrap(), first);
+    }
+    // One message of it, retried alone, is that message.
+    let single = store.append_message(&alice, conv, batch[1]).unwrap();
+    assert_eq!(single, first[1]);
+    // A retry stating the last seq it saw before the first attempt is still a retry.
+    assert_eq!(
+        store.append_if_last_seq(&alice, conv, 1, &batch).unwrap(),
+        first
+    );
+    assert_eq!(
+        state(&store, &alice, conv),
+        after_first,
+        "retries wrote nothing"
+    );
+
+    // A new message after the retries continues the history.
+    let next = store
+        .append_message(&alice, conv, NewMessage::user("next").with_id(new_id()))
+        .unwrap();
+    assert_eq!(next.seq, 5);
+}
+
+fn a_client_id_taken_by_a_different_message_is_refused(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let other = store.create_conversation(&alice, None).unwrap().id;
+    let taken = new_id();
+    store
+        .append_message(&alice, conv, NewMessage::user("hello").with_id(taken))
+        .unwrap();
+    let before = (state(&store, &alice, conv), state(&store, &alice, other));
+
+    let meta = json!({"k": 1});
+    let refused: Vec<(&str, ConversationId, Vec<NewMessage>)> = vec![
+        (
+            "another conversation",
+            other,
+            vec![NewMessage::user("hello").with_id(taken)],
+        ),
+        (
+            "other content",
+            conv,
+            vec![NewMessage::user("hello!").with_id(taken)],
+        ),
+        (
+            "other role",
+            conv,
+            vec![NewMessage::assistant("hello").with_id(taken)],
+        ),
+        (
+            "other metadata",
+            conv,
+            vec![NewMessage::user("hello")
+                .with_metadata(&meta)
+                .with_id(taken)],
+        ),
+        (
+            "a batch only partly stored",
+            conv,
+            vec![
+                NewMessage::user("hello").with_id(taken),
+                NewMessage::user("new").with_id(new_id()),
+            ],
+        ),
+        (
+            "a stored id after a new one",
+            conv,
+            vec![
+                NewMessage::user("new").with_id(new_id()),
+                NewMessage::user("hello").with_id(taken),
+            ],
+        ),
+        (
+            "a batch with a message without an id",
+            conv,
+            vec![
+                NewMessage::user("hello").with_id(taken),
+                NewMessage::user("no id"),
+            ],
+        ),
+    ];
+    for (case, target, batch) in refused {
+        match store.append_messages(&alice, target, &batch) {
+            Err(Error::DuplicateId(id)) => assert_eq!(id, taken, "{case}"),
+            other => panic!("{case}: expected DuplicateId, got {other:?}"),
+        }
+    }
+    // The same new id twice in one batch: refused before anything is read.
+    let twice = new_id();
+    let batch = [
+        NewMessage::user("x").with_id(twice),
+        NewMessage::user("x").with_id(twice),
+    ];
+    assert!(matches!(
+        store.append_messages(&alice, conv, &batch),
+        Err(Error::DuplicateId(id)) if id == twice
+    ));
+    assert_eq!(
+        (state(&store, &alice, conv), state(&store, &alice, other)),
+        before,
+        "nothing was written"
+    );
+}
+
+fn a_retry_into_another_users_conversation_is_not_found(db: &TestDb) {
+    let store = db.open();
+    let (alice, mallory) = (user("alice"), user("mallory"));
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let id = new_id();
+    let message = NewMessage::user("secret").with_id(id);
+    store.append_message(&alice, conv, message).unwrap();
+    let before = state(&store, &alice, conv);
+    // Knowing the conversation and the message, mallory still gets nothing back.
+    assert!(matches!(
+        store.append_message(&mallory, conv, message),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.append_if_last_seq(&mallory, conv, 1, &[message]),
+        Err(Error::NotFound)
+    ));
+    // Into mallory's own conversation, the id is simply taken.
+    let own = store.create_conversation(&mallory, None).unwrap().id;
+    assert!(matches!(
+        store.append_message(&mallory, own, message),
+        Err(Error::DuplicateId(_))
+    ));
+    assert_eq!(state(&store, &alice, conv), before);
+    assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
+}
+
+/// Eight callers retrying one message at the same moment (a client that timed out and retried on
+/// several paths): every one gets the stored message, and it is stored once. On PostgreSQL the
+/// callers race past the look-up and meet at the insert.
+fn concurrent_retries_of_one_message_store_it_once(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    for round in 0..10 {
+        let id = new_id();
+        let barrier = Arc::new(Barrier::new(8));
+        let results: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, alice, barrier) = (store.clone(), alice.clone(), barrier.clone());
+                thread::spawn(move || {
+                    let text = format!("round {round}");
+                    barrier.wait();
+                    store.append_message(&alice, conv, NewMessage::user(&text).with_id(id))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert!(
+            results.iter().all(|m| *m == results[0]),
+            "round {round}: {results:?}"
+        );
+        assert_eq!(results[0].seq, round + 1);
+    }
+    let page = store.messages(&alice, conv, Window::All).unwrap();
+    assert_eq!(page.total, 10);
+    assert_eq!(page.messages.len(), 10);
+}
+
+/// Two retries that both looked before either wrote: the conversation's row, locked by another
+/// session, holds both at the seq reservation, past their look-up, until it is released. The second
+/// then meets the first's row at the insert, looks again and returns it.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_retries_racing_past_the_look_up_store_the_message_once() {
+    let db = TestDb::new(Kind::Postgres);
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let hex: String = conv.as_uuid().simple().to_string();
+    let lock = db.hold(&format!(
+        "BEGIN; SELECT 1 FROM conversations WHERE id = '\\x{hex}'::bytea FOR UPDATE"
+    ));
+    let id = new_id();
+    let retries: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, alice) = (store.clone(), alice.clone());
+            thread::spawn(move || {
+                store.append_message(&alice, conv, NewMessage::user("hi").with_id(id))
+            })
+        })
+        .collect();
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    while db.scalar(waiting) != Some(2) {
+        thread::yield_now();
+    }
+    drop(lock);
+    let results: Vec<_> = retries
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(results[0], results[1]);
+    assert_eq!((results[0].id, results[0].seq), (id, 1));
+    assert_eq!(store.conversation(&alice, conv).unwrap().message_count, 1);
+}
+
+fn a_stale_last_seq_conflicts_and_writes_nothing(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    // 0 is the last seq of an empty conversation.
+    let first = store
+        .append_if_last_seq(&alice, conv, 0, &[NewMessage::user("one")])
+        .unwrap();
+    assert_eq!(first[0].seq, 1);
+    store
+        .append_message(&alice, conv, NewMessage::user("two"))
+        .unwrap();
+    let before = state(&store, &alice, conv);
+    for stale in [0, 1, 3, -1, i64::MAX, i64::MIN] {
+        let batch = [NewMessage::assistant("reply"), NewMessage::user("more")];
+        match store.append_if_last_seq(&alice, conv, stale, &batch) {
+            Err(Error::Conflict { expected, actual }) => assert_eq!((expected, actual), (stale, 2)),
+            other => panic!("last seq {stale}: expected Conflict, got {other:?}"),
+        }
+        // An empty batch checks the same.
+        assert!(matches!(
+            store.append_if_last_seq(&alice, conv, stale, &[]),
+            Err(Error::Conflict { actual: 2, .. })
+        ));
+    }
+    assert_eq!(state(&store, &alice, conv), before, "nothing was written");
+    // Another user's conversation is not found, never a Conflict that would reveal its length.
+    assert!(matches!(
+        store.append_if_last_seq(&user("mallory"), conv, 0, &[NewMessage::user("x")]),
+        Err(Error::NotFound)
+    ));
+    let appended = store
+        .append_if_last_seq(&alice, conv, 2, &[NewMessage::user("three")])
+        .unwrap();
+    assert_eq!(appended[0].seq, 3);
+    assert!(store
+        .append_if_last_seq(&alice, conv, 3, &[])
+        .unwrap()
+        .is_empty());
+}
+
+/// Writers that each read the history, then append stating the last seq they read, retrying on a
+/// conflict: every append lands right after the state its writer saw, so no reply is ever placed
+/// after a message its writer did not see.
+fn writers_that_state_the_last_seq_never_interleave(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let (writers, appends) = (4, 25);
+    let barrier = Arc::new(Barrier::new(writers));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, alice, barrier) = (store.clone(), alice.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut conflicts = 0;
+                for i in 0..appends {
+                    loop {
+                        let seen = store.messages(&alice, conv, Window::Latest(1)).unwrap();
+                        // Each writer's pair says which seq it answered.
+                        let (q, a) = (
+                            format!("w{w}-{i} after {}", seen.total),
+                            format!("w{w}-{i}"),
+                        );
+                        let batch = [NewMessage::user(&q), NewMessage::assistant(&a)];
+                        match store.append_if_last_seq(&alice, conv, seen.total, &batch) {
+                            Ok(stored) => {
+                                assert_eq!(stored[0].seq, seen.total + 1);
+                                break;
+                            }
+                            Err(Error::Conflict { expected, actual }) => {
+                                assert_eq!(expected, seen.total);
+                                assert!(actual > expected);
+                                conflicts += 1;
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    let _conflicts: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let page = store.messages(&alice, conv, Window::All).unwrap();
+    assert_eq!(page.total, (writers * appends * 2) as i64);
+    for pair in page.messages.chunks(2) {
+        let (q, a) = (&pair[0], &pair[1]);
+        assert_eq!(
+            q.content,
+            format!("{} after {}", a.content, q.seq - 1),
+            "pairs never interleave"
+        );
+    }
+}
