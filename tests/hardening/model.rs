@@ -1,0 +1,581 @@
+//! The store against a model: random sequences of operations by several users run on the store and
+//! on a few lines of in-memory bookkeeping, and after every step the two agree — on the call's
+//! result, on everything the acting user can list, and on every message of the conversation the step
+//! touched. Failures shrink to a short sequence of operations.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chatstore::{
+    ChatStore, Conversation, ConversationId, Error, Message, MessageId, NewMessage, Page, Role,
+    UserId, Window,
+};
+use chrono::{DateTime, Utc};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{json, Value};
+
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [the_store_agrees_with_the_model_after_every_step],
+    persistent: [],
+}
+
+const USERS: usize = 3;
+
+/// A message to append, as generated.
+#[derive(Debug, Clone)]
+struct Draft {
+    role: Role,
+    content: String,
+    metadata: Option<Value>,
+    /// Appended with a client-supplied id (made when the step runs).
+    with_id: bool,
+}
+
+/// Which conversation a step acts on.
+#[derive(Debug, Clone, Copy)]
+enum Conv {
+    /// The acting user's k-th live conversation (counted modulo how many there are).
+    Own(usize),
+    /// The k-th conversation created in the case, whoever owns it and whether or not it still
+    /// exists: other users' and deleted conversations.
+    Any(usize),
+}
+
+/// One step; users are indices into the case's users.
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        user: usize,
+        title: Option<String>,
+    },
+    Append {
+        user: usize,
+        conv: Conv,
+        batch: Vec<Draft>,
+    },
+    /// An append stating a last seq `offset` away from the real one (0: the right one).
+    AppendIfLast {
+        user: usize,
+        conv: Conv,
+        offset: i64,
+        batch: Vec<Draft>,
+    },
+    /// Sends an earlier batch that carried client ids again, as a client retrying would.
+    Retry {
+        user: usize,
+        earlier: usize,
+    },
+    Rename {
+        user: usize,
+        conv: Conv,
+        title: Option<String>,
+    },
+    Delete {
+        user: usize,
+        conv: Conv,
+    },
+    DeleteUserData {
+        user: usize,
+    },
+    Read {
+        user: usize,
+        conv: Conv,
+        window: Window,
+    },
+    List {
+        user: usize,
+        page_size: u32,
+    },
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![
+        Just(Role::System),
+        Just(Role::User),
+        Just(Role::Assistant),
+        Just(Role::Tool),
+    ]
+}
+
+fn draft() -> impl Strategy<Value = Draft> {
+    (
+        role(),
+        // Mostly plain text; now and then a NUL, which the store refuses.
+        prop_oneof![9 => "[a-z é日\n]{0,12}", 1 => "[a-z]{0,3}\0[a-z]{0,3}"],
+        prop_oneof![3 => Just(None), 1 => (0..5i64).prop_map(|n| Some(json!({ "n": n })))],
+        any::<bool>(),
+    )
+        .prop_map(|(role, content, metadata, with_id)| Draft {
+            role,
+            content,
+            metadata,
+            with_id,
+        })
+}
+
+fn title() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        1 => Just(None),
+        4 => "[a-z ]{0,10}".prop_map(Some),
+        1 => Just(Some("  ".into())),
+        1 => Just(Some("tab\there".into())),
+        1 => Just(Some("é".repeat(256))),
+    ]
+}
+
+fn window() -> impl Strategy<Value = Window> {
+    prop_oneof![
+        Just(Window::All),
+        (0..6u32).prop_map(Window::Latest),
+        (-2..14i64, 0..6u32).prop_map(|(seq, limit)| Window::Before { seq, limit }),
+        (-2..14i64, 0..6u32).prop_map(|(seq, limit)| Window::After { seq, limit }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let user = 0..USERS;
+    let conv = prop_oneof![
+        3 => (0..4usize).prop_map(Conv::Own),
+        1 => (0..16usize).prop_map(Conv::Any),
+    ];
+    let batch = || prop::collection::vec(draft(), 0..6);
+    prop_oneof![
+        2 => (user.clone(), title()).prop_map(|(user, title)| Op::Create { user, title }),
+        4 => (user.clone(), conv.clone(), batch())
+            .prop_map(|(user, conv, batch)| Op::Append { user, conv, batch }),
+        2 => (user.clone(), conv.clone(), -1..=1i64, batch()).prop_map(|(user, conv, offset, batch)| {
+            Op::AppendIfLast { user, conv, offset, batch }
+        }),
+        1 => (user.clone(), 0..8usize).prop_map(|(user, earlier)| Op::Retry { user, earlier }),
+        1 => (user.clone(), conv.clone(), title())
+            .prop_map(|(user, conv, title)| Op::Rename { user, conv, title }),
+        1 => (user.clone(), conv.clone()).prop_map(|(user, conv)| Op::Delete { user, conv }),
+        1 => user.clone().prop_map(|user| Op::DeleteUserData { user }),
+        3 => (user.clone(), conv, window())
+            .prop_map(|(user, conv, window)| Op::Read { user, conv, window }),
+        1 => (user, 1..4u32).prop_map(|(user, page_size)| Op::List { user, page_size }),
+    ]
+}
+
+/// A conversation as the model knows it. Times and ids are the store's, learnt from what its calls
+/// returned; everything else the model works out itself.
+#[derive(Debug, Clone)]
+struct ModelConversation {
+    id: ConversationId,
+    owner: usize,
+    title: Option<String>,
+    updated_at: DateTime<Utc>,
+    messages: Vec<Message>,
+    deleted: bool,
+}
+
+/// A batch stored with client ids, and where; any user may send it again.
+#[derive(Debug, Clone)]
+struct Sent {
+    /// The conversation's index in the model.
+    conv: usize,
+    batch: Vec<(MessageId, Draft)>,
+}
+
+#[derive(Default)]
+struct Model {
+    conversations: Vec<ModelConversation>,
+    sent: Vec<Sent>,
+}
+
+/// What the title rules make of a title: trimmed, blank is none, at most 255 characters and no
+/// control characters (written out again here rather than calling the library's parser).
+fn expected_title(title: &Option<String>) -> Result<Option<String>, ()> {
+    let Some(title) = title else { return Ok(None) };
+    let trimmed = title.trim();
+    if trimmed.is_empty() {
+        Ok(None)
+    } else if trimmed.chars().count() > 255 || trimmed.chars().any(char::is_control) {
+        Err(())
+    } else {
+        Ok(Some(trimmed.to_owned()))
+    }
+}
+
+fn new_messages<'a>(batch: &'a [(Option<MessageId>, Draft)]) -> Vec<NewMessage<'a>> {
+    batch
+        .iter()
+        .map(|(id, d)| {
+            let mut m = NewMessage::new(d.role, &d.content);
+            if let Some(meta) = &d.metadata {
+                m = m.with_metadata(meta);
+            }
+            if let Some(id) = id {
+                m = m.with_id(*id);
+            }
+            m
+        })
+        .collect()
+}
+
+impl Model {
+    /// The index of the conversation `conv` refers to, if there is one.
+    fn resolve(&self, user: usize, conv: Conv) -> Option<usize> {
+        match conv {
+            Conv::Own(k) => {
+                let own: Vec<usize> = (0..self.conversations.len())
+                    .filter(|&i| self.visible(user, i))
+                    .collect();
+                k.checked_rem(own.len()).map(|k| own[k])
+            }
+            Conv::Any(k) => k.checked_rem(self.conversations.len()),
+        }
+    }
+
+    /// Whether `user` can see the conversation at index `i`.
+    fn visible(&self, user: usize, i: usize) -> bool {
+        let c = &self.conversations[i];
+        c.owner == user && !c.deleted
+    }
+
+    /// The id to call the store with for `conv`, and the conversation's index if the user can see it.
+    fn target(&self, user: usize, conv: Conv) -> (ConversationId, Option<usize>) {
+        match self.resolve(user, conv) {
+            Some(i) => (
+                self.conversations[i].id,
+                Some(i).filter(|&i| self.visible(user, i)),
+            ),
+            // No conversation to point at: one that does not exist.
+            None => (ConversationId::from(uuid::Uuid::now_v7()), None),
+        }
+    }
+
+    /// The user's conversations in list order: most recently updated first, then by id, descending.
+    fn listed(&self, user: usize) -> Vec<(ConversationId, Option<String>, i64, DateTime<Utc>)> {
+        let mut listed: Vec<_> = self
+            .conversations
+            .iter()
+            .filter(|c| c.owner == user && !c.deleted)
+            .map(|c| (c.id, c.title.clone(), c.messages.len() as i64, c.updated_at))
+            .collect();
+        listed.sort_by(|a, b| (b.3, b.0).cmp(&(a.3, a.0)));
+        listed
+    }
+}
+
+/// Runs one step on the store and on the model, and checks that the call's result agrees.
+/// Returns the conversation the step touched, if any, to compare in full afterwards.
+fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Option<usize> {
+    match op {
+        Op::Create { user, title } => {
+            let result = store.create_conversation(&users[*user], title.as_deref());
+            match expected_title(title) {
+                Err(()) => assert!(matches!(result, Err(Error::InvalidTitle(_))), "{result:?}"),
+                Ok(title) => {
+                    let c: Conversation = result.unwrap();
+                    assert_eq!((&c.title, c.message_count), (&title, 0));
+                    model.conversations.push(ModelConversation {
+                        id: c.id,
+                        owner: *user,
+                        title,
+                        updated_at: c.updated_at,
+                        messages: Vec::new(),
+                        deleted: false,
+                    });
+                    return Some(model.conversations.len() - 1);
+                }
+            }
+        }
+        Op::Append { user, conv, batch } => {
+            return append(store, users, model, *user, *conv, batch, None);
+        }
+        Op::AppendIfLast {
+            user,
+            conv,
+            offset,
+            batch,
+        } => {
+            let last = model
+                .resolve(*user, *conv)
+                .map_or(0, |i| model.conversations[i].messages.len() as i64);
+            return append(
+                store,
+                users,
+                model,
+                *user,
+                *conv,
+                batch,
+                Some(last + offset),
+            );
+        }
+        Op::Retry { user, earlier } => {
+            let Some(sent) = earlier
+                .checked_rem(model.sent.len())
+                .map(|i| model.sent[i].clone())
+            else {
+                return None;
+            };
+            let batch: Vec<(Option<MessageId>, Draft)> = sent
+                .batch
+                .iter()
+                .map(|(id, d)| (Some(*id), d.clone()))
+                .collect();
+            let conv = model.conversations[sent.conv].id;
+            let result = store.append_messages(&users[*user], conv, &new_messages(&batch));
+            match Some(sent.conv).filter(|&i| model.visible(*user, i)) {
+                // The conversation is gone (or never was the user's): so are its messages, and the
+                // retry is an append to a conversation that is not there.
+                None => assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
+                Some(i) => {
+                    let stored: Vec<Message> = sent
+                        .batch
+                        .iter()
+                        .map(|(id, _)| {
+                            model.conversations[i]
+                                .messages
+                                .iter()
+                                .find(|m| m.id == *id)
+                                .cloned()
+                                .expect("a sent batch is stored")
+                        })
+                        .collect();
+                    assert_eq!(result.unwrap(), stored, "a retry returns what was stored");
+                    return Some(i);
+                }
+            }
+        }
+        Op::Rename { user, conv, title } => {
+            let (id, visible) = model.target(*user, *conv);
+            let result = store.rename_conversation(&users[*user], id, title.as_deref());
+            match (expected_title(title), visible) {
+                (Err(()), _) => {
+                    assert!(matches!(result, Err(Error::InvalidTitle(_))), "{result:?}")
+                }
+                (Ok(_), None) => assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
+                (Ok(title), Some(i)) => {
+                    let c = result.unwrap();
+                    let m = &mut model.conversations[i];
+                    assert_eq!(c.title, title);
+                    assert!(c.updated_at >= m.updated_at, "updated_at never goes back");
+                    m.title = title;
+                    m.updated_at = c.updated_at;
+                    return Some(i);
+                }
+            }
+        }
+        Op::Delete { user, conv } => {
+            let (id, visible) = model.target(*user, *conv);
+            let result = store.delete_conversation(&users[*user], id);
+            match visible {
+                None => assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
+                Some(i) => {
+                    result.unwrap();
+                    model.conversations[i].deleted = true;
+                    return Some(i);
+                }
+            }
+        }
+        Op::DeleteUserData { user } => {
+            let counts = store.delete_user_data(&users[*user]).unwrap();
+            let mut expected = (0, 0);
+            for c in model.conversations.iter_mut() {
+                if c.owner == *user && !c.deleted {
+                    c.deleted = true;
+                    expected.0 += 1;
+                    expected.1 += c.messages.len() as u64;
+                }
+            }
+            assert_eq!((counts.conversations, counts.messages), expected);
+        }
+        Op::Read { user, conv, window } => {
+            let (id, visible) = model.target(*user, *conv);
+            let result = store.messages(&users[*user], id, *window);
+            match visible {
+                None => assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
+                Some(i) => {
+                    let page = result.unwrap();
+                    let all = &model.conversations[i].messages;
+                    assert_eq!(page.total, all.len() as i64);
+                    assert_eq!(page.messages, expected_window(all, *window), "{window:?}");
+                    if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last())
+                    {
+                        assert_eq!(page.older.is_some(), first.seq > 1);
+                        assert_eq!(page.newer.is_some(), last.seq < page.total);
+                    }
+                }
+            }
+        }
+        Op::List { user, page_size } => {
+            let mut listed = Vec::new();
+            let mut page = Page::first(*page_size);
+            loop {
+                let result = store.list_conversations(&users[*user], page).unwrap();
+                assert!(result.conversations.len() <= *page_size as usize);
+                listed.extend(result.conversations);
+                match result.next {
+                    Some(next) => page = next,
+                    None => break,
+                }
+            }
+            let listed: Vec<_> = listed
+                .into_iter()
+                .map(|c| (c.id, c.title, c.message_count, c.updated_at))
+                .collect();
+            assert_eq!(listed, model.listed(*user));
+        }
+    }
+    None
+}
+
+/// An append (optionally stating the last seq) on the store and the model.
+fn append(
+    store: &ChatStore,
+    users: &[UserId],
+    model: &mut Model,
+    user: usize,
+    conv: Conv,
+    drafts: &[Draft],
+    last_seq: Option<i64>,
+) -> Option<usize> {
+    let batch: Vec<(Option<MessageId>, Draft)> = drafts
+        .iter()
+        .map(|d| {
+            (
+                d.with_id.then(|| MessageId::from(uuid::Uuid::now_v7())),
+                d.clone(),
+            )
+        })
+        .collect();
+    let new = new_messages(&batch);
+    let (id, visible) = model.target(user, conv);
+    let result = match last_seq {
+        None => store.append_messages(&users[user], id, &new),
+        Some(last) => store.append_if_last_seq(&users[user], id, last, &new),
+    };
+    let nul = drafts.iter().position(|d| d.content.contains('\0'));
+    let Some(i) = visible.filter(|_| nul.is_none()) else {
+        // Input is checked before ownership: bad content is refused even in a conversation that
+        // is not there.
+        match nul {
+            Some(_) => assert!(
+                matches!(result, Err(Error::InvalidContent { .. })),
+                "{result:?}"
+            ),
+            None => assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
+        }
+        return None;
+    };
+    let c = &mut model.conversations[i];
+    let count = c.messages.len() as i64;
+    if let Some(expected) = last_seq.filter(|&last| last != count) {
+        match result {
+            Err(Error::Conflict {
+                expected: e,
+                actual,
+            }) => assert_eq!((e, actual), (expected, count)),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        return Some(i);
+    }
+    let stored = result.unwrap();
+    assert_eq!(stored.len(), drafts.len());
+    for (k, (m, (id, d))) in stored.iter().zip(&batch).enumerate() {
+        assert_eq!(m.seq, count + 1 + k as i64, "seqs continue without a gap");
+        assert_eq!(
+            (m.role, &m.content, &m.metadata),
+            (d.role, &d.content, &d.metadata)
+        );
+        assert_eq!(m.conversation_id, c.id);
+        if let Some(id) = id {
+            assert_eq!(m.id, *id);
+        }
+    }
+    if let Some(last) = stored.last() {
+        assert!(last.created_at >= c.updated_at, "time follows seq");
+        c.updated_at = last.created_at;
+    }
+    c.messages.extend(stored.iter().cloned());
+    if !stored.is_empty() && batch.iter().all(|(id, _)| id.is_some()) {
+        model.sent.push(Sent {
+            conv: i,
+            batch: batch.into_iter().map(|(id, d)| (id.unwrap(), d)).collect(),
+        });
+    }
+    Some(i)
+}
+
+/// The window, worked out on the whole history.
+fn expected_window(all: &[Message], window: Window) -> Vec<Message> {
+    fn take_last(v: Vec<&Message>, n: usize) -> Vec<&Message> {
+        v[v.len().saturating_sub(n)..].to_vec()
+    }
+    let picked: Vec<&Message> = match window {
+        Window::All => all.iter().collect(),
+        Window::Latest(n) => take_last(all.iter().collect(), n as usize),
+        Window::Before { seq, limit } => {
+            take_last(all.iter().filter(|m| m.seq < seq).collect(), limit as usize)
+        }
+        Window::After { seq, limit } => all
+            .iter()
+            .filter(|m| m.seq > seq)
+            .take(limit as usize)
+            .collect(),
+        _ => unreachable!("a window the model does not know"),
+    };
+    picked.into_iter().cloned().collect()
+}
+
+/// Everything the acting user can see after a step, against the model: the whole list, and the
+/// touched conversation's whole history (or its absence).
+fn agree(store: &ChatStore, users: &[UserId], model: &Model, touched: Option<usize>) {
+    for (u, user) in users.iter().enumerate() {
+        let listed: Vec<_> = store
+            .list_conversations(user, Page::first(100))
+            .unwrap()
+            .conversations
+            .into_iter()
+            .map(|c| (c.id, c.title, c.message_count, c.updated_at))
+            .collect();
+        assert_eq!(listed, model.listed(u), "{user}'s list");
+    }
+    if let Some(c) = touched.map(|i| &model.conversations[i]) {
+        let owner = &users[c.owner];
+        let read = store.messages(owner, c.id, Window::All);
+        if c.deleted {
+            assert!(matches!(read, Err(Error::NotFound)), "{read:?}");
+        } else {
+            assert_eq!(read.unwrap().messages, c.messages);
+        }
+    }
+}
+
+/// Cases and steps per case: a short run always, a long one with `CHATSTORE_SLOW=1`.
+fn config() -> (Config, usize) {
+    let (cases, steps) = if super::slow() { (1000, 150) } else { (128, 60) };
+    let config = Config {
+        cases,
+        // A failure prints its shrunk sequence; nothing is written into the source tree.
+        failure_persistence: None,
+        ..Config::default()
+    };
+    (config, steps)
+}
+
+fn the_store_agrees_with_the_model_after_every_step(db: &TestDb) {
+    let store = db.open();
+    // Each case has users of its own, so cases share the database and never see each other.
+    let case = AtomicUsize::new(0);
+    let (config, steps) = config();
+    let mut runner = TestRunner::new(config);
+    runner
+        .run(&prop::collection::vec(op(), 1..steps), |ops| {
+            let n = case.fetch_add(1, Ordering::Relaxed);
+            let users: Vec<UserId> = (0..USERS)
+                .map(|u| UserId::new(format!("case{n}-user{u}")).unwrap())
+                .collect();
+            let mut model = Model::default();
+            for op in &ops {
+                let touched = step(&store, &users, &mut model, op);
+                agree(&store, &users, &model, touched);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
