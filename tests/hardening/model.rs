@@ -255,7 +255,7 @@ impl Model {
             .filter(|c| c.owner == user && !c.deleted)
             .map(|c| (c.id, c.title.clone(), c.messages.len() as i64, c.updated_at))
             .collect();
-        listed.sort_by(|a, b| (b.3, b.0).cmp(&(a.3, a.0)));
+        listed.sort_by_key(|&(id, _, _, updated_at)| std::cmp::Reverse((updated_at, id)));
         listed
     }
 }
@@ -306,12 +306,9 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             );
         }
         Op::Retry { user, earlier } => {
-            let Some(sent) = earlier
+            let sent = earlier
                 .checked_rem(model.sent.len())
-                .map(|i| model.sent[i].clone())
-            else {
-                return None;
-            };
+                .map(|i| model.sent[i].clone())?;
             let batch: Vec<(Option<MessageId>, Draft)> = sent
                 .batch
                 .iter()
@@ -548,7 +545,11 @@ fn agree(store: &ChatStore, users: &[UserId], model: &Model, touched: Option<usi
 
 /// Cases and steps per case: a short run always, a long one with `CHATSTORE_SLOW=1`.
 fn config() -> (Config, usize) {
-    let (cases, steps) = if super::slow() { (1000, 150) } else { (128, 60) };
+    let (cases, steps) = if super::slow() {
+        (1000, 150)
+    } else {
+        (128, 60)
+    };
     let config = Config {
         cases,
         // A failure prints its shrunk sequence; nothing is written into the source tree.
