@@ -1,0 +1,121 @@
+//! Crash safety: a child process appends batches in a loop and is killed with SIGKILL at a random
+//! moment, again and again. After every kill the store opens cleanly, every batch is wholly present
+//! or wholly absent, every batch the child saw committed is there, and seqs have no gap.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chatstore::{ChatStore, ConversationId, UserId, Window};
+
+use super::{child_env, random_below, slow, spawn_child};
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [],
+    persistent: [sigkill_mid_append_leaves_whole_batches_and_no_gap],
+}
+
+/// How long the parent waits for a child to show it is appending, before calling it stuck.
+const CHILD_START: Duration = Duration::from_secs(60);
+
+fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
+    let kills = if slow() { 500 } else { 50 };
+    let user = UserId::new("crash").unwrap();
+    let conv = db.open().create_conversation(&user, None).unwrap().id;
+    let mut acknowledged: Vec<u64> = Vec::new();
+    for run in 0..kills {
+        let env = [
+            ("CHATSTORE_CHILD_URL", db.url.clone()),
+            ("CHATSTORE_CHILD_CONVERSATION", conv.to_string()),
+            ("CHATSTORE_CHILD_RUN", run.to_string()),
+        ];
+        let (mut child, lines) = spawn_child("hardening::crash::child_appends_until_killed", &env);
+        // Let it commit a random number of batches (0 to 3 beyond the first), then kill it at a
+        // random moment of the next ones: mid-transaction, mid-commit or between two.
+        let wait_for = 1 + random_below(4);
+        let mut seen = 0;
+        while seen < wait_for {
+            let line = lines
+                .recv_timeout(CHILD_START)
+                .unwrap_or_else(|e| panic!("run {run}: the child committed nothing: {e}"));
+            if let Some(batch) = line.strip_prefix("committed ") {
+                acknowledged.push(batch.parse().unwrap());
+                seen += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(random_below(3000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Lines printed before the kill: those batches were committed too.
+        acknowledged.extend(lines.try_iter().filter_map(|l| {
+            l.strip_prefix("committed ")
+                .map(|b| b.parse::<u64>().unwrap())
+        }));
+        check(db, &user, conv, &acknowledged, run);
+    }
+}
+
+/// Opens the store afresh, as a restarted process would, and checks the history.
+fn check(db: &TestDb, user: &UserId, conv: ConversationId, acknowledged: &[u64], run: u32) {
+    let store = ChatStore::open(&db.url)
+        .unwrap_or_else(|e| panic!("run {run}: the store does not open after a kill: {e}"));
+    assert!(store.verify_schema().unwrap().is_complete());
+    let page = store.messages(user, conv, Window::All).unwrap();
+    let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=page.total).collect::<Vec<_>>(),
+        "run {run}: seqs have a gap"
+    );
+    // Content is "<batch> <index> <size>": each batch present must be whole and contiguous.
+    let mut batches: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for m in &page.messages {
+        let parts: Vec<u64> = m.content.split(' ').map(|p| p.parse().unwrap()).collect();
+        batches
+            .entry(parts[0])
+            .or_default()
+            .push((parts[1], parts[2]));
+    }
+    for (batch, messages) in &batches {
+        let size = messages[0].1;
+        let indices: Vec<u64> = messages.iter().map(|&(i, _)| i).collect();
+        assert_eq!(
+            indices,
+            (0..size).collect::<Vec<_>>(),
+            "run {run}: batch {batch} is partial"
+        );
+    }
+    for batch in acknowledged {
+        assert!(
+            batches.contains_key(batch),
+            "run {run}: committed batch {batch} is lost"
+        );
+    }
+}
+
+/// The child's side: appends batches until it is killed, printing each batch's number once its
+/// append has returned. Most batches hold 1 to 50 messages; one in eight holds over 1,000, which
+/// the store writes with several INSERTs (still one transaction).
+#[test]
+#[ignore = "the child process of the crash tests, started by them"]
+fn child_appends_until_killed() {
+    let store = ChatStore::open(&child_env("CHATSTORE_CHILD_URL")).unwrap();
+    let user = UserId::new("crash").unwrap();
+    let conv: ConversationId = child_env("CHATSTORE_CHILD_CONVERSATION").parse().unwrap();
+    let run: u64 = child_env("CHATSTORE_CHILD_RUN").parse().unwrap();
+    for n in 0.. {
+        // Unique across runs: the run in the high bits.
+        let batch = (run << 32) | n;
+        let size = match random_below(8) {
+            0 => 1001 + random_below(1000),
+            _ => 1 + random_below(50),
+        };
+        let texts: Vec<String> = (0..size).map(|i| format!("{batch} {i} {size}")).collect();
+        let messages: Vec<_> = texts
+            .iter()
+            .map(|t| chatstore::NewMessage::user(t))
+            .collect();
+        store.append_messages(&user, conv, &messages).unwrap();
+        println!("committed {batch}");
+    }
+}

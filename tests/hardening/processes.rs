@@ -1,0 +1,150 @@
+//! Several processes × several threads appending at once, to one shared conversation and to one
+//! conversation per thread: no error reaches a caller, counts are exact, no seq is missing or
+//! doubled, and each thread's messages keep the order it appended them in.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use chatstore::{ChatStore, ConversationId, NewMessage, UserId, Window};
+
+use super::{child_env, finish, slow, spawn_child};
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [],
+    persistent: [processes_and_threads_appending_at_once_lose_and_reorder_nothing],
+}
+
+const PROCESSES: usize = 4;
+const THREADS: usize = 4;
+
+fn processes_and_threads_appending_at_once_lose_and_reorder_nothing(db: &TestDb) {
+    let appends: usize = if slow() { 500 } else { 60 };
+    let user = UserId::new("busy").unwrap();
+    let store = db.open();
+    let shared = store.create_conversation(&user, None).unwrap().id;
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|p| {
+            let env = [
+                ("CHATSTORE_CHILD_URL", db.url.clone()),
+                ("CHATSTORE_CHILD_CONVERSATION", shared.to_string()),
+                ("CHATSTORE_CHILD_PROCESS", p.to_string()),
+                ("CHATSTORE_CHILD_APPENDS", appends.to_string()),
+            ];
+            spawn_child("hardening::processes::child_appends_from_threads", &env)
+        })
+        .collect();
+    // Every child opens its store and gets ready; then all start at once.
+    let ready = |line: &String| line == "ready";
+    for (_, lines) in &children {
+        wait_for(lines, ready);
+    }
+    let mut children: Vec<_> = children.into_iter().collect();
+    for (child, _) in &mut children {
+        writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    }
+    let mut own: Vec<ConversationId> = Vec::new();
+    for (child, lines) in children {
+        let (status, lines) = finish(child, lines, Duration::from_secs(600));
+        assert!(status.success(), "a child failed ({status}): {lines:?}");
+        own.extend(
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("own "))
+                .map(|id| id.parse::<ConversationId>().unwrap()),
+        );
+    }
+    // The children are gone; a store that outlived them reads the result.
+    let page = store.messages(&user, shared, Window::All).unwrap();
+    let total = PROCESSES * THREADS * appends;
+    assert_eq!(page.total, total as i64);
+    let gap = page.messages.iter().zip(1..).find(|(m, seq)| m.seq != *seq);
+    assert!(gap.is_none(), "seqs have a gap at {gap:?}");
+    // "p<process> t<thread> <i>": per writer, 0, 1, 2… in seq order.
+    let mut writers: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for m in &page.messages {
+        let parts: Vec<&str> = m.content.split(' ').collect();
+        writers
+            .entry((parts[0].to_owned(), parts[1].to_owned()))
+            .or_default()
+            .push(parts[2].parse().unwrap());
+    }
+    assert_eq!(writers.len(), PROCESSES * THREADS);
+    for (writer, sequence) in &writers {
+        assert_eq!(sequence, &(0..appends).collect::<Vec<_>>(), "{writer:?}");
+    }
+    assert_eq!(
+        own.len(),
+        PROCESSES * THREADS,
+        "each thread reported its conversation"
+    );
+    for conv in own {
+        let page = store.messages(&user, conv, Window::All).unwrap();
+        let texts: Vec<String> = page.messages.iter().map(|m| m.content.clone()).collect();
+        assert_eq!(
+            texts,
+            (0..appends).map(|i| i.to_string()).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Waits (a minute at most) for the child to print a line that `matches`.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, matches: impl Fn(&String) -> bool) {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the child answers");
+        if matches(&line) {
+            return;
+        }
+    }
+}
+
+/// The child's side: opens a store, says it is ready, waits for "go" on stdin, then appends from
+/// several threads at once — alternately to the shared conversation and to the thread's own —
+/// and prints each thread's own conversation. Any error fails the child, and so the test.
+#[test]
+#[ignore = "a child process of the multi-process test, started by it"]
+fn child_appends_from_threads() {
+    let store = ChatStore::open(&child_env("CHATSTORE_CHILD_URL")).unwrap();
+    let user = UserId::new("busy").unwrap();
+    let shared: ConversationId = child_env("CHATSTORE_CHILD_CONVERSATION").parse().unwrap();
+    let process = child_env("CHATSTORE_CHILD_PROCESS");
+    let appends: usize = child_env("CHATSTORE_CHILD_APPENDS").parse().unwrap();
+    let own: Vec<ConversationId> = (0..THREADS)
+        .map(|_| store.create_conversation(&user, None).unwrap().id)
+        .collect();
+    println!("ready");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = own
+        .iter()
+        .enumerate()
+        .map(|(t, &mine)| {
+            let (store, user, barrier) = (store.clone(), user.clone(), barrier.clone());
+            let process = process.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..appends {
+                    let text = format!("p{process} t{t} {i}");
+                    store
+                        .append_message(&user, shared, NewMessage::user(&text))
+                        .unwrap();
+                    store
+                        .append_message(&user, mine, NewMessage::assistant(&i.to_string()))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for conv in own {
+        println!("own {conv}");
+    }
+}
