@@ -322,3 +322,47 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod url_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        // A failure prints its shrunk input; nothing is written into the source tree.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any string at all is read as a target or refused with a typed error, never a panic; what
+        /// is accepted is what the URL says.
+        #[test]
+        fn any_string_parses_or_is_refused(url in "(?s).{0,80}") {
+            let lower = url.to_ascii_lowercase();
+            match Target::parse(&url) {
+                Ok(Target::Postgres(kept)) => {
+                    prop_assert!(lower.starts_with("postgres:") || lower.starts_with("postgresql:"));
+                    prop_assert_eq!(kept, url);
+                }
+                Ok(Target::SqliteMemory(_)) => prop_assert!(lower.contains(":memory:")),
+                Ok(Target::SqliteFile(path)) => {
+                    prop_assert!(!path.is_empty());
+                    prop_assert!(url.ends_with(&path));
+                }
+                Err(Error::UnsupportedUrl(_) | Error::BackendNotEnabled { .. }) => {}
+                Err(e) => prop_assert!(false, "{e:?}"),
+            }
+        }
+
+        /// A URL the store refuses is never echoed past its scheme: it may hold a password.
+        #[test]
+        fn a_refused_url_never_echoes_its_password(
+            scheme in "[a-zA-Z][a-zA-Z0-9+.-]{0,10}",
+            secret in "[a-zA-Z0-9]{12}",
+        ) {
+            let url = format!("{scheme}://app:{secret}@db.internal/chat");
+            if let Err(e) = Target::parse(&url) {
+                prop_assert!(!e.to_string().contains(&secret), "{e}");
+            }
+        }
+    }
+}

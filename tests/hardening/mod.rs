@@ -5,6 +5,7 @@
 
 mod crash;
 mod faults;
+mod hostile;
 mod model;
 mod processes;
 mod retries;
