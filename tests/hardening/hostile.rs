@@ -326,12 +326,8 @@ fn arbitrary_urls_open_or_fail_with_a_typed_error() {
                 ("postgres" | "postgresql", Err(Error::Connect(_) | Error::Pool(_))) => {}
                 #[cfg(not(feature = "postgres"))]
                 ("postgres" | "postgresql", Err(Error::BackendNotEnabled { .. })) => {}
-                ("mysql" | "http", Err(Error::UnsupportedUrl(why))) => {
-                    assert!(
-                        rest.is_empty() || !why.contains(&rest),
-                        "echoes the url: {why}"
-                    );
-                }
+                // (That the rest of a refused URL is never echoed is a unit test of the parser.)
+                ("mysql" | "http", Err(Error::UnsupportedUrl(_))) => {}
                 #[cfg(not(feature = "sqlite"))]
                 ("sqlite", Err(Error::BackendNotEnabled { .. })) => {}
                 (scheme, got) => panic!("{scheme}: {url:?} gave {got:?}"),
