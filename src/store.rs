@@ -353,7 +353,7 @@ impl ChatStore {
         stored
             .into_iter()
             .next()
-            .ok_or_else(|| crate::models::corrupt_row("an append of one message stored none"))
+            .ok_or_else(|| models::corrupt_row("an append of one message stored none"))
     }
 
     /// Appends messages to the end of the conversation, all or nothing: they get consecutive seqs

@@ -89,10 +89,13 @@ fn chunks<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> impl Iterator<Item = &
 
 /// The stored messages among `ids`, whichever conversation they are in, each with its owner.
 pub(crate) fn by_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<(String, MessageRow)>> {
-    Ok(messages
-        .filter(id.eq_any(ids))
-        .select((user_id, MessageRow::as_select()))
-        .load(conn)?)
+    let select = (user_id, MessageRow::as_select());
+    Ok(match ids {
+        // One id — the common case, a single message retried — has a statement of fixed shape,
+        // which Diesel prepares once; an IN list of n binds is prepared per call on SQLite.
+        [one] => messages.filter(id.eq(one)).select(select).load(conn)?,
+        _ => messages.filter(id.eq_any(ids)).select(select).load(conn)?,
+    })
 }
 
 /// The conversation's message count and its messages within `bounds`, oldest first — or `None`
