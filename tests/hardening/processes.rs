@@ -1,5 +1,6 @@
-//! Several processes × several threads appending at once, to one shared conversation and to one
-//! conversation per thread: no error reaches a caller, counts are exact, no seq is missing or
+//! Several processes × several threads, as the workers of one service: they open a new database at
+//! the same moment (racing to migrate it), then append at once to one shared conversation and to one
+//! conversation per thread. No error reaches a caller, counts are exact, no seq is missing or
 //! doubled, and each thread's messages keep the order it appended them in.
 
 use std::collections::BTreeMap;
@@ -24,30 +25,44 @@ const THREADS: usize = 4;
 fn processes_and_threads_appending_at_once_lose_and_reorder_nothing(db: &TestDb) {
     let appends: usize = if slow() { 500 } else { 60 };
     let user = UserId::new("busy").unwrap();
-    let store = db.open();
-    let shared = store.create_conversation(&user, None).unwrap().id;
     let children: Vec<_> = (0..PROCESSES)
         .map(|p| {
             let env = [
                 ("CHATSTORE_CHILD_URL", db.url.clone()),
-                ("CHATSTORE_CHILD_CONVERSATION", shared.to_string()),
                 ("CHATSTORE_CHILD_PROCESS", p.to_string()),
                 ("CHATSTORE_CHILD_APPENDS", appends.to_string()),
             ];
             spawn_child("hardening::processes::child_appends_from_threads", &env)
         })
         .collect();
-    // Every child opens its store and gets ready; then all start at once.
-    let ready = |line: &String| line == "ready";
+    let (mut children, mut inputs): (Vec<_>, Vec<_>) = children
+        .into_iter()
+        .map(|(mut child, lines)| {
+            let input = child.stdin.take().unwrap();
+            ((child, lines), input)
+        })
+        .unzip();
+    let tell = |inputs: &mut Vec<std::process::ChildStdin>, line: &str| {
+        for input in inputs.iter_mut() {
+            writeln!(input, "{line}").unwrap();
+        }
+    };
+    // The database is new: every child opens it at once, as workers starting together would, and
+    // their migration runs race (the store makes them take turns).
     for (_, lines) in &children {
-        wait_for(lines, ready);
+        wait_for(lines, "started");
     }
-    let mut children: Vec<_> = children.into_iter().collect();
-    for (child, _) in &mut children {
-        writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    tell(&mut inputs, "open");
+    for (_, lines) in &children {
+        wait_for(lines, "ready");
     }
+    let store = db.open();
+    let shared = store.create_conversation(&user, None).unwrap().id;
+    // Then all append at once.
+    tell(&mut inputs, &shared.to_string());
+    drop(inputs);
     let mut own: Vec<ConversationId> = Vec::new();
-    for (child, lines) in children {
+    for (child, lines) in children.drain(..) {
         let (status, lines) = finish(child, lines, Duration::from_secs(600));
         assert!(status.success(), "a child failed ({status}): {lines:?}");
         own.extend(
@@ -57,7 +72,7 @@ fn processes_and_threads_appending_at_once_lose_and_reorder_nothing(db: &TestDb)
                 .map(|id| id.parse::<ConversationId>().unwrap()),
         );
     }
-    // The children are gone; a store that outlived them reads the result.
+    // The children are gone; the parent's store reads what they left.
     let page = store.messages(&user, shared, Window::All).unwrap();
     let total = PROCESSES * THREADS * appends;
     assert_eq!(page.total, total as i64);
@@ -91,35 +106,38 @@ fn processes_and_threads_appending_at_once_lose_and_reorder_nothing(db: &TestDb)
     }
 }
 
-/// Waits (a minute at most) for the child to print a line that `matches`.
-fn wait_for(lines: &std::sync::mpsc::Receiver<String>, matches: impl Fn(&String) -> bool) {
+/// Waits (a minute at most) for the child to print `expected`.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, expected: &str) {
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
-            .expect("the child answers");
-        if matches(&line) {
+            .unwrap_or_else(|e| panic!("the child never said {expected:?}: {e}"));
+        if line == expected {
             return;
         }
     }
 }
 
-/// The child's side: opens a store, says it is ready, waits for "go" on stdin, then appends from
-/// several threads at once — alternately to the shared conversation and to the thread's own —
-/// and prints each thread's own conversation. Any error fails the child, and so the test.
+/// The child's side: on "open" from the parent, opens the store (racing the other children to
+/// migrate a new database); on the shared conversation's id, appends from several threads at once —
+/// alternately to the shared conversation and to the thread's own — then prints each thread's own
+/// conversation. Any error fails the child, and so the test.
 #[test]
 #[ignore = "a child process of the multi-process test, started by it"]
 fn child_appends_from_threads() {
-    let store = ChatStore::open(&child_env("CHATSTORE_CHILD_URL")).unwrap();
-    let user = UserId::new("busy").unwrap();
-    let shared: ConversationId = child_env("CHATSTORE_CHILD_CONVERSATION").parse().unwrap();
+    let mut parent = std::io::stdin().lines();
+    let mut next_line = || parent.next().expect("a line from the parent").unwrap();
     let process = child_env("CHATSTORE_CHILD_PROCESS");
     let appends: usize = child_env("CHATSTORE_CHILD_APPENDS").parse().unwrap();
+    println!("started");
+    assert_eq!(next_line(), "open");
+    let store = ChatStore::open(&child_env("CHATSTORE_CHILD_URL")).unwrap();
+    let user = UserId::new("busy").unwrap();
     let own: Vec<ConversationId> = (0..THREADS)
         .map(|_| store.create_conversation(&user, None).unwrap().id)
         .collect();
     println!("ready");
-    let mut go = String::new();
-    std::io::stdin().read_line(&mut go).unwrap();
+    let shared: ConversationId = next_line().parse().unwrap();
     let barrier = Arc::new(Barrier::new(THREADS));
     let threads: Vec<_> = own
         .iter()
