@@ -1,10 +1,11 @@
-//! Writes: W1 single-message appends and W2 a 1,000-message batch, chatstore against the
+//! Writes: W1 single-message appends, W9 the same with client ids (retry-safe), and W2 a
+//! 1,000-message batch, chatstore against the
 //! hand-written floor, on every backend. On SQLite W1 also runs with `synchronous = NORMAL`, to
 //! price the durability setting.
 
 mod support;
 
-use chatstore::NewMessage;
+use chatstore::{MessageId, NewMessage};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use support::{batch, owner, Target, CONTENT};
 
@@ -37,6 +38,43 @@ fn append_one(c: &mut Criterion, target: &mut Target, durability: &str) {
     target.checkpoint();
     group.bench_function(BenchmarkId::new("floor", durability), |b| {
         b.iter(|| target.floor.append(&user, conv, &message))
+    });
+    group.finish();
+}
+
+/// W9: W1 made safe to retry: each message carries a new client id, which the append first looks
+/// up (the price of exactly-once appends when nothing is being retried).
+fn append_one_with_id(c: &mut Criterion, target: &mut Target) {
+    let user = owner();
+    let mut group = c.benchmark_group(format!("{}/append-1-with-id", target.name));
+    group.throughput(Throughput::Elements(1));
+    let new_id = || MessageId::from(uuid::Uuid::now_v7());
+    let conv = target
+        .store
+        .create_conversation(&user, None)
+        .expect("create")
+        .id;
+    target.checkpoint();
+    group.bench_function(BenchmarkId::new("chatstore", "full"), |b| {
+        b.iter(|| {
+            let message = NewMessage::user(CONTENT).with_id(new_id());
+            target
+                .store
+                .append_message(&user, conv, message)
+                .expect("append")
+        })
+    });
+    let conv = target
+        .store
+        .create_conversation(&user, None)
+        .expect("create")
+        .id;
+    target.checkpoint();
+    group.bench_function(BenchmarkId::new("floor", "full"), |b| {
+        b.iter(|| {
+            let message = [NewMessage::user(CONTENT).with_id(new_id())];
+            target.floor.append_with(&user, conv, &message, true)
+        })
     });
     group.finish();
 }
@@ -77,6 +115,7 @@ fn writes(c: &mut Criterion) {
     for mut target in Target::all() {
         target.warm_up_writes();
         append_one(c, &mut target, "full");
+        append_one_with_id(c, &mut target);
         append_batch(c, &mut target);
     }
     #[cfg(feature = "sqlite")]

@@ -7,6 +7,7 @@
 
 use chatstore::{ChatStore, ConversationId, NewMessage, Role, Synchronous, UserId};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, TimeDelta, Utc};
+use rusqlite::OptionalExtension;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -234,6 +235,8 @@ const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, 
 const RESERVE: &str = "UPDATE conversations SET message_count = message_count + $1, \
      updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
      WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
+/// A retry-safe append's first step: is the client's id already stored?
+const LOOKUP_ID: &str = "SELECT seq FROM messages WHERE id = $1";
 const MESSAGE_INSERT_COLUMNS: &str =
     "id, conversation_id, user_id, seq, role, content, metadata, created_at";
 const INSERT_MESSAGE: &str = "INSERT INTO messages \
@@ -265,6 +268,7 @@ pub enum Floor {
 /// A `postgres` client with every statement prepared once, as a careful hand-writer would.
 pub struct PgFloor {
     client: postgres::Client,
+    lookup_id: postgres::Statement,
     reserve: postgres::Statement,
     insert_one: postgres::Statement,
     insert_many: postgres::Statement,
@@ -276,6 +280,7 @@ pub struct PgFloor {
 impl PgFloor {
     fn new(mut client: postgres::Client) -> PgFloor {
         let mut prepare = |sql: &str| client.prepare(sql).expect(sql);
+        let lookup_id = prepare(LOOKUP_ID);
         let reserve = prepare(RESERVE);
         let insert_one = prepare(INSERT_MESSAGE);
         // One statement for the whole batch: arrays, unnested server-side.
@@ -300,6 +305,7 @@ impl PgFloor {
         ));
         PgFloor {
             client,
+            lookup_id,
             reserve,
             insert_one,
             insert_many,
@@ -361,14 +367,41 @@ impl Floor {
     /// Appends `batch` to `conv` in one transaction, as `append_messages` does: reserve the seqs
     /// (taking the row lock first), insert the rows, commit; returns the first seq.
     pub fn append(&mut self, user: &UserId, conv: ConversationId, batch: &[NewMessage<'_>]) -> i64 {
+        self.append_with(user, conv, batch, false)
+    }
+
+    /// As [`append`](Self::append), for a batch whose messages carry client ids: the same
+    /// transaction first looks the first id up, and an id already stored ends it (a retry).
+    pub fn append_with(
+        &mut self,
+        user: &UserId,
+        conv: ConversationId,
+        batch: &[NewMessage<'_>],
+        client_ids: bool,
+    ) -> i64 {
         let n = batch.len() as i64;
         let conv = conv.as_uuid();
-        let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+        let ids: Vec<Uuid> = batch
+            .iter()
+            .map(|m| m.id().map_or_else(Uuid::now_v7, |id| id.as_uuid()))
+            .collect();
         match self {
             Floor::Sqlite(conn) => {
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .expect("begin");
+                if client_ids {
+                    let stored: Option<i64> = tx
+                        .prepare_cached(LOOKUP_ID)
+                        .expect(LOOKUP_ID)
+                        .query_row([ids[0].as_bytes()], |row| row.get(0))
+                        .optional()
+                        .expect("look up");
+                    if let Some(seq) = stored {
+                        tx.commit().expect("commit");
+                        return seq;
+                    }
+                }
                 let (count, created_at): (i64, NaiveDateTime) = tx
                     .prepare_cached(RESERVE)
                     .expect(RESERVE)
@@ -418,6 +451,15 @@ impl Floor {
             }
             Floor::Postgres(pg) => {
                 let mut tx = pg.client.transaction().expect("begin");
+                if client_ids {
+                    let stored = tx
+                        .query_opt(&pg.lookup_id, &[&ids[0].as_bytes().as_slice()])
+                        .expect("look up");
+                    if let Some(row) = stored {
+                        tx.commit().expect("commit");
+                        return row.get(0);
+                    }
+                }
                 let row = tx
                     .query_one(
                         &pg.reserve,
