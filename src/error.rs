@@ -84,6 +84,16 @@ pub enum Error {
     #[error("message id {0} is already used by a different message")]
     DuplicateId(crate::MessageId),
 
+    /// A context window's budget is smaller than the conversation's pinned system messages alone
+    /// (see [`ContextOptions::pin_system`](crate::ContextOptions::pin_system)).
+    #[error("the system messages cost {needed}, more than the budget of {budget}")]
+    BudgetTooSmall {
+        /// What the pinned system messages cost.
+        needed: u64,
+        /// The budget asked for.
+        budget: u64,
+    },
+
     /// The URL names a backend that this build was compiled without.
     #[error("the {backend} backend is not compiled in: enable the cargo feature \"{feature}\"")]
     BackendNotEnabled {

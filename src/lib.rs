@@ -8,6 +8,7 @@ compile_error!(
 
 mod config;
 mod conn;
+mod context;
 mod error;
 mod ids;
 mod migrations;
@@ -21,6 +22,7 @@ mod verify;
 
 pub use config::{StoreBuilder, Synchronous};
 pub use conn::Backend;
+pub use context::{char_cost, ContextOptions, ContextWindow};
 pub use error::{Error, Result, TextError};
 pub use ids::{ConversationId, MessageId, UserId};
 pub use models::{Conversation, Message, NewMessage, Role};

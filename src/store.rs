@@ -10,6 +10,7 @@ use parking_lot::FairMutex;
 
 use crate::config::{Limits, StoreBuilder};
 use crate::conn::{write_transaction, Backend, Conn, Manager};
+use crate::context::{self, ContextOptions, ContextWindow};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::{
     self, Conversation, ConversationRow, DbTime, Message, MessageRow, NewConversationRow,
@@ -574,6 +575,110 @@ impl ChatStore {
             })?
             .ok_or(Error::NotFound)?;
         Ok(MessagePage::new(messages, window, total))
+    }
+
+    /// The newest messages of the conversation whose total cost fits `budget`, in the order to send
+    /// them: the conversation's system messages first (however old), then the newest run of messages
+    /// that fits, oldest first. Cost is counted in characters ([`char_cost`](crate::char_cost)); see
+    /// [`context_window_with`](Self::context_window_with) for a tokenizer of your own and options.
+    ///
+    /// The window is cut where a provider accepts it: it never starts with a tool result whose
+    /// call is not in it (such results are left out with everything before them), and every tool
+    /// call in it comes with all its stored results (calls and results are linked by id, as in
+    /// the [`context`](crate::ContextOptions) docs). It reads about as many rows as it returns,
+    /// so its cost does not grow with the history. A budget smaller than the newest message gives
+    /// no messages but the system ones.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&user, None)?;
+    /// store.append_messages(&user, conv.id, &[
+    ///     NewMessage::system("You manage a todo list."),
+    ///     NewMessage::user("Add oat milk"),
+    ///     NewMessage::assistant("Added."),
+    ///     NewMessage::user("And bread"),
+    /// ])?;
+    /// let context = store.context_window(&user, conv.id, 35)?;
+    /// let sent: Vec<&str> = context.messages.iter().map(|m| m.content.as_str()).collect();
+    /// assert_eq!(sent, ["You manage a todo list.", "And bread"]);
+    /// assert_eq!((context.cost, context.omitted), (32, 2));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation; [`Error::BudgetTooSmall`] if the
+    /// system messages alone cost more than `budget`; connection and database errors.
+    pub fn context_window(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        budget: u64,
+    ) -> Result<ContextWindow> {
+        self.context_window_with(
+            user,
+            conversation,
+            budget,
+            ContextOptions::default(),
+            crate::char_cost,
+        )
+    }
+
+    /// [`context_window`](Self::context_window) with options and a cost function of your own —
+    /// typically your model's tokenizer — called once for each message considered.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ContextOptions, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&user, None)?;
+    /// # store.append_message(&user, conv.id, NewMessage::user("Add oat milk to the list"))?;
+    /// // A rough token count: words, plus a few tokens of framing per message.
+    /// let tokens = |m: &chatstore::Message| m.content.split_whitespace().count() as u64 + 4;
+    /// let context = store.context_window_with(&user, conv.id, 4096, ContextOptions::default(), tokens)?;
+    /// assert_eq!(context.cost, 10);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`context_window`](Self::context_window).
+    pub fn context_window_with<F>(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        budget: u64,
+        options: ContextOptions,
+        cost: F,
+    ) -> Result<ContextWindow>
+    where
+        F: FnMut(&Message) -> u64,
+    {
+        /// The first page; each older one doubles, up to the last size.
+        const PAGES: (u32, u32) = (64, 1024);
+        let (user, conv) = (user.as_str(), conversation.as_bytes());
+        self.with_conn(|conn| {
+            let first = Window::Latest(PAGES.0).bounds();
+            let (total, mut page) =
+                messages::window(conn, user, conv, first)?.ok_or(Error::NotFound)?;
+            let pinned = match options.pins_system() {
+                true => messages::system(conn, user, conv, total)?,
+                false => Vec::new(),
+            };
+            let mut builder = context::Builder::new(budget, cost, pinned)?;
+            let mut limit = PAGES.0;
+            loop {
+                let oldest = page.first().map_or(1, |m| m.seq);
+                if !builder.take(page) || oldest <= 1 {
+                    break;
+                }
+                limit = (limit * 2).min(PAGES.1);
+                let older = Window::Before { seq: oldest, limit }.bounds();
+                // Deleted since the first page: as if it had been before.
+                (_, page) = messages::window(conn, user, conv, older)?.ok_or(Error::NotFound)?;
+            }
+            Ok(builder.finish(total))
+        })
     }
 
     /// Erases everything `user` owns — every conversation and message — in one statement, for

@@ -86,6 +86,7 @@ const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Index, "conversations_id_user"),
     (ItemKind::Index, "conversations_user_updated"),
     (ItemKind::Index, "messages_conversation_seq"),
+    (ItemKind::Index, "messages_system"),
     (ItemKind::Constraint, "conversations_id_length"),
     (ItemKind::Constraint, "conversations_user_id_length"),
     (ItemKind::Constraint, "conversations_title_length"),

@@ -44,6 +44,7 @@ macro_rules! backend_tests {
     };
 }
 
+mod context;
 mod hardening;
 
 backend_tests! {

@@ -98,6 +98,23 @@ pub(crate) fn by_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<(String, Mess
     })
 }
 
+/// The conversation's system messages with seq at most `last`, oldest first, from the partial
+/// index `messages_system` (which is why the role is written literally, not bound).
+pub(crate) fn system(conn: &mut Conn, user: &str, conv: &[u8], last: i64) -> Result<Vec<Message>> {
+    messages
+        .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "role = 'system'",
+        ))
+        .filter(seq.le(last))
+        .order(seq)
+        .select(MessageRow::as_select())
+        .load_iter::<MessageRow, DefaultLoadingMode>(conn)?
+        .map(|row| row?.into_model())
+        .collect()
+}
+
 /// The conversation's message count and its messages within `bounds`, oldest first — or `None`
 /// if `user` owns no such conversation. One statement, so the count and the rows are one snapshot
 /// and one round trip: the conversation row, left-joined to a range scan of the

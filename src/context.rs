@@ -1,0 +1,235 @@
+//! Prompt-ready context windows: the newest messages that fit a budget, cut where a provider will
+//! accept the prompt.
+//!
+//! Tool calls and their results are linked the way the OpenAI and compatible APIs write them: an
+//! assistant message's metadata lists its calls as `{"tool_calls": [{"id": "call_1", …}, …]}`, and
+//! a tool message's metadata names the call it answers as `{"tool_call_id": "call_1"}`.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::models::{Message, Role};
+use crate::{Error, Result};
+
+/// Options for [`ChatStore::context_window_with`](crate::ChatStore::context_window_with).
+///
+/// ```
+/// use chatstore::ContextOptions;
+/// let options = ContextOptions::default().pin_system(false);
+/// assert!(!options.pins_system());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextOptions {
+    pin_system: bool,
+}
+
+impl Default for ContextOptions {
+    /// System messages pinned.
+    fn default() -> Self {
+        ContextOptions { pin_system: true }
+    }
+}
+
+impl ContextOptions {
+    /// Whether the conversation's system messages come first, however old, and count against the
+    /// budget before anything else (default `true`). Without it they are messages like any other.
+    pub fn pin_system(mut self, pin: bool) -> Self {
+        self.pin_system = pin;
+        self
+    }
+
+    /// Whether system messages are pinned.
+    pub fn pins_system(&self) -> bool {
+        self.pin_system
+    }
+}
+
+/// What [`ChatStore::context_window`](crate::ChatStore::context_window) chose.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ContextWindow {
+    /// The pinned system messages (oldest first), then the newest messages that fit, oldest first:
+    /// ready to send in this order.
+    pub messages: Vec<Message>,
+    /// The cost of `messages`, never more than the budget.
+    pub cost: u64,
+    /// How many messages of the conversation were left out.
+    pub omitted: i64,
+}
+
+/// The default cost of a message: the characters (Unicode scalar values) of its content and of its
+/// metadata as JSON text, which carries tool calls' arguments into the prompt.
+pub fn char_cost(message: &Message) -> u64 {
+    let metadata = message
+        .metadata
+        .as_ref()
+        .map_or(0, |m| m.to_string().chars().count());
+    (message.content.chars().count() + metadata) as u64
+}
+
+/// The ids of the tool calls an assistant message makes.
+fn calls(message: &Message) -> impl Iterator<Item = &str> {
+    message
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|call| call.get("id").and_then(Value::as_str))
+}
+
+/// The call a tool message answers, if it says.
+fn answers(message: &Message) -> Option<&str> {
+    message.metadata.as_ref()?.get("tool_call_id")?.as_str()
+}
+
+/// Builds a window from the newest message backwards, a page at a time, so that it reads about as
+/// many rows as it returns, whatever the length of the history.
+pub(crate) struct Builder<F> {
+    budget: u64,
+    spent: u64,
+    cost: F,
+    pinned: Vec<Message>,
+    /// Chosen so far, newest first, each with its cost.
+    chosen: Vec<(Message, u64)>,
+}
+
+impl<F: FnMut(&Message) -> u64> Builder<F> {
+    /// Starts with the pinned messages, which must fit the budget on their own.
+    pub(crate) fn new(budget: u64, mut cost: F, pinned: Vec<Message>) -> Result<Self> {
+        let needed = pinned
+            .iter()
+            .fold(0u64, |sum, m| sum.saturating_add(cost(m)));
+        if needed > budget {
+            return Err(Error::BudgetTooSmall { needed, budget });
+        }
+        Ok(Builder {
+            budget,
+            spent: needed,
+            cost,
+            pinned,
+            chosen: Vec::new(),
+        })
+    }
+
+    /// Takes the next older page (oldest first) from its newest end, as long as each message fits;
+    /// returns whether an older page is still wanted. The window stays contiguous: it stops at the
+    /// first message that does not fit, rather than skipping it for smaller, older ones.
+    pub(crate) fn take(&mut self, page: Vec<Message>) -> bool {
+        for message in page.into_iter().rev() {
+            if self.pinned.iter().any(|p| p.seq == message.seq) {
+                continue;
+            }
+            let cost = (self.cost)(&message);
+            match self.spent.checked_add(cost).filter(|&s| s <= self.budget) {
+                Some(spent) => self.spent = spent,
+                None => return false,
+            }
+            self.chosen.push((message, cost));
+        }
+        true
+    }
+
+    /// The window: the pinned messages, then what was taken, from its first clean start.
+    pub(crate) fn finish(self, total: i64) -> ContextWindow {
+        let mut chosen = self.chosen;
+        chosen.reverse();
+        let start = clean_start(&chosen);
+        let cut: u64 = chosen[..start].iter().map(|(_, cost)| cost).sum();
+        let mut messages = self.pinned;
+        messages.extend(chosen.into_iter().skip(start).map(|(m, _)| m));
+        ContextWindow {
+            omitted: total - messages.len() as i64,
+            cost: self.spent - cut,
+            messages,
+        }
+    }
+}
+
+/// Where a window of the newest messages (oldest first) may start: past every tool result whose
+/// call is not in the window, and past tool results at its very start (a result that names no call
+/// cannot be shown to have its call before it). Dropping messages can orphan more results, so it
+/// repeats until none is left. The end needs no care: the window runs to the newest message, so
+/// every call in it has all its results that exist.
+fn clean_start(window: &[(Message, u64)]) -> usize {
+    let mut start = 0;
+    loop {
+        let rest = &window[start..];
+        let declared: HashSet<&str> = rest
+            .iter()
+            .filter(|(m, _)| m.role == Role::Assistant)
+            .flat_map(|(m, _)| calls(m))
+            .collect();
+        let orphan = rest
+            .iter()
+            .rposition(|(m, _)| {
+                m.role == Role::Tool && answers(m).is_some_and(|id| !declared.contains(id))
+            })
+            .or_else(|| {
+                rest.first()
+                    .filter(|(m, _)| m.role == Role::Tool)
+                    .map(|_| 0)
+            });
+        match orphan {
+            Some(i) => start += i + 1,
+            None => return start,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ids::{ConversationId, MessageId};
+
+    fn message(seq: i64, role: Role, content: &str, metadata: Option<Value>) -> Message {
+        Message {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::generate(),
+            seq,
+            role,
+            content: content.to_owned(),
+            metadata,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn build(history: &[Message], budget: u64) -> Vec<i64> {
+        let mut builder = Builder::new(budget, char_cost, Vec::new()).unwrap();
+        builder.take(history.to_vec());
+        let window = builder.finish(history.len() as i64);
+        assert!(window.cost <= budget);
+        window.messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn a_cut_never_leaves_a_result_without_its_call() {
+        let call = |id: &str| Some(json!({"tool_calls": [{"id": id}]}));
+        let result = |id: &str| Some(json!({"tool_call_id": id}));
+        let history = [
+            message(1, Role::User, "aaaa", None),
+            message(2, Role::Assistant, "", call("c1")),
+            message(3, Role::Tool, "r1", result("c1")),
+            message(4, Role::Assistant, "done", None),
+        ];
+        let [_, call_cost, result_cost, last] = [0, 1, 2, 3].map(|i| char_cost(&history[i]));
+        // Everything fits.
+        assert_eq!(build(&history, 1000), [1, 2, 3, 4]);
+        // The budget reaches the result but not its call: the result goes too.
+        assert_eq!(build(&history, result_cost + last), [4]);
+        // Call and result fit: both stay.
+        assert_eq!(build(&history, call_cost + result_cost + last), [2, 3, 4]);
+        // A result with no call id at the start of the window is dropped as well.
+        let history = [
+            message(1, Role::Assistant, "calling", None),
+            message(2, Role::Tool, "r", None),
+            message(3, Role::User, "u", None),
+        ];
+        assert_eq!(build(&history, 2), [3]);
+    }
+}
