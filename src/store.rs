@@ -1,11 +1,11 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
-//! connection: every write in one write transaction, every data read in one statement.
+//! connection: every write in one write transaction (an append whose client id another call stored
+//! meanwhile takes a second, to find it), every data read in one statement.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diesel::r2d2::Pool;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use parking_lot::FairMutex;
 
 use crate::config::{Limits, StoreBuilder};
@@ -142,25 +142,24 @@ fn replayed(
     Ok(replay)
 }
 
-/// Why an append reserved no seqs: the conversation is not the user's, or (with `last_seq`) it has
-/// moved on.
-fn not_reserved(
+/// Why an append reserved no seqs: the conversation is not the user's (`NotFound`), or its last seq
+/// is no longer `last_seq` (`Conflict`). `None` if it is `last_seq` after all: an append committed
+/// between the reservation and this read, so the reservation can be tried again.
+fn moved_on(
     conn: &mut Conn,
     user: &UserId,
     conversation: ConversationId,
     last_seq: Option<i64>,
-) -> Error {
-    let Some(expected) = last_seq else {
-        return Error::NotFound;
-    };
-    match conversations::find(conn, user.as_str(), conversation.as_bytes()) {
-        Ok(Some(row)) => Error::Conflict {
+) -> Result<Option<Error>> {
+    let found = conversations::find(conn, user.as_str(), conversation.as_bytes())?;
+    Ok(match (found, last_seq) {
+        (Some(row), Some(expected)) if row.message_count == expected => None,
+        (Some(row), Some(expected)) => Some(Error::Conflict {
             expected,
             actual: row.message_count,
-        },
-        Ok(None) => Error::NotFound,
-        Err(e) => e,
-    }
+        }),
+        _ => Some(Error::NotFound),
+    })
 }
 
 /// What [`ChatStore::delete_user_data`] removed.
@@ -472,22 +471,43 @@ impl ChatStore {
         let n = batch.len() as i64;
         let attempt = || {
             self.write(|conn| {
-                if !client_ids.is_empty() {
-                    let stored = messages::by_ids(conn, &client_ids)?;
-                    if !stored.is_empty() {
-                        return replayed(user, conversation, batch, stored).map(Appended::Replayed);
+                let replay = |conn: &mut Conn| -> Result<Option<Vec<Message>>> {
+                    if client_ids.is_empty() {
+                        return Ok(None);
                     }
+                    let stored = messages::by_ids(conn, &client_ids)?;
+                    if stored.is_empty() {
+                        return Ok(None);
+                    }
+                    replayed(user, conversation, batch, stored).map(Some)
+                };
+                if let Some(stored) = replay(conn)? {
+                    return Ok(Appended::Replayed(stored));
                 }
-                let reserved = conversations::reserve_seqs(
-                    conn,
-                    user.as_str(),
-                    conversation.as_bytes(),
-                    n,
-                    now,
-                    last_seq,
-                )?;
-                let Some((count, created_at)) = reserved else {
-                    return Err(not_reserved(conn, user, conversation, last_seq));
+                let (count, created_at) = loop {
+                    let reserved = conversations::reserve_seqs(
+                        conn,
+                        user.as_str(),
+                        conversation.as_bytes(),
+                        n,
+                        now,
+                        last_seq,
+                    )?;
+                    if let Some(reserved) = reserved {
+                        break reserved;
+                    }
+                    // The look-up above takes no lock. On PostgreSQL another attempt of this very
+                    // batch may have committed while this one waited for the row, and moved the
+                    // count past `last_seq`: that is a retry, not a conflict.
+                    if let Some(stored) = replay(conn)? {
+                        return Ok(Appended::Replayed(stored));
+                    }
+                    match moved_on(conn, user, conversation, last_seq)? {
+                        Some(error) => return Err(error),
+                        // The count reached `last_seq` between the two statements: try again.
+                        // Counts only grow, so this happens at most once.
+                        None => continue,
+                    }
                 };
                 let first_seq = count - n + 1;
                 let rows: Vec<NewMessageRow<'_>> = batch
@@ -514,13 +534,11 @@ impl ChatStore {
             })
         };
         let outcome = match attempt() {
-            // Another call stored one of the client's ids after this one looked (on PostgreSQL, where
-            // the look does not lock; a SQLite write transaction holds the database): that call has
-            // committed, so a second look finds it.
-            Err(Error::Database(DieselError::DatabaseError(
-                DatabaseErrorKind::UniqueViolation,
-                _,
-            ))) if !client_ids.is_empty() => attempt()?,
+            // On PostgreSQL, another call may store one of the client's ids after this one looked
+            // (the look-up takes no lock; a SQLite write transaction holds the whole database).
+            // That call has committed by the time the insert fails, so a second attempt finds it:
+            // the same batch is replayed, a different one refused.
+            Err(Error::DuplicateId(_)) if !client_ids.is_empty() => attempt()?,
             outcome => outcome?,
         };
         Ok(match outcome {

@@ -87,10 +87,11 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
 
 /// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
 /// count and `updated_at`, or `None` if the user owns no such conversation — or, with `last_seq`,
-/// if its count is no longer `last_seq`. One statement, and the first write of the transaction, so
-/// that it takes the conversation's row lock before anything is read: concurrent appends queue on
-/// it and each sees the count the previous one committed (PostgreSQL re-checks the `last_seq`
-/// filter against that committed row). The returned time is the batch's `created_at`: never
+/// if its count is no longer `last_seq`. One statement, the first write of the transaction, so that
+/// it takes the conversation's row lock before the transaction reads anything of the conversation:
+/// concurrent appends queue on it and each sees the count the previous one committed (PostgreSQL
+/// re-checks the `last_seq` filter against that committed row). Only a retry's look-up of its
+/// client ids comes before it, and the store looks again when the reservation fails. The returned time is the batch's `created_at`: never
 /// earlier than the previous append's, so time follows seq.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,

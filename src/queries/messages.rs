@@ -3,10 +3,11 @@ use diesel::dsl::case_when;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
+use crate::ids::MessageId;
 use crate::models::{Message, MessageRow, NewMessageRow};
 use crate::page::SeqBounds;
 use crate::schema::messages::dsl::*;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Rows per INSERT statement: on SQLite, 8 columns × 1,000 binds stays under its 32,766-bind limit
 /// (PostgreSQL binds arrays, and takes the same chunks).
@@ -21,7 +22,26 @@ const BYTES_PER_INSERT: usize = 64 << 20;
 /// NULL, where Diesel would otherwise fall back to one INSERT per row), on PostgreSQL as one array
 /// per column, unnested server-side: one short statement whatever the batch's size, instead of
 /// 8,000 bind parameters.
+///
+/// A message id already stored is [`Error::DuplicateId`] (naming the first row's id: which of the
+/// batch's ids it was, the statement does not say), and the transaction must be rolled back.
 pub(crate) fn insert(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
+    insert_rows(conn, rows).map_err(|e| match e {
+        Error::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            // The seqs were reserved under the row lock, so the unique key violated is the id.
+            let first = rows.first().map(|r| r.id).unwrap_or_default();
+            Error::DuplicateId(MessageId::from(
+                uuid::Uuid::from_slice(first).unwrap_or_default(),
+            ))
+        }
+        e => e,
+    })
+}
+
+fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
     if let [row] = rows {
         diesel::insert_into(messages).values(row).execute(conn)?;
         return Ok(());
