@@ -3,6 +3,7 @@
 //! or wholly absent, every batch the child saw committed is there, and seqs have no gap.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use chatstore::{ChatStore, ConversationId, UserId, Window};
@@ -52,7 +53,13 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
         }
         std::thread::sleep(Duration::from_micros(random_below(3000)));
         child.kill().unwrap();
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        // Killed, not dead of its own error (which would make every check below moot).
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "run {run}: the child ended by itself: {status}"
+        );
         // Lines printed before the kill: those batches were committed too.
         acknowledged.extend(lines.try_iter().filter_map(|l| {
             l.strip_prefix("committed ")
@@ -106,10 +113,22 @@ fn check(db: &TestDb, user: &UserId, conv: ConversationId, acknowledged: &[u64],
 #[test]
 #[ignore = "the child process of the crash tests, started by them"]
 fn child_appends_until_killed() {
-    let store = ChatStore::open(&child_env("CHATSTORE_CHILD_URL")).unwrap();
+    let (Some(url), Some(conv), Some(run)) = (
+        child_env("CHATSTORE_CHILD_URL"),
+        child_env("CHATSTORE_CHILD_CONVERSATION"),
+        child_env("CHATSTORE_CHILD_RUN"),
+    ) else {
+        return;
+    };
+    // A parent that went away without killing this child closes its stdin: stop then.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(1);
+    });
+    let store = ChatStore::open(&url).unwrap();
     let user = UserId::new("crash").unwrap();
-    let conv: ConversationId = child_env("CHATSTORE_CHILD_CONVERSATION").parse().unwrap();
-    let run: u64 = child_env("CHATSTORE_CHILD_RUN").parse().unwrap();
+    let conv: ConversationId = conv.parse().unwrap();
+    let run: u64 = run.parse().unwrap();
     for n in 0.. {
         // Unique across runs: the run in the high bits.
         let batch = (run << 32) | n;

@@ -28,7 +28,7 @@ pub fn random_below(n: u64) -> u64 {
 /// Starts this test binary again as a child process that runs only the ignored test `name` (the
 /// child's side of a multi-process test), with `env` for its instructions. Its stdout lines arrive on
 /// the returned channel as it prints them.
-pub fn spawn_child(name: &str, env: &[(&str, String)]) -> (Child, mpsc::Receiver<String>) {
+pub fn spawn_child(name: &str, env: &[(&str, String)]) -> (ChildProcess, mpsc::Receiver<String>) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut child = Command::new(exe)
         // --quiet: the harness would otherwise print the test's name before the child's first line.
@@ -49,13 +49,39 @@ pub fn spawn_child(name: &str, env: &[(&str, String)]) -> (Child, mpsc::Receiver
             }
         }
     });
-    (child, rx)
+    (ChildProcess(child), rx)
+}
+
+/// A child process that is killed if the test lets go of it early (a failed assertion, a panic):
+/// dropping a `Child` would leave it running, and holding the test's output open.
+pub struct ChildProcess(Child);
+
+impl std::ops::Deref for ChildProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Waits for the child to exit (killing it and failing after `limit`) and returns how it ended with
 /// every line it printed that the caller has not taken.
 pub fn finish(
-    mut child: Child,
+    mut child: ChildProcess,
     lines: mpsc::Receiver<String>,
     limit: std::time::Duration,
 ) -> (std::process::ExitStatus, Vec<String>) {
@@ -74,7 +100,8 @@ pub fn finish(
     (status, lines.iter().collect())
 }
 
-/// The child's instruction `key`, set by the parent test.
-pub fn child_env(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("{key} is set by the parent test"))
+/// The child's instruction `key`, set by the parent test; `None` when the test was not started by
+/// one (`cargo test -- --ignored` runs the child tests too, and they then do nothing).
+pub fn child_env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
 }
