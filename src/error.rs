@@ -130,8 +130,9 @@ pub enum Error {
     Pool(#[source] diesel::r2d2::PoolError),
 
     /// The connection broke during the call (server restart, network failure, terminated backend).
-    /// The call's transaction did not commit; the broken connection is dropped from the pool, so a
-    /// retry gets a fresh one.
+    /// The broken connection is dropped from the pool, so a retry gets a fresh one. A write whose
+    /// connection broke while it committed may have committed or not: retry appends with client
+    /// ids ([`NewMessage::with_id`](crate::NewMessage::with_id)) to find out safely.
     #[error("the database connection was lost: {0}")]
     ConnectionLost(#[source] diesel::result::Error),
 

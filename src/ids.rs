@@ -136,6 +136,8 @@ uuid_id! {
 }
 
 uuid_id! {
-    /// A message's id: a UUIDv7 made by the store. Messages are ordered by their `seq`, never by id.
+    /// A message's id: a UUIDv7 made by the store, or the client's own
+    /// ([`NewMessage::with_id`](crate::NewMessage::with_id)). Ids are unique across the whole
+    /// store, every user included. Messages are ordered by their `seq`, never by id.
     MessageId
 }

@@ -110,8 +110,12 @@ impl<'a> NewMessage<'a> {
     }
 
     /// Gives the message an id chosen by the client, which makes its append safe to retry: see
-    /// [`ChatStore::append_messages`](crate::ChatStore::append_messages). Any UUID will do; one
-    /// made before the first attempt (say `uuid::Uuid::now_v7()`) and kept for the retries.
+    /// [`ChatStore::append_messages`](crate::ChatStore::append_messages). Make it before the first
+    /// attempt (`uuid::Uuid::now_v7()` or a random UUID) and keep it for the retries; give every
+    /// message of a batch one, or the batch cannot be recognised when it is sent again.
+    ///
+    /// Message ids are unique across the whole store, every user included: an id is taken once,
+    /// so it must be one nobody else can guess or know in advance (a fresh UUID is).
     pub fn with_id(mut self, id: MessageId) -> Self {
         self.id = Some(id);
         self
