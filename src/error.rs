@@ -94,6 +94,11 @@ pub enum Error {
         budget: u64,
     },
 
+    /// A search query cannot be run: a quote is not closed, it has no word to search for, or it is
+    /// too long (see [`SearchQuery`](crate::SearchQuery)).
+    #[error("invalid search query: {0}")]
+    InvalidQuery(String),
+
     /// The URL names a backend that this build was compiled without.
     #[error("the {backend} backend is not compiled in: enable the cargo feature \"{feature}\"")]
     BackendNotEnabled {

@@ -17,7 +17,8 @@ use crate::models::{
     NewMessage, NewMessageRow,
 };
 use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
-use crate::queries::{catalog, conversations, messages};
+use crate::queries::{self, catalog, conversations, messages};
+use crate::search::{self, SearchHit, SearchQuery, SearchResults};
 use crate::title::parse_optional;
 use crate::verify::SchemaReport;
 use crate::{Error, Result};
@@ -451,6 +452,10 @@ impl ChatStore {
             .map(|m| m.validate(max))
             .collect::<Result<Vec<_>>>()?;
         let ids = message_ids(batch)?;
+        let search_texts: Vec<Option<String>> = batch
+            .iter()
+            .map(|m| search::search_text(m.content()))
+            .collect();
         if batch.is_empty() {
             let found = self.conversation(user, conversation)?;
             return match last_seq {
@@ -514,8 +519,9 @@ impl ChatStore {
                     .iter()
                     .zip(&ids)
                     .zip(&metadata)
+                    .zip(&search_texts)
                     .zip(first_seq..)
-                    .map(|(((m, id), meta), seq)| NewMessageRow {
+                    .map(|((((m, id), meta), search_text), seq)| NewMessageRow {
                         id: id.as_bytes(),
                         conversation_id: conversation.as_bytes(),
                         user_id: user.as_str(),
@@ -524,6 +530,7 @@ impl ChatStore {
                         content: m.content(),
                         metadata: meta.as_deref(),
                         created_at: created_at.0,
+                        search_text: search_text.as_deref(),
                     })
                     .collect();
                 messages::insert(conn, &rows)?;
@@ -696,6 +703,64 @@ impl ChatStore {
                 (_, page) = messages::window(conn, user, conv, older)?.ok_or(Error::NotFound)?;
             }
             Ok(builder.finish(total))
+        })
+    }
+
+    /// Full-text search over the user's messages, in all their conversations or in one: every
+    /// word of the query must occur, case and accents ignored (see [`SearchQuery`] for phrases and
+    /// prefixes). Each hit comes with its conversation's title and a snippet with the matches
+    /// marked. Only the user's own messages are ever searched, whatever the query holds.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, SearchQuery, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, Some("Groceries"))?;
+    /// store.append_message(&user, conv.id, NewMessage::user("Add oat milk and a crème brûlée"))?;
+    /// let found = store.search_messages(&user, &SearchQuery::new("creme brulee"))?;
+    /// let hit = &found.hits[0];
+    /// assert_eq!(hit.conversation_title.as_deref(), Some("Groceries"));
+    /// assert_eq!(hit.snippet.marked("[", "]"), "Add oat milk and a [crème] [brûlée]");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] for a query that cannot be run; [`Error::NotFound`] if a conversation
+    /// to search in is not the user's; connection and database errors.
+    pub fn search_messages(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults> {
+        let parsed = search::parse(query.text())?;
+        let (limit, offset) = query.page();
+        let limit = limit.clamp(1, self.limits.max_page_size);
+        let conversation = query.conversation();
+        let found = self.with_conn(|conn| {
+            if let Some(conversation) = conversation {
+                conversations::find(conn, user.as_str(), conversation.as_bytes())?
+                    .ok_or(Error::NotFound)?;
+            }
+            // One row more than asked tells whether a next page exists.
+            queries::search::find(
+                conn,
+                user.as_str(),
+                conversation.as_ref().map(ConversationId::as_bytes),
+                &parsed,
+                query.ordering(),
+                i64::from(limit) + 1,
+                i64::from(offset),
+            )
+        })?;
+        let more = found.len() > limit as usize;
+        let hits = found
+            .into_iter()
+            .take(limit as usize)
+            .map(|(message, conversation_title)| SearchHit {
+                snippet: search::snippet(&message.content, &parsed),
+                message,
+                conversation_title,
+            })
+            .collect();
+        Ok(SearchResults {
+            hits,
+            next_offset: more.then(|| offset.saturating_add(limit)),
         })
     }
 

@@ -87,6 +87,8 @@ const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Index, "conversations_user_updated"),
     (ItemKind::Index, "messages_conversation_seq"),
     (ItemKind::Index, "messages_system"),
+    // The full-text index: a GIN index on PostgreSQL, an FTS5 virtual table on SQLite.
+    (ItemKind::Index, "messages_search"),
     (ItemKind::Constraint, "conversations_id_length"),
     (ItemKind::Constraint, "conversations_user_id_length"),
     (ItemKind::Constraint, "conversations_title_length"),

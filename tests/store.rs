@@ -46,6 +46,7 @@ macro_rules! backend_tests {
 
 mod context;
 mod hardening;
+mod search;
 
 backend_tests! {
     every: [

@@ -231,4 +231,6 @@ pub(crate) struct NewMessageRow<'a> {
     pub(crate) content: &'a str,
     pub(crate) metadata: Option<&'a str>,
     pub(crate) created_at: NaiveDateTime,
+    /// What the full-text index reads instead of the content, if anything (see `search.rs`).
+    pub(crate) search_text: Option<&'a str>,
 }

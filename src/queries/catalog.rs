@@ -21,7 +21,11 @@ struct CatalogRow {
 pub(crate) fn objects(conn: &mut Conn) -> Result<Vec<(ItemKind, String)>> {
     let sql = match conn {
         #[cfg(feature = "sqlite")]
-        Conn::Sqlite(_) => "SELECT type AS kind, name, sql AS definition FROM sqlite_master",
+        // A virtual table is the FTS5 full-text index, which PostgreSQL keeps as a GIN index.
+        Conn::Sqlite(_) => {
+            "SELECT CASE WHEN sql LIKE 'CREATE VIRTUAL TABLE%' THEN 'index' ELSE type END AS kind, \
+             name, sql AS definition FROM sqlite_master"
+        }
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => {
             "SELECT 'table' AS kind, table_name::text AS name, NULL::text AS definition \

@@ -9,7 +9,7 @@ use crate::page::SeqBounds;
 use crate::schema::messages::dsl::*;
 use crate::{Error, Result};
 
-/// Rows per INSERT statement: on SQLite, 8 columns × 1,000 binds stays under its 32,766-bind limit
+/// Rows per INSERT statement: on SQLite, 9 columns × 1,000 rows stays under its 32,766-bind limit
 /// (PostgreSQL binds arrays, and takes the same chunks).
 const ROWS_PER_INSERT: usize = 1000;
 /// Bytes of text per INSERT statement: far below PostgreSQL's 1 GiB limit on one protocol message,
@@ -69,10 +69,10 @@ fn insert_unnested(conn: &mut diesel::PgConnection, rows: &[NewMessageRow<'_>]) 
     }
     Ok(diesel::sql_query(
         "INSERT INTO messages \
-         (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-         SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3 \
-         FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
-         AS m(id, seq, role, content, metadata)",
+         (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
+         SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3, m.search_text \
+         FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+         AS m(id, seq, role, content, metadata, search_text)",
     )
     .bind::<Binary, _>(first.conversation_id)
     .bind::<Text, _>(first.user_id)
@@ -82,6 +82,7 @@ fn insert_unnested(conn: &mut diesel::PgConnection, rows: &[NewMessageRow<'_>]) 
     .bind::<Array<Text>, _>(column(rows, |r| r.role))
     .bind::<Array<Text>, _>(column(rows, |r| r.content))
     .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text))
     .execute(conn)?)
 }
 

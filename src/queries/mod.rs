@@ -4,6 +4,7 @@
 pub(crate) mod catalog;
 pub(crate) mod conversations;
 pub(crate) mod messages;
+pub(crate) mod search;
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

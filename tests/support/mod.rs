@@ -130,6 +130,25 @@ impl TestDb {
         Some(row.n)
     }
 
+    /// Runs the newest migration's `down.sql`, as `diesel migration revert` would.
+    pub fn revert_newest_migration(&self) {
+        match self.kind {
+            #[cfg(feature = "sqlite")]
+            Kind::SqliteFile => {
+                sqlite_connection(&self.url)
+                    .revert_last_migration(SQLITE_MIGRATIONS)
+                    .expect("revert");
+            }
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => {
+                let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
+                c.revert_last_migration(POSTGRES_MIGRATIONS)
+                    .expect("revert");
+            }
+            _ => panic!("no direct connection to {:?}", self.kind),
+        }
+    }
+
     /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.
     pub fn revert_all_migrations(&self) {
         match self.kind {

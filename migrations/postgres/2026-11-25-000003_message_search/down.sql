@@ -1,0 +1,3 @@
+DROP INDEX messages_search;
+ALTER TABLE messages DROP COLUMN search;
+ALTER TABLE messages DROP COLUMN search_text;

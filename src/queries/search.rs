@@ -1,0 +1,156 @@
+//! Full-text search: hand-written SQL over each backend's index (an FTS5 table on SQLite, a
+//! generated tsvector column with a GIN index on PostgreSQL), with the same binds on both.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamp};
+
+use crate::conn::Conn;
+use crate::models::{DbId, DbRole, DbTime, Message, MessageRow};
+use crate::search::{Query, SearchOrder};
+use crate::Result;
+
+type MultiBackend = <Conn as diesel::Connection>::Backend;
+
+#[derive(QueryableByName)]
+struct HitRow {
+    #[diesel(sql_type = Binary)]
+    id: DbId,
+    #[diesel(sql_type = Binary)]
+    conversation_id: DbId,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Text)]
+    role: DbRole,
+    #[diesel(sql_type = Text)]
+    content: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    metadata: Option<String>,
+    #[diesel(sql_type = Timestamp)]
+    created_at: DbTime,
+    #[diesel(sql_type = Nullable<Text>)]
+    title: Option<String>,
+}
+
+/// Up to `limit` of the user's messages matching `query` (in one conversation, if given), after
+/// skipping `offset`, each with its conversation's title.
+///
+/// Each backend's index also holds a token for each message's owner, and the query asks for it
+/// alongside the words: the index intersects the user's messages with the matches, rather than the
+/// database filtering every user's matches. The `user_id` condition stays, so correctness never
+/// rests on the token.
+pub(crate) fn find(
+    conn: &mut Conn,
+    user: &str,
+    conversation: Option<&[u8]>,
+    query: &Query,
+    order: SearchOrder,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<(Message, Option<String>)>> {
+    let in_conversation = match conversation {
+        Some(_) => "AND m.conversation_id = $3",
+        None => "",
+    };
+    let (limit_at, offset_at) = match conversation {
+        Some(_) => ("$4", "$5"),
+        None => ("$3", "$4"),
+    };
+    let columns = "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+                   c.title";
+    let (sql, matching) = match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(_) => {
+            let rank = match order {
+                // The owner column matches every row alike: only the words weigh.
+                SearchOrder::BestMatch => "bm25(messages_search, 1.0, 0.0), ",
+                _ => "",
+            };
+            let sql = format!(
+                "SELECT {columns} FROM messages_search s \
+                 JOIN messages m ON m.rowid = s.rowid \
+                 JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE messages_search MATCH $1 AND m.user_id = $2 {in_conversation} \
+                 ORDER BY {rank}m.created_at DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
+            );
+            (sql, fts5_query(user, query))
+        }
+        #[cfg(feature = "postgres")]
+        Conn::Pg(_) => {
+            let rank = match order {
+                SearchOrder::BestMatch => "ts_rank(m.search, q.q) DESC, ",
+                _ => "",
+            };
+            // Accents are stripped from the query as from the index (the words arrive folded
+            // already; this keeps the two expressions visibly the same).
+            let sql = format!(
+                "SELECT {columns} FROM messages m \
+                 JOIN conversations c ON c.id = m.conversation_id, \
+                 (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
+                   '[\\u0300-\\u036f]', '', 'g')) && ('u' || md5($2))::tsquery AS q) q \
+                 WHERE m.search @@ q.q AND m.user_id = $2 {in_conversation} \
+                 ORDER BY {rank}m.created_at DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
+            );
+            (sql, tsquery(query))
+        }
+    };
+    let mut statement = diesel::sql_query(sql)
+        .into_boxed::<MultiBackend>()
+        .bind::<Text, _>(matching)
+        .bind::<Text, _>(user);
+    if let Some(conversation) = conversation {
+        statement = statement.bind::<Binary, _>(conversation);
+    }
+    let rows: Vec<HitRow> = statement
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(conn)?;
+    rows.into_iter()
+        .map(|row| {
+            let message = MessageRow {
+                id: row.id,
+                conversation_id: row.conversation_id,
+                seq: row.seq,
+                role: row.role,
+                content: row.content,
+                metadata: row.metadata,
+                created_at: row.created_at,
+            }
+            .into_model()?;
+            Ok((message, row.title))
+        })
+        .collect()
+}
+
+/// The FTS5 query: the owner's token and every phrase, each a quoted string (words are letters and
+/// digits only, so nothing in them is FTS5 syntax).
+#[cfg(feature = "sqlite")]
+fn fts5_query(user: &str, query: &Query) -> String {
+    let owner: String = user.bytes().map(|b| format!("{b:02X}")).collect();
+    let phrases: Vec<String> = query
+        .phrases
+        .iter()
+        .map(|p| {
+            let star = if p.prefix { "*" } else { "" };
+            format!("\"{}\"{star}", p.words.join(" "))
+        })
+        .collect();
+    format!("owner:\"{owner}\" AND body:({})", phrases.join(" "))
+}
+
+/// The tsquery: every phrase, its words joined by `<->` (adjacent, in order), a prefix as `:*`.
+#[cfg(feature = "postgres")]
+fn tsquery(query: &Query) -> String {
+    let phrases: Vec<String> = query
+        .phrases
+        .iter()
+        .map(|p| {
+            let words: Vec<String> = p.words.iter().map(|w| format!("'{w}'")).collect();
+            let mut text = words.join(" <-> ");
+            if p.prefix {
+                text.push_str(":*");
+            }
+            format!("({text})")
+        })
+        .collect();
+    phrases.join(" & ")
+}

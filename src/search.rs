@@ -1,0 +1,443 @@
+//! Full-text search over a user's messages: the query language, the text the index reads, and the
+//! highlighted snippets. The SQL is in `queries/search.rs`.
+//!
+//! Both backends index words the same way: case and accents folded ("Café" is found by "cafe"), no
+//! stemming and no stop words (every language alike), and each character of a script written
+//! without spaces (Chinese, Japanese, Thai…) its own word, so that "東京" is found as a phrase of
+//! two inside "東京タワー".
+
+use std::ops::Range;
+
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::ids::ConversationId;
+use crate::models::Message;
+use crate::{Error, Result};
+
+/// A search: what to look for, where, in which order, which page.
+///
+/// The query is words, all of which must occur (in any order, case and accents ignored);
+/// `"quoted words"` must occur together in that order; a word ending in `*` matches any word it
+/// begins. Punctuation separates words. There are no operators: any text is a valid query, except
+/// an unclosed quote or one with no word in it.
+///
+/// ```
+/// use chatstore::{SearchOrder, SearchQuery};
+/// let query = SearchQuery::new(r#"oat "almond milk" groc*"#).order(SearchOrder::BestMatch).limit(10);
+/// assert_eq!(query.text(), r#"oat "almond milk" groc*"#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchQuery<'a> {
+    text: &'a str,
+    conversation: Option<ConversationId>,
+    order: SearchOrder,
+    limit: u32,
+    offset: u32,
+}
+
+/// The order of search results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SearchOrder {
+    /// Most recent message first (the default).
+    #[default]
+    Newest,
+    /// Best match first (BM25 on SQLite, `ts_rank` on PostgreSQL), then most recent.
+    BestMatch,
+}
+
+impl<'a> SearchQuery<'a> {
+    /// The first page (20 results), newest first, across all the user's conversations.
+    pub fn new(text: &'a str) -> Self {
+        SearchQuery {
+            text,
+            conversation: None,
+            order: SearchOrder::Newest,
+            limit: 20,
+            offset: 0,
+        }
+    }
+
+    /// Searches one conversation only.
+    pub fn in_conversation(mut self, conversation: ConversationId) -> Self {
+        self.conversation = Some(conversation);
+        self
+    }
+
+    /// The order of the results.
+    pub fn order(mut self, order: SearchOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Results per page (at least 1; at most the store's page size cap).
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Results to skip: the page that starts there.
+    pub fn offset(mut self, offset: u32) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The query text.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    pub(crate) fn conversation(&self) -> Option<ConversationId> {
+        self.conversation
+    }
+
+    pub(crate) fn ordering(&self) -> SearchOrder {
+        self.order
+    }
+
+    pub(crate) fn page(&self) -> (u32, u32) {
+        (self.limit, self.offset)
+    }
+}
+
+/// One message found, with where it is and why it matched.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SearchHit {
+    /// The message.
+    pub message: Message,
+    /// The title of its conversation (its id is `message.conversation_id`).
+    pub conversation_title: Option<String>,
+    /// An excerpt of the content around the first match, with the matches marked.
+    pub snippet: Snippet,
+}
+
+/// An excerpt of a message, with the matched words as byte ranges into `text` — mark them up as
+/// your output needs (escaped HTML, a terminal's bold…); see [`marked`](Snippet::marked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snippet {
+    /// The excerpt, with `…` where it cuts the content.
+    pub text: String,
+    /// Byte ranges of `text` that matched, in order, not overlapping.
+    pub highlights: Vec<Range<usize>>,
+}
+
+impl Snippet {
+    /// The excerpt with each match between `open` and `close`.
+    ///
+    /// ```
+    /// # use chatstore::Snippet;
+    /// # fn show(snippet: &Snippet) -> String {
+    /// snippet.marked("**", "**")
+    /// # }
+    /// ```
+    pub fn marked(&self, open: &str, close: &str) -> String {
+        let mut out = String::with_capacity(self.text.len() + 8 * self.highlights.len());
+        let mut at = 0;
+        for range in &self.highlights {
+            out.push_str(&self.text[at..range.start]);
+            out.push_str(open);
+            out.push_str(&self.text[range.clone()]);
+            out.push_str(close);
+            at = range.end;
+        }
+        out.push_str(&self.text[at..]);
+        out
+    }
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SearchResults {
+    /// The messages found on this page.
+    pub hits: Vec<SearchHit>,
+    /// The offset of the next page, or `None` if this was the last.
+    pub next_offset: Option<u32>,
+}
+
+/// The longest query accepted, in bytes, and the most words in it.
+const MAX_QUERY_BYTES: usize = 1024;
+const MAX_QUERY_WORDS: usize = 32;
+
+/// A parsed query: every phrase must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Query {
+    pub(crate) phrases: Vec<Phrase>,
+}
+
+/// Words that must occur together in order; with `prefix`, the last one as the start of a word.
+/// Words are folded (lowercase, no accents) and contain only letters and digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Phrase {
+    pub(crate) words: Vec<String>,
+    pub(crate) prefix: bool,
+}
+
+/// Reads a query (see [`SearchQuery`]).
+pub(crate) fn parse(text: &str) -> Result<Query> {
+    let invalid = |why: &str| Err(Error::InvalidQuery(why.to_owned()));
+    if text.len() > MAX_QUERY_BYTES {
+        return invalid(&format!("the query is longer than {MAX_QUERY_BYTES} bytes"));
+    }
+    if text.chars().filter(|&c| c == '"').count() % 2 == 1 {
+        return invalid("a quote is not closed");
+    }
+    let mut phrases = Vec::new();
+    // Even pieces are outside quotes, odd ones inside.
+    for (i, piece) in text.split('"').enumerate() {
+        let quoted = i % 2 == 1;
+        let parts: Vec<&str> = if quoted {
+            vec![piece]
+        } else {
+            piece.split_whitespace().collect()
+        };
+        for part in parts {
+            let prefix = part.trim_end().ends_with('*');
+            let words = words(part);
+            if !words.is_empty() {
+                phrases.push(Phrase { words, prefix });
+            }
+        }
+    }
+    let count: usize = phrases.iter().map(|p| p.words.len()).sum();
+    if count == 0 {
+        return invalid("there is no word to search for");
+    }
+    if count > MAX_QUERY_WORDS {
+        return invalid(&format!(
+            "the query has {count} words, the most is {MAX_QUERY_WORDS}"
+        ));
+    }
+    Ok(Query { phrases })
+}
+
+/// Whether `c` belongs to a script written without spaces between words, where each character is
+/// indexed as a word of its own.
+fn unspaced(c: char) -> bool {
+    matches!(c,
+        '\u{0E00}'..='\u{0EFF}'       // Thai, Lao
+        | '\u{1780}'..='\u{17FF}'     // Khmer
+        | '\u{3040}'..='\u{30FF}'     // Hiragana, Katakana
+        | '\u{3400}'..='\u{4DBF}'     // CJK Extension A
+        | '\u{4E00}'..='\u{9FFF}'     // CJK Unified Ideographs
+        | '\u{F900}'..='\u{FAFF}'     // CJK Compatibility Ideographs
+        | '\u{FF66}'..='\u{FF9F}'     // Halfwidth Katakana
+        | '\u{20000}'..='\u{3134F}' // CJK Extensions B–G
+    )
+}
+
+/// A combining mark: it belongs to the character before it, wherever words are split.
+fn mark(c: char) -> bool {
+    is_combining_mark(c)
+}
+
+/// What the index reads for `content`, when it is not the content itself: a space around each
+/// character of an unspaced script (with the marks that combine with it).
+pub(crate) fn search_text(content: &str) -> Option<String> {
+    if !content.chars().any(unspaced) {
+        return None;
+    }
+    let mut text = String::with_capacity(content.len() + content.len() / 2);
+    let mut after_unspaced = false;
+    for c in content.chars() {
+        if !mark(c) {
+            if unspaced(c) || after_unspaced {
+                text.push(' ');
+            }
+            after_unspaced = unspaced(c);
+        }
+        text.push(c);
+    }
+    Some(text)
+}
+
+/// `c` lowercased, without the accents both indexes strip (the combining diacritical marks
+/// U+0300–U+036F, after canonical decomposition), recomposed: what both indexes compare.
+fn fold(c: char) -> String {
+    c.to_lowercase()
+        .collect::<String>()
+        .nfd()
+        .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
+        .nfc()
+        .collect()
+}
+
+/// The words of `text`, folded: runs of letters and digits, and each unspaced character alone,
+/// each with the combining marks that follow it.
+fn words(text: &str) -> Vec<String> {
+    tokens(text).into_iter().map(|(word, _)| word).collect()
+}
+
+/// The words of `text`, folded, each with the byte range it spans in `text`.
+fn tokens(text: &str) -> Vec<(String, Range<usize>)> {
+    let mut tokens: Vec<(String, Range<usize>)> = Vec::new();
+    // The word being read, and whether it is an unspaced character (which takes marks only).
+    let mut current: Option<(String, Range<usize>)> = None;
+    let mut current_unspaced = false;
+    for (at, c) in text.char_indices() {
+        let end = at + c.len_utf8();
+        if mark(c) {
+            if let Some((word, range)) = current.as_mut() {
+                word.push_str(&fold(c));
+                range.end = end;
+            }
+        } else if unspaced(c) {
+            tokens.extend(current.take());
+            current = Some((fold(c), at..end));
+            current_unspaced = true;
+        } else if c.is_alphanumeric() {
+            if current_unspaced {
+                tokens.extend(current.take());
+                current_unspaced = false;
+            }
+            let (word, range) = current.get_or_insert_with(|| (String::new(), at..at));
+            word.push_str(&fold(c));
+            range.end = end;
+        } else {
+            tokens.extend(current.take());
+            current_unspaced = false;
+        }
+    }
+    tokens.extend(current);
+    tokens.retain(|(word, _)| !word.is_empty());
+    tokens
+}
+
+/// Words of context shown before the first match, and the most words a snippet holds.
+const SNIPPET_BEFORE: usize = 6;
+const SNIPPET_WORDS: usize = 24;
+
+/// An excerpt of `content` around the first match of `query`, with every match in it marked. If
+/// the store's index matched what these rules do not see (another tokenization at the edges), the
+/// excerpt is the start of the content, unmarked.
+pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
+    let tokens = tokens(content);
+    // Every match, as a run of token indices.
+    let mut matches: Vec<Range<usize>> = Vec::new();
+    for start in 0..tokens.len() {
+        for phrase in &query.phrases {
+            let n = phrase.words.len();
+            let Some(run) = tokens.get(start..start + n) else {
+                continue;
+            };
+            let hit =
+                run.iter().zip(&phrase.words).enumerate().all(
+                    |(i, ((token, _), word))| match phrase.prefix && i == n - 1 {
+                        true => token.starts_with(word.as_str()),
+                        false => token == word,
+                    },
+                );
+            if hit {
+                matches.push(start..start + n);
+            }
+        }
+    }
+    matches.sort_by_key(|m| (m.start, m.end));
+    let first = matches.first().map_or(0, |m| m.start);
+    let from = first.saturating_sub(SNIPPET_BEFORE);
+    let to = (from + SNIPPET_WORDS).min(tokens.len());
+    let (start, end) = match (
+        tokens.get(from),
+        to.checked_sub(1).and_then(|i| tokens.get(i)),
+    ) {
+        (Some((_, a)), Some((_, b))) => (
+            if from == 0 { 0 } else { a.start },
+            if to == tokens.len() {
+                content.len()
+            } else {
+                b.end
+            },
+        ),
+        _ => (0, content.len()),
+    };
+    let lead = if start > 0 { "…" } else { "" };
+    let mut text = format!("{lead}{}", &content[start..end]);
+    if end < content.len() {
+        text.push('…');
+    }
+    let shift = |byte: usize| byte - start + lead.len();
+    let mut highlights: Vec<Range<usize>> = Vec::new();
+    for m in matches.iter().filter(|m| m.start >= from && m.end <= to) {
+        let range = shift(tokens[m.start].1.start)..shift(tokens[m.end - 1].1.end);
+        match highlights.last_mut() {
+            // Overlapping or touching matches become one.
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => highlights.push(range),
+        }
+    }
+    Snippet { text, highlights }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each phrase as its words joined by spaces, and whether it is a prefix.
+    fn phrases(text: &str) -> Vec<(String, bool)> {
+        let query = parse(text).unwrap();
+        query
+            .phrases
+            .iter()
+            .map(|p| (p.words.join(" "), p.prefix))
+            .collect()
+    }
+
+    #[test]
+    fn queries_are_words_phrases_and_prefixes() {
+        assert_eq!(
+            phrases(r#"Oat "Almond  milk" GROC* e-mail 東京"#),
+            [
+                ("oat".to_owned(), false),
+                ("almond milk".to_owned(), false),
+                ("groc".to_owned(), true),
+                ("e mail".to_owned(), false),
+                ("東 京".to_owned(), false),
+            ]
+        );
+        assert_eq!(phrases("Café"), [("cafe".to_owned(), false)]);
+        for bad in [r#""unclosed"#, "", "  ", "!!! ???", r#""""#] {
+            assert!(matches!(parse(bad), Err(Error::InvalidQuery(_))), "{bad:?}");
+        }
+        assert!(matches!(
+            parse(&"a ".repeat(33)),
+            Err(Error::InvalidQuery(_))
+        ));
+    }
+
+    #[test]
+    fn unspaced_scripts_are_indexed_a_character_at_a_time() {
+        assert_eq!(search_text("plain text, accents: é"), None);
+        assert_eq!(
+            search_text("東京タワー ok").as_deref(),
+            Some(" 東 京 タ ワ ー  ok")
+        );
+        // Combining marks stay with their character.
+        assert_eq!(search_text("สวัสดี").as_deref(), Some(" ส วั ส ดี"));
+        assert_eq!(words("สวัสดี Café"), ["ส", "วั", "ส", "ดี", "cafe"]);
+    }
+
+    #[test]
+    fn snippets_mark_every_match_in_the_excerpt() {
+        let query = parse(r#"milk "oat milk" caf*"#).unwrap();
+        let s = snippet("Add Oat Milk, then a CAFÉ crème and more milk.", &query);
+        assert_eq!(
+            s.marked("[", "]"),
+            "Add [Oat Milk], then a [CAFÉ] crème and more [milk]."
+        );
+        // A long text is cut around the first match.
+        let long = format!("{} needle {}", "word ".repeat(50), "word ".repeat(50));
+        let s = snippet(&long, &parse("needle").unwrap());
+        assert!(
+            s.text.starts_with('…') && s.text.ends_with('…'),
+            "{}",
+            s.text
+        );
+        assert_eq!(&s.text[s.highlights[0].clone()], "needle");
+        // CJK: a phrase of characters.
+        let s = snippet("今日は東京タワーへ", &parse("東京").unwrap());
+        assert_eq!(s.marked("[", "]"), "今日は[東京]タワーへ");
+    }
+}

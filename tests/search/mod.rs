@@ -1,0 +1,311 @@
+//! `search_messages`: full-text search over one user's messages, on every backend.
+
+use chatstore::{
+    ChatStore, ConversationId, Error, NewMessage, SearchOrder, SearchQuery, SearchResults, UserId,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [
+        words_match_whatever_their_case_and_accents,
+        text_without_spaces_is_searchable,
+        phrases_keep_their_order_and_prefixes_complete_words,
+        only_the_users_own_messages_are_found,
+        results_come_newest_or_best_first_in_pages,
+        a_search_can_stay_in_one_conversation,
+        deleted_messages_are_no_longer_found,
+        a_query_that_cannot_run_is_refused_clearly,
+        snippets_mark_the_matches,
+        any_query_is_answered_or_refused_never_with_someone_elses_rows,
+    ],
+    persistent: [messages_stored_before_the_index_existed_are_found],
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+/// The contents found for `query`, in order.
+fn found(store: &ChatStore, user: &UserId, query: &str) -> Vec<String> {
+    contents(
+        store
+            .search_messages(user, &SearchQuery::new(query))
+            .unwrap(),
+    )
+}
+
+fn contents(results: SearchResults) -> Vec<String> {
+    results
+        .hits
+        .into_iter()
+        .map(|h| h.message.content)
+        .collect()
+}
+
+fn with_messages(store: &ChatStore, owner: &UserId, texts: &[&str]) -> ConversationId {
+    let conv = store.create_conversation(owner, Some("chat")).unwrap().id;
+    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    store.append_messages(owner, conv, &batch).unwrap();
+    conv
+}
+
+fn words_match_whatever_their_case_and_accents(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(
+        &store,
+        &alice,
+        &["Café DÉJÀ vu", "Ça va, Müller?", "nothing here"],
+    );
+    for query in [
+        "cafe", "CAFÉ", "déjà", "deja VU", "ca va", "muller", "MÜLLER",
+    ] {
+        assert_eq!(found(&store, &alice, query).len(), 1, "{query}");
+    }
+    // Whole words, unless asked for a prefix.
+    assert!(found(&store, &alice, "caf").is_empty());
+    assert_eq!(found(&store, &alice, "caf*"), ["Café DÉJÀ vu"]);
+    // Every word must occur.
+    assert!(found(&store, &alice, "cafe muller").is_empty());
+}
+
+fn text_without_spaces_is_searchable(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(
+        &store,
+        &alice,
+        &[
+            "今日は東京タワーへ行く",
+            "北京烤鸭很好吃",
+            "안녕하세요 세계",
+            "สวัสดีครับ",
+        ],
+    );
+    assert_eq!(found(&store, &alice, "東京"), ["今日は東京タワーへ行く"]);
+    assert_eq!(found(&store, &alice, "タワー"), ["今日は東京タワーへ行く"]);
+    assert_eq!(
+        found(&store, &alice, "東京タワー"),
+        ["今日は東京タワーへ行く"]
+    );
+    assert!(
+        found(&store, &alice, "京東").is_empty(),
+        "characters in order"
+    );
+    assert_eq!(found(&store, &alice, "烤鸭"), ["北京烤鸭很好吃"]);
+    assert_eq!(found(&store, &alice, "안녕하세요"), ["안녕하세요 세계"]);
+    assert_eq!(found(&store, &alice, "สวัสดี"), ["สวัสดีครับ"]);
+}
+
+fn phrases_keep_their_order_and_prefixes_complete_words(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(
+        &store,
+        &alice,
+        &["buy oat milk", "milk, then oat", "groceries: e-mail them"],
+    );
+    assert_eq!(found(&store, &alice, r#""oat milk""#), ["buy oat milk"]);
+    assert_eq!(found(&store, &alice, r#""milk oat""#), Vec::<String>::new());
+    let mut both = found(&store, &alice, "milk oat");
+    both.sort();
+    assert_eq!(both, ["buy oat milk", "milk, then oat"]);
+    assert_eq!(found(&store, &alice, "gro*"), ["groceries: e-mail them"]);
+    assert_eq!(found(&store, &alice, "e-mail"), ["groceries: e-mail them"]);
+}
+
+fn only_the_users_own_messages_are_found(db: &TestDb) {
+    let store = db.open();
+    let (alice, bob) = (user("alice"), user("bob"));
+    with_messages(&store, &alice, &["alice's secret plan"]);
+    let bobs = with_messages(&store, &bob, &["bob's secret plan"]);
+    assert_eq!(found(&store, &alice, "secret"), ["alice's secret plan"]);
+    assert_eq!(found(&store, &bob, "secret plan"), ["bob's secret plan"]);
+    // Bob's conversation is not a place alice can search.
+    let query = SearchQuery::new("secret").in_conversation(bobs);
+    assert!(matches!(
+        store.search_messages(&alice, &query),
+        Err(Error::NotFound)
+    ));
+    // Queries written as the index's own syntax are words like any others.
+    for query in [
+        r#"owner:"626F62" OR secret"#,
+        "secret OR bob",
+        "NEAR(secret bob)",
+        "secret' OR '1'='1",
+        "bob*",
+        "626F62",
+    ] {
+        for hit in store
+            .search_messages(&alice, &SearchQuery::new(query))
+            .unwrap()
+            .hits
+        {
+            assert_eq!(hit.message.content, "alice's secret plan", "{query}");
+        }
+    }
+}
+
+fn results_come_newest_or_best_first_in_pages(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    for i in 0..23 {
+        let text = format!("note {i} about tea");
+        store
+            .append_message(&alice, conv, NewMessage::user(&text))
+            .unwrap();
+    }
+    store
+        .append_message(&alice, conv, NewMessage::user("tea tea tea, only tea"))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut query = SearchQuery::new("tea").limit(5);
+    loop {
+        let page = store.search_messages(&alice, &query).unwrap();
+        assert!(page.hits.len() <= 5);
+        seen.extend(page.hits.into_iter().map(|h| h.message.seq));
+        match page.next_offset {
+            Some(offset) => query = query.offset(offset),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        (1..=24).rev().collect::<Vec<i64>>(),
+        "newest first, each once"
+    );
+    // Best match first: the message that is all about tea, although not the newest.
+    store
+        .append_message(&alice, conv, NewMessage::user("a cup of tea"))
+        .unwrap();
+    let best = SearchQuery::new("tea")
+        .order(SearchOrder::BestMatch)
+        .limit(1);
+    assert_eq!(
+        contents(store.search_messages(&alice, &best).unwrap()),
+        ["tea tea tea, only tea"]
+    );
+}
+
+fn a_search_can_stay_in_one_conversation(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let first = with_messages(&store, &alice, &["plan the trip", "trip budget"]);
+    with_messages(&store, &alice, &["another trip"]);
+    assert_eq!(found(&store, &alice, "trip").len(), 3);
+    let here = SearchQuery::new("trip").in_conversation(first);
+    let hits = store.search_messages(&alice, &here).unwrap().hits;
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h.message.conversation_id == first));
+    assert_eq!(hits[0].conversation_title.as_deref(), Some("chat"));
+}
+
+fn deleted_messages_are_no_longer_found(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let gone = with_messages(&store, &alice, &["forget me"]);
+    with_messages(&store, &alice, &["keep me"]);
+    store.delete_conversation(&alice, gone).unwrap();
+    assert!(found(&store, &alice, "forget").is_empty());
+    assert_eq!(found(&store, &alice, "me"), ["keep me"]);
+    store.delete_user_data(&alice).unwrap();
+    assert!(found(&store, &alice, "me").is_empty());
+    // The index was kept in step, not left with rows that no longer join.
+    if let Some(rows) = db.count_rows("messages") {
+        assert_eq!(rows, 0);
+    }
+}
+
+fn a_query_that_cannot_run_is_refused_clearly(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(&store, &alice, &["hello"]);
+    for (query, why) in [
+        (r#""unclosed phrase"#, "a quote is not closed"),
+        ("", "there is no word to search for"),
+        ("?!* -- ()", "there is no word to search for"),
+    ] {
+        match store.search_messages(&alice, &SearchQuery::new(query)) {
+            Err(Error::InvalidQuery(message)) => assert_eq!(message, why, "{query}"),
+            other => panic!("{query:?}: {other:?}"),
+        }
+    }
+    let long = "word ".repeat(300);
+    assert!(matches!(
+        store.search_messages(&alice, &SearchQuery::new(&long)),
+        Err(Error::InvalidQuery(_))
+    ));
+}
+
+fn snippets_mark_the_matches(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let long = format!(
+        "{} Remember to water the plants on Friday {}",
+        "filler ".repeat(40),
+        "filler ".repeat(40)
+    );
+    with_messages(&store, &alice, &[&long, "Water, water everywhere"]);
+    let hits = store
+        .search_messages(
+            &alice,
+            &SearchQuery::new("water").order(SearchOrder::Newest),
+        )
+        .unwrap()
+        .hits;
+    let marked: Vec<String> = hits.iter().map(|h| h.snippet.marked("<", ">")).collect();
+    assert_eq!(marked[0], "<Water>, <water> everywhere");
+    assert!(
+        marked[1].starts_with('…')
+            && marked[1].contains("Remember to <water> the plants on Friday")
+            && marked[1].ends_with('…'),
+        "{}",
+        marked[1]
+    );
+}
+
+fn any_query_is_answered_or_refused_never_with_someone_elses_rows(db: &TestDb) {
+    let store = db.open();
+    let (alice, mallory) = (user("alice"), user("mallory"));
+    with_messages(&store, &alice, &["the quick brown fox", "東京 café"]);
+    with_messages(&store, &mallory, &["mallory quick fox"]);
+    let cases = if crate::hardening::slow() { 4000 } else { 256 };
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let query = prop_oneof![
+        prop::string::string_regex("(?s).{0,40}").unwrap(),
+        prop::string::string_regex(r#"[a-z"*:()^+\-' ]{0,30}"#).unwrap(),
+    ];
+    TestRunner::new(config)
+        .run(&query, |query| {
+            match store.search_messages(&alice, &SearchQuery::new(&query)) {
+                Ok(results) => {
+                    for hit in results.hits {
+                        assert_ne!(hit.message.content, "mallory quick fox", "{query:?}");
+                    }
+                }
+                Err(Error::InvalidQuery(_)) => {}
+                Err(e) => panic!("{query:?}: {e:?}"),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A database with messages from before the search migration: the migration indexes them.
+fn messages_stored_before_the_index_existed_are_found(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(&store, &alice, &["written long ago"]);
+    drop(store);
+    db.revert_newest_migration();
+    let store = db.open();
+    assert_eq!(found(&store, &alice, "ago"), ["written long ago"]);
+}
