@@ -254,15 +254,21 @@ pub(crate) fn search_text(content: &str) -> Option<String> {
     Some(text)
 }
 
-/// `c` lowercased, without the accents both indexes strip (the combining diacritical marks
-/// U+0300–U+036F, after canonical decomposition), recomposed: what both indexes compare.
-fn fold(c: char) -> String {
-    c.to_lowercase()
-        .collect::<String>()
-        .nfd()
-        .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
-        .nfc()
-        .collect()
+/// Appends `c` lowercased, without the accents both indexes strip (the combining diacritical marks
+/// U+0300–U+036F, after canonical decomposition), recomposed: what both indexes compare. ASCII,
+/// most of most text, takes the short way.
+fn fold_into(word: &mut String, c: char) {
+    if c.is_ascii() {
+        word.push(c.to_ascii_lowercase());
+        return;
+    }
+    let lower: String = c.to_lowercase().collect();
+    word.extend(
+        lower
+            .nfd()
+            .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
+            .nfc(),
+    );
 }
 
 /// The words of `text`, folded: runs of letters and digits, and each unspaced character alone,
@@ -281,12 +287,14 @@ fn tokens(text: &str) -> Vec<(String, Range<usize>)> {
         let end = at + c.len_utf8();
         if mark(c) {
             if let Some((word, range)) = current.as_mut() {
-                word.push_str(&fold(c));
+                fold_into(word, c);
                 range.end = end;
             }
         } else if unspaced(c) {
             tokens.extend(current.take());
-            current = Some((fold(c), at..end));
+            let mut word = String::new();
+            fold_into(&mut word, c);
+            current = Some((word, at..end));
             current_unspaced = true;
         } else if c.is_alphanumeric() {
             if current_unspaced {
@@ -294,7 +302,7 @@ fn tokens(text: &str) -> Vec<(String, Range<usize>)> {
                 current_unspaced = false;
             }
             let (word, range) = current.get_or_insert_with(|| (String::new(), at..at));
-            word.push_str(&fold(c));
+            fold_into(word, c);
             range.end = end;
         } else {
             tokens.extend(current.take());

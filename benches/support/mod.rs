@@ -235,6 +235,14 @@ const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, 
 const RESERVE: &str = "UPDATE conversations SET message_count = message_count + $1, \
      updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
      WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
+/// A conversation's system messages, through the partial index on role = 'system'.
+const SYSTEM: &str = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
+     FROM messages WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 \
+     ORDER BY seq";
+/// Full-text search, newest first, as the store runs it: the owner's token in the index next to the
+/// words, and the owner's condition.
+const SEARCH_COLUMNS: &str =
+    "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, c.title";
 /// A retry-safe append's first step: is the client's id already stored?
 const LOOKUP_ID: &str = "SELECT seq FROM messages WHERE id = $1";
 const MESSAGE_INSERT_COLUMNS: &str =
@@ -269,6 +277,8 @@ pub enum Floor {
 pub struct PgFloor {
     client: postgres::Client,
     lookup_id: postgres::Statement,
+    system: postgres::Statement,
+    search: postgres::Statement,
     reserve: postgres::Statement,
     insert_one: postgres::Statement,
     insert_many: postgres::Statement,
@@ -281,6 +291,14 @@ impl PgFloor {
     fn new(mut client: postgres::Client) -> PgFloor {
         let mut prepare = |sql: &str| client.prepare(sql).expect(sql);
         let lookup_id = prepare(LOOKUP_ID);
+        let system = prepare(SYSTEM);
+        let search = prepare(&format!(
+            "SELECT {SEARCH_COLUMNS} FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id, \
+             (SELECT to_tsquery('simple', $1) && ('u' || md5($2))::tsquery AS q) q \
+             WHERE m.search @@ q.q AND m.user_id = $2 \
+             ORDER BY m.created_at DESC, m.id DESC LIMIT $3"
+        ));
         let reserve = prepare(RESERVE);
         let insert_one = prepare(INSERT_MESSAGE);
         // One statement for the whole batch: arrays, unnested server-side.
@@ -306,6 +324,8 @@ impl PgFloor {
         PgFloor {
             client,
             lookup_id,
+            system,
+            search,
             reserve,
             insert_one,
             insert_many,
@@ -562,6 +582,70 @@ impl Floor {
     }
 
     /// The user's `n` most recently updated conversations.
+    /// The conversation's system messages up to `last`, oldest first.
+    pub fn system(&mut self, user: &UserId, conv: ConversationId, last: i64) -> Vec<FloorMessage> {
+        let conv = conv.as_uuid();
+        let conv = conv.as_bytes().as_slice();
+        match self {
+            Floor::Sqlite(conn) => {
+                sqlite_messages(conn, SYSTEM, rusqlite::params![conv, user.as_str(), last])
+            }
+            Floor::Postgres(pg) => pg.messages(|pg| &pg.system, &[&conv, &user.as_str(), &last]),
+        }
+    }
+
+    /// The newest `limit` of the user's messages containing `word`, each with its conversation's
+    /// title.
+    pub fn search(
+        &mut self,
+        user: &UserId,
+        word: &str,
+        limit: i64,
+    ) -> Vec<(FloorMessage, Option<String>)> {
+        match self {
+            Floor::Sqlite(conn) => {
+                let owner: String = user.as_str().bytes().map(|b| format!("{b:02X}")).collect();
+                let matching = format!("owner:\"{owner}\" AND body:(\"{word}\")");
+                let sql = format!(
+                    "SELECT {SEARCH_COLUMNS} FROM messages_search s \
+                     JOIN messages m ON m.rowid = s.rowid \
+                     JOIN conversations c ON c.id = m.conversation_id \
+                     WHERE messages_search MATCH ?1 AND m.user_id = ?2 \
+                     ORDER BY m.created_at DESC, m.id DESC LIMIT ?3"
+                );
+                let mut statement = conn.prepare_cached(&sql).expect("search");
+                statement
+                    .query_map(rusqlite::params![matching, user.as_str(), limit], |row| {
+                        Ok((sqlite_message(row)?, row.get(7)?))
+                    })
+                    .expect("search")
+                    .collect::<rusqlite::Result<_>>()
+                    .expect("search")
+            }
+            Floor::Postgres(pg) => {
+                let query = format!("'{word}'");
+                let statement = pg.search.clone();
+                pg.client
+                    .query(&statement, &[&query, &user.as_str(), &limit])
+                    .expect("search")
+                    .into_iter()
+                    .map(|row| {
+                        let message = FloorMessage {
+                            id: uuid(row.get(0)),
+                            conversation_id: uuid(row.get(1)),
+                            seq: row.get(2),
+                            role: role(row.get(3)),
+                            content: row.get(4),
+                            metadata: metadata(row.get(5)),
+                            created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
+                        };
+                        (message, row.get(7))
+                    })
+                    .collect()
+            }
+        }
+    }
+
     pub fn list(&mut self, user: &UserId, n: i64) -> Vec<FloorConversation> {
         let decode =
             |id: &[u8], user_id, title, created: NaiveDateTime, updated: NaiveDateTime, count| {

@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamp};
 
+use super::Cached;
 use crate::conn::Conn;
 use crate::models::{DbId, DbRole, DbTime, Message, MessageRow};
 use crate::search::{Query, SearchOrder};
@@ -100,10 +101,12 @@ pub(crate) fn find(
     if let Some(conversation) = conversation {
         statement = statement.bind::<Binary, _>(conversation);
     }
-    let rows: Vec<HitRow> = statement
+    // The SQL text is one of a few fixed strings, so the statement is prepared once per
+    // connection and kept, like the DSL's (Diesel never caches raw SQL of its own accord).
+    let statement = statement
         .bind::<BigInt, _>(limit)
-        .bind::<BigInt, _>(offset)
-        .load(conn)?;
+        .bind::<BigInt, _>(offset);
+    let rows: Vec<HitRow> = Cached(statement).load(conn)?;
     rows.into_iter()
         .map(|row| {
             let message = MessageRow {
