@@ -103,9 +103,7 @@ pub(crate) fn find(
     }
     // The SQL text is one of a few fixed strings, so the statement is prepared once per
     // connection and kept, like the DSL's (Diesel never caches raw SQL of its own accord).
-    let statement = statement
-        .bind::<BigInt, _>(limit)
-        .bind::<BigInt, _>(offset);
+    let statement = statement.bind::<BigInt, _>(limit).bind::<BigInt, _>(offset);
     let rows: Vec<HitRow> = Cached(statement).load(conn)?;
     rows.into_iter()
         .map(|row| {
