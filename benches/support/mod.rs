@@ -344,17 +344,22 @@ impl PgFloor {
         self.client
             .query(&statement, params)
             .expect("read messages")
-            .into_iter()
-            .map(|row| FloorMessage {
-                id: uuid(row.get(0)),
-                conversation_id: uuid(row.get(1)),
-                seq: row.get(2),
-                role: role(row.get(3)),
-                content: row.get(4),
-                metadata: metadata(row.get(5)),
-                created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
-            })
+            .iter()
+            .map(pg_message)
             .collect()
+    }
+}
+
+/// The message in a row's first seven columns (`MESSAGE_COLUMNS`).
+fn pg_message(row: &postgres::Row) -> FloorMessage {
+    FloorMessage {
+        id: uuid(row.get(0)),
+        conversation_id: uuid(row.get(1)),
+        seq: row.get(2),
+        role: role(row.get(3)),
+        content: row.get(4),
+        metadata: metadata(row.get(5)),
+        created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
     }
 }
 
@@ -628,19 +633,8 @@ impl Floor {
                 pg.client
                     .query(&statement, &[&query, &user.as_str(), &limit])
                     .expect("search")
-                    .into_iter()
-                    .map(|row| {
-                        let message = FloorMessage {
-                            id: uuid(row.get(0)),
-                            conversation_id: uuid(row.get(1)),
-                            seq: row.get(2),
-                            role: role(row.get(3)),
-                            content: row.get(4),
-                            metadata: metadata(row.get(5)),
-                            created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
-                        };
-                        (message, row.get(7))
-                    })
+                    .iter()
+                    .map(|row| (pg_message(row), row.get(7)))
                     .collect()
             }
         }
