@@ -82,13 +82,18 @@ pub(crate) fn find(
                 _ => "",
             };
             // Accents are stripped from the query as from the index (the words arrive folded
-            // already; this keeps the two expressions visibly the same).
+            // already; this keeps the two expressions visibly the same). Words the parser does not
+            // keep (such as "²") drop out of the query, as they do from the index; a query left
+            // with none would be the owner's token alone, every message of the user, so it finds
+            // nothing instead.
             let sql = format!(
                 "SELECT {columns} FROM messages m \
                  JOIN conversations c ON c.id = m.conversation_id, \
                  (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
-                   '[\\u0300-\\u036f]', '', 'g')) && ('u' || md5($2))::tsquery AS q) q \
-                 WHERE m.search @@ q.q AND m.user_id = $2 {in_conversation} \
+                   '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
+                 LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q \
+                 WHERE numnode(w.words) > 0 AND m.search @@ q.q \
+                 AND m.user_id = $2 {in_conversation} \
                  ORDER BY {rank}m.created_at DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
             );
             (sql, tsquery(query))
