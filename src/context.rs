@@ -46,6 +46,11 @@ impl ContextOptions {
 }
 
 /// What [`ChatStore::context_window`](crate::ChatStore::context_window) chose.
+///
+/// Tool calls and their results are linked by id, as the OpenAI-style APIs write them: an assistant
+/// message's metadata lists its calls as `{"tool_calls": [{"id": "call_1", …}]}`, and a tool
+/// message's metadata names the call it answers as `{"tool_call_id": "call_1"}`. A window never
+/// holds a result without its call before it, nor starts with a tool result.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ContextWindow {
@@ -92,13 +97,21 @@ pub(crate) struct Builder<F> {
     spent: u64,
     cost: F,
     pinned: Vec<Message>,
+    /// Whether system messages are pinned, and so skipped when met in the history.
+    pin_system: bool,
     /// Chosen so far, newest first, each with its cost.
     chosen: Vec<(Message, u64)>,
 }
 
 impl<F: FnMut(&Message) -> u64> Builder<F> {
-    /// Starts with the pinned messages, which must fit the budget on their own.
-    pub(crate) fn new(budget: u64, mut cost: F, pinned: Vec<Message>) -> Result<Self> {
+    /// Starts with the pinned messages — with `pin_system`, every system message up to the
+    /// history's end — which must fit the budget on their own.
+    pub(crate) fn new(
+        budget: u64,
+        mut cost: F,
+        pin_system: bool,
+        pinned: Vec<Message>,
+    ) -> Result<Self> {
         let needed = pinned
             .iter()
             .fold(0u64, |sum, m| sum.saturating_add(cost(m)));
@@ -110,6 +123,7 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
             spent: needed,
             cost,
             pinned,
+            pin_system,
             chosen: Vec::new(),
         })
     }
@@ -119,7 +133,7 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
     /// first message that does not fit, rather than skipping it for smaller, older ones.
     pub(crate) fn take(&mut self, page: Vec<Message>) -> bool {
         for message in page.into_iter().rev() {
-            if self.pinned.iter().any(|p| p.seq == message.seq) {
+            if self.pin_system && message.role == Role::System {
                 continue;
             }
             let cost = (self.cost)(&message);
@@ -148,35 +162,35 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
     }
 }
 
-/// Where a window of the newest messages (oldest first) may start: past every tool result whose
-/// call is not in the window, and past tool results at its very start (a result that names no call
-/// cannot be shown to have its call before it). Dropping messages can orphan more results, so it
-/// repeats until none is left. The end needs no care: the window runs to the newest message, so
-/// every call in it has all its results that exist.
+/// Where a window of the newest messages (oldest first) may start: the earliest position from
+/// which every tool result that names its call has that call before it in the window, and which is
+/// not itself a tool result (a result that names no call cannot be shown to have one). One pass
+/// from the newest message back, keeping the ids of results whose call has not been met yet: the
+/// window may start where that set is empty. Ids may repeat (some servers reuse them); a call
+/// answers the results after it only. The end needs no care: the window runs to the newest message,
+/// so every call in it has all its results that exist.
 fn clean_start(window: &[(Message, u64)]) -> usize {
-    let mut start = 0;
-    loop {
-        let rest = &window[start..];
-        let declared: HashSet<&str> = rest
-            .iter()
-            .filter(|(m, _)| m.role == Role::Assistant)
-            .flat_map(|(m, _)| calls(m))
-            .collect();
-        let orphan = rest
-            .iter()
-            .rposition(|(m, _)| {
-                m.role == Role::Tool && answers(m).is_some_and(|id| !declared.contains(id))
-            })
-            .or_else(|| {
-                rest.first()
-                    .filter(|(m, _)| m.role == Role::Tool)
-                    .map(|_| 0)
-            });
-        match orphan {
-            Some(i) => start += i + 1,
-            None => return start,
+    let mut waiting: HashSet<&str> = HashSet::new();
+    let mut start = window.len();
+    for (i, (message, _)) in window.iter().enumerate().rev() {
+        match message.role {
+            Role::Tool => {
+                if let Some(id) = answers(message) {
+                    waiting.insert(id);
+                }
+            }
+            Role::Assistant => {
+                for id in calls(message) {
+                    waiting.remove(id);
+                }
+            }
+            _ => {}
+        }
+        if waiting.is_empty() && message.role != Role::Tool {
+            start = i;
         }
     }
+    start
 }
 
 #[cfg(test)]
@@ -200,7 +214,7 @@ mod tests {
     }
 
     fn build(history: &[Message], budget: u64) -> Vec<i64> {
-        let mut builder = Builder::new(budget, char_cost, Vec::new()).unwrap();
+        let mut builder = Builder::new(budget, char_cost, false, Vec::new()).unwrap();
         builder.take(history.to_vec());
         let window = builder.finish(history.len() as i64);
         assert!(window.cost <= budget);
@@ -231,5 +245,16 @@ mod tests {
             message(3, Role::User, "u", None),
         ];
         assert_eq!(build(&history, 2), [3]);
+        // A reused call id: the first result's call is not in the window, although a later call
+        // with the same id is.
+        let history = [
+            message(1, Role::Assistant, "", call("c1")),
+            message(2, Role::Tool, "old", result("c1")),
+            message(3, Role::Assistant, "", call("c1")),
+            message(4, Role::Tool, "new", result("c1")),
+        ];
+        let from_2: u64 = history[1..].iter().map(char_cost).sum();
+        assert_eq!(build(&history, from_2), [3, 4]);
+        assert_eq!(build(&history, 1000), [1, 2, 3, 4]);
     }
 }

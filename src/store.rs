@@ -1,6 +1,8 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
 //! connection: every write in one write transaction (an append whose client id another call stored
-//! meanwhile takes a second, to find it), every data read in one statement.
+//! meanwhile takes a second, to find it), every history read in one statement. A context window
+//! and a search read in a few statements; messages are never changed once written, so they still
+//! see one history.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -610,7 +612,7 @@ impl ChatStore {
     /// The window is cut where a provider accepts it: it never starts with a tool result whose
     /// call is not in it (such results are left out with everything before them), and every tool
     /// call in it comes with all its stored results (calls and results are linked by id, as in
-    /// the [`context`](crate::ContextOptions) docs). It reads about as many rows as it returns,
+    /// the [`ContextWindow`] docs). It reads about as many rows as it returns,
     /// so its cost does not grow with the history. A budget smaller than the newest message gives
     /// no messages but the system ones.
     ///
@@ -690,7 +692,7 @@ impl ChatStore {
                 true => messages::system(conn, user, conv, total)?,
                 false => Vec::new(),
             };
-            let mut builder = context::Builder::new(budget, cost, pinned)?;
+            let mut builder = context::Builder::new(budget, cost, options.pins_system(), pinned)?;
             let mut limit = PAGES.0;
             loop {
                 let oldest = page.first().map_or(1, |m| m.seq);
@@ -707,7 +709,7 @@ impl ChatStore {
     }
 
     /// Full-text search over the user's messages, in all their conversations or in one: every
-    /// word of the query must occur, case and accents ignored (see [`SearchQuery`] for phrases and
+    /// word of the query must occur, case and Latin accents ignored (see [`SearchQuery`] for phrases and
     /// prefixes). Each hit comes with its conversation's title and a snippet with the matches
     /// marked. Only the user's own messages are ever searched, whatever the query holds.
     ///

@@ -238,7 +238,7 @@ fn another_users_conversation_is_not_found(db: &TestDb) {
 
 /// The window by brute force from the whole history, following the documented rules literally:
 /// pinned system messages, the longest newest run that fits, then the first start that leaves no
-/// tool result without its call in the window and no tool result first.
+/// tool result without its call before it in the window, and no tool result first.
 fn brute_force(all: &[Message], budget: u64, pin: bool) -> Option<Vec<i64>> {
     let pinned: Vec<&Message> = all
         .iter()
@@ -257,22 +257,28 @@ fn brute_force(all: &[Message], budget: u64, pin: bool) -> Option<Vec<i64>> {
         start -= 1;
         spent += char_cost(rest[start]);
     }
-    let ok = |window: &[&Message]| {
-        let declared: Vec<String> = window
+    // A result is answered by a call with its id before it in the window (ids may repeat).
+    let calls_of = |m: &Message| -> Vec<String> {
+        let calls = m
+            .metadata
+            .as_ref()
+            .and_then(|v| v["tool_calls"].as_array().cloned());
+        calls
+            .unwrap_or_default()
             .iter()
-            .filter(|m| m.role == Role::Assistant)
-            .flat_map(|m| {
-                m.metadata
-                    .as_ref()
-                    .and_then(|v| v["tool_calls"].as_array().cloned())
-                    .unwrap_or_default()
-            })
             .filter_map(|c| c["id"].as_str().map(str::to_owned))
-            .collect();
+            .collect()
+    };
+    let ok = |window: &[&Message]| {
         window.first().is_none_or(|m| m.role != Role::Tool)
-            && window.iter().all(|m| {
+            && window.iter().enumerate().all(|(i, m)| {
                 let answers = m.metadata.as_ref().and_then(|v| v["tool_call_id"].as_str());
-                m.role != Role::Tool || answers.is_none_or(|id| declared.iter().any(|d| d == id))
+                m.role != Role::Tool
+                    || answers.is_none_or(|id| {
+                        window[..i].iter().any(|c| {
+                            c.role == Role::Assistant && calls_of(c).iter().any(|d| d == id)
+                        })
+                    })
             })
     };
     while !ok(&rest[start..]) {
