@@ -1,10 +1,13 @@
 //! Full-text search over a user's messages: the query language, the text the index reads, and the
 //! highlighted snippets. The SQL is in `queries/search.rs`.
 //!
-//! Both backends index words the same way: case and accents folded ("Café" is found by "cafe"), no
-//! stemming and no stop words (every language alike), and each character of a script written
-//! without spaces (Chinese, Japanese, Thai…) its own word, so that "東京" is found as a phrase of
-//! two inside "東京タワー".
+//! Both backends split words alike — runs of letters and digits, ASCII punctuation between them
+//! (so `example.com`, `src/main.rs` and `3.14` are words apart), each character of a script written
+//! without spaces (Chinese, Japanese, Thai…) a word of its own, so that "東京" is found as a phrase
+//! of two inside "東京タワー" — and neither stems nor drops stop words, so every language is treated
+//! alike. Both fold case and the accents of Latin letters ("Café" is found by "cafe");
+//! PostgreSQL also folds other combining diacritics (Greek, Cyrillic), SQLite keeps them, in the
+//! index and in the query alike. Only the first 100,000 characters of a message are indexed.
 
 use std::ops::Range;
 
@@ -17,7 +20,7 @@ use crate::{Error, Result};
 
 /// A search: what to look for, where, in which order, which page.
 ///
-/// The query is words, all of which must occur (in any order, case and accents ignored);
+/// The query is words, all of which must occur (in any order, case and Latin accents ignored);
 /// `"quoted words"` must occur together in that order; a word ending in `*` matches any word it
 /// begins. Punctuation separates words. There are no operators: any text is a valid query, except
 /// an unclosed quote or one with no word in it.
@@ -169,7 +172,7 @@ pub(crate) struct Query {
 }
 
 /// Words that must occur together in order; with `prefix`, the last one as the start of a word.
-/// Words are folded (lowercase, no accents) and contain only letters and digits.
+/// Words are as written, and hold only letters, digits and combining marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Phrase {
     pub(crate) words: Vec<String>,
@@ -271,10 +274,24 @@ fn fold_into(word: &mut String, c: char) {
     );
 }
 
-/// The words of `text`, folded: runs of letters and digits, and each unspaced character alone,
-/// each with the combining marks that follow it.
+/// The words of `text` as written: runs of letters and digits, and each unspaced character alone,
+/// each with the combining marks that follow it. They go to the database as they are, so that each
+/// index folds them exactly as it folded the text (SQLite's tokenizer strips the accents of Latin
+/// letters only; PostgreSQL's expression every combining diacritical mark).
 fn words(text: &str) -> Vec<String> {
-    tokens(text).into_iter().map(|(word, _)| word).collect()
+    tokens(text)
+        .into_iter()
+        .map(|(_, range)| text[range].to_owned())
+        .collect()
+}
+
+/// `word` folded for comparison with folded tokens.
+fn folded(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        fold_into(&mut out, c);
+    }
+    out
 }
 
 /// The words of `text`, folded, each with the byte range it spans in `text`.
@@ -323,21 +340,27 @@ const SNIPPET_WORDS: usize = 24;
 /// excerpt is the start of the content, unmarked.
 pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
     let tokens = tokens(content);
+    let phrases: Vec<(Vec<String>, bool)> = query
+        .phrases
+        .iter()
+        .map(|p| (p.words.iter().map(|w| folded(w)).collect(), p.prefix))
+        .collect();
     // Every match, as a run of token indices.
     let mut matches: Vec<Range<usize>> = Vec::new();
     for start in 0..tokens.len() {
-        for phrase in &query.phrases {
-            let n = phrase.words.len();
+        for (words, prefix) in &phrases {
+            let n = words.len();
             let Some(run) = tokens.get(start..start + n) else {
                 continue;
             };
             let hit =
-                run.iter().zip(&phrase.words).enumerate().all(
-                    |(i, ((token, _), word))| match phrase.prefix && i == n - 1 {
+                run.iter()
+                    .zip(words)
+                    .enumerate()
+                    .all(|(i, ((token, _), word))| match *prefix && i == n - 1 {
                         true => token.starts_with(word.as_str()),
                         false => token == word,
-                    },
-                );
+                    });
             if hit {
                 matches.push(start..start + n);
             }
@@ -398,14 +421,14 @@ mod tests {
         assert_eq!(
             phrases(r#"Oat "Almond  milk" GROC* e-mail 東京"#),
             [
-                ("oat".to_owned(), false),
-                ("almond milk".to_owned(), false),
-                ("groc".to_owned(), true),
+                ("Oat".to_owned(), false),
+                ("Almond milk".to_owned(), false),
+                ("GROC".to_owned(), true),
                 ("e mail".to_owned(), false),
                 ("東 京".to_owned(), false),
             ]
         );
-        assert_eq!(phrases("Café"), [("cafe".to_owned(), false)]);
+        assert_eq!(phrases("Café"), [("Café".to_owned(), false)]);
         for bad in [r#""unclosed"#, "", "  ", "!!! ???", r#""""#] {
             assert!(matches!(parse(bad), Err(Error::InvalidQuery(_))), "{bad:?}");
         }
@@ -424,7 +447,8 @@ mod tests {
         );
         // Combining marks stay with their character.
         assert_eq!(search_text("สวัสดี").as_deref(), Some(" ส วั ส ดี"));
-        assert_eq!(words("สวัสดี Café"), ["ส", "วั", "ส", "ดี", "cafe"]);
+        assert_eq!(words("สวัสดี Café"), ["ส", "วั", "ส", "ดี", "Café"]);
+        assert_eq!(folded("Ça VA"), "ca va");
     }
 
     #[test]

@@ -295,9 +295,11 @@ impl PgFloor {
         let search = prepare(&format!(
             "SELECT {SEARCH_COLUMNS} FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id, \
-             (SELECT to_tsquery('simple', $1) && ('u' || md5($2))::tsquery AS q) q \
-             WHERE m.search @@ q.q AND m.user_id = $2 \
-             ORDER BY m.created_at DESC, m.id DESC LIMIT $3"
+             (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
+               '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
+             LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q \
+             WHERE numnode(w.words) > 0 AND m.search @@ q.q AND m.user_id = $2 \
+             ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT $3"
         ));
         let reserve = prepare(RESERVE);
         let insert_one = prepare(INSERT_MESSAGE);
@@ -613,10 +615,10 @@ impl Floor {
                 let matching = format!("owner:\"{owner}\" AND body:(\"{word}\")");
                 let sql = format!(
                     "SELECT {SEARCH_COLUMNS} FROM messages_search s \
-                     JOIN messages m ON m.rowid = s.rowid \
+                     JOIN messages m ON m.key = s.rowid \
                      JOIN conversations c ON c.id = m.conversation_id \
                      WHERE messages_search MATCH ?1 AND m.user_id = ?2 \
-                     ORDER BY m.created_at DESC, m.id DESC LIMIT ?3"
+                     ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT ?3"
                 );
                 let mut statement = conn.prepare_cached(&sql).expect("search");
                 statement

@@ -68,10 +68,10 @@ pub(crate) fn find(
             };
             let sql = format!(
                 "SELECT {columns} FROM messages_search s \
-                 JOIN messages m ON m.rowid = s.rowid \
+                 JOIN messages m ON m.key = s.rowid \
                  JOIN conversations c ON c.id = m.conversation_id \
                  WHERE messages_search MATCH $1 AND m.user_id = $2 {in_conversation} \
-                 ORDER BY {rank}m.created_at DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
+                 ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
             );
             (sql, fts5_query(user, query))
         }
@@ -94,7 +94,7 @@ pub(crate) fn find(
                  LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q \
                  WHERE numnode(w.words) > 0 AND m.search @@ q.q \
                  AND m.user_id = $2 {in_conversation} \
-                 ORDER BY {rank}m.created_at DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
+                 ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
             );
             (sql, tsquery(query))
         }

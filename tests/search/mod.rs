@@ -20,8 +20,14 @@ backend_tests! {
         a_query_that_cannot_run_is_refused_clearly,
         snippets_mark_the_matches,
         any_query_is_answered_or_refused_never_with_someone_elses_rows,
+        addresses_paths_and_numbers_are_found_by_their_words,
+        accents_outside_latin_are_kept_alike_in_index_and_query,
+        a_large_message_of_distinct_words_is_stored_and_its_start_indexed,
     ],
-    persistent: [messages_stored_before_the_index_existed_are_found],
+    persistent: [
+        messages_stored_before_the_index_existed_are_found,
+        the_index_survives_a_vacuum,
+    ],
 }
 
 fn user(name: &str) -> UserId {
@@ -218,9 +224,10 @@ fn deleted_messages_are_no_longer_found(db: &TestDb) {
     assert_eq!(found(&store, &alice, "me"), ["keep me"]);
     store.delete_user_data(&alice).unwrap();
     assert!(found(&store, &alice, "me").is_empty());
-    // The index was kept in step, not left with rows that no longer join.
-    if let Some(rows) = db.count_rows("messages") {
-        assert_eq!(rows, 0);
+    // The index was kept in step, not left with rows that no longer join (on PostgreSQL the index
+    // is a column of the rows themselves).
+    if db.kind == Kind::SqliteFile {
+        assert_eq!(db.count_rows("messages_search"), Some(0));
     }
 }
 
@@ -312,4 +319,80 @@ fn messages_stored_before_the_index_existed_are_found(db: &TestDb) {
     db.revert_newest_migration();
     let store = db.open();
     assert_eq!(found(&store, &alice, "ago"), ["written long ago"]);
+}
+
+fn addresses_paths_and_numbers_are_found_by_their_words(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let text = "see https://example.com/docs, mail bob@example.org, open src/main.rs, \
+                pi is 3.14 in v1.2.3 <div>hello</div> snake_case";
+    with_messages(&store, &alice, &[text]);
+    for query in [
+        "example",
+        "docs",
+        "bob",
+        "org",
+        "main",
+        "rs",
+        "3",
+        "14",
+        r#""3 14""#,
+        "div",
+        "hello",
+        "snake",
+        "case",
+        "https",
+    ] {
+        assert_eq!(found(&store, &alice, query), [text], "{query}");
+    }
+}
+
+fn accents_outside_latin_are_kept_alike_in_index_and_query(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(&store, &alice, &["мой дом", "ёлка", "Καφές για μένα"]);
+    assert_eq!(found(&store, &alice, "мой"), ["мой дом"]);
+    assert_eq!(found(&store, &alice, "МОЙ"), ["мой дом"]);
+    assert_eq!(found(&store, &alice, "ёлка"), ["ёлка"]);
+    assert_eq!(found(&store, &alice, "καφές"), ["Καφές για μένα"]);
+}
+
+/// A message of the default maximum size, made of distinct words (the worst case for PostgreSQL's
+/// tsvector, which cannot pass 1 MB): it is stored, and its first 100,000 characters are searchable.
+fn a_large_message_of_distinct_words_is_stored_and_its_start_indexed(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let words: Vec<String> = (0..150_000).map(|i| format!("w{i}")).collect();
+    let mut text = words.join(" ");
+    text.truncate(chatstore::StoreBuilder::DEFAULT_MAX_CONTENT_BYTES);
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    store
+        .append_message(&alice, conv, NewMessage::user(&text))
+        .unwrap();
+    assert_eq!(found(&store, &alice, "w7").len(), 1);
+    assert_eq!(found(&store, &alice, "w14000").len(), 1);
+    // Past the first 100,000 characters: stored, but not indexed.
+    assert!(found(&store, &alice, "w140000").is_empty());
+    assert_eq!(
+        store
+            .messages(&alice, conv, chatstore::Window::All)
+            .unwrap()
+            .messages[0]
+            .content,
+        text
+    );
+}
+
+/// VACUUM may renumber SQLite's implicit rowids; the index is keyed by an explicit one.
+fn the_index_survives_a_vacuum(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let gone = with_messages(&store, &alice, &["apple one", "apple two"]);
+    with_messages(&store, &alice, &["banana three", "apple four"]);
+    store.delete_conversation(&alice, gone).unwrap();
+    drop(store);
+    db.execute("VACUUM").unwrap();
+    let store = db.open();
+    assert_eq!(found(&store, &alice, "apple"), ["apple four"]);
+    assert_eq!(found(&store, &alice, "banana"), ["banana three"]);
 }
