@@ -331,15 +331,25 @@ fn tokens(text: &str) -> Vec<(String, Range<usize>)> {
     tokens
 }
 
-/// Words of context shown before the first match, and the most words a snippet holds.
+/// How many characters of a message the indexes read (the migrations say the same).
+const INDEXED_CHARS: usize = 100_000;
+
+/// Words of context shown before the first match, the most words a snippet holds, and the most
+/// bytes (unless the match itself is longer).
 const SNIPPET_BEFORE: usize = 6;
 const SNIPPET_WORDS: usize = 24;
+const SNIPPET_BYTES: usize = 320;
 
 /// An excerpt of `content` around the first match of `query`, with every match in it marked. If
 /// the store's index matched what these rules do not see (another tokenization at the edges), the
 /// excerpt is the start of the content, unmarked.
 pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
-    let tokens = tokens(content);
+    // Only the indexed start of the content can hold the match: a 1 MiB message is not read whole.
+    let indexed = content
+        .char_indices()
+        .nth(INDEXED_CHARS)
+        .map_or(content.len(), |(at, _)| at);
+    let tokens = tokens(&content[..indexed]);
     let phrases: Vec<(Vec<String>, bool)> = query
         .phrases
         .iter()
@@ -370,20 +380,23 @@ pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
     let first = matches.first().map_or(0, |m| m.start);
     let from = first.saturating_sub(SNIPPET_BEFORE);
     let to = (from + SNIPPET_WORDS).min(tokens.len());
-    let (start, end) = match (
+    let (start, mut end) = match (
         tokens.get(from),
         to.checked_sub(1).and_then(|i| tokens.get(i)),
     ) {
         (Some((_, a)), Some((_, b))) => (
             if from == 0 { 0 } else { a.start },
-            if to == tokens.len() {
-                content.len()
-            } else {
-                b.end
-            },
+            if to == tokens.len() { indexed } else { b.end },
         ),
-        _ => (0, content.len()),
+        _ => (0, indexed),
     };
+    // However long its words, an excerpt stays short: it ends at most SNIPPET_BYTES past its
+    // start, or just past the first match if that is further.
+    let first_end = matches.first().map_or(start, |m| tokens[m.end - 1].1.end);
+    let longest = start + SNIPPET_BYTES.max(first_end - start);
+    if end > longest {
+        end = content.floor_char_boundary(longest);
+    }
     let lead = if start > 0 { "…" } else { "" };
     let mut text = format!("{lead}{}", &content[start..end]);
     if end < content.len() {
@@ -391,7 +404,10 @@ pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
     }
     let shift = |byte: usize| byte - start + lead.len();
     let mut highlights: Vec<Range<usize>> = Vec::new();
-    for m in matches.iter().filter(|m| m.start >= from && m.end <= to) {
+    let shown = matches
+        .iter()
+        .filter(|m| m.start >= from && m.end <= to && tokens[m.end - 1].1.end <= end);
+    for m in shown {
         let range = shift(tokens[m.start].1.start)..shift(tokens[m.end - 1].1.end);
         match highlights.last_mut() {
             // Overlapping or touching matches become one.
@@ -404,7 +420,33 @@ pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any content and any query: a snippet never panics, and its highlights are ranges of its
+        /// text on character boundaries, in order, apart.
+        #[test]
+        fn snippets_of_anything_are_well_formed(
+            content in "(?s).{0,400}",
+            query in "[a-zé東京* \"]{1,12}",
+        ) {
+            if let Ok(query) = parse(&query) {
+                let s = snippet(&content, &query);
+                let mut at = 0;
+                for range in &s.highlights {
+                    prop_assert!(at <= range.start && range.start < range.end);
+                    prop_assert!(range.end <= s.text.len());
+                    prop_assert!(s.text.is_char_boundary(range.start));
+                    prop_assert!(s.text.is_char_boundary(range.end));
+                    at = range.end;
+                }
+            }
+        }
+    }
 
     /// Each phrase as its words joined by spaces, and whether it is a prefix.
     fn phrases(text: &str) -> Vec<(String, bool)> {
@@ -468,6 +510,11 @@ mod tests {
             s.text
         );
         assert_eq!(&s.text[s.highlights[0].clone()], "needle");
+        // Only the indexed start is read; the excerpt still says the content goes on.
+        let huge = format!("needle {}", "x".repeat(INDEXED_CHARS * 2));
+        let s = snippet(&huge, &parse("needle").unwrap());
+        assert!(s.text.starts_with("needle") && s.text.ends_with('…'));
+        assert_eq!(s.highlights, vec![Range { start: 0, end: 6 }]);
         // CJK: a phrase of characters.
         let s = snippet("今日は東京タワーへ", &parse("東京").unwrap());
         assert_eq!(s.marked("[", "]"), "今日は[東京]タワーへ");
