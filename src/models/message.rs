@@ -190,7 +190,9 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Queryable, Selectable)]
+/// A message row as selected: by the DSL (`Selectable`) or from hand-written SQL that names the
+/// same columns (`QueryableByName`, the search).
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = messages)]
 pub(crate) struct MessageRow {
     pub(crate) id: super::DbId,

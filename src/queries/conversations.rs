@@ -91,8 +91,8 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
 /// it takes the conversation's row lock before the transaction reads anything of the conversation:
 /// concurrent appends queue on it and each sees the count the previous one committed (PostgreSQL
 /// re-checks the `last_seq` filter against that committed row). Only a retry's look-up of its
-/// client ids comes before it, and the store looks again when the reservation fails. The returned time is the batch's `created_at`: never
-/// earlier than the previous append's, so time follows seq.
+/// client ids comes before it, and the store looks again when the reservation fails. The returned
+/// time is the batch's `created_at`: never earlier than the previous append's, so time follows seq.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,
     user: &str,

@@ -2,32 +2,21 @@
 //! generated tsvector column with a GIN index on PostgreSQL), with the same binds on both.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 
 use super::Cached;
 use crate::conn::Conn;
-use crate::models::{DbId, DbRole, DbTime, Message, MessageRow};
+use crate::models::{Message, MessageRow};
 use crate::search::{Query, SearchOrder};
 use crate::Result;
 
 type MultiBackend = <Conn as diesel::Connection>::Backend;
 
+/// A hit: the message's columns, and its conversation's title.
 #[derive(QueryableByName)]
 struct HitRow {
-    #[diesel(sql_type = Binary)]
-    id: DbId,
-    #[diesel(sql_type = Binary)]
-    conversation_id: DbId,
-    #[diesel(sql_type = BigInt)]
-    seq: i64,
-    #[diesel(sql_type = Text)]
-    role: DbRole,
-    #[diesel(sql_type = Text)]
-    content: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    metadata: Option<String>,
-    #[diesel(sql_type = Timestamp)]
-    created_at: DbTime,
+    #[diesel(embed)]
+    message: MessageRow,
     #[diesel(sql_type = Nullable<Text>)]
     title: Option<String>,
 }
@@ -48,57 +37,46 @@ pub(crate) fn find(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<(Message, Option<String>)>> {
-    let in_conversation = match conversation {
-        Some(_) => "AND m.conversation_id = $3",
-        None => "",
+    let (in_conversation, limit_at, offset_at) = match conversation {
+        Some(_) => ("AND m.conversation_id = $3", "$4", "$5"),
+        None => ("", "$3", "$4"),
     };
-    let (limit_at, offset_at) = match conversation {
-        Some(_) => ("$4", "$5"),
-        None => ("$3", "$4"),
-    };
-    let columns = "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-                   c.title";
-    let (sql, matching) = match conn {
+    // Each backend's index: what to read, how a row matches, how it ranks, and the match itself.
+    let (from, matches, rank, matching) = match conn {
         #[cfg(feature = "sqlite")]
-        Conn::Sqlite(_) => {
-            let rank = match order {
-                // The owner column matches every row alike: only the words weigh.
-                SearchOrder::BestMatch => "bm25(messages_search, 1.0, 0.0), ",
-                _ => "",
-            };
-            let sql = format!(
-                "SELECT {columns} FROM messages_search s \
-                 JOIN messages m ON m.key = s.rowid \
-                 JOIN conversations c ON c.id = m.conversation_id \
-                 WHERE messages_search MATCH $1 AND m.user_id = $2 {in_conversation} \
-                 ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
-            );
-            (sql, fts5_query(user, query))
-        }
+        Conn::Sqlite(_) => (
+            "messages_search s JOIN messages m ON m.key = s.rowid \
+             JOIN conversations c ON c.id = m.conversation_id",
+            "messages_search MATCH $1",
+            // The owner column matches every row alike: only the words weigh.
+            "bm25(messages_search, 1.0, 0.0), ",
+            fts5_query(user, query),
+        ),
+        // Accents are stripped from the query as from the index, by the same expression. Words
+        // the parser does not keep (such as "²") drop out of the query, as they do from the index;
+        // a query left with none would be the owner's token alone, every message of the user, so
+        // it finds nothing instead.
         #[cfg(feature = "postgres")]
-        Conn::Pg(_) => {
-            let rank = match order {
-                SearchOrder::BestMatch => "ts_rank(m.search, q.q) DESC, ",
-                _ => "",
-            };
-            // Accents are stripped from the query as from the index (the words arrive folded
-            // already; this keeps the two expressions visibly the same). Words the parser does not
-            // keep (such as "²") drop out of the query, as they do from the index; a query left
-            // with none would be the owner's token alone, every message of the user, so it finds
-            // nothing instead.
-            let sql = format!(
-                "SELECT {columns} FROM messages m \
-                 JOIN conversations c ON c.id = m.conversation_id, \
-                 (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
-                   '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
-                 LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q \
-                 WHERE numnode(w.words) > 0 AND m.search @@ q.q \
-                 AND m.user_id = $2 {in_conversation} \
-                 ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT {limit_at} OFFSET {offset_at}"
-            );
-            (sql, tsquery(query))
-        }
+        Conn::Pg(_) => (
+            "messages m JOIN conversations c ON c.id = m.conversation_id, \
+             (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
+               '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
+             LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q",
+            "numnode(w.words) > 0 AND m.search @@ q.q",
+            "ts_rank(m.search, q.q) DESC, ",
+            tsquery(query),
+        ),
     };
+    let rank = match order {
+        SearchOrder::BestMatch => rank,
+        _ => "",
+    };
+    let sql = format!(
+        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         c.title FROM {from} WHERE {matches} AND m.user_id = $2 {in_conversation} \
+         ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC \
+         LIMIT {limit_at} OFFSET {offset_at}"
+    );
     let mut statement = diesel::sql_query(sql)
         .into_boxed::<MultiBackend>()
         .bind::<Text, _>(matching)
@@ -111,24 +89,12 @@ pub(crate) fn find(
     let statement = statement.bind::<BigInt, _>(limit).bind::<BigInt, _>(offset);
     let rows: Vec<HitRow> = Cached(statement).load(conn)?;
     rows.into_iter()
-        .map(|row| {
-            let message = MessageRow {
-                id: row.id,
-                conversation_id: row.conversation_id,
-                seq: row.seq,
-                role: row.role,
-                content: row.content,
-                metadata: row.metadata,
-                created_at: row.created_at,
-            }
-            .into_model()?;
-            Ok((message, row.title))
-        })
+        .map(|row| Ok((row.message.into_model()?, row.title)))
         .collect()
 }
 
-/// The FTS5 query: the owner's token and every phrase, each a quoted string (words are letters and
-/// digits only, so nothing in them is FTS5 syntax).
+/// The FTS5 query: the owner's token and every phrase, each a quoted string (words hold only
+/// letters, digits and combining marks, so nothing in them is FTS5 syntax).
 #[cfg(feature = "sqlite")]
 fn fts5_query(user: &str, query: &Query) -> String {
     let owner: String = user.bytes().map(|b| format!("{b:02X}")).collect();
