@@ -10,70 +10,45 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use support::{batch, owner, Target, CONTENT};
 
 /// W1: one message per call, each its own transaction, onto one conversation that grows as the
-/// bench runs (an append's cost does not depend on the history length).
-fn append_one(c: &mut Criterion, target: &mut Target, durability: &str) {
+/// bench runs (an append's cost does not depend on the history length). W9, with `client_ids`: the
+/// same made safe to retry, each message carrying a new client id that the append first looks up
+/// (the price of exactly-once appends when nothing is being retried).
+fn append_one(c: &mut Criterion, target: &mut Target, durability: &str, client_ids: bool) {
     let user = owner();
-    let mut group = c.benchmark_group(format!("{}/append-1", target.name));
+    let workload = if client_ids {
+        "append-1-with-id"
+    } else {
+        "append-1"
+    };
+    let mut group = c.benchmark_group(format!("{}/{workload}", target.name));
     group.throughput(Throughput::Elements(1));
-    let conv = target
-        .store
-        .create_conversation(&user, None)
-        .expect("create")
-        .id;
-    target.checkpoint();
+    let message = || match client_ids {
+        true => NewMessage::user(CONTENT).with_id(MessageId::from(uuid::Uuid::now_v7())),
+        false => NewMessage::user(CONTENT),
+    };
+    let fresh = |target: &mut Target| {
+        let conv = target
+            .store
+            .create_conversation(&user, None)
+            .expect("create");
+        target.checkpoint();
+        conv.id
+    };
+    let conv = fresh(target);
     group.bench_function(BenchmarkId::new("chatstore", durability), |b| {
         b.iter(|| {
             target
                 .store
-                .append_message(&user, conv, NewMessage::user(CONTENT))
+                .append_message(&user, conv, message())
                 .expect("append")
         })
     });
-    let conv = target
-        .store
-        .create_conversation(&user, None)
-        .expect("create")
-        .id;
-    let message = [NewMessage::user(CONTENT)];
-    target.checkpoint();
+    let conv = fresh(target);
     group.bench_function(BenchmarkId::new("floor", durability), |b| {
-        b.iter(|| target.floor.append(&user, conv, &message))
-    });
-    group.finish();
-}
-
-/// W9: W1 made safe to retry: each message carries a new client id, which the append first looks
-/// up (the price of exactly-once appends when nothing is being retried).
-fn append_one_with_id(c: &mut Criterion, target: &mut Target) {
-    let user = owner();
-    let mut group = c.benchmark_group(format!("{}/append-1-with-id", target.name));
-    group.throughput(Throughput::Elements(1));
-    let new_id = || MessageId::from(uuid::Uuid::now_v7());
-    let conv = target
-        .store
-        .create_conversation(&user, None)
-        .expect("create")
-        .id;
-    target.checkpoint();
-    group.bench_function(BenchmarkId::new("chatstore", "full"), |b| {
         b.iter(|| {
-            let message = NewMessage::user(CONTENT).with_id(new_id());
             target
-                .store
-                .append_message(&user, conv, message)
-                .expect("append")
-        })
-    });
-    let conv = target
-        .store
-        .create_conversation(&user, None)
-        .expect("create")
-        .id;
-    target.checkpoint();
-    group.bench_function(BenchmarkId::new("floor", "full"), |b| {
-        b.iter(|| {
-            let message = [NewMessage::user(CONTENT).with_id(new_id())];
-            target.floor.append_with(&user, conv, &message, true)
+                .floor
+                .append_with(&user, conv, &[message()], client_ids)
         })
     });
     group.finish();
@@ -114,15 +89,15 @@ fn append_batch(c: &mut Criterion, target: &mut Target) {
 fn writes(c: &mut Criterion) {
     for mut target in Target::all() {
         target.warm_up_writes();
-        append_one(c, &mut target, "full");
-        append_one_with_id(c, &mut target);
+        append_one(c, &mut target, "full", false);
+        append_one(c, &mut target, "full", true);
         append_batch(c, &mut target);
     }
     #[cfg(feature = "sqlite")]
     {
         let mut target = Target::sqlite(chatstore::Synchronous::Normal);
         target.warm_up_writes();
-        append_one(c, &mut target, "normal");
+        append_one(c, &mut target, "normal", false);
     }
 }
 
