@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
 use diesel::r2d2::Pool;
 use parking_lot::FairMutex;
 
@@ -60,31 +61,149 @@ impl std::fmt::Debug for ChatStore {
     }
 }
 
-/// The message `new` became once stored.
-fn stored(
-    conversation: ConversationId,
-    new: &NewMessage<'_>,
-    id: MessageId,
-    seq: i64,
-    created_at: DbTime,
-) -> Message {
-    Message {
-        id,
-        conversation_id: conversation,
-        seq,
-        role: new.role(),
-        content: new.content().to_owned(),
-        metadata: new.metadata().cloned(),
-        created_at: created_at.utc(),
-    }
-}
-
 /// What an append's transaction did.
 enum Appended {
     /// Wrote the batch from `first_seq` on.
     New { first_seq: i64, created_at: DbTime },
     /// Found the batch already stored (a retry): these are the stored messages.
     Replayed(Vec<Message>),
+}
+
+/// A batch checked against the store's limits, with what its rows need: ids, metadata as JSON text,
+/// and what the search index reads.
+struct Batch<'b, 'a> {
+    user: &'b UserId,
+    conversation: ConversationId,
+    messages: &'b [NewMessage<'a>],
+    ids: Vec<MessageId>,
+    metadata: Vec<Option<String>>,
+    search_texts: Vec<Option<String>>,
+}
+
+impl<'b, 'a> Batch<'b, 'a> {
+    fn new(
+        user: &'b UserId,
+        conversation: ConversationId,
+        messages: &'b [NewMessage<'a>],
+        max_bytes: usize,
+    ) -> Result<Self> {
+        let metadata = messages
+            .iter()
+            .map(|m| m.validate(max_bytes))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Batch {
+            user,
+            conversation,
+            messages,
+            ids: message_ids(messages)?,
+            metadata,
+            search_texts: messages
+                .iter()
+                .map(|m| search::search_text(m.content()))
+                .collect(),
+        })
+    }
+
+    fn has_client_ids(&self) -> bool {
+        self.messages.iter().any(|m| m.id().is_some())
+    }
+
+    /// The append's transaction: a retry of a stored batch is found and returned; otherwise the
+    /// seqs are reserved (if the last seq is still `last_seq`, when given) and the rows inserted.
+    fn write(
+        &self,
+        conn: &mut Conn,
+        last_seq: Option<i64>,
+        now: NaiveDateTime,
+    ) -> Result<Appended> {
+        if let Some(stored) = self.replay(conn)? {
+            return Ok(Appended::Replayed(stored));
+        }
+        let n = self.messages.len() as i64;
+        let (count, created_at) = loop {
+            let reserved = conversations::reserve_seqs(
+                conn,
+                self.user.as_str(),
+                self.conversation.as_bytes(),
+                n,
+                now,
+                last_seq,
+            )?;
+            if let Some(reserved) = reserved {
+                break reserved;
+            }
+            // The look-up above takes no lock. On PostgreSQL another attempt of this very batch
+            // may have committed while this one waited for the row, and moved the count past
+            // `last_seq`: that is a retry, not a conflict.
+            if let Some(stored) = self.replay(conn)? {
+                return Ok(Appended::Replayed(stored));
+            }
+            match moved_on(conn, self.user, self.conversation, last_seq)? {
+                Some(error) => return Err(error),
+                // The count reached `last_seq` between the two statements: try again. Counts
+                // only grow, so this happens at most once.
+                None => continue,
+            }
+        };
+        let first_seq = count - n + 1;
+        let rows: Vec<NewMessageRow<'_>> = (0..self.messages.len())
+            .zip(first_seq..)
+            .map(|(i, seq)| NewMessageRow {
+                id: self.ids[i].as_bytes(),
+                conversation_id: self.conversation.as_bytes(),
+                user_id: self.user.as_str(),
+                seq,
+                role: self.messages[i].role().as_str(),
+                content: self.messages[i].content(),
+                metadata: self.metadata[i].as_deref(),
+                created_at: created_at.0,
+                search_text: self.search_texts[i].as_deref(),
+            })
+            .collect();
+        messages::insert(conn, &rows)?;
+        Ok(Appended::New {
+            first_seq,
+            created_at,
+        })
+    }
+
+    /// The stored batch, if this is a retry of it (see [`replayed`]); `None` if none of its client
+    /// ids is stored.
+    fn replay(&self, conn: &mut Conn) -> Result<Option<Vec<Message>>> {
+        let client_ids: Vec<&[u8]> = self
+            .messages
+            .iter()
+            .zip(&self.ids)
+            .filter(|(m, _)| m.id().is_some())
+            .map(|(_, id)| id.as_bytes())
+            .collect();
+        if client_ids.is_empty() {
+            return Ok(None);
+        }
+        let stored = messages::by_ids(conn, &client_ids)?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        replayed(self.user, self.conversation, self.messages, stored).map(Some)
+    }
+
+    /// The messages the batch became, written from `first_seq` on at `created_at`.
+    fn stored(&self, first_seq: i64, created_at: DbTime) -> Vec<Message> {
+        self.messages
+            .iter()
+            .zip(&self.ids)
+            .zip(first_seq..)
+            .map(|((new, &id), seq)| Message {
+                id,
+                conversation_id: self.conversation,
+                seq,
+                role: new.role(),
+                content: new.content().to_owned(),
+                metadata: new.metadata().cloned(),
+                created_at: created_at.utc(),
+            })
+            .collect()
+    }
 }
 
 /// Each message's id: the client's, or a new UUIDv7. A client id twice in the batch is refused.
@@ -445,20 +564,16 @@ impl ChatStore {
         &self,
         user: &UserId,
         conversation: ConversationId,
-        batch: &[NewMessage<'_>],
+        new_messages: &[NewMessage<'_>],
         last_seq: Option<i64>,
     ) -> Result<Vec<Message>> {
-        let max = self.limits.max_content_bytes;
-        let metadata = batch
-            .iter()
-            .map(|m| m.validate(max))
-            .collect::<Result<Vec<_>>>()?;
-        let ids = message_ids(batch)?;
-        let search_texts: Vec<Option<String>> = batch
-            .iter()
-            .map(|m| search::search_text(m.content()))
-            .collect();
-        if batch.is_empty() {
+        let batch = Batch::new(
+            user,
+            conversation,
+            new_messages,
+            self.limits.max_content_bytes,
+        )?;
+        if new_messages.is_empty() {
             let found = self.conversation(user, conversation)?;
             return match last_seq {
                 Some(expected) if expected != found.message_count => Err(Error::Conflict {
@@ -468,86 +583,14 @@ impl ChatStore {
                 _ => Ok(Vec::new()),
             };
         }
-        let client_ids: Vec<&[u8]> = batch
-            .iter()
-            .zip(&ids)
-            .filter(|(m, _)| m.id().is_some())
-            .map(|(_, id)| id.as_bytes())
-            .collect();
         let now = models::now().naive_utc();
-        let n = batch.len() as i64;
-        let attempt = || {
-            self.write(|conn| {
-                let replay = |conn: &mut Conn| -> Result<Option<Vec<Message>>> {
-                    if client_ids.is_empty() {
-                        return Ok(None);
-                    }
-                    let stored = messages::by_ids(conn, &client_ids)?;
-                    if stored.is_empty() {
-                        return Ok(None);
-                    }
-                    replayed(user, conversation, batch, stored).map(Some)
-                };
-                if let Some(stored) = replay(conn)? {
-                    return Ok(Appended::Replayed(stored));
-                }
-                let (count, created_at) = loop {
-                    let reserved = conversations::reserve_seqs(
-                        conn,
-                        user.as_str(),
-                        conversation.as_bytes(),
-                        n,
-                        now,
-                        last_seq,
-                    )?;
-                    if let Some(reserved) = reserved {
-                        break reserved;
-                    }
-                    // The look-up above takes no lock. On PostgreSQL another attempt of this very
-                    // batch may have committed while this one waited for the row, and moved the
-                    // count past `last_seq`: that is a retry, not a conflict.
-                    if let Some(stored) = replay(conn)? {
-                        return Ok(Appended::Replayed(stored));
-                    }
-                    match moved_on(conn, user, conversation, last_seq)? {
-                        Some(error) => return Err(error),
-                        // The count reached `last_seq` between the two statements: try again.
-                        // Counts only grow, so this happens at most once.
-                        None => continue,
-                    }
-                };
-                let first_seq = count - n + 1;
-                let rows: Vec<NewMessageRow<'_>> = batch
-                    .iter()
-                    .zip(&ids)
-                    .zip(&metadata)
-                    .zip(&search_texts)
-                    .zip(first_seq..)
-                    .map(|((((m, id), meta), search_text), seq)| NewMessageRow {
-                        id: id.as_bytes(),
-                        conversation_id: conversation.as_bytes(),
-                        user_id: user.as_str(),
-                        seq,
-                        role: m.role().as_str(),
-                        content: m.content(),
-                        metadata: meta.as_deref(),
-                        created_at: created_at.0,
-                        search_text: search_text.as_deref(),
-                    })
-                    .collect();
-                messages::insert(conn, &rows)?;
-                Ok(Appended::New {
-                    first_seq,
-                    created_at,
-                })
-            })
-        };
+        let attempt = || self.write(|conn| batch.write(conn, last_seq, now));
         let outcome = match attempt() {
             // On PostgreSQL, another call may store one of the client's ids after this one looked
             // (the look-up takes no lock; a SQLite write transaction holds the whole database).
             // That call has committed by the time the insert fails, so a second attempt finds it:
             // the same batch is replayed, a different one refused.
-            Err(Error::DuplicateId(_)) if !client_ids.is_empty() => attempt()?,
+            Err(Error::DuplicateId(_)) if batch.has_client_ids() => attempt()?,
             outcome => outcome?,
         };
         Ok(match outcome {
@@ -555,12 +598,7 @@ impl ChatStore {
             Appended::New {
                 first_seq,
                 created_at,
-            } => batch
-                .iter()
-                .zip(ids)
-                .zip(first_seq..)
-                .map(|((m, id), seq)| stored(conversation, m, id, seq, created_at))
-                .collect(),
+            } => batch.stored(first_seq, created_at),
         })
     }
 
