@@ -97,21 +97,14 @@ pub(crate) struct Builder<F> {
     spent: u64,
     cost: F,
     pinned: Vec<Message>,
-    /// Whether system messages are pinned, and so skipped when met in the history.
-    pin_system: bool,
     /// Chosen so far, newest first, each with its cost.
     chosen: Vec<(Message, u64)>,
 }
 
 impl<F: FnMut(&Message) -> u64> Builder<F> {
-    /// Starts with the pinned messages — with `pin_system`, every system message up to the
+    /// Starts with the pinned messages — when system messages are pinned, every one up to the
     /// history's end — which must fit the budget on their own.
-    pub(crate) fn new(
-        budget: u64,
-        mut cost: F,
-        pin_system: bool,
-        pinned: Vec<Message>,
-    ) -> Result<Self> {
+    pub(crate) fn new(budget: u64, mut cost: F, pinned: Vec<Message>) -> Result<Self> {
         let needed = pinned
             .iter()
             .fold(0u64, |sum, m| sum.saturating_add(cost(m)));
@@ -123,7 +116,6 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
             spent: needed,
             cost,
             pinned,
-            pin_system,
             chosen: Vec::new(),
         })
     }
@@ -133,7 +125,8 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
     /// first message that does not fit, rather than skipping it for smaller, older ones.
     pub(crate) fn take(&mut self, page: Vec<Message>) -> bool {
         for message in page.into_iter().rev() {
-            if self.pin_system && message.role == Role::System {
+            // Pinned already: every system message of the history is (none is, unpinned).
+            if !self.pinned.is_empty() && message.role == Role::System {
                 continue;
             }
             let cost = (self.cost)(&message);
@@ -214,7 +207,7 @@ mod tests {
     }
 
     fn build(history: &[Message], budget: u64) -> Vec<i64> {
-        let mut builder = Builder::new(budget, char_cost, false, Vec::new()).unwrap();
+        let mut builder = Builder::new(budget, char_cost, Vec::new()).unwrap();
         builder.take(history.to_vec());
         let window = builder.finish(history.len() as i64);
         assert!(window.cost <= budget);

@@ -730,7 +730,7 @@ impl ChatStore {
                 true => messages::system(conn, user, conv, total)?,
                 false => Vec::new(),
             };
-            let mut builder = context::Builder::new(budget, cost, options.pins_system(), pinned)?;
+            let mut builder = context::Builder::new(budget, cost, pinned)?;
             let mut limit = PAGES.0;
             loop {
                 let oldest = page.first().map_or(1, |m| m.seq);
