@@ -15,6 +15,8 @@ pub(crate) enum Conn {
     Sqlite(diesel::sqlite::SqliteConnection),
     #[cfg(feature = "postgres")]
     Pg(diesel::pg::PgConnection),
+    #[cfg(feature = "mysql")]
+    Mysql(diesel::mysql::MysqlConnection),
 }
 
 /// The database systems chatstore can store into.
@@ -25,6 +27,8 @@ pub enum Backend {
     Sqlite,
     /// PostgreSQL (cargo feature `postgres`).
     Postgres,
+    /// MariaDB or MySQL (cargo feature `mysql`).
+    Mysql,
 }
 
 /// What a database URL points at.
@@ -38,11 +42,13 @@ pub(crate) enum Target {
     /// A PostgreSQL URL, passed to libpq as given (sslmode and other parameters included), with
     /// a `connect_timeout` added if it has none.
     Postgres(String),
+    /// A MariaDB or MySQL URL (`mysql://` or `mariadb://`, the latter passed on as `mysql://`).
+    Mysql(String),
 }
 
 impl Target {
-    /// Reads a database URL: `postgres://…`/`postgresql://…`, `sqlite://path`, `sqlite::memory:`,
-    /// `:memory:`, or a bare file path.
+    /// Reads a database URL: `postgres://…`/`postgresql://…`, `mysql://…`/`mariadb://…`,
+    /// `sqlite://path`, `sqlite::memory:`, `:memory:`, or a bare file path.
     pub(crate) fn parse(url: &str) -> Result<Target> {
         let unsupported = |why: &str| Err(Error::UnsupportedUrl(why.to_owned()));
         // Schemes are case-insensitive; the rest of the URL is kept as given.
@@ -50,6 +56,7 @@ impl Target {
         let scheme = scheme.to_ascii_lowercase();
         let target = match scheme.as_str() {
             "postgres" | "postgresql" => Target::Postgres(url.to_owned()),
+            "mysql" | "mariadb" => Target::Mysql(format!("mysql:{rest}")),
             "" | "sqlite" if matches!(rest, "memory:" | ":memory:" | "//:memory:") => {
                 Target::SqliteMemory(format!(
                     "file:chatstore-{}?mode=memory&cache=shared",
@@ -75,7 +82,8 @@ impl Target {
             // Only the scheme is echoed: the rest may hold a password.
             scheme if rest.starts_with("//") => {
                 return Err(Error::UnsupportedUrl(format!(
-                    "unknown scheme {scheme:?} (expected sqlite://, postgres:// or postgresql://)"
+                    "unknown scheme {scheme:?} (expected sqlite://, postgres://, postgresql://, \
+                     mysql:// or mariadb://)"
                 )));
             }
             _ if url.trim().is_empty() => return unsupported("the url is empty"),
@@ -92,6 +100,7 @@ impl Target {
         match target.backend() {
             Backend::Sqlite if !cfg!(feature = "sqlite") => Err(target.not_enabled()),
             Backend::Postgres if !cfg!(feature = "postgres") => Err(target.not_enabled()),
+            Backend::Mysql if !cfg!(feature = "mysql") => Err(target.not_enabled()),
             _ => Ok(target),
         }
     }
@@ -100,6 +109,7 @@ impl Target {
         match self {
             Target::SqliteFile(_) | Target::SqliteMemory(_) => Backend::Sqlite,
             Target::Postgres(_) => Backend::Postgres,
+            Target::Mysql(_) => Backend::Mysql,
         }
     }
 
@@ -126,6 +136,10 @@ impl Target {
             Backend::Postgres => Error::BackendNotEnabled {
                 backend: "PostgreSQL",
                 feature: "postgres",
+            },
+            Backend::Mysql => Error::BackendNotEnabled {
+                backend: "MySQL",
+                feature: "mysql",
             },
         }
     }
@@ -171,6 +185,20 @@ impl Manager {
                 // the server log), its estimate for a generic plan being no better.
                 conn.batch_execute("SET plan_cache_mode = force_generic_plan")?;
                 Ok(Conn::Pg(conn))
+            }
+            #[cfg(feature = "mysql")]
+            Target::Mysql(url) => {
+                let mut conn =
+                    diesel::mysql::MysqlConnection::establish(url).map_err(Error::Connect)?;
+                // Diesel sets UTC and utf8mb4. READ COMMITTED as on PostgreSQL: under InnoDB's
+                // default, REPEATABLE READ, a write also takes gap locks on the index ranges it
+                // checks, which made concurrent appends to different conversations deadlock.
+                // Strict mode: a value that does not fit is an error, never silently cut.
+                conn.batch_execute(
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+                     SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                )?;
+                Ok(Conn::Mysql(conn))
             }
             #[allow(unreachable_patterns)]
             _ => Err(self.target.not_enabled()),
@@ -255,6 +283,8 @@ pub(crate) fn write_transaction<T>(
         Conn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
         #[cfg(feature = "postgres")]
         Conn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     match f(conn) {
         Ok(value) => {
@@ -339,6 +369,10 @@ mod url_tests {
         fn any_string_parses_or_is_refused(url in "(?s).{0,80}") {
             let lower = url.to_ascii_lowercase();
             match Target::parse(&url) {
+                Ok(Target::Mysql(kept)) => {
+                    prop_assert!(lower.starts_with("mysql:") || lower.starts_with("mariadb:"));
+                    prop_assert!(kept.starts_with("mysql:"));
+                }
                 Ok(Target::Postgres(kept)) => {
                     prop_assert!(lower.starts_with("postgres:") || lower.starts_with("postgresql:"));
                     prop_assert_eq!(kept, url);

@@ -201,17 +201,44 @@ impl From<diesel::result::Error> for Error {
                 _,
             )
             | D::BrokenTransactionManager => Error::ConnectionLost(e),
+            // MySQL's client reports a dropped connection only by its message, also when the
+            // COMMIT is what met it.
+            D::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if is_mysql_connection_lost(info.message()) =>
+            {
+                Error::ConnectionLost(e)
+            }
+            D::RollbackErrorOnCommit {
+                ref commit_error, ..
+            } if matches!(
+                commit_error.as_ref(),
+                D::DatabaseError(DatabaseErrorKind::Unknown, info)
+                    if is_mysql_connection_lost(info.message())
+            ) =>
+            {
+                Error::ConnectionLost(e)
+            }
             D::DatabaseError(_, ref info) if is_lock_timeout(info.message()) => Error::Busy(e),
             _ => Error::Database(e),
         }
     }
 }
 
-/// Diesel reports these only by their message: SQLite's SQLITE_BUSY and SQLITE_LOCKED, and
-/// PostgreSQL's lock_not_available after `lock_timeout`.
+/// Diesel reports these only by their message: SQLite's SQLITE_BUSY and SQLITE_LOCKED,
+/// PostgreSQL's lock_not_available after `lock_timeout`, and MySQL's lock wait timeout.
 pub(crate) fn is_lock_timeout(message: &str) -> bool {
     matches!(message, "database is locked" | "database table is locked")
         || message.starts_with("canceling statement due to lock timeout")
+        || message.starts_with("Lock wait timeout exceeded")
+}
+
+/// MySQL's and MariaDB's clients' messages for a connection that broke (CR_SERVER_GONE_ERROR,
+/// CR_SERVER_LOST), and the server's for a connection it killed.
+fn is_mysql_connection_lost(message: &str) -> bool {
+    message.contains("server has gone away")
+        || message.contains("Server has gone away")
+        || message.starts_with("Lost connection to")
+        || message.starts_with("Connection was killed")
 }
 
 /// Checks text against the rules shared by user ids and titles: at most `max` characters and no

@@ -1,9 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!(
-    "chatstore needs at least one backend: enable the feature \"sqlite\" or \"postgres\""
+    "chatstore needs at least one backend: enable the feature \"sqlite\", \"postgres\" or \"mysql\""
 );
 
 mod config;

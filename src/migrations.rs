@@ -2,7 +2,7 @@
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::migration::{MigrationSource, MigrationVersion};
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
@@ -13,6 +13,8 @@ use crate::{Error, Result};
 const SQLITE: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
 const POSTGRES: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/postgres");
+#[cfg(feature = "mysql")]
+const MYSQL: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/mysql");
 
 /// Key of the PostgreSQL advisory lock that serializes migration runs ("chatstor" in ASCII).
 #[cfg(feature = "postgres")]
@@ -21,13 +23,16 @@ const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
 /// Brings the schema up to date, holding a database-wide lock so that processes opening the same
 /// fresh database at once take turns instead of racing on `CREATE TABLE`. Waits at most
 /// `lock_timeout` for that lock (SQLite: the connection's busy timeout).
-#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(unused_variables)
+)]
 pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<()> {
     match conn {
         #[cfg(feature = "sqlite")]
         // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
         // leaves the schema as it was before the run.
-        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE)),
+        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE).map(drop)),
         // One transaction, so that it also works through a transaction-mode pooler (PgBouncer,
         // serverless endpoints): the lock is a transaction lock, released at commit or rollback
         // on whichever server connection ran it, and a failed run leaves no migration half done.
@@ -42,13 +47,59 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)?;
-            migrate(c, POSTGRES)
+            migrate(c, POSTGRES).map(drop)
         }),
+        // MySQL commits each DDL statement on its own, so no transaction can hold a run: a named
+        // lock of the session does (named after the database, as names are server-wide),
+        // released however the run ends. A run that fails part-way may
+        // leave its migration half applied (MySQL cannot roll DDL back).
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => {
+            #[derive(QueryableByName)]
+            struct Locked {
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+                locked: Option<i32>,
+            }
+            // GET_LOCK counts whole seconds (fractions on MariaDB only); at least one.
+            let seconds = lock_timeout.as_secs().max(1);
+            let lock: Locked = diesel::sql_query(format!(
+                "SELECT GET_LOCK(CONCAT('chatstore:', MD5(DATABASE())), {seconds}) AS locked"
+            ))
+            .get_result(c)?;
+            if lock.locked != Some(1) {
+                return Err(Error::Busy(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::Unknown,
+                    Box::new(format!(
+                        "another process held the migration lock for over {seconds} s"
+                    )),
+                )));
+            }
+            let result = migrate(c, MYSQL).and_then(|applied| {
+                // The search index is filled by the store, not by SQL: the migration that creates it
+                // indexes the messages already stored here.
+                match applied.iter().any(|v| v.to_string() == SEARCH_MIGRATION) {
+                    true => crate::queries::search::mysql::index_stored_messages(c),
+                    false => Ok(()),
+                }
+            });
+            let released =
+                diesel::sql_query("DO RELEASE_LOCK(CONCAT('chatstore:', MD5(DATABASE())))")
+                    .execute(c);
+            result.and(released.map(drop).map_err(Error::from))
+        }
     }
 }
 
-/// Refuses a database migrated by a newer chatstore, then applies what is pending.
-fn migrate<C, DB>(conn: &mut C, source: EmbeddedMigrations) -> Result<()>
+/// The version of the migration that creates the search index.
+#[cfg(feature = "mysql")]
+const SEARCH_MIGRATION: &str = "20261125000003";
+
+/// Refuses a database migrated by a newer chatstore, then applies what is pending; returns the
+/// versions it applied.
+fn migrate<C, DB>(
+    conn: &mut C,
+    source: EmbeddedMigrations,
+) -> Result<Vec<MigrationVersion<'static>>>
 where
     C: MigrationHarness<DB>,
     DB: DieselBackend,
@@ -70,7 +121,8 @@ where
                 .unwrap_or_default(),
         });
     }
-    conn.run_pending_migrations(source)
+    let applied = conn
+        .run_pending_migrations(source)
         .map_err(Error::Migration)?;
-    Ok(())
+    Ok(applied.into_iter().map(|v| v.as_owned()).collect())
 }

@@ -334,31 +334,25 @@ fn tokens(text: &str) -> Vec<(String, Range<usize>)> {
 /// How many characters of a message the indexes read (the migrations say the same).
 const INDEXED_CHARS: usize = 100_000;
 
-/// Words of context shown before the first match, the most words a snippet holds, and the most
-/// bytes (unless the match itself is longer).
-const SNIPPET_BEFORE: usize = 6;
-const SNIPPET_WORDS: usize = 24;
-const SNIPPET_BYTES: usize = 320;
-
-/// An excerpt of `content` around the first match of `query`, with every match in it marked. If
-/// the store's index matched what these rules do not see (another tokenization at the edges), the
-/// excerpt is the start of the content, unmarked.
-pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
-    // Only the indexed start of the content can hold the match: a 1 MiB message is not read whole.
-    let indexed = content
+/// The bytes of `content`'s indexed start: a 1 MiB message is not read whole.
+fn indexed_len(content: &str) -> usize {
+    content
         .char_indices()
         .nth(INDEXED_CHARS)
-        .map_or(content.len(), |(at, _)| at);
-    let tokens = tokens(&content[..indexed]);
+        .map_or(content.len(), |(at, _)| at)
+}
+
+/// Every match of one of the query's phrases in `tokens`: the phrase's index in the query, and the
+/// run of token indices it matched.
+fn matches(tokens: &[(String, Range<usize>)], query: &Query) -> Vec<(usize, Range<usize>)> {
     let phrases: Vec<(Vec<String>, bool)> = query
         .phrases
         .iter()
         .map(|p| (p.words.iter().map(|w| folded(w)).collect(), p.prefix))
         .collect();
-    // Every match, as a run of token indices.
-    let mut matches: Vec<Range<usize>> = Vec::new();
+    let mut found = Vec::new();
     for start in 0..tokens.len() {
-        for (words, prefix) in &phrases {
+        for (p, (words, prefix)) in phrases.iter().enumerate() {
             let n = words.len();
             let Some(run) = tokens.get(start..start + n) else {
                 continue;
@@ -372,10 +366,71 @@ pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
                         false => token == word,
                     });
             if hit {
-                matches.push(start..start + n);
+                found.push((p, start..start + n));
             }
         }
     }
+    found
+}
+
+/// The most characters of a word in the store's own word index (MySQL): a longer word is kept
+/// cut, in the index and in the query alike, and [`matches_all`] has the last word.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) const INDEXED_WORD_CHARS: usize = 64;
+
+/// `word` as the store's own word index holds it: folded, and cut to [`INDEXED_WORD_CHARS`].
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn index_word(word: &str) -> String {
+    let mut word = folded(word);
+    if let Some((at, _)) = word.char_indices().nth(INDEXED_WORD_CHARS) {
+        word.truncate(at);
+    }
+    word
+}
+
+/// The distinct words of `content`'s indexed start, as [`index_word`] gives them, each with how
+/// often it occurs: what the store's own word index (MySQL) holds for a message.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn index_words(content: &str) -> Vec<(String, i32)> {
+    let mut counts: std::collections::BTreeMap<String, i32> = std::collections::BTreeMap::new();
+    for (word, _) in tokens(&content[..indexed_len(content)]) {
+        let word = match word.char_indices().nth(INDEXED_WORD_CHARS) {
+            Some((at, _)) => word[..at].to_owned(),
+            None => word,
+        };
+        *counts.entry(word).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Whether every phrase of `query` occurs in `content`'s indexed start: the last word on a
+/// candidate that the store's own word index (MySQL) found by its words alone.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn matches_all(content: &str, query: &Query) -> bool {
+    let tokens = tokens(&content[..indexed_len(content)]);
+    let mut seen = vec![false; query.phrases.len()];
+    for (p, _) in matches(&tokens, query) {
+        seen[p] = true;
+    }
+    seen.iter().all(|&s| s)
+}
+
+/// Words of context shown before the first match, the most words a snippet holds, and the most
+/// bytes (unless the match itself is longer).
+const SNIPPET_BEFORE: usize = 6;
+const SNIPPET_WORDS: usize = 24;
+const SNIPPET_BYTES: usize = 320;
+
+/// An excerpt of `content` around the first match of `query`, with every match in it marked. If
+/// the store's index matched what these rules do not see (another tokenization at the edges), the
+/// excerpt is the start of the content, unmarked.
+pub(crate) fn snippet(content: &str, query: &Query) -> Snippet {
+    let indexed = indexed_len(content);
+    let tokens = tokens(&content[..indexed]);
+    let mut matches: Vec<Range<usize>> = matches(&tokens, query)
+        .into_iter()
+        .map(|(_, run)| run)
+        .collect();
     matches.sort_by_key(|m| (m.start, m.end));
     let first = matches.first().map_or(0, |m| m.start);
     let from = first.saturating_sub(SNIPPET_BEFORE);

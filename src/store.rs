@@ -298,8 +298,9 @@ impl ChatStore {
     /// Opens the store at `url` with default options, running any pending migrations first.
     ///
     /// URLs: `sqlite://path/to/chat.db`, a bare file path, `:memory:` (or `sqlite::memory:`) for a
-    /// private in-memory database, and `postgres://…`/`postgresql://…` (libpq parameters such as
-    /// `sslmode=require` pass through, so managed and serverless PostgreSQL work).
+    /// private in-memory database, `postgres://…`/`postgresql://…` (libpq parameters such as
+    /// `sslmode=require` pass through, so managed and serverless PostgreSQL work), and
+    /// `mysql://…`/`mariadb://…` (Diesel's parameters: `ssl_mode`, `ssl_ca`, `unix_socket`).
     ///
     /// # Errors
     /// As [`StoreBuilder::open`].

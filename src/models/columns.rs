@@ -56,6 +56,13 @@ impl FromSql<Binary, diesel::pg::Pg> for DbId {
     }
 }
 
+#[cfg(feature = "mysql")]
+impl FromSql<Binary, diesel::mysql::Mysql> for DbId {
+    fn from_sql(value: diesel::mysql::MysqlValue<'_>) -> deserialize::Result<Self> {
+        id(value.as_bytes())
+    }
+}
+
 /// A role column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::deserialize::FromSqlRow)]
 pub(crate) struct DbRole(pub(crate) Role);
@@ -76,6 +83,13 @@ impl FromSql<Text, diesel::sqlite::Sqlite> for DbRole {
 #[cfg(feature = "postgres")]
 impl FromSql<Text, diesel::pg::Pg> for DbRole {
     fn from_sql(value: diesel::pg::PgValue<'_>) -> deserialize::Result<Self> {
+        role(std::str::from_utf8(value.as_bytes())?)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl FromSql<Text, diesel::mysql::Mysql> for DbRole {
+    fn from_sql(value: diesel::mysql::MysqlValue<'_>) -> deserialize::Result<Self> {
         role(std::str::from_utf8(value.as_bytes())?)
     }
 }
@@ -105,6 +119,13 @@ impl FromSql<Timestamp, diesel::sqlite::Sqlite> for DbTime {
 impl FromSql<Timestamp, diesel::pg::Pg> for DbTime {
     fn from_sql(value: diesel::pg::PgValue<'_>) -> deserialize::Result<Self> {
         <NaiveDateTime as FromSql<Timestamp, diesel::pg::Pg>>::from_sql(value).map(DbTime)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl FromSql<Timestamp, diesel::mysql::Mysql> for DbTime {
+    fn from_sql(value: diesel::mysql::MysqlValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Timestamp, diesel::mysql::Mysql>>::from_sql(value).map(DbTime)
     }
 }
 

@@ -37,6 +37,19 @@ pub(crate) fn objects(conn: &mut Conn) -> Result<Vec<(ItemKind, String)>> {
              SELECT 'constraint', c.conname::text, NULL FROM pg_constraint c \
                JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = current_schema()"
         }
+        // The full-text index is `messages_search` on the store's own word table.
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(_) => {
+            "SELECT 'table' AS kind, CAST(table_name AS CHAR) AS name, NULL AS definition \
+               FROM information_schema.tables WHERE table_schema = DATABASE() \
+             UNION ALL \
+             SELECT DISTINCT 'index', CAST(index_name AS CHAR), NULL FROM information_schema.statistics \
+               WHERE table_schema = DATABASE() \
+             UNION ALL \
+             SELECT 'constraint', CAST(constraint_name AS CHAR), NULL \
+               FROM information_schema.table_constraints \
+               WHERE constraint_schema = DATABASE() AND constraint_type IN ('CHECK', 'FOREIGN KEY')"
+        }
     };
     let rows: Vec<CatalogRow> = diesel::sql_query(sql).load(conn)?;
     let mut found = Vec::new();

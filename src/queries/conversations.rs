@@ -38,6 +38,12 @@ pub(crate) fn list(
         .select(ConversationRow::as_select())
         .into_boxed();
     if let Some((time, last)) = after {
+        #[cfg(feature = "mysql")]
+        let time = match conn {
+            Conn::Mysql(_) => mysql_bindable(time),
+            #[allow(unreachable_patterns)]
+            _ => time,
+        };
         // `updated_at <= t AND (updated_at < t OR id < last)` rather than the plain
         // `updated_at < t OR (updated_at = t AND id < last)`: the same rows, but the first conjunct
         // is an index bound, where PostgreSQL filtered the OR row by row (17,600 rows read for a
@@ -80,9 +86,29 @@ pub(crate) fn delete(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<usize> 
 /// each deleted conversation's message count. The count is read from the row as deleted (on
 /// PostgreSQL after waiting for any append in flight), so it is exactly the messages that went with it.
 pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
-    Ok(diesel::delete(conversations.filter(user_id.eq(user)))
-        .returning(message_count)
-        .get_results(conn)?)
+    let mine = conversations.filter(user_id.eq(user));
+    Ok(match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => diesel::delete(mine)
+            .returning(message_count)
+            .get_results(c)?,
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => diesel::delete(mine)
+            .returning(message_count)
+            .get_results(c)?,
+        // No RETURNING: the rows are locked and read first, then exactly those are deleted (a
+        // conversation created in between is not the caller's to count, and stays).
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => {
+            let rows: Vec<(Vec<u8>, i64)> =
+                mine.select((id, message_count)).for_update().load(c)?;
+            let ids: Vec<&[u8]> = rows.iter().map(|(i, _)| i.as_slice()).collect();
+            for chunk in ids.chunks(1000) {
+                diesel::delete(mine.filter(id.eq_any(chunk))).execute(c)?;
+            }
+            rows.into_iter().map(|(_, count)| count).collect()
+        }
+    })
 }
 
 /// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
@@ -107,13 +133,55 @@ pub(crate) fn reserve_seqs(
         updated_at.eq(not_before(now)),
     );
     let new = (message_count, updated_at);
-    // Two statements of fixed shape, each cached.
-    let reserved = match last_seq {
-        None => Cached(diesel::update(target).set(bump).returning(new)).get_result(conn),
-        Some(last) => {
-            let target = target.filter(message_count.eq(last));
-            Cached(diesel::update(target).set(bump).returning(new)).get_result(conn)
+    // Two statements of fixed shape, each cached, on each backend.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    macro_rules! reserve {
+        ($c:expr) => {
+            match last_seq {
+                None => Cached(diesel::update(target).set(bump).returning(new)).get_result($c),
+                Some(last) => {
+                    let target = target.filter(message_count.eq(last));
+                    Cached(diesel::update(target).set(bump).returning(new)).get_result($c)
+                }
+            }
+        };
+    }
+    let reserved = match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => reserve!(c),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => reserve!(c),
+        // No RETURNING: the update takes the row lock, so the row read next is the one it wrote.
+        // Updated rows are counted as matched (Diesel connects with CLIENT_FOUND_ROWS).
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => {
+            let updated = match last_seq {
+                None => Cached(diesel::update(target).set(bump)).execute(c)?,
+                Some(last) => {
+                    let target = target.filter(message_count.eq(last));
+                    Cached(diesel::update(target).set(bump)).execute(c)?
+                }
+            };
+            match updated {
+                0 => Err(diesel::result::Error::NotFound),
+                _ => conversations.filter(id.eq(conv)).select(new).get_result(c),
+            }
         }
     };
     Ok(reserved.optional()?)
+}
+
+/// A cursor's time as MariaDB can compare it. Diesel binds times as MySQL's TIMESTAMP type, whose
+/// range is 1970 to 2038, and MariaDB turns a bound value outside it into garbage that selected
+/// nothing from the list index. Every stored time is one the store took from the clock, inside
+/// that range, so a time beyond either end compares to them all as that end does.
+#[cfg(feature = "mysql")]
+fn mysql_bindable(time: NaiveDateTime) -> NaiveDateTime {
+    use chrono::DateTime;
+    let first = DateTime::from_timestamp(1, 0).map(|t| t.naive_utc());
+    let last = DateTime::from_timestamp(i64::from(i32::MAX), 999_999_000).map(|t| t.naive_utc());
+    match (first, last) {
+        (Some(first), Some(last)) => time.clamp(first, last),
+        _ => time,
+    }
 }

@@ -16,6 +16,10 @@ const ROWS_PER_INSERT: usize = 1000;
 /// Bytes of text per INSERT statement: far below PostgreSQL's 1 GiB limit on one protocol message,
 /// which 1,000 messages at the default 1 MiB limit (plus metadata) would exceed.
 const BYTES_PER_INSERT: usize = 64 << 20;
+/// On MySQL a statement must fit in the server's `max_allowed_packet`: 16 MiB by default on
+/// MariaDB (64 MiB on MySQL 8).
+#[cfg(feature = "mysql")]
+const MYSQL_BYTES_PER_INSERT: usize = 8 << 20;
 
 /// Inserts the rows, which all belong to one conversation and share their `created_at` (one
 /// append). A single row has its own statement, which Diesel caches as a prepared statement; more
@@ -45,16 +49,30 @@ pub(crate) fn insert(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> 
 fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
     if let [row] = rows {
         diesel::insert_into(messages).values(row).execute(conn)?;
-        return Ok(());
-    }
-    let text = |row: &NewMessageRow<'_>| row.content.len() + row.metadata.map_or(0, str::len);
-    for chunk in chunks(rows, text) {
-        match conn {
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => diesel::insert_into(messages).values(chunk).execute(c)?,
-            #[cfg(feature = "postgres")]
-            Conn::Pg(c) => insert_unnested(c, chunk)?,
+    } else {
+        let text = |row: &NewMessageRow<'_>| row.content.len() + row.metadata.map_or(0, str::len);
+        let limit = match conn {
+            #[cfg(feature = "mysql")]
+            Conn::Mysql(_) => MYSQL_BYTES_PER_INSERT,
+            #[allow(unreachable_patterns)]
+            _ => BYTES_PER_INSERT,
         };
+        for chunk in chunks(rows, limit, text) {
+            match conn {
+                #[cfg(feature = "sqlite")]
+                Conn::Sqlite(c) => diesel::insert_into(messages).values(chunk).execute(c)?,
+                #[cfg(feature = "postgres")]
+                Conn::Pg(c) => insert_unnested(c, chunk)?,
+                #[cfg(feature = "mysql")]
+                Conn::Mysql(c) => diesel::insert_into(messages).values(chunk).execute(c)?,
+            };
+        }
+    }
+    // The other backends' indexes are kept by the database itself.
+    #[cfg(feature = "mysql")]
+    #[allow(irrefutable_let_patterns)]
+    if let Conn::Mysql(c) = conn {
+        super::search::mysql::index(c, rows)?;
     }
     Ok(())
 }
@@ -87,9 +105,13 @@ fn insert_unnested(conn: &mut diesel::PgConnection, rows: &[NewMessageRow<'_>]) 
     .execute(conn)?)
 }
 
-/// Splits `items` into runs of at most `ROWS_PER_INSERT` items and `BYTES_PER_INSERT` bytes (a
-/// single larger item makes a run of its own).
-fn chunks<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
+/// Splits `items` into runs of at most `ROWS_PER_INSERT` items and `max_bytes` bytes (a single
+/// larger item makes a run of its own).
+fn chunks<T>(
+    items: &[T],
+    max_bytes: usize,
+    bytes: impl Fn(&T) -> usize,
+) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         let mut total = 0;
@@ -98,7 +120,7 @@ fn chunks<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> impl Iterator<Item = &
             .take(ROWS_PER_INSERT)
             .take_while(|item| {
                 total += bytes(item);
-                total <= BYTES_PER_INSERT
+                total <= max_bytes
             })
             .count()
             .max(1)
@@ -209,7 +231,9 @@ mod tests {
     use super::*;
 
     fn lengths(sizes: &[usize]) -> Vec<usize> {
-        chunks(sizes, |&size| size).map(<[usize]>::len).collect()
+        chunks(sizes, BYTES_PER_INSERT, |&size| size)
+            .map(<[usize]>::len)
+            .collect()
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Full-text search: hand-written SQL over each backend's index (an FTS5 table on SQLite, a
-//! generated tsvector column with a GIN index on PostgreSQL), with the same binds on both.
+//! generated tsvector column with a GIN index on PostgreSQL, with the same binds on both; on MySQL
+//! a table of each message's words that the store fills itself, see the `mysql` module).
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Nullable, Text};
@@ -28,6 +29,11 @@ struct HitRow {
 /// alongside the words: the index intersects the user's messages with the matches, rather than the
 /// database filtering every user's matches. The `user_id` condition stays, so correctness never
 /// rests on the token.
+// With MySQL alone, every call returns from the match.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(unreachable_code, unused_variables)
+)]
 pub(crate) fn find(
     conn: &mut Conn,
     user: &str,
@@ -42,7 +48,7 @@ pub(crate) fn find(
         None => ("", "$3", "$4"),
     };
     // Each backend's index: what to read, how a row matches, how it ranks, and the match itself.
-    let (from, matches, rank, matching) = match conn {
+    let (from, matches, rank, matching): (&str, &str, &str, String) = match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => (
             "messages_search s JOIN messages m ON m.key = s.rowid \
@@ -66,6 +72,9 @@ pub(crate) fn find(
             "ts_rank(m.search, q.q) DESC, ",
             tsquery(query),
         ),
+        // A statement of its own: see the module below.
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => return mysql::find(c, user, conversation, query, order, limit, offset),
     };
     let rank = match order {
         SearchOrder::BestMatch => rank,
@@ -125,4 +134,220 @@ fn tsquery(query: &Query) -> String {
         })
         .collect();
     phrases.join(" & ")
+}
+
+/// MySQL: InnoDB's FULLTEXT index skips short words and stop words by server-wide settings (see the
+/// migration), so the store keeps its own index, `message_words`: each message's distinct words,
+/// split and folded by the same Rust code as the query ([`crate::search`]). The index finds the
+/// messages holding every word of the query (words are cut to 64 characters there); each candidate
+/// is then checked against its content — phrases in order, whole words — before it counts.
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql {
+    use diesel::mysql::{Mysql, MysqlConnection};
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Binary, Text};
+
+    use super::{Cached, HitRow};
+    use crate::models::{Message, NewMessageRow};
+    use crate::search::{self, Query, SearchOrder};
+    use crate::Result;
+
+    diesel::table! {
+        message_words (message_id, word) {
+            message_id -> Binary,
+            user_id -> Text,
+            word -> Text,
+            hits -> Integer,
+        }
+    }
+
+    /// Word rows per INSERT: 4 binds each, far under MySQL's 65,535 placeholders.
+    const WORDS_PER_INSERT: usize = 5000;
+
+    #[derive(Insertable)]
+    #[diesel(table_name = message_words)]
+    struct WordRow<'a> {
+        message_id: &'a [u8],
+        user_id: &'a str,
+        word: String,
+        hits: i32,
+    }
+
+    /// Indexes the words of newly inserted messages.
+    pub(crate) fn index(conn: &mut MysqlConnection, rows: &[NewMessageRow<'_>]) -> Result<()> {
+        let words: Vec<WordRow<'_>> = rows
+            .iter()
+            .flat_map(|row| {
+                search::index_words(row.content)
+                    .into_iter()
+                    .map(|(word, hits)| WordRow {
+                        message_id: row.id,
+                        user_id: row.user_id,
+                        word,
+                        hits,
+                    })
+            })
+            .collect();
+        for chunk in words.chunks(WORDS_PER_INSERT) {
+            diesel::insert_into(message_words::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Indexes every stored message: run once, by the migration that creates the index.
+    pub(crate) fn index_stored_messages(conn: &mut MysqlConnection) -> Result<()> {
+        use crate::schema::messages::dsl::*;
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page: Vec<(Vec<u8>, String, String)> = messages
+                .filter(id.gt(&after))
+                .order(id)
+                .select((id, user_id, content))
+                .limit(500)
+                .load(conn)?;
+            let Some((last, _, _)) = page.last() else {
+                return Ok(());
+            };
+            after = last.clone();
+            conn.transaction(|conn| {
+                for (message, owner, text) in &page {
+                    let words: Vec<WordRow<'_>> = search::index_words(text)
+                        .into_iter()
+                        .map(|(word, hits)| WordRow {
+                            message_id: message,
+                            user_id: owner,
+                            word,
+                            hits,
+                        })
+                        .collect();
+                    for chunk in words.chunks(WORDS_PER_INSERT) {
+                        diesel::insert_into(message_words::table)
+                            .values(chunk)
+                            .execute(conn)?;
+                    }
+                }
+                Ok::<_, crate::Error>(())
+            })?;
+        }
+    }
+
+    /// A word's condition: its messages among the user's, by one range of `messages_search`.
+    fn word_condition(prefix: bool) -> &'static str {
+        match prefix {
+            false => {
+                "m.id IN (SELECT message_id FROM message_words WHERE user_id = ? AND word = ?)"
+            }
+            true => {
+                "m.id IN (SELECT message_id FROM message_words \
+                 WHERE user_id = ? AND word LIKE ? ESCAPE '!')"
+            }
+        }
+    }
+
+    /// See [`super::find`].
+    pub(crate) fn find(
+        conn: &mut MysqlConnection,
+        user: &str,
+        conversation: Option<&[u8]>,
+        query: &Query,
+        order: SearchOrder,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<(Message, Option<String>)>> {
+        // Each distinct word of the query once, as the index holds it, prefixes as LIKE patterns.
+        let mut words: Vec<(String, bool)> = Vec::new();
+        for phrase in &query.phrases {
+            let last = phrase.words.len().saturating_sub(1);
+            for (i, word) in phrase.words.iter().enumerate() {
+                let prefix = phrase.prefix && i == last;
+                let word = search::index_word(word);
+                let word = match prefix {
+                    // Words hold only letters, digits and marks; the escape is for safety's sake.
+                    true => format!("{}%", word.replace('!', "!!").replace(['%', '_'], "!$0")),
+                    false => word,
+                };
+                if !words.contains(&(word.clone(), prefix)) {
+                    words.push((word, prefix));
+                }
+            }
+        }
+        let conditions: Vec<&str> = words.iter().map(|(_, p)| word_condition(*p)).collect();
+        let rank = match order {
+            SearchOrder::BestMatch => {
+                let any: Vec<&str> = words
+                    .iter()
+                    .map(|(_, p)| {
+                        if *p {
+                            "w.word LIKE ? ESCAPE '!'"
+                        } else {
+                            "w.word = ?"
+                        }
+                    })
+                    .collect();
+                format!(
+                    "(SELECT SUM(w.hits) FROM message_words w WHERE w.message_id = m.id \
+                     AND ({})) DESC, ",
+                    any.join(" OR ")
+                )
+            }
+            _ => String::new(),
+        };
+        let in_conversation = match conversation {
+            Some(_) => "AND m.conversation_id = ?",
+            None => "",
+        };
+        let sql = format!(
+            "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+             c.title FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.user_id = ? {in_conversation} AND {} \
+             ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?",
+            conditions.join(" AND ")
+        );
+        // Candidates come in pages, checked against their content, until the page asked for is
+        // full: usually at once, since the index is exact for words of up to 64 characters and
+        // only a phrase's order can fail the check.
+        let wanted = (offset + limit).max(0) as usize;
+        let mut found: Vec<(Message, Option<String>)> = Vec::new();
+        let mut skipped_candidates = 0i64;
+        let mut batch = (offset + limit).clamp(16, 4096);
+        loop {
+            let mut statement = diesel::sql_query(sql.as_str())
+                .into_boxed::<Mysql>()
+                .bind::<Text, _>(user);
+            if let Some(conversation) = conversation {
+                statement = statement.bind::<Binary, _>(conversation);
+            }
+            for (word, _) in &words {
+                statement = statement.bind::<Text, _>(user).bind::<Text, _>(word);
+            }
+            if order == SearchOrder::BestMatch {
+                for (word, _) in &words {
+                    statement = statement.bind::<Text, _>(word);
+                }
+            }
+            let statement = statement
+                .bind::<BigInt, _>(batch)
+                .bind::<BigInt, _>(skipped_candidates);
+            let rows: Vec<HitRow> = Cached(statement).load(conn)?;
+            let exhausted = (rows.len() as i64) < batch;
+            skipped_candidates += rows.len() as i64;
+            for row in rows {
+                let message = row.message.into_model()?;
+                if search::matches_all(&message.content, query) {
+                    found.push((message, row.title));
+                }
+            }
+            if exhausted || found.len() >= wanted {
+                break;
+            }
+            batch = (batch * 2).min(4096);
+        }
+        Ok(found
+            .into_iter()
+            .skip(offset.max(0) as usize)
+            .take(limit.max(0) as usize)
+            .collect())
+    }
 }
