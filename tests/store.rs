@@ -41,6 +41,13 @@ macro_rules! backend_tests {
                 super::$persistent(&super::TestDb::new(super::Kind::Postgres))
             } )*
         }
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            $( #[test] fn $every() { super::$every(&super::TestDb::new(super::Kind::Mysql)) } )*
+            $( #[test] fn $persistent() {
+                super::$persistent(&super::TestDb::new(super::Kind::Mysql))
+            } )*
+        }
     };
 }
 
@@ -1145,7 +1152,13 @@ fn open_at_once(db: &TestDb) {
 
 fn verify_schema_names_a_dropped_index(db: &TestDb) {
     let store = db.open();
-    db.execute("DROP INDEX conversations_user_updated").unwrap();
+    let on_table = if db.kind == Kind::Mysql {
+        " ON conversations"
+    } else {
+        ""
+    };
+    db.execute(&format!("DROP INDEX conversations_user_updated{on_table}"))
+        .unwrap();
     let report = store.verify_schema().unwrap();
     assert!(!report.is_complete());
     let missing: Vec<_> = report.missing().map(|i| (i.kind, i.name)).collect();
@@ -1178,8 +1191,12 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
     let refused = [
         (
             sql.conversation(1, "alice", Some(&title_256)),
-            // PostgreSQL's VARCHAR(255) refuses it before the CHECK does.
-            &["conversations_title_length", "character varying(255)"][..],
+            // PostgreSQL's and MySQL's VARCHAR(255) refuse it before the CHECK does.
+            &[
+                "conversations_title_length",
+                "character varying(255)",
+                "Data too long for column 'title'",
+            ][..],
         ),
         (
             sql.conversation(2, "", None),
@@ -1376,7 +1393,7 @@ fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
         ))
     };
     let fk = match db.kind {
-        Kind::Postgres => "messages_conversation_fk",
+        Kind::Postgres | Kind::Mysql => "messages_conversation_fk",
         _ => "FOREIGN KEY constraint failed",
     };
     let err =
@@ -1472,7 +1489,6 @@ fn conversation_ids_parse_and_refuse_garbage() {
 fn unsupported_urls_are_refused_with_a_clear_error() {
     for url in [
         "",
-        "mysql://root@127.0.0.1/test",
         "redis://127.0.0.1",
         "sqlite://",
         "sqlite:",
@@ -1515,6 +1531,52 @@ fn an_unreachable_postgres_server_fails_open_with_the_real_error() {
     let err =
         ChatStore::open("postgres://postgres@127.0.0.1:1/test?connect_timeout=2").unwrap_err();
     assert!(matches!(err, Error::Connect(_)), "{err:?}");
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn an_unreachable_mysql_server_fails_open_with_the_real_error() {
+    for url in [
+        "mysql://root@127.0.0.1:1/test",
+        "mariadb://root@127.0.0.1:1/test",
+    ] {
+        let err = ChatStore::open(url).unwrap_err();
+        assert!(matches!(err, Error::Connect(_)), "{url}: {err:?}");
+    }
+}
+
+#[cfg(not(feature = "mysql"))]
+#[test]
+fn a_mysql_url_names_the_feature_to_enable() {
+    let err = ChatStore::open("mysql://root@127.0.0.1/test").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BackendNotEnabled {
+                feature: "mysql",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_open_waits_for_another_migrator_at_most_the_connection_timeout() {
+    let db = TestDb::new(Kind::Mysql);
+    {
+        // The named lock chatstore's migration run takes, held by another session.
+        let _migrating = db.hold("DO GET_LOCK(CONCAT('chatstore:', MD5(DATABASE())), 10)");
+        let started = std::time::Instant::now();
+        let err = ChatStore::builder(db.url.clone())
+            .connection_timeout(Duration::from_millis(300))
+            .open()
+            .unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    assert!(db.open().verify_schema().unwrap().is_complete());
 }
 
 #[cfg(not(feature = "sqlite"))]

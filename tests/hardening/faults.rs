@@ -1,9 +1,9 @@
-//! Connection faults on PostgreSQL: the server terminates the store's connections again and again
+//! Connection faults on the servers: the server terminates the store's connections again and again
 //! while threads append and read (what a failover or an administrator does). The calls in flight get
 //! `ConnectionLost` and nothing else; retried with their client ids, every message is stored exactly
 //! once and in order; and once the faults stop, the same store works without being reopened.
 
-#![cfg(feature = "postgres")]
+#![cfg(any(feature = "postgres", feature = "mysql"))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,9 +31,20 @@ fn until_ok<T>(lost: &AtomicUsize, mut call: impl FnMut() -> Result<T, Error>) -
     }
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_terminated_connections_fail_only_calls_in_flight_and_lose_nothing() {
-    let db = TestDb::new(Kind::Postgres);
+    terminated_connections_fail_only_calls_in_flight_and_lose_nothing(Kind::Postgres);
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_killed_connections_fail_only_calls_in_flight_and_lose_nothing() {
+    terminated_connections_fail_only_calls_in_flight_and_lose_nothing(Kind::Mysql);
+}
+
+fn terminated_connections_fail_only_calls_in_flight_and_lose_nothing(kind: Kind) {
+    let db = TestDb::new(kind);
     let store = db.open();
     let alice = UserId::new("alice").unwrap();
     let conv = store.create_conversation(&alice, None).unwrap().id;
@@ -87,12 +98,7 @@ fn postgres_terminated_connections_fail_only_calls_in_flight_and_lose_nothing() 
     // The faults: every server process of the store's database, killed, `rounds` times.
     let mut terminated = 0;
     for _ in 0..rounds {
-        terminated += db
-            .scalar(
-                "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) AS killed \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND killed",
-            )
-            .unwrap();
+        terminated += db.terminate_other_connections();
         thread::sleep(Duration::from_millis(1 + random_below(20)));
     }
     faults_over.store(true, Ordering::Relaxed);

@@ -383,7 +383,8 @@ fn a_large_message_of_distinct_words_is_stored_and_its_start_indexed(db: &TestDb
     );
 }
 
-/// VACUUM may renumber SQLite's implicit rowids; the index is keyed by an explicit one.
+/// VACUUM may renumber SQLite's implicit rowids; the index is keyed by an explicit one. (MySQL
+/// rebuilds its tables with OPTIMIZE TABLE.)
 fn the_index_survives_a_vacuum(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
@@ -391,7 +392,12 @@ fn the_index_survives_a_vacuum(db: &TestDb) {
     with_messages(&store, &alice, &["banana three", "apple four"]);
     store.delete_conversation(&alice, gone).unwrap();
     drop(store);
-    db.execute("VACUUM").unwrap();
+    match db.kind {
+        Kind::Mysql => db
+            .execute("OPTIMIZE TABLE messages, message_words")
+            .unwrap(),
+        _ => db.execute("VACUUM").unwrap(),
+    }
     let store = db.open();
     assert_eq!(found(&store, &alice, "apple"), ["apple four"]);
     assert_eq!(found(&store, &alice, "banana"), ["banana three"]);

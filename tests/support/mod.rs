@@ -13,6 +13,9 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations =
 #[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/postgres");
+#[cfg(feature = "mysql")]
+const MYSQL_MIGRATIONS: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/mysql");
 
 /// Where a test database lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,15 +25,17 @@ pub enum Kind {
     SqliteMemory,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Mysql,
 }
 
 /// A fresh, empty database of one kind. A SQLite file lives in a temporary directory; a PostgreSQL
-/// database gets a unique name on the test server and is dropped (with its connections) on `Drop`.
+/// or MySQL database gets a unique name on the test server and is dropped on `Drop`.
 pub struct TestDb {
     pub kind: Kind,
     pub url: String,
     _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
+    server_name: Option<String>,
 }
 
 impl TestDb {
@@ -43,14 +48,14 @@ impl TestDb {
                     kind,
                     url,
                     _dir: Some(dir),
-                    pg_name: None,
+                    server_name: None,
                 }
             }
             Kind::SqliteMemory => TestDb {
                 kind,
                 url: ":memory:".into(),
                 _dir: None,
-                pg_name: None,
+                server_name: None,
             },
             Kind::Postgres => {
                 let name = format!("chatstore_test_{}", uuid::Uuid::now_v7().simple());
@@ -60,7 +65,18 @@ impl TestDb {
                     kind,
                     url,
                     _dir: None,
-                    pg_name: Some(name),
+                    server_name: Some(name),
+                }
+            }
+            Kind::Mysql => {
+                let name = format!("chatstore_test_{}", uuid::Uuid::now_v7().simple());
+                mysql_admin_execute(&format!("CREATE DATABASE {name}"));
+                let url = with_database(&mysql_admin_url(), &name);
+                TestDb {
+                    kind,
+                    url,
+                    _dir: None,
+                    server_name: Some(name),
                 }
             }
         }
@@ -80,6 +96,8 @@ impl TestDb {
             Kind::Postgres => diesel::pg::PgConnection::establish(&self.url)
                 .expect("connect")
                 .batch_execute(sql),
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => mysql_connection(&self.url).batch_execute(sql),
             _ => panic!("no direct connection to {:?}", self.kind),
         }
     }
@@ -97,6 +115,12 @@ impl TestDb {
             #[cfg(feature = "postgres")]
             Kind::Postgres => {
                 let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
+                c.batch_execute(sql).expect(sql);
+                Box::new(c)
+            }
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => {
+                let mut c = mysql_connection(&self.url);
                 c.batch_execute(sql).expect(sql);
                 Box::new(c)
             }
@@ -124,10 +148,46 @@ impl TestDb {
             #[cfg(feature = "postgres")]
             Kind::Postgres => query
                 .get_result(&mut diesel::pg::PgConnection::establish(&self.url).expect("connect")),
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => query.get_result(&mut mysql_connection(&self.url)),
             _ => return None,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
         Some(row.n)
+    }
+
+    /// Terminates every other connection to this server database (the store's), as a failover or
+    /// an administrator would; returns how many.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub fn terminate_other_connections(&self) -> i64 {
+        match self.kind {
+            Kind::Postgres => self
+                .scalar(
+                    "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) AS killed \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() AND killed",
+                )
+                .unwrap_or(0),
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => {
+                #[derive(diesel::QueryableByName)]
+                struct Id {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    id: i64,
+                }
+                let mut c = mysql_connection(&self.url);
+                let ids: Vec<Id> = diesel::sql_query(
+                    "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist \
+                     WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+                )
+                .load(&mut c)
+                .expect("processlist");
+                // A connection that ended meanwhile is not an error.
+                ids.iter()
+                    .filter(|i| c.batch_execute(&format!("KILL CONNECTION {}", i.id)).is_ok())
+                    .count() as i64
+            }
+            _ => panic!("no server behind {:?}", self.kind),
+        }
     }
 
     /// Runs the newest migration's `down.sql`, as `diesel migration revert` would.
@@ -143,6 +203,12 @@ impl TestDb {
             Kind::Postgres => {
                 let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
                 c.revert_last_migration(POSTGRES_MIGRATIONS)
+                    .expect("revert");
+            }
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => {
+                mysql_connection(&self.url)
+                    .revert_last_migration(MYSQL_MIGRATIONS)
                     .expect("revert");
             }
             _ => panic!("no direct connection to {:?}", self.kind),
@@ -164,6 +230,12 @@ impl TestDb {
                 c.revert_all_migrations(POSTGRES_MIGRATIONS)
                     .expect("revert");
             }
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => {
+                mysql_connection(&self.url)
+                    .revert_all_migrations(MYSQL_MIGRATIONS)
+                    .expect("revert");
+            }
             _ => panic!("no direct connection to {:?}", self.kind),
         }
     }
@@ -171,8 +243,14 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some(name) = &self.pg_name {
-            admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        match (&self.server_name, self.kind) {
+            (Some(name), Kind::Mysql) => {
+                mysql_admin_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            }
+            (Some(name), _) => {
+                admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            }
+            (None, _) => {}
         }
     }
 }
@@ -220,4 +298,31 @@ fn with_database(url: &str, name: &str) -> String {
         .find('/')
         .map_or(base.len(), |i| host_start + i);
     format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// The server the MySQL tests run on: `CHATSTORE_TEST_MYSQL_URL`, or the local MariaDB.
+fn mysql_admin_url() -> String {
+    std::env::var("CHATSTORE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// A connection of a well-behaved other program.
+#[cfg(feature = "mysql")]
+fn mysql_connection(url: &str) -> diesel::mysql::MysqlConnection {
+    diesel::mysql::MysqlConnection::establish(url).expect("connect")
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_admin_execute(sql: &str) {
+    let url = mysql_admin_url();
+    let mut conn = diesel::mysql::MysqlConnection::establish(&url).unwrap_or_else(|e| {
+        panic!("the MySQL tests need a server at {url} (set CHATSTORE_TEST_MYSQL_URL): {e}")
+    });
+    conn.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql_admin_execute(_: &str) {
+    unreachable!("MySQL tests are compiled only with the mysql feature")
 }
