@@ -150,6 +150,12 @@ pub enum Error {
     /// Any other error reported by the database.
     #[error("database error: {0}")]
     Database(#[source] diesel::result::Error),
+
+    /// A call of the `AsyncChatStore` (cargo feature `tokio`) did not finish on tokio's blocking
+    /// pool: it panicked (in a cost function of yours, say), the runtime shut down before it ran
+    /// (it wrote nothing then), or no tokio runtime was running. The text says which.
+    #[error("the blocking task failed: {0}")]
+    TaskFailed(String),
 }
 
 /// Why a user id or title was refused.

@@ -6,6 +6,8 @@ compile_error!(
     "chatstore needs at least one backend: enable the feature \"sqlite\", \"postgres\" or \"mysql\""
 );
 
+#[cfg(feature = "tokio")]
+mod async_store;
 mod config;
 mod conn;
 mod context;
@@ -21,6 +23,8 @@ mod store;
 mod title;
 mod verify;
 
+#[cfg(feature = "tokio")]
+pub use async_store::AsyncChatStore;
 pub use config::{StoreBuilder, Synchronous};
 pub use conn::Backend;
 pub use context::{char_cost, ContextOptions, ContextWindow};

@@ -102,6 +102,27 @@ impl<'a> SearchQuery<'a> {
     pub(crate) fn page(&self) -> (u32, u32) {
         (self.limit, self.offset)
     }
+
+    /// The same query with another text: how a query moves to another thread with its text owned
+    /// (the async store's blocking pool).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn with_text<'b>(&self, text: &'b str) -> SearchQuery<'b> {
+        // Destructured, so that a field added to SearchQuery cannot be left behind unnoticed.
+        let SearchQuery {
+            text: _,
+            conversation,
+            order,
+            limit,
+            offset,
+        } = *self;
+        SearchQuery {
+            text,
+            conversation,
+            order,
+            limit,
+            offset,
+        }
+    }
 }
 
 /// One message found, with where it is and why it matched.

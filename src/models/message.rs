@@ -169,6 +169,47 @@ impl<'a> NewMessage<'a> {
     }
 }
 
+/// A [`NewMessage`] that owns its content and metadata, so that it can move to another thread (the
+/// async store's blocking pool) and be lent out as a `NewMessage` there.
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub(crate) struct OwnedNewMessage {
+    id: Option<MessageId>,
+    role: Role,
+    content: String,
+    metadata: Option<Value>,
+}
+
+#[cfg(feature = "tokio")]
+impl OwnedNewMessage {
+    /// Copies `message`'s content and metadata.
+    pub(crate) fn new(message: &NewMessage<'_>) -> Self {
+        // Destructured, so that a field added to NewMessage cannot be left behind unnoticed.
+        let NewMessage {
+            id,
+            role,
+            content,
+            metadata,
+        } = *message;
+        OwnedNewMessage {
+            id,
+            role,
+            content: content.to_owned(),
+            metadata: metadata.cloned(),
+        }
+    }
+
+    /// The message again, borrowing from this copy.
+    pub(crate) fn borrow(&self) -> NewMessage<'_> {
+        NewMessage {
+            id: self.id,
+            role: self.role,
+            content: &self.content,
+            metadata: self.metadata.as_ref(),
+        }
+    }
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

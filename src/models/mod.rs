@@ -7,6 +7,8 @@ mod message;
 pub(crate) use columns::{DbId, DbRole, DbTime};
 pub use conversation::Conversation;
 pub(crate) use conversation::{ConversationRow, NewConversationRow};
+#[cfg(feature = "tokio")]
+pub(crate) use message::OwnedNewMessage;
 pub use message::{Message, NewMessage, Role};
 pub(crate) use message::{MessageRow, NewMessageRow};
 
