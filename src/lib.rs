@@ -20,6 +20,8 @@ mod search;
 mod store;
 mod title;
 mod verify;
+#[cfg(feature = "serde")]
+mod wire;
 
 pub use config::{StoreBuilder, Synchronous};
 pub use conn::Backend;

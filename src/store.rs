@@ -284,8 +284,10 @@ fn moved_on(
     })
 }
 
-/// What [`ChatStore::delete_user_data`] removed.
+/// What [`ChatStore::delete_user_data`] removed. With the `serde` feature:
+/// `{"conversations", "messages"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct DeletedCounts {
     /// Conversations deleted.

@@ -47,6 +47,8 @@ macro_rules! backend_tests {
 mod context;
 mod hardening;
 mod search;
+#[cfg(feature = "serde")]
+mod serialization;
 
 backend_tests! {
     every: [
