@@ -19,6 +19,7 @@ mod schema;
 mod search;
 mod store;
 mod title;
+mod token;
 mod verify;
 #[cfg(feature = "serde")]
 mod wire;

@@ -50,7 +50,8 @@ impl Page {
 /// cursor with [`ConversationCursor::new`] on the next request; a cursor only ever selects among
 /// the acting user's conversations, whatever values it holds.
 ///
-/// With the `serde` feature a cursor is `{"updated_at", "id"}`, read back through
+/// For an opaque string to hand out instead, see [`to_token`](ConversationCursor::to_token). With
+/// the `serde` feature a cursor is `{"updated_at", "id"}`, read back through
 /// [`ConversationCursor::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationCursor {
@@ -116,7 +117,8 @@ pub struct ConversationPage {
 /// 100-message history as on a 100,000-message one.
 ///
 /// With the `serde` feature: `"all"`, `{"latest": n}`, `{"before": {"seq", "limit"}}` or
-/// `{"after": {"seq", "limit"}}`.
+/// `{"after": {"seq", "limit"}}`. For an opaque string to hand out instead, see
+/// [`to_token`](Window::to_token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]

@@ -49,6 +49,7 @@ mod hardening;
 mod search;
 #[cfg(feature = "serde")]
 mod serialization;
+mod tokens;
 
 backend_tests! {
     every: [
