@@ -20,6 +20,7 @@ mod search;
 mod store;
 mod title;
 mod token;
+mod trace;
 mod verify;
 #[cfg(feature = "serde")]
 mod wire;

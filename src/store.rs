@@ -23,6 +23,7 @@ use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Windo
 use crate::queries::{self, catalog, conversations, messages};
 use crate::search::{self, SearchHit, SearchQuery, SearchResults};
 use crate::title::parse_optional;
+use crate::trace::{self, Recorded};
 use crate::verify::SchemaReport;
 use crate::{Error, Result};
 
@@ -40,6 +41,13 @@ use crate::{Error, Result};
 /// within the connection timeout), [`Error::ConnectionLost`] (retry: the connection is replaced),
 /// [`Error::Busy`] (a SQLite write that another process kept waiting past the busy timeout) or
 /// [`Error::Database`].
+///
+/// With the cargo feature `tracing`, every method (and opening, and its migration run) runs in a
+/// `debug` span named `chatstore` with the fields `operation` (the method's name), `backend`
+/// (`"sqlite"` or `"postgres"`), `rows` (rows written or returned; empty for
+/// `delete_conversation`, `open` and `migrate`) and `elapsed_us`, and ends with a `debug` event, or
+/// a `warn` event with the error. Spans and events never hold message content, titles, metadata,
+/// search text or user ids, and errors never quote them.
 #[derive(Clone)]
 pub struct ChatStore {
     pool: Pool<Manager>,
@@ -329,6 +337,12 @@ impl ChatStore {
         self.backend
     }
 
+    /// Runs `f` as the public operation `operation`: in a span, with the `tracing` feature (see
+    /// `trace.rs`); a plain call of `f` without it.
+    fn op<T: Recorded>(&self, operation: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        trace::op(operation, Some(self.backend), f)
+    }
+
     /// Runs `f` on a pooled connection; a connection found lost is dropped from the pool.
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut pooled = self.pool.get().map_err(Error::Pool)?;
@@ -351,25 +365,27 @@ impl ChatStore {
     /// # Errors
     /// [`Error::InvalidTitle`]; connection and database errors.
     pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
-        let title = parse_optional(title)?;
-        let id = ConversationId::generate();
-        let now = models::now();
-        let row = NewConversationRow {
-            id: id.as_bytes(),
-            user_id: user.as_str(),
-            title: title.as_ref().map(|t| t.as_str()),
-            created_at: now.naive_utc(),
-            updated_at: now.naive_utc(),
-            message_count: 0,
-        };
-        self.write(|conn| conversations::insert(conn, &row))?;
-        Ok(Conversation {
-            id,
-            user_id: user.clone(),
-            title: title.map(|t| t.as_str().to_owned()),
-            created_at: now,
-            updated_at: now,
-            message_count: 0,
+        self.op("create_conversation", || {
+            let title = parse_optional(title)?;
+            let id = ConversationId::generate();
+            let now = models::now();
+            let row = NewConversationRow {
+                id: id.as_bytes(),
+                user_id: user.as_str(),
+                title: title.as_ref().map(|t| t.as_str()),
+                created_at: now.naive_utc(),
+                updated_at: now.naive_utc(),
+                message_count: 0,
+            };
+            self.write(|conn| conversations::insert(conn, &row))?;
+            Ok(Conversation {
+                id,
+                user_id: user.clone(),
+                title: title.map(|t| t.as_str().to_owned()),
+                created_at: now,
+                updated_at: now,
+                message_count: 0,
+            })
         })
     }
 
@@ -379,6 +395,11 @@ impl ChatStore {
     /// [`Error::NotFound`] if it does not exist or another user owns it; connection and database
     /// errors.
     pub fn conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
+        self.op("conversation", || self.find_conversation(user, id))
+    }
+
+    /// [`conversation`](Self::conversation), for the operations that need it.
+    fn find_conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
         self.with_conn(|conn| conversations::find(conn, user.as_str(), id.as_bytes()))?
             .map(ConversationRow::into_model)
             .ok_or(Error::NotFound)
@@ -406,26 +427,28 @@ impl ChatStore {
     /// # Errors
     /// Connection and database errors.
     pub fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
-        let limit = page.limit.clamp(1, self.limits.max_page_size);
-        let after = page.after.map(|c| (c.updated_at, c.id));
-        let rows = self.with_conn(|conn| {
-            let after = after.as_ref().map(|(time, id)| (*time, id.as_bytes()));
-            // One row more than asked tells whether a next page exists.
-            conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
-        })?;
-        let mut items: Vec<Conversation> =
-            rows.into_iter().map(ConversationRow::into_model).collect();
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|last| Page::after(ConversationCursor::new(last.updated_at, last.id), limit))
-        } else {
-            None
-        };
-        Ok(ConversationPage {
-            conversations: items,
-            next,
+        self.op("list_conversations", || {
+            let limit = page.limit.clamp(1, self.limits.max_page_size);
+            let after = page.after.map(|c| (c.updated_at, c.id));
+            let rows = self.with_conn(|conn| {
+                let after = after.as_ref().map(|(time, id)| (*time, id.as_bytes()));
+                // One row more than asked tells whether a next page exists.
+                conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
+            })?;
+            let mut items: Vec<Conversation> =
+                rows.into_iter().map(ConversationRow::into_model).collect();
+            let next = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(|last| {
+                    Page::after(ConversationCursor::new(last.updated_at, last.id), limit)
+                })
+            } else {
+                None
+            };
+            Ok(ConversationPage {
+                conversations: items,
+                next,
+            })
         })
     }
 
@@ -440,16 +463,18 @@ impl ChatStore {
         id: ConversationId,
         title: Option<&str>,
     ) -> Result<Conversation> {
-        let title = parse_optional(title)?;
-        let now = models::now().naive_utc();
-        self.write(|conn| {
-            let title = title.as_ref().map(|t| t.as_str());
-            if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
-                return Err(Error::NotFound);
-            }
-            conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
+        self.op("rename_conversation", || {
+            let title = parse_optional(title)?;
+            let now = models::now().naive_utc();
+            self.write(|conn| {
+                let title = title.as_ref().map(|t| t.as_str());
+                if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
+                    return Err(Error::NotFound);
+                }
+                conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
+            })
+            .map(ConversationRow::into_model)
         })
-        .map(ConversationRow::into_model)
     }
 
     /// Deletes the conversation and all its messages, atomically.
@@ -457,10 +482,12 @@ impl ChatStore {
     /// # Errors
     /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
     pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
-        match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
-            0 => Err(Error::NotFound),
-            _ => Ok(()),
-        }
+        self.op("delete_conversation", || {
+            match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
+                0 => Err(Error::NotFound),
+                _ => Ok(()),
+            }
+        })
     }
 
     /// Appends one message; see [`append_messages`](Self::append_messages).
@@ -473,11 +500,13 @@ impl ChatStore {
         conversation: ConversationId,
         message: NewMessage<'_>,
     ) -> Result<Message> {
-        let stored = self.insert_messages(user, conversation, &[message], None)?;
-        stored
-            .into_iter()
-            .next()
-            .ok_or_else(|| models::corrupt_row("an append of one message stored none"))
+        self.op("append_message", || {
+            let stored = self.insert_messages(user, conversation, &[message], None)?;
+            stored
+                .into_iter()
+                .next()
+                .ok_or_else(|| models::corrupt_row("an append of one message stored none"))
+        })
     }
 
     /// Appends messages to the end of the conversation, all or nothing: they get consecutive seqs
@@ -524,7 +553,9 @@ impl ChatStore {
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
-        self.insert_messages(user, conversation, batch, None)
+        self.op("append_messages", || {
+            self.insert_messages(user, conversation, batch, None)
+        })
     }
 
     /// Appends the batch only if the conversation's last seq is still `last_seq` (0 for an empty
@@ -557,7 +588,9 @@ impl ChatStore {
         last_seq: i64,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
-        self.insert_messages(user, conversation, batch, Some(last_seq))
+        self.op("append_if_last_seq", || {
+            self.insert_messages(user, conversation, batch, Some(last_seq))
+        })
     }
 
     /// Validates the batch, then writes it — unless it is a retry of a stored batch — if the
@@ -576,7 +609,7 @@ impl ChatStore {
             self.limits.max_content_bytes,
         )?;
         if new_messages.is_empty() {
-            let found = self.conversation(user, conversation)?;
+            let found = self.find_conversation(user, conversation)?;
             return match last_seq {
                 Some(expected) if expected != found.message_count => Err(Error::Conflict {
                     expected,
@@ -631,17 +664,19 @@ impl ChatStore {
         conversation: ConversationId,
         window: Window,
     ) -> Result<MessagePage> {
-        let (total, messages) = self
-            .with_conn(|conn| {
-                messages::window(
-                    conn,
-                    user.as_str(),
-                    conversation.as_bytes(),
-                    window.bounds(),
-                )
-            })?
-            .ok_or(Error::NotFound)?;
-        Ok(MessagePage::new(messages, window, total))
+        self.op("messages", || {
+            let (total, messages) = self
+                .with_conn(|conn| {
+                    messages::window(
+                        conn,
+                        user.as_str(),
+                        conversation.as_bytes(),
+                        window.bounds(),
+                    )
+                })?
+                .ok_or(Error::NotFound)?;
+            Ok(MessagePage::new(messages, window, total))
+        })
     }
 
     /// The newest messages of the conversation whose total cost fits `budget`, in the order to send
@@ -683,13 +718,15 @@ impl ChatStore {
         conversation: ConversationId,
         budget: u64,
     ) -> Result<ContextWindow> {
-        self.context_window_with(
-            user,
-            conversation,
-            budget,
-            ContextOptions::default(),
-            crate::char_cost,
-        )
+        self.op("context_window", || {
+            self.build_context_window(
+                user,
+                conversation,
+                budget,
+                ContextOptions::default(),
+                crate::char_cost,
+            )
+        })
     }
 
     /// [`context_window`](Self::context_window) with options and a cost function of your own —
@@ -711,6 +748,23 @@ impl ChatStore {
     /// # Errors
     /// As [`context_window`](Self::context_window).
     pub fn context_window_with<F>(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        budget: u64,
+        options: ContextOptions,
+        cost: F,
+    ) -> Result<ContextWindow>
+    where
+        F: FnMut(&Message) -> u64,
+    {
+        self.op("context_window_with", || {
+            self.build_context_window(user, conversation, budget, options, cost)
+        })
+    }
+
+    /// [`context_window_with`](Self::context_window_with), for both context operations.
+    fn build_context_window<F>(
         &self,
         user: &UserId,
         conversation: ConversationId,
@@ -770,39 +824,41 @@ impl ChatStore {
     /// [`Error::InvalidQuery`] for a query that cannot be run; [`Error::NotFound`] if a conversation
     /// to search in is not the user's; connection and database errors.
     pub fn search_messages(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults> {
-        let parsed = search::parse(query.text())?;
-        let (limit, offset) = query.page();
-        let limit = limit.clamp(1, self.limits.max_page_size);
-        let conversation = query.conversation();
-        let found = self.with_conn(|conn| {
-            if let Some(conversation) = conversation {
-                conversations::find(conn, user.as_str(), conversation.as_bytes())?
-                    .ok_or(Error::NotFound)?;
-            }
-            // One row more than asked tells whether a next page exists.
-            queries::search::find(
-                conn,
-                user.as_str(),
-                conversation.as_ref().map(ConversationId::as_bytes),
-                &parsed,
-                query.ordering(),
-                i64::from(limit) + 1,
-                i64::from(offset),
-            )
-        })?;
-        let more = found.len() > limit as usize;
-        let hits = found
-            .into_iter()
-            .take(limit as usize)
-            .map(|(message, conversation_title)| SearchHit {
-                snippet: search::snippet(&message.content, &parsed),
-                message,
-                conversation_title,
+        self.op("search_messages", || {
+            let parsed = search::parse(query.text())?;
+            let (limit, offset) = query.page();
+            let limit = limit.clamp(1, self.limits.max_page_size);
+            let conversation = query.conversation();
+            let found = self.with_conn(|conn| {
+                if let Some(conversation) = conversation {
+                    conversations::find(conn, user.as_str(), conversation.as_bytes())?
+                        .ok_or(Error::NotFound)?;
+                }
+                // One row more than asked tells whether a next page exists.
+                queries::search::find(
+                    conn,
+                    user.as_str(),
+                    conversation.as_ref().map(ConversationId::as_bytes),
+                    &parsed,
+                    query.ordering(),
+                    i64::from(limit) + 1,
+                    i64::from(offset),
+                )
+            })?;
+            let more = found.len() > limit as usize;
+            let hits = found
+                .into_iter()
+                .take(limit as usize)
+                .map(|(message, conversation_title)| SearchHit {
+                    snippet: search::snippet(&message.content, &parsed),
+                    message,
+                    conversation_title,
+                })
+                .collect();
+            Ok(SearchResults {
+                hits,
+                next_offset: more.then(|| offset.saturating_add(limit)),
             })
-            .collect();
-        Ok(SearchResults {
-            hits,
-            next_offset: more.then(|| offset.saturating_add(limit)),
         })
     }
 
@@ -812,10 +868,12 @@ impl ChatStore {
     /// # Errors
     /// Connection and database errors (nothing is deleted then).
     pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
-        let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
-        Ok(DeletedCounts {
-            conversations: counts.len() as u64,
-            messages: counts.iter().map(|&n| n as u64).sum(),
+        self.op("delete_user_data", || {
+            let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
+            Ok(DeletedCounts {
+                conversations: counts.len() as u64,
+                messages: counts.iter().map(|&n| n as u64).sum(),
+            })
         })
     }
 
@@ -831,7 +889,9 @@ impl ChatStore {
     /// # Errors
     /// Connection and database errors.
     pub fn verify_schema(&self) -> Result<SchemaReport> {
-        let found = self.with_conn(catalog::objects)?;
-        Ok(SchemaReport::new(&found))
+        self.op("verify_schema", || {
+            let found = self.with_conn(catalog::objects)?;
+            Ok(SchemaReport::new(&found))
+        })
     }
 }

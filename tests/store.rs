@@ -49,6 +49,8 @@ mod hardening;
 mod search;
 #[cfg(feature = "serde")]
 mod serialization;
+#[cfg(feature = "tracing")]
+mod spans;
 mod tokens;
 
 backend_tests! {
