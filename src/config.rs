@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::conn::{Manager, SqliteSettings, Target};
+use crate::trace;
 use crate::{ChatStore, Result};
 
 /// How hard SQLite works to keep a commit through a power cut (`PRAGMA synchronous`). Both settings
@@ -140,40 +141,45 @@ impl StoreBuilder {
     /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
     /// - [`Migration`](crate::Error::Migration) if a migration fails.
     pub fn open(self) -> Result<ChatStore> {
-        let mut target = Target::parse(&self.url)?;
-        target.bound_connect_time(self.connection_timeout);
-        let backend = target.backend();
-        let memory = matches!(target, Target::SqliteMemory(_));
-        let mut manager = Manager {
-            target,
-            sqlite: SqliteSettings {
-                busy_timeout: self.busy_timeout,
-                synchronous: self.synchronous,
-            },
-            anchor: None,
-        };
-        // Migrate on a connection of our own first: a wrong URL or a server that is down then
-        // fails here with the real error, not after a pool timeout.
-        let mut first = manager.connect_first()?;
-        crate::migrations::run(&mut first, self.connection_timeout)?;
-        let pool_size = if memory {
-            // An in-memory database lives as long as one connection to it is open: the first one
-            // stays with the store, so a pooled connection can be replaced without losing data.
-            manager.anchor = Some(std::sync::Mutex::new(first));
-            // Connections to one shared in-memory database lock whole tables and fail at once
-            // ("database table is locked") instead of waiting: one at a time.
-            1
-        } else {
-            self.pool_size
-        };
-        let pool = diesel::r2d2::Pool::builder()
-            .connection_timeout(self.connection_timeout)
-            // Connections are checked when they fail (see PooledConn::lost), not with an extra
-            // round trip before every call.
-            .test_on_check_out(false)
-            .max_size(pool_size)
-            .min_idle(Some(1))
-            .build_unchecked(manager);
-        Ok(ChatStore::from_parts(pool, backend, self.limits))
+        trace::op("open", None, move || {
+            let mut target = Target::parse(&self.url)?;
+            target.bound_connect_time(self.connection_timeout);
+            let backend = target.backend();
+            let memory = matches!(target, Target::SqliteMemory(_));
+            let mut manager = Manager {
+                target,
+                sqlite: SqliteSettings {
+                    busy_timeout: self.busy_timeout,
+                    synchronous: self.synchronous,
+                },
+                anchor: None,
+            };
+            // Migrate on a connection of our own first: a wrong URL or a server that is down then
+            // fails here with the real error, not after a pool timeout.
+            let mut first = manager.connect_first()?;
+            trace::op("migrate", Some(backend), || {
+                crate::migrations::run(&mut first, self.connection_timeout)
+            })?;
+            let pool_size = if memory {
+                // An in-memory database lives as long as one connection to it is open: the first
+                // one stays with the store, so a pooled connection can be replaced without losing
+                // data.
+                manager.anchor = Some(std::sync::Mutex::new(first));
+                // Connections to one shared in-memory database lock whole tables and fail at once
+                // ("database table is locked") instead of waiting: one at a time.
+                1
+            } else {
+                self.pool_size
+            };
+            let pool = diesel::r2d2::Pool::builder()
+                .connection_timeout(self.connection_timeout)
+                // Connections are checked when they fail (see PooledConn::lost), not with an extra
+                // round trip before every call.
+                .test_on_check_out(false)
+                .max_size(pool_size)
+                .min_idle(Some(1))
+                .build_unchecked(manager);
+            Ok(ChatStore::from_parts(pool, backend, self.limits))
+        })
     }
 }

@@ -51,7 +51,10 @@ impl ContextOptions {
 /// message's metadata lists its calls as `{"tool_calls": [{"id": "call_1", …}]}`, and a tool
 /// message's metadata names the call it answers as `{"tool_call_id": "call_1"}`. A window never
 /// holds a result without its call before it, nor starts with a tool result.
+///
+/// With the `serde` feature: `{"messages", "cost", "omitted"}`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct ContextWindow {
     /// The pinned system messages (oldest first), then the newest messages that fit, oldest first:

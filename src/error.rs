@@ -99,6 +99,13 @@ pub enum Error {
     #[error("invalid search query: {0}")]
     InvalidQuery(String),
 
+    /// A cursor token ([`ConversationCursor::from_token`](crate::ConversationCursor::from_token),
+    /// [`Window::from_token`](crate::Window::from_token)) cannot be used: it is empty, too long, not
+    /// URL-safe base64, damaged, of the other kind, or made for another user or conversation. The
+    /// message says which, and never repeats the token.
+    #[error("{0}")]
+    InvalidCursor(String),
+
     /// The URL names a backend that this build was compiled without.
     #[error("the {backend} backend is not compiled in: enable the cargo feature \"{feature}\"")]
     BackendNotEnabled {

@@ -11,7 +11,8 @@ use crate::error::{check_text, Error, Result, TextError};
 /// account number). Every store operation takes one and only touches that user's data.
 ///
 /// Valid ids have 1 to [`UserId::MAX_CHARS`] characters and no control characters; they are stored
-/// and compared verbatim (no trimming, no case folding).
+/// and compared verbatim (no trimming, no case folding). With the `serde` feature a user id is its
+/// string, read back through [`UserId::new`].
 ///
 /// ```
 /// use chatstore::UserId;
@@ -131,13 +132,15 @@ macro_rules! uuid_id {
 uuid_id! {
     /// A conversation's id: a UUIDv7 made by the store. Parse one from a URL path with
     /// [`str::parse`]; an id that does not exist or belongs to another user reads as
-    /// [`Error::NotFound`].
+    /// [`Error::NotFound`]. With the `serde` feature it is its hyphenated string, and anything
+    /// but a UUID is refused.
     ConversationId
 }
 
 uuid_id! {
     /// A message's id: a UUIDv7 made by the store, or the client's own
     /// ([`NewMessage::with_id`](crate::NewMessage::with_id)). Ids are unique across the whole
-    /// store, every user included. Messages are ordered by their `seq`, never by id.
+    /// store, every user included. Messages are ordered by their `seq`, never by id. With the
+    /// `serde` feature it is its hyphenated string, and anything but a UUID is refused.
     MessageId
 }

@@ -21,7 +21,11 @@ mod schema;
 mod search;
 mod store;
 mod title;
+mod token;
+mod trace;
 mod verify;
+#[cfg(feature = "serde")]
+mod wire;
 
 #[cfg(feature = "tokio")]
 pub use async_store::AsyncChatStore;

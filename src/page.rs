@@ -10,7 +10,10 @@ use crate::models::{Conversation, Message};
 ///
 /// Pages are keyset pages on `(updated_at, id)`: a conversation that is appended to while a client
 /// walks the list moves to the front, and the walk neither repeats nor skips the others.
+///
+/// With the `serde` feature: `{"limit", "after"}` (`after` a cursor or `null`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Page {
     pub(crate) limit: u32,
     pub(crate) after: Option<ConversationCursor>,
@@ -46,6 +49,10 @@ impl Page {
 /// page. A service can hand both parts to a client (say, as query parameters) and rebuild the
 /// cursor with [`ConversationCursor::new`] on the next request; a cursor only ever selects among
 /// the acting user's conversations, whatever values it holds.
+///
+/// For an opaque string to hand out instead, see [`to_token`](ConversationCursor::to_token). With
+/// the `serde` feature a cursor is `{"updated_at", "id"}`, read back through
+/// [`ConversationCursor::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationCursor {
     pub(crate) updated_at: NaiveDateTime,
@@ -93,8 +100,10 @@ fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
     (FIRST, LAST)
 }
 
-/// One page of conversations, most recently updated first.
+/// One page of conversations, most recently updated first. With the `serde` feature:
+/// `{"conversations", "next"}`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct ConversationPage {
     /// The conversations on this page.
@@ -106,7 +115,13 @@ pub struct ConversationPage {
 /// Which messages of a conversation to read. Every window comes back in chronological order
 /// (ascending `seq`), and reads only the rows it returns: `Latest(50)` costs the same on a
 /// 100-message history as on a 100,000-message one.
+///
+/// With the `serde` feature: `"all"`, `{"latest": n}`, `{"before": {"seq", "limit"}}` or
+/// `{"after": {"seq", "limit"}}`. For an opaque string to hand out instead, see
+/// [`to_token`](Window::to_token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Window {
     /// The whole history.
@@ -180,8 +195,10 @@ impl SeqBounds {
     }
 }
 
-/// A window of messages, in chronological order, with the windows next to it.
+/// A window of messages, in chronological order, with the windows next to it. With the `serde`
+/// feature: `{"messages", "older", "newer", "total"}`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct MessagePage {
     /// The messages, oldest first.

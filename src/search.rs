@@ -39,8 +39,10 @@ pub struct SearchQuery<'a> {
     offset: u32,
 }
 
-/// The order of search results.
+/// The order of search results. With the `serde` feature: `"newest"` or `"best_match"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum SearchOrder {
     /// Most recent message first (the default).
@@ -125,8 +127,10 @@ impl<'a> SearchQuery<'a> {
     }
 }
 
-/// One message found, with where it is and why it matched.
+/// One message found, with where it is and why it matched. With the `serde` feature:
+/// `{"message", "conversation_title", "snippet"}`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct SearchHit {
     /// The message.
@@ -139,6 +143,9 @@ pub struct SearchHit {
 
 /// An excerpt of a message, with the matched words as byte ranges into `text` — mark them up as
 /// your output needs (escaped HTML, a terminal's bold…); see [`marked`](Snippet::marked).
+///
+/// With the `serde` feature: `{"text", "highlights": [{"start", "end"}, …]}`; highlights that are
+/// not ranges of the text, in order, are refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snippet {
@@ -172,8 +179,9 @@ impl Snippet {
     }
 }
 
-/// A page of search results.
+/// A page of search results. With the `serde` feature: `{"hits", "next_offset"}`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct SearchResults {
     /// The messages found on this page.

@@ -23,6 +23,7 @@ use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Windo
 use crate::queries::{self, catalog, conversations, messages};
 use crate::search::{self, SearchHit, SearchQuery, SearchResults};
 use crate::title::parse_optional;
+use crate::trace::{self, Recorded};
 use crate::verify::SchemaReport;
 use crate::{Error, Result};
 
@@ -40,6 +41,13 @@ use crate::{Error, Result};
 /// within the connection timeout), [`Error::ConnectionLost`] (retry: the connection is replaced),
 /// [`Error::Busy`] (a SQLite write that another process kept waiting past the busy timeout) or
 /// [`Error::Database`].
+///
+/// With the cargo feature `tracing`, every method (and opening, and its migration run) runs in a
+/// `debug` span named `chatstore` with the fields `operation` (the method's name), `backend`
+/// (`"sqlite"` or `"postgres"`), `rows` (rows written or returned; empty for
+/// `delete_conversation`, `open` and `migrate`) and `elapsed_us`, and ends with a `debug` event, or
+/// a `warn` event with the error. Spans and events never hold message content, titles, metadata,
+/// search text or user ids, and errors never quote them.
 #[derive(Clone)]
 pub struct ChatStore {
     pool: Pool<Manager>,
@@ -284,8 +292,10 @@ fn moved_on(
     })
 }
 
-/// What [`ChatStore::delete_user_data`] removed.
+/// What [`ChatStore::delete_user_data`] removed. With the `serde` feature:
+/// `{"conversations", "messages"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct DeletedCounts {
     /// Conversations deleted.
@@ -328,6 +338,12 @@ impl ChatStore {
         self.backend
     }
 
+    /// Runs `f` as the public operation `operation`: in a span, with the `tracing` feature (see
+    /// `trace.rs`); a plain call of `f` without it.
+    fn op<T: Recorded>(&self, operation: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        trace::op(operation, Some(self.backend), f)
+    }
+
     /// Runs `f` on a pooled connection; a connection found lost is dropped from the pool.
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut pooled = self.pool.get().map_err(Error::Pool)?;
@@ -350,6 +366,7 @@ impl ChatStore {
     /// # Errors
     /// [`Error::InvalidTitle`]; connection and database errors.
     pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
+        self.op("create_conversation", || {
         let title = parse_optional(title)?;
         let id = ConversationId::generate();
         let now = models::now();
@@ -370,6 +387,7 @@ impl ChatStore {
             updated_at: now,
             message_count: 0,
         })
+        })
     }
 
     /// The conversation `id`, if `user` owns it.
@@ -378,6 +396,11 @@ impl ChatStore {
     /// [`Error::NotFound`] if it does not exist or another user owns it; connection and database
     /// errors.
     pub fn conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
+        self.op("conversation", || self.find_conversation(user, id))
+    }
+
+    /// [`conversation`](Self::conversation), for the operations that need it.
+    fn find_conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
         self.with_conn(|conn| conversations::find(conn, user.as_str(), id.as_bytes()))?
             .map(ConversationRow::into_model)
             .ok_or(Error::NotFound)
@@ -405,6 +428,7 @@ impl ChatStore {
     /// # Errors
     /// Connection and database errors.
     pub fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
+        self.op("list_conversations", || {
         let limit = page.limit.clamp(1, self.limits.max_page_size);
         let after = page.after.map(|c| (c.updated_at, c.id));
         let rows = self.with_conn(|conn| {
@@ -416,15 +440,16 @@ impl ChatStore {
             rows.into_iter().map(ConversationRow::into_model).collect();
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
-            items
-                .last()
-                .map(|last| Page::after(ConversationCursor::new(last.updated_at, last.id), limit))
+                items.last().map(|last| {
+                    Page::after(ConversationCursor::new(last.updated_at, last.id), limit)
+                })
         } else {
             None
         };
         Ok(ConversationPage {
             conversations: items,
             next,
+        })
         })
     }
 
@@ -439,6 +464,7 @@ impl ChatStore {
         id: ConversationId,
         title: Option<&str>,
     ) -> Result<Conversation> {
+        self.op("rename_conversation", || {
         let title = parse_optional(title)?;
         let now = models::now().naive_utc();
         self.write(|conn| {
@@ -449,6 +475,7 @@ impl ChatStore {
             conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
         })
         .map(ConversationRow::into_model)
+        })
     }
 
     /// Deletes the conversation and all its messages, atomically.
@@ -456,10 +483,12 @@ impl ChatStore {
     /// # Errors
     /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
     pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
+        self.op("delete_conversation", || {
         match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
             0 => Err(Error::NotFound),
             _ => Ok(()),
         }
+        })
     }
 
     /// Appends one message; see [`append_messages`](Self::append_messages).
@@ -472,11 +501,13 @@ impl ChatStore {
         conversation: ConversationId,
         message: NewMessage<'_>,
     ) -> Result<Message> {
+        self.op("append_message", || {
         let stored = self.insert_messages(user, conversation, &[message], None)?;
         stored
             .into_iter()
             .next()
             .ok_or_else(|| models::corrupt_row("an append of one message stored none"))
+        })
     }
 
     /// Appends messages to the end of the conversation, all or nothing: they get consecutive seqs
@@ -523,7 +554,9 @@ impl ChatStore {
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
+        self.op("append_messages", || {
         self.insert_messages(user, conversation, batch, None)
+        })
     }
 
     /// Appends the batch only if the conversation's last seq is still `last_seq` (0 for an empty
@@ -556,7 +589,9 @@ impl ChatStore {
         last_seq: i64,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
+        self.op("append_if_last_seq", || {
         self.insert_messages(user, conversation, batch, Some(last_seq))
+        })
     }
 
     /// Validates the batch, then writes it — unless it is a retry of a stored batch — if the
@@ -575,7 +610,7 @@ impl ChatStore {
             self.limits.max_content_bytes,
         )?;
         if new_messages.is_empty() {
-            let found = self.conversation(user, conversation)?;
+            let found = self.find_conversation(user, conversation)?;
             return match last_seq {
                 Some(expected) if expected != found.message_count => Err(Error::Conflict {
                     expected,
@@ -630,6 +665,7 @@ impl ChatStore {
         conversation: ConversationId,
         window: Window,
     ) -> Result<MessagePage> {
+        self.op("messages", || {
         let (total, messages) = self
             .with_conn(|conn| {
                 messages::window(
@@ -641,6 +677,7 @@ impl ChatStore {
             })?
             .ok_or(Error::NotFound)?;
         Ok(MessagePage::new(messages, window, total))
+        })
     }
 
     /// The newest messages of the conversation whose total cost fits `budget`, in the order to send
@@ -682,13 +719,15 @@ impl ChatStore {
         conversation: ConversationId,
         budget: u64,
     ) -> Result<ContextWindow> {
-        self.context_window_with(
+        self.op("context_window", || {
+            self.build_context_window(
             user,
             conversation,
             budget,
             ContextOptions::default(),
             crate::char_cost,
         )
+        })
     }
 
     /// [`context_window`](Self::context_window) with options and a cost function of your own —
@@ -710,6 +749,23 @@ impl ChatStore {
     /// # Errors
     /// As [`context_window`](Self::context_window).
     pub fn context_window_with<F>(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        budget: u64,
+        options: ContextOptions,
+        cost: F,
+    ) -> Result<ContextWindow>
+    where
+        F: FnMut(&Message) -> u64,
+    {
+        self.op("context_window_with", || {
+            self.build_context_window(user, conversation, budget, options, cost)
+        })
+    }
+
+    /// [`context_window_with`](Self::context_window_with), for both context operations.
+    fn build_context_window<F>(
         &self,
         user: &UserId,
         conversation: ConversationId,
@@ -769,6 +825,7 @@ impl ChatStore {
     /// [`Error::InvalidQuery`] for a query that cannot be run; [`Error::NotFound`] if a conversation
     /// to search in is not the user's; connection and database errors.
     pub fn search_messages(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults> {
+        self.op("search_messages", || {
         let parsed = search::parse(query.text())?;
         let (limit, offset) = query.page();
         let limit = limit.clamp(1, self.limits.max_page_size);
@@ -803,6 +860,7 @@ impl ChatStore {
             hits,
             next_offset: more.then(|| offset.saturating_add(limit)),
         })
+        })
     }
 
     /// Erases everything `user` owns — every conversation and message — in one statement, for
@@ -811,10 +869,12 @@ impl ChatStore {
     /// # Errors
     /// Connection and database errors (nothing is deleted then).
     pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
+        self.op("delete_user_data", || {
         let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
         Ok(DeletedCounts {
             conversations: counts.len() as u64,
             messages: counts.iter().map(|&n| n as u64).sum(),
+        })
         })
     }
 
@@ -830,7 +890,9 @@ impl ChatStore {
     /// # Errors
     /// Connection and database errors.
     pub fn verify_schema(&self) -> Result<SchemaReport> {
+        self.op("verify_schema", || {
         let found = self.with_conn(catalog::objects)?;
         Ok(SchemaReport::new(&found))
+        })
     }
 }

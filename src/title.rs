@@ -5,7 +5,8 @@ use std::fmt;
 use crate::error::{check_text, Error, Result};
 
 /// A conversation title: trimmed, 1 to [`Title::MAX_CHARS`] characters (not bytes: "日本" is two),
-/// no control characters.
+/// no control characters. With the `serde` feature a title is its string, read back through
+/// [`Title::parse`] (so it is trimmed, and a blank one is refused).
 ///
 /// ```
 /// use chatstore::Title;

@@ -54,6 +54,11 @@ macro_rules! backend_tests {
 mod context;
 mod hardening;
 mod search;
+#[cfg(feature = "serde")]
+mod serialization;
+#[cfg(feature = "tracing")]
+mod spans;
+mod tokens;
 
 backend_tests! {
     every: [

@@ -5,7 +5,11 @@ use crate::ids::{ConversationId, UserId};
 use crate::schema::conversations;
 
 /// A conversation: one chat thread owned by one user.
+///
+/// With the `serde` feature: `{"id", "user_id", "title", "created_at", "updated_at",
+/// "message_count"}`, ids as strings and times in RFC 3339 (UTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Conversation {
     /// Its id (UUIDv7, made by the store).

@@ -9,7 +9,8 @@ use crate::ids::{ConversationId, MessageId};
 use crate::schema::messages;
 use crate::{Error, Result};
 
-/// Who speaks in a message.
+/// Who speaks in a message. With the `serde` feature it travels as its stored spelling
+/// ([`Role::as_str`]); any other string is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Instructions to the model.
@@ -211,7 +212,11 @@ impl OwnedNewMessage {
 }
 
 /// A stored message.
+///
+/// With the `serde` feature: `{"id", "conversation_id", "seq", "role", "content", "metadata",
+/// "created_at"}`, the metadata as the JSON object itself (or `null`).
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Message {
     /// Its id: a UUIDv7 made by the store, or the client's own ([`NewMessage::with_id`]).

@@ -1,0 +1,282 @@
+//! The `tracing` feature: every store operation runs in a span that records what it was, on which
+//! backend, how many rows and how long — and nothing a user wrote, nor who the user is.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use chatstore::{ContextOptions, NewMessage, Page, SearchQuery, UserId, Window};
+use serde_json::json;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [
+        every_operation_records_its_name_backend_rows_and_time_and_nothing_personal,
+    ],
+    persistent: [],
+}
+
+/// A span as recorded: its name and fields.
+#[derive(Debug, Clone, Default)]
+struct SpanRecord {
+    name: String,
+    fields: BTreeMap<String, String>,
+}
+
+/// An event as recorded, with the span it happened in.
+#[derive(Debug, Clone)]
+struct EventRecord {
+    level: Level,
+    fields: BTreeMap<String, String>,
+    span: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    spans: Vec<SpanRecord>,
+    events: Vec<EventRecord>,
+    /// The spans entered on the capturing thread, innermost last.
+    stack: Vec<u64>,
+}
+
+/// A subscriber that keeps every span and event, with every field, for the test to inspect.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Captured>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl Subscriber for Capture {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // Asked again at every call, so that other tests' threads, without this subscriber, are
+        // never mistaken for this one.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut captured = self.0.lock().unwrap();
+        let mut record = SpanRecord {
+            name: span.metadata().name().to_owned(),
+            ..SpanRecord::default()
+        };
+        span.record(&mut Fields(&mut record.fields));
+        captured.spans.push(record);
+        Id::from_u64(captured.spans.len() as u64)
+    }
+
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let mut captured = self.0.lock().unwrap();
+        let record = &mut captured.spans[span.into_u64() as usize - 1];
+        values.record(&mut Fields(&mut record.fields));
+    }
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut captured = self.0.lock().unwrap();
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        let span = captured.stack.last().copied();
+        captured.events.push(EventRecord {
+            level: *event.metadata().level(),
+            fields,
+            span,
+        });
+    }
+
+    fn enter(&self, span: &Id) {
+        self.0.lock().unwrap().stack.push(span.into_u64());
+    }
+
+    fn exit(&self, _: &Id) {
+        self.0.lock().unwrap().stack.pop();
+    }
+}
+
+// Distinctive strings that must never reach a subscriber.
+const USER: &str = "user-id-PERSONAL-5d81";
+const TITLE: &str = "Title SECRET-title-3b";
+const NEW_TITLE: &str = "Renamed SECRET-title-9c";
+const CONTENT: &str = "CONTENT-SECRET-42 about the xylophone";
+const METADATA: &str = "METADATA-SECRET-17";
+const QUERY: &str = "xylophone QUERYSECRET*";
+const BAD_QUERY: &str = "\"QUERYSECRET-unclosed";
+
+fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(db: &TestDb) {
+    let capture = Capture::default();
+    let alice = UserId::new(USER).unwrap();
+    let bob = UserId::new("bob-PERSONAL-too").unwrap();
+    let metadata = json!({ "note": METADATA });
+    tracing::subscriber::with_default(capture.clone(), || {
+        let store = db.open();
+        let conv = store.create_conversation(&alice, Some(TITLE)).unwrap().id;
+        store.conversation(&alice, conv).unwrap();
+        store
+            .append_messages(
+                &alice,
+                conv,
+                &[
+                    NewMessage::user(CONTENT),
+                    NewMessage::assistant(CONTENT).with_metadata(&metadata),
+                    NewMessage::user(CONTENT),
+                ],
+            )
+            .unwrap();
+        store
+            .append_message(&alice, conv, NewMessage::user(CONTENT))
+            .unwrap();
+        store
+            .append_if_last_seq(&alice, conv, 4, &[NewMessage::assistant(CONTENT)])
+            .unwrap();
+        store
+            .rename_conversation(&alice, conv, Some(NEW_TITLE))
+            .unwrap();
+        store.list_conversations(&alice, Page::first(10)).unwrap();
+        store.messages(&alice, conv, Window::Latest(4)).unwrap();
+        store.context_window(&alice, conv, 1000).unwrap();
+        store
+            .context_window_with(&alice, conv, 1000, ContextOptions::default(), |_| 1)
+            .unwrap();
+        let found = store
+            .search_messages(&alice, &SearchQuery::new("xylophone"))
+            .unwrap();
+        assert_eq!(found.hits.len(), 5);
+        store
+            .search_messages(&alice, &SearchQuery::new(QUERY))
+            .unwrap();
+        store.verify_schema().unwrap();
+        // Failures, whose errors are recorded.
+        store.conversation(&bob, conv).unwrap_err();
+        store
+            .search_messages(&alice, &SearchQuery::new(BAD_QUERY))
+            .unwrap_err();
+        store
+            .append_message(&alice, conv, NewMessage::user("CONTENT-SECRET-nul\0"))
+            .unwrap_err();
+        store
+            .rename_conversation(&alice, conv, Some("SECRET-title-bell\u{7}"))
+            .unwrap_err();
+        store.delete_conversation(&alice, conv).unwrap();
+        store.create_conversation(&alice, Some(TITLE)).unwrap();
+        store.delete_user_data(&alice).unwrap();
+    });
+
+    let captured = capture.0.lock().unwrap();
+    let backend = match db.kind {
+        Kind::Postgres => "postgres",
+        _ => "sqlite",
+    };
+    // Each operation, with its rows (`None`: no count) and whether it succeeded.
+    let expected: &[(&str, Option<&str>, bool)] = &[
+        ("open", None, true),
+        ("migrate", None, true),
+        ("create_conversation", Some("1"), true),
+        ("conversation", Some("1"), true),
+        ("append_messages", Some("3"), true),
+        ("append_message", Some("1"), true),
+        ("append_if_last_seq", Some("1"), true),
+        ("rename_conversation", Some("1"), true),
+        ("list_conversations", Some("1"), true),
+        ("messages", Some("4"), true),
+        ("context_window", Some("5"), true),
+        ("context_window_with", Some("5"), true),
+        ("search_messages", Some("5"), true),
+        ("search_messages", Some("0"), true),
+        ("verify_schema", None, true),
+        ("conversation", None, false),
+        ("search_messages", None, false),
+        ("append_message", None, false),
+        ("rename_conversation", None, false),
+        ("delete_conversation", None, true),
+        ("create_conversation", Some("1"), true),
+        ("delete_user_data", Some("1"), true),
+    ];
+    let operations: Vec<&str> = captured
+        .spans
+        .iter()
+        .map(|s| s.fields.get("operation").map_or("?", String::as_str))
+        .collect();
+    let names: Vec<&str> = expected.iter().map(|(name, _, _)| *name).collect();
+    assert_eq!(
+        operations, names,
+        "one span per operation, none nested in another"
+    );
+    for (i, (span, &(operation, rows, ok))) in captured.spans.iter().zip(expected).enumerate() {
+        let id = i as u64 + 1;
+        assert_eq!(span.name, "chatstore");
+        assert_eq!(
+            span.fields.get("backend").map(String::as_str),
+            Some(backend),
+            "{span:?}"
+        );
+        let elapsed: u64 = span.fields["elapsed_us"].parse().unwrap();
+        assert!(elapsed < 60_000_000, "{span:?}");
+        if operation != "verify_schema" {
+            assert_eq!(
+                span.fields.get("rows").map(String::as_str),
+                rows,
+                "{span:?}"
+            );
+        } else {
+            assert!(span.fields["rows"].parse::<usize>().unwrap() > 0);
+        }
+        let events: Vec<&EventRecord> = captured
+            .events
+            .iter()
+            .filter(|e| e.span == Some(id))
+            .collect();
+        assert_eq!(
+            events.len(),
+            1,
+            "{operation}: one event, at the end: {events:?}"
+        );
+        let event = events[0];
+        assert_eq!(event.fields["operation"], operation);
+        assert!(event.fields.contains_key("elapsed_us"));
+        if ok {
+            assert_eq!(event.level, Level::DEBUG, "{event:?}");
+        } else {
+            assert_eq!(event.level, Level::WARN, "{event:?}");
+            assert!(!event.fields["error"].is_empty(), "{event:?}");
+        }
+    }
+
+    // Nothing a user wrote, and no user id, in any span or event.
+    let everything = format!("{:?}", *captured);
+    assert!(everything.contains("not found"), "the errors are there");
+    for secret in [
+        USER,
+        "PERSONAL",
+        "SECRET",
+        "xylophone",
+        QUERY,
+        BAD_QUERY,
+        TITLE,
+        NEW_TITLE,
+        CONTENT,
+        METADATA,
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret:?} was recorded: {everything}"
+        );
+    }
+}
