@@ -36,6 +36,10 @@ macro_rules! backend_tests {
         mod postgres {
             $( #[test] fn $test() { super::$test(&super::TestDb::new(super::Kind::Postgres)) } )*
         }
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            $( #[test] fn $test() { super::$test(&super::TestDb::new(super::Kind::Mysql)) } )*
+        }
     };
 }
 
@@ -242,7 +246,7 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
             assert!(page.next.is_some());
         }
         assert!(matches!(
-            AsyncChatStore::open("mysql://nowhere").await,
+            AsyncChatStore::open("redis://nowhere").await,
             Err(Error::UnsupportedUrl(_))
         ));
     });
