@@ -161,6 +161,9 @@ pub(crate) mod mysql {
         }
     }
 
+    /// Searches of at most this many words keep their statement prepared (see `find`).
+    const CACHED_WORDS: usize = 3;
+
     /// Word rows per INSERT: 4 binds each, far under MySQL's 65,535 placeholders.
     const WORDS_PER_INSERT: usize = 5000;
 
@@ -330,7 +333,14 @@ pub(crate) mod mysql {
             let statement = statement
                 .bind::<BigInt, _>(batch)
                 .bind::<BigInt, _>(skipped_candidates);
-            let rows: Vec<HitRow> = Cached(statement).load(conn)?;
+            // The text depends on the query's words, so only the common shapes are kept prepared:
+            // kept for every shape a client can write, they would pile up on the server towards
+            // its `max_prepared_stmt_count` (16,382 for all connections), past which every
+            // prepare fails.
+            let rows: Vec<HitRow> = match words.len() <= CACHED_WORDS {
+                true => Cached(statement).load(conn)?,
+                false => statement.load(conn)?,
+            };
             let exhausted = (rows.len() as i64) < batch;
             skipped_candidates += rows.len() as i64;
             for row in rows {
