@@ -1,0 +1,534 @@
+//! A small REST backend for a chat assistant on axum: conversations and their messages as JSON,
+//! each request on behalf of the user its `x-user-id` header names.
+//!
+//! ```text
+//! cargo run --example axum_server --features tokio,serde                  # ./chat.db, port 3000
+//! DATABASE_URL=postgres://postgres@127.0.0.1/chat BIND=0.0.0.0:8080 \
+//!     cargo run --example axum_server --features tokio,serde,postgres
+//! ```
+//!
+//! Then, from another terminal:
+//!
+//! ```text
+//! curl -si -X POST localhost:3000/conversations -H 'x-user-id: alice' \
+//!      -H 'content-type: application/json' -d '{"title": "Groceries"}'
+//! ID=…                                   # the "id" of the answer (also in its Location header)
+//! curl -s 'localhost:3000/conversations?limit=20' -H 'x-user-id: alice'
+//! curl -s -X POST localhost:3000/conversations/$ID/messages -H 'x-user-id: alice' \
+//!      -H 'content-type: application/json' -d '{"role": "user", "content": "Add oat milk"}'
+//! curl -s "localhost:3000/conversations/$ID/messages?limit=50" -H 'x-user-id: alice'
+//! curl -s -X PATCH localhost:3000/conversations/$ID -H 'x-user-id: alice' \
+//!      -H 'content-type: application/json' -d '{"title": "Weekend groceries"}'
+//! curl -s 'localhost:3000/search?q=oat' -H 'x-user-id: alice'
+//! curl -si -X DELETE localhost:3000/conversations/$ID -H 'x-user-id: alice'
+//! ```
+//!
+//! | route | body | answer |
+//! | --- | --- | --- |
+//! | `POST /conversations` | `{"title"?}` or none | 201, the conversation |
+//! | `GET /conversations?limit=&cursor=` | | `{"conversations", "next_cursor"?}` |
+//! | `GET /conversations/{id}` | | the conversation |
+//! | `PATCH /conversations/{id}` | `{"title"}` (`null` clears it) | the conversation |
+//! | `DELETE /conversations/{id}` | | 204 |
+//! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
+//! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "id"?}` | 201, the message |
+//! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
+//! | `GET /search?q=&conversation=&order=&limit=&offset=` | | `{"hits", "next_offset"}` |
+//!
+//! Cursors (`next_cursor`, `older`, `newer`, and `cursor`, `before`, `after` in the query string)
+//! are opaque tokens, bound to the user and, for messages, to the conversation: hand them back as
+//! they came. A message history without a cursor is its newest `limit` messages (default 50, at
+//! most 200); a cursor keeps its page's size unless `limit` is given. Request bodies are limited
+//! to axum's default of 2 MB, and each message's content to the store's 1 MiB.
+//! Messages sent with a client-chosen `id` (a fresh UUID) are safe to send again after a timeout:
+//! a stored message or batch comes back as stored, never written twice.
+//!
+//! Errors are `{"error": "…"}`: 401 without a valid `x-user-id`, 404 for a conversation that does
+//! not exist *or belongs to someone else* (the two cannot be told apart), 400 for a malformed id,
+//! cursor, query string or JSON, 422 for JSON the store refuses (a bad role, a title or content
+//! over the limits, metadata that is not an object), 409 for a client id taken by a different
+//! message, 503 when the database is busy or unreachable (retry), 500 otherwise — without details,
+//! which go to stderr.
+//!
+//! The `x-user-id` header stands in for authentication: a real service takes the user from a
+//! verified session or token, never from a header the client may set to anything.
+
+use std::env;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chatstore::{
+    AsyncChatStore, Conversation, ConversationCursor, ConversationId, Error, Message, MessageId,
+    NewMessage, Page, Role, SearchOrder, SearchQuery, SearchResults, UserId, Window,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The header that names the acting user.
+pub const USER_HEADER: &str = "x-user-id";
+
+/// Conversations per list page when the request names no `limit` (the store caps it at 100).
+const DEFAULT_LIST_LIMIT: u32 = 20;
+/// Messages per history page when the request names no `limit`, and the most it may name.
+const DEFAULT_HISTORY_LIMIT: u32 = 50;
+const MAX_HISTORY_LIMIT: u32 = 200;
+
+/// The service's routes on `store`.
+pub fn app(store: AsyncChatStore) -> Router {
+    Router::new()
+        .route(
+            "/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/conversations/{id}",
+            get(get_conversation)
+                .patch(rename_conversation)
+                .delete(delete_conversation),
+        )
+        .route(
+            "/conversations/{id}/messages",
+            get(read_messages).post(append_messages),
+        )
+        .route("/search", get(search))
+        .fallback(|| async { ApiError::Request(StatusCode::NOT_FOUND, "no such route".into()) })
+        .with_state(store)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://chat.db".into());
+    let bind = env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let store = AsyncChatStore::open(&url).await?;
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    // The URL is not printed: it may hold a password.
+    println!(
+        "chatstore ({:?}) listening on http://{}; Ctrl-C stops it",
+        store.backend(),
+        listener.local_addr()?
+    );
+    axum::serve(listener, app(store))
+        .with_graceful_shutdown(ctrl_c())
+        .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C. The server then stops accepting and lets requests in flight finish; a
+/// store call that has started always runs to its end, so no write is cut in half either way.
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("cannot listen for Ctrl-C ({e}); stop the process another way");
+        std::future::pending::<()>().await;
+    }
+    println!("shutting down");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: every failure of a request becomes its response here, and only here.
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// What the store refused, or failed at.
+    Store(Error),
+    /// No usable `x-user-id` header.
+    Unauthorized(&'static str),
+    /// A request that could not be read (body, query string, path): the status and a message for
+    /// the client.
+    Request(StatusCode, String),
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError::Store(error)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// axum's statuses: 400 for JSON that does not parse, 422 for JSON of the wrong shape, 415
+    /// without `content-type: application/json`, 413 for a body over 2 MB.
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::Request(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::Request(rejection.status(), rejection.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why.to_owned()),
+            ApiError::Request(status, message) => (status, message),
+            ApiError::Store(error) => {
+                let status = match &error {
+                    // Missing and someone else's look the same, by design of the store.
+                    Error::NotFound => StatusCode::NOT_FOUND,
+                    Error::InvalidId(_) | Error::InvalidCursor(_) | Error::InvalidQuery(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    Error::InvalidTitle(_)
+                    | Error::InvalidContent { .. }
+                    | Error::ContentTooLarge { .. }
+                    | Error::InvalidMetadata
+                    | Error::MetadataTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                    Error::InvalidUserId(_) => StatusCode::UNAUTHORIZED,
+                    Error::Conflict { .. } | Error::DuplicateId(_) => StatusCode::CONFLICT,
+                    Error::Busy(_) | Error::Pool(_) | Error::ConnectionLost(_) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let message = match status {
+                    // Input errors describe the client's own input: safe to send back.
+                    s if s.is_client_error() => error.to_string(),
+                    // The rest may name tables, hosts or SQL: the log gets them, the client not.
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        eprintln!("chatstore unavailable: {error}");
+                        "the database is busy or unreachable; try again".to_owned()
+                    }
+                    _ => {
+                        eprintln!("chatstore error: {error}");
+                        "internal error".to_owned()
+                    }
+                };
+                (status, message)
+            }
+        };
+        let body = Json(json!({ "error": message }));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            (status, [(header::RETRY_AFTER, "1")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extractors: who is asking, and about which conversation.
+
+/// The acting user, from the `x-user-id` header: missing, not UTF-8 or not a valid user id is 401.
+pub struct User(UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(USER_HEADER)
+            .ok_or(ApiError::Unauthorized("the x-user-id header is missing"))?;
+        value
+            .to_str()
+            .ok()
+            .and_then(|id| UserId::new(id).ok())
+            .map(User)
+            .ok_or(ApiError::Unauthorized(
+                "the x-user-id header is not a valid user id",
+            ))
+    }
+}
+
+/// The conversation id in the path: one that is not a UUID is 400.
+pub struct ConvId(ConversationId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ConvId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Request(e.status(), e.body_text()))?;
+        Ok(ConvId(id.parse()?))
+    }
+}
+
+type Store = State<AsyncChatStore>;
+
+// ---------------------------------------------------------------------------------------------
+// Conversations.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConversationBody {
+    title: Option<String>,
+}
+
+async fn create_conversation(
+    User(user): User,
+    State(store): Store,
+    body: Result<Option<Json<NewConversationBody>>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let title = body?.and_then(|Json(body)| body.title);
+    let conversation = store.create_conversation(&user, title.as_deref()).await?;
+    let location = format!("/conversations/{}", conversation.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(conversation),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConversationList {
+    conversations: Vec<Conversation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+async fn list_conversations(
+    User(user): User,
+    State(store): Store,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    let page = match params.cursor {
+        Some(token) => Page::after(ConversationCursor::from_token(&token, &user)?, limit),
+        None => Page::first(limit),
+    };
+    let page = store.list_conversations(&user, page).await?;
+    let next_cursor = page
+        .next
+        .and_then(|next| next.cursor())
+        .map(|cursor| cursor.to_token(&user));
+    Ok(Json(ConversationList {
+        conversations: page.conversations,
+        next_cursor,
+    }))
+}
+
+async fn get_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(store.conversation(&user, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    /// Required, but may be `null` (which clears the title): without `deserialize_with`, serde
+    /// would read a missing `title` as `None`, and `{}` would clear it too.
+    #[serde(deserialize_with = "Option::deserialize")]
+    title: Option<String>,
+}
+
+async fn rename_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Json<RenameBody>, JsonRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let Json(body) = body?;
+    let conversation = store
+        .rename_conversation(&user, id, body.title.as_deref())
+        .await?;
+    Ok(Json(conversation))
+}
+
+async fn delete_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<StatusCode, ApiError> {
+    store.delete_conversation(&user, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    limit: Option<u32>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct History {
+    messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    older: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    newer: Option<String>,
+    total: i64,
+}
+
+/// The window a history request asks for. A cursor carries its page size; `limit` overrides it.
+/// Every size is kept within `1..=MAX_HISTORY_LIMIT`, since the store reads whatever a window
+/// names (a cursor made by hand could name four billion).
+fn history_window(
+    params: &HistoryParams,
+    user: &UserId,
+    conversation: ConversationId,
+) -> Result<Window, ApiError> {
+    let limit = |carried: u32| params.limit.unwrap_or(carried).clamp(1, MAX_HISTORY_LIMIT);
+    let wrong_kind = |name: &str| {
+        ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}` takes an `{name}` cursor from an earlier page"),
+        )
+    };
+    match (&params.before, &params.after) {
+        (Some(_), Some(_)) => Err(ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            "give `before` or `after`, not both".into(),
+        )),
+        (Some(token), None) => match Window::from_token(token, user, conversation)? {
+            Window::Before { seq, limit: n } => Ok(Window::Before {
+                seq,
+                limit: limit(n),
+            }),
+            _ => Err(wrong_kind("before")),
+        },
+        (None, Some(token)) => match Window::from_token(token, user, conversation)? {
+            Window::After { seq, limit: n } => Ok(Window::After {
+                seq,
+                limit: limit(n),
+            }),
+            _ => Err(wrong_kind("after")),
+        },
+        (None, None) => Ok(Window::Latest(limit(DEFAULT_HISTORY_LIMIT))),
+    }
+}
+
+async fn read_messages(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<History>, ApiError> {
+    let Query(params) = params?;
+    let window = history_window(&params, &user, id)?;
+    let page = store.messages(&user, id, window).await?;
+    Ok(Json(History {
+        older: page.older.map(|w| w.to_token(&user, id)),
+        newer: page.newer.map(|w| w.to_token(&user, id)),
+        messages: page.messages,
+        total: page.total,
+    }))
+}
+
+/// A message to append, as a client sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    role: Role,
+    content: String,
+    metadata: Option<Value>,
+    /// A fresh UUID of the client's, so that sending the message again cannot store it twice.
+    id: Option<MessageId>,
+}
+
+impl MessageBody {
+    fn as_new(&self) -> NewMessage<'_> {
+        let mut message = NewMessage::new(self.role, &self.content);
+        if let Some(metadata) = &self.metadata {
+            message = message.with_metadata(metadata);
+        }
+        if let Some(id) = self.id {
+            message = message.with_id(id);
+        }
+        message
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    messages: Vec<MessageBody>,
+}
+
+/// What an append answers: the message, or the batch as `{"messages": [...]}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Appended {
+    One(Message),
+    Batch { messages: Vec<Message> },
+}
+
+/// One message, or a batch (`{"messages": [...]}`), stored all or nothing.
+async fn append_messages(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let Json(body) = body?;
+    if !body.is_object() {
+        return Err(ApiError::Request(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "expected a message or {\"messages\": [...]}, as a JSON object".into(),
+        ));
+    }
+    // A batch is told apart by its key, not by trying both shapes: an error then names what is
+    // wrong with the shape the client meant.
+    let appended = if body.get("messages").is_some() {
+        let batch: BatchBody = from_json(body)?;
+        let batch: Vec<NewMessage<'_>> = batch.messages.iter().map(MessageBody::as_new).collect();
+        Appended::Batch {
+            messages: store.append_messages(&user, id, &batch).await?,
+        }
+    } else {
+        let message: MessageBody = from_json(body)?;
+        Appended::One(store.append_message(&user, id, message.as_new()).await?)
+    };
+    Ok((StatusCode::CREATED, Json(appended)))
+}
+
+/// `value` as a `T`, or a 422 that says why not.
+fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::Request(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid message: {e}"),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search.
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: String,
+    conversation: Option<String>,
+    order: Option<SearchOrder>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn search(
+    User(user): User,
+    State(store): Store,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let Query(params) = params?;
+    let mut query = SearchQuery::new(&params.q)
+        .order(params.order.unwrap_or_default())
+        .offset(params.offset.unwrap_or(0));
+    if let Some(limit) = params.limit {
+        query = query.limit(limit);
+    }
+    if let Some(conversation) = &params.conversation {
+        query = query.in_conversation(conversation.parse()?);
+    }
+    Ok(Json(store.search_messages(&user, &query).await?))
+}

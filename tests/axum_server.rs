@@ -1,0 +1,808 @@
+//! The axum example (`examples/axum_server.rs`) served on a local port and driven over real HTTP,
+//! on every enabled backend: the whole flow, isolation between users, authentication, cursors
+//! that were tampered with or made for someone else, malformed requests, and retried appends.
+
+// Shared with tests/store.rs, which uses all of it.
+#[allow(dead_code)]
+mod support;
+
+// The example itself, `main` included, which only the binary calls.
+#[allow(dead_code)]
+#[path = "../examples/axum_server.rs"]
+mod server;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use chatstore::AsyncChatStore;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use support::{Kind, TestDb};
+
+/// One `#[test]` per backend for each behaviour.
+macro_rules! backend_tests {
+    ($($test:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
+        mod sqlite_file {
+            $( #[test] fn $test() { super::serve(super::Kind::SqliteFile, super::$test) } )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $( #[test] fn $test() { super::serve(super::Kind::Postgres, super::$test) } )*
+        }
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            $( #[test] fn $test() { super::serve(super::Kind::Mysql, super::$test) } )*
+        }
+    };
+}
+
+backend_tests![
+    the_full_flow_pages_reads_renames_and_deletes,
+    another_users_conversation_is_not_found_and_stays_unchanged,
+    requests_without_a_valid_user_are_unauthorized,
+    tampered_and_foreign_cursors_are_refused_without_data,
+    malformed_requests_are_client_errors_that_write_nothing,
+    a_retried_append_with_client_ids_returns_the_stored_messages,
+];
+
+/// Serves the example's app on a fresh database of `kind`, at a free local port, and runs `test`
+/// against it.
+fn serve<F, Fut>(kind: Kind, test: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let db = TestDb::new(kind);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = AsyncChatStore::open(&db.url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, server::app(store)).await });
+        test(Client { addr }).await;
+    });
+}
+
+/// A status and the JSON body (`null` for an empty one).
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+impl Reply {
+    /// The body, after checking the status.
+    #[track_caller]
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.body);
+        self.body
+    }
+
+    /// Checks that this is an error answer: `status`, and a body that is `{"error": "…"}` alone,
+    /// with no data beside it.
+    #[track_caller]
+    fn expect_error(self, status: u16) -> String {
+        let body = self.expect(status);
+        let object = body.as_object().expect("an error body is an object");
+        assert_eq!(
+            object.len(),
+            1,
+            "an error body holds the error only: {body}"
+        );
+        let message = object["error"].as_str().expect("a message");
+        assert!(!message.is_empty());
+        message.to_owned()
+    }
+}
+
+/// An HTTP/1.1 client on a connection of its own per request.
+#[derive(Clone, Copy)]
+struct Client {
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Sends a request with any header and body bytes, as a client that is not well-behaved would.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, HeaderValue)],
+        body: &[u8],
+    ) -> Reply {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value.clone());
+        }
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {bytes:?}"))
+        };
+        Reply { status, body }
+    }
+
+    /// A request by `user`, with a JSON body if one is given.
+    async fn send(&self, method: Method, path: &str, user: &str, body: Option<&Value>) -> Reply {
+        let mut headers = vec![(server::USER_HEADER, HeaderValue::from_str(user).unwrap())];
+        let body = match body {
+            Some(body) => {
+                headers.push(("content-type", HeaderValue::from_static("application/json")));
+                serde_json::to_vec(body).unwrap()
+            }
+            None => Vec::new(),
+        };
+        self.raw(method, path, &headers, &body).await
+    }
+
+    async fn get(&self, user: &str, path: &str) -> Reply {
+        self.send(Method::GET, path, user, None).await
+    }
+
+    async fn post(&self, user: &str, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, user, Some(&body)).await
+    }
+
+    async fn patch(&self, user: &str, path: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, path, user, Some(&body)).await
+    }
+
+    async fn delete(&self, user: &str, path: &str) -> Reply {
+        self.send(Method::DELETE, path, user, None).await
+    }
+
+    /// Creates a conversation for `user` and returns its id.
+    async fn create(&self, user: &str, title: &str) -> String {
+        let body = self
+            .post(user, "/conversations", json!({ "title": title }))
+            .await
+            .expect(201);
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every message of a conversation, read as one page.
+    async fn history(&self, user: &str, conv: &str) -> Value {
+        self.get(user, &format!("/conversations/{conv}/messages?limit=200"))
+            .await
+            .expect(200)
+    }
+}
+
+fn seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}
+
+fn token<'a>(page: &'a Value, key: &str) -> Option<&'a str> {
+    page.get(key).map(|t| t.as_str().unwrap())
+}
+
+/// Create, list in pages, append one and a batch, read 120 messages back in both directions,
+/// search, rename, delete.
+async fn the_full_flow_pages_reads_renames_and_deletes(client: Client) {
+    // A conversation without a body has no title; the rest are titled.
+    let untitled = client
+        .raw(
+            Method::POST,
+            "/conversations",
+            &[("x-user-id", HeaderValue::from_static("alice"))],
+            b"",
+        )
+        .await
+        .expect(201);
+    assert_eq!(untitled["title"], Value::Null);
+    assert_eq!(untitled["user_id"], "alice");
+    assert_eq!(untitled["message_count"], 0);
+    let mut created = vec![untitled["id"].as_str().unwrap().to_owned()];
+    for i in 0..4 {
+        created.push(client.create("alice", &format!("  Chat {i} ")).await);
+    }
+    let one = client
+        .get("alice", &format!("/conversations/{}", created[1]))
+        .await
+        .expect(200);
+    assert_eq!(one["title"], "Chat 0");
+
+    // Two at a time: three pages, each conversation exactly once, newest first.
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut path = "/conversations?limit=2".to_owned();
+    loop {
+        let page = client.get("alice", &path).await.expect(200);
+        pages += 1;
+        let conversations = page["conversations"].as_array().unwrap();
+        assert!(!conversations.is_empty() && conversations.len() <= 2);
+        listed.extend(
+            conversations
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned()),
+        );
+        match token(&page, "next_cursor") {
+            Some(cursor) => path = format!("/conversations?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+
+    // One message, then a batch of 119 with metadata.
+    let conv = &created[2];
+    let messages = format!("/conversations/{conv}/messages");
+    let first = client
+        .post(
+            "alice",
+            &messages,
+            json!({"role": "system", "content": "You keep the todo list."}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["role"], "system");
+    assert_eq!(first["conversation_id"], conv.as_str());
+    let batch: Vec<Value> = (2..=120)
+        .map(|i| {
+            json!({
+                "role": if i % 2 == 0 { "user" } else { "assistant" },
+                "content": format!("message {i}"),
+                "metadata": {"n": i},
+            })
+        })
+        .collect();
+    let stored = client
+        .post("alice", &messages, json!({ "messages": batch }))
+        .await
+        .expect(201);
+    assert_eq!(seqs(&stored), (2..=120).collect::<Vec<_>>());
+    assert_eq!(stored["messages"][0]["metadata"], json!({"n": 2}));
+
+    // No cursor: the newest 50 by default.
+    let latest = client.get("alice", &messages).await.expect(200);
+    assert_eq!(seqs(&latest), (71..=120).collect::<Vec<_>>());
+    assert_eq!(latest["total"], 120);
+    assert!(token(&latest, "newer").is_none());
+
+    // Scrolling up 25 at a time, then down again from the oldest page.
+    let mut page = client
+        .get("alice", &format!("{messages}?limit=25"))
+        .await
+        .expect(200);
+    let mut backwards = seqs(&page);
+    while let Some(older) = token(&page, "older") {
+        let next = client
+            .get("alice", &format!("{messages}?before={older}"))
+            .await
+            .expect(200);
+        assert!(seqs(&next).len() <= 25);
+        backwards.splice(0..0, seqs(&next));
+        page = next;
+    }
+    assert_eq!(backwards, (1..=120).collect::<Vec<_>>());
+    assert_eq!(seqs(&page)[0], 1);
+
+    let mut forwards = seqs(&page);
+    while let Some(newer) = token(&page, "newer") {
+        page = client
+            .get("alice", &format!("{messages}?after={newer}"))
+            .await
+            .expect(200);
+        forwards.extend(seqs(&page));
+    }
+    assert_eq!(forwards, (1..=120).collect::<Vec<_>>());
+    let last = page["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["content"], "message 120");
+    assert_eq!(last["metadata"], json!({"n": 120}));
+
+    // A limit next to a cursor changes the page size.
+    let newest = client
+        .get("alice", &format!("{messages}?limit=5"))
+        .await
+        .expect(200);
+    let older = token(&newest, "older").unwrap();
+    let wider = client
+        .get("alice", &format!("{messages}?before={older}&limit=10"))
+        .await
+        .expect(200);
+    assert_eq!(seqs(&wider), (106..=115).collect::<Vec<_>>());
+
+    // Search finds the message, in its conversation.
+    let found = client
+        .get("alice", "/search?q=%22message%2077%22")
+        .await
+        .expect(200);
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["message"]["seq"], 77);
+    assert_eq!(hits[0]["conversation_title"], "Chat 1");
+
+    // Rename, clear the title, and the count stays.
+    let conv_path = format!("/conversations/{conv}");
+    let renamed = client
+        .patch("alice", &conv_path, json!({"title": "Weekend groceries"}))
+        .await
+        .expect(200);
+    assert_eq!(renamed["title"], "Weekend groceries");
+    assert_eq!(renamed["message_count"], 120);
+    let read = client.get("alice", &conv_path).await.expect(200);
+    assert_eq!(read, renamed);
+    let cleared = client
+        .patch("alice", &conv_path, json!({"title": null}))
+        .await
+        .expect(200);
+    assert_eq!(cleared["title"], Value::Null);
+
+    // Delete: gone, with its messages, and from the list.
+    assert_eq!(
+        client.delete("alice", &conv_path).await.expect(204),
+        Value::Null
+    );
+    client.get("alice", &conv_path).await.expect_error(404);
+    client.get("alice", &messages).await.expect_error(404);
+    client.delete("alice", &conv_path).await.expect_error(404);
+    client
+        .post("alice", &messages, json!({"role": "user", "content": "hi"}))
+        .await
+        .expect_error(404);
+    let list = client
+        .get("alice", "/conversations?limit=100")
+        .await
+        .expect(200);
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 4);
+    assert!(token(&list, "next_cursor").is_none());
+    let found = client.get("alice", "/search?q=message").await.expect(200);
+    assert_eq!(found["hits"], json!([]));
+}
+
+/// Alice can neither read nor change Bob's conversation, and cannot tell it from a missing one.
+async fn another_users_conversation_is_not_found_and_stays_unchanged(client: Client) {
+    let bob_conv = client.create("bob", "Bob's plans").await;
+    client
+        .post(
+            "bob",
+            &format!("/conversations/{bob_conv}/messages"),
+            json!({"messages": [
+                {"role": "user", "content": "secret plan"},
+                {"role": "assistant", "content": "noted"},
+            ]}),
+        )
+        .await
+        .expect(201);
+    let bob_before = client
+        .get("bob", &format!("/conversations/{bob_conv}"))
+        .await
+        .expect(200);
+    let history_before = client.history("bob", &bob_conv).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+
+    // Each request, on Bob's conversation and on one that does not exist: the same 404.
+    for conv in [bob_conv.as_str(), missing.as_str()] {
+        let one = format!("/conversations/{conv}");
+        let messages = format!("{one}/messages");
+        let answers = [
+            client.get("alice", &one).await,
+            client.get("alice", &messages).await,
+            client
+                .patch("alice", &one, json!({"title": "mine now"}))
+                .await,
+            client
+                .post(
+                    "alice",
+                    &messages,
+                    json!({"role": "user", "content": "injected"}),
+                )
+                .await,
+            client
+                .post(
+                    "alice",
+                    &messages,
+                    json!({"messages": [{"role": "user", "content": "injected"}]}),
+                )
+                .await,
+            client
+                .post(
+                    "alice",
+                    &messages,
+                    json!({"role": "user", "content": "injected", "id": uuid::Uuid::now_v7().to_string()}),
+                )
+                .await,
+            client.delete("alice", &one).await,
+        ];
+        for answer in answers {
+            assert_eq!(answer.expect_error(404), "conversation not found");
+        }
+    }
+
+    // Bob's conversation is as it was, and nowhere in Alice's list or searches.
+    let bob_after = client
+        .get("bob", &format!("/conversations/{bob_conv}"))
+        .await
+        .expect(200);
+    assert_eq!(bob_after, bob_before);
+    assert_eq!(client.history("bob", &bob_conv).await, history_before);
+    let alice_list = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(alice_list["conversations"], json!([]));
+    let found = client.get("alice", "/search?q=secret").await.expect(200);
+    assert_eq!(found["hits"], json!([]));
+    let found = client
+        .get(
+            "alice",
+            &format!("/search?q=secret&conversation={bob_conv}"),
+        )
+        .await;
+    assert!(
+        found.status == 404 || found.body["hits"] == json!([]),
+        "{found:?}"
+    );
+}
+
+/// No `x-user-id`, an empty one, one too long or not UTF-8: 401 on every route, before anything
+/// else about the request is looked at.
+async fn requests_without_a_valid_user_are_unauthorized(client: Client) {
+    let conv = client.create("alice", "Mine").await;
+    let routes = [
+        (Method::POST, "/conversations".to_owned()),
+        (Method::GET, "/conversations".to_owned()),
+        (Method::GET, format!("/conversations/{conv}")),
+        (Method::PATCH, format!("/conversations/{conv}")),
+        (Method::DELETE, format!("/conversations/{conv}")),
+        (Method::GET, format!("/conversations/{conv}/messages")),
+        (Method::POST, format!("/conversations/{conv}/messages")),
+        (Method::GET, "/search?q=x".to_owned()),
+        // A malformed id or body is not looked at either.
+        (Method::GET, "/conversations/not-a-uuid".to_owned()),
+    ];
+    let bad_users = [
+        None,
+        Some(HeaderValue::from_static("")),
+        Some(HeaderValue::from_str(&"a".repeat(256)).unwrap()),
+        Some(HeaderValue::from_bytes(b"caf\xe9").unwrap()),
+    ];
+    for (method, path) in &routes {
+        for user in &bad_users {
+            let mut headers = vec![("content-type", HeaderValue::from_static("application/json"))];
+            if let Some(user) = user {
+                headers.push(("x-user-id", user.clone()));
+            }
+            let answer = client.raw(method.clone(), path, &headers, b"{").await;
+            answer.expect_error(401);
+        }
+    }
+    // Nothing was changed.
+    let read = client
+        .get("alice", &format!("/conversations/{conv}"))
+        .await
+        .expect(200);
+    assert_eq!(read["title"], "Mine");
+    assert_eq!(read["message_count"], 0);
+    let list = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
+}
+
+/// Flips one character of a token.
+fn tampered(token: &str) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    let middle = chars.len() / 2;
+    chars[middle] = if chars[middle] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
+/// A damaged cursor, another user's, another conversation's, or one of the wrong kind: 400 with
+/// an error and nothing else.
+async fn tampered_and_foreign_cursors_are_refused_without_data(client: Client) {
+    let mut alice_convs = Vec::new();
+    for user in ["alice", "bob"] {
+        for i in 0..3 {
+            let conv = client.create(user, &format!("{user} {i}")).await;
+            let batch: Vec<Value> = (0..10)
+                .map(|n| json!({"role": "user", "content": format!("{user} {n}")}))
+                .collect();
+            client
+                .post(
+                    user,
+                    &format!("/conversations/{conv}/messages"),
+                    json!({ "messages": batch }),
+                )
+                .await
+                .expect(201);
+            if user == "alice" {
+                alice_convs.push(conv);
+            }
+        }
+    }
+    let alice_page = client
+        .get("alice", "/conversations?limit=1")
+        .await
+        .expect(200);
+    let alice_cursor = token(&alice_page, "next_cursor").unwrap().to_owned();
+    let bob_page = client
+        .get("bob", "/conversations?limit=1")
+        .await
+        .expect(200);
+    let bob_cursor = token(&bob_page, "next_cursor").unwrap().to_owned();
+    let bob_conv = bob_page["conversations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The list: alice's own cursor works; damaged, bob's, garbage and empty ones do not.
+    client
+        .get(
+            "alice",
+            &format!("/conversations?limit=1&cursor={alice_cursor}"),
+        )
+        .await
+        .expect(200);
+    for cursor in [
+        tampered(&alice_cursor),
+        bob_cursor.clone(),
+        "not a cursor".replace(' ', "%20"),
+        String::new(),
+        "A".repeat(500),
+    ] {
+        let answer = client
+            .get("alice", &format!("/conversations?limit=1&cursor={cursor}"))
+            .await;
+        answer.expect_error(400);
+    }
+
+    // Message windows: bound to the user and the conversation, and to their direction.
+    let (a, b) = (&alice_convs[0], &alice_convs[1]);
+    let page = client
+        .get("alice", &format!("/conversations/{a}/messages?limit=3"))
+        .await
+        .expect(200);
+    let older = token(&page, "older").unwrap().to_owned();
+    let bob_window = client
+        .get(
+            "bob",
+            &format!("/conversations/{bob_conv}/messages?limit=3"),
+        )
+        .await
+        .expect(200);
+    let bob_older = token(&bob_window, "older").unwrap().to_owned();
+    client
+        .get(
+            "alice",
+            &format!("/conversations/{a}/messages?before={older}"),
+        )
+        .await
+        .expect(200);
+    let refused = [
+        format!("/conversations/{a}/messages?before={}", tampered(&older)),
+        format!("/conversations/{b}/messages?before={older}"),
+        format!("/conversations/{a}/messages?before={bob_older}"),
+        format!("/conversations/{bob_conv}/messages?before={bob_older}"),
+        format!("/conversations/{a}/messages?after={older}"),
+        format!("/conversations/{a}/messages?before={older}&after={older}"),
+        format!("/conversations/{a}/messages?before={alice_cursor}"),
+        format!("/conversations/{a}/messages?before=%2F%2F%2F"),
+    ];
+    for path in &refused {
+        client.get("alice", path).await.expect_error(400);
+    }
+}
+
+/// Broken JSON, the wrong shape, a bad role, input the store refuses, a bad id or query string:
+/// each a 4xx with an error body, and nothing written.
+async fn malformed_requests_are_client_errors_that_write_nothing(client: Client) {
+    let conv = client.create("alice", "Mine").await;
+    let messages = format!("/conversations/{conv}/messages");
+    let json_type = ("content-type", HeaderValue::from_static("application/json"));
+    let alice = ("x-user-id", HeaderValue::from_static("alice"));
+
+    let conv_path = format!("/conversations/{conv}");
+    let raw: [(Method, &str, &[u8], u16); 4] = [
+        (Method::POST, &messages, b"{\"role\": \"user\",", 400),
+        (Method::POST, &messages, b"", 400),
+        (Method::POST, "/conversations", b"{\"title\": ", 400),
+        (Method::PATCH, &conv_path, b"nope", 400),
+    ];
+    for (method, path, body, status) in raw {
+        let answer = client
+            .raw(method, path, &[alice.clone(), json_type.clone()], body)
+            .await;
+        answer.expect_error(status);
+    }
+    // JSON without saying so.
+    client
+        .raw(
+            Method::POST,
+            &messages,
+            std::slice::from_ref(&alice),
+            br#"{"role": "user", "content": "hi"}"#,
+        )
+        .await
+        .expect_error(415);
+
+    let refused = [
+        json!({"role": "bot", "content": "hi"}),
+        json!({"role": "User", "content": "hi"}),
+        json!({"role": "user"}),
+        json!({"role": "user", "content": 5}),
+        json!({"role": "user", "content": "hi", "colour": "red"}),
+        json!({"role": "user", "content": "hi", "metadata": [1, 2]}),
+        json!({"role": "user", "content": "hi", "id": "not-a-uuid"}),
+        json!({"role": "user", "content": "a\u{0}b"}),
+        json!(["user", "hi"]),
+        json!({"messages": "hi"}),
+        json!({"messages": [
+            {"role": "user", "content": "fine"},
+            {"role": "robot", "content": "not fine"},
+        ]}),
+        json!({"messages": [
+            {"role": "user", "content": "fine"},
+            {"role": "user", "content": "fine", "metadata": "not an object"},
+        ]}),
+    ];
+    for body in refused {
+        let answer = client.post("alice", &messages, body.clone()).await;
+        assert!(answer.status == 422, "{body}: {answer:?}");
+        answer.expect_error(422);
+    }
+    let long_title = "t".repeat(256);
+    for (method, path) in [
+        (Method::POST, "/conversations".to_owned()),
+        (Method::PATCH, format!("/conversations/{conv}")),
+    ] {
+        client
+            .send(
+                method.clone(),
+                &path,
+                "alice",
+                Some(&json!({"title": long_title})),
+            )
+            .await
+            .expect_error(422);
+        client
+            .send(method, &path, "alice", Some(&json!({"title": "a\nb"})))
+            .await
+            .expect_error(422);
+    }
+    // A rename must say what the title becomes.
+    client
+        .patch("alice", &format!("/conversations/{conv}"), json!({}))
+        .await
+        .expect_error(422);
+
+    // Ids, query strings and routes.
+    client
+        .get("alice", "/conversations/not-a-uuid")
+        .await
+        .expect_error(400);
+    client
+        .get("alice", "/conversations/not-a-uuid/messages")
+        .await
+        .expect_error(400);
+    client
+        .get("alice", "/conversations?limit=many")
+        .await
+        .expect_error(400);
+    client
+        .get("alice", &format!("{messages}?limit=-1"))
+        .await
+        .expect_error(400);
+    client.get("alice", "/search").await.expect_error(400);
+    client
+        .get("alice", "/search?q=%22unclosed")
+        .await
+        .expect_error(400);
+    client
+        .get("alice", "/search?q=x&conversation=nope")
+        .await
+        .expect_error(400);
+    client.get("alice", "/nowhere").await.expect_error(404);
+
+    // Nothing was written, and the title is as it was.
+    let read = client
+        .get("alice", &format!("/conversations/{conv}"))
+        .await
+        .expect(200);
+    assert_eq!(read["message_count"], 0);
+    assert_eq!(read["title"], "Mine");
+    let list = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
+}
+
+/// A message or batch sent again with the same client ids comes back as stored, not twice; the
+/// same id on a different message is a conflict.
+async fn a_retried_append_with_client_ids_returns_the_stored_messages(client: Client) {
+    let conv = client.create("alice", "Retries").await;
+    let messages = format!("/conversations/{conv}/messages");
+    let id = uuid::Uuid::now_v7().to_string();
+    let message = json!({"role": "user", "content": "Add oat milk", "id": id});
+    let first = client
+        .post("alice", &messages, message.clone())
+        .await
+        .expect(201);
+    assert_eq!(first["id"], id.as_str());
+    let again = client.post("alice", &messages, message).await.expect(201);
+    assert_eq!(again, first);
+
+    let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let batch = json!({"messages": [
+        {"role": "assistant", "content": "", "metadata": {"tool_calls": [{"id": "call_1"}]}, "id": ids[0]},
+        {"role": "tool", "content": "ok", "metadata": {"tool_call_id": "call_1"}, "id": ids[1]},
+        {"role": "assistant", "content": "Added.", "id": ids[2]},
+    ]});
+    let stored = client
+        .post("alice", &messages, batch.clone())
+        .await
+        .expect(201);
+    assert_eq!(seqs(&stored), [2, 3, 4]);
+    let retried = client.post("alice", &messages, batch).await.expect(201);
+    assert_eq!(retried, stored);
+
+    // The same id on other content, or in another conversation: 409, nothing written.
+    client
+        .post(
+            "alice",
+            &messages,
+            json!({"role": "user", "content": "Add almond milk", "id": id}),
+        )
+        .await
+        .expect_error(409);
+    let other = client.create("alice", "Other").await;
+    client
+        .post(
+            "alice",
+            &format!("/conversations/{other}/messages"),
+            json!({"role": "user", "content": "Add oat milk", "id": id}),
+        )
+        .await
+        .expect_error(409);
+    // And twice in one batch.
+    let twice = uuid::Uuid::now_v7().to_string();
+    client
+        .post(
+            "alice",
+            &messages,
+            json!({"messages": [
+                {"role": "user", "content": "a", "id": twice},
+                {"role": "user", "content": "b", "id": twice},
+            ]}),
+        )
+        .await
+        .expect_error(409);
+
+    let history = client.history("alice", &conv).await;
+    assert_eq!(seqs(&history), [1, 2, 3, 4]);
+    assert_eq!(history["total"], 4);
+    let ids_read: HashSet<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids_read.contains(id.as_str()));
+    assert!(ids.iter().all(|i| ids_read.contains(i.as_str())));
+    assert_eq!(client.history("alice", &other).await["total"], 0);
+}
