@@ -115,8 +115,9 @@ pub enum Error {
         feature: &'static str,
     },
 
-    /// Running the embedded migrations failed. The whole run is one transaction: the schema stays
-    /// as it was.
+    /// Running the embedded migrations failed. On SQLite and PostgreSQL the whole run is one
+    /// transaction, so the schema stays as it was; MySQL commits DDL as it runs, so the failed
+    /// migration may be left part-done (see `verify_schema`).
     #[error("running migrations failed: {0}")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
 
@@ -149,8 +150,10 @@ pub enum Error {
     ConnectionLost(#[source] diesel::result::Error),
 
     /// Another writer held the lock longer than this call may wait: SQLite's busy timeout (another
-    /// process writing), or, when opening a PostgreSQL store, another process's migration run for
-    /// longer than the connection timeout. Nothing was written; the call can be retried.
+    /// process writing); MySQL's `innodb_lock_wait_timeout` (50 s by default), or a deadlock
+    /// MySQL broke by rolling this call back; or, when opening a PostgreSQL or MySQL store, another
+    /// process's migration run for longer than the connection timeout. Nothing was written; the call
+    /// can be retried.
     #[error("the database is busy: {0}")]
     Busy(#[source] diesel::result::Error),
 
@@ -232,6 +235,8 @@ impl From<diesel::result::Error> for Error {
                 Error::ConnectionLost(e)
             }
             D::DatabaseError(_, ref info) if is_lock_timeout(info.message()) => Error::Busy(e),
+            // MySQL's deadlock victim (1213): its transaction was rolled back whole.
+            D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Error::Busy(e),
             _ => Error::Database(e),
         }
     }
@@ -252,6 +257,10 @@ fn is_mysql_connection_lost(message: &str) -> bool {
         || message.contains("Server has gone away")
         || message.starts_with("Lost connection to")
         || message.starts_with("Connection was killed")
+        // MySQL 8.0.24+: an idle connection the server timed out (4031).
+        || message.contains("disconnected by the server")
+        // A statement over max_allowed_packet: the server drops the connection too (1153).
+        || message.contains("max_allowed_packet")
 }
 
 /// Checks text against the rules shared by user ids and titles: at most `max` characters and no

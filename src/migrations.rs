@@ -60,8 +60,8 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
                 #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
                 locked: Option<i32>,
             }
-            // GET_LOCK counts whole seconds (fractions on MariaDB only); at least one.
-            let seconds = lock_timeout.as_secs().max(1);
+            // GET_LOCK counts whole seconds (fractions on MariaDB only): rounded up.
+            let seconds = lock_timeout.as_millis().div_ceil(1000).max(1);
             let lock: Locked = diesel::sql_query(format!(
                 "SELECT GET_LOCK(CONCAT('chatstore:', MD5(DATABASE())), {seconds}) AS locked"
             ))

@@ -94,6 +94,7 @@ impl<'b, 'a> Batch<'b, 'a> {
         conversation: ConversationId,
         messages: &'b [NewMessage<'a>],
         max_bytes: usize,
+        backend: Backend,
     ) -> Result<Self> {
         let metadata = messages
             .iter()
@@ -105,9 +106,14 @@ impl<'b, 'a> Batch<'b, 'a> {
             messages,
             ids: message_ids(messages)?,
             metadata,
+            // MySQL's word index reads the content itself (a spaced copy would only make the
+            // statement longer).
             search_texts: messages
                 .iter()
-                .map(|m| search::search_text(m.content()))
+                .map(|m| match backend {
+                    Backend::Mysql => None,
+                    _ => search::search_text(m.content()),
+                })
                 .collect(),
         })
     }
@@ -608,6 +614,7 @@ impl ChatStore {
             conversation,
             new_messages,
             self.limits.max_content_bytes,
+            self.backend,
         )?;
         if new_messages.is_empty() {
             let found = self.find_conversation(user, conversation)?;

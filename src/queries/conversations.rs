@@ -56,6 +56,54 @@ pub(crate) fn list(
         .load(conn)?)
 }
 
+/// MySQL has no RETURNING: the user's conversations are read, locked, and exactly those deleted.
+///
+/// - The ids come from a plain read, one snapshot: a locking read through the list index
+///   (ordered by `updated_at`) missed a conversation that an append moved ahead of the scan.
+/// - They are locked by primary key, as an append's UPDATE locks its row. Locked through
+///   `conversations_id_user` first, they deadlocked with an append that held its row and wanted that
+///   index entry for the foreign key check of its INSERT (SHOW ENGINE INNODB STATUS).
+/// - The counts are read under those locks, so they are exactly the messages deleted. A
+///   conversation created after the read is not the caller's to count, and stays.
+#[cfg(feature = "mysql")]
+fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &str) -> Result<Vec<i64>> {
+    use diesel::sql_types::{Binary, Text};
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = Binary, column_name = id)]
+        conversation: Vec<u8>,
+        #[diesel(sql_type = diesel::sql_types::BigInt, column_name = message_count)]
+        count: i64,
+    }
+    let ids: Vec<Vec<u8>> = conversations
+        .filter(user_id.eq(user))
+        .select(id)
+        .load(conn)?;
+    let mut counts = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut lock = diesel::sql_query(format!(
+            "SELECT id, message_count FROM conversations FORCE INDEX (PRIMARY) \
+             WHERE user_id = ? AND id IN ({marks}) FOR UPDATE"
+        ))
+        .into_boxed::<diesel::mysql::Mysql>()
+        .bind::<Text, _>(user);
+        for conv in chunk {
+            lock = lock.bind::<Binary, _>(conv);
+        }
+        let locked: Vec<Locked> = lock.load(conn)?;
+        let locked_ids: Vec<&[u8]> = locked.iter().map(|l| l.conversation.as_slice()).collect();
+        diesel::delete(
+            conversations
+                .filter(user_id.eq(user))
+                .filter(id.eq_any(locked_ids)),
+        )
+        .execute(conn)?;
+        counts.extend(locked.iter().map(|l| l.count));
+    }
+    Ok(counts)
+}
+
 /// `now`, or the stored `updated_at` if that is later: a writer whose clock reading is older than the
 /// last committed change (another thread took its reading later but committed first) never moves
 /// `updated_at` backwards.
@@ -82,10 +130,12 @@ pub(crate) fn delete(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<usize> 
     Ok(diesel::delete(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).execute(conn)?)
 }
 
-/// Deletes every conversation the user owns, their messages by cascade, in one statement; returns
-/// each deleted conversation's message count. The count is read from the row as deleted (on
-/// PostgreSQL after waiting for any append in flight), so it is exactly the messages that went with it.
+/// Deletes every conversation the user owns, their messages by cascade, in one statement (MySQL:
+/// see [`delete_all_mysql`]); returns each deleted conversation's message count. The count is read
+/// from the row as deleted (on PostgreSQL after waiting for any append in flight), so it is exactly
+/// the messages that went with it.
 pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     let mine = conversations.filter(user_id.eq(user));
     Ok(match conn {
         #[cfg(feature = "sqlite")]
@@ -96,18 +146,8 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
         Conn::Pg(c) => diesel::delete(mine)
             .returning(message_count)
             .get_results(c)?,
-        // No RETURNING: the rows are locked and read first, then exactly those are deleted (a
-        // conversation created in between is not the caller's to count, and stays).
         #[cfg(feature = "mysql")]
-        Conn::Mysql(c) => {
-            let rows: Vec<(Vec<u8>, i64)> =
-                mine.select((id, message_count)).for_update().load(c)?;
-            let ids: Vec<&[u8]> = rows.iter().map(|(i, _)| i.as_slice()).collect();
-            for chunk in ids.chunks(1000) {
-                diesel::delete(mine.filter(id.eq_any(chunk))).execute(c)?;
-            }
-            rows.into_iter().map(|(_, count)| count).collect()
-        }
+        Conn::Mysql(c) => delete_all_mysql(c, user)?,
     })
 }
 

@@ -143,6 +143,7 @@ fn tsquery(query: &Query) -> String {
 /// is then checked against its content — phrases in order, whole words — before it counts.
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql {
+    use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
     use diesel::mysql::{Mysql, MysqlConnection};
     use diesel::prelude::*;
     use diesel::sql_types::{BigInt, Binary, Text};
@@ -176,11 +177,12 @@ pub(crate) mod mysql {
         hits: i32,
     }
 
-    /// Indexes the words of newly inserted messages.
+    /// Indexes the words of newly inserted messages, a statement per `WORDS_PER_INSERT` words (the
+    /// rows of a whole large batch would take dozens of times its text in memory).
     pub(crate) fn index(conn: &mut MysqlConnection, rows: &[NewMessageRow<'_>]) -> Result<()> {
-        let words: Vec<WordRow<'_>> = rows
-            .iter()
-            .flat_map(|row| {
+        let mut words: Vec<WordRow<'_>> = Vec::new();
+        for row in rows {
+            words.extend(
                 search::index_words(row.content)
                     .into_iter()
                     .map(|(word, hits)| WordRow {
@@ -188,9 +190,17 @@ pub(crate) mod mysql {
                         user_id: row.user_id,
                         word,
                         hits,
-                    })
-            })
-            .collect();
+                    }),
+            );
+            if words.len() >= WORDS_PER_INSERT {
+                insert_words(conn, &words)?;
+                words.clear();
+            }
+        }
+        insert_words(conn, &words)
+    }
+
+    fn insert_words(conn: &mut MysqlConnection, words: &[WordRow<'_>]) -> Result<()> {
         for chunk in words.chunks(WORDS_PER_INSERT) {
             diesel::insert_into(message_words::table)
                 .values(chunk)
@@ -208,7 +218,7 @@ pub(crate) mod mysql {
                 .filter(id.gt(&after))
                 .order(id)
                 .select((id, user_id, content))
-                .limit(500)
+                .limit(100)
                 .load(conn)?;
             let Some((last, _, _)) = page.last() else {
                 return Ok(());
@@ -225,11 +235,7 @@ pub(crate) mod mysql {
                             hits,
                         })
                         .collect();
-                    for chunk in words.chunks(WORDS_PER_INSERT) {
-                        diesel::insert_into(message_words::table)
-                            .values(chunk)
-                            .execute(conn)?;
-                    }
+                    insert_words(conn, &words)?;
                 }
                 Ok::<_, crate::Error>(())
             })?;
@@ -268,7 +274,13 @@ pub(crate) mod mysql {
                 let word = search::index_word(word);
                 let word = match prefix {
                     // Words hold only letters, digits and marks; the escape is for safety's sake.
-                    true => format!("{}%", word.replace('!', "!!").replace(['%', '_'], "!$0")),
+                    true => {
+                        let escaped = word
+                            .replace('!', "!!")
+                            .replace('%', "!%")
+                            .replace('_', "!_");
+                        format!("{escaped}%")
+                    }
                     false => word,
                 };
                 if !words.contains(&(word.clone(), prefix)) {
@@ -310,23 +322,62 @@ pub(crate) mod mysql {
         );
         // Candidates come in pages, checked against their content, until the page asked for is
         // full: usually at once, since the index is exact for words of up to 64 characters and
-        // only a phrase's order can fail the check.
+        // only a phrase's order can fail the check. The pages are read from one snapshot, so that
+        // a message written or deleted between two of them cannot shift the offsets (repeating or
+        // skipping a hit): READ COMMITTED would give each statement a snapshot of its own.
+        conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+        AnsiTransactionManager::begin_transaction_sql(
+            conn,
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        )?;
+        let found = candidates(
+            conn,
+            &sql,
+            user,
+            conversation,
+            &words,
+            query,
+            order,
+            limit,
+            offset,
+        );
+        // Nothing was written: the end of the snapshot cannot lose anything.
+        let _ = match found {
+            Ok(_) => AnsiTransactionManager::commit_transaction(conn),
+            Err(_) => AnsiTransactionManager::rollback_transaction(conn),
+        };
+        found
+    }
+
+    /// The candidate pages of [`find`], each checked against its content.
+    #[allow(clippy::too_many_arguments)]
+    fn candidates(
+        conn: &mut MysqlConnection,
+        sql: &str,
+        user: &str,
+        conversation: Option<&[u8]>,
+        words: &[(String, bool)],
+        query: &Query,
+        order: SearchOrder,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<(Message, Option<String>)>> {
         let wanted = (offset + limit).max(0) as usize;
         let mut found: Vec<(Message, Option<String>)> = Vec::new();
         let mut skipped_candidates = 0i64;
         let mut batch = (offset + limit).clamp(16, 4096);
         loop {
-            let mut statement = diesel::sql_query(sql.as_str())
+            let mut statement = diesel::sql_query(sql)
                 .into_boxed::<Mysql>()
                 .bind::<Text, _>(user);
             if let Some(conversation) = conversation {
                 statement = statement.bind::<Binary, _>(conversation);
             }
-            for (word, _) in &words {
+            for (word, _) in words {
                 statement = statement.bind::<Text, _>(user).bind::<Text, _>(word);
             }
             if order == SearchOrder::BestMatch {
-                for (word, _) in &words {
+                for (word, _) in words {
                     statement = statement.bind::<Text, _>(word);
                 }
             }

@@ -23,6 +23,8 @@ backend_tests! {
         addresses_paths_and_numbers_are_found_by_their_words,
         accents_outside_latin_are_kept_alike_in_index_and_query,
         a_large_message_of_distinct_words_is_stored_and_its_start_indexed,
+        phrase_pages_skip_messages_with_the_words_out_of_order,
+        words_longer_than_64_characters_are_told_apart,
     ],
     persistent: [
         messages_stored_before_the_index_existed_are_found,
@@ -401,4 +403,50 @@ fn the_index_survives_a_vacuum(db: &TestDb) {
     let store = db.open();
     assert_eq!(found(&store, &alice, "apple"), ["apple four"]);
     assert_eq!(found(&store, &alice, "banana"), ["banana three"]);
+}
+
+/// Most messages hold the phrase's words in the wrong order: pages of the phrase still come whole,
+/// each hit once, newest first (MySQL checks candidates in Rust, reading several pages of them).
+fn phrase_pages_skip_messages_with_the_words_out_of_order(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let texts: Vec<String> = (0..120)
+        .map(|i| match i % 10 {
+            3 => format!("{i}: oat milk please"),
+            _ => format!("{i}: milk, then oat"),
+        })
+        .collect();
+    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    store.append_messages(&alice, conv, &batch).unwrap();
+    let mut seen = Vec::new();
+    let mut query = SearchQuery::new(r#""oat milk""#).limit(5);
+    loop {
+        let page = store.search_messages(&alice, &query).unwrap();
+        seen.extend(page.hits.into_iter().map(|h| h.message.content));
+        match page.next_offset {
+            Some(offset) => query = query.offset(offset),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = texts
+        .iter()
+        .rev()
+        .filter(|t| t.contains("oat milk"))
+        .cloned()
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+/// Words past 64 characters (MySQL's word index keeps their first 64) are still found whole.
+fn words_longer_than_64_characters_are_told_apart(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let stem = "a".repeat(70);
+    let (x, y) = (format!("{stem}x"), format!("{stem}y"));
+    with_messages(&store, &alice, &[&x, &y]);
+    assert_eq!(found(&store, &alice, &x), [x.as_str()]);
+    assert_eq!(found(&store, &alice, &y), [y.as_str()]);
+    assert!(found(&store, &alice, &stem).is_empty(), "whole words only");
+    assert_eq!(found(&store, &alice, &format!("{stem}*")).len(), 2);
 }

@@ -4,8 +4,8 @@
 -- indexes words itself, split and folded in Rust exactly as the query is: one row per distinct word
 -- of a message, with how often it occurs there (the rank of a best-match search).
 --
--- `search_text` is kept for the other backends' sake (one schema for the store's inserts); the
--- words here are read from the content.
+-- `search_text` exists for the other backends' sake (one schema for the store's inserts) and stays
+-- NULL here: the words are read from the content.
 ALTER TABLE messages ADD COLUMN search_text LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL;
 
 CREATE TABLE message_words (
