@@ -242,7 +242,7 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
             assert!(page.next.is_some());
         }
         assert!(matches!(
-            AsyncChatStore::open("mysql://nowhere").await,
+            AsyncChatStore::open("oracle://nowhere").await,
             Err(Error::UnsupportedUrl(_))
         ));
     });
