@@ -367,26 +367,26 @@ impl ChatStore {
     /// [`Error::InvalidTitle`]; connection and database errors.
     pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
         self.op("create_conversation", || {
-        let title = parse_optional(title)?;
-        let id = ConversationId::generate();
-        let now = models::now();
-        let row = NewConversationRow {
-            id: id.as_bytes(),
-            user_id: user.as_str(),
-            title: title.as_ref().map(|t| t.as_str()),
-            created_at: now.naive_utc(),
-            updated_at: now.naive_utc(),
-            message_count: 0,
-        };
-        self.write(|conn| conversations::insert(conn, &row))?;
-        Ok(Conversation {
-            id,
-            user_id: user.clone(),
-            title: title.map(|t| t.as_str().to_owned()),
-            created_at: now,
-            updated_at: now,
-            message_count: 0,
-        })
+            let title = parse_optional(title)?;
+            let id = ConversationId::generate();
+            let now = models::now();
+            let row = NewConversationRow {
+                id: id.as_bytes(),
+                user_id: user.as_str(),
+                title: title.as_ref().map(|t| t.as_str()),
+                created_at: now.naive_utc(),
+                updated_at: now.naive_utc(),
+                message_count: 0,
+            };
+            self.write(|conn| conversations::insert(conn, &row))?;
+            Ok(Conversation {
+                id,
+                user_id: user.clone(),
+                title: title.map(|t| t.as_str().to_owned()),
+                created_at: now,
+                updated_at: now,
+                message_count: 0,
+            })
         })
     }
 
@@ -429,27 +429,27 @@ impl ChatStore {
     /// Connection and database errors.
     pub fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
         self.op("list_conversations", || {
-        let limit = page.limit.clamp(1, self.limits.max_page_size);
-        let after = page.after.map(|c| (c.updated_at, c.id));
-        let rows = self.with_conn(|conn| {
-            let after = after.as_ref().map(|(time, id)| (*time, id.as_bytes()));
-            // One row more than asked tells whether a next page exists.
-            conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
-        })?;
-        let mut items: Vec<Conversation> =
-            rows.into_iter().map(ConversationRow::into_model).collect();
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
+            let limit = page.limit.clamp(1, self.limits.max_page_size);
+            let after = page.after.map(|c| (c.updated_at, c.id));
+            let rows = self.with_conn(|conn| {
+                let after = after.as_ref().map(|(time, id)| (*time, id.as_bytes()));
+                // One row more than asked tells whether a next page exists.
+                conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
+            })?;
+            let mut items: Vec<Conversation> =
+                rows.into_iter().map(ConversationRow::into_model).collect();
+            let next = if items.len() > limit as usize {
+                items.truncate(limit as usize);
                 items.last().map(|last| {
                     Page::after(ConversationCursor::new(last.updated_at, last.id), limit)
                 })
-        } else {
-            None
-        };
-        Ok(ConversationPage {
-            conversations: items,
-            next,
-        })
+            } else {
+                None
+            };
+            Ok(ConversationPage {
+                conversations: items,
+                next,
+            })
         })
     }
 
@@ -465,16 +465,16 @@ impl ChatStore {
         title: Option<&str>,
     ) -> Result<Conversation> {
         self.op("rename_conversation", || {
-        let title = parse_optional(title)?;
-        let now = models::now().naive_utc();
-        self.write(|conn| {
-            let title = title.as_ref().map(|t| t.as_str());
-            if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
-                return Err(Error::NotFound);
-            }
-            conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
-        })
-        .map(ConversationRow::into_model)
+            let title = parse_optional(title)?;
+            let now = models::now().naive_utc();
+            self.write(|conn| {
+                let title = title.as_ref().map(|t| t.as_str());
+                if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
+                    return Err(Error::NotFound);
+                }
+                conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
+            })
+            .map(ConversationRow::into_model)
         })
     }
 
@@ -484,10 +484,10 @@ impl ChatStore {
     /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
     pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
         self.op("delete_conversation", || {
-        match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
-            0 => Err(Error::NotFound),
-            _ => Ok(()),
-        }
+            match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
+                0 => Err(Error::NotFound),
+                _ => Ok(()),
+            }
         })
     }
 
@@ -502,11 +502,11 @@ impl ChatStore {
         message: NewMessage<'_>,
     ) -> Result<Message> {
         self.op("append_message", || {
-        let stored = self.insert_messages(user, conversation, &[message], None)?;
-        stored
-            .into_iter()
-            .next()
-            .ok_or_else(|| models::corrupt_row("an append of one message stored none"))
+            let stored = self.insert_messages(user, conversation, &[message], None)?;
+            stored
+                .into_iter()
+                .next()
+                .ok_or_else(|| models::corrupt_row("an append of one message stored none"))
         })
     }
 
@@ -555,7 +555,7 @@ impl ChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         self.op("append_messages", || {
-        self.insert_messages(user, conversation, batch, None)
+            self.insert_messages(user, conversation, batch, None)
         })
     }
 
@@ -590,7 +590,7 @@ impl ChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         self.op("append_if_last_seq", || {
-        self.insert_messages(user, conversation, batch, Some(last_seq))
+            self.insert_messages(user, conversation, batch, Some(last_seq))
         })
     }
 
@@ -666,17 +666,17 @@ impl ChatStore {
         window: Window,
     ) -> Result<MessagePage> {
         self.op("messages", || {
-        let (total, messages) = self
-            .with_conn(|conn| {
-                messages::window(
-                    conn,
-                    user.as_str(),
-                    conversation.as_bytes(),
-                    window.bounds(),
-                )
-            })?
-            .ok_or(Error::NotFound)?;
-        Ok(MessagePage::new(messages, window, total))
+            let (total, messages) = self
+                .with_conn(|conn| {
+                    messages::window(
+                        conn,
+                        user.as_str(),
+                        conversation.as_bytes(),
+                        window.bounds(),
+                    )
+                })?
+                .ok_or(Error::NotFound)?;
+            Ok(MessagePage::new(messages, window, total))
         })
     }
 
@@ -721,12 +721,12 @@ impl ChatStore {
     ) -> Result<ContextWindow> {
         self.op("context_window", || {
             self.build_context_window(
-            user,
-            conversation,
-            budget,
-            ContextOptions::default(),
-            crate::char_cost,
-        )
+                user,
+                conversation,
+                budget,
+                ContextOptions::default(),
+                crate::char_cost,
+            )
         })
     }
 
@@ -826,40 +826,40 @@ impl ChatStore {
     /// to search in is not the user's; connection and database errors.
     pub fn search_messages(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults> {
         self.op("search_messages", || {
-        let parsed = search::parse(query.text())?;
-        let (limit, offset) = query.page();
-        let limit = limit.clamp(1, self.limits.max_page_size);
-        let conversation = query.conversation();
-        let found = self.with_conn(|conn| {
-            if let Some(conversation) = conversation {
-                conversations::find(conn, user.as_str(), conversation.as_bytes())?
-                    .ok_or(Error::NotFound)?;
-            }
-            // One row more than asked tells whether a next page exists.
-            queries::search::find(
-                conn,
-                user.as_str(),
-                conversation.as_ref().map(ConversationId::as_bytes),
-                &parsed,
-                query.ordering(),
-                i64::from(limit) + 1,
-                i64::from(offset),
-            )
-        })?;
-        let more = found.len() > limit as usize;
-        let hits = found
-            .into_iter()
-            .take(limit as usize)
-            .map(|(message, conversation_title)| SearchHit {
-                snippet: search::snippet(&message.content, &parsed),
-                message,
-                conversation_title,
+            let parsed = search::parse(query.text())?;
+            let (limit, offset) = query.page();
+            let limit = limit.clamp(1, self.limits.max_page_size);
+            let conversation = query.conversation();
+            let found = self.with_conn(|conn| {
+                if let Some(conversation) = conversation {
+                    conversations::find(conn, user.as_str(), conversation.as_bytes())?
+                        .ok_or(Error::NotFound)?;
+                }
+                // One row more than asked tells whether a next page exists.
+                queries::search::find(
+                    conn,
+                    user.as_str(),
+                    conversation.as_ref().map(ConversationId::as_bytes),
+                    &parsed,
+                    query.ordering(),
+                    i64::from(limit) + 1,
+                    i64::from(offset),
+                )
+            })?;
+            let more = found.len() > limit as usize;
+            let hits = found
+                .into_iter()
+                .take(limit as usize)
+                .map(|(message, conversation_title)| SearchHit {
+                    snippet: search::snippet(&message.content, &parsed),
+                    message,
+                    conversation_title,
+                })
+                .collect();
+            Ok(SearchResults {
+                hits,
+                next_offset: more.then(|| offset.saturating_add(limit)),
             })
-            .collect();
-        Ok(SearchResults {
-            hits,
-            next_offset: more.then(|| offset.saturating_add(limit)),
-        })
         })
     }
 
@@ -870,11 +870,11 @@ impl ChatStore {
     /// Connection and database errors (nothing is deleted then).
     pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
         self.op("delete_user_data", || {
-        let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
-        Ok(DeletedCounts {
-            conversations: counts.len() as u64,
-            messages: counts.iter().map(|&n| n as u64).sum(),
-        })
+            let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
+            Ok(DeletedCounts {
+                conversations: counts.len() as u64,
+                messages: counts.iter().map(|&n| n as u64).sum(),
+            })
         })
     }
 
@@ -891,8 +891,8 @@ impl ChatStore {
     /// Connection and database errors.
     pub fn verify_schema(&self) -> Result<SchemaReport> {
         self.op("verify_schema", || {
-        let found = self.with_conn(catalog::objects)?;
-        Ok(SchemaReport::new(&found))
+            let found = self.with_conn(catalog::objects)?;
+            Ok(SchemaReport::new(&found))
         })
     }
 }
