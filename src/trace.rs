@@ -8,6 +8,7 @@
 //! which is personal data; [`Error`](crate::Error)'s messages hold none of these either. Without
 //! the feature, [`op`] is a plain call of its closure: no span, no clock, no field.
 
+use crate::admin::StoreStats;
 use crate::conn::Backend;
 use crate::context::ContextWindow;
 use crate::models::{Conversation, Message};
@@ -127,6 +128,18 @@ impl Recorded for ContextWindow {
 impl Recorded for SearchResults {
     fn rows(&self) -> Option<usize> {
         Some(self.hits.len())
+    }
+}
+
+impl Recorded for Vec<Conversation> {
+    fn rows(&self) -> Option<usize> {
+        Some(self.len())
+    }
+}
+
+impl Recorded for StoreStats {
+    fn rows(&self) -> Option<usize> {
+        Some(1)
     }
 }
 
