@@ -45,7 +45,7 @@ use crate::{Error, Result};
 ///
 /// With the cargo feature `tracing`, every method (and opening, and its migration run) runs in a
 /// `debug` span named `chatstore` with the fields `operation` (the method's name), `backend`
-/// (`"sqlite"` or `"postgres"`), `rows` (rows written or returned; empty for
+/// (`"sqlite"`, `"postgres"` or `"mysql"`), `rows` (rows written or returned; empty for
 /// `delete_conversation`, `open` and `migrate`) and `elapsed_us`, and ends with a `debug` event, or
 /// a `warn` event with the error. Spans and events never hold message content, titles, metadata,
 /// search text or user ids, and errors never quote them.

@@ -182,6 +182,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
     let captured = capture.0.lock().unwrap();
     let backend = match db.kind {
         Kind::Postgres => "postgres",
+        Kind::Mysql => "mysql",
         _ => "sqlite",
     };
     // Each operation, with its rows (`None`: no count) and whether it succeeded.
