@@ -266,6 +266,28 @@ pub(crate) fn check_import(
     Ok(CheckedImport { metadata })
 }
 
+/// MySQL: Diesel binds times as MySQL's TIMESTAMP, whose range is 1970-01-01 00:00:01 to
+/// 2038-01-19 03:14:07.999999 UTC, and MariaDB turns a time outside it into NULL, which the
+/// column refuses. The store's own times, from the clock, are inside it; an import's are checked,
+/// so that such a time is an input error rather than a database error. Messages lie between the
+/// conversation's times (see [`check_import`]), so those two are enough.
+#[cfg(feature = "mysql")]
+pub(crate) fn check_mysql_times(conversation: &Conversation) -> Result<()> {
+    let first = DateTime::from_timestamp(1, 0);
+    let last = DateTime::from_timestamp(i64::from(i32::MAX), 999_999_000);
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(());
+    };
+    if conversation.created_at < first || conversation.updated_at > last {
+        return Err(Error::InvalidImport(
+            "a time is outside what MySQL can store (1970-01-01 00:00:01 to 2038-01-19 \
+             03:14:07 UTC)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Every backend keeps microseconds: a finer time would read back as another.
 fn microseconds(time: DateTime<Utc>, what: &str) -> Result<()> {
     match time.nanosecond() % 1000 {
@@ -312,6 +334,28 @@ mod tests {
 
     fn check(user: &UserId, c: &Conversation, m: &[Message]) -> Result<CheckedImport> {
         check_import(user, c, m, 100)
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn mysql_refuses_times_outside_its_timestamp_range() {
+        let (_, mut conversation, _) = sample(0);
+        assert!(check_mysql_times(&conversation).is_ok());
+        let at = |secs: i64, nanos: u32| DateTime::from_timestamp(secs, nanos).unwrap();
+        conversation.created_at = at(1, 0);
+        conversation.updated_at = at(i64::from(i32::MAX), 999_999_000);
+        assert!(check_mysql_times(&conversation).is_ok());
+        conversation.created_at = at(0, 999_999_000);
+        assert!(matches!(
+            check_mysql_times(&conversation),
+            Err(Error::InvalidImport(_))
+        ));
+        conversation.created_at = at(1, 0);
+        conversation.updated_at = at(i64::from(i32::MAX) + 1, 0);
+        assert!(matches!(
+            check_mysql_times(&conversation),
+            Err(Error::InvalidImport(_))
+        ));
     }
 
     #[test]

@@ -1011,8 +1011,9 @@ impl ChatStore {
     /// title trimmed and valid, its message count the number of `messages`, which must be its
     /// own, with seqs 1, 2, 3… in order, distinct ids, content and metadata within the store's
     /// limits, and times as the store writes them (microseconds; the conversation's `created_at`
-    /// ≤ each message's, in seq order, ≤ its `updated_at`). An operator's call: the conversation
-    /// id is refused if any user has it.
+    /// ≤ each message's, in seq order, ≤ its `updated_at`; on MySQL, between 1970 and 2038, the
+    /// range of the TIMESTAMP type times are sent as). An operator's call: the conversation id is
+    /// refused if any user has it.
     ///
     /// # Errors
     /// Nothing is written on any error:
@@ -1031,6 +1032,10 @@ impl ChatStore {
         self.op("import_conversation", || {
             let checked =
                 admin::check_import(user, conversation, messages, self.limits.max_content_bytes)?;
+            #[cfg(feature = "mysql")]
+            if self.backend == Backend::Mysql {
+                admin::check_mysql_times(conversation)?;
+            }
             let search_texts: Vec<Option<String>> = messages
                 .iter()
                 .map(|m| search::search_text(&m.content))

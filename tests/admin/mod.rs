@@ -15,6 +15,7 @@ backend_tests! {
         an_export_reads_each_conversation_as_its_page_was_listed,
         a_user_without_data_exports_nothing,
         refused_imports_leave_the_database_unchanged,
+        times_outside_mysqls_range_are_refused_there_and_kept_elsewhere,
     ],
     persistent: [],
 }
@@ -88,6 +89,11 @@ fn stats_count_every_users_data(db: &TestDb) {
         .append_messages(&bob, bobs, &[NewMessage::user("x"), NewMessage::user("y")])
         .unwrap();
     assert_eq!(store.stats().unwrap(), stats(2, 3, 5));
+    // User ids are compared exactly, on every backend.
+    let capital = user("Alice");
+    store.create_conversation(&capital, None).unwrap();
+    assert_eq!(store.stats().unwrap(), stats(3, 4, 5));
+    store.delete_user_data(&capital).unwrap();
 
     store.delete_conversation(&alice, first).unwrap();
     assert_eq!(store.stats().unwrap(), stats(2, 2, 2));
@@ -447,4 +453,31 @@ fn refused_imports_leave_the_database_unchanged(db: &TestDb) {
     let (c, m) = fresh(&conversation, &messages);
     store.import_conversation(&alice, &c, &m).unwrap();
     assert_eq!(store.stats().unwrap(), stats(1, 2, 6));
+}
+
+fn times_outside_mysqls_range_are_refused_there_and_kept_elsewhere(db: &TestDb) {
+    let source_db = TestDb::new(db.kind);
+    let source = source_db.open();
+    let alice = user("alice");
+    let conv = source.create_conversation(&alice, None).unwrap().id;
+    source
+        .append_message(&alice, conv, NewMessage::user("hi"))
+        .unwrap();
+    let (mut conversation, messages) = grouped(export(&source, &alice)).remove(0);
+    let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+    conversation.created_at = time("1960-05-01T10:00:00.123456Z");
+    conversation.updated_at = time("2040-01-01T00:00:00Z");
+
+    let store = db.open();
+    let imported = store.import_conversation(&alice, &conversation, &messages);
+    if db.kind == Kind::Mysql {
+        assert!(
+            matches!(&imported, Err(Error::InvalidImport(why)) if why.contains("1970")),
+            "{imported:?}"
+        );
+        assert_eq!(store.stats().unwrap(), stats(0, 0, 0));
+    } else {
+        imported.unwrap();
+        assert_eq!(store.conversation(&alice, conv).unwrap(), conversation);
+    }
 }
