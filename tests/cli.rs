@@ -355,6 +355,16 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
         assert_eq!(stats(&target.url), empty, "{name}");
     }
 
+    // Bytes that are not text.
+    let mut bytes = exported.clone().into_bytes();
+    let third_line = lines[0].len() + 1 + lines[1].len() + 1;
+    bytes[third_line + 5] = 0xff;
+    let path = dir.path().join("binary.jsonl");
+    std::fs::write(&path, bytes).unwrap();
+    let run = chatstore(&target.url, &["import", "--input", path.to_str().unwrap()]).expect(1);
+    assert!(run.stderr.contains("line 3: not UTF-8"), "{}", run.stderr);
+    assert_eq!(stats(&target.url), empty);
+
     // A message whose seq leaves a gap: the store refuses its conversation (line 1).
     let mut gap: Value = serde_json::from_str(lines[3]).unwrap();
     gap["seq"] = json!(7);

@@ -444,9 +444,12 @@ fn read_import(
     let mut read = 0u64;
     loop {
         line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Failure::failed(format!("reading {source} after line {number}"), e))?;
+        let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => {
+                Failure::refused(format!("{source}, line {}: not UTF-8", number + 1))
+            }
+            _ => Failure::failed(format!("reading {source} after line {number}"), e),
+        })?;
         if n == 0 {
             break;
         }
