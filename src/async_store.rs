@@ -10,7 +10,7 @@ use crate::models::OwnedNewMessage;
 use crate::{
     Backend, ChatStore, ContextOptions, ContextWindow, Conversation, ConversationId,
     ConversationPage, DeletedCounts, Error, Message, MessagePage, NewMessage, Page, Result,
-    SchemaReport, SearchQuery, SearchResults, StoreBuilder, UserId, Window,
+    SchemaReport, SearchQuery, SearchResults, StoreBuilder, StoreStats, UserId, Window,
 };
 
 /// A [`ChatStore`] for async code (cargo feature `tokio`): the same calls as `async fn`s, each
@@ -278,6 +278,33 @@ impl AsyncChatStore {
     pub async fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
         let user = user.clone();
         self.run(move |s| s.delete_user_data(&user)).await
+    }
+
+    /// [`ChatStore::stats`], on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`ChatStore::stats`]; [`Error::TaskFailed`].
+    pub async fn stats(&self) -> Result<StoreStats> {
+        self.run(ChatStore::stats).await
+    }
+
+    /// [`ChatStore::import_conversation`], on the blocking pool (the conversation and its
+    /// messages are copied there). An export reads page by page as it is iterated: run
+    /// [`ChatStore::export_user`] on the blocking store ([`blocking`](Self::blocking)) inside
+    /// [`spawn_blocking`](tokio::task::spawn_blocking).
+    ///
+    /// # Errors
+    /// As [`ChatStore::import_conversation`]; [`Error::TaskFailed`].
+    pub async fn import_conversation(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        messages: &[Message],
+    ) -> Result<()> {
+        let (user, conversation, messages) =
+            (user.clone(), conversation.clone(), messages.to_vec());
+        self.run(move |s| s.import_conversation(&user, &conversation, &messages))
+            .await
     }
 
     /// [`ChatStore::verify_schema`], on the blocking pool.

@@ -157,8 +157,10 @@ impl StoreBuilder {
             // Migrate on a connection of our own first: a wrong URL or a server that is down then
             // fails here with the real error, not after a pool timeout.
             let mut first = manager.connect_first()?;
+            let mut migrated = Vec::new();
             trace::op("migrate", Some(backend), || {
-                crate::migrations::run(&mut first, self.connection_timeout)
+                migrated = crate::migrations::run(&mut first, self.connection_timeout)?;
+                Ok(())
             })?;
             let pool_size = if memory {
                 // An in-memory database lives as long as one connection to it is open: the first
@@ -179,7 +181,7 @@ impl StoreBuilder {
                 .max_size(pool_size)
                 .min_idle(Some(1))
                 .build_unchecked(manager);
-            Ok(ChatStore::from_parts(pool, backend, self.limits))
+            Ok(ChatStore::from_parts(pool, backend, self.limits, migrated))
         })
     }
 }

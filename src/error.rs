@@ -7,8 +7,8 @@ use std::fmt;
 /// Input errors ([`InvalidTitle`](Error::InvalidTitle), [`InvalidUserId`](Error::InvalidUserId),
 /// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
 /// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
-/// [`InvalidId`](Error::InvalidId)) are found before anything is written: the database is left as
-/// it was.
+/// [`InvalidId`](Error::InvalidId), [`InvalidImport`](Error::InvalidImport)) are found before
+/// anything is written: the database is left as it was.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -83,6 +83,20 @@ pub enum Error {
     /// same conversation is not an error: see [`ChatStore::append_messages`](crate::ChatStore::append_messages).)
     #[error("message id {0} is already used by a different message")]
     DuplicateId(crate::MessageId),
+
+    /// A conversation to import ([`ChatStore::import_conversation`](crate::ChatStore::import_conversation))
+    /// has an id the store already holds, for this user or another. Nothing was written.
+    #[error("conversation {0} already exists")]
+    AlreadyExists(crate::ConversationId),
+
+    /// A conversation to import ([`ChatStore::import_conversation`](crate::ChatStore::import_conversation))
+    /// is not one the store could have written: another user's, seqs that do not run 1, 2, 3…
+    /// without a gap, a message count that is not its number of messages, a message of another
+    /// conversation, times out of order or finer than microseconds, a title that is not trimmed.
+    /// Nothing was written. The message says which rule is broken, and never quotes content,
+    /// titles or user ids.
+    #[error("invalid import: {0}")]
+    InvalidImport(String),
 
     /// A context window's budget is smaller than the conversation's pinned system messages alone
     /// (see [`ContextOptions::pin_system`](crate::ContextOptions::pin_system)).

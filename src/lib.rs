@@ -6,6 +6,7 @@ compile_error!(
     "chatstore needs at least one backend: enable the feature \"sqlite\", \"postgres\" or \"mysql\""
 );
 
+mod admin;
 #[cfg(feature = "tokio")]
 mod async_store;
 mod config;
@@ -27,6 +28,7 @@ mod verify;
 #[cfg(feature = "serde")]
 mod wire;
 
+pub use admin::{ExportCounts, ExportItem, StoreStats, UserExport};
 #[cfg(feature = "tokio")]
 pub use async_store::AsyncChatStore;
 pub use config::{StoreBuilder, Synchronous};

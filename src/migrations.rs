@@ -22,17 +22,18 @@ const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
 
 /// Brings the schema up to date, holding a database-wide lock so that processes opening the same
 /// fresh database at once take turns instead of racing on `CREATE TABLE`. Waits at most
-/// `lock_timeout` for that lock (SQLite: the connection's busy timeout).
+/// `lock_timeout` for that lock (SQLite: the connection's busy timeout). Returns the versions of
+/// the migrations it applied.
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql")),
     allow(unused_variables)
 )]
-pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<()> {
-    match conn {
+pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<Vec<String>> {
+    let applied = match conn {
         #[cfg(feature = "sqlite")]
         // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
         // leaves the schema as it was before the run.
-        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE).map(drop)),
+        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE))?,
         // One transaction, so that it also works through a transaction-mode pooler (PgBouncer,
         // serverless endpoints): the lock is a transaction lock, released at commit or rollback
         // on whichever server connection ran it, and a failed run leaves no migration half done.
@@ -47,8 +48,8 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)?;
-            migrate(c, POSTGRES).map(drop)
-        }),
+            migrate(c, POSTGRES)
+        })?,
         // MySQL commits each DDL statement on its own, so no transaction can hold a run: a named
         // lock of the session does (named after the database, as names are server-wide),
         // released however the run ends. A run that fails part-way may
@@ -77,17 +78,21 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             let result = migrate(c, MYSQL).and_then(|applied| {
                 // The search index is filled by the store, not by SQL: the migration that creates it
                 // indexes the messages already stored here.
-                match applied.iter().any(|v| v.to_string() == SEARCH_MIGRATION) {
-                    true => crate::queries::search::mysql::index_stored_messages(c),
-                    false => Ok(()),
+                if applied.iter().any(|v| v.to_string() == SEARCH_MIGRATION) {
+                    crate::queries::search::mysql::index_stored_messages(c)?;
                 }
+                Ok(applied)
             });
             let released =
                 diesel::sql_query("DO RELEASE_LOCK(CONCAT('chatstore:', MD5(DATABASE())))")
                     .execute(c);
-            result.and(released.map(drop).map_err(Error::from))
+            // The run's own error, if any, comes first.
+            let applied = result?;
+            released?;
+            applied
         }
-    }
+    };
+    Ok(applied.iter().map(ToString::to_string).collect())
 }
 
 /// The version of the migration that creates the search index.

@@ -11,6 +11,7 @@ use chrono::NaiveDateTime;
 use diesel::r2d2::Pool;
 use parking_lot::FairMutex;
 
+use crate::admin::{self, StoreStats, UserExport};
 use crate::config::{Limits, StoreBuilder};
 use crate::conn::{write_transaction, Backend, Conn, Manager};
 use crate::context::{self, ContextOptions, ContextWindow};
@@ -44,7 +45,7 @@ use crate::{Error, Result};
 ///
 /// With the cargo feature `tracing`, every method (and opening, and its migration run) runs in a
 /// `debug` span named `chatstore` with the fields `operation` (the method's name), `backend`
-/// (`"sqlite"` or `"postgres"`), `rows` (rows written or returned; empty for
+/// (`"sqlite"`, `"postgres"` or `"mysql"`), `rows` (rows written or returned; empty for
 /// `delete_conversation`, `open` and `migrate`) and `elapsed_us`, and ends with a `debug` event, or
 /// a `warn` event with the error. Spans and events never hold message content, titles, metadata,
 /// search text or user ids, and errors never quote them.
@@ -58,6 +59,8 @@ pub struct ChatStore {
     /// 100 ms — and under steady contention it starved a writer past the busy timeout ("database is
     /// locked"). With the gate, the busy handler only arbitrates between processes.
     write_gate: Option<Arc<FairMutex<()>>>,
+    /// The migrations this store applied when it opened.
+    migrated: Arc<[String]>,
 }
 
 impl std::fmt::Debug for ChatStore {
@@ -329,19 +332,37 @@ impl ChatStore {
         StoreBuilder::new(url)
     }
 
-    pub(crate) fn from_parts(pool: Pool<Manager>, backend: Backend, limits: Limits) -> Self {
+    pub(crate) fn from_parts(
+        pool: Pool<Manager>,
+        backend: Backend,
+        limits: Limits,
+        migrated: Vec<String>,
+    ) -> Self {
         let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(FairMutex::new(())));
         ChatStore {
             pool,
             backend,
             limits,
             write_gate,
+            migrated: migrated.into(),
         }
     }
 
     /// The database system behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The versions of the migrations this store applied when it opened, oldest first (such as
+    /// `"20261124000001"`); empty if the schema was already up to date.
+    ///
+    /// ```
+    /// let store = chatstore::ChatStore::open(":memory:")?;
+    /// assert!(!store.migrations_applied_at_open().is_empty(), "a new database is migrated");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn migrations_applied_at_open(&self) -> &[String] {
+        &self.migrated
     }
 
     /// Runs `f` as the public operation `operation`: in a span, with the `tracing` feature (see
@@ -881,6 +902,189 @@ impl ChatStore {
             Ok(DeletedCounts {
                 conversations: counts.len() as u64,
                 messages: counts.iter().map(|&n| n as u64).sum(),
+            })
+        })
+    }
+
+    /// Store-wide counts for an operator: users who own a conversation, conversations, messages,
+    /// every user's alike. One statement over the conversations table (messages are counted by
+    /// their conversations' message counts), so it costs a scan of that table's smallest index,
+    /// never of the messages.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("hi"))?;
+    /// let stats = store.stats()?;
+    /// assert_eq!((stats.users, stats.conversations, stats.messages), (1, 1, 1));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Connection and database errors.
+    pub fn stats(&self) -> Result<StoreStats> {
+        self.op("stats", || {
+            let (users, conversations, messages) = self.with_conn(conversations::totals)?;
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            Ok(StoreStats {
+                users: count(users),
+                conversations: count(conversations),
+                messages: count(messages),
+            })
+        })
+    }
+
+    /// Everything `user` owns, as records to back up or move to another database: each
+    /// conversation, then its messages in seq order, read page by page (see [`UserExport`] for
+    /// the pages and for what an export sees of writes made while it runs). Nothing is read until
+    /// the iterator is; [`import_conversation`](Self::import_conversation) writes the records back.
+    ///
+    /// With the `tracing` feature, each page read is an operation `export_user`.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ExportItem, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, Some("Groceries"))?;
+    /// # store.append_message(&alice, conv.id, NewMessage::user("Add oat milk"))?;
+    /// let copy = ChatStore::open(":memory:")?;
+    /// let (mut conversation, mut messages) = (None, Vec::new());
+    /// for item in store.export_user(&alice) {
+    ///     match item? {
+    ///         ExportItem::Conversation(next) => {
+    ///             if let Some(done) = conversation.replace(next) {
+    ///                 copy.import_conversation(&alice, &done, &std::mem::take(&mut messages))?;
+    ///             }
+    ///         }
+    ///         ExportItem::Message(message) => messages.push(message),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// if let Some(done) = conversation {
+    ///     copy.import_conversation(&alice, &done, &messages)?;
+    /// }
+    /// assert_eq!(copy.conversation(&alice, conv.id)?, store.conversation(&alice, conv.id)?);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The iterator's items: connection and database errors, after which it ends.
+    pub fn export_user(&self, user: &UserId) -> UserExport {
+        UserExport::new(self.clone(), user.clone())
+    }
+
+    /// Up to `limit` of the user's conversations in id order after `after`: a page of an export.
+    pub(crate) fn export_conversations(
+        &self,
+        user: &UserId,
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<Vec<Conversation>> {
+        self.op("export_user", || {
+            let rows = self.with_conn(|conn| {
+                let after = after.as_ref().map(ConversationId::as_bytes);
+                conversations::after_id(conn, user.as_str(), after, i64::from(limit))
+            })?;
+            Ok(rows.into_iter().map(ConversationRow::into_model).collect())
+        })
+    }
+
+    /// Up to `limit` of the conversation's messages after seq `after`: a page of an
+    /// export; none if the conversation is gone (deleted since it was listed).
+    pub(crate) fn export_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        self.op("export_user", || {
+            let window = Window::After { seq: after, limit }.bounds();
+            let found = self.with_conn(|conn| {
+                messages::window(conn, user.as_str(), conversation.as_bytes(), window)
+            })?;
+            Ok(found.map(|(_, messages)| messages).unwrap_or_default())
+        })
+    }
+
+    /// Writes a conversation and its messages exactly as [`export_user`](Self::export_user) read
+    /// them — ids, title, times, seqs, roles, content, metadata — in one write transaction, as
+    /// `user`'s. The messages are inserted as appends insert them, so the search index holds them
+    /// at once.
+    ///
+    /// Everything is checked before anything is written: the conversation must be `user`'s, its
+    /// title trimmed and valid, its message count the number of `messages`, which must be its
+    /// own, with seqs 1, 2, 3… in order, distinct ids, content and metadata within the store's
+    /// limits, and times as the store writes them (microseconds; the conversation's `created_at`
+    /// ≤ each message's, in seq order, ≤ its `updated_at`; on MySQL, between 1970 and 2038, the
+    /// range of the TIMESTAMP type times are sent as). An operator's call: the conversation id is
+    /// refused if any user has it.
+    ///
+    /// # Errors
+    /// Nothing is written on any error:
+    /// - [`Error::InvalidImport`] for a conversation or messages that break the rules above;
+    ///   [`Error::InvalidTitle`], [`Error::ContentTooLarge`], [`Error::InvalidContent`],
+    ///   [`Error::InvalidMetadata`], [`Error::MetadataTooLarge`] as for the other writes;
+    /// - [`Error::AlreadyExists`] if the conversation id is stored;
+    /// - [`Error::DuplicateId`] if a message id is stored (in any conversation) or given twice;
+    /// - [`Error::Busy`], connection and database errors (the transaction is rolled back).
+    pub fn import_conversation(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        messages: &[Message],
+    ) -> Result<()> {
+        self.op("import_conversation", || {
+            let checked =
+                admin::check_import(user, conversation, messages, self.limits.max_content_bytes)?;
+            #[cfg(feature = "mysql")]
+            if self.backend == Backend::Mysql {
+                admin::check_mysql_times(conversation)?;
+            }
+            let search_texts: Vec<Option<String>> = messages
+                .iter()
+                .map(|m| search::search_text(&m.content))
+                .collect();
+            let row = NewConversationRow {
+                id: conversation.id.as_bytes(),
+                user_id: user.as_str(),
+                title: conversation.title.as_deref(),
+                created_at: conversation.created_at.naive_utc(),
+                updated_at: conversation.updated_at.naive_utc(),
+                message_count: conversation.message_count,
+            };
+            let rows: Vec<NewMessageRow<'_>> = messages
+                .iter()
+                .zip(&checked.metadata)
+                .zip(&search_texts)
+                .map(|((message, metadata), search_text)| NewMessageRow {
+                    id: message.id.as_bytes(),
+                    conversation_id: conversation.id.as_bytes(),
+                    user_id: user.as_str(),
+                    seq: message.seq,
+                    role: message.role.as_str(),
+                    content: &message.content,
+                    metadata: metadata.as_deref(),
+                    created_at: message.created_at.naive_utc(),
+                    search_text: search_text.as_deref(),
+                })
+                .collect();
+            let ids: Vec<&[u8]> = rows.iter().map(|r| r.id).collect();
+            self.write(|conn| {
+                conversations::insert(conn, &row)?;
+                // Looked up first, to name the id: a failed insert does not say which it was.
+                let stored = messages::stored_ids(conn, &ids)?;
+                if let Some(taken) = messages.iter().find(|m| stored.contains(&m.id)) {
+                    return Err(Error::DuplicateId(taken.id));
+                }
+                // The insert takes one time for all its rows: one run of equal times at a time
+                // (an append's batch shares its time, so a run is usually a whole batch).
+                for run in rows.chunk_by(|a, b| a.created_at == b.created_at) {
+                    messages::insert(conn, run)?;
+                }
+                Ok(())
             })
         })
     }

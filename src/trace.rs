@@ -1,13 +1,14 @@
 //! Spans for the store's operations (cargo feature `tracing`).
 //!
 //! Each public operation runs in a `debug` span named `chatstore` with the fields `operation` (the
-//! method's name, or `open` and `migrate`), `backend` (`"sqlite"` or `"postgres"`), `rows` (rows
-//! written or returned; see [`Recorded::rows`] for where it stays empty) and `elapsed_us`
-//! (microseconds), and ends with an event: `debug` on success, `warn` with the error on failure.
+//! method's name, or `open` and `migrate`), `backend` (`"sqlite"`, `"postgres"` or `"mysql"`),
+//! `rows` (rows written or returned; see [`Recorded::rows`] for where it stays empty) and
+//! `elapsed_us` (microseconds), and ends with an event: `debug` on success, `warn` with the error on failure.
 //! Nothing a user wrote is recorded — no content, title, metadata or search text — and no user id,
 //! which is personal data; [`Error`](crate::Error)'s messages hold none of these either. Without
 //! the feature, [`op`] is a plain call of its closure: no span, no clock, no field.
 
+use crate::admin::StoreStats;
 use crate::conn::Backend;
 use crate::context::ContextWindow;
 use crate::models::{Conversation, Message};
@@ -127,6 +128,18 @@ impl Recorded for ContextWindow {
 impl Recorded for SearchResults {
     fn rows(&self) -> Option<usize> {
         Some(self.hits.len())
+    }
+}
+
+impl Recorded for Vec<Conversation> {
+    fn rows(&self) -> Option<usize> {
+        Some(self.len())
+    }
+}
+
+impl Recorded for StoreStats {
+    fn rows(&self) -> Option<usize> {
+        Some(1)
     }
 }
 

@@ -14,8 +14,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use chatstore::{
-    AsyncChatStore, ChatStore, ContextOptions, Error, Message, MessageId, NewMessage, Page,
-    SearchOrder, SearchQuery, UserId, Window,
+    AsyncChatStore, ChatStore, ContextOptions, Error, ExportItem, Message, MessageId, NewMessage,
+    Page, SearchOrder, SearchQuery, UserId, Window,
 };
 use serde_json::json;
 use support::{Kind, TestDb};
@@ -209,6 +209,23 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
         let report = store.verify_schema().await.unwrap();
         assert!(report.is_complete(), "{report}");
         assert_eq!(report, sync.verify_schema().unwrap());
+
+        assert_eq!(store.stats().await.unwrap(), sync.stats().unwrap());
+        let items: Vec<ExportItem> = sync.export_user(&alice).map(Result::unwrap).collect();
+        let ExportItem::Conversation(first) = &items[0] else {
+            panic!("a conversation first: {items:?}");
+        };
+        let messages: Vec<Message> = items
+            .iter()
+            .filter_map(|item| match item {
+                ExportItem::Message(m) if m.conversation_id == first.id => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(matches!(
+            store.import_conversation(&alice, first, &messages).await,
+            Err(Error::AlreadyExists(id)) if id == first.id
+        ));
 
         store.delete_conversation(&alice, other.id).await.unwrap();
         assert!(matches!(

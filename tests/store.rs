@@ -51,6 +51,7 @@ macro_rules! backend_tests {
     };
 }
 
+mod admin;
 mod context;
 mod hardening;
 mod search;

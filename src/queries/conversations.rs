@@ -1,18 +1,63 @@
 use chrono::NaiveDateTime;
-use diesel::dsl::case_when;
+use diesel::dsl::{case_when, count, count_star, sql};
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
+use diesel::sql_types::BigInt;
 
 use super::Cached;
 use crate::conn::Conn;
 use crate::models::{ConversationRow, DbTime, NewConversationRow};
 use crate::schema::conversations::dsl::*;
-use crate::Result;
+use crate::{Error, Result};
 
+/// Inserts the conversation. An id already stored, whoever owns it, is [`Error::AlreadyExists`]
+/// (and the transaction must be rolled back).
 pub(crate) fn insert(conn: &mut Conn, row: &NewConversationRow<'_>) -> Result<()> {
-    diesel::insert_into(conversations)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    match diesel::insert_into(conversations).values(row).execute(conn) {
+        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            let taken = uuid::Uuid::from_slice(row.id).unwrap_or_default();
+            Err(Error::AlreadyExists(taken.into()))
+        }
+        inserted => inserted.map(drop).map_err(Error::from),
+    }
+}
+
+/// Store-wide totals, in one statement over the conversations table: the users who own a
+/// conversation, the conversations, and the sum of their message counts (which the store keeps
+/// equal to their messages; the messages table is never read).
+pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
+    // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back.
+    let sum = match conn {
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(_) => "CAST(COALESCE(SUM(message_count), 0) AS SIGNED)",
+        #[allow(unreachable_patterns)]
+        _ => "CAST(COALESCE(SUM(message_count), 0) AS BIGINT)",
+    };
+    Ok(conversations
+        .select((
+            count(user_id).aggregate_distinct(),
+            count_star(),
+            sql::<BigInt>(sum),
+        ))
+        .get_result(conn)?)
+}
+
+/// Up to `limit` of the user's conversations in id order, strictly after the id `after`: an
+/// order that renames and appends never change, for an export.
+pub(crate) fn after_id(
+    conn: &mut Conn,
+    user: &str,
+    after: Option<&[u8]>,
+    limit: i64,
+) -> Result<Vec<ConversationRow>> {
+    let mut query = conversations
+        .filter(user_id.eq(user))
+        .select(ConversationRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(id.gt(after));
+    }
+    Ok(query.order(id).limit(limit).load(conn)?)
 }
 
 /// The conversation `conv` if `user` owns it.

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::Cached;
 use crate::conn::Conn;
 use crate::ids::MessageId;
-use crate::models::{Message, MessageRow, NewMessageRow};
+use crate::models::{DbId, Message, MessageRow, NewMessageRow};
 use crate::page::SeqBounds;
 use crate::schema::messages::dsl::*;
 use crate::{Error, Result};
@@ -22,8 +22,8 @@ const BYTES_PER_INSERT: usize = 64 << 20;
 const MYSQL_BYTES_PER_INSERT: usize = 8 << 20;
 
 /// Inserts the rows, which all belong to one conversation and share their `created_at` (one
-/// append). A single row has its own statement, which Diesel caches as a prepared statement; more
-/// go in chunks (see [`chunks`]): on SQLite as multi-row INSERTs (`NewMessageRow` binds `None` as
+/// append, or one run of an import's messages: PostgreSQL binds the first row's time for all). A
+/// single row has its own statement, which Diesel caches as a prepared statement; more go in chunks (see [`chunks`]): on SQLite as multi-row INSERTs (`NewMessageRow` binds `None` as
 /// NULL, where Diesel would otherwise fall back to one INSERT per row), on PostgreSQL as one array
 /// per column, unnested server-side: one short statement whatever the batch's size, instead of
 /// 8,000 bind parameters.
@@ -140,6 +140,17 @@ pub(crate) fn by_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<(String, Mess
         [one] => messages.filter(id.eq(one)).select(select).load(conn)?,
         _ => messages.filter(id.eq_any(ids)).select(select).load(conn)?,
     })
+}
+
+/// Which of `ids` are stored, in any conversation (read from the primary key alone).
+pub(crate) fn stored_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<MessageId>> {
+    let mut stored = Vec::new();
+    // Chunks keep each statement well under SQLite's limit of bound parameters.
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let found: Vec<DbId> = messages.filter(id.eq_any(chunk)).select(id).load(conn)?;
+        stored.extend(found.into_iter().map(|found| MessageId::from(found.0)));
+    }
+    Ok(stored)
 }
 
 /// The conversation's system messages with seq at most `last`, oldest first, from the partial

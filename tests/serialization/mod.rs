@@ -4,8 +4,8 @@
 use std::fmt::Debug;
 
 use chatstore::{
-    Conversation, ConversationCursor, ConversationId, DeletedCounts, Message, MessageId,
-    NewMessage, Page, Role, SearchOrder, SearchQuery, Title, UserId, Window,
+    Conversation, ConversationCursor, ConversationId, DeletedCounts, ExportItem, Message,
+    MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery, StoreStats, Title, UserId, Window,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +17,7 @@ backend_tests! {
     every: [
         what_the_store_returns_round_trips_through_json,
         pages_hand_over_their_neighbours_through_json,
+        export_records_round_trip_through_json_lines,
     ],
     persistent: [],
 }
@@ -132,6 +133,46 @@ fn pages_hand_over_their_neighbours_through_json(db: &TestDb) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, [2, 3]);
+}
+
+fn export_records_round_trip_through_json_lines(db: &TestDb) {
+    let store = db.open();
+    let alice = UserId::new("alice").unwrap();
+    let conv = store
+        .create_conversation(&alice, Some("Groceries"))
+        .unwrap();
+    // Numbers that a record read through a buffer of its fields could change.
+    let metadata =
+        json!({"qty": 0.1, "big": 1e300, "max": u64::MAX, "min": i64::MIN, "x": [1.5e-7]});
+    store
+        .append_messages(
+            &alice,
+            conv.id,
+            &[
+                NewMessage::user("line\nbreak \"quoted\" 東京 \u{1F600}"),
+                NewMessage::assistant("").with_metadata(&metadata),
+            ],
+        )
+        .unwrap();
+    let items: Vec<ExportItem> = store.export_user(&alice).map(Result::unwrap).collect();
+    assert_eq!(items.len(), 3);
+    for item in &items {
+        let line = serde_json::to_string(item).unwrap();
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert_eq!(&serde_json::from_str::<ExportItem>(&line).unwrap(), item);
+    }
+    let json = round_trip(&items[0]);
+    assert_eq!(json["type"], "conversation");
+    assert_eq!(json["title"], "Groceries");
+    let text = serde_json::to_string(&items[2]).unwrap();
+    assert!(text.starts_with(r#"{"type":"message","id":"#), "{text}");
+    assert_eq!(round_trip(&items[2])["metadata"], metadata);
+    assert!(serde_json::from_value::<ExportItem>(json!({"type": "user", "id": "x"})).is_err());
+    assert_eq!(
+        round_trip(&store.stats().unwrap()),
+        json!({"users": 1, "conversations": 1, "messages": 2})
+    );
+    round_trip(&StoreStats::default());
 }
 
 #[test]

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
-use chatstore::{ContextOptions, NewMessage, Page, SearchQuery, UserId, Window};
+use chatstore::{
+    ContextOptions, ConversationId, ExportItem, MessageId, NewMessage, Page, SearchQuery, UserId,
+    Window,
+};
 use serde_json::json;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -174,6 +177,32 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         store
             .rename_conversation(&alice, conv, Some("SECRET-title-bell\u{7}"))
             .unwrap_err();
+        store.stats().unwrap();
+        // A page of one conversation, a window of its five messages.
+        let mut items = store.export_user(&alice).map(Result::unwrap);
+        let Some(ExportItem::Conversation(mut record)) = items.next() else {
+            panic!("a conversation first");
+        };
+        let mut messages: Vec<_> = items
+            .map(|item| match item {
+                ExportItem::Message(message) => message,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        store
+            .import_conversation(&alice, &record, &messages)
+            .unwrap_err();
+        record.id = ConversationId::from(uuid::Uuid::now_v7());
+        for message in &mut messages {
+            message.id = MessageId::from(uuid::Uuid::now_v7());
+            message.conversation_id = record.id;
+        }
+        store
+            .import_conversation(&bob, &record, &messages)
+            .unwrap_err();
+        store
+            .import_conversation(&alice, &record, &messages)
+            .unwrap();
         store.delete_conversation(&alice, conv).unwrap();
         store.create_conversation(&alice, Some(TITLE)).unwrap();
         store.delete_user_data(&alice).unwrap();
@@ -206,9 +235,16 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("search_messages", None, false),
         ("append_message", None, false),
         ("rename_conversation", None, false),
+        ("stats", Some("1"), true),
+        ("export_user", Some("1"), true),
+        ("export_user", Some("5"), true),
+        ("import_conversation", None, false),
+        ("import_conversation", None, false),
+        ("import_conversation", None, true),
         ("delete_conversation", None, true),
         ("create_conversation", Some("1"), true),
-        ("delete_user_data", Some("1"), true),
+        // The imported copy (5 messages) and the new conversation.
+        ("delete_user_data", Some("7"), true),
     ];
     let operations: Vec<&str> = captured
         .spans

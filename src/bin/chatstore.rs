@@ -1,0 +1,575 @@
+//! `chatstore`: the admin tool for a chatstore database (cargo feature `cli`).
+//!
+//! ```sh
+//! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db stats
+//! ```
+//!
+//! Subcommands: `migrate`, `verify`, `stats`, `export`, `import`, `delete-user`; `--help` on each
+//! says more. Export and import use JSON lines: one [`ExportItem`] a line, each conversation's
+//! record followed by its messages' records in seq order:
+//!
+//! ```json
+//! {"type":"conversation","id":"…","user_id":"alice","title":"Groceries","created_at":"…","updated_at":"…","message_count":2}
+//! {"type":"message","id":"…","conversation_id":"…","seq":1,"role":"user","content":"Add oat milk","metadata":null,"created_at":"…"}
+//! ```
+//!
+//! Exit codes: 0 done; 1 refused (verification found something missing, `delete-user` without
+//! `--yes`, an import line that is malformed or that the store refuses); 2 usage error; 3 the work
+//! failed (database, file or terminal input/output). Errors go to standard error as `error: …`.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chatstore::{ChatStore, Conversation, Error, ExportItem, Message, UserId};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  refused: verify found something missing, delete-user without --yes, or an import line that
+     is malformed or that the store refuses (nothing of that conversation is written)
+  2  usage error
+  3  the work failed: database, file or input/output error
+
+Every command opens the store first, which applies pending migrations (a note on standard error
+says so).";
+
+const FORMAT: &str = "\
+Format (JSON lines): one record a line; each conversation's record comes first, then its
+messages' records in seq order:
+  {\"type\":\"conversation\",\"id\":\"<uuid>\",\"user_id\":\"alice\",\"title\":\"Groceries\" or null,
+   \"created_at\":\"<RFC 3339, UTC>\",\"updated_at\":\"…\",\"message_count\":2}
+  {\"type\":\"message\",\"id\":\"<uuid>\",\"conversation_id\":\"<uuid>\",\"seq\":1,\"role\":\"user\",
+   \"content\":\"Add oat milk\",\"metadata\":{…} or null,\"created_at\":\"…\"}";
+
+/// Administers a chatstore database: schema, counts, a user's data out and in, deletion.
+#[derive(Parser)]
+#[command(name = "chatstore", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// The database: sqlite://path (or a file path), postgres://…, mysql://… [default: the
+    /// DATABASE_URL environment variable]
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates or updates the schema: applies the pending migrations and names them.
+    Migrate,
+    /// Checks every table, index and constraint the store relies on (exit 1 if one is missing).
+    Verify,
+    /// Counts users (who own a conversation), conversations and messages, every user's.
+    Stats {
+        /// Prints {"users", "conversations", "messages"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a user's conversations and messages as JSON lines.
+    ///
+    /// Conversations come in id order, each as the export listed it (a page of 100 at a time),
+    /// with its messages up to the count it had then. A progress bar counts messages on standard error
+    /// when that is a terminal.
+    #[command(after_help = FORMAT)]
+    Export {
+        /// Whose data.
+        #[arg(long, value_parser = parse_user)]
+        user: UserId,
+        /// The file to write ("-": standard output). It appears only once the export is
+        /// complete: until then it is written as FILE.partial.
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        output: String,
+    },
+    /// Reads JSON lines written by export and writes them back exactly (same ids, times, seqs).
+    ///
+    /// Each conversation is imported with its messages in one transaction, as its next record
+    /// (or the end of the input) is reached. A malformed line or a conversation the store refuses
+    /// stops the import with the line number: the conversations before it stay imported, nothing
+    /// of the one at fault is written.
+    #[command(after_help = FORMAT)]
+    Import {
+        /// The file to read ("-": standard input).
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        input: String,
+        /// Skips a conversation whose id is already stored (not compared), instead of stopping:
+        /// to resume an import that stopped.
+        #[arg(long)]
+        skip_existing: bool,
+    },
+    /// Deletes every conversation and message of a user. Refused without --yes.
+    DeleteUser {
+        /// Whose data.
+        #[arg(long, value_parser = parse_user)]
+        user: UserId,
+        /// Confirms the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn parse_user(s: &str) -> Result<UserId, String> {
+    UserId::new(s).map_err(|e| e.to_string())
+}
+
+/// Why a command did not succeed: its exit code, what to say, and a note to add.
+struct Failure {
+    code: u8,
+    message: String,
+    note: Option<String>,
+}
+
+impl Failure {
+    /// Refused or found wanting: exit 1.
+    fn refused(message: String) -> Self {
+        Failure {
+            code: 1,
+            message,
+            note: None,
+        }
+    }
+
+    /// Could not do the work: exit 3.
+    fn failed(context: impl AsRef<str>, error: impl std::error::Error) -> Self {
+        Failure {
+            code: 3,
+            message: chain(context.as_ref(), &error),
+            note: None,
+        }
+    }
+
+    /// A store error: refused if the data was at fault, failed otherwise.
+    fn store(context: impl AsRef<str>, error: Error) -> Self {
+        match refusal(&error) {
+            true => Failure::refused(format!("{}: {error}", context.as_ref())),
+            false => Failure::failed(context, error),
+        }
+    }
+}
+
+/// Whether the store refused the data itself (an input error), rather than failing to run.
+fn refusal(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::InvalidTitle(_)
+            | Error::InvalidUserId(_)
+            | Error::ContentTooLarge { .. }
+            | Error::InvalidContent { .. }
+            | Error::InvalidMetadata
+            | Error::MetadataTooLarge { .. }
+            | Error::InvalidId(_)
+            | Error::DuplicateId(_)
+            | Error::AlreadyExists(_)
+            | Error::InvalidImport(_)
+    )
+}
+
+type Outcome = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let url = match cli
+        .database_url
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+    {
+        Some(url) if !url.is_empty() => url,
+        _ => Cli::command()
+            .error(
+                ErrorKind::MissingRequiredArgument,
+                "no database: pass --database-url URL or set DATABASE_URL",
+            )
+            .exit(),
+    };
+    match run(&url, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            if let Some(note) = failure.note {
+                eprintln!("{note}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// `context: error`, then each cause the text so far does not already hold.
+fn chain(context: &str, error: &impl std::error::Error) -> String {
+    let mut text = format!("{context}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!("\n  caused by: {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn run(url: &str, command: Command) -> Outcome {
+    // One connection: the tool makes one call at a time. It also means no connection is still
+    // being made in the background when the process exits, which crashed libpq now and then.
+    // The URL is never echoed: it may hold a password.
+    let store = ChatStore::builder(url)
+        .pool_size(1)
+        .open()
+        .map_err(|e| Failure::failed("opening the database", e))?;
+    let migrated = store.migrations_applied_at_open();
+    if !migrated.is_empty() && !matches!(command, Command::Migrate) {
+        eprintln!(
+            "note: opening the store applied {} pending migration(s): {}",
+            migrated.len(),
+            migrated.join(", ")
+        );
+    }
+    match command {
+        Command::Migrate => migrate(&store),
+        Command::Verify => verify(&store),
+        Command::Stats { json } => stats(&store, json),
+        Command::Export { user, output } => export(&store, &user, &output),
+        Command::Import {
+            input,
+            skip_existing,
+        } => import(&store, &input, skip_existing),
+        Command::DeleteUser { user, yes } => delete_user(&store, &user, yes),
+    }
+}
+
+fn migrate(store: &ChatStore) -> Outcome {
+    let applied = store.migrations_applied_at_open();
+    if applied.is_empty() {
+        println!("the schema is up to date: no migration was pending");
+    }
+    for version in applied {
+        println!("applied migration {version}");
+    }
+    Ok(())
+}
+
+fn verify(store: &ChatStore) -> Outcome {
+    let report = store
+        .verify_schema()
+        .map_err(|e| Failure::store("verifying the schema", e))?;
+    print!("{report}");
+    match report.missing().count() {
+        0 => Ok(()),
+        missing => Err(Failure::refused(format!(
+            "{missing} schema object(s) missing"
+        ))),
+    }
+}
+
+fn stats(store: &ChatStore, json: bool) -> Outcome {
+    let stats = store.stats().map_err(|e| Failure::store("counting", e))?;
+    if json {
+        let text = serde_json::to_string(&stats).map_err(|e| Failure::failed("writing JSON", e))?;
+        println!("{text}");
+    } else {
+        println!("users          {}", stats.users);
+        println!("conversations  {}", stats.conversations);
+        println!("messages       {}", stats.messages);
+    }
+    Ok(())
+}
+
+/// A progress display on standard error, drawn only when that is a terminal.
+fn progress(total: Option<u64>, template: &str) -> ProgressBar {
+    let target = match io::stderr().is_terminal() {
+        true => ProgressDrawTarget::stderr(),
+        false => ProgressDrawTarget::hidden(),
+    };
+    let bar = ProgressBar::with_draw_target(total, target);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn export(store: &ChatStore, user: &UserId, output: &str) -> Outcome {
+    let (writer, partial): (Box<dyn Write>, Option<PathBuf>) = match output {
+        "-" => (Box::new(io::stdout().lock()), None),
+        path => {
+            let partial = PathBuf::from(format!("{path}.partial"));
+            let file = File::create(&partial)
+                .map_err(|e| Failure::failed(format!("creating {}", partial.display()), e))?;
+            (Box::new(file), Some(partial))
+        }
+    };
+    let written = write_export(store, user, BufWriter::new(writer), output);
+    if let Some(partial) = &partial {
+        match &written {
+            Ok(_) => std::fs::rename(partial, output)
+                .map_err(|e| Failure::failed(format!("renaming to {output}"), e))?,
+            // What was written is not an export: it goes.
+            Err(_) => {
+                let _ = std::fs::remove_file(partial);
+            }
+        }
+    }
+    let counts = written?;
+    eprintln!(
+        "exported {} conversations, {} messages",
+        counts.conversations, counts.messages
+    );
+    Ok(())
+}
+
+fn write_export(
+    store: &ChatStore,
+    user: &UserId,
+    mut out: BufWriter<Box<dyn Write>>,
+    output: &str,
+) -> Result<chatstore::ExportCounts, Failure> {
+    let target = if output == "-" {
+        "standard output".to_owned()
+    } else {
+        format!("{output}.partial")
+    };
+    let bar = progress(
+        None,
+        "{spinner} exporting: {pos} messages, {msg} conversations [{elapsed}]",
+    );
+    let mut items = store.export_user(user);
+    let mut conversations = 0u64;
+    for item in items.by_ref() {
+        let item = item.map_err(|e| Failure::store("reading the user's data", e))?;
+        match &item {
+            ExportItem::Message(_) => bar.inc(1),
+            _ => {
+                conversations += 1;
+                bar.set_message(conversations.to_string());
+            }
+        }
+        serde_json::to_writer(&mut out, &item)
+            .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
+        out.write_all(b"\n")
+            .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
+    }
+    out.flush()
+        .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Failure::failed(format!("writing {target}"), e.into_error()))?;
+    drop(file);
+    bar.finish_and_clear();
+    Ok(items.counts())
+}
+
+/// A conversation being read: its record's line, the record, and its messages so far.
+struct Pending {
+    line: u64,
+    conversation: Conversation,
+    messages: Vec<Message>,
+}
+
+/// What an import did.
+#[derive(Default)]
+struct Imported {
+    conversations: u64,
+    messages: u64,
+    skipped: u64,
+}
+
+fn import(store: &ChatStore, input: &str, skip_existing: bool) -> Outcome {
+    let (reader, size): (Box<dyn Read>, Option<u64>) = match input {
+        "-" => (Box::new(io::stdin().lock()), None),
+        path => {
+            let file =
+                File::open(path).map_err(|e| Failure::failed(format!("opening {path}"), e))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), size)
+        }
+    };
+    let source = match input {
+        "-" => "standard input".to_owned(),
+        path => path.to_owned(),
+    };
+    let bar = match size {
+        Some(size) => progress(
+            Some(size),
+            "{bar:30} {bytes}/{total_bytes} imported: {msg} [{elapsed}]",
+        ),
+        None => progress(None, "{spinner} imported: {msg} [{elapsed}]"),
+    };
+    let mut done = Imported::default();
+    bar.set_message("0 conversations, 0 messages");
+    let result = read_import(
+        store,
+        BufReader::new(reader),
+        &source,
+        skip_existing,
+        &bar,
+        &mut done,
+    );
+    bar.finish_and_clear();
+    let summary = format!(
+        "imported {} conversations, {} messages{}",
+        done.conversations,
+        done.messages,
+        match done.skipped {
+            0 => String::new(),
+            n => format!("; skipped {n} already stored"),
+        }
+    );
+    match result {
+        Ok(()) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(mut failure) => {
+            failure.note = Some(format!("{summary} before the error"));
+            Err(failure)
+        }
+    }
+}
+
+fn read_import(
+    store: &ChatStore,
+    mut reader: impl BufRead,
+    source: &str,
+    skip_existing: bool,
+    bar: &ProgressBar,
+    done: &mut Imported,
+) -> Outcome {
+    let mut pending: Option<Pending> = None;
+    let mut line = String::new();
+    let mut number = 0u64;
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => {
+                Failure::refused(format!("{source}, line {}: not UTF-8", number + 1))
+            }
+            _ => Failure::failed(format!("reading {source} after line {number}"), e),
+        })?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        read += n as u64;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let item: ExportItem = serde_json::from_str(text)
+            .map_err(|e| Failure::refused(format!("{source}, line {number}{}", json_error(&e))))?;
+        match item {
+            ExportItem::Conversation(conversation) => {
+                if let Some(previous) = pending.take() {
+                    write(store, previous, skip_existing, bar, done)?;
+                }
+                pending = Some(Pending {
+                    line: number,
+                    conversation,
+                    messages: Vec::new(),
+                });
+            }
+            ExportItem::Message(message) => match &mut pending {
+                Some(p) if p.conversation.id == message.conversation_id => p.messages.push(message),
+                Some(p) => {
+                    return Err(Failure::refused(format!(
+                        "{source}, line {number}: a message of conversation {} among the \
+                         messages of conversation {} (line {})",
+                        message.conversation_id, p.conversation.id, p.line
+                    )))
+                }
+                None => {
+                    return Err(Failure::refused(format!(
+                        "{source}, line {number}: a message before any conversation record"
+                    )))
+                }
+            },
+            _ => {
+                return Err(Failure::refused(format!(
+                    "{source}, line {number}: a record this version cannot import"
+                )))
+            }
+        }
+        bar.set_position(read);
+    }
+    if let Some(last) = pending {
+        write(store, last, skip_existing, bar, done)?;
+    }
+    Ok(())
+}
+
+/// Imports one conversation with its messages.
+fn write(
+    store: &ChatStore,
+    p: Pending,
+    skip_existing: bool,
+    bar: &ProgressBar,
+    done: &mut Imported,
+) -> Outcome {
+    let counts = |done: &Imported| {
+        format!(
+            "{} conversations, {} messages",
+            done.conversations, done.messages
+        )
+    };
+    bar.set_message(format!(
+        "{}; writing {} more",
+        counts(done),
+        p.messages.len()
+    ));
+    let owner = p.conversation.user_id.clone();
+    match store.import_conversation(&owner, &p.conversation, &p.messages) {
+        Ok(()) => {
+            done.conversations += 1;
+            done.messages += p.messages.len() as u64;
+            bar.set_message(counts(done));
+            Ok(())
+        }
+        Err(Error::AlreadyExists(_)) if skip_existing => {
+            done.skipped += 1;
+            Ok(())
+        }
+        Err(e) => Err(Failure::store(
+            format!(
+                "conversation {} (line {}) was not imported",
+                p.conversation.id, p.line
+            ),
+            e,
+        )),
+    }
+}
+
+/// `, column 7: what` for a JSON error: serde_json's own position ("at line 1 column 7") counts
+/// lines within the one line it was given.
+fn json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(message, _)| message);
+    match error.column() {
+        0 => format!(": {message}"),
+        column => format!(", column {column}: {message}"),
+    }
+}
+
+fn delete_user(store: &ChatStore, user: &UserId, yes: bool) -> Outcome {
+    if !yes {
+        return Err(Failure::refused(format!(
+            "refusing to delete every conversation and message of user {:?} without --yes",
+            user.as_str()
+        )));
+    }
+    let deleted = store
+        .delete_user_data(user)
+        .map_err(|e| Failure::store("deleting the user's data", e))?;
+    println!(
+        "deleted {} conversations, {} messages of user {:?}",
+        deleted.conversations,
+        deleted.messages,
+        user.as_str()
+    );
+    Ok(())
+}

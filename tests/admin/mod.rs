@@ -1,0 +1,483 @@
+//! Operators' calls: `stats`, `export_user` and `import_conversation`, on every backend.
+
+use chatstore::{
+    ChatStore, Conversation, ConversationId, Error, ExportCounts, ExportItem, Message, MessageId,
+    NewMessage, Page, SearchQuery, StoreStats, UserId, Window,
+};
+use serde_json::json;
+
+use crate::support::{Kind, TestDb};
+
+backend_tests! {
+    every: [
+        stats_count_every_users_data,
+        export_then_import_into_a_fresh_database_round_trips_exactly,
+        an_export_reads_each_conversation_as_its_page_was_listed,
+        a_user_without_data_exports_nothing,
+        refused_imports_leave_the_database_unchanged,
+        times_outside_mysqls_range_are_refused_there_and_kept_elsewhere,
+    ],
+    persistent: [],
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+fn stats(users: u64, conversations: u64, messages: u64) -> StoreStats {
+    let mut stats = StoreStats::default();
+    (stats.users, stats.conversations, stats.messages) = (users, conversations, messages);
+    stats
+}
+
+fn export(store: &ChatStore, user: &UserId) -> Vec<ExportItem> {
+    store
+        .export_user(user)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// The export's records as conversations, each with its messages; panics if a message is not
+/// its conversation's.
+fn grouped(items: Vec<ExportItem>) -> Vec<(Conversation, Vec<Message>)> {
+    let mut groups: Vec<(Conversation, Vec<Message>)> = Vec::new();
+    for item in items {
+        match item {
+            ExportItem::Conversation(c) => groups.push((c, Vec::new())),
+            ExportItem::Message(m) => {
+                let (conversation, messages) = groups.last_mut().expect("a message first");
+                assert_eq!(m.conversation_id, conversation.id);
+                messages.push(m);
+            }
+            other => panic!("unknown record {other:?}"),
+        }
+    }
+    groups
+}
+
+/// Imports every conversation of the export into `store`.
+fn import_all(store: &ChatStore, owner: &UserId, items: Vec<ExportItem>) {
+    for (conversation, messages) in grouped(items) {
+        store
+            .import_conversation(owner, &conversation, &messages)
+            .unwrap();
+    }
+}
+
+fn new_conversation_id() -> ConversationId {
+    ConversationId::from(uuid::Uuid::now_v7())
+}
+
+fn stats_count_every_users_data(db: &TestDb) {
+    let store = db.open();
+    assert_eq!(store.stats().unwrap(), stats(0, 0, 0));
+    let (alice, bob) = (user("alice"), user("bob"));
+    let first = store.create_conversation(&alice, None).unwrap().id;
+    store
+        .append_messages(
+            &alice,
+            first,
+            &[NewMessage::user("a"), NewMessage::assistant("b")],
+        )
+        .unwrap();
+    store
+        .append_message(&alice, first, NewMessage::user("c"))
+        .unwrap();
+    store.create_conversation(&alice, Some("empty")).unwrap();
+    let bobs = store.create_conversation(&bob, None).unwrap().id;
+    store
+        .append_messages(&bob, bobs, &[NewMessage::user("x"), NewMessage::user("y")])
+        .unwrap();
+    assert_eq!(store.stats().unwrap(), stats(2, 3, 5));
+    // User ids are compared exactly, on every backend.
+    let capital = user("Alice");
+    store.create_conversation(&capital, None).unwrap();
+    assert_eq!(store.stats().unwrap(), stats(3, 4, 5));
+    store.delete_user_data(&capital).unwrap();
+
+    store.delete_conversation(&alice, first).unwrap();
+    assert_eq!(store.stats().unwrap(), stats(2, 2, 2));
+    store.delete_user_data(&bob).unwrap();
+    assert_eq!(store.stats().unwrap(), stats(1, 1, 0));
+}
+
+/// Alice's data: more conversations than a page of the export, one longer than a window of it
+/// (appended in batches at different times), metadata, text without spaces, a title set after
+/// the last message; and Bob's, which is not hers to export.
+fn seed(store: &ChatStore, alice: &UserId, bob: &UserId) -> (ConversationId, ConversationId) {
+    let call = json!({"tool_calls": [{"id": "call_1", "name": "add_todo"}], "n": 0.1});
+    let tool = json!({"tool_call_id": "call_1"});
+    let groceries = store
+        .create_conversation(alice, Some("Groceries"))
+        .unwrap()
+        .id;
+    store
+        .append_messages(
+            alice,
+            groceries,
+            &[
+                NewMessage::system("You manage a todo list."),
+                NewMessage::user("Add oat milk"),
+                NewMessage::assistant("").with_metadata(&call),
+                NewMessage::tool("ok").with_metadata(&tool),
+            ],
+        )
+        .unwrap();
+    store
+        .append_message(alice, groceries, NewMessage::user("東京で会いましょう"))
+        .unwrap();
+    store
+        .rename_conversation(alice, groceries, Some("Weekend groceries"))
+        .unwrap();
+
+    let long = store.create_conversation(alice, Some("long")).unwrap().id;
+    let texts: Vec<String> = (1..=2345).map(|i| format!("line {i}")).collect();
+    for chunk in texts.chunks(700) {
+        let batch: Vec<NewMessage> = chunk.iter().map(|t| NewMessage::user(t)).collect();
+        store.append_messages(alice, long, &batch).unwrap();
+    }
+    for i in 0..103 {
+        let title = format!("chat {i}");
+        let title = (i % 2 == 0).then_some(title.as_str());
+        store.create_conversation(alice, title).unwrap();
+    }
+    let other = store.create_conversation(bob, Some("Bob's")).unwrap().id;
+    store
+        .append_message(bob, other, NewMessage::user("Add oat milk"))
+        .unwrap();
+    (groceries, long)
+}
+
+fn export_then_import_into_a_fresh_database_round_trips_exactly(db: &TestDb) {
+    let source = db.open();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (groceries, long) = seed(&source, &alice, &bob);
+
+    let mut export_run = source.export_user(&alice);
+    let items: Vec<ExportItem> = export_run.by_ref().map(Result::unwrap).collect();
+    let mut counts = ExportCounts::default();
+    (counts.conversations, counts.messages) = (105, 2350);
+    assert_eq!(export_run.counts(), counts);
+    let groups = grouped(items.clone());
+    assert_eq!(groups.len(), 105);
+    let ids: Vec<ConversationId> = groups.iter().map(|(c, _)| c.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "conversations come in id order");
+    for (conversation, messages) in &groups {
+        let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=conversation.message_count).collect::<Vec<_>>());
+        assert_eq!(conversation.user_id, alice);
+    }
+
+    let target = TestDb::new(db.kind);
+    let copy = target.open();
+    import_all(&copy, &alice, items.clone());
+    assert_eq!(
+        export(&copy, &alice),
+        items,
+        "exported again, the copy is the same"
+    );
+    assert_eq!(copy.stats().unwrap(), stats(1, 105, 2350));
+    for conv in [groceries, long] {
+        assert_eq!(
+            copy.conversation(&alice, conv).unwrap(),
+            source.conversation(&alice, conv).unwrap()
+        );
+        assert_eq!(
+            copy.messages(&alice, conv, Window::All).unwrap(),
+            source.messages(&alice, conv, Window::All).unwrap()
+        );
+    }
+    // The list order (by updated_at) and every field are the source's.
+    let list = |store: &ChatStore| store.list_conversations(&alice, Page::first(200)).unwrap();
+    assert_eq!(list(&copy).conversations, list(&source).conversations);
+
+    // Imported messages are in the search index, as appended ones are.
+    for (query, want) in [
+        ("oat milk", "Add oat milk"),
+        ("東京", "東京で会いましょう"),
+        ("\"line 2345\"", "line 2345"),
+    ] {
+        let found = copy
+            .search_messages(&alice, &SearchQuery::new(query))
+            .unwrap();
+        let contents: Vec<&str> = found
+            .hits
+            .iter()
+            .map(|h| h.message.content.as_str())
+            .collect();
+        assert_eq!(contents, [want], "{query}");
+    }
+    assert_eq!(
+        copy.search_messages(&bob, &SearchQuery::new("oat"))
+            .unwrap()
+            .hits
+            .len(),
+        0,
+        "Bob's data stayed behind"
+    );
+    // The copy goes on like any store: appends continue the seqs.
+    let next = copy
+        .append_message(&alice, groceries, NewMessage::user("and bread"))
+        .unwrap();
+    assert_eq!(next.seq, 6);
+}
+
+fn an_export_reads_each_conversation_as_its_page_was_listed(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let first = store.create_conversation(&alice, Some("first")).unwrap().id;
+    store
+        .append_messages(
+            &alice,
+            first,
+            &[NewMessage::user("a1"), NewMessage::user("a2")],
+        )
+        .unwrap();
+    let second = store
+        .create_conversation(&alice, Some("second"))
+        .unwrap()
+        .id;
+    store
+        .append_message(&alice, second, NewMessage::user("b1"))
+        .unwrap();
+
+    let mut run = store.export_user(&alice);
+    let Some(Ok(ExportItem::Conversation(reached))) = run.next() else {
+        panic!("the first conversation first");
+    };
+    assert_eq!((reached.id, reached.message_count), (first, 2));
+    // Written while the export runs, after both were listed: appends to both, a rename of the
+    // second. Each is exported as listed, its messages up to the count it had then.
+    store
+        .append_message(&alice, first, NewMessage::user("a3"))
+        .unwrap();
+    store
+        .append_message(&alice, second, NewMessage::user("b2"))
+        .unwrap();
+    store
+        .rename_conversation(&alice, second, Some("renamed"))
+        .unwrap();
+    let rest: Vec<ExportItem> = run.map(Result::unwrap).collect();
+    let groups = grouped(
+        std::iter::once(ExportItem::Conversation(reached))
+            .chain(rest)
+            .collect(),
+    );
+    let seen: Vec<(Option<&str>, Vec<&str>)> = groups
+        .iter()
+        .map(|(c, m)| {
+            let contents = m.iter().map(|m| m.content.as_str()).collect();
+            (c.title.as_deref(), contents)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("first"), vec!["a1", "a2"]),
+            (Some("second"), vec!["b1"]),
+        ]
+    );
+    // Its record and its messages agree: the import takes them.
+    let copy_db = TestDb::new(db.kind);
+    let copy = copy_db.open();
+    for (conversation, messages) in &groups {
+        copy.import_conversation(&alice, conversation, messages)
+            .unwrap();
+    }
+}
+
+fn a_user_without_data_exports_nothing(db: &TestDb) {
+    let store = db.open();
+    let nobody = user("nobody");
+    let mut run = store.export_user(&nobody);
+    assert!(run.next().is_none());
+    assert_eq!(run.counts(), ExportCounts::default());
+    // Someone else's data is not the user's.
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    store
+        .append_message(&alice, conv, NewMessage::user("hi"))
+        .unwrap();
+    assert!(export(&store, &nobody).is_empty());
+    assert_eq!(export(&store, &alice).len(), 2);
+}
+
+/// Everything a refused import could have touched.
+fn snapshot(store: &ChatStore, db: &TestDb, users: &[&UserId]) -> String {
+    let mut seen = format!("{:?}", store.stats().unwrap());
+    for user in users {
+        seen += &format!("{:?}", export(store, user));
+        for word in ["refused", "milk"] {
+            let found = store
+                .search_messages(user, &SearchQuery::new(word))
+                .unwrap();
+            seen += &format!("{:?}", found.hits.len());
+        }
+    }
+    if db.kind == Kind::Mysql {
+        seen += &format!("{:?}", db.count_rows("message_words"));
+    }
+    seen
+}
+
+fn refused_imports_leave_the_database_unchanged(db: &TestDb) {
+    let source_db = TestDb::new(db.kind);
+    let source = source_db.open();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = source
+        .create_conversation(&alice, Some("Groceries"))
+        .unwrap();
+    source
+        .append_messages(
+            &alice,
+            conv.id,
+            &[
+                NewMessage::user("Add oat milk"),
+                NewMessage::assistant("refused words"),
+                NewMessage::user("thanks"),
+            ],
+        )
+        .unwrap();
+    let (conversation, messages) = grouped(export(&source, &alice)).remove(0);
+
+    let store = db.open();
+    store
+        .import_conversation(&alice, &conversation, &messages)
+        .unwrap();
+    let before = snapshot(&store, db, &[&alice, &bob]);
+    let unchanged = |what: &str| {
+        assert_eq!(snapshot(&store, db, &[&alice, &bob]), before, "{what}");
+    };
+
+    // The same conversation again.
+    let again = store.import_conversation(&alice, &conversation, &messages);
+    assert!(
+        matches!(again, Err(Error::AlreadyExists(id)) if id == conversation.id),
+        "{again:?}"
+    );
+    unchanged("existing conversation");
+
+    // Under a new id, but with messages the store holds: the first one taken is named, and the
+    // conversation row written before the messages is rolled back with them.
+    let mut renamed = conversation.clone();
+    renamed.id = new_conversation_id();
+    let mut moved = messages.clone();
+    for m in &mut moved {
+        m.conversation_id = renamed.id;
+    }
+    moved[0].id = MessageId::from(uuid::Uuid::now_v7());
+    let taken = store.import_conversation(&alice, &renamed, &moved);
+    assert!(
+        matches!(taken, Err(Error::DuplicateId(id)) if id == messages[1].id),
+        "{taken:?}"
+    );
+    assert!(matches!(
+        store.conversation(&alice, renamed.id),
+        Err(Error::NotFound)
+    ));
+    unchanged("a stored message id");
+
+    // Fresh ids from here on, so that only the broken rule can refuse the import.
+    let fresh = |c: &Conversation, m: &[Message]| {
+        let mut c = c.clone();
+        c.id = new_conversation_id();
+        let m: Vec<Message> = m
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                (m.id, m.conversation_id) = (MessageId::from(uuid::Uuid::now_v7()), c.id);
+                m
+            })
+            .collect();
+        (c, m)
+    };
+    let invalid = |result: Result<(), Error>, what: &str| {
+        assert!(
+            matches!(result, Err(Error::InvalidImport(_))),
+            "{what}: {result:?}"
+        );
+        unchanged(what);
+    };
+
+    let (c, mut m) = fresh(&conversation, &messages);
+    m[2].seq = 4;
+    invalid(store.import_conversation(&alice, &c, &m), "a gap in seq");
+    let (c, mut m) = fresh(&conversation, &messages);
+    m.swap(0, 1);
+    invalid(
+        store.import_conversation(&alice, &c, &m),
+        "seqs out of order",
+    );
+    let (c, m) = fresh(&conversation, &messages);
+    invalid(
+        store.import_conversation(&alice, &c, &m[..2]),
+        "a missing message",
+    );
+    let (c, m) = fresh(&conversation, &messages);
+    invalid(store.import_conversation(&bob, &c, &m), "another user's");
+    let (mut c, m) = fresh(&conversation, &messages);
+    c.user_id = bob.clone();
+    invalid(store.import_conversation(&alice, &c, &m), "as another user");
+    let (c, mut m) = fresh(&conversation, &messages);
+    m[1].conversation_id = conversation.id;
+    invalid(
+        store.import_conversation(&alice, &c, &m),
+        "another conversation's message",
+    );
+
+    let (c, mut m) = fresh(&conversation, &messages);
+    m[2].content = "refused ".repeat((1 << 20) / 8 + 1);
+    let large = store.import_conversation(&alice, &c, &m);
+    assert!(
+        matches!(large, Err(Error::ContentTooLarge { .. })),
+        "{large:?}"
+    );
+    unchanged("oversized content");
+    let (c, mut m) = fresh(&conversation, &messages);
+    m[2].content = "refused\0".into();
+    let nul = store.import_conversation(&alice, &c, &m);
+    assert!(
+        matches!(nul, Err(Error::InvalidContent { index: 7 })),
+        "{nul:?}"
+    );
+    unchanged("a NUL character");
+    let (mut c, m) = fresh(&conversation, &messages);
+    c.title = Some("x".repeat(256));
+    let title = store.import_conversation(&alice, &c, &m);
+    assert!(matches!(title, Err(Error::InvalidTitle(_))), "{title:?}");
+    unchanged("a long title");
+
+    // What was refused, fixed, goes in.
+    let (c, m) = fresh(&conversation, &messages);
+    store.import_conversation(&alice, &c, &m).unwrap();
+    assert_eq!(store.stats().unwrap(), stats(1, 2, 6));
+}
+
+fn times_outside_mysqls_range_are_refused_there_and_kept_elsewhere(db: &TestDb) {
+    let source_db = TestDb::new(db.kind);
+    let source = source_db.open();
+    let alice = user("alice");
+    let conv = source.create_conversation(&alice, None).unwrap().id;
+    source
+        .append_message(&alice, conv, NewMessage::user("hi"))
+        .unwrap();
+    let (mut conversation, messages) = grouped(export(&source, &alice)).remove(0);
+    let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+    conversation.created_at = time("1960-05-01T10:00:00.123456Z");
+    conversation.updated_at = time("2040-01-01T00:00:00Z");
+
+    let store = db.open();
+    let imported = store.import_conversation(&alice, &conversation, &messages);
+    if db.kind == Kind::Mysql {
+        assert!(
+            matches!(&imported, Err(Error::InvalidImport(why)) if why.contains("1970")),
+            "{imported:?}"
+        );
+        assert_eq!(store.stats().unwrap(), stats(0, 0, 0));
+    } else {
+        imported.unwrap();
+        assert_eq!(store.conversation(&alice, conv).unwrap(), conversation);
+    }
+}
