@@ -153,6 +153,7 @@ impl StoreBuilder {
                     synchronous: self.synchronous,
                 },
                 anchor: None,
+                spare: std::sync::Mutex::new(None),
             };
             // Migrate on a connection of our own first: a wrong URL or a server that is down then
             // fails here with the real error, not after a pool timeout.
@@ -171,6 +172,7 @@ impl StoreBuilder {
                 // ("database table is locked") instead of waiting: one at a time.
                 1
             } else {
+                manager.spare = std::sync::Mutex::new(Some(first));
                 self.pool_size
             };
             let pool = diesel::r2d2::Pool::builder()

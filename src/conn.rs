@@ -169,6 +169,11 @@ pub(crate) struct Manager {
     /// In-memory SQLite: a connection held, never used, for as long as the pool, which keeps the
     /// database alive while the pool replaces its connection.
     pub(crate) anchor: Option<std::sync::Mutex<Conn>>,
+    /// The connection that ran the migrations, handed to the pool as its first: the pool would
+    /// otherwise open one in the background at once, and a program that exits right after opening
+    /// the store (a command-line tool) crashed when that connection's TLS handshake met the TLS
+    /// libraries' exit handlers (SIGSEGV in libcrypto, under gdb).
+    pub(crate) spare: std::sync::Mutex<Option<Conn>>,
 }
 
 impl Manager {
@@ -257,7 +262,12 @@ impl ManageConnection for Manager {
     type Error = Error;
 
     fn connect(&self) -> Result<PooledConn> {
-        Manager::connect(self).map(|conn| PooledConn { conn, lost: false })
+        let spare = self.spare.lock().ok().and_then(|mut spare| spare.take());
+        match spare {
+            Some(conn) => Ok(conn),
+            None => Manager::connect(self),
+        }
+        .map(|conn| PooledConn { conn, lost: false })
     }
 
     fn is_valid(&self, conn: &mut PooledConn) -> Result<()> {
@@ -336,6 +346,7 @@ mod tests {
                     synchronous,
                 },
                 anchor: None,
+                spare: std::sync::Mutex::new(None),
             };
             let mut first = manager.connect_first().unwrap();
             let mut pooled = manager.connect().unwrap();
