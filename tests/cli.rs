@@ -51,10 +51,14 @@ struct Run {
 impl Run {
     fn of(output: Output) -> Run {
         let run = Run {
-            code: output
-                .status
-                .code()
-                .expect("exited, not killed by a signal"),
+            code: output.status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                panic!(
+                    "killed by signal {:?}\nstderr:\n{}",
+                    output.status.signal(),
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            }),
             stdout: String::from_utf8(output.stdout).expect("UTF-8 output"),
             stderr: String::from_utf8(output.stderr).expect("UTF-8 errors"),
         };
@@ -235,7 +239,11 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
 
     // Into another database from the file, and back out: the same lines.
     let copy = TestDb::new(db.kind);
-    let run = chatstore(&copy.url, &["import", "--input", first_arg]).expect(0);
+    let run = chatstore(
+        &copy.url,
+        &["import", "--user", "alice", "--input", first_arg],
+    )
+    .expect(0);
     assert_eq!(run.stdout, "imported 3 conversations, 1238 messages\n");
     let second = dir.path().join("copy.jsonl");
     chatstore(
@@ -262,14 +270,23 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
 
     // From standard input into a third.
     let third = TestDb::new(db.kind);
-    let run = chatstore_with_input(&third.url, &["import"], exported.as_bytes()).expect(0);
+    let run = chatstore_with_input(
+        &third.url,
+        &["import", "--user", "alice"],
+        exported.as_bytes(),
+    )
+    .expect(0);
     assert_eq!(run.stdout, "imported 3 conversations, 1238 messages\n");
     let again = chatstore(&third.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(again.stdout, exported);
 
     // A second import of the same file is refused at its first conversation, unless told to
     // skip what is stored.
-    let refused = chatstore(&third.url, &["import", "--input", first_arg]).expect(1);
+    let refused = chatstore(
+        &third.url,
+        &["import", "--user", "alice", "--input", first_arg],
+    )
+    .expect(1);
     assert!(
         refused.stderr.contains("(line 1) was not imported"),
         "{}",
@@ -282,7 +299,14 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     );
     let skipped = chatstore(
         &third.url,
-        &["import", "--input", first_arg, "--skip-existing"],
+        &[
+            "import",
+            "--user",
+            "alice",
+            "--input",
+            first_arg,
+            "--skip-existing",
+        ],
     );
     assert_eq!(
         skipped.expect(0).stdout,
@@ -343,7 +367,11 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
     ];
     for (name, line, text, said) in cases {
         let path = with(name, line, text);
-        let run = chatstore(&target.url, &["import", "--input", &path]).expect(1);
+        let run = chatstore(
+            &target.url,
+            &["import", "--user", "alice", "--input", &path],
+        )
+        .expect(1);
         assert!(run.stderr.contains(said), "{name}: {}", run.stderr);
         assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
         assert!(
@@ -355,13 +383,38 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
         assert_eq!(stats(&target.url), empty, "{name}");
     }
 
+    // Alice's data imported as another user's: refused, nothing written.
+    let path = dir.path().join("alice.jsonl");
+    std::fs::write(&path, &exported).unwrap();
+    let run = chatstore(
+        &target.url,
+        &["import", "--user", "bob", "--input", path.to_str().unwrap()],
+    )
+    .expect(1);
+    assert!(
+        run.stderr.contains("belongs to another user"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stats(&target.url), empty);
+
     // Bytes that are not text.
     let mut bytes = exported.clone().into_bytes();
     let third_line = lines[0].len() + 1 + lines[1].len() + 1;
     bytes[third_line + 5] = 0xff;
     let path = dir.path().join("binary.jsonl");
     std::fs::write(&path, bytes).unwrap();
-    let run = chatstore(&target.url, &["import", "--input", path.to_str().unwrap()]).expect(1);
+    let run = chatstore(
+        &target.url,
+        &[
+            "import",
+            "--user",
+            "alice",
+            "--input",
+            path.to_str().unwrap(),
+        ],
+    )
+    .expect(1);
     assert!(run.stderr.contains("line 3: not UTF-8"), "{}", run.stderr);
     assert_eq!(stats(&target.url), empty);
 
@@ -370,7 +423,11 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
     gap["seq"] = json!(7);
     let gap = gap.to_string();
     let path = with("gap.jsonl", 4, &gap);
-    let run = chatstore(&target.url, &["import", "--input", &path]).expect(1);
+    let run = chatstore(
+        &target.url,
+        &["import", "--user", "alice", "--input", &path],
+    )
+    .expect(1);
     assert!(
         run.stderr
             .contains("(line 1) was not imported: invalid import"),
@@ -381,7 +438,11 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
 
     // A bad line in the second conversation: the first stays imported, the second is not.
     let path = with("late.jsonl", second + 1, "not json");
-    let run = chatstore(&target.url, &["import", "--input", &path]).expect(1);
+    let run = chatstore(
+        &target.url,
+        &["import", "--user", "alice", "--input", &path],
+    )
+    .expect(1);
     assert!(
         run.stderr.contains(&format!("line {}", second + 1)),
         "{}",

@@ -95,6 +95,10 @@ enum Command {
     /// of the one at fault is written.
     #[command(after_help = FORMAT)]
     Import {
+        /// The user whose data this is: a record that names another owner is refused (exit 1),
+        /// so a file cannot add data to an account it was not meant for.
+        #[arg(long, value_parser = parse_user)]
+        user: UserId,
         /// The file to read ("-": standard input).
         #[arg(long, value_name = "FILE", default_value = "-")]
         input: String,
@@ -234,9 +238,17 @@ fn run(url: &str, command: Command) -> Outcome {
         Command::Stats { json } => stats(&store, json),
         Command::Export { user, output } => export(&store, &user, &output),
         Command::Import {
+            user,
             input,
             skip_existing,
-        } => import(&store, &input, skip_existing),
+        } => import(
+            &store,
+            &input,
+            &Target {
+                user,
+                skip_existing,
+            },
+        ),
         Command::DeleteUser { user, yes } => delete_user(&store, &user, yes),
     }
 }
@@ -369,6 +381,12 @@ struct Pending {
     messages: Vec<Message>,
 }
 
+/// Whose data an import writes, and whether it skips what is stored.
+struct Target {
+    user: UserId,
+    skip_existing: bool,
+}
+
 /// What an import did.
 #[derive(Default)]
 struct Imported {
@@ -377,7 +395,7 @@ struct Imported {
     skipped: u64,
 }
 
-fn import(store: &ChatStore, input: &str, skip_existing: bool) -> Outcome {
+fn import(store: &ChatStore, input: &str, target: &Target) -> Outcome {
     let (reader, size): (Box<dyn Read>, Option<u64>) = match input {
         "-" => (Box::new(io::stdin().lock()), None),
         path => {
@@ -404,7 +422,7 @@ fn import(store: &ChatStore, input: &str, skip_existing: bool) -> Outcome {
         store,
         BufReader::new(reader),
         &source,
-        skip_existing,
+        target,
         &bar,
         &mut done,
     );
@@ -434,7 +452,7 @@ fn read_import(
     store: &ChatStore,
     mut reader: impl BufRead,
     source: &str,
-    skip_existing: bool,
+    target: &Target,
     bar: &ProgressBar,
     done: &mut Imported,
 ) -> Outcome {
@@ -464,7 +482,7 @@ fn read_import(
         match item {
             ExportItem::Conversation(conversation) => {
                 if let Some(previous) = pending.take() {
-                    write(store, previous, skip_existing, bar, done)?;
+                    write(store, previous, target, bar, done)?;
                 }
                 pending = Some(Pending {
                     line: number,
@@ -496,7 +514,7 @@ fn read_import(
         bar.set_position(read);
     }
     if let Some(last) = pending {
-        write(store, last, skip_existing, bar, done)?;
+        write(store, last, target, bar, done)?;
     }
     Ok(())
 }
@@ -505,7 +523,7 @@ fn read_import(
 fn write(
     store: &ChatStore,
     p: Pending,
-    skip_existing: bool,
+    target: &Target,
     bar: &ProgressBar,
     done: &mut Imported,
 ) -> Outcome {
@@ -520,15 +538,14 @@ fn write(
         counts(done),
         p.messages.len()
     ));
-    let owner = p.conversation.user_id.clone();
-    match store.import_conversation(&owner, &p.conversation, &p.messages) {
+    match store.import_conversation(&target.user, &p.conversation, &p.messages) {
         Ok(()) => {
             done.conversations += 1;
             done.messages += p.messages.len() as u64;
             bar.set_message(counts(done));
             Ok(())
         }
-        Err(Error::AlreadyExists(_)) if skip_existing => {
+        Err(Error::AlreadyExists(_)) if target.skip_existing => {
             done.skipped += 1;
             Ok(())
         }
