@@ -228,6 +228,15 @@ pub(crate) fn check_import(
     }
     microseconds(conversation.created_at, "the conversation's created_at")?;
     microseconds(conversation.updated_at, "the conversation's updated_at")?;
+    // Stored times sort in time order only within four-digit years (SQLite keeps them as text):
+    // a conversation of the year 10000 would sort first and send list cursors round in circles.
+    // Messages lie between the conversation's times (checked below).
+    let (earliest, latest) = crate::page::four_digit_years();
+    if conversation.created_at.naive_utc() < earliest
+        || conversation.updated_at.naive_utc() > latest
+    {
+        return invalid("a time is outside the years 1 to 9999".into());
+    }
     if conversation.updated_at < conversation.created_at {
         return invalid("the conversation's updated_at is before its created_at".into());
     }

@@ -85,7 +85,7 @@ impl ConversationCursor {
 }
 
 /// The first and last microsecond of the years 1 to 9999 (checked at compile time).
-fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
+pub(crate) fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
     const FIRST: NaiveDateTime = match NaiveDate::from_ymd_opt(1, 1, 1) {
         Some(day) => day.and_time(NaiveTime::MIN),
         None => panic!("year 1 is a date"),

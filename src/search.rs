@@ -266,6 +266,15 @@ fn mark(c: char) -> bool {
     is_combining_mark(c)
 }
 
+/// What the `search_text` column holds for `content` on `backend`: [`search_text`], except on
+/// MySQL, whose word index reads the content itself (a spaced copy would only lengthen statements).
+pub(crate) fn search_text_on(backend: crate::Backend, content: &str) -> Option<String> {
+    match backend {
+        crate::Backend::Mysql => None,
+        _ => search_text(content),
+    }
+}
+
 /// What the index reads for `content`, when it is not the content itself: a space around each
 /// character of an unspaced script (with the marks that combine with it).
 pub(crate) fn search_text(content: &str) -> Option<String> {

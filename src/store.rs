@@ -109,14 +109,9 @@ impl<'b, 'a> Batch<'b, 'a> {
             messages,
             ids: message_ids(messages)?,
             metadata,
-            // MySQL's word index reads the content itself (a spaced copy would only make the
-            // statement longer).
             search_texts: messages
                 .iter()
-                .map(|m| match backend {
-                    Backend::Mysql => None,
-                    _ => search::search_text(m.content()),
-                })
+                .map(|m| search::search_text_on(backend, m.content()))
                 .collect(),
         })
     }
@@ -1045,7 +1040,7 @@ impl ChatStore {
             }
             let search_texts: Vec<Option<String>> = messages
                 .iter()
-                .map(|m| search::search_text(&m.content))
+                .map(|m| search::search_text_on(self.backend, &m.content))
                 .collect();
             let row = NewConversationRow {
                 id: conversation.id.as_bytes(),

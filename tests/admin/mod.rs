@@ -448,6 +448,13 @@ fn refused_imports_leave_the_database_unchanged(db: &TestDb) {
     let title = store.import_conversation(&alice, &c, &m);
     assert!(matches!(title, Err(Error::InvalidTitle(_))), "{title:?}");
     unchanged("a long title");
+    // The year 10000 would sort before every four-digit year (SQLite keeps times as text).
+    let (mut c, m) = fresh(&conversation, &messages);
+    c.updated_at = "+10000-01-01T00:00:00Z".parse().unwrap();
+    invalid(
+        store.import_conversation(&alice, &c, &m),
+        "a five-digit year",
+    );
 
     // What was refused, fixed, goes in.
     let (c, m) = fresh(&conversation, &messages);
