@@ -317,10 +317,18 @@ impl AsyncChatStore {
 }
 
 /// Runs `f` on the current runtime's blocking pool. Once spawned it runs to its end: dropping the
-/// returned future only detaches it.
+/// returned future only detaches it. With the `tracing` feature, the caller's subscriber and span
+/// go along, so the store's span is a child of the request's rather than a root of its own (or,
+/// under a subscriber set for the caller's thread only, not recorded at all).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     let runtime = Handle::try_current()
         .map_err(|_| Error::TaskFailed("no tokio runtime is running".into()))?;
+    #[cfg(feature = "tracing")]
+    let f = {
+        let parent = tracing::Span::current();
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        move || tracing::dispatcher::with_default(&dispatch, || parent.in_scope(f))
+    };
     runtime.spawn_blocking(f).await.map_err(task_failed)?
 }
 

@@ -24,11 +24,46 @@ backend_tests! {
     persistent: [],
 }
 
+/// Through `AsyncChatStore`, the store's span is made on a blocking-pool thread, yet under the
+/// caller's subscriber and inside the caller's span (a web request's, say).
+#[cfg(feature = "tokio")]
+#[test]
+fn async_calls_record_their_span_inside_the_callers() {
+    let capture = Capture::default();
+    let alice = UserId::new(USER).unwrap();
+    tracing::subscriber::with_default(capture.clone(), || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = chatstore::AsyncChatStore::open(":memory:").await.unwrap();
+            let request = tracing::info_span!("request");
+            let _inside = request.enter();
+            store.create_conversation(&alice, None).await.unwrap();
+        });
+    });
+    let captured = capture.0.lock().unwrap();
+    let request = captured
+        .spans
+        .iter()
+        .position(|s| s.name == "request")
+        .map(|i| i as u64 + 1);
+    let create = captured
+        .spans
+        .iter()
+        .find(|s| s.fields.get("operation").map(String::as_str) == Some("create_conversation"))
+        .expect("the store's span is recorded");
+    assert_eq!(create.parent, request, "{create:?}");
+}
+
 /// A span as recorded: its name and fields.
 #[derive(Debug, Clone, Default)]
 struct SpanRecord {
     name: String,
     fields: BTreeMap<String, String>,
+    /// The span it was made in.
+    parent: Option<u64>,
 }
 
 /// An event as recorded, with the span it happened in.
@@ -81,6 +116,11 @@ impl Subscriber for Capture {
             ..SpanRecord::default()
         };
         span.record(&mut Fields(&mut record.fields));
+        record.parent = match span.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if span.is_contextual() => captured.stack.last().copied(),
+            None => None,
+        };
         captured.spans.push(record);
         Id::from_u64(captured.spans.len() as u64)
     }
