@@ -212,16 +212,16 @@ pub(crate) fn reserve_seqs(
     now: NaiveDateTime,
     last_seq: Option<i64>,
 ) -> Result<Option<(i64, DbTime)>> {
-    let target = conversations.filter(id.eq(conv)).filter(user_id.eq(user));
-    let bump = (
-        message_count.eq(message_count + n),
-        updated_at.eq(not_before(now)),
-    );
     let new = (message_count, updated_at);
     // Two statements of fixed shape, each cached, on each backend.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     macro_rules! reserve {
-        ($c:expr) => {
+        ($c:expr) => {{
+            let target = conversations.filter(id.eq(conv)).filter(user_id.eq(user));
+            let bump = (
+                message_count.eq(message_count + n),
+                updated_at.eq(not_before(now)),
+            );
             match last_seq {
                 None => Cached(diesel::update(target).set(bump).returning(new)).get_result($c),
                 Some(last) => {
@@ -229,7 +229,7 @@ pub(crate) fn reserve_seqs(
                     Cached(diesel::update(target).set(bump).returning(new)).get_result($c)
                 }
             }
-        };
+        }};
     }
     let reserved = match conn {
         #[cfg(feature = "sqlite")]
@@ -240,14 +240,14 @@ pub(crate) fn reserve_seqs(
         // Updated rows are counted as matched (Diesel connects with CLIENT_FOUND_ROWS).
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => {
-            let updated = match last_seq {
-                None => Cached(diesel::update(target).set(bump)).execute(c)?,
-                Some(last) => {
-                    let target = target.filter(message_count.eq(last));
-                    Cached(diesel::update(target).set(bump)).execute(c)?
-                }
+            let reserve = mysql::Reserve {
+                n,
+                now,
+                conv,
+                user,
+                last_seq,
             };
-            match updated {
+            match reserve.execute(c)? {
                 0 => Err(diesel::result::Error::NotFound),
                 _ => conversations.filter(id.eq(conv)).select(new).get_result(c),
             }
@@ -269,4 +269,58 @@ fn mysql_bindable(time: NaiveDateTime) -> NaiveDateTime {
         (Some(first), Some(last)) => time.clamp(first, last),
         _ => time,
     }
+}
+
+/// MySQL's reservation, written out. Diesel prepares an UPDATE anew at every call unless it is
+/// marked cacheable ([`Cached`]), and on MySQL that mark is lost: `MysqlConnection` executes a
+/// statement through a reference to it, and a reference forwards only `walk_ast`, in which Diesel's
+/// UPDATE marks itself unsafe to cache. Each single-message append prepared (and closed) its UPDATE
+/// again: one more round trip and parse in every append's transaction (MariaDB's `Com_stmt_prepare`
+/// counter, per append). Written out, the statement is one of two fixed texts, each prepared once
+/// per connection; the SQL is what the DSL renders for the other backends, without RETURNING.
+#[cfg(feature = "mysql")]
+mod mysql {
+    use chrono::NaiveDateTime;
+    use diesel::mysql::{Mysql, MysqlConnection};
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::sql_types::{BigInt, Binary, Text, Timestamp};
+    use diesel::QueryResult;
+
+    /// Adds `n` to the count of the user's conversation `conv`, if its count is `last_seq` (when
+    /// given), and moves `updated_at` to `now` unless it is later.
+    pub(super) struct Reserve<'a> {
+        pub(super) n: i64,
+        pub(super) now: NaiveDateTime,
+        pub(super) conv: &'a [u8],
+        pub(super) user: &'a str,
+        pub(super) last_seq: Option<i64>,
+    }
+
+    impl QueryFragment<Mysql> for Reserve<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+            out.push_sql("UPDATE `conversations` SET `message_count` = `message_count` + ");
+            out.push_bind_param::<BigInt, _>(&self.n)?;
+            out.push_sql(", `updated_at` = CASE WHEN `updated_at` > ");
+            out.push_bind_param::<Timestamp, _>(&self.now)?;
+            out.push_sql(" THEN `updated_at` ELSE ");
+            out.push_bind_param::<Timestamp, _>(&self.now)?;
+            out.push_sql(" END WHERE `id` = ");
+            out.push_bind_param::<Binary, _>(&self.conv)?;
+            out.push_sql(" AND `user_id` = ");
+            out.push_bind_param::<Text, _>(&self.user)?;
+            if let Some(last) = &self.last_seq {
+                out.push_sql(" AND `message_count` = ");
+                out.push_bind_param::<BigInt, _>(last)?;
+            }
+            Ok(())
+        }
+    }
+
+    // Two texts, so the cache is keyed by the SQL rather than by the type.
+    impl QueryId for Reserve<'_> {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl diesel::RunQueryDsl<MysqlConnection> for Reserve<'_> {}
 }
