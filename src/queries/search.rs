@@ -313,11 +313,20 @@ pub(crate) mod mysql {
             Some(_) => "AND m.conversation_id = ?",
             None => "",
         };
+        // The page's ids are found and sorted first, and only then are its rows read and joined
+        // to their titles. Written as one join, the sort took every match's whole row (content
+        // included) through a temporary table, since the join began with the conversations:
+        // 2.2-2.7 s for a word in all of a user's 100,000 messages (W12), 0.14-0.16 s this way;
+        // 1.2-1.9 ms for a word in 100 of them (W11), 0.5-1.0 ms this way (MariaDB 10.11). The
+        // page is sorted again outside, the same way (the rank's binds follow the page's).
+        let order_by = format!("{rank}m.created_at DESC, m.seq DESC, m.id DESC");
         let sql = format!(
             "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-             c.title FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             c.title FROM (SELECT m.id FROM messages m \
              WHERE m.user_id = ? {in_conversation} AND {} \
-             ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?",
+             ORDER BY {order_by} LIMIT ? OFFSET ?) page \
+             JOIN messages m ON m.id = page.id JOIN conversations c ON c.id = m.conversation_id \
+             ORDER BY {order_by}",
             conditions.join(" AND ")
         );
         // Candidates come in pages, checked against their content, until the page asked for is
@@ -381,9 +390,14 @@ pub(crate) mod mysql {
                     statement = statement.bind::<Text, _>(word);
                 }
             }
-            let statement = statement
+            let mut statement = statement
                 .bind::<BigInt, _>(batch)
                 .bind::<BigInt, _>(skipped_candidates);
+            if order == SearchOrder::BestMatch {
+                for (word, _) in words {
+                    statement = statement.bind::<Text, _>(word);
+                }
+            }
             // The text depends on the query's words, so only the common shapes are kept prepared:
             // kept for every shape a client can write, they would pile up on the server towards
             // its `max_prepared_stmt_count` (16,382 for all connections), past which every
