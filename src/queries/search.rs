@@ -371,6 +371,17 @@ pub(crate) mod mysql {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<(Message, Option<String>)>> {
+        // A query of single words (or prefixes) shorter than the index's cut needs no check at
+        // all: the index holds each whole word of the content as the check would read it, so it
+        // has already answered. The check tokenized each candidate's content once more (the
+        // snippet does it again): with Unicode lookups and an allocation per word, half the
+        // store's client-side CPU of a 20-hit search (perf, W11).
+        let exact = query.phrases.iter().all(|p| {
+            let [word] = p.words.as_slice() else {
+                return false;
+            };
+            search::index_word(word).chars().count() < search::INDEXED_WORD_CHARS
+        });
         let wanted = (offset + limit).max(0) as usize;
         let mut found: Vec<(Message, Option<String>)> = Vec::new();
         let mut skipped_candidates = 0i64;
@@ -410,7 +421,7 @@ pub(crate) mod mysql {
             skipped_candidates += rows.len() as i64;
             for row in rows {
                 let message = row.message.into_model()?;
-                if search::matches_all(&message.content, query) {
+                if exact || search::matches_all(&message.content, query) {
                     found.push((message, row.title));
                 }
             }
