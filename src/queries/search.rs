@@ -148,7 +148,7 @@ pub(crate) mod mysql {
     use diesel::prelude::*;
     use diesel::sql_types::{BigInt, Binary, Text};
 
-    use super::{Cached, HitRow};
+    use super::HitRow;
     use crate::models::{Message, NewMessageRow};
     use crate::search::{self, Query, SearchOrder};
     use crate::Result;
@@ -161,9 +161,6 @@ pub(crate) mod mysql {
             hits -> Integer,
         }
     }
-
-    /// Searches of at most this many words keep their statement prepared (see `find`).
-    const CACHED_WORDS: usize = 3;
 
     /// Word rows per INSERT: 4 binds each, far under MySQL's 65,535 placeholders.
     const WORDS_PER_INSERT: usize = 5000;
@@ -409,14 +406,11 @@ pub(crate) mod mysql {
                     statement = statement.bind::<Text, _>(word);
                 }
             }
-            // The text depends on the query's words, so only the common shapes are kept prepared:
-            // kept for every shape a client can write, they would pile up on the server towards
-            // its `max_prepared_stmt_count` (16,382 for all connections), past which every
-            // prepare fails.
-            let rows: Vec<HitRow> = match words.len() <= CACHED_WORDS {
-                true => Cached(statement).load(conn)?,
-                false => statement.load(conn)?,
-            };
+            // Not marked for Diesel's statement cache: the text depends on the query's words, and
+            // kept for every shape a client can write, statements would pile up on the server
+            // towards its `max_prepared_stmt_count` (16,382 for all connections). (The mark would
+            // not hold on MySQL anyway: see `conversations::mysql`.)
+            let rows: Vec<HitRow> = statement.load(conn)?;
             let exhausted = (rows.len() as i64) < batch;
             skipped_candidates += rows.len() as i64;
             for row in rows {
