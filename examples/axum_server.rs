@@ -172,19 +172,16 @@ impl IntoResponse for ApiError {
                 let status = match &error {
                     // Missing and someone else's look the same, by design of the store.
                     Error::NotFound => StatusCode::NOT_FOUND,
+                    // The user id comes from the credentials, not from the request's data.
+                    Error::InvalidUserId(_) => StatusCode::UNAUTHORIZED,
+                    // A malformed part of the URL: an id, a cursor token, a search query.
                     Error::InvalidId(_) | Error::InvalidCursor(_) | Error::InvalidQuery(_) => {
                         StatusCode::BAD_REQUEST
                     }
-                    Error::InvalidTitle(_)
-                    | Error::InvalidContent { .. }
-                    | Error::ContentTooLarge { .. }
-                    | Error::InvalidMetadata
-                    | Error::MetadataTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                    Error::InvalidUserId(_) => StatusCode::UNAUTHORIZED,
-                    Error::Conflict { .. } | Error::DuplicateId(_) => StatusCode::CONFLICT,
-                    Error::Busy(_) | Error::Pool(_) | Error::ConnectionLost(_) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
+                    // Well-formed JSON whose values the store refuses.
+                    e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
+                    e if e.is_conflict() => StatusCode::CONFLICT,
+                    e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 let message = match status {

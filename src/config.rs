@@ -1,10 +1,7 @@
-//! Opening a store: options and their defaults.
+//! Options for opening a store, and their defaults. Opening itself is `StoreBuilder::open`, in
+//! `store.rs`.
 
 use std::time::Duration;
-
-use crate::conn::{Manager, SqliteSettings, Target};
-use crate::trace;
-use crate::{ChatStore, Result};
 
 /// How hard SQLite works to keep a commit through a power cut (`PRAGMA synchronous`). Both settings
 /// keep every committed write through a crash of the *process*; they differ on a crash of the machine.
@@ -20,16 +17,6 @@ pub enum Synchronous {
     Normal,
 }
 
-impl Synchronous {
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    pub(crate) fn pragma_value(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
-}
-
 /// The limits a store enforces on input.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -37,7 +24,8 @@ pub(crate) struct Limits {
     pub(crate) max_page_size: u32,
 }
 
-/// Options for opening a [`ChatStore`]; made by [`ChatStore::builder`].
+/// Options for opening a [`ChatStore`](crate::ChatStore); made by
+/// [`ChatStore::builder`](crate::ChatStore::builder), opened by [`StoreBuilder::open`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -52,12 +40,12 @@ pub(crate) struct Limits {
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until .open() is called"]
 pub struct StoreBuilder {
-    url: String,
-    pool_size: u32,
-    connection_timeout: Duration,
-    busy_timeout: Duration,
-    synchronous: Synchronous,
-    limits: Limits,
+    pub(crate) url: String,
+    pub(crate) pool_size: u32,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) limits: Limits,
 }
 
 impl StoreBuilder {
@@ -126,64 +114,9 @@ impl StoreBuilder {
         self
     }
 
-    /// Largest page [`ChatStore::list_conversations`] returns (default 100; at least 1).
+    /// Largest page [`ChatStore::list_conversations`](crate::ChatStore::list_conversations) returns (default 100; at least 1).
     pub fn max_page_size(mut self, size: u32) -> Self {
         self.limits.max_page_size = size.max(1);
         self
-    }
-
-    /// Connects, brings the schema up to date and returns the store.
-    ///
-    /// # Errors
-    /// - [`UnsupportedUrl`](crate::Error::UnsupportedUrl) or
-    ///   [`BackendNotEnabled`](crate::Error::BackendNotEnabled) for a URL this build cannot open;
-    /// - [`Connect`](crate::Error::Connect) if the database cannot be reached;
-    /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
-    /// - [`Migration`](crate::Error::Migration) if a migration fails.
-    pub fn open(self) -> Result<ChatStore> {
-        trace::op("open", None, move || {
-            let mut target = Target::parse(&self.url)?;
-            target.bound_connect_time(self.connection_timeout);
-            let backend = target.backend();
-            let memory = matches!(target, Target::SqliteMemory(_));
-            let mut manager = Manager {
-                target,
-                sqlite: SqliteSettings {
-                    busy_timeout: self.busy_timeout,
-                    synchronous: self.synchronous,
-                },
-                anchor: None,
-                spare: std::sync::Mutex::new(None),
-            };
-            // Migrate on a connection of our own first: a wrong URL or a server that is down then
-            // fails here with the real error, not after a pool timeout.
-            let mut first = manager.connect_first()?;
-            let mut migrated = Vec::new();
-            trace::op("migrate", Some(backend), || {
-                migrated = crate::migrations::run(&mut first, self.connection_timeout)?;
-                Ok(())
-            })?;
-            let pool_size = if memory {
-                // An in-memory database lives as long as one connection to it is open: the first
-                // one stays with the store, so a pooled connection can be replaced without losing
-                // data.
-                manager.anchor = Some(std::sync::Mutex::new(first));
-                // Connections to one shared in-memory database lock whole tables and fail at once
-                // ("database table is locked") instead of waiting: one at a time.
-                1
-            } else {
-                manager.spare = std::sync::Mutex::new(Some(first));
-                self.pool_size
-            };
-            let pool = diesel::r2d2::Pool::builder()
-                .connection_timeout(self.connection_timeout)
-                // Connections are checked when they fail (see PooledConn::lost), not with an extra
-                // round trip before every call.
-                .test_on_check_out(false)
-                .max_size(pool_size)
-                .min_idle(Some(1))
-                .build_unchecked(manager);
-            Ok(ChatStore::from_parts(pool, backend, self.limits, migrated))
-        })
     }
 }

@@ -1,11 +1,14 @@
 //! Connections: which backend a URL names, how each connection is set up, and the pool.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ManageConnection, R2D2Connection};
+use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+use parking_lot::{FairMutex, FairMutexGuard};
 
+use crate::config::Synchronous;
 use crate::{Error, Result};
 
 /// The compiled-in connection types, as one Diesel connection so that queries are written once.
@@ -29,6 +32,21 @@ pub enum Backend {
     Postgres,
     /// MariaDB or MySQL (cargo feature `mysql`).
     Mysql,
+}
+
+impl Conn {
+    /// The database system this connection talks to: what a query function matches on where
+    /// only its SQL differs (a match that needs the typed connection matches on `Conn` itself).
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Conn::Pg(_) => Backend::Postgres,
+            #[cfg(feature = "mysql")]
+            Conn::Mysql(_) => Backend::Mysql,
+        }
+    }
 }
 
 /// What a database URL points at.
@@ -128,20 +146,34 @@ impl Target {
 
     /// The error for a URL whose backend this build was compiled without.
     fn not_enabled(&self) -> Error {
-        match self.backend() {
-            Backend::Sqlite => Error::BackendNotEnabled {
-                backend: "SQLite",
-                feature: "sqlite",
-            },
-            Backend::Postgres => Error::BackendNotEnabled {
-                backend: "PostgreSQL",
-                feature: "postgres",
-            },
-            Backend::Mysql => Error::BackendNotEnabled {
-                backend: "MySQL",
-                feature: "mysql",
-            },
-        }
+        not_enabled(self.backend())
+    }
+
+    /// Whether the target is a private in-memory database.
+    pub(crate) fn is_memory(&self) -> bool {
+        matches!(self, Target::SqliteMemory(_))
+    }
+}
+
+/// The error for a backend this build was compiled without.
+#[cfg_attr(
+    all(feature = "sqlite", feature = "postgres", feature = "mysql"),
+    allow(dead_code)
+)]
+fn not_enabled(backend: Backend) -> Error {
+    match backend {
+        Backend::Sqlite => Error::BackendNotEnabled {
+            backend: "SQLite",
+            feature: "sqlite",
+        },
+        Backend::Postgres => Error::BackendNotEnabled {
+            backend: "PostgreSQL",
+            feature: "postgres",
+        },
+        Backend::Mysql => Error::BackendNotEnabled {
+            backend: "MySQL",
+            feature: "mysql",
+        },
     }
 }
 
@@ -150,7 +182,7 @@ impl Target {
 #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) struct SqliteSettings {
     pub(crate) busy_timeout: Duration,
-    pub(crate) synchronous: crate::Synchronous,
+    pub(crate) synchronous: Synchronous,
 }
 
 /// A pooled connection, with a flag the store sets when a call finds the connection lost, so that
@@ -177,36 +209,13 @@ pub(crate) struct Manager {
 }
 
 impl Manager {
+    /// A new connection, set up for the store. (A target of a backend this build lacks is
+    /// refused when the URL is parsed; it is refused here again rather than assumed away.)
     pub(crate) fn connect(&self) -> Result<Conn> {
         match &self.target {
-            #[cfg(feature = "sqlite")]
             Target::SqliteFile(path) | Target::SqliteMemory(path) => self.connect_sqlite(path),
-            #[cfg(feature = "postgres")]
-            Target::Postgres(url) => {
-                let mut conn = diesel::pg::PgConnection::establish(url).map_err(Error::Connect)?;
-                // Every statement is prepared once per connection and looks rows up by key or
-                // scans an index range, the best plan whatever the values. Left to choose,
-                // PostgreSQL kept planning the history read anew at every call (80 µs each, from
-                // the server log), its estimate for a generic plan being no better.
-                conn.batch_execute("SET plan_cache_mode = force_generic_plan")?;
-                Ok(Conn::Pg(conn))
-            }
-            #[cfg(feature = "mysql")]
-            Target::Mysql(url) => {
-                let mut conn =
-                    diesel::mysql::MysqlConnection::establish(url).map_err(Error::Connect)?;
-                // Diesel sets UTC and utf8mb4. READ COMMITTED as on PostgreSQL: under InnoDB's
-                // default, REPEATABLE READ, a write also takes gap locks on the index ranges it
-                // checks, which made concurrent appends to different conversations deadlock.
-                // Strict mode: a value that does not fit is an error, never silently cut.
-                conn.batch_execute(
-                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
-                     SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
-                )?;
-                Ok(Conn::Mysql(conn))
-            }
-            #[allow(unreachable_patterns)]
-            _ => Err(self.target.not_enabled()),
+            Target::Postgres(url) => connect_postgres(url),
+            Target::Mysql(url) => connect_mysql(url),
         }
     }
 
@@ -214,22 +223,18 @@ impl Manager {
     /// switched to WAL (readers never block the writer), a setting that persists in the file and so is
     /// made once here rather than raced on by every pooled connection.
     pub(crate) fn connect_first(&self) -> Result<Conn> {
-        match (self.connect()?, &self.target) {
-            #[cfg(feature = "sqlite")]
-            (Conn::Sqlite(mut c), Target::SqliteFile(_)) => {
-                self.enable_wal(&mut c)?;
-                Ok(Conn::Sqlite(c))
-            }
-            (conn, _) => Ok(conn),
+        let mut conn = self.connect()?;
+        if let Target::SqliteFile(_) = self.target {
+            self.enable_wal(&mut conn)?;
         }
+        Ok(conn)
     }
 
     /// Switches to WAL. Two connections switching a fresh file at once both hold a shared lock and
     /// need an exclusive one; SQLite breaks that deadlock by failing one at once with "database is
     /// locked", without waiting on the busy timeout. So the switch is retried, for up to the busy
     /// timeout, until the other connection has finished.
-    #[cfg(feature = "sqlite")]
-    fn enable_wal(&self, conn: &mut diesel::sqlite::SqliteConnection) -> Result<()> {
+    fn enable_wal(&self, conn: &mut Conn) -> Result<()> {
         let deadline = std::time::Instant::now() + self.sqlite.busy_timeout;
         loop {
             match conn
@@ -244,14 +249,22 @@ impl Manager {
         }
     }
 
+    #[cfg(not(feature = "sqlite"))]
+    fn connect_sqlite(&self, _path: &str) -> Result<Conn> {
+        Err(not_enabled(Backend::Sqlite))
+    }
+
     #[cfg(feature = "sqlite")]
     fn connect_sqlite(&self, path: &str) -> Result<Conn> {
-        let mut conn = diesel::sqlite::SqliteConnection::establish(path).map_err(Error::Connect)?;
+        let mut conn = diesel::sqlite::SqliteConnection::establish(path).map_err(Error::connect)?;
         // busy_timeout first: the other pragmas may already have to wait for a lock.
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
             self.sqlite.busy_timeout.as_millis(),
-            self.sqlite.synchronous.pragma_value(),
+            match self.sqlite.synchronous {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            },
         ))?;
         Ok(Conn::Sqlite(conn))
     }
@@ -277,6 +290,120 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut PooledConn) -> bool {
         // Diesel's check: a panic or a transaction left open or in error.
         conn.lost || std::thread::panicking() || conn.conn.is_broken()
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn connect_postgres(url: &str) -> Result<Conn> {
+    let mut conn = diesel::pg::PgConnection::establish(url).map_err(Error::connect)?;
+    // Every statement is prepared once per connection and looks rows up by key or scans an index
+    // range, the best plan whatever the values. Left to choose, PostgreSQL kept planning the
+    // history read anew at every call (80 µs each, from the server log), its estimate for a
+    // generic plan being no better.
+    conn.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+    Ok(Conn::Pg(conn))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn connect_postgres(_url: &str) -> Result<Conn> {
+    Err(not_enabled(Backend::Postgres))
+}
+
+#[cfg(feature = "mysql")]
+fn connect_mysql(url: &str) -> Result<Conn> {
+    let mut conn = diesel::mysql::MysqlConnection::establish(url).map_err(Error::connect)?;
+    // Diesel sets UTC and utf8mb4. READ COMMITTED as on PostgreSQL: under InnoDB's default,
+    // REPEATABLE READ, a write also takes gap locks on the index ranges it checks, which made
+    // concurrent appends to different conversations deadlock. Strict mode: a value that does not
+    // fit is an error, never silently cut.
+    conn.batch_execute(
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+         SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+    )?;
+    Ok(Conn::Mysql(conn))
+}
+
+#[cfg(not(feature = "mysql"))]
+fn connect_mysql(_url: &str) -> Result<Conn> {
+    Err(not_enabled(Backend::Mysql))
+}
+
+/// The store's pool, which starts with `first`, the connection that ran the migrations (see
+/// [`Manager::spare`]); an in-memory database keeps `first` as its anchor and has a pool of one.
+pub(crate) fn pool(
+    mut manager: Manager,
+    first: Conn,
+    size: u32,
+    timeout: Duration,
+) -> Pool<Manager> {
+    let size = if manager.target.is_memory() {
+        // An in-memory database lives as long as one connection to it is open: the first one
+        // stays with the store, so a pooled connection can be replaced without losing data.
+        manager.anchor = Some(std::sync::Mutex::new(first));
+        // Connections to one shared in-memory database lock whole tables and fail at once
+        // ("database table is locked") instead of waiting: one at a time.
+        1
+    } else {
+        manager.spare = std::sync::Mutex::new(Some(first));
+        size
+    };
+    Pool::builder()
+        .connection_timeout(timeout)
+        // Connections are checked when they fail (see PooledConn::lost), not with an extra round
+        // trip before every call.
+        .test_on_check_out(false)
+        .max_size(size)
+        .min_idle(Some(1))
+        .build_unchecked(manager)
+}
+
+/// Runs `f`, whose statements must all see one snapshot of the database: a search that reads its
+/// candidates page by page. On MySQL that is a read-only transaction `WITH CONSISTENT SNAPSHOT` at
+/// REPEATABLE READ, since the store's sessions run at READ COMMITTED, where each statement sees a
+/// snapshot of its own. On SQLite and PostgreSQL `f` runs as it is: their searches are one
+/// statement. Nothing is written, so ending the snapshot cannot lose anything.
+pub(crate) fn snapshot<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(_) => f(conn),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(_) => f(conn),
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => {
+            c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+            AnsiTransactionManager::begin_transaction_sql(
+                c,
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            )?;
+            let result = f(conn);
+            let _ = match result {
+                Ok(_) => <Conn as Connection>::TransactionManager::commit_transaction(conn),
+                Err(_) => <Conn as Connection>::TransactionManager::rollback_transaction(conn),
+            };
+            result
+        }
+    }
+}
+
+/// Where a store's writers take turns, first come first served, before they ask the database for
+/// its write lock. SQLite's busy handler is not fair — it polls with sleeps of up to 100 ms — and
+/// under steady contention it starved a writer past the busy timeout ("database is locked"); with
+/// the gate, the busy handler only arbitrates between processes. The servers queue writers on row
+/// locks themselves: no gate there.
+#[derive(Clone)]
+pub(crate) struct WriteGate(Option<Arc<FairMutex<()>>>);
+
+impl WriteGate {
+    pub(crate) fn new(backend: Backend) -> Self {
+        WriteGate(match backend {
+            Backend::Sqlite => Some(Arc::new(FairMutex::new(()))),
+            Backend::Postgres | Backend::Mysql => None,
+        })
+    }
+
+    /// Waits for this writer's turn, which lasts as long as the guard.
+    pub(crate) fn turn(&self) -> Option<FairMutexGuard<'_, ()>> {
+        self.0.as_ref().map(|gate| gate.lock())
     }
 }
 

@@ -9,6 +9,11 @@ use std::fmt;
 /// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
 /// [`InvalidId`](Error::InvalidId), [`InvalidImport`](Error::InvalidImport)) are found before
 /// anything is written: the database is left as it was.
+///
+/// Rather than list variants (the enum is `#[non_exhaustive]`: more may come), sort an error with
+/// [`is_invalid_input`](Error::is_invalid_input), [`is_conflict`](Error::is_conflict) and
+/// [`is_retryable`](Error::is_retryable). The database's own errors are wrapped in a
+/// [`DatabaseError`], whose [`source`](std::error::Error::source) is the driver's error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -43,8 +48,10 @@ pub enum Error {
         index: usize,
     },
 
-    /// Message metadata is not a JSON object.
-    #[error("message metadata must be a JSON object")]
+    /// Message metadata is not a JSON object, or nests more than
+    /// [`MAX_METADATA_DEPTH`](crate::MAX_METADATA_DEPTH) (31) levels of objects and arrays deep —
+    /// the deepest MariaDB's JSON check accepts, refused by the store on every backend alike.
+    #[error("message metadata must be a JSON object nested at most 31 levels deep")]
     InvalidMetadata,
 
     /// Message metadata, as JSON text, is larger than the content limit.
@@ -150,30 +157,32 @@ pub enum Error {
 
     /// A new connection to the database could not be established.
     #[error("could not connect to the database: {0}")]
-    Connect(#[source] diesel::ConnectionError),
+    Connect(#[source] DatabaseError),
 
     /// No pooled connection became free within the connection timeout (or none could be made).
+    /// Retryable ([`is_retryable`](Error::is_retryable)).
     #[error("no database connection available: {0}")]
-    Pool(#[source] diesel::r2d2::PoolError),
+    Pool(#[source] DatabaseError),
 
     /// The connection broke during the call (server restart, network failure, terminated backend).
     /// The broken connection is dropped from the pool, so a retry gets a fresh one. A write whose
     /// connection broke while it committed may have committed or not: retry appends with client
-    /// ids ([`NewMessage::with_id`](crate::NewMessage::with_id)) to find out safely.
+    /// ids ([`NewMessage::with_id`](crate::NewMessage::with_id)) to find out safely. Retryable
+    /// ([`is_retryable`](Error::is_retryable)).
     #[error("the database connection was lost: {0}")]
-    ConnectionLost(#[source] diesel::result::Error),
+    ConnectionLost(#[source] DatabaseError),
 
     /// Another writer held the lock longer than this call may wait: SQLite's busy timeout (another
     /// process writing); MySQL's `innodb_lock_wait_timeout` (50 s by default), or a deadlock
     /// MySQL broke by rolling this call back; or, when opening a PostgreSQL or MySQL store, another
     /// process's migration run for longer than the connection timeout. Nothing was written; the call
-    /// can be retried.
+    /// can be retried ([`is_retryable`](Error::is_retryable)).
     #[error("the database is busy: {0}")]
-    Busy(#[source] diesel::result::Error),
+    Busy(#[source] DatabaseError),
 
     /// Any other error reported by the database.
     #[error("database error: {0}")]
-    Database(#[source] diesel::result::Error),
+    Database(#[source] DatabaseError),
 
     /// A call of the `AsyncChatStore` (cargo feature `tokio`) did not finish on tokio's blocking
     /// pool: it panicked (in a cost function of yours, say), the runtime shut down before it ran
@@ -216,6 +225,186 @@ impl fmt::Display for TextError {
     }
 }
 
+impl Error {
+    /// Whether the same call, made again unchanged, may succeed: the database was busy
+    /// ([`Busy`](Error::Busy)), no pooled connection was free ([`Pool`](Error::Pool)), or the
+    /// connection broke ([`ConnectionLost`](Error::ConnectionLost); the pool replaces it). Wait a
+    /// little between attempts. A write whose connection broke while it committed may have
+    /// committed: retry appends with client ids ([`NewMessage::with_id`](crate::NewMessage::with_id))
+    /// so that a second attempt cannot append twice.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error, NewMessage, UserId};
+    ///
+    /// /// Runs `call` up to three times while it fails with a retryable error.
+    /// fn with_retries<T>(mut call: impl FnMut() -> chatstore::Result<T>) -> chatstore::Result<T> {
+    ///     let mut attempts = 1;
+    ///     loop {
+    ///         match call() {
+    ///             Err(e) if e.is_retryable() && attempts < 3 => {
+    ///                 attempts += 1;
+    ///                 std::thread::sleep(std::time::Duration::from_millis(50));
+    ///             }
+    ///             result => return result,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = with_retries(|| store.create_conversation(&alice, None))?;
+    /// let id = uuid::Uuid::now_v7().into(); // made once, kept for every attempt
+    /// with_retries(|| store.append_message(&alice, conv.id, NewMessage::user("hi").with_id(id)))?;
+    /// assert!(!Error::NotFound.is_retryable());
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Busy(_) | Error::Pool(_) | Error::ConnectionLost(_)
+        )
+    }
+
+    /// Whether the call was refused for what it was given, before anything was written: an invalid
+    /// title, user id, content, metadata, id, import, cursor token or search query, or a context
+    /// budget too small for the pinned system messages. The same call fails again; the message
+    /// describes the caller's own input (it never quotes content), so a service can pass it on to
+    /// its client (as HTTP 400 or 422, say).
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error, UserId};
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let long = "x".repeat(chatstore::MAX_TITLE_CHARS + 1);
+    /// let refused = store.create_conversation(&alice, Some(&long)).unwrap_err();
+    /// assert!(refused.is_invalid_input());
+    /// assert_eq!(refused.to_string(), "title is 256 characters, the maximum is 255");
+    /// assert!(UserId::new("").unwrap_err().is_invalid_input());
+    /// assert!(!Error::NotFound.is_invalid_input());
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidTitle(_)
+                | Error::InvalidUserId(_)
+                | Error::ContentTooLarge { .. }
+                | Error::InvalidContent { .. }
+                | Error::InvalidMetadata
+                | Error::MetadataTooLarge { .. }
+                | Error::InvalidId(_)
+                | Error::InvalidImport(_)
+                | Error::InvalidCursor(_)
+                | Error::InvalidQuery(_)
+                | Error::BudgetTooSmall { .. }
+        )
+    }
+
+    /// Whether the call was refused for what the store already holds, and wrote nothing: the
+    /// conversation moved on since the stated last seq ([`Conflict`](Error::Conflict)), a client
+    /// message id is taken by a different message ([`DuplicateId`](Error::DuplicateId)), or an
+    /// imported conversation's id is stored ([`AlreadyExists`](Error::AlreadyExists)). Read the
+    /// current state and decide again (HTTP 409, say).
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, NewMessage, UserId};
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("first"))?;
+    /// // Someone else appended since this client read the conversation empty (last seq 0).
+    /// let stale = store
+    ///     .append_if_last_seq(&alice, conv.id, 0, &[NewMessage::user("second")])
+    ///     .unwrap_err();
+    /// assert!(stale.is_conflict());
+    /// assert!(!stale.is_retryable() && !stale.is_invalid_input());
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict { .. } | Error::DuplicateId(_) | Error::AlreadyExists(_)
+        )
+    }
+
+    /// [`Error::Connect`] from the driver's error.
+    pub(crate) fn connect(e: diesel::ConnectionError) -> Self {
+        Error::Connect(DatabaseError(Source::Connect(e)))
+    }
+
+    /// [`Error::Pool`] from the pool's error.
+    pub(crate) fn pool(e: diesel::r2d2::PoolError) -> Self {
+        Error::Pool(DatabaseError(Source::Pool(e)))
+    }
+
+    /// [`Error::Busy`] from a query's error, whatever [`From`] would make of it.
+    pub(crate) fn busy(e: diesel::result::Error) -> Self {
+        Error::Busy(DatabaseError(Source::Query(e)))
+    }
+
+    /// [`Error::Database`] from a query's error, whatever [`From`] would make of it.
+    pub(crate) fn database(e: diesel::result::Error) -> Self {
+        Error::Database(DatabaseError(Source::Query(e)))
+    }
+}
+
+/// An error of the database, its driver or the connection pool, in [`Error::Connect`],
+/// [`Error::Pool`], [`Error::ConnectionLost`], [`Error::Busy`] and [`Error::Database`]. It shows
+/// the driver's message, and its [`source`](std::error::Error::source) is the driver's (Diesel's)
+/// error itself, for logs and for the rare caller that must look into it; its type is not part of
+/// chatstore's API, so that a new Diesel does not make a new chatstore.
+///
+/// ```
+/// use std::error::Error as _;
+/// use chatstore::{ChatStore, Error};
+///
+/// // A SQLite file in a directory that does not exist cannot be opened.
+/// let error = ChatStore::open("/no/such/directory/chat.db").unwrap_err();
+/// let Error::Connect(database) = &error else { panic!("{error:?}") };
+/// assert!(error.to_string().starts_with("could not connect to the database: "));
+/// assert!(database.source().is_some()); // the driver's own error
+/// ```
+pub struct DatabaseError(Source);
+
+/// What a [`DatabaseError`] wraps.
+enum Source {
+    Connect(diesel::ConnectionError),
+    Pool(diesel::r2d2::PoolError),
+    Query(diesel::result::Error),
+}
+
+impl Source {
+    fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            Source::Connect(e) => e,
+            Source::Pool(e) => e,
+            Source::Query(e) => e,
+        }
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    /// The driver's message, as it words it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0.get(), f)
+    }
+}
+
+impl fmt::Debug for DatabaseError {
+    /// The driver's error, as it shows itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.get(), f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.get())
+    }
+}
+
 /// `Result` with chatstore's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -230,13 +419,13 @@ impl From<diesel::result::Error> for Error {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             )
-            | D::BrokenTransactionManager => Error::ConnectionLost(e),
+            | D::BrokenTransactionManager => Error::ConnectionLost(DatabaseError(Source::Query(e))),
             // MySQL's client reports a dropped connection only by its message, also when the
             // COMMIT is what met it.
             D::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if is_mysql_connection_lost(info.message()) =>
             {
-                Error::ConnectionLost(e)
+                Error::ConnectionLost(DatabaseError(Source::Query(e)))
             }
             D::RollbackErrorOnCommit {
                 ref commit_error, ..
@@ -246,12 +435,12 @@ impl From<diesel::result::Error> for Error {
                     if is_mysql_connection_lost(info.message())
             ) =>
             {
-                Error::ConnectionLost(e)
+                Error::ConnectionLost(DatabaseError(Source::Query(e)))
             }
-            D::DatabaseError(_, ref info) if is_lock_timeout(info.message()) => Error::Busy(e),
+            D::DatabaseError(_, ref info) if is_lock_timeout(info.message()) => Error::busy(e),
             // MySQL's deadlock victim (1213): its transaction was rolled back whole.
-            D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Error::Busy(e),
-            _ => Error::Database(e),
+            D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Error::busy(e),
+            _ => Error::database(e),
         }
     }
 }
@@ -291,4 +480,103 @@ pub(crate) fn check_text(s: &str, max: usize) -> Result<(), TextError> {
         return Err(TextError::TooLong { chars, max });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use diesel::result::{DatabaseErrorKind, Error as D};
+
+    use super::*;
+
+    fn diesel_error(kind: DatabaseErrorKind, message: &str) -> D {
+        D::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn database_errors_keep_their_text_and_debug_form_and_lead_to_the_driver_error() {
+        let lock = || diesel_error(DatabaseErrorKind::Unknown, "database is locked");
+        let error = Error::from(lock());
+        assert!(matches!(error, Error::Busy(_)));
+        assert_eq!(
+            error.to_string(),
+            "the database is busy: database is locked"
+        );
+        assert_eq!(format!("{error:?}"), format!("Busy({:?})", lock()));
+        let wrapped = error.source().unwrap();
+        assert_eq!(wrapped.to_string(), "database is locked");
+        let driver = wrapped.source().unwrap().downcast_ref::<D>().unwrap();
+        assert!(matches!(
+            driver,
+            D::DatabaseError(DatabaseErrorKind::Unknown, _)
+        ));
+
+        let error = Error::connect(diesel::ConnectionError::BadConnection("refused".into()));
+        assert_eq!(
+            error.to_string(),
+            "could not connect to the database: refused"
+        );
+        let source = error.source().unwrap().source().unwrap();
+        assert!(source.downcast_ref::<diesel::ConnectionError>().is_some());
+    }
+
+    #[test]
+    fn errors_sort_into_retryable_invalid_input_and_conflict() {
+        let lost = Error::from(diesel_error(
+            DatabaseErrorKind::ClosedConnection,
+            "server closed the connection",
+        ));
+        assert!(matches!(lost, Error::ConnectionLost(_)));
+        let unique = Error::from(diesel_error(DatabaseErrorKind::UniqueViolation, "dup"));
+        assert!(matches!(unique, Error::Database(_)));
+        let deadlock = Error::from(diesel_error(
+            DatabaseErrorKind::SerializationFailure,
+            "Deadlock found",
+        ));
+        for retryable in [&lost, &deadlock] {
+            assert!(retryable.is_retryable(), "{retryable:?}");
+            assert!(!retryable.is_invalid_input() && !retryable.is_conflict());
+        }
+        let invalid = [
+            Error::InvalidTitle(TextError::Empty),
+            Error::InvalidUserId(TextError::Empty),
+            Error::ContentTooLarge { bytes: 2, max: 1 },
+            Error::InvalidContent { index: 0 },
+            Error::InvalidMetadata,
+            Error::MetadataTooLarge { bytes: 2, max: 1 },
+            Error::InvalidId("x".into()),
+            Error::InvalidImport("x".into()),
+            Error::InvalidCursor("x".into()),
+            Error::InvalidQuery("x".into()),
+            Error::BudgetTooSmall {
+                needed: 2,
+                budget: 1,
+            },
+        ];
+        for error in &invalid {
+            assert!(error.is_invalid_input(), "{error:?}");
+            assert!(!error.is_retryable() && !error.is_conflict());
+        }
+        let id = uuid::Uuid::nil();
+        for error in [
+            Error::Conflict {
+                expected: 1,
+                actual: 2,
+            },
+            Error::DuplicateId(id.into()),
+            Error::AlreadyExists(id.into()),
+        ] {
+            assert!(error.is_conflict(), "{error:?}");
+            assert!(!error.is_retryable() && !error.is_invalid_input());
+        }
+        for error in [
+            Error::NotFound,
+            unique,
+            Error::UnsupportedUrl("x".into()),
+            Error::TaskFailed("x".into()),
+        ] {
+            assert!(!error.is_retryable() && !error.is_invalid_input() && !error.is_conflict());
+        }
+    }
 }

@@ -3,6 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
+use diesel::sql_types::{Binary, Text};
 use uuid::Uuid;
 
 use crate::error::{check_text, Error, Result, TextError};
@@ -19,7 +22,13 @@ use crate::error::{check_text, Error, Result, TextError};
 /// assert!(UserId::new("auth0|5f7c8ec7c33c6c004bbafe82").is_ok());
 /// assert!(UserId::new("").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub struct UserId(String);
 
 impl UserId {
@@ -64,6 +73,21 @@ impl FromStr for UserId {
     }
 }
 
+impl TryFrom<String> for UserId {
+    type Error = Error;
+    /// As [`UserId::new`].
+    fn try_from(id: String) -> Result<Self> {
+        UserId::new(id)
+    }
+}
+
+impl From<UserId> for String {
+    /// The id as given.
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
+
 impl AsRef<str> for UserId {
     fn as_ref(&self) -> &str {
         &self.0
@@ -74,6 +98,13 @@ macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[diesel(sql_type = Binary)]
+        #[cfg_attr(
+            feature = "serde",
+            derive(serde::Serialize, serde::Deserialize),
+            serde(try_from = "String", into = "String")
+        )]
         pub struct $name(Uuid);
 
         impl $name {
@@ -102,6 +133,21 @@ macro_rules! uuid_id {
         impl From<$name> for Uuid {
             fn from(id: $name) -> Uuid {
                 id.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            /// As [`str::parse`].
+            fn try_from(s: String) -> Result<Self> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            /// The hyphenated UUID.
+            fn from(id: $name) -> String {
+                id.to_string()
             }
         }
 

@@ -147,12 +147,50 @@ pub struct SearchHit {
 /// With the `serde` feature: `{"text", "highlights": [{"start", "end"}, …]}`; highlights that are
 /// not ranges of the text, in order, are refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "SnippetForm"))]
 #[non_exhaustive]
 pub struct Snippet {
     /// The excerpt, with `…` where it cuts the content.
     pub text: String,
     /// Byte ranges of `text` that matched, in order, not overlapping.
     pub highlights: Vec<Range<usize>>,
+}
+
+/// A [`Snippet`] as read: `{"text": …, "highlights": [{"start": …, "end": …}, …]}`, before its
+/// highlights are checked.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(rename = "Snippet")]
+struct SnippetForm {
+    text: String,
+    highlights: Vec<Range<usize>>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<SnippetForm> for Snippet {
+    type Error = String;
+
+    /// Refuses highlights that are not ranges of the text on character boundaries, in order and
+    /// apart, which [`Snippet::marked`] could not mark.
+    fn try_from(SnippetForm { text, highlights }: SnippetForm) -> Result<Self, String> {
+        let mut at = 0;
+        for range in &highlights {
+            let fits = at <= range.start
+                && range.start <= range.end
+                && range.end <= text.len()
+                && text.is_char_boundary(range.start)
+                && text.is_char_boundary(range.end);
+            if !fits {
+                return Err(format!(
+                    "snippet highlight {}..{} is not a range of its text, in order",
+                    range.start, range.end
+                ));
+            }
+            at = range.end;
+        }
+        Ok(Snippet { text, highlights })
+    }
 }
 
 impl Snippet {
@@ -264,15 +302,6 @@ fn unspaced(c: char) -> bool {
 /// A combining mark: it belongs to the character before it, wherever words are split.
 fn mark(c: char) -> bool {
     is_combining_mark(c)
-}
-
-/// What the `search_text` column holds for `content` on `backend`: [`search_text`], except on
-/// MySQL, whose word index reads the content itself (a spaced copy would only lengthen statements).
-pub(crate) fn search_text_on(backend: crate::Backend, content: &str) -> Option<String> {
-    match backend {
-        crate::Backend::Mysql => None,
-        _ => search_text(content),
-    }
 }
 
 /// What the index reads for `content`, when it is not the content itself: a space around each

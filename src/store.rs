@@ -4,25 +4,26 @@
 //! and a search read in a few statements; messages are never changed once written, so they still
 //! see one history.
 
-use std::collections::{HashMap, HashSet};
+mod export;
+
 use std::sync::Arc;
 
-use chrono::NaiveDateTime;
 use diesel::r2d2::Pool;
-use parking_lot::FairMutex;
 
-use crate::admin::{self, StoreStats, UserExport};
+pub use self::export::{ExportCounts, ExportItem, UserExport};
 use crate::config::{Limits, StoreBuilder};
-use crate::conn::{write_transaction, Backend, Conn, Manager};
-use crate::context::{self, ContextOptions, ContextWindow};
-use crate::ids::{ConversationId, MessageId, UserId};
-use crate::models::{
-    self, Conversation, ConversationRow, DbTime, Message, MessageRow, NewConversationRow,
-    NewMessage, NewMessageRow,
+use crate::conn::{
+    self, write_transaction, Backend, Conn, Manager, SqliteSettings, Target, WriteGate,
 };
-use crate::page::{ConversationCursor, ConversationPage, MessagePage, Page, Window};
-use crate::queries::{self, catalog, conversations, messages};
-use crate::search::{self, SearchHit, SearchQuery, SearchResults};
+use crate::context::{ContextOptions, ContextWindow};
+use crate::cursor::{ConversationCursor, Window};
+use crate::ids::{ConversationId, UserId};
+use crate::models::{self, Conversation, DeletedCounts, Message, NewMessage, StoreStats};
+use crate::ops::{append, context, import, search};
+use crate::page::{ConversationPage, MessagePage, Page};
+use crate::queries::rows::{ConversationRow, NewConversationRow};
+use crate::queries::{catalog, conversations, messages, migrations};
+use crate::search::{SearchQuery, SearchResults};
 use crate::title::parse_optional;
 use crate::trace::{self, Recorded};
 use crate::verify::SchemaReport;
@@ -54,11 +55,8 @@ pub struct ChatStore {
     pool: Pool<Manager>,
     backend: Backend,
     limits: Limits,
-    /// SQLite only: this store's writers take turns here, first come first served, before they ask
-    /// SQLite for its write lock. SQLite's busy handler is not fair — it polls with sleeps of up to
-    /// 100 ms — and under steady contention it starved a writer past the busy timeout ("database is
-    /// locked"). With the gate, the busy handler only arbitrates between processes.
-    write_gate: Option<Arc<FairMutex<()>>>,
+    /// Where this store's writers take turns.
+    write_gate: WriteGate,
     /// The migrations this store applied when it opened.
     migrated: Arc<[String]>,
 }
@@ -72,240 +70,41 @@ impl std::fmt::Debug for ChatStore {
     }
 }
 
-/// What an append's transaction did.
-enum Appended {
-    /// Wrote the batch from `first_seq` on.
-    New { first_seq: i64, created_at: DbTime },
-    /// Found the batch already stored (a retry): these are the stored messages.
-    Replayed(Vec<Message>),
-}
-
-/// A batch checked against the store's limits, with what its rows need: ids, metadata as JSON text,
-/// and what the search index reads.
-struct Batch<'b, 'a> {
-    user: &'b UserId,
-    conversation: ConversationId,
-    messages: &'b [NewMessage<'a>],
-    ids: Vec<MessageId>,
-    metadata: Vec<Option<String>>,
-    search_texts: Vec<Option<String>>,
-}
-
-impl<'b, 'a> Batch<'b, 'a> {
-    fn new(
-        user: &'b UserId,
-        conversation: ConversationId,
-        messages: &'b [NewMessage<'a>],
-        max_bytes: usize,
-        backend: Backend,
-    ) -> Result<Self> {
-        let metadata = messages
-            .iter()
-            .map(|m| m.validate(max_bytes))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Batch {
-            user,
-            conversation,
-            messages,
-            ids: message_ids(messages)?,
-            metadata,
-            search_texts: messages
-                .iter()
-                .map(|m| search::search_text_on(backend, m.content()))
-                .collect(),
+impl StoreBuilder {
+    /// Connects, brings the schema up to date and returns the store.
+    ///
+    /// # Errors
+    /// - [`UnsupportedUrl`](crate::Error::UnsupportedUrl) or
+    ///   [`BackendNotEnabled`](crate::Error::BackendNotEnabled) for a URL this build cannot open;
+    /// - [`Connect`](crate::Error::Connect) if the database cannot be reached;
+    /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
+    /// - [`Migration`](crate::Error::Migration) if a migration fails.
+    pub fn open(self) -> Result<ChatStore> {
+        trace::op("open", None, move || {
+            let mut target = Target::parse(&self.url)?;
+            target.bound_connect_time(self.connection_timeout);
+            let backend = target.backend();
+            let manager = Manager {
+                target,
+                sqlite: SqliteSettings {
+                    busy_timeout: self.busy_timeout,
+                    synchronous: self.synchronous,
+                },
+                anchor: None,
+                spare: std::sync::Mutex::new(None),
+            };
+            // Migrate on a connection of our own first: a wrong URL or a server that is down then
+            // fails here with the real error, not after a pool timeout.
+            let mut first = manager.connect_first()?;
+            let mut migrated = Vec::new();
+            trace::op("migrate", Some(backend), || {
+                migrated = migrations::run(&mut first, self.connection_timeout)?;
+                Ok(())
+            })?;
+            let pool = conn::pool(manager, first, self.pool_size, self.connection_timeout);
+            Ok(ChatStore::from_parts(pool, backend, self.limits, migrated))
         })
     }
-
-    fn has_client_ids(&self) -> bool {
-        self.messages.iter().any(|m| m.id().is_some())
-    }
-
-    /// The append's transaction: a retry of a stored batch is found and returned; otherwise the
-    /// seqs are reserved (if the last seq is still `last_seq`, when given) and the rows inserted.
-    fn write(
-        &self,
-        conn: &mut Conn,
-        last_seq: Option<i64>,
-        now: NaiveDateTime,
-    ) -> Result<Appended> {
-        if let Some(stored) = self.replay(conn)? {
-            return Ok(Appended::Replayed(stored));
-        }
-        let n = self.messages.len() as i64;
-        let (count, created_at) = loop {
-            let reserved = conversations::reserve_seqs(
-                conn,
-                self.user.as_str(),
-                self.conversation.as_bytes(),
-                n,
-                now,
-                last_seq,
-            )?;
-            if let Some(reserved) = reserved {
-                break reserved;
-            }
-            // The look-up above takes no lock. On PostgreSQL another attempt of this very batch
-            // may have committed while this one waited for the row, and moved the count past
-            // `last_seq`: that is a retry, not a conflict.
-            if let Some(stored) = self.replay(conn)? {
-                return Ok(Appended::Replayed(stored));
-            }
-            match moved_on(conn, self.user, self.conversation, last_seq)? {
-                Some(error) => return Err(error),
-                // The count reached `last_seq` between the two statements: try again. Counts
-                // only grow, so this happens at most once.
-                None => continue,
-            }
-        };
-        let first_seq = count - n + 1;
-        let rows: Vec<NewMessageRow<'_>> = (0..self.messages.len())
-            .zip(first_seq..)
-            .map(|(i, seq)| NewMessageRow {
-                id: self.ids[i].as_bytes(),
-                conversation_id: self.conversation.as_bytes(),
-                user_id: self.user.as_str(),
-                seq,
-                role: self.messages[i].role().as_str(),
-                content: self.messages[i].content(),
-                metadata: self.metadata[i].as_deref(),
-                created_at: created_at.0,
-                search_text: self.search_texts[i].as_deref(),
-            })
-            .collect();
-        messages::insert(conn, &rows)?;
-        Ok(Appended::New {
-            first_seq,
-            created_at,
-        })
-    }
-
-    /// The stored batch, if this is a retry of it (see [`replayed`]); `None` if none of its client
-    /// ids is stored.
-    fn replay(&self, conn: &mut Conn) -> Result<Option<Vec<Message>>> {
-        let client_ids: Vec<&[u8]> = self
-            .messages
-            .iter()
-            .zip(&self.ids)
-            .filter(|(m, _)| m.id().is_some())
-            .map(|(_, id)| id.as_bytes())
-            .collect();
-        if client_ids.is_empty() {
-            return Ok(None);
-        }
-        let stored = messages::by_ids(conn, &client_ids)?;
-        if stored.is_empty() {
-            return Ok(None);
-        }
-        replayed(self.user, self.conversation, self.messages, stored).map(Some)
-    }
-
-    /// The messages the batch became, written from `first_seq` on at `created_at`.
-    fn stored(&self, first_seq: i64, created_at: DbTime) -> Vec<Message> {
-        self.messages
-            .iter()
-            .zip(&self.ids)
-            .zip(first_seq..)
-            .map(|((new, &id), seq)| Message {
-                id,
-                conversation_id: self.conversation,
-                seq,
-                role: new.role(),
-                content: new.content().to_owned(),
-                metadata: new.metadata().cloned(),
-                created_at: created_at.utc(),
-            })
-            .collect()
-    }
-}
-
-/// Each message's id: the client's, or a new UUIDv7. A client id twice in the batch is refused.
-fn message_ids(batch: &[NewMessage<'_>]) -> Result<Vec<MessageId>> {
-    let mut seen = HashSet::new();
-    batch
-        .iter()
-        .map(|m| match m.id() {
-            Some(id) if !seen.insert(id) => Err(Error::DuplicateId(id)),
-            Some(id) => Ok(id),
-            None => Ok(MessageId::generate()),
-        })
-        .collect()
-}
-
-/// The outcome of a batch some of whose client ids are already `stored` (with their owners): a
-/// retry if it is this very batch — every message stored under its id, in this conversation, with
-/// the same role, content and metadata — which returns the stored messages in the batch's order.
-fn replayed(
-    user: &UserId,
-    conversation: ConversationId,
-    batch: &[NewMessage<'_>],
-    stored: Vec<(String, MessageRow)>,
-) -> Result<Vec<Message>> {
-    let mut by_id = HashMap::with_capacity(stored.len());
-    for (owner, row) in stored {
-        let message = row.into_model()?;
-        if message.conversation_id == conversation && owner != user.as_str() {
-            // The conversation is someone else's: say so exactly as for any other call.
-            return Err(Error::NotFound);
-        }
-        by_id.insert(message.id, message);
-    }
-    // The id to report if this is not a retry: the batch's first id that is stored.
-    let Some(taken) = batch
-        .iter()
-        .filter_map(|m| m.id())
-        .find(|id| by_id.contains_key(id))
-    else {
-        return Err(models::corrupt_row(
-            "stored messages found by ids not in the batch",
-        ));
-    };
-    let mut replay = Vec::with_capacity(batch.len());
-    for new in batch {
-        let Some(message) = new.id().and_then(|id| by_id.remove(&id)) else {
-            return Err(Error::DuplicateId(taken));
-        };
-        let same = message.conversation_id == conversation
-            && message.role == new.role()
-            && message.content == new.content()
-            && message.metadata.as_ref() == new.metadata();
-        if !same {
-            return Err(Error::DuplicateId(message.id));
-        }
-        replay.push(message);
-    }
-    Ok(replay)
-}
-
-/// Why an append reserved no seqs: the conversation is not the user's (`NotFound`), or its last seq
-/// is no longer `last_seq` (`Conflict`). `None` if it is `last_seq` after all: an append committed
-/// between the reservation and this read, so the reservation can be tried again.
-fn moved_on(
-    conn: &mut Conn,
-    user: &UserId,
-    conversation: ConversationId,
-    last_seq: Option<i64>,
-) -> Result<Option<Error>> {
-    let found = conversations::find(conn, user.as_str(), conversation.as_bytes())?;
-    Ok(match (found, last_seq) {
-        (Some(row), Some(expected)) if row.message_count == expected => None,
-        (Some(row), Some(expected)) => Some(Error::Conflict {
-            expected,
-            actual: row.message_count,
-        }),
-        _ => Some(Error::NotFound),
-    })
-}
-
-/// What [`ChatStore::delete_user_data`] removed. With the `serde` feature:
-/// `{"conversations", "messages"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[non_exhaustive]
-pub struct DeletedCounts {
-    /// Conversations deleted.
-    pub conversations: u64,
-    /// Messages deleted.
-    pub messages: u64,
 }
 
 impl ChatStore {
@@ -327,18 +126,17 @@ impl ChatStore {
         StoreBuilder::new(url)
     }
 
-    pub(crate) fn from_parts(
+    fn from_parts(
         pool: Pool<Manager>,
         backend: Backend,
         limits: Limits,
         migrated: Vec<String>,
     ) -> Self {
-        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(FairMutex::new(())));
         ChatStore {
             pool,
             backend,
             limits,
-            write_gate,
+            write_gate: WriteGate::new(backend),
             migrated: migrated.into(),
         }
     }
@@ -368,7 +166,7 @@ impl ChatStore {
 
     /// Runs `f` on a pooled connection; a connection found lost is dropped from the pool.
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let mut pooled = self.pool.get().map_err(Error::Pool)?;
+        let mut pooled = self.pool.get().map_err(Error::pool)?;
         let result = f(&mut pooled.conn);
         if matches!(result, Err(Error::ConnectionLost(_))) {
             pooled.lost = true;
@@ -378,7 +176,7 @@ impl ChatStore {
 
     /// Runs `f` in a write transaction on a pooled connection, after this store's earlier writers.
     fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let _turn = self.write_gate.as_ref().map(|gate| gate.lock());
+        let _turn = self.write_gate.turn();
         self.with_conn(|conn| write_transaction(conn, f))
     }
 
@@ -390,25 +188,18 @@ impl ChatStore {
     pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
         self.op("create_conversation", || {
             let title = parse_optional(title)?;
-            let id = ConversationId::generate();
             let now = models::now();
-            let row = NewConversationRow {
-                id: id.as_bytes(),
-                user_id: user.as_str(),
-                title: title.as_ref().map(|t| t.as_str()),
-                created_at: now.naive_utc(),
-                updated_at: now.naive_utc(),
-                message_count: 0,
-            };
-            self.write(|conn| conversations::insert(conn, &row))?;
-            Ok(Conversation {
-                id,
+            let conversation = Conversation {
+                id: ConversationId::generate(),
                 user_id: user.clone(),
                 title: title.map(|t| t.as_str().to_owned()),
                 created_at: now,
                 updated_at: now,
                 message_count: 0,
-            })
+            };
+            let row = NewConversationRow::of(user, &conversation);
+            self.write(|conn| conversations::insert(conn, &row))?;
+            Ok(conversation)
         })
     }
 
@@ -423,7 +214,7 @@ impl ChatStore {
 
     /// [`conversation`](Self::conversation), for the operations that need it.
     fn find_conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
-        self.with_conn(|conn| conversations::find(conn, user.as_str(), id.as_bytes()))?
+        self.with_conn(|conn| conversations::find(conn, user, id))?
             .map(ConversationRow::into_model)
             .ok_or(Error::NotFound)
     }
@@ -453,11 +244,9 @@ impl ChatStore {
         self.op("list_conversations", || {
             let limit = page.limit.clamp(1, self.limits.max_page_size);
             let after = page.after.map(|c| (c.updated_at, c.id));
-            let rows = self.with_conn(|conn| {
-                let after = after.as_ref().map(|(time, id)| (*time, id.as_bytes()));
-                // One row more than asked tells whether a next page exists.
-                conversations::list(conn, user.as_str(), after, i64::from(limit) + 1)
-            })?;
+            // One row more than asked tells whether a next page exists.
+            let rows = self
+                .with_conn(|conn| conversations::list(conn, user, after, i64::from(limit) + 1))?;
             let mut items: Vec<Conversation> =
                 rows.into_iter().map(ConversationRow::into_model).collect();
             let next = if items.len() > limit as usize {
@@ -491,10 +280,10 @@ impl ChatStore {
             let now = models::now().naive_utc();
             self.write(|conn| {
                 let title = title.as_ref().map(|t| t.as_str());
-                if conversations::rename(conn, user.as_str(), id.as_bytes(), title, now)? == 0 {
+                if conversations::rename(conn, user, id, title, now)? == 0 {
                     return Err(Error::NotFound);
                 }
-                conversations::find(conn, user.as_str(), id.as_bytes())?.ok_or(Error::NotFound)
+                conversations::find(conn, user, id)?.ok_or(Error::NotFound)
             })
             .map(ConversationRow::into_model)
         })
@@ -506,7 +295,7 @@ impl ChatStore {
     /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
     pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
         self.op("delete_conversation", || {
-            match self.write(|conn| conversations::delete(conn, user.as_str(), id.as_bytes()))? {
+            match self.write(|conn| conversations::delete(conn, user, id))? {
                 0 => Err(Error::NotFound),
                 _ => Ok(()),
             }
@@ -524,7 +313,7 @@ impl ChatStore {
         message: NewMessage<'_>,
     ) -> Result<Message> {
         self.op("append_message", || {
-            let stored = self.insert_messages(user, conversation, &[message], None)?;
+            let stored = self.append(user, conversation, &[message], None)?;
             stored
                 .into_iter()
                 .next()
@@ -567,7 +356,8 @@ impl ChatStore {
     /// - [`Error::DuplicateId`] if a client-supplied id is taken by a different message (in another
     ///   conversation, with other content, or twice in the batch), or if only part of the batch is
     ///   stored under its ids (not a retry of one batch) — nothing is written;
-    /// - [`Error::NotFound`] if the user owns no such conversation;
+    /// - [`Error::NotFound`] if the user owns no such conversation, whatever the batch's ids (so
+    ///   that a known message id never tells another user's conversation from a missing one);
     /// - [`Error::Busy`] if another process kept SQLite's write lock past the busy timeout;
     /// - connection and database errors (the transaction is rolled back).
     pub fn append_messages(
@@ -577,7 +367,7 @@ impl ChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         self.op("append_messages", || {
-            self.insert_messages(user, conversation, batch, None)
+            self.append(user, conversation, batch, None)
         })
     }
 
@@ -612,39 +402,27 @@ impl ChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         self.op("append_if_last_seq", || {
-            self.insert_messages(user, conversation, batch, Some(last_seq))
+            self.append(user, conversation, batch, Some(last_seq))
         })
     }
 
     /// Validates the batch, then writes it — unless it is a retry of a stored batch — if the
     /// conversation's last seq is `last_seq` (when given).
-    fn insert_messages(
+    fn append(
         &self,
         user: &UserId,
         conversation: ConversationId,
-        new_messages: &[NewMessage<'_>],
+        batch: &[NewMessage<'_>],
         last_seq: Option<i64>,
     ) -> Result<Vec<Message>> {
-        let batch = Batch::new(
-            user,
-            conversation,
-            new_messages,
-            self.limits.max_content_bytes,
-            self.backend,
-        )?;
-        if new_messages.is_empty() {
-            let found = self.find_conversation(user, conversation)?;
-            return match last_seq {
-                Some(expected) if expected != found.message_count => Err(Error::Conflict {
-                    expected,
-                    actual: found.message_count,
-                }),
-                _ => Ok(Vec::new()),
-            };
+        let batch = append::Batch::new(user, conversation, batch, self.limits.max_content_bytes)?;
+        if batch.is_empty() {
+            self.with_conn(|conn| batch.check_unwritten(conn, last_seq))?;
+            return Ok(Vec::new());
         }
         let now = models::now().naive_utc();
         let attempt = || self.write(|conn| batch.write(conn, last_seq, now));
-        let outcome = match attempt() {
+        let written = match attempt() {
             // On PostgreSQL, another call may store one of the client's ids after this one looked
             // (the look-up takes no lock; a SQLite write transaction holds the whole database).
             // That call has committed by the time the insert fails, so a second attempt finds it:
@@ -652,13 +430,7 @@ impl ChatStore {
             Err(Error::DuplicateId(_)) if batch.has_client_ids() => attempt()?,
             outcome => outcome?,
         };
-        Ok(match outcome {
-            Appended::Replayed(stored) => stored,
-            Appended::New {
-                first_seq,
-                created_at,
-            } => batch.stored(first_seq, created_at),
-        })
+        Ok(batch.stored(written))
     }
 
     /// A window of the conversation's messages, always in chronological order, with the windows
@@ -690,14 +462,7 @@ impl ChatStore {
     ) -> Result<MessagePage> {
         self.op("messages", || {
             let (total, messages) = self
-                .with_conn(|conn| {
-                    messages::window(
-                        conn,
-                        user.as_str(),
-                        conversation.as_bytes(),
-                        window.bounds(),
-                    )
-                })?
+                .with_conn(|conn| messages::window(conn, user, conversation, window.bounds()))?
                 .ok_or(Error::NotFound)?;
             Ok(MessagePage::new(messages, window, total))
         })
@@ -743,13 +508,12 @@ impl ChatStore {
         budget: u64,
     ) -> Result<ContextWindow> {
         self.op("context_window", || {
-            self.build_context_window(
-                user,
-                conversation,
+            let budget = context::Budget {
                 budget,
-                ContextOptions::default(),
-                crate::char_cost,
-            )
+                options: ContextOptions::default(),
+                cost: crate::char_cost,
+            };
+            self.with_conn(|conn| context::read(conn, user, conversation, budget))
         })
     }
 
@@ -783,46 +547,12 @@ impl ChatStore {
         F: FnMut(&Message) -> u64,
     {
         self.op("context_window_with", || {
-            self.build_context_window(user, conversation, budget, options, cost)
-        })
-    }
-
-    /// [`context_window_with`](Self::context_window_with), for both context operations.
-    fn build_context_window<F>(
-        &self,
-        user: &UserId,
-        conversation: ConversationId,
-        budget: u64,
-        options: ContextOptions,
-        cost: F,
-    ) -> Result<ContextWindow>
-    where
-        F: FnMut(&Message) -> u64,
-    {
-        /// The first page; each older one doubles, up to the last size.
-        const PAGES: (u32, u32) = (64, 1024);
-        let (user, conv) = (user.as_str(), conversation.as_bytes());
-        self.with_conn(|conn| {
-            let first = Window::Latest(PAGES.0).bounds();
-            let (total, mut page) =
-                messages::window(conn, user, conv, first)?.ok_or(Error::NotFound)?;
-            let pinned = match options.pins_system() {
-                true => messages::system(conn, user, conv, total)?,
-                false => Vec::new(),
+            let budget = context::Budget {
+                budget,
+                options,
+                cost,
             };
-            let mut builder = context::Builder::new(budget, cost, pinned)?;
-            let mut limit = PAGES.0;
-            loop {
-                let oldest = page.first().map_or(1, |m| m.seq);
-                if !builder.take(page) || oldest <= 1 {
-                    break;
-                }
-                limit = (limit * 2).min(PAGES.1);
-                let older = Window::Before { seq: oldest, limit }.bounds();
-                // Deleted since the first page: as if it had been before.
-                (_, page) = messages::window(conn, user, conv, older)?.ok_or(Error::NotFound)?;
-            }
-            Ok(builder.finish(total))
+            self.with_conn(|conn| context::read(conn, user, conversation, budget))
         })
     }
 
@@ -849,40 +579,8 @@ impl ChatStore {
     /// to search in is not the user's; connection and database errors.
     pub fn search_messages(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults> {
         self.op("search_messages", || {
-            let parsed = search::parse(query.text())?;
-            let (limit, offset) = query.page();
-            let limit = limit.clamp(1, self.limits.max_page_size);
-            let conversation = query.conversation();
-            let found = self.with_conn(|conn| {
-                if let Some(conversation) = conversation {
-                    conversations::find(conn, user.as_str(), conversation.as_bytes())?
-                        .ok_or(Error::NotFound)?;
-                }
-                // One row more than asked tells whether a next page exists.
-                queries::search::find(
-                    conn,
-                    user.as_str(),
-                    conversation.as_ref().map(ConversationId::as_bytes),
-                    &parsed,
-                    query.ordering(),
-                    i64::from(limit) + 1,
-                    i64::from(offset),
-                )
-            })?;
-            let more = found.len() > limit as usize;
-            let hits = found
-                .into_iter()
-                .take(limit as usize)
-                .map(|(message, conversation_title)| SearchHit {
-                    snippet: search::snippet(&message.content, &parsed),
-                    message,
-                    conversation_title,
-                })
-                .collect();
-            Ok(SearchResults {
-                hits,
-                next_offset: more.then(|| offset.saturating_add(limit)),
-            })
+            let search = search::Search::new(query, self.limits.max_page_size)?;
+            self.with_conn(|conn| conn::snapshot(conn, |conn| search.run(conn, user)))
         })
     }
 
@@ -893,7 +591,7 @@ impl ChatStore {
     /// Connection and database errors (nothing is deleted then).
     pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
         self.op("delete_user_data", || {
-            let counts = self.write(|conn| conversations::delete_all(conn, user.as_str()))?;
+            let counts = self.write(|conn| conversations::delete_all(conn, user))?;
             Ok(DeletedCounts {
                 conversations: counts.len() as u64,
                 messages: counts.iter().map(|&n| n as u64).sum(),
@@ -978,10 +676,8 @@ impl ChatStore {
         limit: u32,
     ) -> Result<Vec<Conversation>> {
         self.op("export_user", || {
-            let rows = self.with_conn(|conn| {
-                let after = after.as_ref().map(ConversationId::as_bytes);
-                conversations::after_id(conn, user.as_str(), after, i64::from(limit))
-            })?;
+            let rows = self
+                .with_conn(|conn| conversations::after_id(conn, user, after, i64::from(limit)))?;
             Ok(rows.into_iter().map(ConversationRow::into_model).collect())
         })
     }
@@ -997,9 +693,8 @@ impl ChatStore {
     ) -> Result<Vec<Message>> {
         self.op("export_user", || {
             let window = Window::After { seq: after, limit }.bounds();
-            let found = self.with_conn(|conn| {
-                messages::window(conn, user.as_str(), conversation.as_bytes(), window)
-            })?;
+            let found =
+                self.with_conn(|conn| messages::window(conn, user, conversation, window))?;
             Ok(found.map(|(_, messages)| messages).unwrap_or_default())
         })
     }
@@ -1013,9 +708,8 @@ impl ChatStore {
     /// title trimmed and valid, its message count the number of `messages`, which must be its
     /// own, with seqs 1, 2, 3… in order, distinct ids, content and metadata within the store's
     /// limits, and times as the store writes them (microseconds; the conversation's `created_at`
-    /// ≤ each message's, in seq order, ≤ its `updated_at`; on MySQL, between 1970 and 2038, the
-    /// range of the TIMESTAMP type times are sent as). An operator's call: the conversation id is
-    /// refused if any user has it.
+    /// ≤ each message's, in seq order, ≤ its `updated_at`; every time within the years 1 to 9999,
+    /// on every backend). An operator's call: the conversation id is refused if any user has it.
     ///
     /// # Errors
     /// Nothing is written on any error:
@@ -1032,55 +726,9 @@ impl ChatStore {
         messages: &[Message],
     ) -> Result<()> {
         self.op("import_conversation", || {
-            let checked =
-                admin::check_import(user, conversation, messages, self.limits.max_content_bytes)?;
-            #[cfg(feature = "mysql")]
-            if self.backend == Backend::Mysql {
-                admin::check_mysql_times(conversation)?;
-            }
-            let search_texts: Vec<Option<String>> = messages
-                .iter()
-                .map(|m| search::search_text_on(self.backend, &m.content))
-                .collect();
-            let row = NewConversationRow {
-                id: conversation.id.as_bytes(),
-                user_id: user.as_str(),
-                title: conversation.title.as_deref(),
-                created_at: conversation.created_at.naive_utc(),
-                updated_at: conversation.updated_at.naive_utc(),
-                message_count: conversation.message_count,
-            };
-            let rows: Vec<NewMessageRow<'_>> = messages
-                .iter()
-                .zip(&checked.metadata)
-                .zip(&search_texts)
-                .map(|((message, metadata), search_text)| NewMessageRow {
-                    id: message.id.as_bytes(),
-                    conversation_id: conversation.id.as_bytes(),
-                    user_id: user.as_str(),
-                    seq: message.seq,
-                    role: message.role.as_str(),
-                    content: &message.content,
-                    metadata: metadata.as_deref(),
-                    created_at: message.created_at.naive_utc(),
-                    search_text: search_text.as_deref(),
-                })
-                .collect();
-            let ids: Vec<&[u8]> = rows.iter().map(|r| r.id).collect();
-            self.write(|conn| {
-                conversations::insert(conn, &row)?;
-                // Looked up first, to name the id: a failed insert does not say which it was.
-                let stored = messages::stored_ids(conn, &ids)?;
-                if let Some(taken) = messages.iter().find(|m| stored.contains(&m.id)) {
-                    return Err(Error::DuplicateId(taken.id));
-                }
-                // The insert takes one time for all its rows: one run of equal times at a time
-                // (an append's batch shares its time, so a run is usually a whole batch).
-                for run in rows.chunk_by(|a, b| a.created_at == b.created_at) {
-                    messages::insert(conn, run)?;
-                }
-                Ok(())
-            })
+            let max_bytes = self.limits.max_content_bytes;
+            let checked = import::check_import(user, conversation, messages, max_bytes)?;
+            self.write(|conn| checked.write(conn, user, conversation, messages))
         })
     }
 
@@ -1100,5 +748,15 @@ impl ChatStore {
             let found = self.with_conn(catalog::objects)?;
             Ok(SchemaReport::new(&found))
         })
+    }
+}
+
+impl Recorded for ChatStore {
+    fn rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn backend(&self) -> Option<Backend> {
+        Some(self.backend())
     }
 }

@@ -8,13 +8,11 @@
 //! which is personal data; [`Error`](crate::Error)'s messages hold none of these either. Without
 //! the feature, [`op`] is a plain call of its closure: no span, no clock, no field.
 
-use crate::admin::StoreStats;
 use crate::conn::Backend;
 use crate::context::ContextWindow;
-use crate::models::{Conversation, Message};
+use crate::models::{Conversation, DeletedCounts, Message, StoreStats};
 use crate::page::{ConversationPage, MessagePage};
 use crate::search::SearchResults;
-use crate::store::{ChatStore, DeletedCounts};
 use crate::verify::SchemaReport;
 use crate::Result;
 
@@ -89,58 +87,29 @@ fn name(backend: Backend) -> &'static str {
     }
 }
 
-impl Recorded for Conversation {
-    fn rows(&self) -> Option<usize> {
-        Some(1)
-    }
+/// `rows` of each result: `|value| count`.
+macro_rules! rows {
+    ($($t:ty: |$v:ident| $rows:expr;)*) => {$(
+        impl Recorded for $t {
+            fn rows(&self) -> Option<usize> {
+                let $v = self;
+                Some($rows)
+            }
+        }
+    )*};
 }
 
-impl Recorded for Message {
-    fn rows(&self) -> Option<usize> {
-        Some(1)
-    }
-}
-
-impl Recorded for Vec<Message> {
-    fn rows(&self) -> Option<usize> {
-        Some(self.len())
-    }
-}
-
-impl Recorded for ConversationPage {
-    fn rows(&self) -> Option<usize> {
-        Some(self.conversations.len())
-    }
-}
-
-impl Recorded for MessagePage {
-    fn rows(&self) -> Option<usize> {
-        Some(self.messages.len())
-    }
-}
-
-impl Recorded for ContextWindow {
-    fn rows(&self) -> Option<usize> {
-        Some(self.messages.len())
-    }
-}
-
-impl Recorded for SearchResults {
-    fn rows(&self) -> Option<usize> {
-        Some(self.hits.len())
-    }
-}
-
-impl Recorded for Vec<Conversation> {
-    fn rows(&self) -> Option<usize> {
-        Some(self.len())
-    }
-}
-
-impl Recorded for StoreStats {
-    fn rows(&self) -> Option<usize> {
-        Some(1)
-    }
+rows! {
+    Conversation: |_one| 1;
+    Message: |_one| 1;
+    StoreStats: |_one| 1;
+    Vec<Message>: |messages| messages.len();
+    Vec<Conversation>: |conversations| conversations.len();
+    ConversationPage: |page| page.conversations.len();
+    MessagePage: |page| page.messages.len();
+    ContextWindow: |window| window.messages.len();
+    SearchResults: |results| results.hits.len();
+    SchemaReport: |report| report.items.len();
 }
 
 impl Recorded for DeletedCounts {
@@ -149,25 +118,9 @@ impl Recorded for DeletedCounts {
     }
 }
 
-impl Recorded for SchemaReport {
-    fn rows(&self) -> Option<usize> {
-        Some(self.items.len())
-    }
-}
-
 /// A deleted conversation (whose messages went with it, uncounted), a migration run.
 impl Recorded for () {
     fn rows(&self) -> Option<usize> {
         None
-    }
-}
-
-impl Recorded for ChatStore {
-    fn rows(&self) -> Option<usize> {
-        None
-    }
-
-    fn backend(&self) -> Option<Backend> {
-        Some(self.backend())
     }
 }

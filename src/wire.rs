@@ -1,202 +1,315 @@
-//! Serde forms (cargo feature `serde`) of the types that are not plain data: ids, roles and titles
-//! travel as strings, and, like cursors and snippets, are read back through the checks their own
-//! constructors make. Invalid input is a deserialization error, never an invalid value. Plain data
-//! (conversations, messages, pages) derives its form where it is defined.
+//! Serde (cargo feature `serde`): every public data type derives its form where it is defined —
+//! ids and roles as strings read back through their own constructors (`try_from = "String"`),
+//! cursors through [`ConversationCursor::new`](crate::ConversationCursor::new), snippets through
+//! their highlights' check — and invalid input is a deserialization error, never an invalid value.
+//! This module is the tests that pin every type's JSON byte for byte.
 
-use std::fmt;
-use std::marker::PhantomData;
-use std::ops::Range;
+use std::fmt::Debug;
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
 
+use crate::context::ContextWindow;
+use crate::cursor::{ConversationCursor, Window};
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::models::Role;
-use crate::page::ConversationCursor;
-use crate::search::Snippet;
-use crate::title::Title;
+use crate::models::{Conversation, DeletedCounts, Message, Role, StoreStats};
+use crate::page::{ConversationPage, MessagePage, Page};
+use crate::search::{SearchHit, SearchOrder, SearchResults, Snippet};
+use crate::store::{ExportCounts, ExportItem};
 
-/// Reads a string through `parse`; what `parse` refuses is the deserializer's error.
-struct Parsed<T> {
-    expecting: &'static str,
-    parse: fn(&str) -> Result<T, String>,
-    _type: PhantomData<T>,
+/// `value` is exactly `json` as JSON text, and `json` reads back as `value`.
+fn pinned<T>(value: &T, json: &str)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    assert_eq!(serde_json::to_string(value).unwrap(), json);
+    assert_eq!(&serde_json::from_str::<T>(json).unwrap(), value, "{json}");
 }
 
-impl<T> Visitor<'_> for Parsed<T> {
-    type Value = T;
+/// Why `json` is refused as a `T`.
+fn refusal<T: DeserializeOwned + Debug>(json: serde_json::Value) -> String {
+    serde_json::from_value::<T>(json.clone())
+        .expect_err(&json.to_string())
+        .to_string()
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.expecting)
+const CONV: &str = "0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d";
+const MSG: &str = "0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6e";
+const TIME: &str = "2026-11-24T08:15:56.724622Z";
+
+fn time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(TIME).unwrap().into()
+}
+
+fn conversation(title: Option<&str>) -> Conversation {
+    Conversation {
+        id: CONV.parse().unwrap(),
+        user_id: UserId::new("alice").unwrap(),
+        title: title.map(str::to_owned),
+        created_at: DateTime::parse_from_rfc3339("2026-11-24T08:15:56Z")
+            .unwrap()
+            .into(),
+        updated_at: time(),
+        message_count: 2,
     }
+}
 
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
-        (self.parse)(s).map_err(E::custom)
+fn message(metadata: Option<serde_json::Value>) -> Message {
+    Message {
+        id: MSG.parse().unwrap(),
+        conversation_id: CONV.parse().unwrap(),
+        seq: 1,
+        role: Role::Assistant,
+        content: "Oat milk, \"two\" cartons\n日本".to_owned(),
+        metadata,
+        created_at: time(),
     }
 }
 
-/// `Serialize` as the type's `Display` form and `Deserialize` through `$parse`.
-macro_rules! string_form {
-    ($($t:ty, $expecting:literal, $parse:expr;)*) => {$(
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
-            }
-        }
+const CONVERSATION_JSON: &str = r#"{"id":"0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d","user_id":"alice","title":"Groceries","created_at":"2026-11-24T08:15:56Z","updated_at":"2026-11-24T08:15:56.724622Z","message_count":2}"#;
+const MESSAGE_JSON: &str = r#"{"id":"0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6e","conversation_id":"0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d","seq":1,"role":"assistant","content":"Oat milk, \"two\" cartons\n日本","metadata":{"model":"m","tokens":[1,2]},"created_at":"2026-11-24T08:15:56.724622Z"}"#;
+const CURSOR_JSON: &str =
+    r#"{"updated_at":"2026-11-24T08:15:56.724622Z","id":"0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d"}"#;
 
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserializer.deserialize_str(Parsed {
-                    expecting: $expecting,
-                    parse: $parse,
-                    _type: PhantomData,
-                })
-            }
-        }
-    )*};
-}
-
-string_form! {
-    UserId, "a user id", |s| UserId::new(s).map_err(|e| e.to_string());
-    ConversationId, "a conversation id (a UUID)", |s| s.parse().map_err(|e: crate::Error| e.to_string());
-    MessageId, "a message id (a UUID)", |s| s.parse().map_err(|e: crate::Error| e.to_string());
-    Role, "a role: \"system\", \"user\", \"assistant\" or \"tool\"", |s| s.parse();
-    Title, "a title", |s| match Title::parse(s) {
-        Ok(Some(title)) => Ok(title),
-        Ok(None) => Err("title is blank".to_owned()),
-        Err(e) => Err(e.to_string()),
+/// The JSON of every public serde type, byte for byte: a change of shape is a breaking change
+/// for every client that stored or parses it.
+#[test]
+fn json_shapes_are_pinned_byte_for_byte() {
+    let conv: ConversationId = CONV.parse().unwrap();
+    pinned(&UserId::new("alice").unwrap(), r#""alice""#);
+    pinned(&UserId::new("a\"lice 日本").unwrap(), r#""a\"lice 日本""#);
+    pinned(&conv, &format!("\"{CONV}\""));
+    pinned(&MSG.parse::<MessageId>().unwrap(), &format!("\"{MSG}\""));
+    for (role, json) in [
+        (Role::System, r#""system""#),
+        (Role::User, r#""user""#),
+        (Role::Assistant, r#""assistant""#),
+        (Role::Tool, r#""tool""#),
+    ] {
+        pinned(&role, json);
+    }
+    pinned(&conversation(Some("Groceries")), CONVERSATION_JSON);
+    pinned(
+        &conversation(None),
+        &CONVERSATION_JSON.replace(r#""Groceries""#, "null"),
+    );
+    let metadata = json!({"model": "m", "tokens": [1, 2]});
+    pinned(&message(Some(metadata.clone())), MESSAGE_JSON);
+    pinned(
+        &message(None),
+        &MESSAGE_JSON.replace(r#"{"model":"m","tokens":[1,2]}"#, "null"),
+    );
+    let cursor = ConversationCursor::new(time(), conv);
+    pinned(&cursor, CURSOR_JSON);
+    pinned(&Page::first(20), r#"{"limit":20,"after":null}"#);
+    let after = format!(r#"{{"limit":20,"after":{CURSOR_JSON}}}"#);
+    pinned(&Page::after(cursor, 20), &after);
+    pinned(
+        &ConversationPage {
+            conversations: vec![conversation(Some("Groceries"))],
+            next: Some(Page::after(cursor, 20)),
+        },
+        &format!(r#"{{"conversations":[{CONVERSATION_JSON}],"next":{after}}}"#),
+    );
+    for (window, json) in [
+        (Window::All, r#""all""#),
+        (Window::Latest(50), r#"{"latest":50}"#),
+        (
+            Window::Before { seq: 7, limit: 20 },
+            r#"{"before":{"seq":7,"limit":20}}"#,
+        ),
+        (
+            Window::After { seq: 0, limit: 20 },
+            r#"{"after":{"seq":0,"limit":20}}"#,
+        ),
+    ] {
+        pinned(&window, json);
+    }
+    pinned(
+        &MessagePage {
+            messages: vec![message(Some(metadata.clone()))],
+            older: None,
+            newer: Some(Window::After { seq: 1, limit: 1 }),
+            total: 2,
+        },
+        &format!(
+            r#"{{"messages":[{MESSAGE_JSON}],"older":null,"newer":{{"after":{{"seq":1,"limit":1}}}},"total":2}}"#
+        ),
+    );
+    let snippet = Snippet {
+        text: "…café au lait…".to_owned(),
+        highlights: vec![3..8, 12..16],
     };
+    let snippet_json =
+        r#"{"text":"…café au lait…","highlights":[{"start":3,"end":8},{"start":12,"end":16}]}"#;
+    pinned(&snippet, snippet_json);
+    let hit = SearchHit {
+        message: message(None),
+        conversation_title: Some("Groceries".to_owned()),
+        snippet,
+    };
+    let hit_json = format!(
+        r#"{{"message":{},"conversation_title":"Groceries","snippet":{snippet_json}}}"#,
+        MESSAGE_JSON.replace(r#"{"model":"m","tokens":[1,2]}"#, "null")
+    );
+    pinned(&hit, &hit_json);
+    pinned(
+        &SearchResults {
+            hits: vec![hit],
+            next_offset: Some(20),
+        },
+        &format!(r#"{{"hits":[{hit_json}],"next_offset":20}}"#),
+    );
+    pinned(&SearchOrder::Newest, r#""newest""#);
+    pinned(&SearchOrder::BestMatch, r#""best_match""#);
+    pinned(
+        &ExportItem::Conversation(conversation(Some("Groceries"))),
+        &CONVERSATION_JSON.replacen('{', r#"{"type":"conversation","#, 1),
+    );
+    pinned(
+        &ExportItem::Message(message(Some(metadata.clone()))),
+        &MESSAGE_JSON.replacen('{', r#"{"type":"message","#, 1),
+    );
+    pinned(
+        &ExportCounts {
+            conversations: 1,
+            messages: 2,
+        },
+        r#"{"conversations":1,"messages":2}"#,
+    );
+    pinned(
+        &DeletedCounts {
+            conversations: 1,
+            messages: 2,
+        },
+        r#"{"conversations":1,"messages":2}"#,
+    );
+    pinned(
+        &StoreStats {
+            users: 1,
+            conversations: 2,
+            messages: 3,
+        },
+        r#"{"users":1,"conversations":2,"messages":3}"#,
+    );
+    pinned(
+        &ContextWindow {
+            messages: vec![message(None)],
+            cost: 40,
+            omitted: 1,
+        },
+        &format!(
+            r#"{{"messages":[{}],"cost":40,"omitted":1}}"#,
+            MESSAGE_JSON.replace(r#"{"model":"m","tokens":[1,2]}"#, "null")
+        ),
+    );
 }
 
-/// A [`ConversationCursor`] on the wire: `{"updated_at": RFC 3339, "id": UUID}`.
-#[derive(Serialize, Deserialize)]
-#[serde(rename = "ConversationCursor")]
-struct CursorForm {
-    updated_at: DateTime<Utc>,
-    id: ConversationId,
+/// What JSON no constructor would accept is refused, with the constructor's own words.
+#[test]
+fn invalid_json_is_refused_as_pinned() {
+    // Ids: other spellings of a UUID are read, anything else refused.
+    let upper = CONV.to_uppercase().replace('-', "");
+    let conv: ConversationId = serde_json::from_value(json!(upper)).unwrap();
+    assert_eq!(conv.to_string(), CONV);
+    assert_eq!(
+        refusal::<ConversationId>(json!("nope")),
+        r#"invalid id "nope": not a UUID"#
+    );
+    assert_eq!(
+        refusal::<MessageId>(json!("")),
+        r#"invalid id "": not a UUID"#
+    );
+    assert_eq!(refusal::<UserId>(json!("")), "user id is empty");
+    assert_eq!(
+        refusal::<UserId>(json!("a\nb")),
+        "user id contains a control character at position 1"
+    );
+    assert_eq!(
+        refusal::<UserId>(json!("é".repeat(256))),
+        "user id is 256 characters, the maximum is 255"
+    );
+    assert_eq!(refusal::<Role>(json!("bot")), r#"unknown role "bot""#);
+    assert_eq!(refusal::<Role>(json!("User")), r#"unknown role "User""#);
+    // Wrong types and other shapes: refused (serde words the message).
+    for bad in [
+        json!(42),
+        json!(null),
+        json!(["alice"]),
+        json!({"alice": null}),
+    ] {
+        refusal::<UserId>(bad.clone());
+        refusal::<ConversationId>(bad.clone());
+        refusal::<MessageId>(bad.clone());
+        refusal::<Role>(bad);
+    }
+    refusal::<Role>(json!({"user": null}));
+    refusal::<ConversationId>(json!([
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+    ]));
+    // Cursors need both fields, a time and an id.
+    refusal::<ConversationCursor>(json!({"updated_at": TIME}));
+    refusal::<ConversationCursor>(json!({"updated_at": "yesterday", "id": CONV}));
+    refusal::<ConversationCursor>(json!({"updated_at": TIME, "id": "nope"}));
+    // Snippets: highlights must be ranges of the text, in order.
+    assert_eq!(
+        refusal::<Snippet>(json!({"text": "café", "highlights": [{"start": 0, "end": 4}]})),
+        "snippet highlight 0..4 is not a range of its text, in order"
+    );
+    refusal::<Snippet>(json!({"text": "café"}));
+    refusal::<Snippet>(json!({"text": 1, "highlights": []}));
+    // Windows and pages.
+    refusal::<Window>(json!({"latest": -1}));
+    refusal::<Window>(json!("everything"));
+    refusal::<Page>(json!({"after": null}));
+    // A page without `after` is the first.
+    let first: Page = serde_json::from_value(json!({"limit": 20})).unwrap();
+    assert_eq!(first, Page::first(20));
+    refusal::<Message>(json!({"role": "user"}));
 }
 
-impl Serialize for ConversationCursor {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        CursorForm {
-            updated_at: self.updated_at(),
-            id: self.id(),
-        }
-        .serialize(serializer)
+#[test]
+fn roles_travel_as_their_stored_spelling() {
+    for role in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+        let json = serde_json::to_string(&role).unwrap();
+        assert_eq!(json, format!("\"{}\"", role.as_str()));
+        assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), role);
+    }
+    for bad in [r#""User""#, r#""""#, r#""bot""#, "1", "null"] {
+        assert!(serde_json::from_str::<Role>(bad).is_err(), "{bad}");
     }
 }
 
-impl<'de> Deserialize<'de> for ConversationCursor {
-    /// Through [`ConversationCursor::new`], which keeps the time within what storage can compare.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let form = CursorForm::deserialize(deserializer)?;
-        Ok(ConversationCursor::new(form.updated_at, form.id))
-    }
+#[test]
+fn cursors_keep_their_time_in_range() {
+    let id = ConversationId::generate();
+    // Year 0 sorts wrongly as SQLite text; the cursor moves it to year 1, as `new` does.
+    let json = format!(r#"{{"updated_at": "0000-06-01T00:00:00Z", "id": "{id}"}}"#);
+    let cursor: ConversationCursor = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        cursor.updated_at().to_rfc3339(),
+        "0001-01-01T00:00:00+00:00"
+    );
+    assert_eq!(cursor.id(), id);
 }
 
-/// A [`Snippet`] on the wire: `{"text": …, "highlights": [{"start": …, "end": …}, …]}`.
-#[derive(Serialize, Deserialize)]
-#[serde(rename = "Snippet")]
-struct SnippetForm<T> {
-    text: T,
-    highlights: Vec<Range<usize>>,
-}
-
-impl Serialize for Snippet {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        SnippetForm {
-            text: self.text.as_str(),
-            highlights: self.highlights.clone(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Snippet {
-    /// Refuses highlights that are not ranges of the text on character boundaries, in order and
-    /// apart, which [`Snippet::marked`] could not mark.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let SnippetForm { text, highlights } = SnippetForm::<String>::deserialize(deserializer)?;
-        let mut at = 0;
-        for range in &highlights {
-            let fits = at <= range.start
-                && range.start <= range.end
-                && range.end <= text.len()
-                && text.is_char_boundary(range.start)
-                && text.is_char_boundary(range.end);
-            if !fits {
-                return Err(de::Error::custom(format!(
-                    "snippet highlight {}..{} is not a range of its text, in order",
-                    range.start, range.end
-                )));
-            }
-            at = range.end;
-        }
-        Ok(Snippet { text, highlights })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_travel_as_their_stored_spelling() {
-        for role in [Role::System, Role::User, Role::Assistant, Role::Tool] {
-            let json = serde_json::to_string(&role).unwrap();
-            assert_eq!(json, format!("\"{}\"", role.as_str()));
-            assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), role);
-        }
-        for bad in [r#""User""#, r#""""#, r#""bot""#, "1", "null"] {
-            assert!(serde_json::from_str::<Role>(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn titles_are_read_through_their_checks() {
-        let title: Title = serde_json::from_str(r#""  Groceries ""#).unwrap();
-        assert_eq!(title.as_str(), "Groceries");
-        assert_eq!(serde_json::to_string(&title).unwrap(), r#""Groceries""#);
-        for bad in [r#""   ""#, r#""a\u0007b""#] {
-            assert!(serde_json::from_str::<Title>(bad).is_err(), "{bad}");
-        }
-        let long = format!("\"{}\"", "é".repeat(Title::MAX_CHARS + 1));
-        let error = serde_json::from_str::<Title>(&long)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("the maximum is 255"), "{error}");
-    }
-
-    #[test]
-    fn cursors_keep_their_time_in_range() {
-        let id = ConversationId::generate();
-        // Year 0 sorts wrongly as SQLite text; the cursor moves it to year 1, as `new` does.
-        let json = format!(r#"{{"updated_at": "0000-06-01T00:00:00Z", "id": "{id}"}}"#);
-        let cursor: ConversationCursor = serde_json::from_str(&json).unwrap();
-        assert_eq!(
-            cursor.updated_at().to_rfc3339(),
-            "0001-01-01T00:00:00+00:00"
+#[test]
+fn snippets_with_highlights_outside_their_text_are_refused() {
+    let ok = r#"{"text": "café au lait", "highlights": [{"start": 0, "end": 5}, {"start": 9, "end": 13}]}"#;
+    let snippet: Snippet = serde_json::from_str(ok).unwrap();
+    assert_eq!(snippet.marked("[", "]"), "[café] au [lait]");
+    for highlights in [
+        r#"[{"start": 0, "end": 4}]"#,                         // inside "é"
+        r#"[{"start": 9, "end": 14}]"#,                        // past the end
+        r#"[{"start": 5, "end": 3}]"#,                         // backwards
+        r#"[{"start": 6, "end": 8}, {"start": 0, "end": 5}]"#, // out of order
+    ] {
+        let json = format!(r#"{{"text": "café au lait", "highlights": {highlights}}}"#);
+        assert!(
+            serde_json::from_str::<Snippet>(&json).is_err(),
+            "{highlights}"
         );
-        assert_eq!(cursor.id(), id);
-    }
-
-    #[test]
-    fn snippets_with_highlights_outside_their_text_are_refused() {
-        let ok = r#"{"text": "café au lait", "highlights": [{"start": 0, "end": 5}, {"start": 9, "end": 13}]}"#;
-        let snippet: Snippet = serde_json::from_str(ok).unwrap();
-        assert_eq!(snippet.marked("[", "]"), "[café] au [lait]");
-        for highlights in [
-            r#"[{"start": 0, "end": 4}]"#,                         // inside "é"
-            r#"[{"start": 9, "end": 14}]"#,                        // past the end
-            r#"[{"start": 5, "end": 3}]"#,                         // backwards
-            r#"[{"start": 6, "end": 8}, {"start": 0, "end": 5}]"#, // out of order
-        ] {
-            let json = format!(r#"{{"text": "café au lait", "highlights": {highlights}}}"#);
-            assert!(
-                serde_json::from_str::<Snippet>(&json).is_err(),
-                "{highlights}"
-            );
-        }
     }
 }

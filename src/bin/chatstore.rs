@@ -82,8 +82,9 @@ enum Command {
         /// Whose data.
         #[arg(long, value_parser = parse_user)]
         user: UserId,
-        /// The file to write ("-": standard output). It appears only once the export is
-        /// complete: until then it is written as FILE.partial.
+        /// The file to write ("-": standard output), readable by its owner only. It appears
+        /// only once the export is complete and synced to disk: until then it is written as
+        /// FILE.partial (replacing any file of that name), which is removed if the export fails.
         #[arg(long, value_name = "FILE", default_value = "-")]
         output: String,
     },
@@ -157,21 +158,10 @@ impl Failure {
     }
 }
 
-/// Whether the store refused the data itself (an input error), rather than failing to run.
+/// Whether the store refused the data itself (an input error, or a clash with what it holds),
+/// rather than failing to run.
 fn refusal(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::InvalidTitle(_)
-            | Error::InvalidUserId(_)
-            | Error::ContentTooLarge { .. }
-            | Error::InvalidContent { .. }
-            | Error::InvalidMetadata
-            | Error::MetadataTooLarge { .. }
-            | Error::InvalidId(_)
-            | Error::DuplicateId(_)
-            | Error::AlreadyExists(_)
-            | Error::InvalidImport(_)
-    )
+    error.is_invalid_input() || error.is_conflict()
 }
 
 type Outcome = Result<(), Failure>;
@@ -305,27 +295,17 @@ fn progress(total: Option<u64>, template: &str) -> ProgressBar {
 }
 
 fn export(store: &ChatStore, user: &UserId, output: &str) -> Outcome {
-    let (writer, partial): (Box<dyn Write>, Option<PathBuf>) = match output {
-        "-" => (Box::new(io::stdout().lock()), None),
-        path => {
-            let partial = PathBuf::from(format!("{path}.partial"));
-            let file = File::create(&partial)
-                .map_err(|e| Failure::failed(format!("creating {}", partial.display()), e))?;
-            (Box::new(file), Some(partial))
+    let counts = match output {
+        "-" => {
+            let target = "standard output";
+            let mut out = BufWriter::new(io::stdout().lock());
+            let counts = write_export(store, user, &mut out, target)?;
+            out.flush()
+                .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
+            counts
         }
+        path => export_to_file(store, user, path)?,
     };
-    let written = write_export(store, user, BufWriter::new(writer), output);
-    if let Some(partial) = &partial {
-        match &written {
-            Ok(_) => std::fs::rename(partial, output)
-                .map_err(|e| Failure::failed(format!("renaming to {output}"), e))?,
-            // What was written is not an export: it goes.
-            Err(_) => {
-                let _ = std::fs::remove_file(partial);
-            }
-        }
-    }
-    let counts = written?;
     eprintln!(
         "exported {} conversations, {} messages",
         counts.conversations, counts.messages
@@ -333,17 +313,81 @@ fn export(store: &ChatStore, user: &UserId, output: &str) -> Outcome {
     Ok(())
 }
 
+/// Writes the export to `FILE.partial`, readable by its owner only (it is personal data), syncs
+/// it to disk, and renames it to `output`: the file appears only once it is complete and durable.
+/// Whatever fails, the partial file goes with it (see [`Partial`]).
+fn export_to_file(
+    store: &ChatStore,
+    user: &UserId,
+    output: &str,
+) -> Result<chatstore::ExportCounts, Failure> {
+    let partial = Partial::create(PathBuf::from(format!("{output}.partial")))?;
+    let target = partial.path.display().to_string();
+    let writing = |e| Failure::failed(format!("writing {target}"), e);
+    let mut out = BufWriter::new(&partial.file);
+    let counts = write_export(store, user, &mut out, &target)?;
+    out.flush().map_err(writing)?;
+    drop(out);
+    partial.file.sync_all().map_err(writing)?;
+    partial.rename_to(output)?;
+    Ok(counts)
+}
+
+/// An export being written: a file of this process's own, removed when this is dropped unless it
+/// was renamed into place, so that no failure (an error returned anywhere, a panic) leaves a copy
+/// of the user's data behind.
+struct Partial {
+    path: PathBuf,
+    file: File,
+    kept: bool,
+}
+
+impl Partial {
+    /// Creates the file afresh, owner-only on Unix (0600). A file of that name left by an earlier
+    /// run is removed first rather than reused: its permissions could be anyone's, and a symbolic
+    /// link there would be followed.
+    fn create(path: PathBuf) -> Result<Partial, Failure> {
+        let creating = |e| Failure::failed(format!("creating {}", path.display()), e);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(creating(e)),
+            _ => {}
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(creating)?;
+        Ok(Partial {
+            path,
+            file,
+            kept: false,
+        })
+    }
+
+    /// Renames the file to `output`; on failure it is removed (by `drop`).
+    fn rename_to(mut self, output: &str) -> Result<(), Failure> {
+        std::fs::rename(&self.path, output)
+            .map_err(|e| Failure::failed(format!("renaming to {output}"), e))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            // What was written is not an export: it goes. Nothing more can be done if it cannot.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 fn write_export(
     store: &ChatStore,
     user: &UserId,
-    mut out: BufWriter<Box<dyn Write>>,
-    output: &str,
+    out: &mut impl Write,
+    target: &str,
 ) -> Result<chatstore::ExportCounts, Failure> {
-    let target = if output == "-" {
-        "standard output".to_owned()
-    } else {
-        format!("{output}.partial")
-    };
     let bar = progress(
         None,
         "{spinner} exporting: {pos} messages, {msg} conversations [{elapsed}]",
@@ -359,17 +403,11 @@ fn write_export(
                 bar.set_message(conversations.to_string());
             }
         }
-        serde_json::to_writer(&mut out, &item)
+        serde_json::to_writer(&mut *out, &item)
             .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
         out.write_all(b"\n")
             .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
     }
-    out.flush()
-        .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| Failure::failed(format!("writing {target}"), e.into_error()))?;
-    drop(file);
     bar.finish_and_clear();
     Ok(items.counts())
 }

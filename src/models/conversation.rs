@@ -1,8 +1,6 @@
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use chrono::{DateTime, Utc};
 
 use crate::ids::{ConversationId, UserId};
-use crate::schema::conversations;
 
 /// A conversation: one chat thread owned by one user.
 ///
@@ -25,39 +23,4 @@ pub struct Conversation {
     /// How many messages it holds, which is also the `seq` of its newest message (seqs run 1, 2, 3…
     /// without gaps).
     pub message_count: i64,
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = conversations)]
-pub(crate) struct ConversationRow {
-    pub(crate) id: super::DbId,
-    pub(crate) user_id: String,
-    pub(crate) title: Option<String>,
-    pub(crate) created_at: super::DbTime,
-    pub(crate) updated_at: super::DbTime,
-    pub(crate) message_count: i64,
-}
-
-impl ConversationRow {
-    pub(crate) fn into_model(self) -> Conversation {
-        Conversation {
-            id: self.id.0.into(),
-            user_id: UserId::from_db(self.user_id),
-            title: self.title,
-            created_at: self.created_at.utc(),
-            updated_at: self.updated_at.utc(),
-            message_count: self.message_count,
-        }
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = conversations, treat_none_as_default_value = false)]
-pub(crate) struct NewConversationRow<'a> {
-    pub(crate) id: &'a [u8],
-    pub(crate) user_id: &'a str,
-    pub(crate) title: Option<&'a str>,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) updated_at: NaiveDateTime,
-    pub(crate) message_count: i64,
 }

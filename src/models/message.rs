@@ -1,17 +1,33 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use chrono::{DateTime, Utc};
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
+use diesel::sql_types::Text;
 use serde_json::Value;
 
 use crate::ids::{ConversationId, MessageId};
-use crate::schema::messages;
 use crate::{Error, Result};
 
 /// Who speaks in a message. With the `serde` feature it travels as its stored spelling
 /// ([`Role::as_str`]); any other string is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// More roles may come: a `match` on a role needs a `_` arm.
+///
+/// ```
+/// use chatstore::Role;
+/// assert_eq!("tool".parse::<Role>(), Ok(Role::Tool));
+/// assert_eq!(Role::Assistant.as_str(), "assistant");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "&'static str")
+)]
+#[non_exhaustive]
 pub enum Role {
     /// Instructions to the model.
     System,
@@ -54,6 +70,47 @@ impl FromStr for Role {
         }
     }
 }
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    /// As [`str::parse`].
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Role> for &'static str {
+    /// As [`Role::as_str`].
+    fn from(role: Role) -> &'static str {
+        role.as_str()
+    }
+}
+
+/// How deeply message metadata may nest: the metadata object is level 1 and each object or array
+/// inside it one level more, so `{"calls": [{"args": {}}]}` is 4 levels deep. Deeper metadata is
+/// refused with [`Error::InvalidMetadata`] before anything is written, on every backend alike.
+///
+/// 31 is the deepest every backend stores: MariaDB's JSON check (`JSON_VALID`, in the metadata
+/// column's constraint) refuses 32 levels of objects and arrays, where SQLite and PostgreSQL
+/// allow hundreds. Metadata another program wrote deeper than this still reads back.
+///
+/// ```
+/// use chatstore::{ChatStore, Error, NewMessage, UserId, MAX_METADATA_DEPTH};
+/// use serde_json::json;
+///
+/// let store = ChatStore::open(":memory:")?;
+/// let alice = UserId::new("alice")?;
+/// let conv = store.create_conversation(&alice, None)?.id;
+/// let nested = |levels| (1..levels).fold(json!({}), |inner, _| json!({ "a": inner }));
+///
+/// let deepest = nested(MAX_METADATA_DEPTH);
+/// store.append_message(&alice, conv, NewMessage::tool("ok").with_metadata(&deepest))?;
+/// let deeper = nested(MAX_METADATA_DEPTH + 1);
+/// let refused = store.append_message(&alice, conv, NewMessage::tool("no").with_metadata(&deeper));
+/// assert!(matches!(refused, Err(Error::InvalidMetadata)));
+/// # Ok::<(), chatstore::Error>(())
+/// ```
+pub const MAX_METADATA_DEPTH: usize = 31;
 
 /// A message to append. Borrows its content and metadata: nothing is copied until it is written.
 ///
@@ -104,7 +161,8 @@ impl<'a> NewMessage<'a> {
         Self::new(Role::Tool, content)
     }
 
-    /// Attaches metadata: a JSON object (tool calls, model name, token counts…).
+    /// Attaches metadata: a JSON object (tool calls, model name, token counts…), nested at most
+    /// [`MAX_METADATA_DEPTH`] levels deep.
     pub fn with_metadata(mut self, metadata: &'a Value) -> Self {
         self.metadata = Some(metadata);
         self
@@ -156,7 +214,8 @@ impl<'a> NewMessage<'a> {
         let Some(metadata) = self.metadata else {
             return Ok(None);
         };
-        if !metadata.is_object() {
+        // The depth first: turning a value into text recurses once per level.
+        if !metadata.is_object() || nests_deeper_than(metadata, MAX_METADATA_DEPTH) {
             return Err(Error::InvalidMetadata);
         }
         let text = metadata.to_string();
@@ -168,6 +227,25 @@ impl<'a> NewMessage<'a> {
         }
         Ok(Some(text))
     }
+}
+
+/// Whether `value` has more than `max` levels of objects and arrays (itself the first). Walked
+/// with a list, not recursion, and never below level `max + 1`: a value built in memory may nest
+/// deeper than any stack.
+fn nests_deeper_than(value: &Value, max: usize) -> bool {
+    let mut pending = vec![(value, 1)];
+    while let Some((value, depth)) = pending.pop() {
+        let inner: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        if depth > max {
+            return true;
+        }
+        pending.extend(inner.map(|v| (v, depth + 1)));
+    }
+    false
 }
 
 /// A [`NewMessage`] that owns its content and metadata, so that it can move to another thread (the
@@ -236,49 +314,47 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-/// A message row as selected: by the DSL (`Selectable`) or from hand-written SQL that names the
-/// same columns (`QueryableByName`, the search).
-#[derive(Queryable, Selectable, QueryableByName)]
-#[diesel(table_name = messages)]
-pub(crate) struct MessageRow {
-    pub(crate) id: super::DbId,
-    pub(crate) conversation_id: super::DbId,
-    pub(crate) seq: i64,
-    pub(crate) role: super::DbRole,
-    pub(crate) content: String,
-    pub(crate) metadata: Option<String>,
-    pub(crate) created_at: super::DbTime,
-}
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
 
-impl MessageRow {
-    pub(crate) fn into_model(self) -> Result<Message> {
-        Ok(Message {
-            id: self.id.0.into(),
-            conversation_id: self.conversation_id.0.into(),
-            seq: self.seq,
-            role: self.role.0,
-            content: self.content,
-            metadata: self
-                .metadata
-                .map(|m| serde_json::from_str(&m))
-                .transpose()
-                .map_err(super::corrupt_row)?,
-            created_at: self.created_at.utc(),
+    use super::*;
+
+    /// `levels` deep, objects and arrays in turn, an object outermost.
+    fn nested(levels: usize) -> Value {
+        (1..levels).fold(json!({}), |inner, i| {
+            if (levels - i).is_multiple_of(2) {
+                json!([inner])
+            } else {
+                json!({ "a": 1, "b": inner })
+            }
         })
     }
-}
 
-#[derive(Insertable)]
-#[diesel(table_name = messages, treat_none_as_default_value = false)]
-pub(crate) struct NewMessageRow<'a> {
-    pub(crate) id: &'a [u8],
-    pub(crate) conversation_id: &'a [u8],
-    pub(crate) user_id: &'a str,
-    pub(crate) seq: i64,
-    pub(crate) role: &'static str,
-    pub(crate) content: &'a str,
-    pub(crate) metadata: Option<&'a str>,
-    pub(crate) created_at: NaiveDateTime,
-    /// What the full-text index reads instead of the content, if anything (see `search.rs`).
-    pub(crate) search_text: Option<&'a str>,
+    #[test]
+    fn depth_counts_objects_and_arrays_not_scalars() {
+        assert!(!nests_deeper_than(&json!({}), 1));
+        assert!(!nests_deeper_than(&json!({"a": 1, "b": "x"}), 1));
+        assert!(nests_deeper_than(&json!({"a": []}), 1));
+        assert!(!nests_deeper_than(&json!({"a": [1, {"b": 2}]}), 3));
+        assert!(nests_deeper_than(&json!({"a": [1, {"b": []}]}), 3));
+        for levels in [1, 2, MAX_METADATA_DEPTH, MAX_METADATA_DEPTH + 1, 200] {
+            let value = nested(levels);
+            assert!(!nests_deeper_than(&value, levels), "{levels}");
+            assert!(nests_deeper_than(&value, levels - 1), "{levels}");
+        }
+    }
+
+    #[test]
+    fn metadata_deeper_than_the_limit_is_invalid_and_the_message_says_the_limit() {
+        let message = |metadata| NewMessage::tool("").with_metadata(metadata);
+        let deepest = nested(MAX_METADATA_DEPTH);
+        assert!(message(&deepest).validate(usize::MAX).is_ok());
+        let deeper = nested(MAX_METADATA_DEPTH + 1);
+        let error = message(&deeper).validate(usize::MAX).unwrap_err();
+        assert!(matches!(error, Error::InvalidMetadata), "{error:?}");
+        assert!(error
+            .to_string()
+            .contains(&format!(" {MAX_METADATA_DEPTH} levels")));
+    }
 }

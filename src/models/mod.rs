@@ -1,16 +1,14 @@
 //! Plain data: what the store returns and what it takes to write.
 
-mod columns;
 mod conversation;
+mod counts;
 mod message;
 
-pub(crate) use columns::{DbId, DbRole, DbTime};
 pub use conversation::Conversation;
-pub(crate) use conversation::{ConversationRow, NewConversationRow};
+pub use counts::{DeletedCounts, StoreStats};
 #[cfg(feature = "tokio")]
 pub(crate) use message::OwnedNewMessage;
-pub use message::{Message, NewMessage, Role};
-pub(crate) use message::{MessageRow, NewMessageRow};
+pub use message::{Message, NewMessage, Role, MAX_METADATA_DEPTH};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -23,7 +21,7 @@ pub(crate) fn now() -> DateTime<Utc> {
 /// A row that the schema should have made impossible (a malformed id or role written by another
 /// program), reported as a database error rather than a panic.
 pub(crate) fn corrupt_row(what: impl std::fmt::Display) -> crate::Error {
-    crate::Error::Database(diesel::result::Error::DeserializationError(
+    crate::Error::database(diesel::result::Error::DeserializationError(
         format!("unreadable row: {what}").into(),
     ))
 }

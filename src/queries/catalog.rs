@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use crate::conn::Conn;
+use crate::conn::{Backend, Conn};
 use crate::verify::ItemKind;
 use crate::Result;
 
@@ -19,15 +19,13 @@ struct CatalogRow {
 
 /// The tables, indexes and named constraints in the database (the current schema on PostgreSQL).
 pub(crate) fn objects(conn: &mut Conn) -> Result<Vec<(ItemKind, String)>> {
-    let sql = match conn {
-        #[cfg(feature = "sqlite")]
+    let sql = match conn.backend() {
         // A virtual table is the FTS5 full-text index, which PostgreSQL keeps as a GIN index.
-        Conn::Sqlite(_) => {
+        Backend::Sqlite => {
             "SELECT CASE WHEN sql LIKE 'CREATE VIRTUAL TABLE%' THEN 'index' ELSE type END AS kind, \
              name, sql AS definition FROM sqlite_master"
         }
-        #[cfg(feature = "postgres")]
-        Conn::Pg(_) => {
+        Backend::Postgres => {
             "SELECT 'table' AS kind, table_name::text AS name, NULL::text AS definition \
                FROM information_schema.tables WHERE table_schema = current_schema() \
              UNION ALL \
@@ -38,8 +36,7 @@ pub(crate) fn objects(conn: &mut Conn) -> Result<Vec<(ItemKind, String)>> {
                JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = current_schema()"
         }
         // The full-text index is `messages_search` on the store's own word table.
-        #[cfg(feature = "mysql")]
-        Conn::Mysql(_) => {
+        Backend::Mysql => {
             "SELECT 'table' AS kind, CAST(table_name AS CHAR) AS name, NULL AS definition \
                FROM information_schema.tables WHERE table_schema = DATABASE() \
              UNION ALL \

@@ -4,9 +4,11 @@ use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::BigInt;
 
+use super::columns::{BindTime, DbTime};
+use super::rows::{ConversationRow, NewConversationRow};
 use super::Cached;
-use crate::conn::Conn;
-use crate::models::{ConversationRow, DbTime, NewConversationRow};
+use crate::conn::{Backend, Conn};
+use crate::ids::{ConversationId, UserId};
 use crate::schema::conversations::dsl::*;
 use crate::{Error, Result};
 
@@ -15,8 +17,7 @@ use crate::{Error, Result};
 pub(crate) fn insert(conn: &mut Conn, row: &NewConversationRow<'_>) -> Result<()> {
     match diesel::insert_into(conversations).values(row).execute(conn) {
         Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            let taken = uuid::Uuid::from_slice(row.id).unwrap_or_default();
-            Err(Error::AlreadyExists(taken.into()))
+            Err(Error::AlreadyExists(row.id))
         }
         inserted => inserted.map(drop).map_err(Error::from),
     }
@@ -27,11 +28,9 @@ pub(crate) fn insert(conn: &mut Conn, row: &NewConversationRow<'_>) -> Result<()
 /// equal to their messages; the messages table is never read).
 pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
     // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back.
-    let sum = match conn {
-        #[cfg(feature = "mysql")]
-        Conn::Mysql(_) => "CAST(COALESCE(SUM(message_count), 0) AS SIGNED)",
-        #[allow(unreachable_patterns)]
-        _ => "CAST(COALESCE(SUM(message_count), 0) AS BIGINT)",
+    let sum = match conn.backend() {
+        Backend::Sqlite | Backend::Postgres => "CAST(COALESCE(SUM(message_count), 0) AS BIGINT)",
+        Backend::Mysql => "CAST(COALESCE(SUM(message_count), 0) AS SIGNED)",
     };
     Ok(conversations
         .select((
@@ -42,18 +41,31 @@ pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
         .get_result(conn)?)
 }
 
+type MultiBackend = <Conn as diesel::Connection>::Backend;
+
+/// The user's conversations as rows, a query for a page to narrow and order.
+type Owned<'a> = crate::schema::conversations::BoxedQuery<
+    'a,
+    MultiBackend,
+    diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<ConversationRow, MultiBackend>>,
+>;
+
+fn owned_by(user: &UserId) -> Owned<'_> {
+    conversations
+        .filter(user_id.eq(user))
+        .select(ConversationRow::as_select())
+        .into_boxed()
+}
+
 /// Up to `limit` of the user's conversations in id order, strictly after the id `after`: an
 /// order that renames and appends never change, for an export.
 pub(crate) fn after_id(
     conn: &mut Conn,
-    user: &str,
-    after: Option<&[u8]>,
+    user: &UserId,
+    after: Option<ConversationId>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>> {
-    let mut query = conversations
-        .filter(user_id.eq(user))
-        .select(ConversationRow::as_select())
-        .into_boxed();
+    let mut query = owned_by(user);
     if let Some(after) = after {
         query = query.filter(id.gt(after));
     }
@@ -61,7 +73,11 @@ pub(crate) fn after_id(
 }
 
 /// The conversation `conv` if `user` owns it.
-pub(crate) fn find(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<Option<ConversationRow>> {
+pub(crate) fn find(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+) -> Result<Option<ConversationRow>> {
     Ok(conversations
         .filter(id.eq(conv))
         .filter(user_id.eq(user))
@@ -74,21 +90,13 @@ pub(crate) fn find(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<Option<Co
 /// position `after` (served by the index on `(user_id, updated_at DESC, id DESC)`).
 pub(crate) fn list(
     conn: &mut Conn,
-    user: &str,
-    after: Option<(NaiveDateTime, &[u8])>,
+    user: &UserId,
+    after: Option<(NaiveDateTime, ConversationId)>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>> {
-    let mut query = conversations
-        .filter(user_id.eq(user))
-        .select(ConversationRow::as_select())
-        .into_boxed();
+    let mut query = owned_by(user);
     if let Some((time, last)) = after {
-        #[cfg(feature = "mysql")]
-        let time = match conn {
-            Conn::Mysql(_) => mysql_bindable(time),
-            #[allow(unreachable_patterns)]
-            _ => time,
-        };
+        let time = BindTime(time);
         // `updated_at <= t AND (updated_at < t OR id < last)` rather than the plain
         // `updated_at < t OR (updated_at = t AND id < last)`: the same rows, but the first conjunct
         // is an index bound, where PostgreSQL filtered the OR row by row (17,600 rows read for a
@@ -111,16 +119,16 @@ pub(crate) fn list(
 /// - The counts are read under those locks, so they are exactly the messages deleted. A
 ///   conversation created after the read is not the caller's to count, and stays.
 #[cfg(feature = "mysql")]
-fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &str) -> Result<Vec<i64>> {
+fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &UserId) -> Result<Vec<i64>> {
     use diesel::sql_types::{Binary, Text};
     #[derive(QueryableByName)]
     struct Locked {
         #[diesel(sql_type = Binary, column_name = id)]
-        conversation: Vec<u8>,
+        conversation: ConversationId,
         #[diesel(sql_type = diesel::sql_types::BigInt, column_name = message_count)]
         count: i64,
     }
-    let ids: Vec<Vec<u8>> = conversations
+    let ids: Vec<ConversationId> = conversations
         .filter(user_id.eq(user))
         .select(id)
         .load(conn)?;
@@ -132,12 +140,12 @@ fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &str) -> Result<Ve
              WHERE user_id = ? AND id IN ({marks}) FOR UPDATE"
         ))
         .into_boxed::<diesel::mysql::Mysql>()
-        .bind::<Text, _>(user);
+        .bind::<Text, _>(user.as_str());
         for conv in chunk {
             lock = lock.bind::<Binary, _>(conv);
         }
         let locked: Vec<Locked> = lock.load(conn)?;
-        let locked_ids: Vec<&[u8]> = locked.iter().map(|l| l.conversation.as_slice()).collect();
+        let locked_ids: Vec<ConversationId> = locked.iter().map(|l| l.conversation).collect();
         diesel::delete(
             conversations
                 .filter(user_id.eq(user))
@@ -153,25 +161,27 @@ fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &str) -> Result<Ve
 /// last committed change (another thread took its reading later but committed first) never moves
 /// `updated_at` backwards.
 #[diesel::dsl::auto_type(no_type_alias)]
-fn not_before(now: NaiveDateTime) -> _ {
+fn not_before(now: BindTime) -> _ {
     case_when(updated_at.gt(now), updated_at).otherwise(now)
 }
 
 /// Sets the title and bumps `updated_at`; returns the number of rows changed (0: not the user's).
 pub(crate) fn rename(
     conn: &mut Conn,
-    user: &str,
-    conv: &[u8],
+    user: &UserId,
+    conv: ConversationId,
     new_title: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<usize> {
-    let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user)))
-        .set((title.eq(new_title), updated_at.eq(not_before(now))));
+    let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).set((
+        title.eq(new_title),
+        updated_at.eq(not_before(BindTime(now))),
+    ));
     Ok(Cached(update).execute(conn)?)
 }
 
 /// Deletes the conversation (its messages go by `ON DELETE CASCADE`); returns the rows deleted.
-pub(crate) fn delete(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<usize> {
+pub(crate) fn delete(conn: &mut Conn, user: &UserId, conv: ConversationId) -> Result<usize> {
     Ok(diesel::delete(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).execute(conn)?)
 }
 
@@ -179,7 +189,7 @@ pub(crate) fn delete(conn: &mut Conn, user: &str, conv: &[u8]) -> Result<usize> 
 /// see [`delete_all_mysql`]); returns each deleted conversation's message count. The count is read
 /// from the row as deleted (on PostgreSQL after waiting for any append in flight), so it is exactly
 /// the messages that went with it.
-pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
+pub(crate) fn delete_all(conn: &mut Conn, user: &UserId) -> Result<Vec<i64>> {
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     let mine = conversations.filter(user_id.eq(user));
     Ok(match conn {
@@ -206,8 +216,8 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &str) -> Result<Vec<i64>> {
 /// time is the batch's `created_at`: never earlier than the previous append's, so time follows seq.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,
-    user: &str,
-    conv: &[u8],
+    user: &UserId,
+    conv: ConversationId,
     n: i64,
     now: NaiveDateTime,
     last_seq: Option<i64>,
@@ -220,7 +230,7 @@ pub(crate) fn reserve_seqs(
             let target = conversations.filter(id.eq(conv)).filter(user_id.eq(user));
             let bump = (
                 message_count.eq(message_count + n),
-                updated_at.eq(not_before(now)),
+                updated_at.eq(not_before(BindTime(now))),
             );
             match last_seq {
                 None => Cached(diesel::update(target).set(bump).returning(new)).get_result($c),
@@ -256,34 +266,20 @@ pub(crate) fn reserve_seqs(
     Ok(reserved.optional()?)
 }
 
-/// A cursor's time as MariaDB can compare it. Diesel binds times as MySQL's TIMESTAMP type, whose
-/// range is 1970 to 2038, and MariaDB turns a bound value outside it into garbage that selected
-/// nothing from the list index. Every stored time is one the store took from the clock, inside
-/// that range, so a time beyond either end compares to them all as that end does.
-#[cfg(feature = "mysql")]
-fn mysql_bindable(time: NaiveDateTime) -> NaiveDateTime {
-    use chrono::DateTime;
-    let first = DateTime::from_timestamp(1, 0).map(|t| t.naive_utc());
-    let last = DateTime::from_timestamp(i64::from(i32::MAX), 999_999_000).map(|t| t.naive_utc());
-    match (first, last) {
-        (Some(first), Some(last)) => time.clamp(first, last),
-        _ => time,
-    }
-}
-
 /// MySQL's reservation, written out. Diesel prepares an UPDATE anew at every call unless it is
 /// marked cacheable ([`Cached`]), and on MySQL that mark is lost: `MysqlConnection` executes a
 /// statement through a reference to it, and a reference forwards only `walk_ast`, in which Diesel's
 /// UPDATE marks itself unsafe to cache. Each single-message append prepared (and closed) its UPDATE
 /// again: one more round trip and parse in every append's transaction (MariaDB's `Com_stmt_prepare`
 /// counter, per append). Written out, the statement is one of two fixed texts, each prepared once
-/// per connection; the SQL is what the DSL renders for the other backends, without RETURNING.
+/// per connection; the SQL is what the DSL renders for the other backends, without RETURNING, and
+/// the time is bound as a `DATETIME`, as [`BindTime`] binds it.
 #[cfg(feature = "mysql")]
 mod mysql {
     use chrono::NaiveDateTime;
     use diesel::mysql::{Mysql, MysqlConnection};
     use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-    use diesel::sql_types::{BigInt, Binary, Text, Timestamp};
+    use diesel::sql_types::{BigInt, Binary, Datetime, Text};
     use diesel::QueryResult;
 
     /// Adds `n` to the count of the user's conversation `conv`, if its count is `last_seq` (when
@@ -291,8 +287,8 @@ mod mysql {
     pub(super) struct Reserve<'a> {
         pub(super) n: i64,
         pub(super) now: NaiveDateTime,
-        pub(super) conv: &'a [u8],
-        pub(super) user: &'a str,
+        pub(super) conv: crate::ids::ConversationId,
+        pub(super) user: &'a crate::ids::UserId,
         pub(super) last_seq: Option<i64>,
     }
 
@@ -301,13 +297,13 @@ mod mysql {
             out.push_sql("UPDATE `conversations` SET `message_count` = `message_count` + ");
             out.push_bind_param::<BigInt, _>(&self.n)?;
             out.push_sql(", `updated_at` = CASE WHEN `updated_at` > ");
-            out.push_bind_param::<Timestamp, _>(&self.now)?;
+            out.push_bind_param::<Datetime, _>(&self.now)?;
             out.push_sql(" THEN `updated_at` ELSE ");
-            out.push_bind_param::<Timestamp, _>(&self.now)?;
+            out.push_bind_param::<Datetime, _>(&self.now)?;
             out.push_sql(" END WHERE `id` = ");
             out.push_bind_param::<Binary, _>(&self.conv)?;
             out.push_sql(" AND `user_id` = ");
-            out.push_bind_param::<Text, _>(&self.user)?;
+            out.push_bind_param::<Text, _>(self.user)?;
             if let Some(last) = &self.last_seq {
                 out.push_sql(" AND `message_count` = ");
                 out.push_bind_param::<BigInt, _>(last)?;

@@ -2,11 +2,12 @@ use diesel::connection::DefaultLoadingMode;
 use diesel::dsl::case_when;
 use diesel::prelude::*;
 
+use super::rows::{MessageRow, NewMessageRow};
 use super::Cached;
-use crate::conn::Conn;
-use crate::ids::MessageId;
-use crate::models::{DbId, Message, MessageRow, NewMessageRow};
-use crate::page::SeqBounds;
+use crate::conn::{Backend, Conn};
+use crate::cursor::SeqBounds;
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::models::Message;
 use crate::schema::messages::dsl::*;
 use crate::{Error, Result};
 
@@ -18,7 +19,6 @@ const ROWS_PER_INSERT: usize = 1000;
 const BYTES_PER_INSERT: usize = 64 << 20;
 /// On MySQL a statement must fit in the server's `max_allowed_packet`: 16 MiB by default on
 /// MariaDB (64 MiB on MySQL 8).
-#[cfg(feature = "mysql")]
 const MYSQL_BYTES_PER_INSERT: usize = 8 << 20;
 
 /// Inserts the rows, which all belong to one conversation and share their `created_at` (one
@@ -28,34 +28,65 @@ const MYSQL_BYTES_PER_INSERT: usize = 8 << 20;
 /// per column, unnested server-side: one short statement whatever the batch's size, instead of
 /// 8,000 bind parameters.
 ///
+/// The search index is kept in the same statements: each row's `search_text` is filled in as this
+/// backend's index reads it (SQLite and PostgreSQL index a column; on MySQL the store writes the
+/// words itself).
+///
 /// A message id already stored is [`Error::DuplicateId`] (naming the first row's id: which of the
 /// batch's ids it was, the statement does not say), and the transaction must be rolled back.
-pub(crate) fn insert(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
-    insert_rows(conn, rows).map_err(|e| match e {
-        Error::Database(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            // The seqs were reserved under the row lock, so the unique key violated is the id.
-            let first = rows.first().map(|r| r.id).unwrap_or_default();
-            Error::DuplicateId(MessageId::from(
-                uuid::Uuid::from_slice(first).unwrap_or_default(),
-            ))
+pub(crate) fn insert(conn: &mut Conn, rows: &mut [NewMessageRow<'_>]) -> Result<()> {
+    match conn.backend() {
+        Backend::Sqlite | Backend::Postgres => {
+            for row in rows.iter_mut() {
+                row.search_text = crate::search::search_text(row.content);
+            }
         }
-        e => e,
+        // The store's own word index reads the content itself (a spaced copy would only
+        // lengthen the statements).
+        Backend::Mysql => {}
+    }
+    insert_rows(conn, rows).map_err(|e| match e {
+        // The seqs were reserved under the row lock, so the unique key violated is the id.
+        Insert::Duplicate => match rows.first() {
+            Some(row) => Error::DuplicateId(row.id),
+            None => crate::models::corrupt_row("an insert of no rows violated a unique key"),
+        },
+        Insert::Failed(e) => e,
     })
 }
 
-fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
+/// Why an insert failed: a unique key was violated, or anything else.
+enum Insert {
+    Duplicate,
+    Failed(Error),
+}
+
+impl From<diesel::result::Error> for Insert {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => Insert::Duplicate,
+            e => Insert::Failed(e.into()),
+        }
+    }
+}
+
+impl From<Error> for Insert {
+    fn from(e: Error) -> Self {
+        Insert::Failed(e)
+    }
+}
+
+fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<(), Insert> {
     if let [row] = rows {
         diesel::insert_into(messages).values(row).execute(conn)?;
     } else {
         let text = |row: &NewMessageRow<'_>| row.content.len() + row.metadata.map_or(0, str::len);
-        let limit = match conn {
-            #[cfg(feature = "mysql")]
-            Conn::Mysql(_) => MYSQL_BYTES_PER_INSERT,
-            #[allow(unreachable_patterns)]
-            _ => BYTES_PER_INSERT,
+        let limit = match conn.backend() {
+            Backend::Sqlite | Backend::Postgres => BYTES_PER_INSERT,
+            Backend::Mysql => MYSQL_BYTES_PER_INSERT,
         };
         for chunk in chunks(rows, limit, text) {
             match conn {
@@ -69,24 +100,33 @@ fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<()> {
         }
     }
     // The other backends' indexes are kept by the database itself.
-    #[cfg(feature = "mysql")]
-    #[allow(irrefutable_let_patterns)]
-    if let Conn::Mysql(c) = conn {
-        super::search::mysql::index(c, rows)?;
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(_) => {}
+        #[cfg(feature = "postgres")]
+        Conn::Pg(_) => {}
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => super::search::index_words(c, rows)?,
     }
     Ok(())
 }
 
 #[cfg(feature = "postgres")]
-fn insert_unnested(conn: &mut diesel::PgConnection, rows: &[NewMessageRow<'_>]) -> Result<usize> {
+fn insert_unnested(
+    conn: &mut diesel::PgConnection,
+    rows: &[NewMessageRow<'_>],
+) -> QueryResult<usize> {
     use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamp};
     let Some(first) = rows.first() else {
         return Ok(0);
     };
-    fn column<'a, T>(rows: &[NewMessageRow<'a>], f: impl Fn(&NewMessageRow<'a>) -> T) -> Vec<T> {
+    fn column<'r, 'a, T>(
+        rows: &'r [NewMessageRow<'a>],
+        f: impl Fn(&'r NewMessageRow<'a>) -> T,
+    ) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    Ok(diesel::sql_query(
+    diesel::sql_query(
         "INSERT INTO messages \
          (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
          SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3, m.search_text \
@@ -95,14 +135,14 @@ fn insert_unnested(conn: &mut diesel::PgConnection, rows: &[NewMessageRow<'_>]) 
     )
     .bind::<Binary, _>(first.conversation_id)
     .bind::<Text, _>(first.user_id)
-    .bind::<Timestamp, _>(first.created_at)
+    .bind::<Timestamp, _>(first.created_at.0)
     .bind::<Array<Binary>, _>(column(rows, |r| r.id))
     .bind::<Array<BigInt>, _>(column(rows, |r| r.seq))
     .bind::<Array<Text>, _>(column(rows, |r| r.role))
     .bind::<Array<Text>, _>(column(rows, |r| r.content))
     .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
-    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text))
-    .execute(conn)?)
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()))
+    .execute(conn)
 }
 
 /// Splits `items` into runs of at most `ROWS_PER_INSERT` items and `max_bytes` bytes (a single
@@ -131,9 +171,9 @@ fn chunks<T>(
     })
 }
 
-/// The stored messages among `ids`, whichever conversation they are in, each with its owner.
-pub(crate) fn by_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<(String, MessageRow)>> {
-    let select = (user_id, MessageRow::as_select());
+/// The stored messages among `ids`, whichever conversation (and user) they are in.
+pub(crate) fn by_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<MessageRow>> {
+    let select = MessageRow::as_select();
     Ok(match ids {
         // One id — the common case, a single message retried — has a statement of fixed shape,
         // which Diesel prepares once; an IN list of n binds is prepared per call on SQLite.
@@ -143,19 +183,24 @@ pub(crate) fn by_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<(String, Mess
 }
 
 /// Which of `ids` are stored, in any conversation (read from the primary key alone).
-pub(crate) fn stored_ids(conn: &mut Conn, ids: &[&[u8]]) -> Result<Vec<MessageId>> {
+pub(crate) fn stored_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<MessageId>> {
     let mut stored = Vec::new();
     // Chunks keep each statement well under SQLite's limit of bound parameters.
     for chunk in ids.chunks(ROWS_PER_INSERT) {
-        let found: Vec<DbId> = messages.filter(id.eq_any(chunk)).select(id).load(conn)?;
-        stored.extend(found.into_iter().map(|found| MessageId::from(found.0)));
+        let found: Vec<MessageId> = messages.filter(id.eq_any(chunk)).select(id).load(conn)?;
+        stored.extend(found);
     }
     Ok(stored)
 }
 
 /// The conversation's system messages with seq at most `last`, oldest first, from the partial
 /// index `messages_system` (which is why the role is written literally, not bound).
-pub(crate) fn system(conn: &mut Conn, user: &str, conv: &[u8], last: i64) -> Result<Vec<Message>> {
+pub(crate) fn system(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    last: i64,
+) -> Result<Vec<Message>> {
     let query = messages
         .filter(conversation_id.eq(conv))
         .filter(user_id.eq(user))
@@ -185,8 +230,8 @@ pub(crate) fn system(conn: &mut Conn, user: &str, conv: &[u8], last: i64) -> Res
 /// to return 50 (EXPLAIN ANALYZE).
 pub(crate) fn window(
     conn: &mut Conn,
-    user: &str,
-    conv: &[u8],
+    user: &UserId,
+    conv: ConversationId,
     bounds: SeqBounds,
 ) -> Result<Option<(i64, Vec<Message>)>> {
     use crate::schema::conversations as c;

@@ -1,20 +1,29 @@
-//! Query functions: each takes the connection first, runs SQL and nothing else. They never validate
-//! input and never open a transaction; the store does both.
+//! The query layer: every statement the store runs, and how rows and values map to SQL. Query
+//! functions take the connection first, run SQL and nothing else: they never validate input and
+//! never open a transaction (the facade does both). Where backends need different SQL, the query
+//! function matches on the connection, exhaustively, so that a new backend is a compile error at
+//! each place that must learn it.
 
 pub(crate) mod catalog;
+pub(crate) mod columns;
 pub(crate) mod conversations;
 pub(crate) mod messages;
+pub(crate) mod migrations;
+pub(crate) mod rows;
 pub(crate) mod search;
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::QueryResult;
 
-/// A statement of one fixed shape, marked safe for Diesel's prepared-statement cache. Diesel never
-/// caches an UPDATE, because a changeset of `Option`s can skip columns and so give one Rust type
-/// several SQL strings; ours set every column they name, always. Preparing the append's UPDATE on
-/// every call was a quarter of a SQLite append's instructions (callgrind), and on PostgreSQL it
-/// means a parse and plan per call.
+/// A statement marked safe for Diesel's prepared-statement cache. Diesel never caches an UPDATE,
+/// because a changeset of `Option`s can skip columns and so give one Rust type several SQL strings,
+/// nor raw SQL. Preparing the append's UPDATE on every call was a quarter of a SQLite append's
+/// instructions (callgrind), and on PostgreSQL it means a parse and plan per call.
+///
+/// The cache entry is always keyed by the statement's SQL text, never by its Rust type: wrapped
+/// around SQL that varies, each text gets a statement of its own, so a wrong statement can never be
+/// reused. Wrap only statements of a few texts, or the cache grows with every text.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cached<Q>(pub(crate) Q);
 
@@ -28,10 +37,10 @@ impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for Cached<Q> {
     }
 }
 
-impl<Q: QueryId> QueryId for Cached<Q> {
-    type QueryId = Q::QueryId;
-    // Without a static id the cache is keyed by the SQL text, which stays correct.
-    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+impl<Q> QueryId for Cached<Q> {
+    type QueryId = ();
+    // Without a static id the cache is keyed by the SQL text (and the binds' types).
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 impl<Q: Query> Query for Cached<Q> {

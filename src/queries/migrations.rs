@@ -68,7 +68,7 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             ))
             .get_result(c)?;
             if lock.locked != Some(1) {
-                return Err(Error::Busy(diesel::result::Error::DatabaseError(
+                return Err(Error::busy(diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::Unknown,
                     Box::new(format!(
                         "another process held the migration lock for over {seconds} s"
@@ -79,7 +79,7 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
                 // The search index is filled by the store, not by SQL: the migration that creates it
                 // indexes the messages already stored here.
                 if applied.iter().any(|v| v.to_string() == SEARCH_MIGRATION) {
-                    crate::queries::search::mysql::index_stored_messages(c)?;
+                    super::search::index_stored_messages(c)?;
                 }
                 Ok(applied)
             });

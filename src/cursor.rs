@@ -1,7 +1,10 @@
-//! Cursor tokens: a [`ConversationCursor`] or a [`Window`] as a short opaque string that a web
-//! service can hand to a client (say, as a query parameter) and take back on the next request.
+//! Cursors: where a read starts — a place in a user's conversation list ([`ConversationCursor`])
+//! or a window of a conversation's messages ([`Window`], and the seq bounds it reads) — their serde
+//! forms, and the token format that carries either to a client and back. A new kind of cursor
+//! (say, for another list order) is a new `Kind` here and nowhere else.
 //!
-//! A token is URL-safe base64 without padding of
+//! A token is URL-safe base64 without padding (the `base64` crate, read strictly: no padding, no
+//! other alphabet, no stray bits) of
 //!
 //! ```text
 //! version (1 byte) | kind (1) | payload (0 to 24) | binding (8) | check (4)
@@ -18,13 +21,97 @@
 //! are bijections of the state for inputs of equal length, so a change to any one byte changes the
 //! hash: a token with one damaged byte is always refused (by the binding, if the truncated check
 //! happens to agree), and larger damage all but always. It is not a MAC: the key is in this source,
-//! not on a server.
+//! not on a server. (Hand-written on purpose: the tokens already handed out depend on these exact
+//! bytes, and a crate's hash may change its output between versions.)
 
-use chrono::DateTime;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, Utc};
 
 use crate::ids::{ConversationId, UserId};
-use crate::page::{ConversationCursor, Window};
 use crate::{Error, Result};
+
+/// A position in a user's conversation list: the `(updated_at, id)` of the last conversation of a
+/// page. A service can hand both parts to a client (say, as query parameters) and rebuild the
+/// cursor with [`ConversationCursor::new`] on the next request; a cursor only ever selects among
+/// the acting user's conversations, whatever values it holds.
+///
+/// For an opaque string to hand out instead, see [`to_token`](ConversationCursor::to_token). With
+/// the `serde` feature a cursor is `{"updated_at", "id"}`, read back through
+/// [`ConversationCursor::new`].
+///
+/// ```
+/// use chatstore::{ConversationCursor, ConversationId};
+/// use chrono::{TimeZone, Utc};
+///
+/// let id: ConversationId = "0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d".parse()?;
+/// let when = Utc.with_ymd_and_hms(2026, 11, 24, 8, 15, 56).unwrap();
+/// let cursor = ConversationCursor::new(when, id);
+/// assert_eq!((cursor.updated_at(), cursor.id()), (when, id));
+/// # Ok::<(), chatstore::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "CursorForm", into = "CursorForm")
+)]
+pub struct ConversationCursor {
+    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) id: ConversationId,
+}
+
+impl ConversationCursor {
+    /// The position just after a conversation with this `updated_at` and `id`. Sub-microsecond
+    /// precision is dropped, as in storage, and a time outside the years 1 to 9999 is moved to the
+    /// nearest end of that range: SQLite keeps timestamps as text, which sorts in time order only
+    /// with four-digit years (and every stored time is within them).
+    pub fn new(updated_at: DateTime<Utc>, id: ConversationId) -> Self {
+        let (earliest, latest) = four_digit_years();
+        let updated_at = updated_at
+            .trunc_subsecs(6)
+            .naive_utc()
+            .clamp(earliest, latest);
+        ConversationCursor { updated_at, id }
+    }
+
+    /// The `updated_at` of the conversation the cursor follows.
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at.and_utc()
+    }
+
+    /// The id of the conversation the cursor follows.
+    pub fn id(&self) -> ConversationId {
+        self.id
+    }
+}
+
+/// A [`ConversationCursor`] in serde: `{"updated_at": RFC 3339, "id": UUID}`, read back through
+/// [`ConversationCursor::new`], which keeps the time within what storage can compare.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "ConversationCursor")]
+struct CursorForm {
+    updated_at: DateTime<Utc>,
+    id: ConversationId,
+}
+
+#[cfg(feature = "serde")]
+impl From<CursorForm> for ConversationCursor {
+    fn from(form: CursorForm) -> Self {
+        ConversationCursor::new(form.updated_at, form.id)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<ConversationCursor> for CursorForm {
+    fn from(cursor: ConversationCursor) -> Self {
+        CursorForm {
+            updated_at: cursor.updated_at(),
+            id: cursor.id(),
+        }
+    }
+}
 
 /// The token format; a token of any other version is refused.
 const VERSION: u8 = 1;
@@ -314,57 +401,114 @@ fn hash(parts: &[&[u8]]) -> u64 {
     h ^ (h >> 33)
 }
 
-/// The URL-safe base64 alphabet (RFC 4648 §5).
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// `bytes` as URL-safe base64 without padding.
 fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |word, (i, &b)| word | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(word >> (18 - 6 * i)) as usize & 63]));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The value of one base64 character, if it is one of the URL-safe alphabet.
-fn sextet(c: u8) -> Option<u32> {
-    let value = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        b'_' => 63,
-        _ => return None,
-    };
-    Some(u32::from(value))
-}
-
-/// The bytes of URL-safe base64 without padding, read strictly: only the alphabet, and no bit set
-/// past the last byte, so that each byte string has exactly one text.
+/// The bytes of URL-safe base64 without padding, read strictly: only the alphabet, no padding, and
+/// no bit set past the last byte, so that each byte string has exactly one text.
 fn decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
-    for chunk in text.chunks(4) {
-        let word = chunk.iter().enumerate().try_fold(0u32, |word, (i, &c)| {
-            Some(word | sextet(c)? << (18 - 6 * i))
-        })?;
-        // Four characters make three bytes, three make two, two make one.
-        let bytes = chunk.len() - 1;
-        if word & (0x00ff_ffff >> (8 * bytes)) != 0 {
-            return None;
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+/// The first and last microsecond of the years 1 to 9999 (checked at compile time).
+pub(crate) fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
+    const FIRST: NaiveDateTime = match NaiveDate::from_ymd_opt(1, 1, 1) {
+        Some(day) => day.and_time(NaiveTime::MIN),
+        None => panic!("year 1 is a date"),
+    };
+    const LAST: NaiveDateTime = match (
+        NaiveDate::from_ymd_opt(9999, 12, 31),
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999),
+    ) {
+        (Some(day), Some(time)) => day.and_time(time),
+        _ => panic!("the last microsecond of 9999 is a time"),
+    };
+    (FIRST, LAST)
+}
+
+/// Which messages of a conversation to read. Every window comes back in chronological order
+/// (ascending `seq`), and reads only the rows it returns: `Latest(50)` costs the same on a
+/// 100-message history as on a 100,000-message one.
+///
+/// With the `serde` feature: `"all"`, `{"latest": n}`, `{"before": {"seq", "limit"}}` or
+/// `{"after": {"seq", "limit"}}`. For an opaque string to hand out instead, see
+/// [`to_token`](Window::to_token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Window {
+    /// The whole history.
+    All,
+    /// The newest `n` messages — what a prompt builder asks for.
+    Latest(u32),
+    /// Up to `limit` messages immediately older than `seq` (exclusive).
+    Before {
+        /// Exclusive upper bound.
+        seq: i64,
+        /// Most messages to return.
+        limit: u32,
+    },
+    /// Up to `limit` messages immediately newer than `seq` (exclusive); `After { seq: 0, .. }` starts
+    /// at the beginning.
+    After {
+        /// Exclusive lower bound.
+        seq: i64,
+        /// Most messages to return.
+        limit: u32,
+    },
+}
+
+impl Window {
+    /// The seq bounds of this window, for a read that learns the message count (`count`) in the
+    /// same statement: the rows with `lo <= seq <= hi` and `seq > min(count, hi) - back`. Seqs
+    /// have no gaps, so the bounds select exactly the window's rows from an index range.
+    pub(crate) fn bounds(self) -> SeqBounds {
+        const ANY: i64 = i64::MAX;
+        match self {
+            Window::All => SeqBounds::new(1, ANY, ANY),
+            Window::Latest(n) => SeqBounds::new(1, ANY, i64::from(n)),
+            // A cursor past the end counts back from the end.
+            Window::Before { seq, limit } => {
+                SeqBounds::new(1, seq.saturating_sub(1), i64::from(limit))
+            }
+            Window::After { seq, limit } => {
+                let lo = seq.saturating_add(1).max(1);
+                SeqBounds::new(lo, lo.saturating_add(i64::from(limit)) - 1, ANY)
+            }
         }
-        out.extend_from_slice(&word.to_be_bytes()[1..=bytes]);
     }
-    Some(out)
+
+    pub(crate) fn limit(self) -> u32 {
+        match self {
+            Window::All => u32::MAX,
+            Window::Latest(limit) | Window::Before { limit, .. } | Window::After { limit, .. } => {
+                limit
+            }
+        }
+    }
+}
+
+/// Seq bounds: see [`Window::bounds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeqBounds {
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
+    pub(crate) back: i64,
+}
+
+impl SeqBounds {
+    /// `hi` is clamped to 0 or more, so `min(count, hi) - back` cannot overflow in SQL (`back` is
+    /// at most `i64::MAX` and the count is never negative).
+    fn new(lo: i64, hi: i64, back: i64) -> Self {
+        SeqBounds {
+            lo,
+            hi: hi.max(0),
+            back,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -406,7 +550,9 @@ mod tests {
         #[test]
         fn base64_round_trips_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let text = encode(&bytes);
-            prop_assert!(text.bytes().all(|c| sextet(c).is_some()));
+            prop_assert!(text
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
             prop_assert_eq!(decode(&text), Some(bytes));
         }
     }
@@ -466,6 +612,114 @@ mod tests {
         let token = seal(Kind::Before, &[0; 4], &alice(), Some(conversation));
         let error = Window::from_token(&token, &alice(), conversation).unwrap_err();
         assert_eq!(error.to_string(), DAMAGED);
+    }
+
+    /// The fixed inputs of the pinned tokens below.
+    fn pinned_inputs() -> (ConversationId, ConversationCursor) {
+        let conversation: ConversationId = "0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d".parse().unwrap();
+        let time = DateTime::parse_from_rfc3339("2026-11-24T08:15:56.724622Z").unwrap();
+        (
+            conversation,
+            ConversationCursor::new(time.into(), conversation),
+        )
+    }
+
+    /// Tokens already handed out must keep working: the exact text of each kind, for fixed inputs,
+    /// and that each reads back as what made it.
+    #[test]
+    fn tokens_are_pinned_byte_for_byte() {
+        let (conversation, cursor) = pinned_inputs();
+        let bob = UserId::new("bôb 日本").unwrap();
+        for (user, expected) in [
+            (
+                alice(),
+                "AQEABmEBUd91jgGTo8Reb3qLnA0eLzpLXG1c9rwCbq6_crVpcjc",
+            ),
+            (
+                bob.clone(),
+                "AQEABmEBUd91jgGTo8Reb3qLnA0eLzpLXG23F7wWIvauyqY4cUo",
+            ),
+        ] {
+            let token = cursor.to_token(&user);
+            assert_eq!(token, expected);
+            assert_eq!(
+                ConversationCursor::from_token(expected, &user).unwrap(),
+                cursor
+            );
+        }
+        let windows = [
+            (Window::All, "AQIm8x_YFndNh4AnUKY"),
+            (Window::Latest(50), "AQMAAAAypIR7PGEHiif1qyT0"),
+            (
+                Window::Before { seq: 7, limit: 20 },
+                "AQQAAAAAAAAABwAAABQkuJpU9qPnwR0Ih5o",
+            ),
+            (
+                Window::After {
+                    seq: i64::MIN,
+                    limit: u32::MAX,
+                },
+                "AQWAAAAAAAAAAP____-AFBLIfI7yVqsclvk",
+            ),
+        ];
+        for (window, expected) in windows {
+            assert_eq!(window.to_token(&alice(), conversation), expected);
+            let back = Window::from_token(expected, &alice(), conversation).unwrap();
+            assert_eq!(back, window);
+        }
+        assert_eq!(
+            Window::Latest(50).to_token(&bob, conversation),
+            "AQMAAAAy_lpExMsHdpw21fF0"
+        );
+    }
+
+    /// Each refusal of a token, with its exact message (which never repeats the token).
+    #[test]
+    fn token_refusals_are_pinned() {
+        let (conversation, cursor) = pinned_inputs();
+        let other: ConversationId = "0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6e".parse().unwrap();
+        let bob = UserId::new("bob").unwrap();
+        let list = cursor.to_token(&alice());
+        let window = Window::Latest(50).to_token(&alice(), conversation);
+        let as_list = |token: &str, user: &UserId| {
+            ConversationCursor::from_token(token, user)
+                .unwrap_err()
+                .to_string()
+        };
+        let as_window = |token: &str, user: &UserId, conversation| {
+            Window::from_token(token, user, conversation)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(as_list("", &alice()), "the cursor is empty");
+        assert_eq!(
+            as_list(&"A".repeat(65), &alice()),
+            "the cursor is longer than 64 bytes"
+        );
+        for bad in ["Zg==", "+/8", "Zm9vY", "Zh", "Zm 9v", "é"] {
+            assert_eq!(
+                as_list(bad, &alice()),
+                "the cursor is not URL-safe base64 without padding",
+                "{bad}"
+            );
+        }
+        assert_eq!(as_list("AAAA", &alice()), DAMAGED);
+        let frame = decode(&list).unwrap();
+        assert_eq!(
+            as_list(&encode(&frame[..frame.len() - 1]), &alice()),
+            DAMAGED
+        );
+        assert_eq!(as_list(&list, &bob), FOREIGN);
+        assert_eq!(as_window(&window, &bob, conversation), FOREIGN);
+        assert_eq!(as_window(&window, &alice(), other), FOREIGN);
+        assert_eq!(
+            as_list(&window, &alice()),
+            "the cursor is a window of messages, not a place in the conversation list"
+        );
+        assert_eq!(
+            as_window(&list, &alice(), conversation),
+            "the cursor is a place in the conversation list, not a window of messages"
+        );
     }
 
     #[test]

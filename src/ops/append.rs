@@ -1,0 +1,254 @@
+//! Appending a batch of messages: seqs reserved under the conversation's row lock, rows inserted,
+//! and a batch whose client ids are already stored recognised as a retry.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDateTime;
+
+use crate::conn::Conn;
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::models::{corrupt_row, Message, NewMessage};
+use crate::queries::columns::DbTime;
+use crate::queries::rows::{MessageRow, NewMessageRow};
+use crate::queries::{conversations, messages};
+use crate::{Error, Result};
+
+/// What an append's transaction did.
+pub(crate) enum Written {
+    /// Wrote the batch from `first_seq` on, at `created_at`.
+    New { first_seq: i64, created_at: DbTime },
+    /// Found the batch already stored (a retry): these are the stored messages.
+    Replayed(Vec<Message>),
+}
+
+/// A batch checked against the store's limits, with what its rows need: ids and metadata as JSON
+/// text.
+pub(crate) struct Batch<'b, 'a> {
+    user: &'b UserId,
+    conversation: ConversationId,
+    messages: &'b [NewMessage<'a>],
+    ids: Vec<MessageId>,
+    metadata: Vec<Option<String>>,
+}
+
+impl<'b, 'a> Batch<'b, 'a> {
+    /// Checks each message against the limits (`max_bytes` of content, and of metadata as JSON)
+    /// and gives each an id: the client's, or a new UUIDv7.
+    pub(crate) fn new(
+        user: &'b UserId,
+        conversation: ConversationId,
+        messages: &'b [NewMessage<'a>],
+        max_bytes: usize,
+    ) -> Result<Self> {
+        let metadata = messages
+            .iter()
+            .map(|m| m.validate(max_bytes))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Batch {
+            user,
+            conversation,
+            messages,
+            ids: message_ids(messages)?,
+            metadata,
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub(crate) fn has_client_ids(&self) -> bool {
+        self.messages.iter().any(|m| m.id().is_some())
+    }
+
+    /// An empty batch writes nothing, but answers as an append would: `NotFound` for a
+    /// conversation that is not the user's, `Conflict` if its last seq is not `last_seq`.
+    pub(crate) fn check_unwritten(&self, conn: &mut Conn, last_seq: Option<i64>) -> Result<()> {
+        let found = conversations::find(conn, self.user, self.conversation)?;
+        let found = found.ok_or(Error::NotFound)?;
+        match last_seq {
+            Some(expected) if expected != found.message_count => Err(Error::Conflict {
+                expected,
+                actual: found.message_count,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The append's transaction: a retry of a stored batch is found and returned; otherwise the
+    /// seqs are reserved (if the last seq is still `last_seq`, when given) and the rows inserted.
+    /// The messages to return are made after the commit, by [`Batch::stored`]: nothing is copied
+    /// while the transaction holds its locks.
+    pub(crate) fn write(
+        &self,
+        conn: &mut Conn,
+        last_seq: Option<i64>,
+        now: NaiveDateTime,
+    ) -> Result<Written> {
+        if let Some(stored) = self.replay(conn)? {
+            return Ok(Written::Replayed(stored));
+        }
+        let n = self.messages.len() as i64;
+        let (count, created_at) = loop {
+            let reserved =
+                conversations::reserve_seqs(conn, self.user, self.conversation, n, now, last_seq)?;
+            if let Some(reserved) = reserved {
+                break reserved;
+            }
+            // The look-up above takes no lock. On PostgreSQL another attempt of this very batch
+            // may have committed while this one waited for the row, and moved the count past
+            // `last_seq`: that is a retry, not a conflict.
+            if let Some(stored) = self.replay(conn)? {
+                return Ok(Written::Replayed(stored));
+            }
+            match self.moved_on(conn, last_seq)? {
+                Some(error) => return Err(error),
+                // The count reached `last_seq` between the two statements: try again. Counts
+                // only grow, so this happens at most once.
+                None => continue,
+            }
+        };
+        let first_seq = count - n + 1;
+        let mut rows: Vec<NewMessageRow<'_>> = self
+            .messages
+            .iter()
+            .zip(self.ids.iter().zip(first_seq..))
+            .zip(&self.metadata)
+            .map(|((new, (&id, seq)), metadata)| {
+                let metadata = metadata.as_deref();
+                NewMessageRow::new(
+                    self.user,
+                    self.conversation,
+                    (id, seq),
+                    new,
+                    metadata,
+                    created_at.0,
+                )
+            })
+            .collect();
+        messages::insert(conn, &mut rows)?;
+        Ok(Written::New {
+            first_seq,
+            created_at,
+        })
+    }
+
+    /// The messages the batch is stored as, once [`write`](Batch::write) has committed.
+    pub(crate) fn stored(&self, written: Written) -> Vec<Message> {
+        let (first_seq, created_at) = match written {
+            Written::Replayed(stored) => return stored,
+            Written::New {
+                first_seq,
+                created_at,
+            } => (first_seq, created_at),
+        };
+        self.messages
+            .iter()
+            .zip(&self.ids)
+            .zip(first_seq..)
+            .map(|((new, &id), seq)| Message {
+                id,
+                conversation_id: self.conversation,
+                seq,
+                role: new.role(),
+                content: new.content().to_owned(),
+                metadata: new.metadata().cloned(),
+                created_at: created_at.utc(),
+            })
+            .collect()
+    }
+
+    /// The stored batch, if this is a retry of it (see [`replayed`]); `None` if none of its client
+    /// ids is stored; `NotFound` if one is but the conversation is not the user's.
+    fn replay(&self, conn: &mut Conn) -> Result<Option<Vec<Message>>> {
+        let client_ids: Vec<MessageId> = self
+            .messages
+            .iter()
+            .zip(&self.ids)
+            .filter(|(m, _)| m.id().is_some())
+            .map(|(_, &id)| id)
+            .collect();
+        if client_ids.is_empty() {
+            return Ok(None);
+        }
+        let stored = messages::by_ids(conn, &client_ids)?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        // Whose conversation this is decides before any id does: another user's conversation
+        // answers exactly as a missing one, whatever the batch's ids, so that knowing one of
+        // someone's message ids never reveals which conversation holds it.
+        if conversations::find(conn, self.user, self.conversation)?.is_none() {
+            return Err(Error::NotFound);
+        }
+        replayed(self.conversation, self.messages, stored).map(Some)
+    }
+
+    /// Why the append reserved no seqs: the conversation is not the user's (`NotFound`), or its
+    /// last seq is no longer `last_seq` (`Conflict`). `None` if it is `last_seq` after all: an
+    /// append committed between the reservation and this read, so the reservation can be tried
+    /// again.
+    fn moved_on(&self, conn: &mut Conn, last_seq: Option<i64>) -> Result<Option<Error>> {
+        let found = conversations::find(conn, self.user, self.conversation)?;
+        Ok(match (found, last_seq) {
+            (Some(row), Some(expected)) if row.message_count == expected => None,
+            (Some(row), Some(expected)) => Some(Error::Conflict {
+                expected,
+                actual: row.message_count,
+            }),
+            _ => Some(Error::NotFound),
+        })
+    }
+}
+
+/// Each message's id: the client's, or a new UUIDv7. A client id twice in the batch is refused.
+fn message_ids(batch: &[NewMessage<'_>]) -> Result<Vec<MessageId>> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .map(|m| match m.id() {
+            Some(id) if !seen.insert(id) => Err(Error::DuplicateId(id)),
+            Some(id) => Ok(id),
+            None => Ok(MessageId::generate()),
+        })
+        .collect()
+}
+
+/// The outcome of a batch some of whose client ids are already `stored`, appended to a
+/// conversation of the user's own: a retry if it is this very batch — every message stored under
+/// its id, in this conversation, with the same role, content and metadata — which returns the
+/// stored messages in the batch's order.
+fn replayed(
+    conversation: ConversationId,
+    batch: &[NewMessage<'_>],
+    stored: Vec<MessageRow>,
+) -> Result<Vec<Message>> {
+    let mut by_id = HashMap::with_capacity(stored.len());
+    for row in stored {
+        let message = row.into_model()?;
+        by_id.insert(message.id, message);
+    }
+    // The id to report if this is not a retry: the batch's first id that is stored.
+    let Some(taken) = batch
+        .iter()
+        .filter_map(|m| m.id())
+        .find(|id| by_id.contains_key(id))
+    else {
+        return Err(corrupt_row("stored messages found by ids not in the batch"));
+    };
+    let mut replay = Vec::with_capacity(batch.len());
+    for new in batch {
+        let Some(message) = new.id().and_then(|id| by_id.remove(&id)) else {
+            return Err(Error::DuplicateId(taken));
+        };
+        let same = message.conversation_id == conversation
+            && message.role == new.role()
+            && message.content == new.content()
+            && message.metadata.as_ref() == new.metadata();
+        if !same {
+            return Err(Error::DuplicateId(message.id));
+        }
+        replay.push(message);
+    }
+    Ok(replay)
+}

@@ -1,0 +1,61 @@
+//! Running a search: the query parsed, one page of hits read, each with its snippet.
+
+use crate::conn::Conn;
+use crate::ids::UserId;
+use crate::queries::search::Find;
+use crate::queries::{self, conversations};
+use crate::search::{self, Query, SearchHit, SearchQuery, SearchResults};
+use crate::{Error, Result};
+
+/// A search checked before it touches the database: its query parsed, its page size capped.
+pub(crate) struct Search<'q> {
+    request: &'q SearchQuery<'q>,
+    parsed: Query,
+    limit: u32,
+}
+
+impl<'q> Search<'q> {
+    /// Parses the query; pages hold at most `max_page_size` hits.
+    pub(crate) fn new(request: &'q SearchQuery<'q>, max_page_size: u32) -> Result<Self> {
+        Ok(Search {
+            request,
+            parsed: search::parse(request.text())?,
+            limit: request.page().0.clamp(1, max_page_size),
+        })
+    }
+
+    /// The page of hits. On MySQL the caller runs it in [`crate::conn::snapshot`].
+    pub(crate) fn run(&self, conn: &mut Conn, user: &UserId) -> Result<SearchResults> {
+        let (_, offset) = self.request.page();
+        let conversation = self.request.conversation();
+        if let Some(conversation) = conversation {
+            conversations::find(conn, user, conversation)?.ok_or(Error::NotFound)?;
+        }
+        // One row more than asked tells whether a next page exists.
+        let found = queries::search::find(
+            conn,
+            Find {
+                user,
+                conversation,
+                query: &self.parsed,
+                order: self.request.ordering(),
+                limit: i64::from(self.limit) + 1,
+                offset: i64::from(offset),
+            },
+        )?;
+        let more = found.len() > self.limit as usize;
+        let hits = found
+            .into_iter()
+            .take(self.limit as usize)
+            .map(|(message, conversation_title)| SearchHit {
+                snippet: search::snippet(&message.content, &self.parsed),
+                message,
+                conversation_title,
+            })
+            .collect();
+        Ok(SearchResults {
+            hits,
+            next_offset: more.then(|| offset.saturating_add(self.limit)),
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! Rows as the tables hold them: what is read (`…Row`, then turned into the public models) and
+//! what is written (`New…Row`, borrowing from the caller). A column added to a table is added here,
+//! next to its model's field.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::columns::{BindTime, DbTime};
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::models::{corrupt_row, Conversation, Message, NewMessage, Role};
+use crate::schema::{conversations, messages};
+use crate::Result;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = conversations)]
+pub(crate) struct ConversationRow {
+    pub(crate) id: ConversationId,
+    pub(crate) user_id: UserId,
+    pub(crate) title: Option<String>,
+    pub(crate) created_at: DbTime,
+    pub(crate) updated_at: DbTime,
+    pub(crate) message_count: i64,
+}
+
+impl ConversationRow {
+    pub(crate) fn into_model(self) -> Conversation {
+        Conversation {
+            id: self.id,
+            user_id: self.user_id,
+            title: self.title,
+            created_at: self.created_at.utc(),
+            updated_at: self.updated_at.utc(),
+            message_count: self.message_count,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = conversations, treat_none_as_default_value = false)]
+pub(crate) struct NewConversationRow<'a> {
+    pub(crate) id: ConversationId,
+    pub(crate) user_id: &'a UserId,
+    pub(crate) title: Option<&'a str>,
+    pub(crate) created_at: BindTime,
+    pub(crate) updated_at: BindTime,
+    pub(crate) message_count: i64,
+}
+
+impl<'a> NewConversationRow<'a> {
+    /// The row of `conversation`, as `user`'s.
+    pub(crate) fn of(user: &'a UserId, conversation: &'a Conversation) -> Self {
+        NewConversationRow {
+            id: conversation.id,
+            user_id: user,
+            title: conversation.title.as_deref(),
+            created_at: BindTime(conversation.created_at.naive_utc()),
+            updated_at: BindTime(conversation.updated_at.naive_utc()),
+            message_count: conversation.message_count,
+        }
+    }
+}
+
+/// A message row as selected: by the DSL (`Selectable`) or from hand-written SQL that names the
+/// same columns (`QueryableByName`, the search).
+#[derive(Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = messages)]
+pub(crate) struct MessageRow {
+    pub(crate) id: MessageId,
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) seq: i64,
+    pub(crate) role: Role,
+    pub(crate) content: String,
+    pub(crate) metadata: Option<String>,
+    pub(crate) created_at: DbTime,
+}
+
+impl MessageRow {
+    pub(crate) fn into_model(self) -> Result<Message> {
+        Ok(Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq: self.seq,
+            role: self.role,
+            content: self.content,
+            metadata: self
+                .metadata
+                .as_deref()
+                .map(parse_metadata)
+                .transpose()
+                .map_err(corrupt_row)?,
+            created_at: self.created_at.utc(),
+        })
+    }
+}
+
+/// Stored metadata as JSON, however deeply it nests. The store writes at most
+/// [`MAX_METADATA_DEPTH`](crate::MAX_METADATA_DEPTH) levels, but another program (or an older
+/// chatstore) may have written more — SQLite's and PostgreSQL's checks allow hundreds — and past
+/// serde_json's default limit of 128 levels one such row made every read that touched it fail,
+/// a user's whole export included. So the limit is lifted, and `serde_stacker` grows the stack
+/// while the parser descends, so that no depth can overflow it either.
+fn parse_metadata(text: &str) -> serde_json::Result<serde_json::Value> {
+    use serde::Deserialize;
+
+    let mut parser = serde_json::Deserializer::from_str(text);
+    parser.disable_recursion_limit();
+    let value = serde_json::Value::deserialize(serde_stacker::Deserializer::new(&mut parser))?;
+    parser.end()?;
+    Ok(value)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
+pub(crate) struct NewMessageRow<'a> {
+    pub(crate) id: MessageId,
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) user_id: &'a UserId,
+    pub(crate) seq: i64,
+    pub(crate) role: Role,
+    pub(crate) content: &'a str,
+    pub(crate) metadata: Option<&'a str>,
+    pub(crate) created_at: BindTime,
+    /// What the full-text index reads instead of the content, if anything: left `None` by the
+    /// callers, filled in by [`super::messages::insert`] as the backend's index needs.
+    pub(crate) search_text: Option<String>,
+}
+
+impl<'a> NewMessageRow<'a> {
+    /// The row of the new message `new`, with its metadata already as JSON text.
+    pub(crate) fn new(
+        user: &'a UserId,
+        conversation: ConversationId,
+        (id, seq): (MessageId, i64),
+        new: &NewMessage<'a>,
+        metadata: Option<&'a str>,
+        created_at: NaiveDateTime,
+    ) -> Self {
+        NewMessageRow {
+            id,
+            conversation_id: conversation,
+            user_id: user,
+            seq,
+            role: new.role(),
+            content: new.content(),
+            metadata,
+            created_at: BindTime(created_at),
+            search_text: None,
+        }
+    }
+
+    /// The row of the stored message `message` (an import), as `user`'s.
+    pub(crate) fn of(user: &'a UserId, message: &'a Message, metadata: Option<&'a str>) -> Self {
+        NewMessageRow {
+            id: message.id,
+            conversation_id: message.conversation_id,
+            user_id: user,
+            seq: message.seq,
+            role: message.role,
+            content: &message.content,
+            metadata,
+            created_at: BindTime(message.created_at.naive_utc()),
+            search_text: None,
+        }
+    }
+}
