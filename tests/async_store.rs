@@ -2,8 +2,6 @@
 //! store returns, concurrent tasks append without gaps on either kind of runtime, a dropped write
 //! is whole or absent, and a panic or a missing runtime is a typed error.
 
-// Shared with tests/store.rs, which uses all of it.
-#[allow(dead_code)]
 mod support;
 
 use std::collections::HashSet;
@@ -15,51 +13,25 @@ use std::time::{Duration, Instant};
 
 use chatstore::{
     AsyncChatStore, ChatStore, ContextOptions, Error, ExportItem, Message, MessageId, NewMessage,
-    Page, SearchOrder, SearchQuery, UserId, Window,
+    Page, SearchOrder, SearchQuery, Window,
 };
 use serde_json::json;
-use support::{Kind, TestDb};
+use support::{backend_tests, seqs, user, Kind, TestDb};
 use tokio::runtime::{Builder, Runtime};
 
-/// One `#[test]` per backend for each behaviour; each builds the runtime it is about.
-macro_rules! backend_tests {
-    ($($test:ident),* $(,)?) => {
-        #[cfg(feature = "sqlite")]
-        mod sqlite_file {
-            $( #[test] fn $test() { super::$test(&super::TestDb::new(super::Kind::SqliteFile)) } )*
-        }
-        #[cfg(feature = "sqlite")]
-        mod sqlite_memory {
-            $( #[test] fn $test() { super::$test(&super::TestDb::new(super::Kind::SqliteMemory)) } )*
-        }
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            $( #[test] fn $test() { super::$test(&super::TestDb::new(super::Kind::Postgres)) } )*
-        }
-        #[cfg(feature = "mysql")]
-        mod mysql {
-            $( #[test] fn $test() { super::$test(&super::TestDb::new(super::Kind::Mysql)) } )*
-        }
-    };
-}
-
-backend_tests![
-    every_call_returns_what_the_blocking_store_returns,
-    concurrent_tasks_on_a_multi_thread_runtime_get_consecutive_seqs,
-    concurrent_tasks_on_a_current_thread_runtime_get_consecutive_seqs,
-    a_dropped_batch_append_is_whole_or_absent,
-    a_dropped_append_still_commits,
-    a_panicking_cost_fn_is_a_typed_error_and_the_store_carries_on,
-    a_call_outside_a_runtime_is_a_typed_error,
-    a_call_on_a_shut_down_runtime_is_a_typed_error,
-];
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
-}
-
-fn seqs(messages: &[Message]) -> Vec<i64> {
-    messages.iter().map(|m| m.seq).collect()
+// Each behaviour builds the runtime it is about.
+backend_tests! {
+    every: [
+        every_call_returns_what_the_blocking_store_returns,
+        concurrent_tasks_on_a_multi_thread_runtime_get_consecutive_seqs,
+        concurrent_tasks_on_a_current_thread_runtime_get_consecutive_seqs,
+        a_dropped_batch_append_is_whole_or_absent,
+        a_dropped_append_still_commits,
+        a_panicking_cost_fn_is_a_typed_error_and_the_store_carries_on,
+        a_call_outside_a_runtime_is_a_typed_error,
+        a_call_on_a_shut_down_runtime_is_a_typed_error,
+    ],
+    persistent: [],
 }
 
 fn current_thread() -> Runtime {

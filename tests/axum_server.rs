@@ -2,8 +2,6 @@
 //! on every enabled backend: the whole flow, isolation between users, authentication, cursors
 //! that were tampered with or made for someone else, malformed requests, and retried appends.
 
-// Shared with tests/store.rs, which uses all of it.
-#[allow(dead_code)]
 mod support;
 
 // The example itself, `main` included, which only the binary calls.
@@ -22,34 +20,21 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use support::{Kind, TestDb};
+use support::{backend_tests, Kind, TestDb};
 
-/// One `#[test]` per backend for each behaviour.
-macro_rules! backend_tests {
-    ($($test:ident),* $(,)?) => {
-        #[cfg(feature = "sqlite")]
-        mod sqlite_file {
-            $( #[test] fn $test() { super::serve(super::Kind::SqliteFile, super::$test) } )*
-        }
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            $( #[test] fn $test() { super::serve(super::Kind::Postgres, super::$test) } )*
-        }
-        #[cfg(feature = "mysql")]
-        mod mysql {
-            $( #[test] fn $test() { super::serve(super::Kind::Mysql, super::$test) } )*
-        }
-    };
+// Each behaviour is served by `serve`, on a database that outlives the requests.
+backend_tests! {
+    run: crate::serve,
+    every: [],
+    persistent: [
+        the_full_flow_pages_reads_renames_and_deletes,
+        another_users_conversation_is_not_found_and_stays_unchanged,
+        requests_without_a_valid_user_are_unauthorized,
+        tampered_and_foreign_cursors_are_refused_without_data,
+        malformed_requests_are_client_errors_that_write_nothing,
+        a_retried_append_with_client_ids_returns_the_stored_messages,
+    ],
 }
-
-backend_tests![
-    the_full_flow_pages_reads_renames_and_deletes,
-    another_users_conversation_is_not_found_and_stays_unchanged,
-    requests_without_a_valid_user_are_unauthorized,
-    tampered_and_foreign_cursors_are_refused_without_data,
-    malformed_requests_are_client_errors_that_write_nothing,
-    a_retried_append_with_client_ids_returns_the_stored_messages,
-];
 
 /// Serves the example's app on a fresh database of `kind`, at a free local port, and runs `test`
 /// against it.

@@ -2,43 +2,30 @@
 //! their features, a PostgreSQL and a MySQL database of its own: exit codes, output, and an export
 //! that survives an import into another database line for line.
 
-// Shared with tests/store.rs, which uses all of it.
-#[allow(dead_code)]
 mod support;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chatstore::{ChatStore, NewMessage, SearchQuery, UserId};
+use chatstore::{ChatStore, NewMessage, SearchQuery};
 use serde_json::{json, Value};
-use support::{Kind, TestDb};
+use support::{backend_tests, user, Kind, TestDb};
 
-/// One `#[test]` per backend whose database outlives a process (in-memory SQLite does not).
-macro_rules! cli_tests {
-    ($($name:ident),* $(,)?) => {
-        #[cfg(feature = "sqlite")]
-        mod sqlite_file {
-            $( #[test] fn $name() { super::$name(&super::TestDb::new(super::Kind::SqliteFile)) } )*
-        }
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            $( #[test] fn $name() { super::$name(&super::TestDb::new(super::Kind::Postgres)) } )*
-        }
-        #[cfg(feature = "mysql")]
-        mod mysql {
-            $( #[test] fn $name() { super::$name(&super::TestDb::new(super::Kind::Mysql)) } )*
-        }
-    };
-}
-
-cli_tests! {
-    migrate_then_verify_succeed,
-    verify_names_a_dropped_index_and_exits_1,
-    stats_count_in_text_and_json,
-    export_import_export_gives_identical_lines,
-    a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it,
-    delete_user_is_refused_without_yes,
+// Each behaviour needs a database that outlives a process (in-memory SQLite does not).
+backend_tests! {
+    every: [],
+    persistent: [
+        migrate_then_verify_succeed,
+        verify_names_a_dropped_index_and_exits_1,
+        stats_count_in_text_and_json,
+        export_import_export_gives_identical_lines,
+        a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it,
+        delete_user_is_refused_without_yes,
+        an_export_that_cannot_be_renamed_into_place_leaves_no_partial_file,
+        an_export_the_store_fails_leaves_no_partial_file,
+        an_exported_file_is_readable_by_its_owner_only,
+    ],
 }
 
 /// What a run of the binary did.
@@ -97,10 +84,6 @@ fn chatstore_with_input(url: &str, args: &[&str], stdin: &[u8]) -> Run {
 
 fn chatstore(url: &str, args: &[&str]) -> Run {
     chatstore_with_input(url, args, b"")
-}
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
 }
 
 /// Alice: three conversations (one of 1,234 messages, in batches at different times; metadata;
@@ -246,17 +229,7 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     .expect(0);
     assert_eq!(run.stdout, "imported 3 conversations, 1238 messages\n");
     let second = dir.path().join("copy.jsonl");
-    chatstore(
-        &copy.url,
-        &[
-            "export",
-            "--user",
-            "alice",
-            "--output",
-            second.to_str().unwrap(),
-        ],
-    )
-    .expect(0);
+    export_alice(&copy.url, &second, 0);
     assert_eq!(read(&second), exported);
     assert_eq!(
         stats(&copy.url),
@@ -458,6 +431,76 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
         stats(&target.url),
         json!({"users": 1, "conversations": 1, "messages": 4})
     );
+}
+
+/// `chatstore export --user alice --output OUTPUT`, which must exit with `code`.
+fn export_alice(url: &str, output: &Path, code: i32) -> Run {
+    let output = output.to_str().unwrap();
+    chatstore(url, &["export", "--user", "alice", "--output", output]).expect(code)
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn an_export_that_cannot_be_renamed_into_place_leaves_no_partial_file(db: &TestDb) {
+    seed(db);
+    let dir = tempfile::tempdir().unwrap();
+    // The whole export is written to out.partial; renaming it onto a directory fails.
+    let output = dir.path().join("out");
+    std::fs::create_dir(&output).unwrap();
+    let run = export_alice(&db.url, &output, 3);
+    assert!(
+        run.stderr.starts_with("error: renaming to "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(names(dir.path()), ["out"], "{}", run.stderr);
+    assert_eq!(names(&output), Vec::<String>::new());
+}
+
+fn an_export_the_store_fails_leaves_no_partial_file(db: &TestDb) {
+    seed(db);
+    // The conversations are read, then reading their messages fails.
+    db.execute("ALTER TABLE messages RENAME TO messages_elsewhere")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("alice.jsonl");
+    let run = export_alice(&db.url, &output, 3);
+    assert!(
+        run.stderr.starts_with("error: reading the user's data"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(names(dir.path()), Vec::<String>::new(), "{}", run.stderr);
+
+    // Nor when the file cannot be created at all.
+    let nowhere = dir.path().join("missing").join("alice.jsonl");
+    let run = export_alice(&db.url, &nowhere, 3);
+    assert!(run.stderr.starts_with("error: creating "), "{}", run.stderr);
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}
+
+fn an_exported_file_is_readable_by_its_owner_only(db: &TestDb) {
+    use std::os::unix::fs::PermissionsExt;
+    seed(db);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("alice.jsonl");
+    // A partial file left behind by someone else, readable by all: replaced, not reused.
+    let stale = dir.path().join("alice.jsonl.partial");
+    std::fs::write(&stale, "stale").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    export_alice(&db.url, &output, 0);
+    assert_eq!(names(dir.path()), ["alice.jsonl"]);
+    let mode = std::fs::metadata(&output).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    assert_eq!(read(&output).lines().count(), 3 + 1238);
 }
 
 fn delete_user_is_refused_without_yes(db: &TestDb) {

@@ -1,12 +1,12 @@
 //! Operators' calls: `stats`, `export_user` and `import_conversation`, on every backend.
 
 use chatstore::{
-    ChatStore, Conversation, ConversationId, Error, ExportCounts, ExportItem, Message, MessageId,
-    NewMessage, Page, SearchQuery, StoreStats, UserId, Window,
+    ChatStore, Conversation, ConversationCursor, ConversationId, Error, ExportCounts, ExportItem,
+    Message, MessageId, NewMessage, Page, SearchQuery, StoreStats, UserId, Window,
 };
 use serde_json::json;
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, user, Kind, TestDb};
 
 backend_tests! {
     every: [
@@ -15,13 +15,9 @@ backend_tests! {
         an_export_reads_each_conversation_as_its_page_was_listed,
         a_user_without_data_exports_nothing,
         refused_imports_leave_the_database_unchanged,
-        times_outside_mysqls_range_are_refused_there_and_kept_elsewhere,
+        times_far_from_now_import_list_and_update_exactly,
     ],
     persistent: [],
-}
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
 }
 
 fn stats(users: u64, conversations: u64, messages: u64) -> StoreStats {
@@ -462,29 +458,122 @@ fn refused_imports_leave_the_database_unchanged(db: &TestDb) {
     assert_eq!(store.stats().unwrap(), stats(1, 2, 6));
 }
 
-fn times_outside_mysqls_range_are_refused_there_and_kept_elsewhere(db: &TestDb) {
+/// Times far from now, before 1970 and after 2038 (the range of MySQL's TIMESTAMP type, which the
+/// store once bound its times as), go in, come back and take part in lists and writes exactly, on
+/// every backend. Nothing here depends on the clock: a write to a conversation updated in 9999
+/// keeps that time.
+fn times_far_from_now_import_list_and_update_exactly(db: &TestDb) {
     let source_db = TestDb::new(db.kind);
     let source = source_db.open();
     let alice = user("alice");
-    let conv = source.create_conversation(&alice, None).unwrap().id;
-    source
-        .append_message(&alice, conv, NewMessage::user("hi"))
-        .unwrap();
-    let (mut conversation, messages) = grouped(export(&source, &alice)).remove(0);
+    for _ in 0..3 {
+        let conv = source.create_conversation(&alice, None).unwrap().id;
+        source
+            .append_messages(
+                &alice,
+                conv,
+                &[NewMessage::user("hi"), NewMessage::assistant("yo")],
+            )
+            .unwrap();
+    }
     let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
-    conversation.created_at = time("1960-05-01T10:00:00.123456Z");
-    conversation.updated_at = time("2040-01-01T00:00:00Z");
+    // (created_at, each message's, updated_at) of each conversation, in id order.
+    let times = [
+        (
+            "0001-01-01T00:00:00Z",
+            ["1900-01-01T00:00:00.000001Z", "1969-12-31T23:59:59.999999Z"],
+            "1970-01-01T00:00:00Z",
+        ),
+        (
+            "2038-01-19T03:14:07.999999Z",
+            ["2038-01-19T03:14:08Z", "2040-02-29T12:34:56.654321Z"],
+            "2040-02-29T12:34:56.654321Z",
+        ),
+        (
+            "9999-12-31T00:00:00Z",
+            ["9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"],
+            "9999-12-31T23:59:59.999999Z",
+        ),
+    ];
+    let mut imported = grouped(export(&source, &alice));
+    for ((conversation, messages), (created, at, updated)) in imported.iter_mut().zip(times) {
+        conversation.created_at = time(created);
+        conversation.updated_at = time(updated);
+        for (message, at) in messages.iter_mut().zip(at) {
+            message.created_at = time(at);
+        }
+    }
 
     let store = db.open();
-    let imported = store.import_conversation(&alice, &conversation, &messages);
-    if db.kind == Kind::Mysql {
-        assert!(
-            matches!(&imported, Err(Error::InvalidImport(why)) if why.contains("1970")),
-            "{imported:?}"
-        );
-        assert_eq!(store.stats().unwrap(), stats(0, 0, 0));
-    } else {
-        imported.unwrap();
-        assert_eq!(store.conversation(&alice, conv).unwrap(), conversation);
+    for (conversation, messages) in &imported {
+        store
+            .import_conversation(&alice, conversation, messages)
+            .unwrap();
     }
+    assert_eq!(grouped(export(&store, &alice)), imported);
+    let [past, later, last] = [0, 1, 2].map(|i| imported[i].0.clone());
+
+    // Paged one at a time, then from cursors at and between those times.
+    let mut listed = Vec::new();
+    let mut page = Some(Page::first(1));
+    while let Some(current) = page {
+        let found = store.list_conversations(&alice, current).unwrap();
+        listed.extend(found.conversations);
+        page = found.next;
+    }
+    assert_eq!(listed, [last.clone(), later.clone(), past.clone()]);
+    let after = |at: &str, id: ConversationId| {
+        let cursor = ConversationCursor::new(time(at), id);
+        let found = store.list_conversations(&alice, Page::after(cursor, 10));
+        found.unwrap().conversations
+    };
+    let ids = |found: Vec<Conversation>| found.iter().map(|c| c.id).collect::<Vec<_>>();
+    let max = ConversationId::from(uuid::Uuid::max());
+    assert_eq!(
+        ids(after("9999-12-31T23:59:59.999999Z", last.id)),
+        [later.id, past.id]
+    );
+    assert_eq!(
+        ids(after("9999-12-31T23:59:59.999999Z", max)),
+        [last.id, later.id, past.id]
+    );
+    assert_eq!(ids(after("2041-01-01T00:00:00Z", max)), [later.id, past.id]);
+    assert_eq!(
+        ids(after("2040-02-29T12:34:56.654321Z", later.id)),
+        [past.id]
+    );
+    assert_eq!(ids(after("2038-01-19T03:14:08Z", max)), [past.id]);
+    assert_eq!(ids(after("1970-01-01T00:00:00Z", past.id)), []);
+    assert_eq!(ids(after("1969-12-31T23:59:59Z", max)), []);
+    assert_eq!(ids(after("0001-01-01T00:00:00Z", max)), []);
+
+    // A rename and an append never move `updated_at` back: on the conversation of 9999 it stays.
+    store
+        .rename_conversation(&alice, last.id, Some("Far ahead"))
+        .unwrap();
+    let appended = store
+        .append_message(&alice, last.id, NewMessage::user("still here"))
+        .unwrap();
+    assert_eq!(appended.seq, 3);
+    assert_eq!(appended.created_at, last.updated_at);
+    let renamed = store.conversation(&alice, last.id).unwrap();
+    assert_eq!(renamed.title.as_deref(), Some("Far ahead"));
+    assert_eq!(renamed.updated_at, last.updated_at);
+    assert_eq!(renamed.message_count, 3);
+    // On the conversation of 2040 they keep 2040, or the clock's time if it is later.
+    let appended = store
+        .append_message(&alice, later.id, NewMessage::user("after 2038"))
+        .unwrap();
+    assert!(appended.created_at >= later.updated_at, "{appended:?}");
+    let later_now = store.conversation(&alice, later.id).unwrap();
+    assert_eq!(later_now.updated_at, appended.created_at);
+    store
+        .rename_conversation(&alice, later.id, Some("Later"))
+        .unwrap();
+    assert!(store.conversation(&alice, later.id).unwrap().updated_at >= later_now.updated_at);
+    assert_eq!(
+        store.stats().unwrap(),
+        stats(1, 3, 8),
+        "every write went in"
+    );
 }

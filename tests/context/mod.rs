@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, seqs, user, TestDb};
 
 backend_tests! {
     every: [
@@ -24,14 +24,6 @@ backend_tests! {
     persistent: [],
 }
 
-fn user() -> UserId {
-    UserId::new("alice").unwrap()
-}
-
-fn seqs(messages: &[Message]) -> Vec<i64> {
-    messages.iter().map(|m| m.seq).collect()
-}
-
 fn call(ids: &[&str]) -> Value {
     json!({ "tool_calls": ids.iter().map(|id| json!({"id": id, "type": "function"})).collect::<Vec<_>>() })
 }
@@ -42,9 +34,9 @@ fn result(id: &str) -> Value {
 
 fn an_empty_conversation_gives_an_empty_window(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     for budget in [0, 1, u64::MAX] {
-        let window = store.context_window(&user(), conv, budget).unwrap();
+        let window = store.context_window(&user("alice"), conv, budget).unwrap();
         assert!(window.messages.is_empty());
         assert_eq!((window.cost, window.omitted), (0, 0));
     }
@@ -52,13 +44,13 @@ fn an_empty_conversation_gives_an_empty_window(db: &TestDb) {
 
 fn the_newest_messages_that_fit_come_oldest_first(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     // 300 messages of 1 to 30 characters (more than one page of the read).
     let texts: Vec<String> = (1..=300).map(|i| "x".repeat(1 + i % 30)).collect();
     let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
-    store.append_messages(&user(), conv, &batch).unwrap();
+    store.append_messages(&user("alice"), conv, &batch).unwrap();
     for budget in [0, 1, 30, 31, 100, 1000, 2000, 4650, 10_000] {
-        let window = store.context_window(&user(), conv, budget).unwrap();
+        let window = store.context_window(&user("alice"), conv, budget).unwrap();
         // The longest run of newest messages whose lengths add up to at most the budget.
         let mut fit = 0;
         let mut spent = 0;
@@ -84,49 +76,53 @@ fn the_newest_messages_that_fit_come_oldest_first(db: &TestDb) {
 
 fn a_budget_below_the_newest_message_gives_only_the_system_messages(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     store
         .append_messages(
-            &user(),
+            &user("alice"),
             conv,
             &[NewMessage::user("short"), NewMessage::user("much longer")],
         )
         .unwrap();
-    let window = store.context_window(&user(), conv, 10).unwrap();
+    let window = store.context_window(&user("alice"), conv, 10).unwrap();
     assert!(
         window.messages.is_empty(),
         "the newest does not fit, so nothing older may"
     );
     assert_eq!((window.cost, window.omitted), (0, 2));
     store
-        .append_message(&user(), conv, NewMessage::system("be brief"))
+        .append_message(&user("alice"), conv, NewMessage::system("be brief"))
         .unwrap();
     store
-        .append_message(&user(), conv, NewMessage::user("a very long question"))
+        .append_message(
+            &user("alice"),
+            conv,
+            NewMessage::user("a very long question"),
+        )
         .unwrap();
-    let window = store.context_window(&user(), conv, 10).unwrap();
+    let window = store.context_window(&user("alice"), conv, 10).unwrap();
     assert_eq!(seqs(&window.messages), [3]);
     assert_eq!((window.cost, window.omitted), (8, 3));
 }
 
 fn system_messages_are_pinned_however_old(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     store
-        .append_message(&user(), conv, NewMessage::system("rules"))
+        .append_message(&user("alice"), conv, NewMessage::system("rules"))
         .unwrap();
     let filler: Vec<String> = (0..2000).map(|i| format!("{i:04}")).collect();
     let batch: Vec<NewMessage> = filler.iter().map(|t| NewMessage::user(t)).collect();
-    store.append_messages(&user(), conv, &batch).unwrap();
+    store.append_messages(&user("alice"), conv, &batch).unwrap();
     store
-        .append_message(&user(), conv, NewMessage::system("late rule"))
+        .append_message(&user("alice"), conv, NewMessage::system("late rule"))
         .unwrap();
     store
-        .append_message(&user(), conv, NewMessage::user("last"))
+        .append_message(&user("alice"), conv, NewMessage::user("last"))
         .unwrap();
 
     let window = store
-        .context_window(&user(), conv, 5 + 9 + 4 + 4 * 3)
+        .context_window(&user("alice"), conv, 5 + 9 + 4 + 4 * 3)
         .unwrap();
     // Both system messages first, in order, each once; then the newest that fit.
     assert_eq!(seqs(&window.messages), [1, 2002, 1999, 2000, 2001, 2003]);
@@ -135,12 +131,12 @@ fn system_messages_are_pinned_however_old(db: &TestDb) {
 
     let unpinned = ContextOptions::default().pin_system(false);
     let window = store
-        .context_window_with(&user(), conv, 4 + 9 + 4, unpinned, char_cost)
+        .context_window_with(&user("alice"), conv, 4 + 9 + 4, unpinned, char_cost)
         .unwrap();
     assert_eq!(seqs(&window.messages), [2001, 2002, 2003]);
 
     // The system messages alone are over the budget.
-    match store.context_window(&user(), conv, 13) {
+    match store.context_window(&user("alice"), conv, 13) {
         Err(Error::BudgetTooSmall { needed, budget }) => assert_eq!((needed, budget), (14, 13)),
         other => panic!("{other:?}"),
     }
@@ -148,7 +144,7 @@ fn system_messages_are_pinned_however_old(db: &TestDb) {
 
 fn a_cut_between_a_call_and_its_results_drops_the_results(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     let (calls, r1, r2) = (call(&["c1", "c2"]), result("c1"), result("c2"));
     let history = [
         NewMessage::user("add milk and eggs"),
@@ -157,7 +153,9 @@ fn a_cut_between_a_call_and_its_results_drops_the_results(db: &TestDb) {
         NewMessage::tool("eggs added").with_metadata(&r2),
         NewMessage::assistant("Both are on the list."),
     ];
-    let stored = store.append_messages(&user(), conv, &history).unwrap();
+    let stored = store
+        .append_messages(&user("alice"), conv, &history)
+        .unwrap();
     let cost: Vec<u64> = stored.iter().map(char_cost).collect();
     let suffix = |from: usize| cost[from..].iter().sum::<u64>();
     // The budget reaches back to each message in turn.
@@ -172,15 +170,15 @@ fn a_cut_between_a_call_and_its_results_drops_the_results(db: &TestDb) {
         (suffix(0), vec![1, 2, 3, 4, 5]),
     ];
     for (budget, expected) in cases {
-        let window = store.context_window(&user(), conv, budget).unwrap();
+        let window = store.context_window(&user("alice"), conv, budget).unwrap();
         assert_eq!(seqs(&window.messages), expected, "budget {budget}");
         assert!(window.cost <= budget);
     }
     // A result that names no call cannot open a window either.
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     store
         .append_messages(
-            &user(),
+            &user("alice"),
             conv,
             &[
                 NewMessage::assistant("calling"),
@@ -189,16 +187,16 @@ fn a_cut_between_a_call_and_its_results_drops_the_results(db: &TestDb) {
             ],
         )
         .unwrap();
-    let window = store.context_window(&user(), conv, 8).unwrap();
+    let window = store.context_window(&user("alice"), conv, 8).unwrap();
     assert_eq!(seqs(&window.messages), [3]);
 }
 
 fn a_cost_function_of_your_own_decides(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     let texts: Vec<String> = (0..50).map(|i| "word ".repeat(i % 7)).collect();
     let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::assistant(t)).collect();
-    store.append_messages(&user(), conv, &batch).unwrap();
+    store.append_messages(&user("alice"), conv, &batch).unwrap();
     let mut calls = 0;
     // One "token" per message: the budget is a message count.
     let one = |_: &Message| {
@@ -206,7 +204,7 @@ fn a_cost_function_of_your_own_decides(db: &TestDb) {
         1
     };
     let window = store
-        .context_window_with(&user(), conv, 20, ContextOptions::default(), one)
+        .context_window_with(&user("alice"), conv, 20, ContextOptions::default(), one)
         .unwrap();
     assert_eq!(seqs(&window.messages), (31..=50).collect::<Vec<i64>>());
     assert_eq!(window.cost, 20);
@@ -215,9 +213,9 @@ fn a_cost_function_of_your_own_decides(db: &TestDb) {
 
 fn another_users_conversation_is_not_found(db: &TestDb) {
     let store = db.open();
-    let conv = store.create_conversation(&user(), None).unwrap().id;
+    let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     store
-        .append_message(&user(), conv, NewMessage::system("secret rules"))
+        .append_message(&user("alice"), conv, NewMessage::system("secret rules"))
         .unwrap();
     let mallory = UserId::new("mallory").unwrap();
     assert!(matches!(
@@ -231,7 +229,7 @@ fn another_users_conversation_is_not_found(db: &TestDb) {
     ));
     let missing = ConversationId::from(uuid::Uuid::now_v7());
     assert!(matches!(
-        store.context_window(&user(), missing, 1000),
+        store.context_window(&user("alice"), missing, 1000),
         Err(Error::NotFound)
     ));
 }
@@ -303,7 +301,7 @@ fn random_histories_match_a_brute_force_window(db: &TestDb) {
     };
     TestRunner::new(config)
         .run(&input, |(history, budget, pin)| {
-            let conv = store.create_conversation(&user(), None).unwrap().id;
+            let conv = store.create_conversation(&user("alice"), None).unwrap().id;
             let metadata: Vec<Option<Value>> = history
                 .iter()
                 .map(|&(role, _, id)| match role {
@@ -327,10 +325,13 @@ fn random_histories_match_a_brute_force_window(db: &TestDb) {
                     }
                 })
                 .collect();
-            store.append_messages(&user(), conv, &batch).unwrap();
-            let all = store.messages(&user(), conv, Window::All).unwrap().messages;
+            store.append_messages(&user("alice"), conv, &batch).unwrap();
+            let all = store
+                .messages(&user("alice"), conv, Window::All)
+                .unwrap()
+                .messages;
             let options = ContextOptions::default().pin_system(pin);
-            let got = store.context_window_with(&user(), conv, budget, options, char_cost);
+            let got = store.context_window_with(&user("alice"), conv, budget, options, char_cost);
             match (brute_force(&all, budget, pin), got) {
                 (None, Err(Error::BudgetTooSmall { .. })) => {}
                 (Some(expected), Ok(window)) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chatstore::{ChatStore, ConversationId, UserId, Window};
 
 use super::{child_env, random_below, slow, spawn_child};
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, TestDb};
 
 backend_tests! {
     every: [],

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::model::expected_window;
 use super::slow;
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, Kind, TestDb};
 
 backend_tests! {
     every: [
@@ -22,7 +22,9 @@ backend_tests! {
         arbitrary_windows_and_list_cursors_select_exactly_the_right_rows,
         metadata_numbers_read_back_exactly,
     ],
-    persistent: [],
+    persistent: [
+        metadata_nested_deeper_than_the_store_writes_is_still_read,
+    ],
 }
 
 /// The content limit of the stores here: small, so that random input falls on both sides of it.
@@ -199,6 +201,72 @@ fn metadata_numbers_read_back_exactly(db: &TestDb) {
             value.as_f64().map(f64::to_bits)
         );
     }
+}
+
+/// Metadata nested deeper than the store accepts, and deeper than serde_json parses by default
+/// (128 levels), written by another program: every read that touches the message gives it back —
+/// its windows, the context window, a search hit and the user's export — so one such row never
+/// makes the rest unreadable. 1000 levels is the deepest SQLite's JSON check accepts; MariaDB's
+/// refuses 32, so there the deepest row it holds is read.
+fn metadata_nested_deeper_than_the_store_writes_is_still_read(db: &TestDb) {
+    let store = db.open();
+    let user = UserId::new("deep").unwrap();
+    let conv = store.create_conversation(&user, None).unwrap().id;
+    for content in ["before", "deep row", "after"] {
+        store
+            .append_message(&user, conv, NewMessage::user(content))
+            .unwrap();
+    }
+    let depth = match db.kind {
+        Kind::Mysql => 31,
+        _ => 1000,
+    };
+    let text = format!(
+        "{}{}",
+        r#"{"a":"#.repeat(depth - 1) + "{}",
+        "}".repeat(depth - 1)
+    );
+    let deep = (1..depth).fold(
+        serde_json::json!({}),
+        |inner, _| serde_json::json!({ "a": inner }),
+    );
+    let update = |text: &str| {
+        db.execute(&format!(
+            "UPDATE messages SET metadata = '{text}' WHERE seq = 2"
+        ))
+    };
+    update(&text).unwrap();
+    if db.kind == Kind::Mysql {
+        let deeper = format!(r#"{{"a":{text}}}"#);
+        assert!(update(&deeper).is_err(), "MariaDB refuses 32 levels itself");
+    }
+
+    let all = store.messages(&user, conv, Window::All).unwrap().messages;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[1].metadata.as_ref(), Some(&deep));
+    assert_eq!(all[1].content, "deep row");
+    for window in [
+        Window::Latest(2),
+        Window::Before { seq: 3, limit: 1 },
+        Window::After { seq: 1, limit: 1 },
+    ] {
+        let page = store.messages(&user, conv, window).unwrap().messages;
+        assert!(page.contains(&all[1]), "{window:?}");
+    }
+    let context = store.context_window(&user, conv, u64::MAX).unwrap();
+    assert_eq!(context.messages, all);
+    let hits = store
+        .search_messages(&user, &chatstore::SearchQuery::new("deep"))
+        .unwrap()
+        .hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].message, all[1]);
+    let exported = store
+        .export_user(&user)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(exported.len(), 4);
+    assert_eq!(exported[2], chatstore::ExportItem::Message(all[1].clone()));
 }
 
 /// Any time chrono can hold, from year -262143 to 262142.

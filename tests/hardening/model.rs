@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, TestDb};
 
 backend_tests! {
     every: [the_store_agrees_with_the_model_after_every_step],

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chatstore::{ChatStore, ConversationId, NewMessage, UserId, Window};
 
 use super::{child_env, finish, slow, spawn_child};
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, TestDb};
 
 backend_tests! {
     every: [],

@@ -6,22 +6,21 @@ use std::thread;
 use chatstore::{ChatStore, ConversationId, Error, MessageId, NewMessage, UserId, Window};
 use serde_json::json;
 
-use crate::support::{Kind, TestDb};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use crate::support::Kind;
+use crate::support::{backend_tests, user, TestDb};
 
 backend_tests! {
     every: [
         a_retried_batch_returns_the_stored_messages_and_writes_nothing,
         a_client_id_taken_by_a_different_message_is_refused,
         a_retry_into_another_users_conversation_is_not_found,
+        another_users_conversation_answers_as_a_missing_one_whatever_the_ids,
         concurrent_retries_of_one_message_store_it_once,
         a_stale_last_seq_conflicts_and_writes_nothing,
         writers_that_state_the_last_seq_never_interleave,
     ],
     persistent: [],
-}
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
 }
 
 fn new_id() -> MessageId {
@@ -192,6 +191,54 @@ fn a_retry_into_another_users_conversation_is_not_found(db: &TestDb) {
         Err(Error::DuplicateId(_))
     ));
     assert_eq!(state(&store, &alice, conv), before);
+    assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
+}
+
+/// A user who learned one of alice's message ids, and which conversation holds it, cannot tell
+/// that conversation from one that does not exist: with that id (alone, in a batch, with a stated
+/// last seq) both answer `NotFound`, word for word. Only in the user's own conversation is the id
+/// reported as taken, as it would be whoever held it.
+fn another_users_conversation_answers_as_a_missing_one_whatever_the_ids(db: &TestDb) {
+    let store = db.open();
+    let (alice, mallory) = (user("alice"), user("mallory"));
+    let theirs = store.create_conversation(&alice, None).unwrap().id;
+    let id = new_id();
+    let known = NewMessage::user("secret").with_id(id);
+    store.append_message(&alice, theirs, known).unwrap();
+    let before = state(&store, &alice, theirs);
+    let missing = ConversationId::from(uuid::Uuid::now_v7());
+    let attempts = |conv: ConversationId| {
+        let other = NewMessage::user("other").with_id(id);
+        [
+            store.append_message(&mallory, conv, known).map(drop),
+            store.append_message(&mallory, conv, other).map(drop),
+            store
+                .append_messages(
+                    &mallory,
+                    conv,
+                    &[NewMessage::user("x").with_id(new_id()), other],
+                )
+                .map(drop),
+            store
+                .append_if_last_seq(&mallory, conv, 1, &[known])
+                .map(drop),
+            store
+                .append_if_last_seq(&mallory, conv, 0, &[other])
+                .map(drop),
+        ]
+        .map(|result| format!("{:?}", result.unwrap_err()))
+    };
+    let into_theirs = attempts(theirs);
+    let into_missing = attempts(missing);
+    assert_eq!(into_theirs, into_missing);
+    for answer in &into_theirs {
+        assert_eq!(answer, &format!("{:?}", Error::NotFound));
+    }
+    let own = store.create_conversation(&mallory, None).unwrap().id;
+    for answer in attempts(own) {
+        assert_eq!(answer, format!("{:?}", Error::DuplicateId(id)));
+    }
+    assert_eq!(state(&store, &alice, theirs), before);
     assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
 }
 

@@ -6,7 +6,7 @@ use chatstore::{
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, user, Kind, TestDb};
 
 backend_tests! {
     every: [
@@ -30,10 +30,6 @@ backend_tests! {
         messages_stored_before_the_index_existed_are_found,
         the_index_survives_a_vacuum,
     ],
-}
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
 }
 
 /// The contents found for `query`, in order.

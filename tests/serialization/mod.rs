@@ -5,13 +5,13 @@ use std::fmt::Debug;
 
 use chatstore::{
     Conversation, ConversationCursor, ConversationId, DeletedCounts, ExportItem, Message,
-    MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery, StoreStats, Title, UserId, Window,
+    MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery, StoreStats, UserId, Window,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, TestDb};
 
 backend_tests! {
     every: [
@@ -204,7 +204,6 @@ fn windows_orders_and_counts_have_their_documented_shape() {
         round_trip(&Page::after(cursor, 20)),
         json!({"limit": 20, "after": {"updated_at": "2026-11-24T08:15:56.724622Z", "id": id.to_string()}})
     );
-    round_trip(&Title::parse("Groceries").unwrap().unwrap());
 }
 
 /// A message as JSON, with `field` replaced by `value`.

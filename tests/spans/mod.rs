@@ -15,7 +15,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, Kind, TestDb};
 
 backend_tests! {
     every: [

@@ -1,6 +1,20 @@
-//! Test databases: each test gets its own, and it is dropped afterwards.
+//! What every test binary shares: test databases (each test gets its own, dropped afterwards), the
+//! backend matrix that runs each behaviour on every enabled backend, and small helpers. Each binary
+//! includes it with `mod support;` and uses part of it.
+#![allow(dead_code)]
 
-pub mod alloc;
+mod helpers;
+mod matrix;
+mod raw_sql;
+
+// Each binary uses some of these.
+#[allow(unused_imports)]
+pub use helpers::{contents, conversation_with, expected, seqs, snapshot, user};
+pub(crate) use matrix::backend_tests;
+#[allow(unused_imports)]
+pub use matrix::with_db;
+#[allow(unused_imports)]
+pub use raw_sql::{RawMessage, RawSql};
 
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;

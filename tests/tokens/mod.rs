@@ -7,7 +7,7 @@ use chatstore::{ConversationCursor, ConversationId, Error, NewMessage, Page, Use
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
-use crate::support::{Kind, TestDb};
+use crate::support::{backend_tests, user, TestDb};
 
 backend_tests! {
     every: [
@@ -15,10 +15,6 @@ backend_tests! {
         a_history_walks_both_ways_with_window_tokens,
     ],
     persistent: [],
-}
-
-fn user(name: &str) -> UserId {
-    UserId::new(name).unwrap()
 }
 
 fn conversation() -> ConversationId {
