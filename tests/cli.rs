@@ -588,3 +588,68 @@ fn usage_errors_exit_2_and_the_url_may_come_from_the_environment() {
         .stderr
         .contains("unknown scheme \"oracle\""));
 }
+
+// Interrupting an export: the test holds a lock that makes the export's first read wait, so the
+// signal arrives while the partial file exists and before anything is renamed, every time. The
+// servers let one connection keep another from reading; a SQLite reader in WAL mode cannot be
+// kept waiting without also keeping the store from opening.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_an_interrupted_export_leaves_no_partial_file() {
+    support::with_db(Kind::Postgres, an_interrupted_export_leaves_no_partial_file);
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_an_interrupted_export_leaves_no_partial_file() {
+    support::with_db(Kind::Mysql, an_interrupted_export_leaves_no_partial_file);
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn an_interrupted_export_leaves_no_partial_file(db: &TestDb) {
+    use std::os::unix::process::ExitStatusExt;
+    seed(db);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("alice.jsonl");
+    let partial = dir.path().join("alice.jsonl.partial");
+    for signal in ["INT", "TERM", "HUP"] {
+        let lock = db.hold(match db.kind {
+            Kind::Postgres => "BEGIN; LOCK TABLE conversations, messages IN ACCESS EXCLUSIVE MODE",
+            _ => "LOCK TABLES conversations WRITE, messages WRITE",
+        });
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatstore"))
+            .args(["--database-url", &db.url, "export", "--user", "alice"])
+            .arg("--output")
+            .arg(&output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chatstore");
+        // The partial file exists once the store is open and the export has begun; its first
+        // read then waits for the lock.
+        let start = std::time::Instant::now();
+        while !partial.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the export ended before writing"
+            );
+            assert!(start.elapsed().as_secs() < 60, "no partial file after 60 s");
+            std::thread::yield_now();
+        }
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        drop(lock);
+        // Dead of the signal, as an uncaught one would leave it, and nothing left behind.
+        let expected = match signal {
+            "INT" => 2,
+            "TERM" => 15,
+            _ => 1,
+        };
+        assert_eq!(status.signal(), Some(expected), "SIG{signal}: {status:?}");
+        assert_eq!(names(dir.path()), Vec::<String>::new(), "SIG{signal}");
+    }
+}

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chatstore::{ChatStore, Conversation, Error, ExportItem, Message, UserId};
@@ -84,7 +85,8 @@ enum Command {
         user: UserId,
         /// The file to write ("-": standard output), readable by its owner only. It appears
         /// only once the export is complete and synced to disk: until then it is written as
-        /// FILE.partial (replacing any file of that name), which is removed if the export fails.
+        /// FILE.partial (replacing any file of that name), which is removed if the export fails
+        /// or is interrupted (SIGINT, SIGTERM, SIGHUP; SIGKILL cannot be caught).
         #[arg(long, value_name = "FILE", default_value = "-")]
         output: String,
     },
@@ -335,11 +337,52 @@ fn export_to_file(
 
 /// An export being written: a file of this process's own, removed when this is dropped unless it
 /// was renamed into place, so that no failure (an error returned anywhere, a panic) leaves a copy
-/// of the user's data behind.
+/// of the user's data behind — nor an interruption: while it exists, SIGINT, SIGTERM and SIGHUP
+/// remove it before the process dies of them (see [`remove_on_signals`]). Only SIGKILL, which no
+/// program can catch, leaves it.
 struct Partial {
     path: PathBuf,
     file: File,
     kept: bool,
+}
+
+/// The partial export this process is writing, for the signal handler. Held while the file is
+/// renamed or removed, so that a signal arriving then waits for the outcome instead of racing it.
+static WRITING: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn writing() -> MutexGuard<'static, Option<PathBuf>> {
+    // Poisoned only by a panic while the guard was held; the path in it is still right.
+    WRITING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// From now on, SIGINT, SIGTERM and SIGHUP first remove the partial export, if one is being
+/// written, then end the process as they would have without this (killed by that signal): a
+/// thread waits for them, so nothing is done inside a signal handler but recording the signal.
+#[cfg(unix)]
+fn remove_on_signals() -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                // Held until the process is gone: the export can neither be renamed into place
+                // nor left half-written after this.
+                let partial = writing();
+                if let Some(path) = partial.as_ref() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                // Not reached for these signals, whose default is to end the process.
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn remove_on_signals() -> io::Result<()> {
+    Ok(())
 }
 
 impl Partial {
@@ -356,7 +399,10 @@ impl Partial {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        remove_on_signals().map_err(|e| Failure::failed("watching for signals", e))?;
+        let mut registered = writing();
         let file = options.open(&path).map_err(creating)?;
+        *registered = Some(path.clone());
         Ok(Partial {
             path,
             file,
@@ -366,19 +412,23 @@ impl Partial {
 
     /// Renames the file to `output`; on failure it is removed (by `drop`).
     fn rename_to(mut self, output: &str) -> Result<(), Failure> {
+        let mut registered = writing();
         std::fs::rename(&self.path, output)
             .map_err(|e| Failure::failed(format!("renaming to {output}"), e))?;
         self.kept = true;
+        *registered = None;
         Ok(())
     }
 }
 
 impl Drop for Partial {
     fn drop(&mut self) {
+        let mut registered = writing();
         if !self.kept {
             // What was written is not an export: it goes. Nothing more can be done if it cannot.
             let _ = std::fs::remove_file(&self.path);
         }
+        *registered = None;
     }
 }
 
