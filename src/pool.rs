@@ -42,7 +42,9 @@ pub(crate) trait Connector {
 pub(crate) struct Options {
     /// Most connections open at once (in use, idle, or being opened); at least 1.
     pub(crate) max_size: u32,
-    /// How long a call waits for a connection before failing with [`Error::Pool`].
+    /// How long a call waits for a connection before failing with [`Error::Pool`]. An attempt to
+    /// open one that began before then runs to its end (on PostgreSQL, libpq's `connect_timeout`
+    /// bounds it).
     pub(crate) timeout: Duration,
     /// A connection idle longer than this is closed instead of handed out: the server or a
     /// firewall between may have dropped it meanwhile, and it holds a server process for nothing.
@@ -168,7 +170,13 @@ impl<C: Connector> Shared<C> {
             }
             if state.open < self.options.max_size && now >= retry_at {
                 state.open += 1;
-                let opened = MutexGuard::unlocked(&mut state, || self.connector.connect());
+                let opened = MutexGuard::unlocked(&mut state, || {
+                    // Given up if connecting panics, with the lock still released.
+                    let place = Place(self);
+                    let opened = self.connector.connect();
+                    place.keep();
+                    opened
+                });
                 match opened {
                     Ok(conn) => return Ok((conn, Instant::now())),
                     Err(e) => {
@@ -234,12 +242,14 @@ impl<C: Connector> Shared<C> {
         let (closing, kept): (Vec<_>, Vec<_>) = state.idle.drain(..).partition(expired);
         state.idle = kept;
         state.open -= closing.len() as u32;
+        // Places freed up: calls waiting for one may open a connection.
+        self.returned.notify_all();
         MutexGuard::unlocked(state, || drop(closing));
     }
 }
 
-/// A checked-out connection's place in the pool, given up if the call panics (the connection is
-/// then closed by the unwinding, not taken back).
+/// A place in the pool taken for a connection being opened or checked out, given up if the call
+/// panics (a connection checked out is then closed by the unwinding, not taken back).
 struct Place<'a, C: Connector>(&'a Shared<C>);
 
 impl<C: Connector> Place<'_, C> {
@@ -521,6 +531,33 @@ mod tests {
         // Each closed connection gave up its place: the pool of one still serves.
         assert_eq!(id(&pool), 5);
         assert_eq!(id(&pool), 5);
+    }
+
+    #[test]
+    fn a_panic_while_connecting_gives_the_place_back() {
+        struct Panicking;
+        impl Connector for Panicking {
+            type Conn = ();
+            fn connect(&self) -> Result<()> {
+                panic!("a driver panics while connecting")
+            }
+            fn is_broken(&self, _: &mut ()) -> bool {
+                false
+            }
+        }
+        let pool = Pool::new(Panicking, options(1), None);
+        for _ in 0..2 {
+            let panicked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.run(|_| Ok(()))));
+            assert!(
+                panicked.is_err(),
+                "a second attempt panics too: no place was lost"
+            );
+        }
+        assert_eq!(
+            format!("{pool:?}"),
+            "Pool { connections: 0, idle_connections: 0, max_size: 1 }"
+        );
     }
 
     #[test]
