@@ -1,10 +1,10 @@
 //! Short-lived programs on PostgreSQL over TLS: open a store, make a call or two, return from main.
 //! Nothing of the store may still be running when the program's last call has returned: a
 //! connection being opened on a thread of the store's own (r2d2's) while the main thread ran the
-//! TLS libraries' exit handlers crashed such programs (SIGSEGV in libcrypto): 8 to 12 of these 200
-//! runs, more often those that return right after a quick read. Each run here is a real process —
-//! this test binary started again — and any run that ends by a signal or with a non-zero code fails
-//! the test. `CHATSTORE_SLOW=1` makes it 1,000 runs.
+//! TLS libraries' exit handlers crashed such programs (SIGSEGV in libcrypto): 24 of these 500 runs,
+//! 39 of 1,000, in any scenario that made a call. Each run here is a real process — this test
+//! binary started again — and any run that ends by a signal or with a non-zero code fails the test.
+//! `CHATSTORE_SLOW=1` makes it 2,000 runs.
 
 #![cfg(feature = "postgres")]
 
@@ -33,7 +33,7 @@ const AT_ONCE: usize = 4;
 
 #[test]
 fn postgres_short_lived_programs_over_tls_exit_cleanly() {
-    let runs = if slow() { 1000 } else { 200 };
+    let runs = if slow() { 2000 } else { 500 };
     let db = TestDb::new(Kind::Postgres);
     assert_server_offers_tls(&db.url);
     // Migrated once here, so that every program opens an up-to-date database, as most do.
