@@ -1,14 +1,17 @@
-//! Connections: which backend a URL names, how each connection is set up, and the pool.
+//! Connections: which backend a URL names, how each connection is set up, and the store's pool of
+//! them (the pool itself, which knows no backend, is `pool.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+// Only for Diesel's `is_broken`: no r2d2 pool is built (see `pool.rs`).
+use diesel::r2d2::R2D2Connection;
 use parking_lot::{FairMutex, FairMutexGuard};
 
 use crate::config::Synchronous;
+use crate::pool::{Connector, Options, Pool};
 use crate::{Error, Result};
 
 /// The compiled-in connection types, as one Diesel connection so that queries are written once.
@@ -185,13 +188,6 @@ pub(crate) struct SqliteSettings {
     pub(crate) synchronous: Synchronous,
 }
 
-/// A pooled connection, with a flag the store sets when a call finds the connection lost, so that
-/// the pool drops it instead of handing it out again.
-pub(crate) struct PooledConn {
-    pub(crate) conn: Conn,
-    pub(crate) lost: bool,
-}
-
 /// Makes connections for the pool: picks the backend from the URL itself (Diesel's own
 /// `MultiConnection::establish` tries each backend in turn and hides the real error).
 pub(crate) struct Manager {
@@ -201,11 +197,6 @@ pub(crate) struct Manager {
     /// In-memory SQLite: a connection held, never used, for as long as the pool, which keeps the
     /// database alive while the pool replaces its connection.
     pub(crate) anchor: Option<std::sync::Mutex<Conn>>,
-    /// The connection that ran the migrations, handed to the pool as its first: the pool would
-    /// otherwise open one in the background at once, and a program that exits right after opening
-    /// the store (a command-line tool) crashed when that connection's TLS handshake met the TLS
-    /// libraries' exit handlers (SIGSEGV in libcrypto, under gdb).
-    pub(crate) spare: std::sync::Mutex<Option<Conn>>,
 }
 
 impl Manager {
@@ -270,26 +261,18 @@ impl Manager {
     }
 }
 
-impl ManageConnection for Manager {
-    type Connection = PooledConn;
-    type Error = Error;
+impl Connector for Manager {
+    type Conn = Conn;
 
-    fn connect(&self) -> Result<PooledConn> {
-        let spare = self.spare.lock().ok().and_then(|mut spare| spare.take());
-        match spare {
-            Some(conn) => Ok(conn),
-            None => Manager::connect(self),
-        }
-        .map(|conn| PooledConn { conn, lost: false })
+    fn connect(&self) -> Result<Conn> {
+        Manager::connect(self)
     }
 
-    fn is_valid(&self, conn: &mut PooledConn) -> Result<()> {
-        conn.conn.ping().map_err(Error::from)
-    }
-
-    fn has_broken(&self, conn: &mut PooledConn) -> bool {
-        // Diesel's check: a panic or a transaction left open or in error.
-        conn.lost || std::thread::panicking() || conn.conn.is_broken()
+    fn is_broken(&self, conn: &mut Conn) -> bool {
+        // Diesel's check: a transaction left open, or a transaction manager in error (a failed
+        // rollback). Connections are checked when they fail (see `Pool::run`), not with an extra
+        // round trip before every call.
+        R2D2Connection::is_broken(conn)
     }
 }
 
@@ -328,33 +311,32 @@ fn connect_mysql(_url: &str) -> Result<Conn> {
     Err(not_enabled(Backend::Mysql))
 }
 
-/// The store's pool, which starts with `first`, the connection that ran the migrations (see
-/// [`Manager::spare`]); an in-memory database keeps `first` as its anchor and has a pool of one.
+/// The store's pool, whose first connection is `first`, the one that ran the migrations: the
+/// store's first call needs no connection of its own. An in-memory database keeps `first` as its
+/// anchor instead and has a pool of one.
 pub(crate) fn pool(
     mut manager: Manager,
     first: Conn,
     size: u32,
     timeout: Duration,
 ) -> Pool<Manager> {
-    let size = if manager.target.is_memory() {
+    let (max_size, first) = if manager.target.is_memory() {
         // An in-memory database lives as long as one connection to it is open: the first one
         // stays with the store, so a pooled connection can be replaced without losing data.
         manager.anchor = Some(std::sync::Mutex::new(first));
         // Connections to one shared in-memory database lock whole tables and fail at once
         // ("database table is locked") instead of waiting: one at a time.
-        1
+        (1, None)
     } else {
-        manager.spare = std::sync::Mutex::new(Some(first));
-        size
+        (size, Some(first))
     };
-    Pool::builder()
-        .connection_timeout(timeout)
-        // Connections are checked when they fail (see PooledConn::lost), not with an extra round
-        // trip before every call.
-        .test_on_check_out(false)
-        .max_size(size)
-        .min_idle(Some(1))
-        .build_unchecked(manager)
+    let options = Options {
+        max_size,
+        timeout,
+        idle_timeout: Options::IDLE_TIMEOUT,
+        max_lifetime: Options::MAX_LIFETIME,
+    };
+    Pool::new(manager, options, first)
 }
 
 /// Runs `f`, whose statements must all see one snapshot of the database: a search that reads its
@@ -473,7 +455,6 @@ mod tests {
                     synchronous,
                 },
                 anchor: None,
-                spare: std::sync::Mutex::new(None),
             };
             let mut first = manager.connect_first().unwrap();
             let mut pooled = manager.connect().unwrap();

@@ -334,9 +334,12 @@ impl Error {
         Error::Connect(DatabaseError(Source::Connect(e)))
     }
 
-    /// [`Error::Pool`] from the pool's error.
-    pub(crate) fn pool(e: diesel::r2d2::PoolError) -> Self {
-        Error::Pool(DatabaseError(Source::Pool(e)))
+    /// [`Error::Pool`]: no connection within the connection timeout, after `failed`, the last
+    /// failure to open one (if any).
+    pub(crate) fn pool_timeout(failed: Option<Error>) -> Self {
+        Error::Pool(DatabaseError(Source::Pool(NoConnection(
+            failed.map(Box::new),
+        ))))
     }
 
     /// [`Error::Busy`] from a query's error, whatever [`From`] would make of it.
@@ -354,7 +357,9 @@ impl Error {
 /// [`Error::Pool`], [`Error::ConnectionLost`], [`Error::Busy`] and [`Error::Database`]. It shows
 /// the driver's message, and its [`source`](std::error::Error::source) is the driver's (Diesel's)
 /// error itself, for logs and for the rare caller that must look into it; its type is not part of
-/// chatstore's API, so that a new Diesel does not make a new chatstore.
+/// chatstore's API, so that a new Diesel does not make a new chatstore. In [`Error::Pool`] it says
+/// "timed out waiting for connection", followed by the last failure to open one, if any, which is
+/// then its source's source (an [`Error`]).
 ///
 /// ```
 /// use std::error::Error as _;
@@ -371,8 +376,32 @@ pub struct DatabaseError(Source);
 /// What a [`DatabaseError`] wraps.
 enum Source {
     Connect(diesel::ConnectionError),
-    Pool(diesel::r2d2::PoolError),
+    Pool(NoConnection),
     Query(diesel::result::Error),
+}
+
+/// Why a call got no connection: the connection timeout passed, after the last failure to open
+/// one, if any (the pool tries again until the timeout).
+#[derive(Debug)]
+struct NoConnection(Option<Box<Error>>);
+
+impl fmt::Display for NoConnection {
+    /// r2d2's words, which the store's pool used before it had one of its own.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for connection")?;
+        match &self.0 {
+            Some(failed) => write!(f, ": {failed}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for NoConnection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .as_deref()
+            .map(|failed| failed as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl Source {

@@ -17,6 +17,7 @@ mod ids;
 mod models;
 mod ops;
 mod page;
+mod pool;
 mod queries;
 mod schema;
 mod search;

@@ -8,8 +8,6 @@ mod export;
 
 use std::sync::Arc;
 
-use diesel::r2d2::Pool;
-
 pub use self::export::{ExportCounts, ExportItem, UserExport};
 use crate::config::{Limits, StoreBuilder};
 use crate::conn::{
@@ -21,6 +19,7 @@ use crate::ids::{ConversationId, UserId};
 use crate::models::{self, Conversation, DeletedCounts, Message, NewMessage, StoreStats};
 use crate::ops::{append, context, import, search};
 use crate::page::{ConversationPage, MessagePage, Page};
+use crate::pool::Pool;
 use crate::queries::rows::{ConversationRow, NewConversationRow};
 use crate::queries::{catalog, conversations, messages, migrations};
 use crate::search::{SearchQuery, SearchResults};
@@ -38,6 +37,12 @@ use crate::{Error, Result};
 /// holds a connection pool). On SQLite, open one store per database file in a process: a store's
 /// writers take turns in arrival order, while separate stores (like separate processes) meet only in
 /// SQLite's busy handler.
+///
+/// Connections are opened only on the calling thread: a call takes a free connection of the pool
+/// or, below the pool size, opens one itself, and waits for one otherwise. The store starts no
+/// thread and keeps no timer (idle connections are closed by the next call that comes for one), so
+/// nothing of it runs once the program's last call has returned: a short-lived program may return
+/// from `main`, or call [`std::process::exit`], right after its last call, also over TLS.
 ///
 /// Besides the errors each method lists, any call can fail with [`Error::Pool`] (no connection
 /// within the connection timeout), [`Error::ConnectionLost`] (retry: the connection is replaced),
@@ -65,7 +70,7 @@ impl std::fmt::Debug for ChatStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatStore")
             .field("backend", &self.backend)
-            .field("pool", &self.pool.state())
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -91,7 +96,6 @@ impl StoreBuilder {
                     synchronous: self.synchronous,
                 },
                 anchor: None,
-                spare: std::sync::Mutex::new(None),
             };
             // Migrate on a connection of our own first: a wrong URL or a server that is down then
             // fails here with the real error, not after a pool timeout.
@@ -164,14 +168,10 @@ impl ChatStore {
         trace::op(operation, Some(self.backend), f)
     }
 
-    /// Runs `f` on a pooled connection; a connection found lost is dropped from the pool.
+    /// Runs `f` on a pooled connection, on this thread; a connection found lost is dropped from
+    /// the pool.
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let mut pooled = self.pool.get().map_err(Error::pool)?;
-        let result = f(&mut pooled.conn);
-        if matches!(result, Err(Error::ConnectionLost(_))) {
-            pooled.lost = true;
-        }
-        result
+        self.pool.run(f)
     }
 
     /// Runs `f` in a write transaction on a pooled connection, after this store's earlier writers.

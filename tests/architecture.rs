@@ -269,3 +269,28 @@ fn no_match_over_backends_falls_through() {
         );
     }
 }
+
+/// What would start a thread of the library's own, or a pool that does: connections are opened
+/// only on the calling thread (`src/pool.rs`), so that nothing of the store runs once a program's
+/// last call has returned. (The async store hands calls to tokio's blocking pool: the caller's
+/// runtime, whose shutdown waits for them.)
+const THREAD_STARTERS: &[&str] = &[
+    "thread::spawn",
+    "thread::scope",
+    "thread::Builder",
+    "r2d2::Pool",
+    "ManageConnection",
+];
+
+#[test]
+fn the_library_starts_no_thread_of_its_own() {
+    for (path, code) in sources() {
+        for starter in THREAD_STARTERS {
+            assert!(
+                !code.contains(starter),
+                "{path}: `{starter}`: the store opens connections on the calling thread only, so \
+                 that nothing of it outlives a program's last call (see src/pool.rs)"
+            );
+        }
+    }
+}

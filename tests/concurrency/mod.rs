@@ -170,7 +170,7 @@ fn a_connection_the_pool_discards_loses_nothing(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let conv = conversation_with(&store, &alice, 2);
-    // r2d2 discards a connection returned by a panicking thread. For in-memory SQLite that
+    // The pool discards a connection returned by a panicking thread. For in-memory SQLite that
     // connection used to be the whole database.
     struct CallWhileUnwinding(ChatStore, UserId, ConversationId);
     impl Drop for CallWhileUnwinding {

@@ -4,6 +4,7 @@
 //! long; without it they run a short version fit for every CI run.
 
 mod crash;
+mod exit;
 mod faults;
 mod hostile;
 mod model;

@@ -270,7 +270,7 @@ impl Drop for TestDb {
 }
 
 /// A connection set up as a well-behaved other program would: foreign keys on, and waiting for
-/// locks (a store's pool may be opening a connection in the background at the same moment).
+/// locks (a store may be opening a connection at the same moment).
 #[cfg(feature = "sqlite")]
 fn sqlite_connection(url: &str) -> diesel::sqlite::SqliteConnection {
     let path = url.trim_start_matches("sqlite://");
