@@ -6,6 +6,7 @@
 mod crash;
 mod faults;
 mod hostile;
+mod migrations;
 mod model;
 mod processes;
 mod retries;
