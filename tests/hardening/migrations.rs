@@ -93,6 +93,8 @@ struct Outcome {
     steps: usize,
     /// Kills per step line the kill followed.
     hits: Vec<usize>,
+    /// Reopenings that completed a migration the kill had left half applied.
+    resumed: usize,
     /// Runs after which the database did not open, was incomplete or lost something: the run, the
     /// steps the child announced, what went wrong.
     broken: Vec<(usize, usize, String)>,
@@ -103,11 +105,12 @@ impl Outcome {
     fn assert_all_repaired(&self, kills: usize) {
         eprintln!(
             "{} kills ({} children finished first), steps {}, kills after each step line: {:?}, \
-             {} broken, {:.1?}",
+             {} reopenings completed a half-applied migration, {} broken, {:.1?}",
             self.kills,
             self.late,
             self.steps,
             self.hits,
+            self.resumed,
             self.broken.len(),
             self.elapsed
         );
@@ -125,6 +128,8 @@ impl Outcome {
                 "a step was never hit: {:?}",
                 self.hits
             );
+            // Kills after a statement, before its migration's version is recorded, were there.
+            assert!(self.resumed > 0, "no kill left a migration half applied");
         }
     }
 }
@@ -154,6 +159,7 @@ fn kill_runs(
         late: 0,
         steps,
         hits: vec![0; steps + 1],
+        resumed: 0,
         broken: Vec::new(),
         elapsed: Duration::ZERO,
     };
@@ -181,22 +187,25 @@ fn kill_runs(
         outcome.kills += 1;
         outcome.hits[target] += 1;
         let steps_seen = target + seen.iter().filter(|l| l.starts_with("step ")).count();
-        if let Err(error) = reopen(&db, &check) {
-            outcome.broken.push((run, steps_seen, error));
+        match reopen(&db, &check) {
+            Ok(resumed) => outcome.resumed += usize::from(resumed),
+            Err(error) => outcome.broken.push((run, steps_seen, error)),
         }
     }
     outcome.elapsed = started.elapsed();
     outcome
 }
 
-/// Opens the database as a restarted process would, and checks it.
-fn reopen(db: &TestDb, check: &impl Fn(&ChatStore) -> Result<(), String>) -> Result<(), String> {
+/// Opens the database as a restarted process would, and checks it; says whether the open completed
+/// a half-applied migration.
+fn reopen(db: &TestDb, check: &impl Fn(&ChatStore) -> Result<(), String>) -> Result<bool, String> {
     let store = ChatStore::open(&db.url).map_err(|e| format!("open: {e}"))?;
     let report = store.verify_schema().map_err(|e| format!("verify: {e}"))?;
     if !report.is_complete() {
         return Err(format!("incomplete schema:\n{report}"));
     }
-    check(&store)
+    check(&store)?;
+    Ok(!store.migrations_resumed_at_open().is_empty())
 }
 
 fn start_child(db: &TestDb) -> (super::ChildProcess, Receiver<String>) {
