@@ -137,10 +137,27 @@ pub enum Error {
     },
 
     /// Running the embedded migrations failed. On SQLite and PostgreSQL the whole run is one
-    /// transaction, so the schema stays as it was; MySQL commits DDL as it runs, so the failed
-    /// migration may be left part-done (see `verify_schema`).
+    /// transaction, so the schema stays as it was. MySQL commits DDL as it runs, so the failed
+    /// migration may be left part-done; every statement of a MySQL migration is skipped when the
+    /// object it makes is already there, so the next open carries on where this one stopped.
     #[error("running migrations failed: {0}")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+
+    /// MySQL: a pending migration makes an object that the database already holds in another
+    /// shape — a column of another type or nullability, an index over other columns, a table
+    /// without a column the migration declares — made by another program, or changed since an
+    /// interrupted run. Nothing more of the migration ran; the object needs a person's look
+    /// (drop it, or make it as the migration does) before the store can open.
+    #[error("migration {migration} cannot complete: {difference}")]
+    SchemaConflict {
+        /// The migration, such as `2026-11-25-000003_message_search`.
+        migration: String,
+        /// The object, such as `column messages.search_text`.
+        object: String,
+        /// What differs, such as "column messages.search_text is int NULL, the migration makes
+        /// it longtext NULL".
+        difference: String,
+    },
 
     /// The database has migrations applied that this build does not know: it was migrated by a newer
     /// chatstore. It is refused rather than used with a schema this code was not written for.

@@ -64,6 +64,8 @@ pub struct ChatStore {
     write_gate: WriteGate,
     /// The migrations this store applied when it opened.
     migrated: Arc<[String]>,
+    /// Those of them that an interrupted run had left half applied.
+    resumed: Arc<[String]>,
 }
 
 impl std::fmt::Debug for ChatStore {
@@ -83,7 +85,9 @@ impl StoreBuilder {
     ///   [`BackendNotEnabled`](crate::Error::BackendNotEnabled) for a URL this build cannot open;
     /// - [`Connect`](crate::Error::Connect) if the database cannot be reached;
     /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
-    /// - [`Migration`](crate::Error::Migration) if a migration fails.
+    /// - [`Migration`](crate::Error::Migration) if a migration fails;
+    /// - [`SchemaConflict`](crate::Error::SchemaConflict) (MySQL) if a pending migration makes an
+    ///   object the database already holds in another shape.
     pub fn open(self) -> Result<ChatStore> {
         trace::op("open", None, move || {
             let mut target = Target::parse(&self.url)?;
@@ -100,7 +104,7 @@ impl StoreBuilder {
             // Migrate on a connection of our own first: a wrong URL or a server that is down then
             // fails here with the real error, not after a pool timeout.
             let mut first = manager.connect_first()?;
-            let mut migrated = Vec::new();
+            let mut migrated = migrations::Migrated::default();
             trace::op("migrate", Some(backend), || {
                 migrated = migrations::run(&mut first, self.connection_timeout)?;
                 Ok(())
@@ -134,14 +138,15 @@ impl ChatStore {
         pool: Pool<Manager>,
         backend: Backend,
         limits: Limits,
-        migrated: Vec<String>,
+        migrated: migrations::Migrated,
     ) -> Self {
         ChatStore {
             pool,
             backend,
             limits,
             write_gate: WriteGate::new(backend),
-            migrated: migrated.into(),
+            migrated: migrated.applied.into(),
+            resumed: migrated.resumed.into(),
         }
     }
 
@@ -160,6 +165,16 @@ impl ChatStore {
     /// ```
     pub fn migrations_applied_at_open(&self) -> &[String] {
         &self.migrated
+    }
+
+    /// Of [`migrations_applied_at_open`](Self::migrations_applied_at_open), those that a run cut
+    /// short (a process killed while it migrated, a lost connection) had left half applied, and
+    /// that this open completed. Always empty on SQLite and PostgreSQL, whose migration runs are
+    /// transactions; on MySQL, which commits each DDL statement, every statement of a migration is
+    /// skipped if the object it makes is already there, so the next open carries on where the
+    /// interrupted run stopped. (With the `tracing` feature, each is also a `warn` event.)
+    pub fn migrations_resumed_at_open(&self) -> &[String] {
+        &self.resumed
     }
 
     /// Runs `f` as the public operation `operation`: in a span, with the `tracing` feature (see
@@ -733,6 +748,11 @@ impl ChatStore {
     }
 
     /// Checks that each table, index and constraint the store relies on is present.
+    ///
+    /// A MySQL migration that a run cut short left half applied is never reported here as such:
+    /// opening the store completed it, before there was a store to ask.
+    /// [`migrations_resumed_at_open`](Self::migrations_resumed_at_open) tells whether that
+    /// happened (and the admin tool's `verify` says so).
     ///
     /// ```
     /// # let store = chatstore::ChatStore::open(":memory:")?;

@@ -7,6 +7,10 @@
 //! Nothing a user wrote is recorded — no content, title, metadata or search text — and no user id,
 //! which is personal data; [`Error`](crate::Error)'s messages hold none of these either. Without
 //! the feature, [`op`] is a plain call of its closure: no span, no clock, no field.
+//!
+//! A MySQL migration run also reports its steps, inside the `migrate` span: a `debug` event
+//! `chatstore migration step` per step, and a `warn` event for a migration that an interrupted run
+//! had left half applied (see `queries::migrations`).
 
 use crate::conn::Backend;
 use crate::context::ContextWindow;

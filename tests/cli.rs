@@ -171,6 +171,29 @@ fn verify_names_a_dropped_index_and_exits_1(db: &TestDb) {
     assert_eq!(run.stderr, "error: 1 schema object(s) missing\n");
 }
 
+/// MySQL: `verify` after a crash says that opening completed a half-applied migration (the
+/// search migration's first statement had taken effect), then verifies the completed schema.
+#[cfg(feature = "mysql")]
+#[test]
+fn verify_says_when_opening_completed_a_half_applied_migration() {
+    let db = TestDb::new(Kind::Mysql);
+    chatstore(&db.url, &["migrate"]).expect(0);
+    db.revert_newest_migration();
+    db.execute(
+        "ALTER TABLE messages ADD COLUMN search_text \
+         LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
+    )
+    .unwrap();
+    let run = chatstore(&db.url, &["verify"]).expect(0);
+    assert!(!run.stdout.contains("MISSING"), "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        "note: opening the store applied 1 pending migration(s): 20261125000003\n\
+         note: migration 20261125000003 had been left half applied by an interrupted run; \
+         opening the store completed it\n"
+    );
+}
+
 fn stats_count_in_text_and_json(db: &TestDb) {
     let empty = chatstore(&db.url, &["stats"]).expect(0);
     assert!(

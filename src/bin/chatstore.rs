@@ -37,8 +37,8 @@ Exit codes:
   2  usage error
   3  the work failed: database, file or input/output error
 
-Every command opens the store first, which applies pending migrations (a note on standard error
-says so).";
+Every command opens the store first, which applies pending migrations and completes one that an
+interrupted run left half applied (MySQL); a note on standard error says so.";
 
 const FORMAT: &str = "\
 Format (JSON lines): one record a line; each conversation's record comes first, then its
@@ -222,6 +222,14 @@ fn run(url: &str, command: Command) -> Outcome {
             "note: opening the store applied {} pending migration(s): {}",
             migrated.len(),
             migrated.join(", ")
+        );
+    }
+    // MySQL: a run cut short (a killed process) had left these half applied; this open finished
+    // them. Worth knowing when the tool is run to look at a database after a crash.
+    for version in store.migrations_resumed_at_open() {
+        eprintln!(
+            "note: migration {version} had been left half applied by an interrupted run; \
+             opening the store completed it"
         );
     }
     match command {

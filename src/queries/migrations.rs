@@ -1,7 +1,9 @@
 //! The embedded schema migrations, one set per backend, and the locked run at open.
 
 use diesel::backend::Backend as DieselBackend;
-use diesel::migration::{MigrationSource, MigrationVersion};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use diesel::migration::MigrationSource;
+use diesel::migration::MigrationVersion;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
@@ -20,16 +22,25 @@ const MYSQL: EmbeddedMigrations = diesel_migrations::embed_migrations!("migratio
 #[cfg(feature = "postgres")]
 const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
 
+/// What a migration run did.
+#[derive(Debug, Default)]
+pub(crate) struct Migrated {
+    /// The versions it applied, oldest first.
+    pub(crate) applied: Vec<String>,
+    /// Those of them that an interrupted run had left half applied, and this run completed
+    /// (MySQL only: the other backends' runs are transactions).
+    pub(crate) resumed: Vec<String>,
+}
+
 /// Brings the schema up to date, holding a database-wide lock so that processes opening the same
 /// fresh database at once take turns instead of racing on `CREATE TABLE`. Waits at most
-/// `lock_timeout` for that lock (SQLite: the connection's busy timeout). Returns the versions of
-/// the migrations it applied.
+/// `lock_timeout` for that lock (SQLite: the connection's busy timeout).
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql")),
     allow(unused_variables)
 )]
-pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<Vec<String>> {
-    let applied = match conn {
+pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<Migrated> {
+    let migrated = match conn {
         #[cfg(feature = "sqlite")]
         // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
         // leaves the schema as it was before the run.
@@ -52,8 +63,8 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
         })?,
         // MySQL commits each DDL statement on its own, so no transaction can hold a run: a named
         // lock of the session does (named after the database, as names are server-wide),
-        // released however the run ends. A run that fails part-way may
-        // leave its migration half applied (MySQL cannot roll DDL back).
+        // released however the run ends. Instead of a transaction, every statement is guarded
+        // (see `mysql_migrations`): a run cut short at any point is completed by the next.
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => {
             #[derive(QueryableByName)]
@@ -75,59 +86,166 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
                     )),
                 )));
             }
-            let result = migrate(c, MYSQL).and_then(|applied| {
-                // The search index is filled by the store, not by SQL: the migration that creates it
-                // indexes the messages already stored here.
-                if applied.iter().any(|v| v.to_string() == SEARCH_MIGRATION) {
-                    super::search::index_stored_messages(c)?;
-                }
-                Ok(applied)
-            });
+            let result = mysql::migrate(c);
             let released =
                 diesel::sql_query("DO RELEASE_LOCK(CONCAT('chatstore:', MD5(DATABASE())))")
                     .execute(c);
             // The run's own error, if any, comes first.
-            let applied = result?;
+            let migrated = result?;
             released?;
-            applied
+            migrated
         }
     };
-    Ok(applied.iter().map(ToString::to_string).collect())
+    Ok(migrated)
 }
 
-/// The version of the migration that creates the search index.
-#[cfg(feature = "mysql")]
-const SEARCH_MIGRATION: &str = "20261125000003";
-
-/// Refuses a database migrated by a newer chatstore, then applies what is pending; returns the
-/// versions it applied.
-fn migrate<C, DB>(
-    conn: &mut C,
-    source: EmbeddedMigrations,
-) -> Result<Vec<MigrationVersion<'static>>>
+/// Refuses a database migrated by a newer chatstore, then applies what is pending in one batch per
+/// migration (the caller's transaction makes the run all or nothing, so nothing is ever resumed).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn migrate<C, DB>(conn: &mut C, source: EmbeddedMigrations) -> Result<Migrated>
 where
     C: MigrationHarness<DB>,
     DB: DieselBackend,
     EmbeddedMigrations: MigrationSource<DB>,
 {
-    let known: Vec<MigrationVersion<'static>> = MigrationSource::<DB>::migrations(&source)
+    let known: Vec<String> = MigrationSource::<DB>::migrations(&source)
         .map_err(Error::Migration)?
         .iter()
-        .map(|m| m.name().version().as_owned())
+        .map(|m| m.name().version().to_string())
         .collect();
-    let applied = conn.applied_migrations().map_err(Error::Migration)?;
-    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
-        return Err(Error::SchemaTooNew {
-            found: unknown.to_string(),
-            known: known
-                .iter()
-                .max()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-        });
-    }
+    refuse_newer(&known, &applied_versions(conn)?)?;
     let applied = conn
         .run_pending_migrations(source)
         .map_err(Error::Migration)?;
-    Ok(applied.into_iter().map(|v| v.as_owned()).collect())
+    Ok(Migrated {
+        applied: applied.iter().map(ToString::to_string).collect(),
+        resumed: Vec::new(),
+    })
+}
+
+/// [`Error::SchemaTooNew`] if a version in `applied` is not `known`.
+fn refuse_newer(known: &[String], applied: &[String]) -> Result<()> {
+    match applied.iter().find(|v| !known.contains(v)) {
+        Some(unknown) => Err(Error::SchemaTooNew {
+            found: unknown.clone(),
+            known: known.iter().max().cloned().unwrap_or_default(),
+        }),
+        None => Ok(()),
+    }
+}
+
+// The version bookkeeping: Diesel's `__diesel_schema_migrations` table, which the harness creates
+// if it is missing. (Issue 14 moves it into a table of chatstore's own: these two functions, and
+// Diesel's `run_pending_migrations` for SQLite and PostgreSQL, are where it lives.)
+
+/// The versions recorded as applied.
+fn applied_versions<C, DB>(conn: &mut C) -> Result<Vec<String>>
+where
+    C: MigrationHarness<DB>,
+    DB: DieselBackend,
+{
+    let applied: Vec<MigrationVersion<'static>> =
+        conn.applied_migrations().map_err(Error::Migration)?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}
+
+/// Records `version` as applied, once everything it makes is in place.
+#[cfg(feature = "mysql")]
+fn record_version(conn: &mut diesel::MysqlConnection, version: &str) -> Result<()> {
+    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES (?)")
+        .bind::<diesel::sql_types::Text, _>(version)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The MySQL run: statement by statement, each skipped if the catalog shows it took effect.
+#[cfg(feature = "mysql")]
+mod mysql {
+    use diesel::MysqlConnection;
+
+    use super::{applied_versions, record_version, refuse_newer, Migrated, MYSQL};
+    use crate::queries::mysql_migrations::{self as steps, State};
+    use crate::{Error, Result};
+
+    /// The version of the migration that creates the search index, which the store fills itself.
+    const SEARCH_MIGRATION: &str = "20261125000003";
+
+    /// Refuses a database migrated by a newer chatstore, then applies each pending migration:
+    /// looks up which of its statements took effect in an interrupted run (refusing an object
+    /// made in another shape), runs the others, fills what the store fills itself, and only then
+    /// records the version.
+    pub(super) fn migrate(conn: &mut MysqlConnection) -> Result<Migrated> {
+        // Parsed whole before anything runs: a statement that cannot be guarded runs nothing.
+        let migrations = steps::load(&MYSQL)?;
+        let known: Vec<String> = migrations.iter().map(|m| m.version.clone()).collect();
+        let applied = applied_versions(conn)?;
+        refuse_newer(&known, &applied)?;
+        let mut migrated = Migrated::default();
+        for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+            let mut states = Vec::with_capacity(migration.statements.len());
+            for statement in &migration.statements {
+                match steps::state(conn, &statement.step)? {
+                    State::Differs(difference) => {
+                        return Err(Error::SchemaConflict {
+                            migration: migration.name.clone(),
+                            object: statement.step.to_string(),
+                            difference,
+                        })
+                    }
+                    state => states.push(state),
+                }
+            }
+            let present = states.iter().filter(|s| **s == State::Present).count();
+            if present > 0 {
+                report_half_applied(&migration.name, present, states.len());
+                migrated.resumed.push(migration.version.clone());
+            }
+            // The search migration's last step is the store's: indexing the stored messages.
+            let indexes = migration.version == SEARCH_MIGRATION;
+            let steps = migration.statements.len() + usize::from(indexes) + 1;
+            for (i, (statement, state)) in migration.statements.iter().zip(&states).enumerate() {
+                let done = match state {
+                    State::Absent => {
+                        steps::execute(conn, migration, statement)?;
+                        "applied"
+                    }
+                    _ => "already present",
+                };
+                report_step(&migration.name, i + 1, steps, done);
+            }
+            if indexes {
+                // Before the version is recorded, so that a run cut short here is carried on by
+                // the next one, which indexes the messages still missing.
+                crate::queries::search::index_unindexed_messages(conn)?;
+                report_step(&migration.name, steps - 1, steps, "indexed stored messages");
+            }
+            record_version(conn, &migration.version)?;
+            report_step(&migration.name, steps, steps, "recorded");
+            migrated.applied.push(migration.version.clone());
+        }
+        Ok(migrated)
+    }
+
+    /// A step done: with the `tracing` feature, a `debug` event `chatstore migration step` with
+    /// the fields `migration` (its name), `step` (from 1), `steps` (its statements, the filling of
+    /// the search index where it has one, and the recording of its version) and `done`
+    /// (`applied`, `already present`, `indexed stored messages` or `recorded`).
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn report_step(migration: &str, step: usize, steps: usize, done: &'static str) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(migration, step, steps, done, "chatstore migration step");
+    }
+
+    /// A pending migration found half applied (`present` of its `statements` took effect in a run
+    /// cut short): with the `tracing` feature, a `warn` event, as this run completes it.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn report_half_applied(migration: &str, present: usize, statements: usize) {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            migration,
+            present,
+            statements,
+            "chatstore migration was left half applied by an interrupted run: completing it"
+        );
+    }
 }

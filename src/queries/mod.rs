@@ -9,6 +9,8 @@ pub(crate) mod columns;
 pub(crate) mod conversations;
 pub(crate) mod messages;
 pub(crate) mod migrations;
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql_migrations;
 pub(crate) mod rows;
 pub(crate) mod search;
 

@@ -224,28 +224,45 @@ fn insert_words(conn: &mut diesel::MysqlConnection, words: &[WordRow<'_>]) -> Re
     Ok(())
 }
 
-/// Indexes every stored message: run once, by the migration that creates the index.
+/// A stored message that has no word in the index yet.
 #[cfg(feature = "mysql")]
-pub(crate) fn index_stored_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
-    use crate::schema::messages::dsl::*;
-    let mut after: Option<MessageId> = None;
+#[derive(QueryableByName)]
+struct Unindexed {
+    #[diesel(sql_type = Binary)]
+    id: MessageId,
+    #[diesel(sql_type = Text)]
+    user_id: UserId,
+    #[diesel(sql_type = Text)]
+    content: String,
+}
+
+/// Indexes every stored message that has no word in the index, a page of messages per
+/// transaction: run by the migration that creates the index, before its version is recorded. A
+/// run cut short leaves whole pages indexed, and the next run indexes the rest. (A message without
+/// any word, such as "…", is read again by each run, and still indexes to nothing.)
+#[cfg(feature = "mysql")]
+pub(crate) fn index_unindexed_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
+    // Ids are 16 bytes: every one sorts after the empty string.
+    let mut after: Vec<u8> = Vec::new();
     loop {
-        let mut page = messages.select((id, user_id, content)).into_boxed();
-        if let Some(after) = after {
-            page = page.filter(id.gt(after));
-        }
-        let page: Vec<(MessageId, UserId, String)> = page.order(id).limit(100).load(conn)?;
-        let Some((last, _, _)) = page.last() else {
+        let page: Vec<Unindexed> = diesel::sql_query(
+            "SELECT m.id, m.user_id, m.content FROM messages m WHERE m.id > ? \
+             AND NOT EXISTS (SELECT 1 FROM message_words w WHERE w.message_id = m.id) \
+             ORDER BY m.id LIMIT 100",
+        )
+        .bind::<Binary, _>(&after)
+        .load(conn)?;
+        let Some(last) = page.last() else {
             return Ok(());
         };
-        after = Some(*last);
+        after = last.id.as_bytes().to_vec();
         conn.transaction(|conn| {
-            for (message, owner, text) in &page {
-                let words: Vec<WordRow<'_>> = crate::search::index_words(text)
+            for message in &page {
+                let words: Vec<WordRow<'_>> = crate::search::index_words(&message.content)
                     .into_iter()
                     .map(|(word, hits)| WordRow {
-                        message_id: *message,
-                        user_id: owner,
+                        message_id: message.id,
+                        user_id: &message.user_id,
                         word,
                         hits,
                     })

@@ -7,6 +7,7 @@ mod crash;
 mod exit;
 mod faults;
 mod hostile;
+mod migrations;
 mod model;
 mod processes;
 mod retries;

@@ -2,6 +2,8 @@
 //! `verify_schema`, a schema newer than the build, and the database's own constraints against rows
 //! another program writes.
 
+mod mysql_migrations;
+
 use std::sync::{Arc, Barrier};
 use std::thread;
 
