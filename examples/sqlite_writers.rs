@@ -427,9 +427,9 @@ fn child(options: &Options, process: &str) -> ExitCode {
                 let mut latencies: Vec<u32> = Vec::new();
                 let mut errors: BTreeMap<String, usize> = BTreeMap::new();
                 let (mut to_shared, mut to_own) = (0usize, 0usize);
-                let mut turn = 0u64;
+                let mut shared_next = true;
                 while Instant::now() < end {
-                    let (conversation, text) = if turn % 2 == 0 {
+                    let (conversation, text) = if shared_next {
                         (shared, padded(format!("p{p} t{t} {to_shared}"), bytes))
                     } else {
                         (mine, padded(to_own.to_string(), bytes))
@@ -439,15 +439,15 @@ fn child(options: &Options, process: &str) -> ExitCode {
                     let took = start.elapsed();
                     latencies.push(took.as_micros().min(u32::MAX as u128) as u32);
                     match result {
-                        Ok(_) if turn % 2 == 0 => to_shared += 1,
+                        Ok(_) if shared_next => to_shared += 1,
                         Ok(_) => to_own += 1,
+                        // The same message is tried again next, so the order stays checkable.
                         Err(e) => {
                             *errors.entry(e.to_string()).or_default() += 1;
-                            // The same message is tried again next, so the order stays checkable.
-                            turn += 1;
+                            continue;
                         }
                     }
-                    turn += 1;
+                    shared_next = !shared_next;
                 }
                 (latencies, errors, to_shared, to_own)
             })
