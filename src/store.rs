@@ -101,8 +101,15 @@ impl StoreBuilder {
                 migrated = migrations::run(&mut first, self.connection_timeout)?;
                 Ok(())
             })?;
+            let write_gate = WriteGate::new(&manager, &mut first);
             let pool = conn::pool(manager, first, self.pool_size, self.connection_timeout);
-            Ok(ChatStore::from_parts(pool, backend, self.limits, migrated))
+            Ok(ChatStore::from_parts(
+                pool,
+                backend,
+                write_gate,
+                self.limits,
+                migrated,
+            ))
         })
     }
 }
@@ -129,6 +136,7 @@ impl ChatStore {
     fn from_parts(
         pool: Pool<Manager>,
         backend: Backend,
+        write_gate: WriteGate,
         limits: Limits,
         migrated: Vec<String>,
     ) -> Self {
@@ -136,7 +144,7 @@ impl ChatStore {
             pool,
             backend,
             limits,
-            write_gate: WriteGate::new(backend),
+            write_gate,
             migrated: migrated.into(),
         }
     }
@@ -176,7 +184,7 @@ impl ChatStore {
 
     /// Runs `f` in a write transaction on a pooled connection, after this store's earlier writers.
     fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let _turn = self.write_gate.turn();
+        let _turn = self.write_gate.turn()?;
         self.with_conn(|conn| write_transaction(conn, f))
     }
 

@@ -484,7 +484,10 @@ mod tests {
                 std::thread::yield_now();
             }
         }
-        assert!(order.try_recv().is_err(), "nobody's turn while the first holds it");
+        assert!(
+            order.try_recv().is_err(),
+            "nobody's turn while the first holds it"
+        );
         drop(turn);
         for t in waiting {
             t.join().unwrap();
@@ -517,10 +520,9 @@ mod tests {
         assert!(second.turn(LONG).unwrap().is_some());
     }
 
-    #[test]
-    fn a_process_killed_holding_its_turn_lets_the_next_one_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db-chatstore.lock");
+    /// A child process, killed when dropped, that takes a turn of the lock file at `path` and
+    /// holds it; its output lines.
+    fn spawn_holder(path: &Path) -> (Kill, std::io::Lines<BufReader<std::process::ChildStdout>>) {
         let exe = std::env::current_exe().unwrap();
         let mut child = Command::new(exe)
             .args([
@@ -530,28 +532,61 @@ mod tests {
                 "--nocapture",
                 "--quiet",
             ])
-            .env("CHATSTORE_TURNS_CHILD", &path)
+            .env("CHATSTORE_TURNS_CHILD", path)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        // Killed if the test fails before it kills it itself.
-        struct Kill(std::process::Child);
-        impl Drop for Kill {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
+        (Kill(child), lines)
+    }
+
+    struct Kill(std::process::Child);
+
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        let mut child = Kill(child);
+    }
+
+    impl Kill {
+        fn now(mut self) {
+            self.0.kill().unwrap();
+            self.0.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_process_killed_holding_its_turn_lets_the_next_one_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-chatstore.lock");
+        let (child, lines) = spawn_holder(&path);
         let holding = lines.map_while(Result::ok).any(|line| line == "holding");
         assert!(holding, "the child never held its turn");
         let mut mine = queue(&path);
         assert!(mine.turn(SHORT).unwrap().is_none(), "the child holds it");
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
+        child.now();
         // The kernel dropped the child's locks with the process: this ticket's turn comes.
         assert!(mine.turn(LONG).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_process_killed_waiting_for_its_turn_lets_the_next_one_in_after_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-chatstore.lock");
+        let mut first = queue(&path);
+        let turn = first.turn(LONG).unwrap().unwrap();
+        let (child, _lines) = spawn_holder(&path);
+        while tickets_taken(&path) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut third = queue(&path);
+        assert!(third.turn(SHORT).unwrap().is_none(), "two are before it");
+        child.now();
+        // The ticket before the third's is gone, but the first still holds its turn.
+        assert!(third.turn(SHORT).unwrap().is_none(), "the first holds it");
+        drop(turn);
+        assert!(third.turn(LONG).unwrap().is_some());
     }
 
     #[test]
