@@ -13,8 +13,9 @@
 //! `--synchronous full|normal` (full), `--busy-timeout-ms MS` (60000: the probe measures waits,
 //! it does not want them cut short), `--dir PATH` (where the database goes; a new temporary
 //! directory by default, which is removed afterwards), and `--check`: exit 1 on any error or lost
-//! message (latency is only reported, since a loaded machine cannot promise it) — unless
-//! `--max-p99-ms` or `--max-ms` are given, which are then checked too.
+//! message, or (on Linux) if the database has no lock file, the writers' queue — latency is only
+//! reported, since a loaded machine cannot promise it, unless `--max-p99-ms` or `--max-ms` are
+//! given, which are then checked too.
 //!
 //! The program runs itself again as each child process. Every thread alternates between one
 //! conversation shared by all and one of its own; each child writes its latencies to a file in
@@ -287,11 +288,24 @@ fn parent(options: &Options) -> ExitCode {
         max
     );
     println!("load average before {load_before}, after {load_after}");
+    // The writers' queue lives in this file (Linux); without it the store falls back to SQLite's
+    // busy handler, silently as far as the figures go but for their tail.
+    let lock_file = PathBuf::from(format!("{}-chatstore.lock", db.display()));
+    let queued = lock_file.exists();
+    println!(
+        "lock file {}: {}",
+        lock_file.display(),
+        if queued { "present" } else { "absent" }
+    );
     for (message, n) in &errors {
         println!("error ×{n}: {message}");
     }
     if options.check {
         let mut failed = error_count > 0 || lost > 0 || unacknowledged > 0;
+        if cfg!(target_os = "linux") && !queued {
+            println!("FAIL: no lock file, so the processes did not queue");
+            failed = true;
+        }
         if let Some(bound) = options.max_p99_ms {
             if quantile(0.99) > bound {
                 println!("FAIL: p99 {:.2} ms is over {bound} ms", quantile(0.99));

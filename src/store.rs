@@ -36,8 +36,8 @@ use crate::{Error, Result};
 ///
 /// Open one at start-up and share it: it is cheap to clone and safe to use from many threads (it
 /// holds a connection pool). On SQLite, open one store per database file in a process: a store's
-/// writers take turns in arrival order, while separate stores (like separate processes) meet only in
-/// SQLite's busy handler.
+/// writers take turns in arrival order, and separate stores (like separate processes) queue on the
+/// database's lock file (see [`StoreBuilder::busy_timeout`]).
 ///
 /// Besides the errors each method lists, any call can fail with [`Error::Pool`] (no connection
 /// within the connection timeout), [`Error::ConnectionLost`] (retry: the connection is replaced),

@@ -137,8 +137,9 @@ fn child_appends_from_threads() {
     let mut next_line = || parent.next().expect("a line from the parent").unwrap();
     println!("started");
     assert_eq!(next_line(), "open");
-    // SQLite's busy handler is all that arbitrates between processes, and it is not fair: a writer
-    // can wait seconds (see the README). This test is about losing nothing, not about that wait.
+    // The processes take turns on the database's lock file, fairly; a generous busy timeout all
+    // the same, as this test is about losing nothing, not about the wait (which
+    // examples/sqlite_writers.rs measures).
     let store = ChatStore::builder(url)
         .busy_timeout(Duration::from_secs(120))
         .open()
