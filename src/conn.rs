@@ -468,18 +468,8 @@ impl WriteGate {
 /// The lock file of the SQLite database `first` is connected to, beside it — the path SQLite
 /// itself resolved, so that every way of naming the file finds the same lock file — or `None` if
 /// it cannot be opened (a read-only directory, say).
-#[cfg(feature = "sqlite")]
 fn sqlite_lock_file(first: &mut Conn) -> Option<TurnQueue> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::Text;
-    let file: String = diesel::select(sql::<Text>(
-        "(SELECT file FROM pragma_database_list WHERE name = 'main')",
-    ))
-    .get_result(first)
-    .ok()?;
-    if file.is_empty() {
-        return None;
-    }
+    let file = sqlite_main_file(first)?;
     let mode = database_mode(std::path::Path::new(&file));
     TurnQueue::open(
         std::path::Path::new(&format!("{file}-chatstore.lock")),
@@ -488,19 +478,33 @@ fn sqlite_lock_file(first: &mut Conn) -> Option<TurnQueue> {
     .ok()
 }
 
+/// The file of the database `first` is connected to, as SQLite resolved it; `None` for an
+/// in-memory or temporary database.
+#[cfg(feature = "sqlite")]
+fn sqlite_main_file(first: &mut Conn) -> Option<String> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    let file: String = diesel::select(sql::<Text>(
+        "(SELECT file FROM pragma_database_list WHERE name = 'main')",
+    ))
+    .get_result(first)
+    .ok()?;
+    (!file.is_empty()).then_some(file)
+}
+
 #[cfg(not(feature = "sqlite"))]
-fn sqlite_lock_file(_first: &mut Conn) -> Option<TurnQueue> {
+fn sqlite_main_file(_first: &mut Conn) -> Option<String> {
     None
 }
 
 /// The database file's permission bits, which its lock file gets too.
-#[cfg(all(feature = "sqlite", unix))]
+#[cfg(unix)]
 fn database_mode(path: &std::path::Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     Some(std::fs::metadata(path).ok()?.permissions().mode() & 0o777)
 }
 
-#[cfg(all(feature = "sqlite", not(unix)))]
+#[cfg(not(unix))]
 fn database_mode(_path: &std::path::Path) -> Option<u32> {
     None
 }
