@@ -93,9 +93,18 @@ impl StoreBuilder {
         self
     }
 
-    /// SQLite: how long a writer waits for another process's write lock before failing (default
-    /// 5 s; at most [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)). Writers of the same store never need it:
-    /// they take turns in order.
+    /// SQLite: how long a writer waits for other processes' writers before failing with
+    /// [`Error::Busy`](crate::Error::Busy) (default 5 s; at most [`MAX_TIMEOUT`](Self::MAX_TIMEOUT)):
+    /// first for its turn in the queue that the stores of one database file share, on the lock
+    /// file `<database>-chatstore.lock` beside it, then for SQLite's write lock if something that
+    /// does not use that queue (another program) holds it. Writers of the same store never need
+    /// it: they take turns in order.
+    ///
+    /// The lock file is created when a store opens a SQLite file, with the database's
+    /// permissions; without it (in-memory databases, read-only or immutable `file:` URIs, a
+    /// directory where it cannot be created, systems other than Linux) SQLite's busy handler
+    /// alone decides between processes, which is not fair: a writer may then wait for seconds
+    /// under sustained writes from several processes.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout.min(Self::MAX_TIMEOUT);
         self

@@ -12,6 +12,7 @@ use parking_lot::{FairMutex, FairMutexGuard};
 
 use crate::config::Synchronous;
 use crate::pool::{Connector, Options, Pool};
+use crate::turns::{Turn, TurnQueue};
 use crate::{Error, Result};
 
 /// The compiled-in connection types, as one Diesel connection so that queries are written once.
@@ -369,24 +370,125 @@ pub(crate) fn snapshot<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T
 
 /// Where a store's writers take turns, first come first served, before they ask the database for
 /// its write lock. SQLite's busy handler is not fair — it polls with sleeps of up to 100 ms — and
-/// under steady contention it starved a writer past the busy timeout ("database is locked"); with
-/// the gate, the busy handler only arbitrates between processes. The servers queue writers on row
-/// locks themselves: no gate there.
+/// under steady contention it starved writers for seconds (5.5 s with six processes of four
+/// threads; issue 13). So on SQLite a store's writers queue in the process (a fair mutex), and the
+/// one at its head queues with the other processes' on the database's lock file,
+/// `<database>-chatstore.lock` ([`TurnQueue`]), which the kernel releases when a process dies. The
+/// busy handler is then left to arbitrate only with what does not use the queue: other programs,
+/// and stores whose lock file could not be opened (a read-only directory, a platform without the
+/// locks), which fall back to it. The servers queue writers on row locks themselves: no gate there.
 #[derive(Clone)]
-pub(crate) struct WriteGate(Option<Arc<FairMutex<()>>>);
+pub(crate) struct WriteGate(Option<Arc<Gate>>);
+
+/// A SQLite store's gate: the process's queue, then the file's.
+struct Gate {
+    /// The in-process queue, holding the process's place in the file's queue (`None`: no lock file).
+    turns: FairMutex<Option<TurnQueue>>,
+    /// How long a writer waits for its turn among the processes: the busy timeout.
+    timeout: Duration,
+}
+
+/// A writer's turn, over when dropped: the file's turn first, then the process's.
+pub(crate) struct WriteTurn<'a> {
+    _file: Option<Turn>,
+    _process: FairMutexGuard<'a, Option<TurnQueue>>,
+}
 
 impl WriteGate {
-    pub(crate) fn new(backend: Backend) -> Self {
-        WriteGate(match backend {
-            Backend::Sqlite => Some(Arc::new(FairMutex::new(()))),
-            Backend::Postgres | Backend::Mysql => None,
-        })
+    /// The gate of a store whose first connection is `first`. A SQLite file gets its lock file,
+    /// made with the database's permissions; in-memory SQLite, read-only and immutable `file:`
+    /// URIs get the in-process queue only, as does a file whose lock file cannot be opened.
+    pub(crate) fn new(manager: &Manager, first: &mut Conn) -> Self {
+        let timeout = manager.sqlite.busy_timeout;
+        let turns = match &manager.target {
+            Target::SqliteFile(url) if url.contains("mode=ro") || url.contains("immutable=1") => {
+                None
+            }
+            Target::SqliteFile(_) => sqlite_lock_file(first),
+            Target::SqliteMemory(_) => None,
+            Target::Postgres(_) | Target::Mysql(_) => return WriteGate(None),
+        };
+        WriteGate(Some(Arc::new(Gate {
+            turns: FairMutex::new(turns),
+            timeout,
+        })))
     }
 
-    /// Waits for this writer's turn, which lasts as long as the guard.
-    pub(crate) fn turn(&self) -> Option<FairMutexGuard<'_, ()>> {
-        self.0.as_ref().map(|gate| gate.lock())
+    /// Waits for this writer's turn, which lasts as long as the returned guard: after this store's
+    /// earlier writers, then after the other processes' that queued before it.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if the other processes' writers kept the turn past the busy timeout.
+    pub(crate) fn turn(&self) -> Result<Option<WriteTurn<'_>>> {
+        let Some(gate) = &self.0 else {
+            return Ok(None);
+        };
+        let mut process = gate.turns.lock();
+        let file = match process.as_mut().map(|queue| queue.turn(gate.timeout)) {
+            None => None,
+            Some(Ok(Some(turn))) => Some(turn),
+            Some(Ok(None)) => {
+                return Err(Error::busy(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::Unknown,
+                    Box::new(format!(
+                        "other processes' writers kept the write turn for over {} ms",
+                        gate.timeout.as_millis()
+                    )),
+                )));
+            }
+            // The lock file failed (which a file that opened does not do): the write goes on
+            // without it, and SQLite's busy handler decides, as without a lock file.
+            Some(Err(_)) => None,
+        };
+        Ok(Some(WriteTurn {
+            _file: file,
+            _process: process,
+        }))
     }
+}
+
+/// The lock file of the SQLite database `first` is connected to, beside it — the path SQLite
+/// itself resolved, so that every way of naming the file finds the same lock file — or `None` if
+/// it cannot be opened (a read-only directory, say).
+fn sqlite_lock_file(first: &mut Conn) -> Option<TurnQueue> {
+    let file = sqlite_main_file(first)?;
+    let mode = database_mode(std::path::Path::new(&file));
+    TurnQueue::open(
+        std::path::Path::new(&format!("{file}-chatstore.lock")),
+        mode,
+    )
+    .ok()
+}
+
+/// The file of the database `first` is connected to, as SQLite resolved it; `None` for an
+/// in-memory or temporary database.
+#[cfg(feature = "sqlite")]
+fn sqlite_main_file(first: &mut Conn) -> Option<String> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    let file: String = diesel::select(sql::<Text>(
+        "(SELECT file FROM pragma_database_list WHERE name = 'main')",
+    ))
+    .get_result(first)
+    .ok()?;
+    (!file.is_empty()).then_some(file)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_main_file(_first: &mut Conn) -> Option<String> {
+    None
+}
+
+/// The database file's permission bits, which its lock file gets too.
+#[cfg(unix)]
+fn database_mode(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::metadata(path).ok()?.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn database_mode(_path: &std::path::Path) -> Option<u32> {
+    None
 }
 
 /// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, taking the write lock

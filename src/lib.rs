@@ -24,6 +24,7 @@ mod search;
 mod store;
 mod title;
 mod trace;
+mod turns;
 mod verify;
 #[cfg(all(test, feature = "serde"))]
 mod wire;

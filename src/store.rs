@@ -35,14 +35,16 @@ use crate::{Error, Result};
 ///
 /// Open one at start-up and share it: it is cheap to clone and safe to use from many threads (it
 /// holds a connection pool). On SQLite, open one store per database file in a process: a store's
-/// writers take turns in arrival order, while separate stores (like separate processes) meet only in
-/// SQLite's busy handler.
+/// writers take turns in arrival order, and separate stores (like separate processes) queue on the
+/// database's lock file (see [`StoreBuilder::busy_timeout`]).
 ///
 /// Connections are opened only on the calling thread: a call takes a free connection of the pool
-/// or, below the pool size, opens one itself, and waits for one otherwise. The store starts no
-/// thread and keeps no timer (idle connections are closed by the next call that comes for one), so
-/// nothing of it runs once the program's last call has returned: a short-lived program may return
-/// from `main`, or call [`std::process::exit`], right after its last call, also over TLS.
+/// or, below the pool size, opens one itself, and waits for one otherwise. No thread of the store
+/// touches a connection and it keeps no timer (idle connections are closed by the next call that
+/// comes for one), so no connection work runs once the program's last call has returned: a
+/// short-lived program may return from `main`, or call [`std::process::exit`], right after its
+/// last call, also over TLS. (The one thread a store may start is a SQLite file's writer queue
+/// waiting on its lock file; see [`StoreBuilder::busy_timeout`].)
 ///
 /// Besides the errors each method lists, any call can fail with [`Error::Pool`] (no connection
 /// within the connection timeout), [`Error::ConnectionLost`] (retry: the connection is replaced),
@@ -109,8 +111,15 @@ impl StoreBuilder {
                 migrated = migrations::run(&mut first, self.connection_timeout)?;
                 Ok(())
             })?;
+            let write_gate = WriteGate::new(&manager, &mut first);
             let pool = conn::pool(manager, first, self.pool_size, self.connection_timeout);
-            Ok(ChatStore::from_parts(pool, backend, self.limits, migrated))
+            Ok(ChatStore::from_parts(
+                pool,
+                backend,
+                write_gate,
+                self.limits,
+                migrated,
+            ))
         })
     }
 }
@@ -137,6 +146,7 @@ impl ChatStore {
     fn from_parts(
         pool: Pool<Manager>,
         backend: Backend,
+        write_gate: WriteGate,
         limits: Limits,
         migrated: migrations::Migrated,
     ) -> Self {
@@ -144,7 +154,7 @@ impl ChatStore {
             pool,
             backend,
             limits,
-            write_gate: WriteGate::new(backend),
+            write_gate,
             migrated: migrated.applied.into(),
             resumed: migrated.resumed.into(),
         }
@@ -191,7 +201,7 @@ impl ChatStore {
 
     /// Runs `f` in a write transaction on a pooled connection, after this store's earlier writers.
     fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let _turn = self.write_gate.turn();
+        let _turn = self.write_gate.turn()?;
         self.with_conn(|conn| write_transaction(conn, f))
     }
 

@@ -282,9 +282,17 @@ const THREAD_STARTERS: &[&str] = &[
     "ManageConnection",
 ];
 
+/// The one module that may start a thread: the SQLite lock-file queue's waiter, which blocks in
+/// `fcntl` on the lock file so that the caller can give up at its timeout. It never touches a
+/// connection (no libpq, no TLS), so a program may exit while it waits.
+const THREAD_ALLOWED: &[&str] = &["turns.rs"];
+
 #[test]
 fn the_library_starts_no_thread_of_its_own() {
     for (path, code) in sources() {
+        if THREAD_ALLOWED.contains(&path.as_str()) {
+            continue;
+        }
         for starter in THREAD_STARTERS {
             assert!(
                 !code.contains(starter),

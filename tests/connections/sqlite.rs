@@ -113,3 +113,53 @@ fn sqlite_url_forms_open_the_same_file() {
         assert_eq!(ids, [*id], "each in-memory store is a database of its own");
     }
 }
+
+/// The writers' queue of a SQLite file is `<file>-chatstore.lock` beside it, whichever way the URL
+/// names the file; an in-memory database has none.
+#[cfg(target_os = "linux")]
+#[test]
+fn sqlite_a_file_gets_its_lock_file_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let lock = dir.path().join("chat.db-chatstore.lock");
+    let alice = user("alice");
+    let store = ChatStore::open(&format!("sqlite://{}", path.display())).unwrap();
+    store.create_conversation(&alice, None).unwrap();
+    assert!(lock.is_file());
+    drop(store);
+    std::fs::remove_file(&lock).unwrap();
+    let store = ChatStore::open(&format!("file:{}?mode=rw", path.display())).unwrap();
+    store.create_conversation(&alice, None).unwrap();
+    assert!(lock.is_file(), "a file: URI finds the same lock file");
+}
+
+/// A read-only URI makes no lock file; one that cannot be opened (here a directory of that name,
+/// which even root cannot open as a file) leaves the writers to SQLite's busy handler, as before:
+/// opening and writing work all the same.
+#[test]
+fn sqlite_without_a_lock_file_the_store_opens_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let lock = dir.path().join("chat.db-chatstore.lock");
+    let alice = user("alice");
+    let conv = ChatStore::open(&path.display().to_string())
+        .unwrap()
+        .create_conversation(&alice, None)
+        .unwrap()
+        .id;
+    let _ = std::fs::remove_file(&lock);
+    let read_only = ChatStore::open(&format!("file:{}?mode=ro", path.display())).unwrap();
+    assert_eq!(read_only.conversation(&alice, conv).unwrap().id, conv);
+    assert!(!lock.exists(), "a read-only store writes no file");
+    std::fs::create_dir(&lock).unwrap();
+    let stores = [
+        ChatStore::open(&path.display().to_string()).unwrap(),
+        ChatStore::open(&path.display().to_string()).unwrap(),
+    ];
+    for store in &stores {
+        store
+            .append_message(&alice, conv, NewMessage::user("no queue"))
+            .unwrap();
+    }
+    assert_eq!(snapshot(&stores[0], &alice, conv).0, 2);
+}

@@ -137,8 +137,9 @@ fn child_appends_from_threads() {
     let mut next_line = || parent.next().expect("a line from the parent").unwrap();
     println!("started");
     assert_eq!(next_line(), "open");
-    // SQLite's busy handler is all that arbitrates between processes, and it is not fair: a writer
-    // can wait seconds (see the README). This test is about losing nothing, not about that wait.
+    // The processes take turns on the database's lock file, fairly; a generous busy timeout all
+    // the same, as this test is about losing nothing, not about the wait (which
+    // examples/sqlite_writers.rs measures).
     let store = ChatStore::builder(url)
         .busy_timeout(Duration::from_secs(120))
         .open()
@@ -175,5 +176,108 @@ fn child_appends_from_threads() {
     }
     for conv in own {
         println!("own {conv}");
+    }
+}
+
+/// A writer process SIGKILLed while it holds the write turn (stopped in the middle of a long batch,
+/// so that it surely holds it) does not keep the others out: the kernel ends its turn with it, and
+/// the next writer goes in. Not timed: the wait that must end has a generous busy timeout.
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_a_writer_killed_holding_its_turn_does_not_block_the_others() {
+    let db = TestDb::new(crate::support::Kind::SqliteFile);
+    let user = UserId::new("killed").unwrap();
+    // Short: a write that finds the turn taken says so at once.
+    let impatient = ChatStore::builder(db.url.clone())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let conv = impatient.create_conversation(&user, None).unwrap().id;
+    let env = [
+        ("CHATSTORE_CHILD_URL", db.url.clone()),
+        ("CHATSTORE_CHILD_CONVERSATION", conv.to_string()),
+    ];
+    let (mut child, lines) = spawn_child("hardening::processes::child_appends_long_batches", &env);
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the child never started appending");
+        if line == "appending" {
+            break;
+        }
+    }
+    // Stop the child where it is, until a write of ours finds the turn taken: the child holds it.
+    let pid = child.id().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    let mut between_batches = 0;
+    loop {
+        signal("-STOP");
+        match impatient.append_message(&user, conv, NewMessage::user("between batches")) {
+            Err(chatstore::Error::Busy(_)) => break,
+            // Stopped between two batches: try again.
+            Ok(_) => {
+                between_batches += 1;
+                assert!(between_batches < 100, "the child never held its turn");
+                signal("-CONT");
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The child is gone, and with it its turn: the next writer gets one.
+    let patient = ChatStore::builder(db.url.clone())
+        .busy_timeout(Duration::from_secs(120))
+        .open()
+        .unwrap();
+    let after = patient
+        .append_message(&user, conv, NewMessage::user("after the kill"))
+        .unwrap();
+    // The killed batch is absent, whole: the child's batches that are there are complete.
+    let page = patient.messages(&user, conv, Window::All).unwrap();
+    assert_eq!(page.messages.last().map(|m| m.id), Some(after.id));
+    let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    let from_child = page.messages.len() - between_batches - 1;
+    assert_eq!(
+        from_child % LONG_BATCH,
+        0,
+        "{from_child} messages from the child"
+    );
+    // The impatient store, whose abandoned place in the queue came and went, writes again too.
+    impatient
+        .append_message(&user, conv, NewMessage::user("and again"))
+        .unwrap();
+}
+
+/// The child's batch: long enough that the child is almost always in the middle of one.
+const LONG_BATCH: usize = 20_000;
+
+/// The child's side: appends batches of many messages to the conversation until it is killed,
+/// having said "appending" before the first.
+#[test]
+#[ignore = "a child process of the killed-writer test, started by it"]
+fn child_appends_long_batches() {
+    let (Some(url), Some(conv)) = (
+        child_env("CHATSTORE_CHILD_URL"),
+        child_env("CHATSTORE_CHILD_CONVERSATION"),
+    ) else {
+        return;
+    };
+    let store = ChatStore::open(&url).unwrap();
+    let user = UserId::new("killed").unwrap();
+    let conv: ConversationId = conv.parse().unwrap();
+    let text = "a long batch ".repeat(20);
+    let batch: Vec<NewMessage<'_>> = (0..LONG_BATCH).map(|_| NewMessage::user(&text)).collect();
+    println!("appending");
+    loop {
+        store.append_messages(&user, conv, &batch).unwrap();
     }
 }
