@@ -55,8 +55,8 @@ impl StoreBuilder {
     pub const DEFAULT_POOL_SIZE: u32 = 10;
     /// Default for [`max_page_size`](Self::max_page_size).
     pub const DEFAULT_MAX_PAGE_SIZE: u32 = 100;
-    /// The largest pool accepted; larger sizes are reduced to it (the pool reserves memory for
-    /// every connection it may hold).
+    /// The largest pool accepted; larger sizes are reduced to it (far more connections than any
+    /// server accepts by default: a larger number is a mistake, not a need).
     pub const MAX_POOL_SIZE: u32 = 1024;
     /// The longest timeout accepted (about 24.8 days: SQLite counts its busy timeout in `i32`
     /// milliseconds); longer ones are shortened to it.
