@@ -115,8 +115,9 @@ pub enum Error {
         budget: u64,
     },
 
-    /// A search query cannot be run: a quote is not closed, it has no word to search for, or it is
-    /// too long (see [`SearchQuery`](crate::SearchQuery)).
+    /// A search query cannot be run: a quote is not closed, it has no word to search for, it is
+    /// too long, or its offset is past [`MAX_SEARCH_OFFSET`](crate::MAX_SEARCH_OFFSET) (see
+    /// [`SearchQuery`](crate::SearchQuery)). Nothing is read.
     #[error("invalid search query: {0}")]
     InvalidQuery(String),
 

@@ -18,6 +18,11 @@ use crate::ids::ConversationId;
 use crate::models::Message;
 use crate::{Error, Result};
 
+/// The largest [`SearchQuery::offset`] a search serves: with the largest page, the first 1,100
+/// matches can be read. It bounds the work a request can ask for, since every match before the
+/// page is found (and on MySQL, checked) to be skipped.
+pub const MAX_SEARCH_OFFSET: u32 = 1000;
+
 /// A search: what to look for, where, in which order, which page.
 ///
 /// The query is words, all of which must occur (in any order, case and Latin accents ignored);
@@ -82,7 +87,20 @@ impl<'a> SearchQuery<'a> {
         self
     }
 
-    /// Results to skip: the page that starts there.
+    /// Results to skip: the page that starts there, at most [`MAX_SEARCH_OFFSET`]. A search
+    /// serves the first pages only: a larger offset is refused with
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery), and the page that reaches it has no
+    /// [`next_offset`](SearchResults::next_offset). (Lists page with cursors and have no such
+    /// end; a search ranks its matches, and a client that wants more narrows the query.)
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, SearchQuery, UserId, MAX_SEARCH_OFFSET};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let too_far = SearchQuery::new("tea").offset(MAX_SEARCH_OFFSET + 1);
+    /// assert!(matches!(store.search_messages(&user, &too_far), Err(Error::InvalidQuery(_))));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     pub fn offset(mut self, offset: u32) -> Self {
         self.offset = offset;
         self
@@ -224,7 +242,8 @@ impl Snippet {
 pub struct SearchResults {
     /// The messages found on this page.
     pub hits: Vec<SearchHit>,
-    /// The offset of the next page, or `None` if this was the last.
+    /// The offset of the next page, or `None` if this was the last, or if the next would start
+    /// past [`MAX_SEARCH_OFFSET`].
     pub next_offset: Option<u32>,
 }
 
@@ -399,7 +418,7 @@ fn tokens(text: &str) -> Vec<(String, Range<usize>)> {
 }
 
 /// How many characters of a message the indexes read (the migrations say the same).
-const INDEXED_CHARS: usize = 100_000;
+pub(crate) const INDEXED_CHARS: usize = 100_000;
 
 /// The bytes of `content`'s indexed start: a 1 MiB message is not read whole.
 fn indexed_len(content: &str) -> usize {

@@ -269,7 +269,39 @@ fn word_condition(prefix: bool) -> &'static str {
     }
 }
 
-/// MySQL's [`find`]: the page's ids first, then its rows (see [`candidates`]).
+/// Candidate ids read per statement (16 bytes each), and candidates whose content is read and
+/// checked per statement (at most the indexed start of each: 100,000 characters).
+#[cfg(feature = "mysql")]
+const CANDIDATE_IDS: i64 = 1000;
+#[cfg(feature = "mysql")]
+const CHECKED_PER_STATEMENT: usize = 16;
+
+/// An id, as the candidates' statements return it.
+#[cfg(feature = "mysql")]
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Binary)]
+    id: MessageId,
+}
+
+/// A candidate's id and the indexed start of its content, for the check.
+#[cfg(feature = "mysql")]
+#[derive(QueryableByName)]
+struct StartRow {
+    #[diesel(sql_type = Binary)]
+    id: MessageId,
+    #[diesel(sql_type = Text)]
+    start: String,
+}
+
+/// MySQL's [`find`]: the page's ids first, then only the page's rows.
+///
+/// Memory is bounded by the page, not by the matches: ids are read a thousand at a time, content
+/// that must be checked sixteen messages at a time (each its indexed start only), and only the
+/// page's ids are kept. The page's rows, content whole, are read last. Holding every candidate's
+/// row up to the page instead took 197 MB of Rust heap (415 MB resident) for a page at offset 185
+/// of 200 matching 1 MiB messages, and 90 MB (200 MB resident) for a phrase whose words all of
+/// them hold in the wrong order (MariaDB 10.11; see `search::a_search_holds_its_page_not_every_match`).
 #[cfg(feature = "mysql")]
 fn find_mysql(
     conn: &mut diesel::MysqlConnection,
@@ -279,6 +311,8 @@ fn find_mysql(
         conversation,
         query,
         order,
+        limit,
+        offset,
         ..
     } = find;
     // Each distinct word of the query once, as the index holds it, prefixes as LIKE patterns.
@@ -289,7 +323,7 @@ fn find_mysql(
             let prefix = phrase.prefix && i == last;
             let word = crate::search::index_word(word);
             let word = match prefix {
-                // Words hold only letters, digits and marks; the escape is for safety's sake.
+                // Words hold only letters and digits; the escape is for safety's sake.
                 true => {
                     let escaped = word
                         .replace('!', "!!")
@@ -329,47 +363,20 @@ fn find_mysql(
         Some(_) => "AND m.conversation_id = ?",
         None => "",
     };
-    // The page's ids are found and sorted first, and only then are its rows read and joined
-    // to their titles. Written as one join, the sort took every match's whole row (content
-    // included) through a temporary table, since the join began with the conversations:
-    // 2.2-2.7 s for a word in all of a user's 100,000 messages (W12), 0.14-0.16 s this way;
-    // 1.2-1.9 ms for a word in 100 of them (W11), 0.5-1.0 ms this way (MariaDB 10.11). The
-    // page is sorted again outside, the same way (the rank's binds follow the page's).
-    let order_by = format!("{rank}m.created_at DESC, m.seq DESC, m.id DESC");
+    // Ids only: sorting whole rows took every match's content through a temporary table, since
+    // the join began with the conversations: 2.2-2.7 s for a word in all of a user's 100,000
+    // messages (W12), 0.14-0.16 s with the ids first; 1.2-1.9 ms for a word in 100 of them (W11),
+    // 0.5-1.0 ms (MariaDB 10.11).
     let sql = format!(
-        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM (SELECT m.id FROM messages m \
-         WHERE m.user_id = ? {in_conversation} AND {} \
-         ORDER BY {order_by} LIMIT ? OFFSET ?) page \
-         JOIN messages m ON m.id = page.id JOIN conversations c ON c.id = m.conversation_id \
-         ORDER BY {order_by}",
+        "SELECT m.id FROM messages m WHERE m.user_id = ? {in_conversation} AND {} \
+         ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?",
         conditions.join(" AND ")
     );
-    candidates(conn, &sql, &words, find)
-}
-
-/// The candidate pages of [`find_mysql`], each checked against its content.
-///
-/// Candidates come in pages, checked against their content, until the page asked for is full:
-/// usually at once, since the index is exact for words of up to 64 characters and only a phrase's
-/// order can fail the check. The pages must be read from one snapshot ([`crate::conn::snapshot`]),
-/// so that a message written or deleted between two of them cannot shift the offsets (repeating or
-/// skipping a hit): READ COMMITTED would give each statement a snapshot of its own.
-#[cfg(feature = "mysql")]
-fn candidates(
-    conn: &mut diesel::MysqlConnection,
-    sql: &str,
-    words: &[(String, bool)],
-    find: Find<'_>,
-) -> Result<Vec<(Message, Option<String>)>> {
-    let (limit, offset) = (find.limit, find.offset);
-    let Find {
-        user,
-        conversation,
-        query,
-        order,
-        ..
-    } = find;
+    let candidates = Candidates {
+        sql: &sql,
+        words: &words,
+        find,
+    };
     // A query of single words (or prefixes) shorter than the index's cut needs no check at
     // all: the index holds each whole word of the content as the check would read it, so it
     // has already answered. The check tokenized each candidate's content once more (the
@@ -381,30 +388,47 @@ fn candidates(
         };
         crate::search::index_word(word).chars().count() < crate::search::INDEXED_WORD_CHARS
     });
-    let wanted = (offset + limit).max(0) as usize;
-    let mut found: Vec<(Message, Option<String>)> = Vec::new();
-    let mut skipped_candidates = 0i64;
-    let mut batch = (offset + limit).clamp(16, 4096);
-    loop {
-        let mut statement = diesel::sql_query(sql)
+    let page = match exact {
+        true => candidates.read(conn, limit, offset)?,
+        false => candidates.checked(conn, limit, offset, query)?,
+    };
+    page_rows(conn, &page)
+}
+
+/// The statement that reads a user's candidates for a query, in the page's order, with its binds.
+#[cfg(feature = "mysql")]
+struct Candidates<'a> {
+    sql: &'a str,
+    words: &'a [(String, bool)],
+    find: Find<'a>,
+}
+
+#[cfg(feature = "mysql")]
+impl Candidates<'_> {
+    /// Up to `limit` candidate ids after skipping `offset` of them.
+    fn read(
+        &self,
+        conn: &mut diesel::MysqlConnection,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<MessageId>> {
+        let Find {
+            user,
+            conversation,
+            order,
+            ..
+        } = self.find;
+        let mut statement = diesel::sql_query(self.sql)
             .into_boxed::<diesel::mysql::Mysql>()
             .bind::<Text, _>(user);
         if let Some(conversation) = conversation {
             statement = statement.bind::<Binary, _>(conversation);
         }
-        for (word, _) in words {
+        for (word, _) in self.words {
             statement = statement.bind::<Text, _>(user).bind::<Text, _>(word);
         }
         if order == SearchOrder::BestMatch {
-            for (word, _) in words {
-                statement = statement.bind::<Text, _>(word);
-            }
-        }
-        let mut statement = statement
-            .bind::<BigInt, _>(batch)
-            .bind::<BigInt, _>(skipped_candidates);
-        if order == SearchOrder::BestMatch {
-            for (word, _) in words {
+            for (word, _) in self.words {
                 statement = statement.bind::<Text, _>(word);
             }
         }
@@ -412,23 +436,112 @@ fn candidates(
         // kept for every shape a client can write, statements would pile up on the server
         // towards its `max_prepared_stmt_count` (16,382 for all connections). (The mark would
         // not hold on MySQL anyway: see `conversations::mysql`.)
-        let rows: Vec<HitRow> = statement.load(conn)?;
-        let exhausted = (rows.len() as i64) < batch;
-        skipped_candidates += rows.len() as i64;
-        for row in rows {
-            let message = row.message.into_model()?;
-            if exact || crate::search::matches_all(&message.content, query) {
-                found.push((message, row.title));
+        let rows: Vec<IdRow> = statement
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(offset)
+            .load(conn)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Up to `limit` ids of candidates whose content matches, after skipping `offset` of those.
+    ///
+    /// The index finds the messages holding every word; only a phrase's order (or a word past the
+    /// index's 64 characters) can fail the check. Candidates are read in pages of ids, and their
+    /// content `CHECKED_PER_STATEMENT` at a time, until the page is full. They must all be read
+    /// from one snapshot ([`crate::conn::snapshot`]), so that a message written or deleted between
+    /// two statements cannot shift the offsets (repeating or skipping a hit): READ COMMITTED would
+    /// give each statement a snapshot of its own.
+    fn checked(
+        &self,
+        conn: &mut diesel::MysqlConnection,
+        limit: i64,
+        offset: i64,
+        query: &Query,
+    ) -> Result<Vec<MessageId>> {
+        let (limit, mut skip) = (limit.max(0) as usize, offset.max(0));
+        let mut page = Vec::with_capacity(limit);
+        let mut read = 0i64;
+        while page.len() < limit {
+            let ids = self.read(conn, CANDIDATE_IDS, read)?;
+            read += ids.len() as i64;
+            for batch in ids.chunks(CHECKED_PER_STATEMENT) {
+                for id in matching(conn, batch, query)? {
+                    if skip > 0 {
+                        skip -= 1;
+                    } else if page.len() < limit {
+                        page.push(id);
+                    }
+                }
+                if page.len() == limit {
+                    break;
+                }
+            }
+            if (ids.len() as i64) < CANDIDATE_IDS {
+                break;
             }
         }
-        if exhausted || found.len() >= wanted {
-            break;
-        }
-        batch = (batch * 2).min(4096);
+        Ok(page)
     }
-    Ok(found
-        .into_iter()
-        .skip(offset.max(0) as usize)
-        .take(limit.max(0) as usize)
+}
+
+/// Which of `ids` (in their order) match `query` by their content's indexed start.
+#[cfg(feature = "mysql")]
+fn matching(
+    conn: &mut diesel::MysqlConnection,
+    ids: &[MessageId],
+    query: &Query,
+) -> Result<Vec<MessageId>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    // SUBSTRING counts characters, as the index's cut does.
+    let sql = format!(
+        "SELECT id, SUBSTRING(content, 1, {}) AS start FROM messages WHERE id IN ({marks})",
+        crate::search::INDEXED_CHARS
+    );
+    let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
+    for id in ids {
+        statement = statement.bind::<Binary, _>(*id);
+    }
+    let rows: Vec<StartRow> = statement.load(conn)?;
+    Ok(ids
+        .iter()
+        .filter(|id| {
+            rows.iter()
+                .any(|r| r.id == **id && crate::search::matches_all(&r.start, query))
+        })
+        .copied()
         .collect())
+}
+
+/// The rows of the page's messages, in the page's order, each with its conversation's title.
+#[cfg(feature = "mysql")]
+fn page_rows(
+    conn: &mut diesel::MysqlConnection,
+    page: &[MessageId],
+) -> Result<Vec<(Message, Option<String>)>> {
+    if page.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; page.len()].join(", ");
+    let sql = format!(
+        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         c.title FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.id IN ({marks})"
+    );
+    let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
+    for id in page {
+        statement = statement.bind::<Binary, _>(*id);
+    }
+    let mut rows: Vec<HitRow> = statement.load(conn)?;
+    let mut hits = Vec::with_capacity(page.len());
+    for id in page {
+        // A message of the page is in the snapshot the ids came from: it is there.
+        if let Some(at) = rows.iter().position(|r| r.message.id == *id) {
+            let row = rows.swap_remove(at);
+            hits.push((row.message.into_model()?, row.title));
+        }
+    }
+    Ok(hits)
 }

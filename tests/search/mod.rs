@@ -25,6 +25,8 @@ backend_tests! {
         a_large_message_of_distinct_words_is_stored_and_its_start_indexed,
         phrase_pages_skip_messages_with_the_words_out_of_order,
         words_longer_than_64_characters_are_told_apart,
+        a_search_holds_its_page_not_every_match,
+        offsets_end_at_the_documented_limit,
     ],
     persistent: [
         messages_stored_before_the_index_existed_are_found,
@@ -445,4 +447,89 @@ fn words_longer_than_64_characters_are_told_apart(db: &TestDb) {
     assert_eq!(found(&store, &alice, &y), [y.as_str()]);
     assert!(found(&store, &alice, &stem).is_empty(), "whole words only");
     assert_eq!(found(&store, &alice, &format!("{stem}*")).len(), 2);
+}
+
+/// A search needs memory for the page it returns and little more, however many messages match
+/// and however far the page is: 200 matching messages of ~1 MiB each, a page deep in them, and a
+/// phrase whose words every message holds in the wrong order (MySQL checks each candidate's
+/// content). `allocation_counter` counts what goes through Rust's allocator on this thread only.
+fn a_search_holds_its_page_not_every_match(db: &TestDb) {
+    const MESSAGES: usize = 200;
+    const SIZE: usize = 1_000_000;
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    for chunk in 0..MESSAGES / 10 {
+        let texts: Vec<String> = (0..10)
+            .map(|i| {
+                let head = format!("milk then oat, needle {} ", chunk * 10 + i);
+                let mut text = head + &"filler words here ".repeat(SIZE / 18);
+                text.truncate(SIZE);
+                text
+            })
+            .collect();
+        let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+        store.append_messages(&alice, conv, &batch).unwrap();
+    }
+    let limit = 10;
+    let cases = [
+        ("needle", (MESSAGES - limit - 5) as u32, limit),
+        (r#""oat milk""#, 0, 0),
+    ];
+    for (text, offset, expected) in cases {
+        let query = SearchQuery::new(text).limit(limit as u32).offset(offset);
+        // Warm the connection, as a first call would.
+        store.search_messages(&alice, &query).unwrap();
+        let started = std::time::Instant::now();
+        let mut results = None;
+        let usage = allocation_counter::measure(|| {
+            results = Some(store.search_messages(&alice, &query).unwrap());
+        });
+        let elapsed = started.elapsed();
+        let results = results.unwrap();
+        assert_eq!(results.hits.len(), expected, "{text}");
+        eprintln!(
+            "{:?} {text} offset {offset}: peak {} bytes allocated, {} retained, {elapsed:?}",
+            db.kind, usage.bytes_max, usage.bytes_current
+        );
+        // The page (and the row that tells whether another follows), plus a batch of candidates'
+        // indexed starts.
+        let bound = ((limit + 1 + 16) * SIZE) as u64;
+        assert!(
+            usage.bytes_max < bound,
+            "{text} at offset {offset}: peak {} bytes, more than {bound}",
+            usage.bytes_max
+        );
+    }
+}
+
+/// A search pages up to `MAX_SEARCH_OFFSET` and no further, on every backend alike: past it the
+/// query is refused, and the page that reaches it does not point past it.
+fn offsets_end_at_the_documented_limit(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let max = chatstore::MAX_SEARCH_OFFSET as usize;
+    let texts: Vec<String> = (0..max + 15).map(|i| format!("tea {i}")).collect();
+    for chunk in texts.chunks(500) {
+        let batch: Vec<NewMessage> = chunk.iter().map(|t| NewMessage::user(t)).collect();
+        store.append_messages(&alice, conv, &batch).unwrap();
+    }
+    let page = |offset: u32| {
+        store.search_messages(&alice, &SearchQuery::new("tea").limit(10).offset(offset))
+    };
+    let before = page(chatstore::MAX_SEARCH_OFFSET - 10).unwrap();
+    assert_eq!(before.next_offset, Some(chatstore::MAX_SEARCH_OFFSET));
+    let last = page(chatstore::MAX_SEARCH_OFFSET).unwrap();
+    assert_eq!(last.hits.len(), 10);
+    assert_eq!(
+        last.next_offset, None,
+        "more match, but no page starts past the limit"
+    );
+    match page(chatstore::MAX_SEARCH_OFFSET + 1) {
+        Err(Error::InvalidQuery(message)) => {
+            assert!(message.contains("offset"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
