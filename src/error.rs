@@ -115,8 +115,9 @@ pub enum Error {
         budget: u64,
     },
 
-    /// A search query cannot be run: a quote is not closed, it has no word to search for, it is
-    /// too long, or its offset is past [`MAX_SEARCH_OFFSET`](crate::MAX_SEARCH_OFFSET) (see
+    /// A search query cannot be run: a quote is not closed, it has no word to search for, a word
+    /// holds a character the search index does not keep (the message names the word), it is too
+    /// long, or its offset is past [`MAX_SEARCH_OFFSET`](crate::MAX_SEARCH_OFFSET) (see
     /// [`SearchQuery`](crate::SearchQuery)). Nothing is read.
     #[error("invalid search query: {0}")]
     InvalidQuery(String),

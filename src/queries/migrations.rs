@@ -33,7 +33,13 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
         #[cfg(feature = "sqlite")]
         // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
         // leaves the schema as it was before the run.
-        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE))?,
+        Conn::Sqlite(c) => c.immediate_transaction(|c| {
+            let applied = migrate(c, SQLITE)?;
+            if applied_any(&applied, &[WORDS_MIGRATION]) {
+                super::search::rewrite_search_text_sqlite(c)?;
+            }
+            Ok::<_, Error>(applied)
+        })?,
         // One transaction, so that it also works through a transaction-mode pooler (PgBouncer,
         // serverless endpoints): the lock is a transaction lock, released at commit or rollback
         // on whichever server connection ran it, and a failed run leaves no migration half done.
@@ -48,7 +54,11 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)?;
-            migrate(c, POSTGRES)
+            let applied = migrate(c, POSTGRES)?;
+            if applied_any(&applied, &[WORDS_MIGRATION]) {
+                super::search::rewrite_search_text_pg(c)?;
+            }
+            Ok::<_, Error>(applied)
         })?,
         // MySQL commits each DDL statement on its own, so no transaction can hold a run: a named
         // lock of the session does (named after the database, as names are server-wide),
@@ -76,9 +86,9 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
                 )));
             }
             let result = migrate(c, MYSQL).and_then(|applied| {
-                // The search index is filled by the store, not by SQL: the migration that creates it
-                // indexes the messages already stored here.
-                if applied.iter().any(|v| v.to_string() == SEARCH_MIGRATION) {
+                // The search index is filled by the store, not by SQL: the migrations that create
+                // it and that change how words are read index the messages already stored here.
+                if applied_any(&applied, &[SEARCH_MIGRATION, WORDS_MIGRATION]) {
                     super::search::index_stored_messages(c)?;
                 }
                 Ok(applied)
@@ -98,6 +108,17 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
 /// The version of the migration that creates the search index.
 #[cfg(feature = "mysql")]
 const SEARCH_MIGRATION: &str = "20261125000003";
+
+/// The version of the migration after which the store re-reads the words of every stored message
+/// (the rule that reads words changed: see `search.rs`).
+const WORDS_MIGRATION: &str = "20261202000004";
+
+/// Whether `applied` holds one of `versions`.
+fn applied_any(applied: &[MigrationVersion<'static>], versions: &[&str]) -> bool {
+    applied
+        .iter()
+        .any(|v| versions.contains(&v.to_string().as_str()))
+}
 
 /// Refuses a database migrated by a newer chatstore, then applies what is pending; returns the
 /// versions it applied.

@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use super::rows::MessageRow;
 use super::Cached;
 use crate::conn::Conn;
-#[cfg(feature = "mysql")]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::ids::MessageId;
 use crate::ids::{ConversationId, UserId};
 use crate::models::Message;
@@ -76,15 +76,14 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
             "bm25(messages_search, 1.0, 0.0), ",
             fts5_query(user, query),
         ),
-        // Accents are stripped from the query as from the index, by the same expression. Words
-        // the parser does not keep (such as "²") drop out of the query, as they do from the index;
-        // a query left with none would be the owner's token alone, every message of the user, so
-        // it finds nothing instead.
+        // The query's words are the store's, folded as the index's text is (`search::tokens`),
+        // and the parser keeps each of them whole: the alphabet was measured for that. Should
+        // the parser drop every word all the same, the query would be the owner's token alone,
+        // every message of the user: it finds nothing instead.
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => (
             "messages m JOIN conversations c ON c.id = m.conversation_id, \
-             (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
-               '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
+             (SELECT to_tsquery('simple', $1) AS words) w, \
              LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q",
             "numnode(w.words) > 0 AND m.search @@ q.q",
             "ts_rank(m.search, q.q) DESC, ",
@@ -121,7 +120,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
 }
 
 /// The FTS5 query: the owner's token and every phrase, each a quoted string (words hold only
-/// letters, digits and combining marks, so nothing in them is FTS5 syntax).
+/// letters and digits, so nothing in them is FTS5 syntax).
 #[cfg(feature = "sqlite")]
 fn fts5_query(user: &UserId, query: &Query) -> String {
     let owner: String = user.as_str().bytes().map(|b| format!("{b:02X}")).collect();
@@ -156,7 +155,8 @@ fn tsquery(query: &Query) -> String {
 
 /// MySQL: InnoDB's FULLTEXT index skips short words and stop words by server-wide settings (see the
 /// migration), so the store keeps its own index, `message_words`: each message's distinct words,
-/// split and folded by the same Rust code as the query ([`crate::search`]). The index finds the
+/// read by the same Rust code as the query and as the other backends' index text
+/// ([`crate::search`]). The index finds the
 /// messages holding every word of the query (words are cut to 64 characters there); each candidate
 /// is then checked against its content — phrases in order, whole words — before it counts.
 #[cfg(feature = "mysql")]
@@ -224,7 +224,13 @@ fn insert_words(conn: &mut diesel::MysqlConnection, words: &[WordRow<'_>]) -> Re
     Ok(())
 }
 
-/// Indexes every stored message: run once, by the migration that creates the index.
+/// Messages re-read per statement when the index is rebuilt (each read whole: 16 MiB at most
+/// with the default content limit).
+const REINDEX_PAGE: i64 = 16;
+
+/// Indexes every stored message as this version reads words, replacing what the index held for
+/// it: run by the migration that creates the index, and by the one that changed how words are
+/// read. Each page of messages is one transaction.
 #[cfg(feature = "mysql")]
 pub(crate) fn index_stored_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
     use crate::schema::messages::dsl::*;
@@ -234,12 +240,16 @@ pub(crate) fn index_stored_messages(conn: &mut diesel::MysqlConnection) -> Resul
         if let Some(after) = after {
             page = page.filter(id.gt(after));
         }
-        let page: Vec<(MessageId, UserId, String)> = page.order(id).limit(100).load(conn)?;
+        let page: Vec<(MessageId, UserId, String)> =
+            page.order(id).limit(REINDEX_PAGE).load(conn)?;
         let Some((last, _, _)) = page.last() else {
             return Ok(());
         };
         after = Some(*last);
         conn.transaction(|conn| {
+            let ids: Vec<MessageId> = page.iter().map(|(message, _, _)| *message).collect();
+            diesel::delete(message_words::table.filter(message_words::message_id.eq_any(&ids)))
+                .execute(conn)?;
             for (message, owner, text) in &page {
                 let words: Vec<WordRow<'_>> = crate::search::index_words(text)
                     .into_iter()
@@ -255,6 +265,51 @@ pub(crate) fn index_stored_messages(conn: &mut diesel::MysqlConnection) -> Resul
             Ok::<_, crate::Error>(())
         })?;
     }
+}
+
+/// Rewrites `search_text`, the text the SQLite and PostgreSQL indexes read, for every stored
+/// message whose text this version reads otherwise: run by the migration that changed how words
+/// are read, in its transaction (SQLite's trigger and PostgreSQL's generated column re-index each
+/// message changed). A macro, as the two typed connections share the code but not a type.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! rewrite_search_text {
+    ($conn:expr) => {{
+        use crate::schema::messages::dsl::*;
+        let conn = $conn;
+        let mut after: Option<MessageId> = None;
+        loop {
+            let mut page = messages.select((id, content, search_text)).into_boxed();
+            if let Some(after) = after {
+                page = page.filter(id.gt(after));
+            }
+            let page: Vec<(MessageId, String, Option<String>)> =
+                page.order(id).limit(REINDEX_PAGE).load(conn)?;
+            let Some((last, _, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(*last);
+            for (message, text, stored) in &page {
+                let text = crate::search::search_text(text);
+                if text != *stored {
+                    diesel::update(messages.filter(id.eq(message)))
+                        .set(search_text.eq(text))
+                        .execute(conn)?;
+                }
+            }
+        }
+    }};
+}
+
+/// [`rewrite_search_text`] on SQLite.
+#[cfg(feature = "sqlite")]
+pub(crate) fn rewrite_search_text_sqlite(conn: &mut diesel::SqliteConnection) -> Result<()> {
+    rewrite_search_text!(conn)
+}
+
+/// [`rewrite_search_text`] on PostgreSQL.
+#[cfg(feature = "postgres")]
+pub(crate) fn rewrite_search_text_pg(conn: &mut diesel::PgConnection) -> Result<()> {
+    rewrite_search_text!(conn)
 }
 
 /// A word's condition: its messages among the user's, by one range of `messages_search`.
