@@ -69,11 +69,10 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     let (from, matches, rank, matching): (&str, &str, &str, String) = match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => (
-            "messages_search s JOIN messages m ON m.key = s.rowid \
-             JOIN conversations c ON c.id = m.conversation_id",
+            "messages_search s JOIN messages m ON m.key = s.rowid",
             "messages_search MATCH $1",
             // The owner column matches every row alike: only the words weigh.
-            "bm25(messages_search, 1.0, 0.0), ",
+            "bm25(messages_search, 1.0, 0.0)",
             fts5_query(user, query),
         ),
         // The query's words are the store's, folded as the index's text is (`search::tokens`),
@@ -82,26 +81,33 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
         // every message of the user: it finds nothing instead.
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => (
-            "messages m JOIN conversations c ON c.id = m.conversation_id, \
-             (SELECT to_tsquery('simple', $1) AS words) w, \
+            "messages m, (SELECT to_tsquery('simple', $1) AS words) w, \
              LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q",
             "numnode(w.words) > 0 AND m.search @@ q.q",
-            "ts_rank(m.search, q.q) DESC, ",
+            "-ts_rank(m.search, q.q)",
             tsquery(query),
         ),
         // Statements of its own: see below.
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => return find_mysql(c, find),
     };
-    let rank = match order {
-        SearchOrder::BestMatch => rank,
-        _ => "",
+    // Best match first (BM25 is smaller for a better match; ts_rank larger, hence negated), then
+    // newest; the page's sort repeats the query's, on the page alone.
+    let (rank, by_rank, by_page_rank) = match order {
+        SearchOrder::BestMatch => (rank, "score, ", "page.score, "),
+        _ => ("0", "", ""),
     };
+    // The page's ids are found and sorted first, and only then are its rows read and joined to
+    // their titles: sorted whole, every match's row (content included) went through the sort
+    // before the offset was skipped.
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM {from} WHERE {matches} AND m.user_id = $2 {in_conversation} \
-         ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC \
-         LIMIT {limit_at} OFFSET {offset_at}"
+         c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
+         WHERE {matches} AND m.user_id = $2 {in_conversation} \
+         ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
+         LIMIT {limit_at} OFFSET {offset_at}) page \
+         JOIN messages m ON m.id = page.id JOIN conversations c ON c.id = m.conversation_id \
+         ORDER BY {by_page_rank}m.created_at DESC, m.seq DESC, m.id DESC"
     );
     let mut statement = diesel::sql_query(sql)
         .into_boxed::<MultiBackend>()
