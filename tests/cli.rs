@@ -137,7 +137,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        3,
+        4,
         "{}",
         first.stdout
     );
@@ -174,7 +174,7 @@ fn verify_names_a_dropped_index_and_exits_1(db: &TestDb) {
 fn stats_count_in_text_and_json(db: &TestDb) {
     let empty = chatstore(&db.url, &["stats"]).expect(0);
     assert!(
-        empty.stderr.contains("applied 3 pending migration(s)"),
+        empty.stderr.contains("applied 4 pending migration(s)"),
         "{}",
         empty.stderr
     );
