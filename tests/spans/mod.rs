@@ -162,6 +162,7 @@ const CONTENT: &str = "CONTENT-SECRET-42 about the xylophone";
 const METADATA: &str = "METADATA-SECRET-17";
 const QUERY: &str = "xylophone QUERYSECRET*";
 const BAD_QUERY: &str = "\"QUERYSECRET-unclosed";
+const REFUSED_QUERY: &str = "QUERYSECRET²";
 
 /// Hits the store's span and event callsites once under a throwaway subscriber. tracing caches
 /// each callsite's interest when it is first hit; with other tests' threads (which have no
@@ -226,6 +227,11 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         store
             .search_messages(&alice, &SearchQuery::new(BAD_QUERY))
             .unwrap_err();
+        // Named in the error, for the caller; not in the event.
+        let refused = store
+            .search_messages(&alice, &SearchQuery::new(REFUSED_QUERY))
+            .unwrap_err();
+        assert!(refused.to_string().contains(REFUSED_QUERY), "{refused}");
         store
             .append_message(&alice, conv, NewMessage::user("CONTENT-SECRET-nul\0"))
             .unwrap_err();
@@ -287,6 +293,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("search_messages", Some("0"), true),
         ("verify_schema", None, true),
         ("conversation", None, false),
+        ("search_messages", None, false),
         ("search_messages", None, false),
         ("append_message", None, false),
         ("rename_conversation", None, false),
