@@ -115,8 +115,12 @@ pub enum Error {
         budget: u64,
     },
 
-    /// A search query cannot be run: a quote is not closed, it has no word to search for, or it is
-    /// too long (see [`SearchQuery`](crate::SearchQuery)).
+    /// A search query cannot be run: a quote is not closed, it has no word to search for, a word
+    /// holds a character the search index does not keep (the message names the word), it is too
+    /// long, or its offset is past [`MAX_SEARCH_OFFSET`](crate::MAX_SEARCH_OFFSET) (see
+    /// [`SearchQuery`](crate::SearchQuery)). Nothing is read. The one error that quotes its input:
+    /// the refused word, so that the person who typed it can be told which; the `tracing` event
+    /// of the call leaves the reason out.
     #[error("invalid search query: {0}")]
     InvalidQuery(String),
 

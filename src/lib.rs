@@ -41,7 +41,7 @@ pub use models::{
     Conversation, DeletedCounts, Message, NewMessage, Role, StoreStats, MAX_METADATA_DEPTH,
 };
 pub use page::{ConversationPage, MessagePage, Page};
-pub use search::{SearchHit, SearchOrder, SearchQuery, SearchResults, Snippet};
+pub use search::{SearchHit, SearchOrder, SearchQuery, SearchResults, Snippet, MAX_SEARCH_OFFSET};
 pub use store::{ChatStore, ExportCounts, ExportItem, UserExport};
 pub use title::MAX_TITLE_CHARS;
 pub use verify::{ItemKind, SchemaItem, SchemaReport};

@@ -56,7 +56,8 @@ use crate::{Error, Result};
 /// (`"sqlite"`, `"postgres"` or `"mysql"`), `rows` (rows written or returned; empty for
 /// `delete_conversation`, `open` and `migrate`) and `elapsed_us`, and ends with a `debug` event, or
 /// a `warn` event with the error. Spans and events never hold message content, titles, metadata,
-/// search text or user ids, and errors never quote them.
+/// search text or user ids, and errors never quote them — except [`Error::InvalidQuery`], which
+/// names the query word it refuses to the caller who wrote it (its event leaves the reason out).
 #[derive(Clone)]
 pub struct ChatStore {
     pool: Pool<Manager>,

@@ -63,6 +63,12 @@ pub(crate) fn op<T: Recorded>(
             }
             tracing::debug!(operation, rows, elapsed_us, "chatstore operation done");
         }
+        // A refused query word is named to the caller who wrote it, never to a subscriber: the
+        // event says only that the query was refused.
+        Err(crate::Error::InvalidQuery(_)) => {
+            let error = "invalid search query";
+            tracing::warn!(operation, elapsed_us, error, "chatstore operation failed");
+        }
         Err(error) => {
             tracing::warn!(operation, elapsed_us, %error, "chatstore operation failed");
         }

@@ -4,7 +4,7 @@ use crate::conn::Conn;
 use crate::ids::UserId;
 use crate::queries::search::Find;
 use crate::queries::{self, conversations};
-use crate::search::{self, Query, SearchHit, SearchQuery, SearchResults};
+use crate::search::{self, Query, SearchHit, SearchQuery, SearchResults, MAX_SEARCH_OFFSET};
 use crate::{Error, Result};
 
 /// A search checked before it touches the database: its query parsed, its page size capped.
@@ -17,6 +17,12 @@ pub(crate) struct Search<'q> {
 impl<'q> Search<'q> {
     /// Parses the query; pages hold at most `max_page_size` hits.
     pub(crate) fn new(request: &'q SearchQuery<'q>, max_page_size: u32) -> Result<Self> {
+        let (_, offset) = request.page();
+        if offset > MAX_SEARCH_OFFSET {
+            return Err(Error::InvalidQuery(format!(
+                "the offset is {offset}, the largest a search serves is {MAX_SEARCH_OFFSET}"
+            )));
+        }
         Ok(Search {
             request,
             parsed: search::parse(request.text())?,
@@ -55,7 +61,9 @@ impl<'q> Search<'q> {
             .collect();
         Ok(SearchResults {
             hits,
-            next_offset: more.then(|| offset.saturating_add(self.limit)),
+            next_offset: more
+                .then(|| offset.saturating_add(self.limit))
+                .filter(|&next| next <= MAX_SEARCH_OFFSET),
         })
     }
 }

@@ -44,7 +44,13 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
         #[cfg(feature = "sqlite")]
         // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
         // leaves the schema as it was before the run.
-        Conn::Sqlite(c) => c.immediate_transaction(|c| migrate(c, SQLITE))?,
+        Conn::Sqlite(c) => c.immediate_transaction(|c| {
+            let migrated = migrate(c, SQLITE)?;
+            if migrated.applied(WORDS_MIGRATION) {
+                super::search::rewrite_search_text_sqlite(c)?;
+            }
+            Ok::<_, Error>(migrated)
+        })?,
         // One transaction, so that it also works through a transaction-mode pooler (PgBouncer,
         // serverless endpoints): the lock is a transaction lock, released at commit or rollback
         // on whichever server connection ran it, and a failed run leaves no migration half done.
@@ -59,7 +65,11 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)?;
-            migrate(c, POSTGRES)
+            let migrated = migrate(c, POSTGRES)?;
+            if migrated.applied(WORDS_MIGRATION) {
+                super::search::rewrite_search_text_pg(c)?;
+            }
+            Ok::<_, Error>(migrated)
         })?,
         // MySQL commits each DDL statement on its own, so no transaction can hold a run: a named
         // lock of the session does (named after the database, as names are server-wide),
@@ -97,6 +107,18 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
         }
     };
     Ok(migrated)
+}
+
+/// The version of the migration after which the store re-reads the words of every stored message
+/// (the rule that reads words changed: see `search.rs`).
+const WORDS_MIGRATION: &str = "20261202000004";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl Migrated {
+    /// Whether this run applied the migration `version`.
+    fn applied(&self, version: &str) -> bool {
+        self.applied.iter().any(|v| v == version)
+    }
 }
 
 /// Refuses a database migrated by a newer chatstore, then applies what is pending in one batch per
@@ -200,8 +222,10 @@ mod mysql {
                 report_half_applied(&migration.name, present, states.len());
                 migrated.resumed.push(migration.version.clone());
             }
-            // The search migration's last step is the store's: indexing the stored messages.
-            let indexes = migration.version == SEARCH_MIGRATION;
+            // The search migrations' last step is the store's: indexing the stored messages (those
+            // not yet indexed; all of them once the rule that reads words changed).
+            let indexes = migration.version == SEARCH_MIGRATION
+                || migration.version == super::WORDS_MIGRATION;
             let steps = migration.statements.len() + usize::from(indexes) + 1;
             for (i, (statement, state)) in migration.statements.iter().zip(&states).enumerate() {
                 let done = match state {
@@ -216,7 +240,11 @@ mod mysql {
             if indexes {
                 // Before the version is recorded, so that a run cut short here is carried on by
                 // the next one, which indexes the messages still missing.
-                crate::queries::search::index_unindexed_messages(conn)?;
+                if migration.version == SEARCH_MIGRATION {
+                    crate::queries::search::index_unindexed_messages(conn)?;
+                } else {
+                    crate::queries::search::reindex_stored_messages(conn)?;
+                }
                 report_step(&migration.name, steps - 1, steps, "indexed stored messages");
             }
             record_version(conn, &migration.version)?;

@@ -734,9 +734,15 @@ mod tests {
     #[test]
     fn every_mysql_migration_statement_is_guarded() {
         let migrations = load(&MYSQL).unwrap_or_else(|e| panic!("{e}"));
-        assert!(migrations.len() >= 3);
+        assert!(migrations.len() >= 4);
         for migration in &migrations {
-            assert!(!migration.statements.is_empty(), "{}", migration.name);
+            // Only a migration whose work is the store's own (re-reading the search words) has
+            // no statement.
+            assert!(
+                !migration.statements.is_empty() || migration.version == "20261202000004",
+                "{}",
+                migration.name
+            );
             for statement in &migration.statements {
                 // The statement text is whole: it starts with its verb and does not end in `;`.
                 assert!(

@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use super::rows::MessageRow;
 use super::Cached;
 use crate::conn::Conn;
-#[cfg(feature = "mysql")]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::ids::MessageId;
 use crate::ids::{ConversationId, UserId};
 use crate::models::Message;
@@ -69,40 +69,45 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     let (from, matches, rank, matching): (&str, &str, &str, String) = match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => (
-            "messages_search s JOIN messages m ON m.key = s.rowid \
-             JOIN conversations c ON c.id = m.conversation_id",
+            "messages_search s JOIN messages m ON m.key = s.rowid",
             "messages_search MATCH $1",
             // The owner column matches every row alike: only the words weigh.
-            "bm25(messages_search, 1.0, 0.0), ",
+            "bm25(messages_search, 1.0, 0.0)",
             fts5_query(user, query),
         ),
-        // Accents are stripped from the query as from the index, by the same expression. Words
-        // the parser does not keep (such as "²") drop out of the query, as they do from the index;
-        // a query left with none would be the owner's token alone, every message of the user, so
-        // it finds nothing instead.
+        // The query's words are the store's, folded as the index's text is (`search::tokens`),
+        // and the parser keeps each of them whole: the alphabet was measured for that. Should
+        // the parser drop every word all the same, the query would be the owner's token alone,
+        // every message of the user: it finds nothing instead.
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => (
-            "messages m JOIN conversations c ON c.id = m.conversation_id, \
-             (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
-               '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
+            "messages m, (SELECT to_tsquery('simple', $1) AS words) w, \
              LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q",
             "numnode(w.words) > 0 AND m.search @@ q.q",
-            "ts_rank(m.search, q.q) DESC, ",
+            "-ts_rank(m.search, q.q)",
             tsquery(query),
         ),
         // Statements of its own: see below.
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => return find_mysql(c, find),
     };
-    let rank = match order {
-        SearchOrder::BestMatch => rank,
-        _ => "",
+    // Best match first (BM25 is smaller for a better match; ts_rank larger, hence negated), then
+    // newest; the page's sort repeats the query's, on the page alone.
+    let (rank, by_rank, by_page_rank) = match order {
+        SearchOrder::BestMatch => (rank, "score, ", "page.score, "),
+        _ => ("0", "", ""),
     };
+    // The page's ids are found and sorted first, and only then are its rows read and joined to
+    // their titles: sorted whole, every match's row (content included) went through the sort
+    // before the offset was skipped.
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM {from} WHERE {matches} AND m.user_id = $2 {in_conversation} \
-         ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC \
-         LIMIT {limit_at} OFFSET {offset_at}"
+         c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
+         WHERE {matches} AND m.user_id = $2 {in_conversation} \
+         ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
+         LIMIT {limit_at} OFFSET {offset_at}) page \
+         JOIN messages m ON m.id = page.id JOIN conversations c ON c.id = m.conversation_id \
+         ORDER BY {by_page_rank}m.created_at DESC, m.seq DESC, m.id DESC"
     );
     let mut statement = diesel::sql_query(sql)
         .into_boxed::<MultiBackend>()
@@ -121,7 +126,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
 }
 
 /// The FTS5 query: the owner's token and every phrase, each a quoted string (words hold only
-/// letters, digits and combining marks, so nothing in them is FTS5 syntax).
+/// letters and digits, so nothing in them is FTS5 syntax).
 #[cfg(feature = "sqlite")]
 fn fts5_query(user: &UserId, query: &Query) -> String {
     let owner: String = user.as_str().bytes().map(|b| format!("{b:02X}")).collect();
@@ -156,7 +161,8 @@ fn tsquery(query: &Query) -> String {
 
 /// MySQL: InnoDB's FULLTEXT index skips short words and stop words by server-wide settings (see the
 /// migration), so the store keeps its own index, `message_words`: each message's distinct words,
-/// split and folded by the same Rust code as the query ([`crate::search`]). The index finds the
+/// read by the same Rust code as the query and as the other backends' index text
+/// ([`crate::search`]). The index finds the
 /// messages holding every word of the query (words are cut to 64 characters there); each candidate
 /// is then checked against its content — phrases in order, whole words — before it counts.
 #[cfg(feature = "mysql")]
@@ -224,7 +230,11 @@ fn insert_words(conn: &mut diesel::MysqlConnection, words: &[WordRow<'_>]) -> Re
     Ok(())
 }
 
-/// A stored message that has no word in the index yet.
+/// Messages read per page when the index is filled or rebuilt, each read whole: 16 MiB at most
+/// with the default content limit.
+const REINDEX_PAGE: i64 = 16;
+
+/// A stored message to index.
 #[cfg(feature = "mysql")]
 #[derive(QueryableByName)]
 struct Unindexed {
@@ -242,21 +252,45 @@ struct Unindexed {
 /// any word, such as "…", is read again by each run, and still indexes to nothing.)
 #[cfg(feature = "mysql")]
 pub(crate) fn index_unindexed_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
+    index_pages(
+        conn,
+        "SELECT m.id, m.user_id, m.content FROM messages m WHERE m.id > ? \
+         AND NOT EXISTS (SELECT 1 FROM message_words w WHERE w.message_id = m.id) \
+         ORDER BY m.id",
+    )
+}
+
+/// Indexes every stored message as this version reads words, replacing what the index held for
+/// it, a page of messages per transaction: run by the migration that changed how words are read,
+/// before its version is recorded. A run cut short is simply run again by the next open: each
+/// page replaces its messages' words whole.
+#[cfg(feature = "mysql")]
+pub(crate) fn reindex_stored_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
+    index_pages(
+        conn,
+        "SELECT m.id, m.user_id, m.content FROM messages m WHERE m.id > ? ORDER BY m.id",
+    )
+}
+
+/// Indexes the messages `select` (ordered by id, after the id it binds) pages through,
+/// [`REINDEX_PAGE`] at a time, replacing whatever words the index held for them.
+#[cfg(feature = "mysql")]
+fn index_pages(conn: &mut diesel::MysqlConnection, select: &str) -> Result<()> {
+    let select = format!("{select} LIMIT {REINDEX_PAGE}");
     // Ids are 16 bytes: every one sorts after the empty string.
     let mut after: Vec<u8> = Vec::new();
     loop {
-        let page: Vec<Unindexed> = diesel::sql_query(
-            "SELECT m.id, m.user_id, m.content FROM messages m WHERE m.id > ? \
-             AND NOT EXISTS (SELECT 1 FROM message_words w WHERE w.message_id = m.id) \
-             ORDER BY m.id LIMIT 100",
-        )
-        .bind::<Binary, _>(&after)
-        .load(conn)?;
+        let page: Vec<Unindexed> = diesel::sql_query(&select)
+            .bind::<Binary, _>(&after)
+            .load(conn)?;
         let Some(last) = page.last() else {
             return Ok(());
         };
         after = last.id.as_bytes().to_vec();
         conn.transaction(|conn| {
+            let ids: Vec<MessageId> = page.iter().map(|message| message.id).collect();
+            diesel::delete(message_words::table.filter(message_words::message_id.eq_any(&ids)))
+                .execute(conn)?;
             for message in &page {
                 let words: Vec<WordRow<'_>> = crate::search::index_words(&message.content)
                     .into_iter()
@@ -274,6 +308,51 @@ pub(crate) fn index_unindexed_messages(conn: &mut diesel::MysqlConnection) -> Re
     }
 }
 
+/// Rewrites `search_text`, the text the SQLite and PostgreSQL indexes read, for every stored
+/// message whose text this version reads otherwise: run by the migration that changed how words
+/// are read, in its transaction (SQLite's trigger and PostgreSQL's generated column re-index each
+/// message changed). A macro, as the two typed connections share the code but not a type.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! rewrite_search_text {
+    ($conn:expr) => {{
+        use crate::schema::messages::dsl::*;
+        let conn = $conn;
+        let mut after: Option<MessageId> = None;
+        loop {
+            let mut page = messages.select((id, content, search_text)).into_boxed();
+            if let Some(after) = after {
+                page = page.filter(id.gt(after));
+            }
+            let page: Vec<(MessageId, String, Option<String>)> =
+                page.order(id).limit(REINDEX_PAGE).load(conn)?;
+            let Some((last, _, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(*last);
+            for (message, text, stored) in &page {
+                let text = crate::search::search_text(text);
+                if text != *stored {
+                    diesel::update(messages.filter(id.eq(message)))
+                        .set(search_text.eq(text))
+                        .execute(conn)?;
+                }
+            }
+        }
+    }};
+}
+
+/// [`rewrite_search_text`] on SQLite.
+#[cfg(feature = "sqlite")]
+pub(crate) fn rewrite_search_text_sqlite(conn: &mut diesel::SqliteConnection) -> Result<()> {
+    rewrite_search_text!(conn)
+}
+
+/// [`rewrite_search_text`] on PostgreSQL.
+#[cfg(feature = "postgres")]
+pub(crate) fn rewrite_search_text_pg(conn: &mut diesel::PgConnection) -> Result<()> {
+    rewrite_search_text!(conn)
+}
+
 /// A word's condition: its messages among the user's, by one range of `messages_search`.
 #[cfg(feature = "mysql")]
 fn word_condition(prefix: bool) -> &'static str {
@@ -286,7 +365,39 @@ fn word_condition(prefix: bool) -> &'static str {
     }
 }
 
-/// MySQL's [`find`]: the page's ids first, then its rows (see [`candidates`]).
+/// Candidate ids read per statement (16 bytes each), and candidates whose content is read and
+/// checked per statement (at most the indexed start of each: 100,000 characters).
+#[cfg(feature = "mysql")]
+const CANDIDATE_IDS: i64 = 1000;
+#[cfg(feature = "mysql")]
+const CHECKED_PER_STATEMENT: usize = 16;
+
+/// An id, as the candidates' statements return it.
+#[cfg(feature = "mysql")]
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Binary)]
+    id: MessageId,
+}
+
+/// A candidate's id and the indexed start of its content, for the check.
+#[cfg(feature = "mysql")]
+#[derive(QueryableByName)]
+struct StartRow {
+    #[diesel(sql_type = Binary)]
+    id: MessageId,
+    #[diesel(sql_type = Text)]
+    start: String,
+}
+
+/// MySQL's [`find`]: the page's ids first, then only the page's rows.
+///
+/// Memory is bounded by the page, not by the matches: ids are read a thousand at a time, content
+/// that must be checked sixteen messages at a time (each its indexed start only), and only the
+/// page's ids are kept. The page's rows, content whole, are read last. Holding every candidate's
+/// row up to the page instead took 197 MB of Rust heap (415 MB resident) for a page at offset 185
+/// of 200 matching 1 MiB messages, and 90 MB (200 MB resident) for a phrase whose words all of
+/// them hold in the wrong order (MariaDB 10.11; see `search::a_search_holds_its_page_not_every_match`).
 #[cfg(feature = "mysql")]
 fn find_mysql(
     conn: &mut diesel::MysqlConnection,
@@ -296,6 +407,8 @@ fn find_mysql(
         conversation,
         query,
         order,
+        limit,
+        offset,
         ..
     } = find;
     // Each distinct word of the query once, as the index holds it, prefixes as LIKE patterns.
@@ -306,7 +419,7 @@ fn find_mysql(
             let prefix = phrase.prefix && i == last;
             let word = crate::search::index_word(word);
             let word = match prefix {
-                // Words hold only letters, digits and marks; the escape is for safety's sake.
+                // Words hold only letters and digits; the escape is for safety's sake.
                 true => {
                     let escaped = word
                         .replace('!', "!!")
@@ -346,47 +459,20 @@ fn find_mysql(
         Some(_) => "AND m.conversation_id = ?",
         None => "",
     };
-    // The page's ids are found and sorted first, and only then are its rows read and joined
-    // to their titles. Written as one join, the sort took every match's whole row (content
-    // included) through a temporary table, since the join began with the conversations:
-    // 2.2-2.7 s for a word in all of a user's 100,000 messages (W12), 0.14-0.16 s this way;
-    // 1.2-1.9 ms for a word in 100 of them (W11), 0.5-1.0 ms this way (MariaDB 10.11). The
-    // page is sorted again outside, the same way (the rank's binds follow the page's).
-    let order_by = format!("{rank}m.created_at DESC, m.seq DESC, m.id DESC");
+    // Ids only: sorting whole rows took every match's content through a temporary table, since
+    // the join began with the conversations: 2.2-2.7 s for a word in all of a user's 100,000
+    // messages (W12), 0.14-0.16 s with the ids first; 1.2-1.9 ms for a word in 100 of them (W11),
+    // 0.5-1.0 ms (MariaDB 10.11).
     let sql = format!(
-        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM (SELECT m.id FROM messages m \
-         WHERE m.user_id = ? {in_conversation} AND {} \
-         ORDER BY {order_by} LIMIT ? OFFSET ?) page \
-         JOIN messages m ON m.id = page.id JOIN conversations c ON c.id = m.conversation_id \
-         ORDER BY {order_by}",
+        "SELECT m.id FROM messages m WHERE m.user_id = ? {in_conversation} AND {} \
+         ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?",
         conditions.join(" AND ")
     );
-    candidates(conn, &sql, &words, find)
-}
-
-/// The candidate pages of [`find_mysql`], each checked against its content.
-///
-/// Candidates come in pages, checked against their content, until the page asked for is full:
-/// usually at once, since the index is exact for words of up to 64 characters and only a phrase's
-/// order can fail the check. The pages must be read from one snapshot ([`crate::conn::snapshot`]),
-/// so that a message written or deleted between two of them cannot shift the offsets (repeating or
-/// skipping a hit): READ COMMITTED would give each statement a snapshot of its own.
-#[cfg(feature = "mysql")]
-fn candidates(
-    conn: &mut diesel::MysqlConnection,
-    sql: &str,
-    words: &[(String, bool)],
-    find: Find<'_>,
-) -> Result<Vec<(Message, Option<String>)>> {
-    let (limit, offset) = (find.limit, find.offset);
-    let Find {
-        user,
-        conversation,
-        query,
-        order,
-        ..
-    } = find;
+    let candidates = Candidates {
+        sql: &sql,
+        words: &words,
+        find,
+    };
     // A query of single words (or prefixes) shorter than the index's cut needs no check at
     // all: the index holds each whole word of the content as the check would read it, so it
     // has already answered. The check tokenized each candidate's content once more (the
@@ -398,30 +484,47 @@ fn candidates(
         };
         crate::search::index_word(word).chars().count() < crate::search::INDEXED_WORD_CHARS
     });
-    let wanted = (offset + limit).max(0) as usize;
-    let mut found: Vec<(Message, Option<String>)> = Vec::new();
-    let mut skipped_candidates = 0i64;
-    let mut batch = (offset + limit).clamp(16, 4096);
-    loop {
-        let mut statement = diesel::sql_query(sql)
+    let page = match exact {
+        true => candidates.read(conn, limit, offset)?,
+        false => candidates.checked(conn, limit, offset, query)?,
+    };
+    page_rows(conn, &page)
+}
+
+/// The statement that reads a user's candidates for a query, in the page's order, with its binds.
+#[cfg(feature = "mysql")]
+struct Candidates<'a> {
+    sql: &'a str,
+    words: &'a [(String, bool)],
+    find: Find<'a>,
+}
+
+#[cfg(feature = "mysql")]
+impl Candidates<'_> {
+    /// Up to `limit` candidate ids after skipping `offset` of them.
+    fn read(
+        &self,
+        conn: &mut diesel::MysqlConnection,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<MessageId>> {
+        let Find {
+            user,
+            conversation,
+            order,
+            ..
+        } = self.find;
+        let mut statement = diesel::sql_query(self.sql)
             .into_boxed::<diesel::mysql::Mysql>()
             .bind::<Text, _>(user);
         if let Some(conversation) = conversation {
             statement = statement.bind::<Binary, _>(conversation);
         }
-        for (word, _) in words {
+        for (word, _) in self.words {
             statement = statement.bind::<Text, _>(user).bind::<Text, _>(word);
         }
         if order == SearchOrder::BestMatch {
-            for (word, _) in words {
-                statement = statement.bind::<Text, _>(word);
-            }
-        }
-        let mut statement = statement
-            .bind::<BigInt, _>(batch)
-            .bind::<BigInt, _>(skipped_candidates);
-        if order == SearchOrder::BestMatch {
-            for (word, _) in words {
+            for (word, _) in self.words {
                 statement = statement.bind::<Text, _>(word);
             }
         }
@@ -429,23 +532,112 @@ fn candidates(
         // kept for every shape a client can write, statements would pile up on the server
         // towards its `max_prepared_stmt_count` (16,382 for all connections). (The mark would
         // not hold on MySQL anyway: see `conversations::mysql`.)
-        let rows: Vec<HitRow> = statement.load(conn)?;
-        let exhausted = (rows.len() as i64) < batch;
-        skipped_candidates += rows.len() as i64;
-        for row in rows {
-            let message = row.message.into_model()?;
-            if exact || crate::search::matches_all(&message.content, query) {
-                found.push((message, row.title));
+        let rows: Vec<IdRow> = statement
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(offset)
+            .load(conn)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Up to `limit` ids of candidates whose content matches, after skipping `offset` of those.
+    ///
+    /// The index finds the messages holding every word; only a phrase's order (or a word past the
+    /// index's 64 characters) can fail the check. Candidates are read in pages of ids, and their
+    /// content `CHECKED_PER_STATEMENT` at a time, until the page is full. They must all be read
+    /// from one snapshot ([`crate::conn::snapshot`]), so that a message written or deleted between
+    /// two statements cannot shift the offsets (repeating or skipping a hit): READ COMMITTED would
+    /// give each statement a snapshot of its own.
+    fn checked(
+        &self,
+        conn: &mut diesel::MysqlConnection,
+        limit: i64,
+        offset: i64,
+        query: &Query,
+    ) -> Result<Vec<MessageId>> {
+        let (limit, mut skip) = (limit.max(0) as usize, offset.max(0));
+        let mut page = Vec::with_capacity(limit);
+        let mut read = 0i64;
+        while page.len() < limit {
+            let ids = self.read(conn, CANDIDATE_IDS, read)?;
+            read += ids.len() as i64;
+            for batch in ids.chunks(CHECKED_PER_STATEMENT) {
+                for id in matching(conn, batch, query)? {
+                    if skip > 0 {
+                        skip -= 1;
+                    } else if page.len() < limit {
+                        page.push(id);
+                    }
+                }
+                if page.len() == limit {
+                    break;
+                }
+            }
+            if (ids.len() as i64) < CANDIDATE_IDS {
+                break;
             }
         }
-        if exhausted || found.len() >= wanted {
-            break;
-        }
-        batch = (batch * 2).min(4096);
+        Ok(page)
     }
-    Ok(found
-        .into_iter()
-        .skip(offset.max(0) as usize)
-        .take(limit.max(0) as usize)
+}
+
+/// Which of `ids` (in their order) match `query` by their content's indexed start.
+#[cfg(feature = "mysql")]
+fn matching(
+    conn: &mut diesel::MysqlConnection,
+    ids: &[MessageId],
+    query: &Query,
+) -> Result<Vec<MessageId>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    // SUBSTRING counts characters, as the index's cut does.
+    let sql = format!(
+        "SELECT id, SUBSTRING(content, 1, {}) AS start FROM messages WHERE id IN ({marks})",
+        crate::search::INDEXED_CHARS
+    );
+    let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
+    for id in ids {
+        statement = statement.bind::<Binary, _>(*id);
+    }
+    let rows: Vec<StartRow> = statement.load(conn)?;
+    Ok(ids
+        .iter()
+        .filter(|id| {
+            rows.iter()
+                .any(|r| r.id == **id && crate::search::matches_all(&r.start, query))
+        })
+        .copied()
         .collect())
+}
+
+/// The rows of the page's messages, in the page's order, each with its conversation's title.
+#[cfg(feature = "mysql")]
+fn page_rows(
+    conn: &mut diesel::MysqlConnection,
+    page: &[MessageId],
+) -> Result<Vec<(Message, Option<String>)>> {
+    if page.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; page.len()].join(", ");
+    let sql = format!(
+        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         c.title FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.id IN ({marks})"
+    );
+    let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
+    for id in page {
+        statement = statement.bind::<Binary, _>(*id);
+    }
+    let mut rows: Vec<HitRow> = statement.load(conn)?;
+    let mut hits = Vec::with_capacity(page.len());
+    for id in page {
+        // A message of the page is in the snapshot the ids came from: it is there.
+        if let Some(at) = rows.iter().position(|r| r.message.id == *id) {
+            let row = rows.swap_remove(at);
+            hits.push((row.message.into_model()?, row.title));
+        }
+    }
+    Ok(hits)
 }

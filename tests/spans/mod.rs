@@ -167,8 +167,9 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
     register_callsites();
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
-    // The search migration's first statement took effect; then the run died.
-    db.revert_newest_migration();
+    // The search migration's first statement took effect; then the run died (the words migration
+    // after it had not begun).
+    db.revert_newest_migrations(2);
     db.execute(
         "ALTER TABLE messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -207,7 +208,10 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
             "applied",
             "applied",
             "indexed stored messages",
-            "recorded"
+            "recorded",
+            // The words migration: no statement, its stored messages read again.
+            "indexed stored messages",
+            "recorded",
         ]
     );
 }
@@ -220,6 +224,7 @@ const CONTENT: &str = "CONTENT-SECRET-42 about the xylophone";
 const METADATA: &str = "METADATA-SECRET-17";
 const QUERY: &str = "xylophone QUERYSECRET*";
 const BAD_QUERY: &str = "\"QUERYSECRET-unclosed";
+const REFUSED_QUERY: &str = "QUERYSECRET²";
 
 /// Hits the store's span and event callsites once under a throwaway subscriber. tracing caches
 /// each callsite's interest when it is first hit; with other tests' threads (which have no
@@ -284,6 +289,11 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         store
             .search_messages(&alice, &SearchQuery::new(BAD_QUERY))
             .unwrap_err();
+        // Named in the error, for the caller; not in the event.
+        let refused = store
+            .search_messages(&alice, &SearchQuery::new(REFUSED_QUERY))
+            .unwrap_err();
+        assert!(refused.to_string().contains(REFUSED_QUERY), "{refused}");
         store
             .append_message(&alice, conv, NewMessage::user("CONTENT-SECRET-nul\0"))
             .unwrap_err();
@@ -346,6 +356,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("verify_schema", None, true),
         ("conversation", None, false),
         ("search_messages", None, false),
+        ("search_messages", None, false),
         ("append_message", None, false),
         ("rename_conversation", None, false),
         ("stats", Some("1"), true),
@@ -393,10 +404,10 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .iter()
             .filter(|e| e.span == Some(id))
             .partition(|e| is_migration_step(e));
-        // MySQL's migration run reports each step (11 in a new database), all `debug`.
+        // MySQL's migration run reports each step (13 in a new database), all `debug`.
         match (operation, db.kind) {
             ("migrate", Kind::Mysql) => {
-                assert_eq!(steps.len(), 11, "{steps:?}");
+                assert_eq!(steps.len(), 13, "{steps:?}");
                 assert!(steps.iter().all(|e| e.level == Level::DEBUG), "{steps:?}");
             }
             _ => assert_eq!(steps.len(), 0, "{operation}: {steps:?}"),

@@ -229,6 +229,13 @@ impl TestDb {
         }
     }
 
+    /// Runs the `down.sql` of the `n` newest migrations, newest first.
+    pub fn revert_newest_migrations(&self, n: usize) {
+        for _ in 0..n {
+            self.revert_newest_migration();
+        }
+    }
+
     /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.
     pub fn revert_all_migrations(&self) {
         match self.kind {

@@ -1,0 +1,5 @@
+-- Search words are read by the store, by one rule for every backend (src/search.rs), so that a query
+-- finds the same messages on each: the rule has changed (case folding, marks, the alphabet the other
+-- backends' indexes hold alike), so the store rewrites `message_words` for the messages already
+-- stored, as this migration's last step (src/queries/migrations.rs), before its version is recorded.
+-- The schema does not change: no statement here.
