@@ -428,12 +428,9 @@ impl WriteGate {
             None => None,
             Some(Ok(Some(turn))) => Some(turn),
             Some(Ok(None)) => {
-                return Err(Error::busy(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::Unknown,
-                    Box::new(format!(
-                        "other processes' writers kept the write turn for over {} ms",
-                        gate.timeout.as_millis()
-                    )),
+                return Err(Error::busy_waiting(format!(
+                    "other processes' writers kept the write turn for over {} ms",
+                    gate.timeout.as_millis()
                 )));
             }
             // The lock file failed (which a file that opened does not do): the write goes on

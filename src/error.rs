@@ -368,6 +368,15 @@ impl Error {
         Error::Busy(DatabaseError(Source::Query(e)))
     }
 
+    /// [`Error::Busy`] for a wait of the store's own that ran out (a lock it takes besides the
+    /// database's), saying what it waited for.
+    pub(crate) fn busy_waiting(message: String) -> Self {
+        Error::busy(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new(message),
+        ))
+    }
+
     /// [`Error::Database`] from a query's error, whatever [`From`] would make of it.
     pub(crate) fn database(e: diesel::result::Error) -> Self {
         Error::Database(DatabaseError(Source::Query(e)))

@@ -89,11 +89,8 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             ))
             .get_result(c)?;
             if lock.locked != Some(1) {
-                return Err(Error::busy(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::Unknown,
-                    Box::new(format!(
-                        "another process held the migration lock for over {seconds} s"
-                    )),
+                return Err(Error::busy_waiting(format!(
+                    "another process held the migration lock for over {seconds} s"
                 )));
             }
             let result = mysql::migrate(c);
