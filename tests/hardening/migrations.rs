@@ -179,7 +179,9 @@ fn kill_runs(
         std::thread::sleep(Duration::from_micros(random_below(spread)));
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        let seen: Vec<String> = lines.try_iter().collect();
+        // Every line it printed: the reader ends at the dead child's end of output, so a line printed
+        // just before the child exited is not missed (as `try_iter` could miss it).
+        let seen: Vec<String> = lines.iter().collect();
         // Killed after its open returned (or exited by then): not a kill during the open.
         if seen.iter().any(|l| l == "opened") {
             outcome.late += 1;
