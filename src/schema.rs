@@ -1,11 +1,16 @@
 //! Diesel table definitions shared by every backend.
 //!
+//! Every object chatstore makes in a database is named `chatstore_…`, so that it can share a
+//! database with a host application's own `conversations` or `messages`: the Rust names here stay
+//! short, the SQL names (`sql_name`) carry the prefix.
+//!
 //! Only column types that Diesel's `MultiConnection` supports on all backends appear here: ids are
 //! 16-byte `Binary` UUIDv7s, timestamps are naive UTC `Timestamp`s, metadata is JSON `Text`. The
 //! per-backend DDL lives in `migrations/<backend>/`; the full-text index (an FTS5 table on SQLite, a
 //! generated tsvector column on PostgreSQL) is queried by hand-written SQL in `queries/search.rs`.
 
 diesel::table! {
+    #[sql_name = "chatstore_conversations"]
     conversations (id) {
         id -> Binary,
         user_id -> Text,
@@ -17,6 +22,7 @@ diesel::table! {
 }
 
 diesel::table! {
+    #[sql_name = "chatstore_messages"]
     messages (id) {
         id -> Binary,
         conversation_id -> Binary,

@@ -69,7 +69,7 @@ impl SchemaReport {
 }
 
 impl fmt::Display for SchemaReport {
-    /// One line per object: `ok      index conversations_user_updated` or `MISSING …`.
+    /// One line per object: `ok      index chatstore_conversations_user_updated` or `MISSING …`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for item in &self.items {
             let state = if item.present { "ok" } else { "MISSING" };
@@ -81,24 +81,27 @@ impl fmt::Display for SchemaReport {
 
 /// What the migrations create, under the same names on every backend.
 const EXPECTED: &[(ItemKind, &str)] = &[
-    (ItemKind::Table, "conversations"),
-    (ItemKind::Table, "messages"),
-    (ItemKind::Index, "conversations_id_user"),
-    (ItemKind::Index, "conversations_user_updated"),
-    (ItemKind::Index, "messages_conversation_seq"),
-    (ItemKind::Index, "messages_system"),
+    (ItemKind::Table, "chatstore_conversations"),
+    (ItemKind::Table, "chatstore_messages"),
+    (ItemKind::Index, "chatstore_conversations_id_user"),
+    (ItemKind::Index, "chatstore_conversations_user_updated"),
+    (ItemKind::Index, "chatstore_messages_conversation_seq"),
+    (ItemKind::Index, "chatstore_messages_system"),
     // The full-text index: a GIN index on PostgreSQL, an FTS5 virtual table on SQLite.
-    (ItemKind::Index, "messages_search"),
-    (ItemKind::Constraint, "conversations_id_length"),
-    (ItemKind::Constraint, "conversations_user_id_length"),
-    (ItemKind::Constraint, "conversations_title_length"),
+    (ItemKind::Index, "chatstore_messages_search"),
+    (ItemKind::Constraint, "chatstore_conversations_id_length"),
     (
         ItemKind::Constraint,
-        "conversations_message_count_nonnegative",
+        "chatstore_conversations_user_id_length",
     ),
-    (ItemKind::Constraint, "messages_id_length"),
-    (ItemKind::Constraint, "messages_seq_positive"),
-    (ItemKind::Constraint, "messages_role_valid"),
-    (ItemKind::Constraint, "messages_metadata_object"),
-    (ItemKind::Constraint, "messages_conversation_fk"),
+    (ItemKind::Constraint, "chatstore_conversations_title_length"),
+    (
+        ItemKind::Constraint,
+        "chatstore_conversations_message_count_nonnegative",
+    ),
+    (ItemKind::Constraint, "chatstore_messages_id_length"),
+    (ItemKind::Constraint, "chatstore_messages_seq_positive"),
+    (ItemKind::Constraint, "chatstore_messages_role_valid"),
+    (ItemKind::Constraint, "chatstore_messages_metadata_object"),
+    (ItemKind::Constraint, "chatstore_messages_conversation_fk"),
 ];

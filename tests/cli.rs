@@ -147,23 +147,25 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     assert!(!verified.stdout.contains("MISSING"), "{}", verified.stdout);
     assert!(verified
         .stdout
-        .contains("ok      index conversations_user_updated"));
+        .contains("ok      index chatstore_conversations_user_updated"));
     assert_eq!(verified.stderr, "");
 }
 
 fn verify_names_a_dropped_index_and_exits_1(db: &TestDb) {
     chatstore(&db.url, &["migrate"]).expect(0);
     let on_table = if db.kind == Kind::Mysql {
-        " ON conversations"
+        " ON chatstore_conversations"
     } else {
         ""
     };
-    db.execute(&format!("DROP INDEX conversations_user_updated{on_table}"))
-        .unwrap();
+    db.execute(&format!(
+        "DROP INDEX chatstore_conversations_user_updated{on_table}"
+    ))
+    .unwrap();
     let run = chatstore(&db.url, &["verify"]).expect(1);
     assert!(
         run.stdout
-            .contains("MISSING index conversations_user_updated"),
+            .contains("MISSING index chatstore_conversations_user_updated"),
         "{}",
         run.stdout
     );
@@ -181,7 +183,7 @@ fn verify_says_when_opening_completed_a_half_applied_migration() {
     // Back to before the search index (and the words migration after it).
     db.revert_newest_migrations(2);
     db.execute(
-        "ALTER TABLE messages ADD COLUMN search_text \
+        "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
     )
     .unwrap();
@@ -492,7 +494,7 @@ fn an_export_that_cannot_be_renamed_into_place_leaves_no_partial_file(db: &TestD
 fn an_export_the_store_fails_leaves_no_partial_file(db: &TestDb) {
     seed(db);
     // The conversations are read, then reading their messages fails.
-    db.execute("ALTER TABLE messages RENAME TO messages_elsewhere")
+    db.execute("ALTER TABLE chatstore_messages RENAME TO chatstore_messages_elsewhere")
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("alice.jsonl");
@@ -638,8 +640,8 @@ fn an_interrupted_export_leaves_no_partial_file(db: &TestDb) {
     let partial = dir.path().join("alice.jsonl.partial");
     for signal in ["INT", "TERM", "HUP"] {
         let lock = db.hold(match db.kind {
-            Kind::Postgres => "BEGIN; LOCK TABLE conversations, messages IN ACCESS EXCLUSIVE MODE",
-            _ => "LOCK TABLES conversations WRITE, messages WRITE",
+            Kind::Postgres => "BEGIN; LOCK TABLE chatstore_conversations, chatstore_messages IN ACCESS EXCLUSIVE MODE",
+            _ => "LOCK TABLES chatstore_conversations WRITE, chatstore_messages WRITE",
         });
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatstore"))
             .args(["--database-url", &db.url, "export", "--user", "alice"])

@@ -232,22 +232,22 @@ const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata
 const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, message_count";
 
 /// Reserves the seqs and bumps `updated_at` (never backwards), as the store's append does.
-const RESERVE: &str = "UPDATE conversations SET message_count = message_count + $1, \
+const RESERVE: &str = "UPDATE chatstore_conversations SET message_count = message_count + $1, \
      updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
      WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
 /// A conversation's system messages, through the partial index on role = 'system'.
 const SYSTEM: &str = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-     FROM messages WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 \
+     FROM chatstore_messages WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 \
      ORDER BY seq";
 /// Full-text search, newest first, as the store runs it: the owner's token in the index next to the
 /// words, and the owner's condition.
 const SEARCH_COLUMNS: &str =
     "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, c.title";
 /// A retry-safe append's first step: is the client's id already stored?
-const LOOKUP_ID: &str = "SELECT seq FROM messages WHERE id = $1";
+const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = $1";
 const MESSAGE_INSERT_COLUMNS: &str =
     "id, conversation_id, user_id, seq, role, content, metadata, created_at";
-const INSERT_MESSAGE: &str = "INSERT INTO messages \
+const INSERT_MESSAGE: &str = "INSERT INTO chatstore_messages \
      (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
@@ -293,8 +293,8 @@ impl PgFloor {
         let lookup_id = prepare(LOOKUP_ID);
         let system = prepare(SYSTEM);
         let search = prepare(&format!(
-            "SELECT {SEARCH_COLUMNS} FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id, \
+            "SELECT {SEARCH_COLUMNS} FROM chatstore_messages m \
+             JOIN chatstore_conversations c ON c.id = m.conversation_id, \
              (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
                '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
              LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q \
@@ -305,22 +305,22 @@ impl PgFloor {
         let insert_one = prepare(INSERT_MESSAGE);
         // One statement for the whole batch: arrays, unnested server-side.
         let insert_many = prepare(
-            "INSERT INTO messages \
+            "INSERT INTO chatstore_messages \
              (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
              SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3 \
              FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
              AS m(id, seq, role, content, metadata)",
         );
         let load_all = prepare(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
+            "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
              WHERE conversation_id = $1 AND user_id = $2 ORDER BY seq"
         ));
         let before = prepare(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
+            "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
              WHERE conversation_id = $1 AND user_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
         ));
         let list = prepare(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+            "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
              WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
         ));
         PgFloor {
@@ -451,7 +451,7 @@ impl Floor {
                 for start in (0..batch.len()).step_by(1000) {
                     let end = (start + 1000).min(batch.len());
                     let sql = format!(
-                        "INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
+                        "INSERT INTO chatstore_messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
                         vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; end - start].join(", ")
                     );
                     let mut params: Vec<&dyn rusqlite::ToSql> =
@@ -549,7 +549,7 @@ impl Floor {
             Floor::Sqlite(conn) => sqlite_messages(
                 conn,
                 &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                    "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
                      WHERE conversation_id = ?1 AND user_id = ?2 ORDER BY seq"
                 ),
                 rusqlite::params![conv, user.as_str()],
@@ -577,7 +577,7 @@ impl Floor {
             Floor::Sqlite(conn) => sqlite_messages(
                 conn,
                 &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 \
+                    "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages WHERE conversation_id = ?1 \
                      AND user_id = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
                 ),
                 rusqlite::params![conv, user.as_str(), seq, n],
@@ -614,10 +614,10 @@ impl Floor {
                 let owner: String = user.as_str().bytes().map(|b| format!("{b:02X}")).collect();
                 let matching = format!("owner:\"{owner}\" AND body:(\"{word}\")");
                 let sql = format!(
-                    "SELECT {SEARCH_COLUMNS} FROM messages_search s \
-                     JOIN messages m ON m.key = s.rowid \
-                     JOIN conversations c ON c.id = m.conversation_id \
-                     WHERE messages_search MATCH ?1 AND m.user_id = ?2 \
+                    "SELECT {SEARCH_COLUMNS} FROM chatstore_messages_search s \
+                     JOIN chatstore_messages m ON m.key = s.rowid \
+                     JOIN chatstore_conversations c ON c.id = m.conversation_id \
+                     WHERE chatstore_messages_search MATCH ?1 AND m.user_id = ?2 \
                      ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT ?3"
                 );
                 let mut statement = conn.prepare_cached(&sql).expect("search");
@@ -657,7 +657,7 @@ impl Floor {
         match self {
             Floor::Sqlite(conn) => {
                 let sql = format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+                    "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
                      WHERE user_id = ?1 ORDER BY updated_at DESC, id DESC LIMIT ?2"
                 );
                 let mut statement = conn.prepare_cached(&sql).expect("list");
@@ -705,7 +705,7 @@ impl Floor {
                 (Uuid::now_v7(), format!("user-{:03}", i % users), time)
             })
             .collect();
-        let sql = "INSERT INTO conversations \
+        let sql = "INSERT INTO chatstore_conversations \
                    (id, user_id, title, created_at, updated_at, message_count) \
                    VALUES ($1, $2, $3, $4, $4, 0)";
         match self {
@@ -727,7 +727,7 @@ impl Floor {
                 let times: Vec<NaiveDateTime> = rows.iter().map(|r| r.2).collect();
                 pg.client
                     .execute(
-                        "INSERT INTO conversations \
+                        "INSERT INTO chatstore_conversations \
                          (id, user_id, title, created_at, updated_at, message_count) \
                          SELECT id, u, 'a chat', t, t, 0 \
                          FROM unnest($1::bytea[], $2::text[], $3::timestamp[]) AS s(id, u, t)",

@@ -136,7 +136,7 @@ fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &UserId) -> Result
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let mut lock = diesel::sql_query(format!(
-            "SELECT id, message_count FROM conversations FORCE INDEX (PRIMARY) \
+            "SELECT id, message_count FROM chatstore_conversations FORCE INDEX (PRIMARY) \
              WHERE user_id = ? AND id IN ({marks}) FOR UPDATE"
         ))
         .into_boxed::<diesel::mysql::Mysql>()
@@ -294,7 +294,9 @@ mod mysql {
 
     impl QueryFragment<Mysql> for Reserve<'_> {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
-            out.push_sql("UPDATE `conversations` SET `message_count` = `message_count` + ");
+            out.push_sql(
+                "UPDATE `chatstore_conversations` SET `message_count` = `message_count` + ",
+            );
             out.push_bind_param::<BigInt, _>(&self.n)?;
             out.push_sql(", `updated_at` = CASE WHEN `updated_at` > ");
             out.push_bind_param::<Datetime, _>(&self.now)?;

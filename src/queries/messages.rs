@@ -127,7 +127,7 @@ fn insert_unnested(
         rows.iter().map(f).collect()
     }
     diesel::sql_query(
-        "INSERT INTO messages \
+        "INSERT INTO chatstore_messages \
          (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
          SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3, m.search_text \
          FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[]) \

@@ -760,13 +760,13 @@ mod tests {
         assert_eq!(
             steps,
             [
-                "table conversations",
-                "index conversations_user_updated on conversations",
-                "table messages",
-                "index messages_system on messages",
-                "column messages.search_text",
-                "table message_words",
-                "index messages_search on message_words",
+                "table chatstore_conversations",
+                "index chatstore_conversations_user_updated on chatstore_conversations",
+                "table chatstore_messages",
+                "index chatstore_messages_system on chatstore_messages",
+                "column chatstore_messages.search_text",
+                "table chatstore_message_words",
+                "index chatstore_messages_search on chatstore_message_words",
             ]
         );
     }

@@ -69,10 +69,10 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     let (from, matches, rank, matching): (&str, &str, &str, String) = match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => (
-            "messages_search s JOIN messages m ON m.key = s.rowid",
-            "messages_search MATCH $1",
+            "chatstore_messages_search s JOIN chatstore_messages m ON m.key = s.rowid",
+            "chatstore_messages_search MATCH $1",
             // The owner column matches every row alike: only the words weigh.
-            "bm25(messages_search, 1.0, 0.0)",
+            "bm25(chatstore_messages_search, 1.0, 0.0)",
             fts5_query(user, query),
         ),
         // The query's words are the store's, folded as the index's text is (`search::tokens`),
@@ -81,7 +81,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
         // every message of the user: it finds nothing instead.
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => (
-            "messages m, (SELECT to_tsquery('simple', $1) AS words) w, \
+            "chatstore_messages m, (SELECT to_tsquery('simple', $1) AS words) w, \
              LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q",
             "numnode(w.words) > 0 AND m.search @@ q.q",
             "-ts_rank(m.search, q.q)",
@@ -106,7 +106,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
          WHERE {matches} AND m.user_id = $2 {in_conversation} \
          ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
          LIMIT {limit_at} OFFSET {offset_at}) page \
-         JOIN messages m ON m.id = page.id JOIN conversations c ON c.id = m.conversation_id \
+         JOIN chatstore_messages m ON m.id = page.id JOIN chatstore_conversations c ON c.id = m.conversation_id \
          ORDER BY {by_page_rank}m.created_at DESC, m.seq DESC, m.id DESC"
     );
     let mut statement = diesel::sql_query(sql)
@@ -168,6 +168,7 @@ fn tsquery(query: &Query) -> String {
 #[cfg(feature = "mysql")]
 mod mysql_words {
     diesel::table! {
+        #[sql_name = "chatstore_message_words"]
         message_words (message_id, word) {
             message_id -> Binary,
             user_id -> Text,
@@ -254,8 +255,8 @@ struct Unindexed {
 pub(crate) fn index_unindexed_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
     index_pages(
         conn,
-        "SELECT m.id, m.user_id, m.content FROM messages m WHERE m.id > ? \
-         AND NOT EXISTS (SELECT 1 FROM message_words w WHERE w.message_id = m.id) \
+        "SELECT m.id, m.user_id, m.content FROM chatstore_messages m WHERE m.id > ? \
+         AND NOT EXISTS (SELECT 1 FROM chatstore_message_words w WHERE w.message_id = m.id) \
          ORDER BY m.id",
     )
 }
@@ -268,7 +269,7 @@ pub(crate) fn index_unindexed_messages(conn: &mut diesel::MysqlConnection) -> Re
 pub(crate) fn reindex_stored_messages(conn: &mut diesel::MysqlConnection) -> Result<()> {
     index_pages(
         conn,
-        "SELECT m.id, m.user_id, m.content FROM messages m WHERE m.id > ? ORDER BY m.id",
+        "SELECT m.id, m.user_id, m.content FROM chatstore_messages m WHERE m.id > ? ORDER BY m.id",
     )
 }
 
@@ -357,9 +358,9 @@ pub(crate) fn rewrite_search_text_pg(conn: &mut diesel::PgConnection) -> Result<
 #[cfg(feature = "mysql")]
 fn word_condition(prefix: bool) -> &'static str {
     match prefix {
-        false => "m.id IN (SELECT message_id FROM message_words WHERE user_id = ? AND word = ?)",
+        false => "m.id IN (SELECT message_id FROM chatstore_message_words WHERE user_id = ? AND word = ?)",
         true => {
-            "m.id IN (SELECT message_id FROM message_words \
+            "m.id IN (SELECT message_id FROM chatstore_message_words \
              WHERE user_id = ? AND word LIKE ? ESCAPE '!')"
         }
     }
@@ -448,7 +449,7 @@ fn find_mysql(
                 })
                 .collect();
             format!(
-                "(SELECT SUM(w.hits) FROM message_words w WHERE w.message_id = m.id \
+                "(SELECT SUM(w.hits) FROM chatstore_message_words w WHERE w.message_id = m.id \
                  AND ({})) DESC, ",
                 any.join(" OR ")
             )
@@ -464,7 +465,7 @@ fn find_mysql(
     // messages (W12), 0.14-0.16 s with the ids first; 1.2-1.9 ms for a word in 100 of them (W11),
     // 0.5-1.0 ms (MariaDB 10.11).
     let sql = format!(
-        "SELECT m.id FROM messages m WHERE m.user_id = ? {in_conversation} AND {} \
+        "SELECT m.id FROM chatstore_messages m WHERE m.user_id = ? {in_conversation} AND {} \
          ORDER BY {rank}m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?",
         conditions.join(" AND ")
     );
@@ -593,7 +594,7 @@ fn matching(
     let marks = vec!["?"; ids.len()].join(", ");
     // SUBSTRING counts characters, as the index's cut does.
     let sql = format!(
-        "SELECT id, SUBSTRING(content, 1, {}) AS start FROM messages WHERE id IN ({marks})",
+        "SELECT id, SUBSTRING(content, 1, {}) AS start FROM chatstore_messages WHERE id IN ({marks})",
         crate::search::INDEXED_CHARS
     );
     let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
@@ -623,7 +624,7 @@ fn page_rows(
     let marks = vec!["?"; page.len()].join(", ");
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         c.title FROM chatstore_messages m JOIN chatstore_conversations c ON c.id = m.conversation_id \
          WHERE m.id IN ({marks})"
     );
     let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();

@@ -313,7 +313,7 @@ fn snapshot(store: &ChatStore, db: &TestDb, users: &[&UserId]) -> String {
         }
     }
     if db.kind == Kind::Mysql {
-        seen += &format!("{:?}", db.count_rows("message_words"));
+        seen += &format!("{:?}", db.count_rows("chatstore_message_words"));
     }
     seen
 }

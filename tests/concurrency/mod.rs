@@ -161,7 +161,7 @@ fn delete_user_data_counts_exactly_while_appends_race(db: &TestDb) {
         counts.messages, appended,
         "every message that was stored is counted"
     );
-    if let Some(rows) = db.count_rows("messages") {
+    if let Some(rows) = db.count_rows("chatstore_messages") {
         assert_eq!(rows, 0);
     }
 }

@@ -263,7 +263,7 @@ fn delete_cascades_to_messages(db: &TestDb) {
         expected(1..=3)
     );
     // The messages are gone from the database, not just unreachable.
-    if let Some(rows) = db.count_rows("messages") {
+    if let Some(rows) = db.count_rows("chatstore_messages") {
         assert_eq!(rows, 3);
     }
     let counts = store.delete_user_data(&alice).unwrap();
@@ -281,7 +281,7 @@ fn delete_user_data_leaves_other_users_intact(db: &TestDb) {
 
     let counts = store.delete_user_data(&alice).unwrap();
     assert_eq!((counts.conversations, counts.messages), (3, 10));
-    if let Some(rows) = db.count_rows("messages") {
+    if let Some(rows) = db.count_rows("chatstore_messages") {
         assert_eq!(rows, 5, "only bob's messages are left in the table");
     }
     assert!(store

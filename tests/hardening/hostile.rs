@@ -232,7 +232,7 @@ fn metadata_nested_deeper_than_the_store_writes_is_still_read(db: &TestDb) {
     );
     let update = |text: &str| {
         db.execute(&format!(
-            "UPDATE messages SET metadata = '{text}' WHERE seq = 2"
+            "UPDATE chatstore_messages SET metadata = '{text}' WHERE seq = 2"
         ))
     };
     update(&text).unwrap();

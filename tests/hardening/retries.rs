@@ -340,7 +340,7 @@ fn race_two_retries(
         _ => format!("x'{hex}'"),
     };
     let lock = db.hold(&format!(
-        "BEGIN; SELECT 1 FROM conversations WHERE id = {row} FOR UPDATE"
+        "BEGIN; SELECT 1 FROM chatstore_conversations WHERE id = {row} FOR UPDATE"
     ));
     let id = new_id();
     let retries: Vec<_> = (0..2)
@@ -357,7 +357,7 @@ fn race_two_retries(
         _ => {
             // (InnoDB's own list showed only one of two waiters as LOCK WAIT.)
             "SELECT count(*) AS n FROM information_schema.processlist \
-             WHERE db = DATABASE() AND state = 'Updating' AND info LIKE 'UPDATE `conversations`%'"
+             WHERE db = DATABASE() AND state = 'Updating' AND info LIKE 'UPDATE `chatstore_conversations`%'"
         }
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

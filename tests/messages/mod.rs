@@ -282,7 +282,7 @@ fn order_is_seq_even_when_ids_and_times_disagree(db: &TestDb) {
         };
         db.execute(&sql.message(conv, row)).unwrap();
     }
-    db.execute("UPDATE conversations SET message_count = 3")
+    db.execute("UPDATE chatstore_conversations SET message_count = 3")
         .unwrap();
     let read = |w| contents(&store.messages(&alice, conv, w).unwrap().messages);
     assert_eq!(read(Window::All), ["first", "second", "third"]);

@@ -36,15 +36,15 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
         )
         .unwrap();
     drop(store);
-    let words = db.count_rows("message_words");
-    db.execute("DELETE FROM __diesel_schema_migrations")
+    let words = db.count_rows("chatstore_message_words");
+    db.execute("DELETE FROM chatstore_schema_migrations")
         .unwrap();
     let store = db.open();
     assert_eq!(store.migrations_applied_at_open(), VERSIONS);
     // Each migration with a statement found it there (the words migration has none).
     assert_eq!(store.migrations_resumed_at_open(), &VERSIONS[..3]);
     assert!(store.verify_schema().unwrap().is_complete());
-    assert_eq!(db.count_rows("message_words"), words);
+    assert_eq!(db.count_rows("chatstore_message_words"), words);
     let found = store
         .search_messages(&alice, &SearchQuery::new("words"))
         .unwrap();
@@ -70,17 +70,17 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
     db.revert_newest_migrations(2);
     // The search migration's first two statements took effect.
     db.execute(
-        "ALTER TABLE messages ADD COLUMN search_text \
+        "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
     )
     .unwrap();
     db.execute(
-        "CREATE TABLE message_words (message_id VARBINARY(16) NOT NULL, \
+        "CREATE TABLE chatstore_message_words (message_id VARBINARY(16) NOT NULL, \
          user_id VARBINARY(1020) NOT NULL, \
          word VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
          hits INT NOT NULL, PRIMARY KEY (message_id, word), \
-         CONSTRAINT message_words_message_fk FOREIGN KEY (message_id) \
-         REFERENCES messages (id) ON DELETE CASCADE) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+         CONSTRAINT chatstore_message_words_message_fk FOREIGN KEY (message_id) \
+         REFERENCES chatstore_messages (id) ON DELETE CASCADE) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
     )
     .unwrap();
     let store = db.open();
@@ -100,7 +100,7 @@ fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
     db.revert_newest_migrations(2);
-    db.execute("ALTER TABLE messages ADD COLUMN search_text INT NULL")
+    db.execute("ALTER TABLE chatstore_messages ADD COLUMN search_text INT NULL")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();
     let Error::SchemaConflict {
@@ -112,29 +112,29 @@ fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
         panic!("{err:?}")
     };
     assert_eq!(migration, "2026-11-25-000003_message_search");
-    assert_eq!(object, "column messages.search_text");
+    assert_eq!(object, "column chatstore_messages.search_text");
     assert_eq!(
         difference,
-        "column messages.search_text is int NULL, the migration makes it longtext NULL"
+        "column chatstore_messages.search_text is int NULL, the migration makes it longtext NULL"
     );
     assert!(err.to_string().contains(difference), "{err}");
     assert_eq!(db.scalar(TABLES_NAMED_MESSAGE_WORDS), Some(0));
 
     // An index of the migration's name over other columns.
-    db.execute("ALTER TABLE messages DROP COLUMN search_text")
+    db.execute("ALTER TABLE chatstore_messages DROP COLUMN search_text")
         .unwrap();
     db.revert_newest_migration();
-    db.execute("CREATE INDEX messages_system ON messages (seq)")
+    db.execute("CREATE INDEX chatstore_messages_system ON chatstore_messages (seq)")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();
     assert!(
         matches!(&err, Error::SchemaConflict { object, .. }
-            if object == "index messages_system on messages"),
+            if object == "index chatstore_messages_system on chatstore_messages"),
         "{err:?}"
     );
     assert!(
         err.to_string().contains(
-            "index messages_system on messages is an index on (seq), the migration makes an \
+            "index chatstore_messages_system on chatstore_messages is an index on (seq), the migration makes an \
              index on (conversation_id, role, seq)"
         ),
         "{err}"
@@ -142,4 +142,4 @@ fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
 }
 
 const TABLES_NAMED_MESSAGE_WORDS: &str = "SELECT COUNT(*) AS n FROM information_schema.tables \
-     WHERE table_schema = DATABASE() AND table_name = 'message_words'";
+     WHERE table_schema = DATABASE() AND table_name = 'chatstore_message_words'";

@@ -239,7 +239,7 @@ fn deleted_messages_are_no_longer_found(db: &TestDb) {
     // The index was kept in step, not left with rows that no longer join (on PostgreSQL the index
     // is a column of the rows themselves).
     if db.kind == Kind::SqliteFile {
-        assert_eq!(db.count_rows("messages_search"), Some(0));
+        assert_eq!(db.count_rows("chatstore_messages_search"), Some(0));
     }
 }
 
@@ -350,9 +350,9 @@ fn messages_indexed_by_the_previous_version_are_read_again(db: &TestDb) {
     drop(store);
     db.revert_newest_migration();
     match db.kind {
-        Kind::Mysql => db.execute("DELETE FROM message_words").unwrap(),
+        Kind::Mysql => db.execute("DELETE FROM chatstore_message_words").unwrap(),
         _ => db
-            .execute("UPDATE messages SET search_text = NULL")
+            .execute("UPDATE chatstore_messages SET search_text = NULL")
             .unwrap(),
     }
     let store = db.open();
@@ -440,7 +440,7 @@ fn the_index_survives_a_vacuum(db: &TestDb) {
     drop(store);
     match db.kind {
         Kind::Mysql => db
-            .execute("OPTIMIZE TABLE messages, message_words")
+            .execute("OPTIMIZE TABLE chatstore_messages, chatstore_message_words")
             .unwrap(),
         _ => db.execute("VACUUM").unwrap(),
     }

@@ -171,7 +171,7 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
     // after it had not begun).
     db.revert_newest_migrations(2);
     db.execute(
-        "ALTER TABLE messages ADD COLUMN search_text \
+        "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
     )
     .unwrap();

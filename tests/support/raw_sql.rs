@@ -64,7 +64,7 @@ impl RawSql {
             .metadata
             .map_or("NULL".to_owned(), |json| format!("'{json}'"));
         format!(
-            "INSERT INTO messages \
+            "INSERT INTO chatstore_messages \
              (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
              VALUES ({}, {}, '{}', {}, '{}', '{}', {metadata}, {})",
             self.id(&[m.id; 16]),
@@ -81,7 +81,7 @@ impl RawSql {
         let title = title.map_or("NULL".to_owned(), |t| format!("'{t}'"));
         let at = self.at("2026-01-01 00:00:00");
         format!(
-            "INSERT INTO conversations \
+            "INSERT INTO chatstore_conversations \
              (id, user_id, title, created_at, updated_at, message_count) \
              VALUES ({}, '{owner}', {title}, {at}, {at}, 0)",
             self.id(&[id; 16]),

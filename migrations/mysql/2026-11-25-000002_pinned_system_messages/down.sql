@@ -1,1 +1,1 @@
-DROP INDEX messages_system ON messages;
+DROP INDEX chatstore_messages_system ON chatstore_messages;

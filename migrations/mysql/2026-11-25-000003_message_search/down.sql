@@ -1,2 +1,2 @@
-DROP TABLE message_words;
-ALTER TABLE messages DROP COLUMN search_text;
+DROP TABLE chatstore_message_words;
+ALTER TABLE chatstore_messages DROP COLUMN search_text;

@@ -6,9 +6,9 @@
 --
 -- `search_text` exists for the other backends' sake (one schema for the store's inserts) and stays
 -- NULL here: the words are read from the content.
-ALTER TABLE messages ADD COLUMN search_text LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL;
+ALTER TABLE chatstore_messages ADD COLUMN search_text LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL;
 
-CREATE TABLE message_words (
+CREATE TABLE chatstore_message_words (
     message_id VARBINARY(16) NOT NULL,
     user_id VARBINARY(1020) NOT NULL,
     -- Folded by the store; compared byte for byte. Longer words are cut to 64 characters here (and
@@ -16,9 +16,9 @@ CREATE TABLE message_words (
     word VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     hits INT NOT NULL,
     PRIMARY KEY (message_id, word),
-    CONSTRAINT message_words_message_fk FOREIGN KEY (message_id)
-        REFERENCES messages (id) ON DELETE CASCADE
+    CONSTRAINT chatstore_message_words_message_fk FOREIGN KEY (message_id)
+        REFERENCES chatstore_messages (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- A search reads the user's messages holding a word (or a prefix) as one index range.
-CREATE INDEX messages_search ON message_words (user_id, word, message_id);
+CREATE INDEX chatstore_messages_search ON chatstore_message_words (user_id, word, message_id);

@@ -1,3 +1,3 @@
-DROP INDEX messages_search;
-ALTER TABLE messages DROP COLUMN search;
-ALTER TABLE messages DROP COLUMN search_text;
+DROP INDEX chatstore_messages_search;
+ALTER TABLE chatstore_messages DROP COLUMN search;
+ALTER TABLE chatstore_messages DROP COLUMN search_text;

@@ -10,10 +10,10 @@
 --
 -- The store rewrites `search_text` for the messages already stored right after this migration, in
 -- the same transaction.
-DROP INDEX messages_search;
-ALTER TABLE messages DROP COLUMN search;
-ALTER TABLE messages ADD COLUMN search tsvector GENERATED ALWAYS AS (
+DROP INDEX chatstore_messages_search;
+ALTER TABLE chatstore_messages DROP COLUMN search;
+ALTER TABLE chatstore_messages ADD COLUMN search tsvector GENERATED ALWAYS AS (
     to_tsvector('simple', regexp_replace(left(coalesce(search_text, content), 100000), '[!-/:-@\[-`{-~]', ' ', 'g'))
     || ('u' || md5(user_id))::tsvector
 ) STORED;
-CREATE INDEX messages_search ON messages USING GIN (search);
+CREATE INDEX chatstore_messages_search ON chatstore_messages USING GIN (search);

@@ -1,2 +1,2 @@
-DROP TABLE messages;
-DROP TABLE conversations;
+DROP TABLE chatstore_messages;
+DROP TABLE chatstore_conversations;

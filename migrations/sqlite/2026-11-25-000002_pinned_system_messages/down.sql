@@ -1,1 +1,1 @@
-DROP INDEX messages_system;
+DROP INDEX chatstore_messages_system;
