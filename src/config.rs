@@ -17,6 +17,43 @@ pub enum Synchronous {
     Normal,
 }
 
+/// What opening a store does with the database's schema: set with
+/// [`StoreBuilder::migrations`].
+///
+/// ```
+/// use chatstore::{ChatStore, Error, Migrations};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("chat.db");
+/// # let url = path.to_str().unwrap();
+/// // A process that must not change the schema (a read replica's reader, a release that waits
+/// // for its migration step) refuses to open a database that is not up to date:
+/// match ChatStore::builder(url).migrations(Migrations::Verify).open() {
+///     Err(Error::DatabaseNotFound { .. }) => {} // no such file yet: nothing was created
+///     other => panic!("{other:?}"),
+/// }
+/// ChatStore::open(url)?; // the default, Migrations::Apply, makes it
+/// ChatStore::builder(url).migrations(Migrations::Verify).open()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Migrations {
+    /// Apply the pending migrations, under a database-wide lock (the default). A database in
+    /// chatstore 0.1's layout is upgraded in place.
+    #[default]
+    Apply,
+    /// Change nothing: open only if no migration is pending, and fail with
+    /// [`Error::MigrationsPending`](crate::Error::MigrationsPending), listing them, otherwise.
+    /// A SQLite file that does not exist is
+    /// [`Error::DatabaseNotFound`](crate::Error::DatabaseNotFound), and is not created.
+    Verify,
+    /// Neither check nor change the schema: for a host that applies chatstore's migrations with
+    /// its own tooling. Calls fail with database errors if the schema is not there. A SQLite file
+    /// that does not exist is still [`Error::DatabaseNotFound`](crate::Error::DatabaseNotFound).
+    Skip,
+}
+
 /// The limits a store enforces on input.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -46,6 +83,7 @@ pub struct StoreBuilder {
     pub(crate) busy_timeout: Duration,
     pub(crate) synchronous: Synchronous,
     pub(crate) limits: Limits,
+    pub(crate) migrations: Migrations,
 }
 
 impl StoreBuilder {
@@ -73,6 +111,7 @@ impl StoreBuilder {
                 max_content_bytes: Self::DEFAULT_MAX_CONTENT_BYTES,
                 max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
             },
+            migrations: Migrations::default(),
         }
     }
 
@@ -107,6 +146,19 @@ impl StoreBuilder {
     /// under sustained writes from several processes.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout.min(Self::MAX_TIMEOUT);
+        self
+    }
+
+    /// What opening does with the schema (default [`Migrations::Apply`]: apply what is pending).
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Migrations};
+    ///
+    /// let store = ChatStore::builder(":memory:").migrations(Migrations::Apply).open()?;
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn migrations(mut self, migrations: Migrations) -> Self {
+        self.migrations = migrations;
         self
     }
 

@@ -153,6 +153,22 @@ impl Target {
         not_enabled(self.backend())
     }
 
+    /// The path of a SQLite database file that does not exist (a `file:` URI's path, without
+    /// its parameters); `None` for a file that exists or a target that is not a file.
+    pub(crate) fn missing_file(&self) -> Option<String> {
+        let Target::SqliteFile(file) = self else {
+            return None;
+        };
+        let path = match file.strip_prefix("file:") {
+            Some(uri) => uri.split(['?', '#']).next().unwrap_or(uri),
+            None => file,
+        };
+        match std::path::Path::new(path).exists() {
+            true => None,
+            false => Some(path.to_owned()),
+        }
+    }
+
     /// Whether the target is a private in-memory database.
     pub(crate) fn is_memory(&self) -> bool {
         matches!(self, Target::SqliteMemory(_))

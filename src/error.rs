@@ -163,17 +163,34 @@ pub enum Error {
         difference: String,
     },
 
-    /// The database has migrations applied that this build does not know: it was migrated by a newer
-    /// chatstore. It is refused rather than used with a schema this code was not written for.
-    #[error(
-        "the database schema is newer than this build of chatstore: migration {found} is applied \
-         but unknown here (newest known: {known})"
-    )]
+    /// The database has a chatstore migration applied that this build does not know: as a rule it
+    /// was migrated by a newer chatstore. It is refused rather than used with a schema this code
+    /// was not written for. Only chatstore's own versions count (its table
+    /// `chatstore_schema_migrations`), never a host application's migrations.
+    #[error("{}", too_new(found, known))]
     SchemaTooNew {
         /// The first applied migration version this build does not know.
         found: String,
         /// The newest migration version this build embeds.
         known: String,
+    },
+
+    /// The store was opened with [`Migrations::Verify`](crate::Migrations::Verify) and the
+    /// database's schema is not up to date: these migrations are pending. Nothing was changed.
+    /// Apply them with an open that migrates (the default), or `chatstore migrate`.
+    #[error("chatstore's schema is not up to date: migrations {} are pending", pending.join(", "))]
+    MigrationsPending {
+        /// The pending versions, oldest first (such as `"20261124000001"`): every version when
+        /// the database has no chatstore schema at all.
+        pending: Vec<String>,
+    },
+
+    /// The store was opened without migrating (see [`Migrations`](crate::Migrations)) on a
+    /// SQLite file that does not exist. No file was created.
+    #[error("no database file at {path:?}")]
+    DatabaseNotFound {
+        /// The path that was looked up.
+        path: String,
     },
 
     /// A new connection to the database could not be established.
@@ -210,6 +227,15 @@ pub enum Error {
     /// (it wrote nothing then), or no tokio runtime was running. The text says which.
     #[error("the blocking task failed: {0}")]
     TaskFailed(String),
+}
+
+/// The message of [`Error::SchemaTooNew`]: "newer" only when the unknown version is.
+fn too_new(found: &str, known: &str) -> String {
+    let why = match found > known {
+        true => "the database was migrated by a newer chatstore",
+        false => "the database has a chatstore migration this build does not know",
+    };
+    format!("{why}: migration {found} is applied, unknown here (newest known: {known})")
 }
 
 /// Why a user id or title was refused.

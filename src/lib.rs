@@ -31,7 +31,7 @@ mod wire;
 
 #[cfg(feature = "tokio")]
 pub use async_store::AsyncChatStore;
-pub use config::{StoreBuilder, Synchronous};
+pub use config::{Migrations, StoreBuilder, Synchronous};
 pub use conn::Backend;
 pub use context::{char_cost, ContextOptions, ContextWindow};
 pub use cursor::{ConversationCursor, Window};

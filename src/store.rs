@@ -9,7 +9,7 @@ mod export;
 use std::sync::Arc;
 
 pub use self::export::{ExportCounts, ExportItem, UserExport};
-use crate::config::{Limits, StoreBuilder};
+use crate::config::{Limits, Migrations, StoreBuilder};
 use crate::conn::{
     self, write_transaction, Backend, Conn, Manager, SqliteSettings, Target, WriteGate,
 };
@@ -81,7 +81,8 @@ impl std::fmt::Debug for ChatStore {
 }
 
 impl StoreBuilder {
-    /// Connects, brings the schema up to date and returns the store.
+    /// Connects, brings the schema up to date (or checks it, see
+    /// [`migrations`](Self::migrations)) and returns the store.
     ///
     /// # Errors
     /// - [`UnsupportedUrl`](crate::Error::UnsupportedUrl) or
@@ -90,28 +91,30 @@ impl StoreBuilder {
     /// - [`SchemaTooNew`](crate::Error::SchemaTooNew) if a newer chatstore migrated the database;
     /// - [`Migration`](crate::Error::Migration) if a migration fails;
     /// - [`SchemaConflict`](crate::Error::SchemaConflict) (MySQL) if a pending migration makes an
-    ///   object the database already holds in another shape.
+    ///   object the database already holds in another shape;
+    /// - [`MigrationsPending`](crate::Error::MigrationsPending) with
+    ///   [`Migrations::Verify`](crate::Migrations::Verify) if the schema is not up to date, and
+    ///   [`DatabaseNotFound`](crate::Error::DatabaseNotFound) without
+    ///   [`Migrations::Apply`](crate::Migrations::Apply) for a SQLite file that does not exist.
     pub fn open(self) -> Result<ChatStore> {
         trace::op("open", None, move || {
-            let mut target = Target::parse(&self.url)?;
-            target.bound_connect_time(self.connection_timeout);
-            let backend = target.backend();
-            let manager = Manager {
-                target,
-                sqlite: SqliteSettings {
-                    busy_timeout: self.busy_timeout,
-                    synchronous: self.synchronous,
-                },
-                anchor: None,
-            };
-            // Migrate on a connection of our own first: a wrong URL or a server that is down then
-            // fails here with the real error, not after a pool timeout.
-            let mut first = manager.connect_first()?;
+            let creates = self.migrations == Migrations::Apply;
+            let (manager, mut first) = self.connect(creates)?;
+            let backend = manager.target.backend();
             let mut migrated = migrations::Migrated::default();
-            trace::op("migrate", Some(backend), || {
-                migrated = migrations::run(&mut first, self.connection_timeout)?;
-                Ok(())
-            })?;
+            match self.migrations {
+                Migrations::Apply => trace::op("migrate", Some(backend), || {
+                    migrated = migrations::run(&mut first, self.connection_timeout)?;
+                    Ok(())
+                })?,
+                Migrations::Verify => {
+                    let pending = migrations::pending(&mut first)?;
+                    if !pending.is_empty() {
+                        return Err(Error::MigrationsPending { pending });
+                    }
+                }
+                Migrations::Skip => {}
+            }
             let write_gate = WriteGate::new(&manager, &mut first);
             let pool = conn::pool(manager, first, self.pool_size, self.connection_timeout);
             Ok(ChatStore::from_parts(
@@ -122,6 +125,64 @@ impl StoreBuilder {
                 migrated,
             ))
         })
+    }
+}
+
+impl StoreBuilder {
+    /// Drops everything chatstore made in the database: its tables (`chatstore_…`) with their
+    /// indexes, constraints and triggers, and its version table, under the migration lock. Every
+    /// conversation and message is gone; no object of another program is touched. For development
+    /// and test databases: the next open that migrates makes the schema anew. A SQLite file that
+    /// does not exist is [`Error::DatabaseNotFound`] (nothing is created).
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error, Migrations, UserId};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("chat.db");
+    /// # let url = path.to_str().unwrap();
+    /// let store = ChatStore::open(url)?;
+    /// store.create_conversation(&UserId::new("alice")?, None)?;
+    /// drop(store);
+    ///
+    /// ChatStore::builder(url).drop_schema()?;
+    /// let verify = ChatStore::builder(url).migrations(Migrations::Verify).open();
+    /// assert!(matches!(verify, Err(Error::MigrationsPending { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`open`](Self::open) for the URL and the connection; a database error if a table cannot
+    /// be dropped (SQLite and PostgreSQL: then none is).
+    pub fn drop_schema(self) -> Result<()> {
+        trace::op("drop_schema", None, move || {
+            let (_, mut first) = self.connect(false)?;
+            migrations::drop_all(&mut first, self.connection_timeout)
+        })
+    }
+
+    /// Reads the URL and makes the first connection, on which opening migrates or checks: a
+    /// wrong URL or a server that is down then fails here with the real error, not after a pool
+    /// timeout. Unless it `creates` the database, a SQLite file that does not exist is refused
+    /// rather than created.
+    fn connect(&self, creates: bool) -> Result<(Manager, Conn)> {
+        let mut target = Target::parse(&self.url)?;
+        target.bound_connect_time(self.connection_timeout);
+        if !creates {
+            if let Some(path) = target.missing_file() {
+                return Err(Error::DatabaseNotFound { path });
+            }
+        }
+        let manager = Manager {
+            target,
+            sqlite: SqliteSettings {
+                busy_timeout: self.busy_timeout,
+                synchronous: self.synchronous,
+            },
+            anchor: None,
+        };
+        let first = manager.connect_first()?;
+        Ok((manager, first))
     }
 }
 

@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod coexistence;
 mod concurrency;
 mod connections;
 mod context;

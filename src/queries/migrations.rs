@@ -1,14 +1,20 @@
-//! The embedded schema migrations, one set per backend, and the locked run at open.
+//! The embedded schema migrations, one set per backend: the locked run at open, the check of a
+//! store that opens without migrating, and the removal of chatstore's objects.
+//!
+//! chatstore records the versions it applied in a table of its own, `chatstore_schema_migrations`,
+//! never in Diesel's default `__diesel_schema_migrations`: a host application's own Diesel
+//! migrations keep that one, in the same database, and neither sees the other's versions.
 
 use diesel::backend::Backend as DieselBackend;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use diesel::migration::MigrationSource;
-use diesel::migration::MigrationVersion;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel::prelude::*;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use diesel::query_builder::SqlQuery;
+use diesel::query_dsl::LoadQuery;
+use diesel::sql_types::Text;
+use diesel_migrations::EmbeddedMigrations;
 
-use crate::conn::Conn;
+use super::layout_0_1;
+use crate::conn::{Backend, Conn};
 use crate::{Error, Result};
 
 #[cfg(feature = "sqlite")]
@@ -22,6 +28,9 @@ const MYSQL: EmbeddedMigrations = diesel_migrations::embed_migrations!("migratio
 #[cfg(feature = "postgres")]
 const PG_MIGRATION_LOCK: i64 = 0x6368_6174_7374_6f72;
 
+/// The table of the versions chatstore applied.
+pub(crate) const VERSIONS_TABLE: &str = "chatstore_schema_migrations";
+
 /// What a migration run did.
 #[derive(Debug, Default)]
 pub(crate) struct Migrated {
@@ -30,6 +39,8 @@ pub(crate) struct Migrated {
     /// Those of them that an interrupted run had left half applied, and this run completed
     /// (MySQL only: the other backends' runs are transactions).
     pub(crate) resumed: Vec<String>,
+    /// Whether it moved the rows of a database in chatstore 0.1's layout into the current one.
+    pub(crate) upgraded_layout: bool,
 }
 
 /// Brings the schema up to date, holding a database-wide lock so that processes opening the same
@@ -40,70 +51,163 @@ pub(crate) struct Migrated {
     allow(unused_variables)
 )]
 pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<Migrated> {
-    let migrated = match conn {
+    match conn {
+        // The write lock, held for the whole run: a failure leaves the schema as it was.
         #[cfg(feature = "sqlite")]
-        // The write lock, held for the whole run; each migration nests as a savepoint, so a failure
-        // leaves the schema as it was before the run.
         Conn::Sqlite(c) => c.immediate_transaction(|c| {
-            let migrated = migrate(c, SQLITE)?;
-            if migrated.applied(WORDS_MIGRATION) {
+            let migrated = migrate(c, Backend::Sqlite, &SQLITE)?;
+            if migrated.rewrites_search_text() {
                 super::search::rewrite_search_text_sqlite(c)?;
             }
-            Ok::<_, Error>(migrated)
-        })?,
-        // One transaction, so that it also works through a transaction-mode pooler (PgBouncer,
-        // serverless endpoints): the lock is a transaction lock, released at commit or rollback
-        // on whichever server connection ran it, and a failed run leaves no migration half done.
+            Ok(migrated)
+        }),
         #[cfg(feature = "postgres")]
-        Conn::Pg(c) => c.transaction(|c| {
-            // A migrator that hangs while holding the lock must not hang every process that opens.
-            diesel::sql_query(format!(
-                "SET LOCAL lock_timeout = {}",
-                lock_timeout.as_millis()
-            ))
-            .execute(c)?;
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
-                .execute(c)?;
-            let migrated = migrate(c, POSTGRES)?;
-            if migrated.applied(WORDS_MIGRATION) {
+        Conn::Pg(c) => pg_locked(c, lock_timeout, |c| {
+            let migrated = migrate(c, Backend::Postgres, &POSTGRES)?;
+            if migrated.rewrites_search_text() {
                 super::search::rewrite_search_text_pg(c)?;
             }
-            Ok::<_, Error>(migrated)
-        })?,
-        // MySQL commits each DDL statement on its own, so no transaction can hold a run: a named
-        // lock of the session does (named after the database, as names are server-wide),
-        // released however the run ends. Instead of a transaction, every statement is guarded
-        // (see `mysql_migrations`): a run cut short at any point is completed by the next.
+            Ok(migrated)
+        }),
         #[cfg(feature = "mysql")]
-        Conn::Mysql(c) => {
-            #[derive(QueryableByName)]
-            struct Locked {
-                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
-                locked: Option<i32>,
-            }
-            // GET_LOCK counts whole seconds (fractions on MariaDB only): rounded up.
-            let seconds = lock_timeout.as_millis().div_ceil(1000).max(1);
-            let lock: Locked = diesel::sql_query(format!(
-                "SELECT GET_LOCK(CONCAT('chatstore:', MD5(DATABASE())), {seconds}) AS locked"
-            ))
-            .get_result(c)?;
-            if lock.locked != Some(1) {
-                return Err(Error::busy_waiting(format!(
-                    "another process held the migration lock for over {seconds} s"
-                )));
-            }
-            let result = mysql::migrate(c);
-            let released =
-                diesel::sql_query("DO RELEASE_LOCK(CONCAT('chatstore:', MD5(DATABASE())))")
-                    .execute(c);
-            // The run's own error, if any, comes first.
-            let migrated = result?;
-            released?;
-            migrated
-        }
-    };
-    Ok(migrated)
+        Conn::Mysql(c) => mysql_locked(c, lock_timeout, mysql::migrate),
+    }
+}
+
+/// The versions a run would apply, oldest first, found without changing anything (no table is
+/// created): for a store opened with [`Migrations::Verify`](crate::Migrations::Verify). A
+/// database in chatstore 0.1's layout has every version pending: its upgrade is a run's work.
+///
+/// # Errors
+/// [`Error::SchemaTooNew`] if the database has a chatstore version this build does not know.
+pub(crate) fn pending(conn: &mut Conn) -> Result<Vec<String>> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => pending_in(
+            c,
+            Backend::Sqlite,
+            &known::<diesel::sqlite::Sqlite>(&SQLITE)?,
+        ),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => pending_in(c, Backend::Postgres, &known::<diesel::pg::Pg>(&POSTGRES)?),
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => pending_in(c, Backend::Mysql, &known::<diesel::mysql::Mysql>(&MYSQL)?),
+    }
+}
+
+/// Drops every table chatstore made (with their indexes, constraints and triggers) and its
+/// version table, under the migration lock. Names only `chatstore_…` tables: never an object of
+/// another program.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(unused_variables)
+)]
+pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<()> {
+    match conn {
+        // The FTS5 index is a virtual table of its own.
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => c.immediate_transaction(|c| {
+            drop_tables(
+                c,
+                &[
+                    "chatstore_messages_search",
+                    "chatstore_messages",
+                    "chatstore_conversations",
+                    VERSIONS_TABLE,
+                ],
+            )
+        }),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => pg_locked(c, lock_timeout, |c| {
+            drop_tables(
+                c,
+                &[
+                    "chatstore_messages",
+                    "chatstore_conversations",
+                    VERSIONS_TABLE,
+                ],
+            )
+        }),
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => mysql_locked(c, lock_timeout, |c| {
+            drop_tables(
+                c,
+                &[
+                    "chatstore_message_words",
+                    "chatstore_messages",
+                    "chatstore_conversations",
+                    VERSIONS_TABLE,
+                ],
+            )
+        }),
+    }
+}
+
+/// Drops `tables`, those that exist, in order (children first).
+fn drop_tables(conn: &mut impl Connection, tables: &[&str]) -> Result<()> {
+    for table in tables {
+        conn.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
+    }
+    Ok(())
+}
+
+/// Runs `f` in one transaction holding the migration lock. One transaction, so that it also works
+/// through a transaction-mode pooler (PgBouncer, serverless endpoints): the lock is a transaction
+/// lock, released at commit or rollback on whichever server connection ran it, and a failed run
+/// leaves nothing half done.
+#[cfg(feature = "postgres")]
+fn pg_locked<T>(
+    conn: &mut diesel::PgConnection,
+    lock_timeout: std::time::Duration,
+    f: impl FnOnce(&mut diesel::PgConnection) -> Result<T>,
+) -> Result<T> {
+    conn.transaction(|c| {
+        // A migrator that hangs while holding the lock must not hang every process that opens.
+        diesel::sql_query(format!(
+            "SET LOCAL lock_timeout = {}",
+            lock_timeout.as_millis()
+        ))
+        .execute(c)?;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(PG_MIGRATION_LOCK)
+            .execute(c)?;
+        f(c)
+    })
+}
+
+/// Runs `f` holding the migration lock. MySQL commits each DDL statement on its own, so no
+/// transaction can hold a run: a named lock of the session does (named after the database, as
+/// names are server-wide), released however `f` ends. Instead of a transaction, every statement
+/// is guarded (see `mysql_migrations`): a run cut short at any point is completed by the next.
+#[cfg(feature = "mysql")]
+fn mysql_locked<T>(
+    conn: &mut diesel::MysqlConnection,
+    lock_timeout: std::time::Duration,
+    f: impl FnOnce(&mut diesel::MysqlConnection) -> Result<T>,
+) -> Result<T> {
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        locked: Option<i32>,
+    }
+    // GET_LOCK counts whole seconds (fractions on MariaDB only): rounded up.
+    let seconds = lock_timeout.as_millis().div_ceil(1000).max(1);
+    let lock: Locked = diesel::sql_query(format!(
+        "SELECT GET_LOCK(CONCAT('chatstore:', MD5(DATABASE())), {seconds}) AS locked"
+    ))
+    .get_result(conn)?;
+    if lock.locked != Some(1) {
+        return Err(Error::busy_waiting(format!(
+            "another process held the migration lock for over {seconds} s"
+        )));
+    }
+    let result = f(conn);
+    let released =
+        diesel::sql_query("DO RELEASE_LOCK(CONCAT('chatstore:', MD5(DATABASE())))").execute(conn);
+    // The run's own error, if any, comes first.
+    let done = result?;
+    released?;
+    Ok(done)
 }
 
 /// The version of the migration after which the store re-reads the words of every stored message
@@ -116,30 +220,84 @@ impl Migrated {
     fn applied(&self, version: &str) -> bool {
         self.applied.iter().any(|v| v == version)
     }
+
+    /// Whether the store must re-read the words of every stored message after this run: the rule
+    /// that reads them changed, or rows came from the 0.1 layout without them.
+    fn rewrites_search_text(&self) -> bool {
+        self.applied(WORDS_MIGRATION) || self.upgraded_layout
+    }
 }
 
-/// Refuses a database migrated by a newer chatstore, then applies what is pending in one batch per
-/// migration (the caller's transaction makes the run all or nothing, so nothing is ever resumed).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn migrate<C, DB>(conn: &mut C, source: EmbeddedMigrations) -> Result<Migrated>
+/// The versions of `source`, oldest first.
+fn known<DB: DieselBackend>(source: &EmbeddedMigrations) -> Result<Vec<String>>
 where
-    C: MigrationHarness<DB>,
-    DB: DieselBackend,
     EmbeddedMigrations: MigrationSource<DB>,
 {
-    let known: Vec<String> = MigrationSource::<DB>::migrations(&source)
+    let mut known: Vec<String> = MigrationSource::<DB>::migrations(source)
         .map_err(Error::Migration)?
         .iter()
         .map(|m| m.name().version().to_string())
         .collect();
-    refuse_newer(&known, &applied_versions(conn)?)?;
-    let applied = conn
-        .run_pending_migrations(source)
-        .map_err(Error::Migration)?;
-    Ok(Migrated {
-        applied: applied.iter().map(ToString::to_string).collect(),
-        resumed: Vec::new(),
-    })
+    known.sort();
+    Ok(known)
+}
+
+/// Refuses a database migrated by a newer chatstore, then applies what is pending, recording each
+/// version (the caller's transaction makes the run all or nothing, so nothing is ever resumed),
+/// then moves the rows of a database in the 0.1 layout into the tables just made.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn migrate<C>(conn: &mut C, backend: Backend, source: &EmbeddedMigrations) -> Result<Migrated>
+where
+    C: Connection + 'static,
+    EmbeddedMigrations: MigrationSource<C::Backend>,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
+    let mut migrations =
+        MigrationSource::<C::Backend>::migrations(source).map_err(Error::Migration)?;
+    migrations.sort_by_key(|m| m.name().version().to_string());
+    let known: Vec<String> = migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    create_versions_table(conn, backend)?;
+    let applied = applied_versions(conn)?;
+    refuse_newer(&known, &applied)?;
+    let old_layout = layout_0_1::recorded_versions(conn, backend)?;
+    let mut migrated = Migrated::default();
+    for migration in &migrations {
+        let version = migration.name().version().to_string();
+        if applied.contains(&version) {
+            continue;
+        }
+        migration.run(conn).map_err(Error::Migration)?;
+        record_version(conn, &version)?;
+        migrated.applied.push(version);
+    }
+    if !old_layout.is_empty() {
+        layout_0_1::move_rows(conn, backend)?;
+        layout_0_1::drop_old_tables(conn, backend)?;
+        layout_0_1::forget_versions(conn)?;
+        migrated.upgraded_layout = true;
+    }
+    Ok(migrated)
+}
+
+/// [`pending`] on a typed connection.
+fn pending_in<C>(conn: &mut C, backend: Backend, known: &[String]) -> Result<Vec<String>>
+where
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
+    let applied = match table_exists(conn, backend, VERSIONS_TABLE)? {
+        true => applied_versions(conn)?,
+        false => Vec::new(),
+    };
+    refuse_newer(known, &applied)?;
+    Ok(known
+        .iter()
+        .filter(|v| !applied.contains(v))
+        .cloned()
+        .collect())
 }
 
 /// [`Error::SchemaTooNew`] if a version in `applied` is not `known`.
@@ -153,27 +311,82 @@ fn refuse_newer(known: &[String], applied: &[String]) -> Result<()> {
     }
 }
 
-// The version bookkeeping: Diesel's `__diesel_schema_migrations` table, which the harness creates
-// if it is missing. (Issue 14 moves it into a table of chatstore's own: these two functions, and
-// Diesel's `run_pending_migrations` for SQLite and PostgreSQL, are where it lives.)
+/// A name read by hand-written SQL (a version, a table).
+#[derive(QueryableByName)]
+pub(crate) struct Name {
+    #[diesel(sql_type = Text)]
+    pub(crate) name: String,
+}
 
-/// The versions recorded as applied.
-fn applied_versions<C, DB>(conn: &mut C) -> Result<Vec<String>>
+/// Loads the names `sql` selects (as `name`).
+pub(crate) fn names<C>(conn: &mut C, sql: &str) -> Result<Vec<String>>
 where
-    C: MigrationHarness<DB>,
-    DB: DieselBackend,
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
 {
-    let applied: Vec<MigrationVersion<'static>> =
-        conn.applied_migrations().map_err(Error::Migration)?;
-    Ok(applied.iter().map(ToString::to_string).collect())
+    let rows: Vec<Name> = diesel::sql_query(sql).load(conn)?;
+    Ok(rows.into_iter().map(|row| row.name).collect())
+}
+
+/// Whether the database (PostgreSQL: the current schema) has a table `table`.
+pub(crate) fn table_exists<C>(conn: &mut C, backend: Backend, table: &str) -> Result<bool>
+where
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
+    // `table` is one of the store's own names, never input: it is written into the SQL.
+    debug_assert!(table
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let sql = match backend {
+        Backend::Sqlite => {
+            format!("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
+        }
+        Backend::Postgres => format!(
+            "SELECT table_name::text AS name FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = '{table}'"
+        ),
+        Backend::Mysql => format!(
+            "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = '{table}'"
+        ),
+    };
+    Ok(!names(conn, &sql)?.is_empty())
+}
+
+/// Makes the version table if it is missing.
+fn create_versions_table(conn: &mut impl Connection, backend: Backend) -> Result<()> {
+    let engine = match backend {
+        Backend::Mysql => " ENGINE = InnoDB",
+        Backend::Sqlite | Backend::Postgres => "",
+    };
+    conn.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (\
+         version VARCHAR(50) NOT NULL PRIMARY KEY, \
+         run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP){engine}"
+    ))?;
+    Ok(())
+}
+
+/// The versions recorded as applied, oldest first.
+fn applied_versions<C>(conn: &mut C) -> Result<Vec<String>>
+where
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
+    names(
+        conn,
+        &format!("SELECT version AS name FROM {VERSIONS_TABLE} ORDER BY version"),
+    )
 }
 
 /// Records `version` as applied, once everything it makes is in place.
-#[cfg(feature = "mysql")]
-fn record_version(conn: &mut diesel::MysqlConnection, version: &str) -> Result<()> {
-    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES (?)")
-        .bind::<diesel::sql_types::Text, _>(version)
-        .execute(conn)?;
+fn record_version(conn: &mut impl Connection, version: &str) -> Result<()> {
+    // Versions are the embedded migrations' own, all digits: written into the SQL.
+    debug_assert!(version.bytes().all(|b| b.is_ascii_digit()));
+    conn.batch_execute(&format!(
+        "INSERT INTO {VERSIONS_TABLE} (version) VALUES ('{version}')"
+    ))?;
     Ok(())
 }
 
@@ -182,7 +395,11 @@ fn record_version(conn: &mut diesel::MysqlConnection, version: &str) -> Result<(
 mod mysql {
     use diesel::MysqlConnection;
 
-    use super::{applied_versions, record_version, refuse_newer, Migrated, MYSQL};
+    use super::{
+        applied_versions, create_versions_table, layout_0_1, record_version, refuse_newer,
+        Migrated, MYSQL,
+    };
+    use crate::conn::Backend;
     use crate::queries::mysql_migrations::{self as steps, State};
     use crate::{Error, Result};
 
@@ -197,8 +414,10 @@ mod mysql {
         // Parsed whole before anything runs: a statement that cannot be guarded runs nothing.
         let migrations = steps::load(&MYSQL)?;
         let known: Vec<String> = migrations.iter().map(|m| m.version.clone()).collect();
+        create_versions_table(conn, Backend::Mysql)?;
         let applied = applied_versions(conn)?;
         refuse_newer(&known, &applied)?;
+        let old_layout = layout_0_1::recorded_versions(conn, Backend::Mysql)?;
         let mut migrated = Migrated::default();
         for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
             let mut states = Vec::with_capacity(migration.statements.len());
@@ -247,6 +466,15 @@ mod mysql {
             record_version(conn, &migration.version)?;
             report_step(&migration.name, steps, steps, "recorded");
             migrated.applied.push(migration.version.clone());
+        }
+        if !old_layout.is_empty() {
+            // Each step is safe to repeat, and the 0.1 versions leave Diesel's table last: an
+            // upgrade cut short is carried on by the next run.
+            layout_0_1::move_rows(conn, Backend::Mysql)?;
+            crate::queries::search::index_unindexed_messages(conn)?;
+            layout_0_1::drop_old_tables(conn, Backend::Mysql)?;
+            layout_0_1::forget_versions(conn)?;
+            migrated.upgraded_layout = true;
         }
         Ok(migrated)
     }

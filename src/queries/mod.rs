@@ -7,6 +7,7 @@
 pub(crate) mod catalog;
 pub(crate) mod columns;
 pub(crate) mod conversations;
+pub(crate) mod layout_0_1;
 pub(crate) mod messages;
 pub(crate) mod migrations;
 #[cfg(feature = "mysql")]

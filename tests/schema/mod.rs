@@ -7,7 +7,7 @@ mod mysql_migrations;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use chatstore::{ChatStore, Error, ItemKind, NewMessage, Page, Window};
+use chatstore::{ChatStore, Error, ItemKind, Migrations, NewMessage, Page, Window};
 
 use crate::support::{
     backend_tests, contents, conversation_with, expected, snapshot, user, Kind, RawMessage, RawSql,
@@ -102,33 +102,60 @@ fn open_at_once(db: &TestDb) {
 fn verify_schema_names_a_dropped_index(db: &TestDb) {
     let store = db.open();
     let on_table = if db.kind == Kind::Mysql {
-        " ON conversations"
+        " ON chatstore_conversations"
     } else {
         ""
     };
-    db.execute(&format!("DROP INDEX conversations_user_updated{on_table}"))
-        .unwrap();
+    db.execute(&format!(
+        "DROP INDEX chatstore_conversations_user_updated{on_table}"
+    ))
+    .unwrap();
     let report = store.verify_schema().unwrap();
     assert!(!report.is_complete());
     let missing: Vec<_> = report.missing().map(|i| (i.kind, i.name)).collect();
-    assert_eq!(missing, [(ItemKind::Index, "conversations_user_updated")]);
+    assert_eq!(
+        missing,
+        [(ItemKind::Index, "chatstore_conversations_user_updated")]
+    );
     assert!(
         report
             .to_string()
-            .contains("MISSING index conversations_user_updated"),
+            .contains("MISSING index chatstore_conversations_user_updated"),
         "{report}"
     );
 }
 
 fn schema_newer_than_the_build_is_refused(db: &TestDb) {
     drop(db.open());
-    db.execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('99991231000000')")
+    db.execute("INSERT INTO chatstore_schema_migrations (version) VALUES ('99991231000000')")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();
     assert!(
         matches!(&err, Error::SchemaTooNew { found, .. } if found == "99991231000000"),
         "{err:?}"
     );
+    assert!(
+        err.to_string().contains("migrated by a newer chatstore"),
+        "{err}"
+    );
+    // Opening without migrating refuses it alike.
+    let verify = ChatStore::builder(&db.url)
+        .migrations(Migrations::Verify)
+        .open()
+        .unwrap_err();
+    assert!(matches!(verify, Error::SchemaTooNew { .. }), "{verify:?}");
+
+    // An unknown version older than this build's newest is not called newer.
+    db.execute("DELETE FROM chatstore_schema_migrations WHERE version = '99991231000000'")
+        .unwrap();
+    db.execute("INSERT INTO chatstore_schema_migrations (version) VALUES ('20200101000000')")
+        .unwrap();
+    let err = ChatStore::open(&db.url).unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaTooNew { found, .. } if found == "20200101000000"),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("newer"), "{err}");
 }
 
 fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
@@ -142,14 +169,14 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
             sql.conversation(1, "alice", Some(&title_256)),
             // PostgreSQL's and MySQL's VARCHAR(255) refuse it before the CHECK does.
             &[
-                "conversations_title_length",
+                "chatstore_conversations_title_length",
                 "character varying(255)",
                 "Data too long for column 'title'",
             ][..],
         ),
         (
             sql.conversation(2, "", None),
-            &["conversations_user_id_length"][..],
+            &["chatstore_conversations_user_id_length"][..],
         ),
         (
             sql.message(
@@ -160,7 +187,7 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
                     ..Default::default()
                 },
             ),
-            &["messages_role_valid"][..],
+            &["chatstore_messages_role_valid"][..],
         ),
         (
             sql.message(
@@ -171,7 +198,7 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
                     ..Default::default()
                 },
             ),
-            &["messages_metadata_object"][..],
+            &["chatstore_messages_metadata_object"][..],
         ),
         (
             sql.message(
@@ -184,8 +211,8 @@ fn database_constraints_refuse_rows_the_library_would_refuse(db: &TestDb) {
             ),
             // PostgreSQL names the constraint, SQLite the columns.
             &[
-                "messages_conversation_seq",
-                "messages.conversation_id, messages.seq",
+                "chatstore_messages_conversation_seq",
+                "chatstore_messages.conversation_id, chatstore_messages.seq",
             ][..],
         ),
     ];
@@ -225,7 +252,7 @@ fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
         ))
     };
     let fk = match db.kind {
-        Kind::Postgres | Kind::Mysql => "messages_conversation_fk",
+        Kind::Postgres | Kind::Mysql => "chatstore_messages_conversation_fk",
         _ => "FOREIGN KEY constraint failed",
     };
     let err =

@@ -18,8 +18,11 @@ pub use raw_sql::{RawMessage, RawSql};
 
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::query_builder::SqlQuery;
+use diesel::query_dsl::LoadQuery;
 use diesel::{Connection, RunQueryDsl};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::EmbeddedMigrations;
 
 #[cfg(feature = "sqlite")]
 const SQLITE_MIGRATIONS: EmbeddedMigrations =
@@ -30,6 +33,19 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations =
 #[cfg(feature = "mysql")]
 const MYSQL_MIGRATIONS: EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/mysql");
+
+/// Diesel migrations of programs other than today's chatstore, run by Diesel's own harness into
+/// its `__diesel_schema_migrations`, as those programs run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixture {
+    /// A host application's schema (`tests/fixtures/host_app`): its own `users`, `messages` and
+    /// `conversations`, an index named as chatstore 0.1 named one, and a version newer than any
+    /// of chatstore's.
+    HostApp,
+    /// chatstore 0.1's migrations as they shipped (`tests/fixtures/layout-0.1`): unprefixed
+    /// tables, versions in Diesel's table.
+    Layout01,
+}
 
 /// Where a test database lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +109,16 @@ impl TestDb {
                     server_name: Some(name),
                 }
             }
+        }
+    }
+
+    /// Another handle on the database at `url`, which it does not drop.
+    pub fn existing(kind: Kind, url: String) -> TestDb {
+        TestDb {
+            kind,
+            url,
+            _dir: None,
+            server_name: None,
         }
     }
 
@@ -204,29 +230,84 @@ impl TestDb {
         }
     }
 
-    /// Runs the newest migration's `down.sql`, as `diesel migration revert` would.
-    pub fn revert_newest_migration(&self) {
+    /// Runs `fixture`'s pending migrations with Diesel's harness; returns the versions applied.
+    pub fn run_diesel_migrations(&self, fixture: Fixture) -> Vec<String> {
+        use diesel_migrations::MigrationHarness;
+        fn versions(applied: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
+            applied.iter().map(ToString::to_string).collect()
+        }
         match self.kind {
             #[cfg(feature = "sqlite")]
-            Kind::SqliteFile => {
+            Kind::SqliteFile => versions(
                 sqlite_connection(&self.url)
-                    .revert_last_migration(SQLITE_MIGRATIONS)
-                    .expect("revert");
-            }
+                    .run_pending_migrations(fixtures::sqlite(fixture))
+                    .expect("fixture migrations"),
+            ),
             #[cfg(feature = "postgres")]
-            Kind::Postgres => {
-                let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
-                c.revert_last_migration(POSTGRES_MIGRATIONS)
-                    .expect("revert");
-            }
+            Kind::Postgres => versions(
+                diesel::pg::PgConnection::establish(&self.url)
+                    .expect("connect")
+                    .run_pending_migrations(fixtures::postgres(fixture))
+                    .expect("fixture migrations"),
+            ),
             #[cfg(feature = "mysql")]
-            Kind::Mysql => {
+            Kind::Mysql => versions(
                 mysql_connection(&self.url)
-                    .revert_last_migration(MYSQL_MIGRATIONS)
-                    .expect("revert");
-            }
+                    .run_pending_migrations(fixtures::mysql(fixture))
+                    .expect("fixture migrations"),
+            ),
             _ => panic!("no direct connection to {:?}", self.kind),
         }
+    }
+
+    /// The names of the database's tables, sorted (PostgreSQL: in the current schema).
+    pub fn tables(&self) -> Vec<String> {
+        let sql = match self.kind {
+            Kind::SqliteFile | Kind::SqliteMemory => {
+                "SELECT name AS version FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%_search_%' ORDER BY name"
+            }
+            Kind::Postgres => {
+                "SELECT table_name::text AS version FROM information_schema.tables \
+                 WHERE table_schema = current_schema() ORDER BY table_name"
+            }
+            Kind::Mysql => {
+                "SELECT CAST(table_name AS CHAR) AS version FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() ORDER BY table_name"
+            }
+        };
+        let mut tables = self.versions(sql);
+        tables.sort();
+        tables
+    }
+
+    /// The versions in a migration table: chatstore's own, or Diesel's (`__diesel_schema_migrations`).
+    pub fn versions_in(&self, table: &str) -> Vec<String> {
+        self.versions(&format!("SELECT version FROM {table} ORDER BY version"))
+    }
+
+    /// The text column `version` of the rows `sql` selects, read by a connection of its own.
+    fn versions(&self, sql: &str) -> Vec<String> {
+        let query = diesel::sql_query(sql);
+        let rows: Vec<Version> = match self.kind {
+            #[cfg(feature = "sqlite")]
+            Kind::SqliteFile => query.load(&mut sqlite_connection(&self.url)),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => {
+                query.load(&mut diesel::pg::PgConnection::establish(&self.url).expect("connect"))
+            }
+            #[cfg(feature = "mysql")]
+            Kind::Mysql => query.load(&mut mysql_connection(&self.url)),
+            _ => panic!("no direct connection to {:?}", self.kind),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.version).collect()
+    }
+
+    /// Runs the newest applied migration's `down.sql` and removes its version from chatstore's
+    /// version table, as a revert by hand would.
+    pub fn revert_newest_migration(&self) {
+        assert!(self.revert_one(), "no migration to revert");
     }
 
     /// Runs the `down.sql` of the `n` newest migrations, newest first.
@@ -236,27 +317,25 @@ impl TestDb {
         }
     }
 
-    /// Runs every migration's `down.sql`, newest first, as the diesel CLI would.
+    /// Runs every applied migration's `down.sql`, newest first.
     pub fn revert_all_migrations(&self) {
+        while self.revert_one() {}
+    }
+
+    /// Reverts the newest applied migration; `false` if none is applied.
+    fn revert_one(&self) -> bool {
         match self.kind {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => {
-                sqlite_connection(&self.url)
-                    .revert_all_migrations(SQLITE_MIGRATIONS)
-                    .expect("revert");
+                revert_newest(&mut sqlite_connection(&self.url), &SQLITE_MIGRATIONS)
             }
             #[cfg(feature = "postgres")]
-            Kind::Postgres => {
-                let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
-                c.revert_all_migrations(POSTGRES_MIGRATIONS)
-                    .expect("revert");
-            }
+            Kind::Postgres => revert_newest(
+                &mut diesel::pg::PgConnection::establish(&self.url).expect("connect"),
+                &POSTGRES_MIGRATIONS,
+            ),
             #[cfg(feature = "mysql")]
-            Kind::Mysql => {
-                mysql_connection(&self.url)
-                    .revert_all_migrations(MYSQL_MIGRATIONS)
-                    .expect("revert");
-            }
+            Kind::Mysql => revert_newest(&mut mysql_connection(&self.url), &MYSQL_MIGRATIONS),
             _ => panic!("no direct connection to {:?}", self.kind),
         }
     }
@@ -346,4 +425,71 @@ fn mysql_admin_execute(sql: &str) {
 #[cfg(not(feature = "mysql"))]
 fn mysql_admin_execute(_: &str) {
     unreachable!("MySQL tests are compiled only with the mysql feature")
+}
+
+/// A version in chatstore's version table.
+#[derive(diesel::QueryableByName)]
+pub struct Version {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub version: String,
+}
+
+/// Reverts the newest migration recorded in `chatstore_schema_migrations`: its `down.sql`, then
+/// its row. `false` if none is recorded.
+fn revert_newest<C>(conn: &mut C, source: &EmbeddedMigrations) -> bool
+where
+    C: Connection + 'static,
+    EmbeddedMigrations: MigrationSource<C::Backend>,
+    for<'a> SqlQuery: LoadQuery<'a, C, Version>,
+{
+    let applied: Vec<Version> =
+        diesel::sql_query("SELECT version FROM chatstore_schema_migrations ORDER BY version DESC")
+            .load(conn)
+            .expect("chatstore's versions");
+    let Some(newest) = applied.first() else {
+        return false;
+    };
+    let migrations = MigrationSource::<C::Backend>::migrations(source).expect("migrations");
+    let migration = migrations
+        .iter()
+        .find(|m| m.name().version().to_string() == newest.version)
+        .expect("the newest applied migration is embedded");
+    migration.revert(conn).expect("revert");
+    conn.batch_execute(&format!(
+        "DELETE FROM chatstore_schema_migrations WHERE version = '{}'",
+        newest.version
+    ))
+    .expect("forget the version");
+    true
+}
+
+/// The fixtures' migrations, per backend.
+mod fixtures {
+    use super::Fixture;
+    use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+
+    macro_rules! per_backend {
+        ($($feature:literal, $name:ident, $host:literal, $layout:literal;)*) => {$(
+            #[cfg(feature = $feature)]
+            pub fn $name(fixture: Fixture) -> EmbeddedMigrations {
+                const HOST_APP: EmbeddedMigrations =
+                    embed_migrations!($host);
+                const LAYOUT_0_1: EmbeddedMigrations =
+                    embed_migrations!($layout);
+                match fixture {
+                    Fixture::HostApp => HOST_APP,
+                    Fixture::Layout01 => LAYOUT_0_1,
+                }
+            }
+        )*};
+    }
+
+    per_backend! {
+        "sqlite", sqlite,
+            "tests/fixtures/host_app/sqlite", "tests/fixtures/layout-0.1/sqlite";
+        "postgres", postgres,
+            "tests/fixtures/host_app/postgres", "tests/fixtures/layout-0.1/postgres";
+        "mysql", mysql,
+            "tests/fixtures/host_app/mysql", "tests/fixtures/layout-0.1/mysql";
+    }
 }
