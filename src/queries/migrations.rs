@@ -470,10 +470,15 @@ mod mysql {
         if !old_layout.is_empty() {
             // Each step is safe to repeat, and the 0.1 versions leave Diesel's table last: an
             // upgrade cut short is carried on by the next run.
+            const UPGRADE: &str = "upgrade from the 0.1 layout";
             layout_0_1::move_rows(conn, Backend::Mysql)?;
+            report_step(UPGRADE, 1, 4, "copied rows");
             crate::queries::search::index_unindexed_messages(conn)?;
+            report_step(UPGRADE, 2, 4, "indexed stored messages");
             layout_0_1::drop_old_tables(conn, Backend::Mysql)?;
+            report_step(UPGRADE, 3, 4, "dropped old tables");
             layout_0_1::forget_versions(conn)?;
+            report_step(UPGRADE, 4, 4, "recorded");
             migrated.upgraded_layout = true;
         }
         Ok(migrated)
@@ -482,7 +487,10 @@ mod mysql {
     /// A step done: with the `tracing` feature, a `debug` event `chatstore migration step` with
     /// the fields `migration` (its name), `step` (from 1), `steps` (its statements, the filling of
     /// the search index where it has one, and the recording of its version) and `done`
-    /// (`applied`, `already present`, `indexed stored messages` or `recorded`).
+    /// (`applied`, `already present`, `indexed stored messages` or `recorded`). The upgrade of a
+    /// database in the 0.1 layout reports its four steps alike, as the migration `upgrade from
+    /// the 0.1 layout` (`copied rows`, `indexed stored messages`, `dropped old tables`,
+    /// `recorded`).
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     fn report_step(migration: &str, step: usize, steps: usize, done: &'static str) {
         #[cfg(feature = "tracing")]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chatstore::{ChatStore, NewMessage, SearchQuery, UserId};
 
 use super::{child_env, finish, random_below, slow, spawn_child};
-use crate::support::{Kind, TestDb};
+use crate::support::{Fixture, Kind, RawSql, TestDb};
 
 /// How long a child may take to start, or a run to finish, before it counts as stuck.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -48,6 +48,64 @@ fn sigkill_during_the_search_migration_leaves_stored_messages_found() {
         }
     });
     outcome.assert_all_repaired(kills);
+}
+
+#[test]
+fn sigkill_during_the_upgrade_from_the_0_1_layout_loses_nothing() {
+    let kills = if slow() { 100 } else { 20 };
+    let outcome = kill_runs(kills, database_in_the_0_1_layout, |store| {
+        let alice = owner();
+        let list = store
+            .list_conversations(&alice, chatstore::Page::first(10))
+            .map_err(|e| e.to_string())?;
+        let [conversation] = &list.conversations[..] else {
+            return Err(format!("{} conversations", list.conversations.len()));
+        };
+        let page = store
+            .messages(&alice, conversation.id, chatstore::Window::All)
+            .map_err(|e| e.to_string())?;
+        let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+        if seqs != (1..=OLD_MESSAGES as i64).collect::<Vec<_>>() {
+            return Err(format!("{} of {OLD_MESSAGES} messages moved", seqs.len()));
+        }
+        let found = found_everywhere(store, "ago");
+        if found != OLD_MESSAGES {
+            return Err(format!(
+                "{found} of {OLD_MESSAGES} moved messages are found"
+            ));
+        }
+        Ok(())
+    });
+    outcome.assert_all_repaired(kills);
+}
+
+/// A database as chatstore 0.1 left it: its migrations (versions in Diesel's table) and a
+/// conversation of alice's in its unprefixed tables.
+fn database_in_the_0_1_layout() -> TestDb {
+    let db = TestDb::new(Kind::Mysql);
+    db.run_diesel_migrations(Fixture::Layout01);
+    let sql = RawSql::new(&db);
+    let messages: Vec<String> = (1..=OLD_MESSAGES)
+        .map(|seq| {
+            format!(
+                "({}, {}, 'alice', {seq}, 'user', 'stored {seq} long ago', NULL, \
+                 '2026-01-01 00:00:00')",
+                sql.id(&(seq as u128).to_be_bytes()),
+                sql.id(&[0xc0; 16]),
+            )
+        })
+        .collect();
+    let batch = format!(
+        "{};\n\
+         INSERT INTO messages (id, conversation_id, user_id, seq, role, content, metadata, \
+         created_at) VALUES {};\n\
+         UPDATE conversations SET message_count = {OLD_MESSAGES}",
+        sql.conversation(0xc0, "alice", None),
+        messages.join(", ")
+    );
+    db.execute(&batch.replace("INTO chatstore_", "INTO "))
+        .unwrap();
+    db
 }
 
 /// A database holding messages, migrated up to the migration before the search index.
