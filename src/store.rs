@@ -84,6 +84,14 @@ impl StoreBuilder {
     /// Connects, brings the schema up to date (or checks it, see
     /// [`migrations`](Self::migrations)) and returns the store.
     ///
+    /// ```
+    /// use chatstore::{Backend, ChatStore};
+    ///
+    /// let store = ChatStore::builder(":memory:").pool_size(4).open()?;
+    /// assert_eq!(store.backend(), Backend::Sqlite);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// - [`UnsupportedUrl`](crate::Error::UnsupportedUrl) or
     ///   [`BackendNotEnabled`](crate::Error::BackendNotEnabled) for a URL this build cannot open;
@@ -194,6 +202,18 @@ impl ChatStore {
     /// `sslmode=require` pass through, so managed and serverless PostgreSQL work), and
     /// `mysql://…`/`mariadb://…` (Diesel's parameters: `ssl_mode`, `ssl_ca`, `unix_socket`).
     ///
+    /// ```
+    /// use chatstore::ChatStore;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("chat.db");
+    /// let store = ChatStore::open(&format!("sqlite://{}", path.display()))?;
+    /// // A store is cheap to clone: open it once at start-up, hand clones to each handler.
+    /// let for_a_handler = store.clone();
+    /// # drop(for_a_handler);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`StoreBuilder::open`].
     pub fn open(url: &str) -> Result<ChatStore> {
@@ -201,6 +221,16 @@ impl ChatStore {
     }
 
     /// Options for opening a store at `url`: pool size, timeouts, limits, durability.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Synchronous};
+    ///
+    /// let store = ChatStore::builder(":memory:")
+    ///     .max_page_size(50)
+    ///     .synchronous(Synchronous::Normal)
+    ///     .open()?;
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     pub fn builder(url: impl Into<String>) -> StoreBuilder {
         StoreBuilder::new(url)
     }
@@ -222,6 +252,14 @@ impl ChatStore {
         }
     }
 
+    /// The database system behind this store.
+    ///
+    /// ```
+    /// use chatstore::{Backend, ChatStore};
+    ///
+    /// assert_eq!(ChatStore::open(":memory:")?.backend(), Backend::Sqlite);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     /// The database system behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -245,6 +283,12 @@ impl ChatStore {
     /// transactions; on MySQL, which commits each DDL statement, every statement of a migration is
     /// skipped if the object it makes is already there, so the next open carries on where the
     /// interrupted run stopped. (With the `tracing` feature, each is also a `warn` event.)
+    ///
+    /// ```
+    /// let store = chatstore::ChatStore::open(":memory:")?;
+    /// assert!(store.migrations_resumed_at_open().is_empty(), "SQLite's runs are transactions");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     pub fn migrations_resumed_at_open(&self) -> &[String] {
         &self.resumed
     }
@@ -270,6 +314,17 @@ impl ChatStore {
     /// Creates a conversation owned by `user`. The title is trimmed; `None` or a blank title means
     /// no title.
     ///
+    /// ```
+    /// # use chatstore::{ChatStore, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, Some("  Groceries "))?;
+    /// assert_eq!(conv.title.as_deref(), Some("Groceries"));
+    /// assert_eq!(conv.message_count, 0);
+    /// assert_eq!(store.create_conversation(&alice, Some("   "))?.title, None);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidTitle`]; connection and database errors.
     pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
@@ -291,6 +346,17 @@ impl ChatStore {
     }
 
     /// The conversation `id`, if `user` owns it.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// let (alice, bob) = (UserId::new("alice")?, UserId::new("bob")?);
+    /// let conv = store.create_conversation(&alice, Some("Groceries"))?;
+    /// assert_eq!(store.conversation(&alice, conv.id)?, conv);
+    /// // Someone else's conversation is indistinguishable from a missing one.
+    /// assert!(matches!(store.conversation(&bob, conv.id), Err(Error::NotFound)));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::NotFound`] if it does not exist or another user owns it; connection and database
@@ -353,6 +419,18 @@ impl ChatStore {
 
     /// Sets (or, with `None` or a blank title, clears) the title, and bumps `updated_at`.
     ///
+    /// ```
+    /// # use chatstore::{ChatStore, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// let renamed = store.rename_conversation(&alice, conv.id, Some("Trip to Lisbon"))?;
+    /// assert_eq!(renamed.title.as_deref(), Some("Trip to Lisbon"));
+    /// assert!(renamed.updated_at >= conv.updated_at);
+    /// assert_eq!(store.rename_conversation(&alice, conv.id, None)?.title, None);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidTitle`]; [`Error::NotFound`] if the user owns no such conversation;
     /// connection and database errors.
@@ -378,6 +456,17 @@ impl ChatStore {
 
     /// Deletes the conversation and all its messages, atomically.
     ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("forget me"))?;
+    /// store.delete_conversation(&alice, conv.id)?;
+    /// assert!(matches!(store.conversation(&alice, conv.id), Err(Error::NotFound)));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
     pub fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
@@ -390,6 +479,16 @@ impl ChatStore {
     }
 
     /// Appends one message; see [`append_messages`](Self::append_messages).
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, Role, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// let stored = store.append_message(&alice, conv.id, NewMessage::user("Add oat milk"))?;
+    /// assert_eq!((stored.seq, stored.role), (1, Role::User));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`append_messages`](Self::append_messages).
@@ -674,6 +773,19 @@ impl ChatStore {
     /// Erases everything `user` owns — every conversation and message — in one statement, for
     /// account deletion. Other users' data is untouched.
     ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// let (alice, bob) = (UserId::new("alice")?, UserId::new("bob")?);
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("hi"))?;
+    /// store.create_conversation(&bob, None)?;
+    /// let deleted = store.delete_user_data(&alice)?;
+    /// assert_eq!((deleted.conversations, deleted.messages), (1, 1));
+    /// assert_eq!(store.stats()?.users, 1, "bob's data stays");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// Connection and database errors (nothing is deleted then).
     pub fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
@@ -797,6 +909,21 @@ impl ChatStore {
     /// limits, and times as the store writes them (microseconds; the conversation's `created_at`
     /// ≤ each message's, in seq order, ≤ its `updated_at`; every time within the years 1 to 9999,
     /// on every backend). An operator's call: the conversation id is refused if any user has it.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ExportItem, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, Some("Groceries"))?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("Add oat milk"))?;
+    /// // Moving a conversation to another database, exactly (ids, times, seqs).
+    /// let conversation = store.conversation(&alice, conv.id)?;
+    /// let messages = store.messages(&alice, conv.id, Window::All)?.messages;
+    /// let other = ChatStore::open(":memory:")?;
+    /// other.import_conversation(&alice, &conversation, &messages)?;
+    /// assert_eq!(other.messages(&alice, conv.id, Window::All)?.messages, messages);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     ///
     /// # Errors
     /// Nothing is written on any error:
