@@ -1,7 +1,7 @@
 //! `chatstore`: the admin tool for a chatstore database (cargo feature `cli`).
 //!
 //! ```sh
-//! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db stats
+//! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db migrate
 //! ```
 //!
 //! Subcommands: `migrate`, `verify`, `stats`, `export`, `import`, `delete-user`, `reset`; `--help`
