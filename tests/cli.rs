@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use chatstore::{ChatStore, NewMessage, SearchQuery};
 use serde_json::{json, Value};
-use support::{backend_tests, user, Kind, TestDb};
+use support::{backend_tests, user, Fixture, Kind, TestDb};
 
 // Each behaviour needs a database that outlives a process (in-memory SQLite does not).
 backend_tests! {
@@ -25,6 +25,10 @@ backend_tests! {
         an_export_that_cannot_be_renamed_into_place_leaves_no_partial_file,
         an_export_the_store_fails_leaves_no_partial_file,
         an_exported_file_is_readable_by_its_owner_only,
+        commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_no_table,
+        verify_reports_a_pending_migration_and_nothing_changes_it_but_migrate,
+        reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts,
+        json_output_of_every_command_has_the_documented_fields,
     ],
 }
 
@@ -124,9 +128,36 @@ fn seed(db: &TestDb) -> ChatStore {
     store
 }
 
+/// A new database of `kind` with chatstore's schema, made by `chatstore migrate`.
+fn migrated(kind: Kind) -> TestDb {
+    let db = TestDb::new(kind);
+    chatstore(&db.url, &["migrate"]).expect(0);
+    db
+}
+
 fn stats(url: &str) -> Value {
     let run = chatstore(url, &["stats", "--json"]).expect(0);
     serde_json::from_str(&run.stdout).unwrap()
+}
+
+/// The one JSON object `text` holds, on one line.
+fn json_line(text: &str) -> Value {
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(value.is_object(), "{text}");
+    value
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 fn read(path: &Path) -> String {
@@ -173,37 +204,69 @@ fn verify_names_a_dropped_index_and_exits_1(db: &TestDb) {
     assert_eq!(run.stderr, "error: 1 schema object(s) missing\n");
 }
 
-/// MySQL: `verify` after a crash says that opening completed a half-applied migration (the
-/// search migration's first statement had taken effect), then verifies the completed schema.
+/// MySQL, after a crash left the search migration half applied (its first statement had taken
+/// effect): `verify` names both pending migrations and completes nothing; `migrate` completes the
+/// half-applied one and says so, in text and in JSON.
 #[cfg(feature = "mysql")]
 #[test]
-fn verify_says_when_opening_completed_a_half_applied_migration() {
+fn migrate_says_when_it_completed_a_half_applied_migration() {
+    let db = crashed_in_the_search_migration();
+    let versions = db.versions_in("chatstore_schema_migrations");
+    let verified = chatstore(&db.url, &["verify"]).expect(4);
+    assert!(
+        verified
+            .stdout
+            .ends_with("pending migration 20261125000003\npending migration 20261202000004\n"),
+        "{}",
+        verified.stdout
+    );
+    assert_eq!(db.versions_in("chatstore_schema_migrations"), versions);
+
+    let run = chatstore(&db.url, &["migrate"]).expect(0);
+    assert_eq!(
+        run.stdout,
+        "applied migration 20261125000003\napplied migration 20261202000004\n"
+    );
+    assert_eq!(
+        run.stderr,
+        "note: migration 20261125000003 had been left half applied by an interrupted run; \
+         this run completed it\n"
+    );
+    chatstore(&db.url, &["verify"]).expect(0);
+
+    // The same crash, migrated with --json: the note is in the object, not on standard error.
+    let db = crashed_in_the_search_migration();
+    let run = chatstore(&db.url, &["migrate", "--json"]).expect(0);
+    assert_eq!(
+        json_line(&run.stdout),
+        json!({"applied": ["20261125000003", "20261202000004"], "resumed": ["20261125000003"]})
+    );
+    assert_eq!(run.stderr, "");
+}
+
+/// A MySQL database migrated, then taken back to before the search migration (and the words
+/// migration after it), with that migration's first statement in effect, as a crash leaves it.
+#[cfg(feature = "mysql")]
+fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    // Back to before the search index (and the words migration after it).
     db.revert_newest_migrations(2);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
     )
     .unwrap();
-    let run = chatstore(&db.url, &["verify"]).expect(0);
-    assert!(!run.stdout.contains("MISSING"), "{}", run.stdout);
-    assert_eq!(
-        run.stderr,
-        "note: opening the store applied 2 pending migration(s): 20261125000003, 20261202000004\n\
-         note: migration 20261125000003 had been left half applied by an interrupted run; \
-         opening the store completed it\n"
-    );
+    db
 }
 
 fn stats_count_in_text_and_json(db: &TestDb) {
+    chatstore(&db.url, &["migrate"]).expect(0);
     let empty = chatstore(&db.url, &["stats"]).expect(0);
-    assert!(
-        empty.stderr.contains("applied 4 pending migration(s)"),
-        "{}",
-        empty.stderr
+    assert_eq!(
+        empty.stdout,
+        "users          0\nconversations  0\nmessages       0\n"
     );
+    assert_eq!(empty.stderr, "");
     seed(db);
     let text = chatstore(&db.url, &["stats"]).expect(0);
     assert_eq!(
@@ -227,9 +290,10 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         &["export", "--user", "alice", "--output", first_arg],
     )
     .expect(0);
-    // Only the summary: the progress bar stays hidden when standard error is not a terminal.
-    assert_eq!(run.stderr, "exported 3 conversations, 1238 messages\n");
-    assert_eq!(run.stdout, "");
+    // Only the summary, on standard output like every result: the progress bar stays hidden
+    // when standard error is not a terminal.
+    assert_eq!(run.stdout, "exported 3 conversations, 1238 messages\n");
+    assert_eq!(run.stderr, "");
     assert!(!dir.path().join("alice.jsonl.partial").exists());
     let exported = read(&first);
     assert_eq!(exported.lines().count(), 3 + 1238);
@@ -242,12 +306,16 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     assert!(records
         .iter()
         .all(|r| r["type"] == "conversation" || r["type"] == "message"));
-    // The same lines on standard output.
+    // The same lines on standard output, and the summary beside them on standard error.
     let to_stdout = chatstore(&db.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(to_stdout.stdout, exported);
+    assert_eq!(
+        to_stdout.stderr,
+        "exported 3 conversations, 1238 messages\n"
+    );
 
     // Into another database from the file, and back out: the same lines.
-    let copy = TestDb::new(db.kind);
+    let copy = migrated(db.kind);
     let run = chatstore(
         &copy.url,
         &["import", "--user", "alice", "--input", first_arg],
@@ -268,7 +336,7 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     assert_eq!(found.hits.len(), 1);
 
     // From standard input into a third.
-    let third = TestDb::new(db.kind);
+    let third = migrated(db.kind);
     let run = chatstore_with_input(
         &third.url,
         &["import", "--user", "alice"],
@@ -334,7 +402,7 @@ fn a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it(db: &Te
         .unwrap()
         + 1;
     assert_eq!(second, 6);
-    let target = TestDb::new(db.kind);
+    let target = migrated(db.kind);
     let empty = stats(&target.url);
     assert_eq!(
         empty,
@@ -678,4 +746,287 @@ fn an_interrupted_export_leaves_no_partial_file(db: &TestDb) {
         assert_eq!(status.signal(), Some(expected), "SIG{signal}: {status:?}");
         assert_eq!(names(dir.path()), Vec::<String>::new(), "SIG{signal}");
     }
+}
+
+/// The commands that must not change the schema, with what makes each one do its work.
+const NOT_MIGRATING: &[&[&str]] = &[
+    &["verify"],
+    &["stats"],
+    &["export", "--user", "alice"],
+    &["import", "--user", "alice"],
+    &["delete-user", "--user", "alice", "--yes"],
+];
+
+/// Runs each command but `migrate` on `db`, in text and with `--json`: each exits 4 with `said`
+/// in its error, and `state` (what the database or its directory holds) stays as it was.
+fn refused_by_every_command_but_migrate<T: PartialEq + std::fmt::Debug>(
+    db: &TestDb,
+    said: &str,
+    state: impl Fn() -> T,
+) {
+    let before = state();
+    for args in NOT_MIGRATING {
+        let run = chatstore(&db.url, args).expect(4);
+        assert!(
+            run.stderr.starts_with("error: ") && run.stderr.contains(said),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("chatstore migrate"), "{}", run.stderr);
+        assert_eq!(state(), before, "{args:?}");
+
+        let run = chatstore(&db.url, &[*args, &["--json"]].concat()).expect(4);
+        let error = json_line(&run.stderr);
+        assert_eq!(keys(&error), ["code", "error", "note"], "{args:?}");
+        assert_eq!(error["code"], 4);
+        assert!(error["error"].as_str().unwrap().contains(said), "{error}");
+        assert_eq!(state(), before, "{args:?} --json");
+    }
+}
+
+/// What a host application's database holds: every table, the host's migration versions (in
+/// Diesel's table) and the rows of its own `messages` table.
+fn host_state(db: &TestDb) -> (Vec<String>, Vec<String>, Option<i64>) {
+    (
+        db.tables(),
+        db.versions_in("__diesel_schema_migrations"),
+        db.count_rows("messages"),
+    )
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn commands_but_migrate_on_a_missing_sqlite_file_create_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let db = TestDb::existing(Kind::SqliteFile, format!("sqlite://{}", path.display()));
+    let nothing = Vec::<String>::new();
+    refused_by_every_command_but_migrate(&db, "no database file at", || names(dir.path()));
+    let run = chatstore(&db.url, &["reset", "--yes"]).expect(4);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: dropping chatstore's schema: no database file at {:?}\n\
+             nothing was created: chatstore migrate creates the database\n",
+            path.display().to_string()
+        )
+    );
+    assert_eq!(names(dir.path()), nothing);
+    // A bare path too.
+    let bare = TestDb::existing(Kind::SqliteFile, path.display().to_string());
+    refused_by_every_command_but_migrate(&bare, "no database file at", || names(dir.path()));
+    assert_eq!(names(dir.path()), nothing);
+}
+
+fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_no_table(
+    db: &TestDb,
+) {
+    match db.kind {
+        // An empty file is an empty SQLite database.
+        Kind::SqliteFile => {
+            std::fs::File::create(db.url.trim_start_matches("sqlite://")).unwrap();
+        }
+        _ => {
+            refused_by_every_command_but_migrate(db, "pending", || db.tables());
+        }
+    }
+    assert_eq!(db.tables(), Vec::<String>::new());
+
+    // Another application's database.
+    db.run_diesel_migrations(Fixture::HostApp);
+    let host = || host_state(db);
+    refused_by_every_command_but_migrate(db, "pending", host);
+    let run = chatstore(&db.url, &["verify"]).expect(4);
+    let pending: Vec<&str> = run
+        .stdout
+        .lines()
+        .map(|line| line.strip_prefix("pending migration ").unwrap())
+        .collect();
+    assert_eq!(pending.len(), 4, "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        "error: the database has no chatstore schema: 4 migration(s) pending\n\
+         nothing was changed: chatstore migrate makes the schema\n"
+    );
+    assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
+}
+
+fn verify_reports_a_pending_migration_and_nothing_changes_it_but_migrate(db: &TestDb) {
+    seed(db);
+    let seeded = stats(&db.url);
+    let newest = db.versions_in("chatstore_schema_migrations").pop().unwrap();
+    db.revert_newest_migration();
+    let state = || (db.tables(), db.versions_in("chatstore_schema_migrations"));
+    let before = state();
+
+    let run = chatstore(&db.url, &["verify"]).expect(4);
+    assert!(
+        run.stdout
+            .starts_with("ok      table chatstore_conversations\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with(&format!("\npending migration {newest}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.starts_with("error: 1 migration(s) pending"),
+        "{}",
+        run.stderr
+    );
+    let report = json_line(&chatstore(&db.url, &["verify", "--json"]).expect(4).stdout);
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["pending"], json!([newest]));
+    assert!(report["items"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"kind": "table", "name": "chatstore_messages", "present": true})));
+    assert_eq!(state(), before);
+
+    refused_by_every_command_but_migrate(db, "pending", state);
+    let run = chatstore(&db.url, &["migrate"]).expect(0);
+    assert_eq!(run.stdout, format!("applied migration {newest}\n"));
+    chatstore(&db.url, &["verify"]).expect(0);
+    // delete-user --yes and import above wrote nothing.
+    assert_eq!(stats(&db.url), seeded);
+}
+
+fn reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts(db: &TestDb) {
+    db.run_diesel_migrations(Fixture::HostApp);
+    let host = || host_state(db);
+    let hosts = host();
+    seed(db);
+    let seeded = stats(&db.url);
+    let state = || (db.tables(), db.versions_in("chatstore_schema_migrations"));
+    let before = state();
+    assert!(before.0.len() > hosts.0.len(), "{before:?}");
+
+    let refused = chatstore(&db.url, &["reset"]).expect(1);
+    assert_eq!(
+        refused.stderr,
+        "error: refusing to drop chatstore's tables, with every user's conversations and \
+         messages, without --yes\n"
+    );
+    assert_eq!(refused.stdout, "");
+    assert_eq!(state(), before);
+    assert_eq!(stats(&db.url), seeded);
+
+    let run = chatstore(&db.url, &["reset", "--yes"]).expect(0);
+    assert_eq!(
+        run.stdout,
+        "dropped chatstore's tables and its version table; no other table was touched\n"
+    );
+    assert_eq!(run.stderr, "");
+    assert_eq!(host(), hosts);
+    chatstore(&db.url, &["verify"]).expect(4);
+    // Nothing of chatstore's is left to drop; the host's tables stay.
+    chatstore(&db.url, &["reset", "--yes"]).expect(0);
+    assert_eq!(host(), hosts);
+    // migrate makes the schema anew, empty.
+    chatstore(&db.url, &["migrate"]).expect(0);
+    assert_eq!(
+        stats(&db.url),
+        json!({"users": 0, "conversations": 0, "messages": 0})
+    );
+}
+
+fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
+    let migrate = json_line(&chatstore(&db.url, &["--json", "migrate"]).expect(0).stdout);
+    assert_eq!(keys(&migrate), ["applied", "resumed"]);
+    assert_eq!(migrate["applied"].as_array().unwrap().len(), 4);
+    assert_eq!(migrate["resumed"], json!([]));
+    let again = json_line(&chatstore(&db.url, &["migrate", "--json"]).expect(0).stdout);
+    assert_eq!(again, json!({"applied": [], "resumed": []}));
+
+    let verify = json_line(&chatstore(&db.url, &["verify", "--json"]).expect(0).stdout);
+    assert_eq!(keys(&verify), ["complete", "items", "pending"]);
+    assert_eq!(
+        (&verify["complete"], &verify["pending"]),
+        (&json!(true), &json!([]))
+    );
+    let items = verify["items"].as_array().unwrap();
+    assert!(items.len() > 10, "{verify}");
+    for item in items {
+        assert_eq!(keys(item), ["kind", "name", "present"]);
+        assert!(["table", "index", "constraint"].contains(&item["kind"].as_str().unwrap()));
+        assert_eq!(item["present"], true);
+    }
+
+    seed(db);
+    let seeded = json!({"users": 2, "conversations": 4, "messages": 1239});
+    assert_eq!(stats(&db.url), seeded);
+    let alice = json!({"user": "alice", "conversations": 3, "messages": 1238});
+
+    // Export: the summary on standard output, or on standard error when the data is there.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.jsonl");
+    let file = file.to_str().unwrap();
+    let run = chatstore(
+        &db.url,
+        &["export", "--json", "--user", "alice", "--output", file],
+    )
+    .expect(0);
+    assert_eq!(json_line(&run.stdout), alice);
+    assert_eq!(run.stderr, "");
+    let run = chatstore(&db.url, &["export", "--json", "--user", "alice"]).expect(0);
+    assert_eq!(run.stdout, read(Path::new(file)));
+    assert_eq!(json_line(&run.stderr), alice);
+
+    let copy = migrated(db.kind);
+    let import = ["import", "--json", "--user", "alice", "--input", file];
+    let run = chatstore(&copy.url, &import).expect(0);
+    let mut imported = alice.clone();
+    imported["skipped"] = json!(0);
+    assert_eq!(json_line(&run.stdout), imported);
+    // Refused: the error object says what was imported before it.
+    let run = chatstore(&copy.url, &import).expect(1);
+    assert_eq!(run.stdout, "");
+    let error = json_line(&run.stderr);
+    assert_eq!(keys(&error), ["code", "error", "imported", "note"]);
+    assert_eq!(error["code"], 1);
+    assert!(
+        error["error"].as_str().unwrap().contains("already exists"),
+        "{error}"
+    );
+    assert_eq!(
+        error["imported"],
+        json!({"user": "alice", "conversations": 0, "messages": 0, "skipped": 0})
+    );
+
+    let run = chatstore(&db.url, &["delete-user", "--json", "--user", "alice"]).expect(1);
+    let error = json_line(&run.stderr);
+    assert_eq!(keys(&error), ["code", "error"]);
+    assert_eq!(error["code"], 1);
+    let run = chatstore(
+        &db.url,
+        &["delete-user", "--json", "--user", "alice", "--yes"],
+    )
+    .expect(0);
+    assert_eq!(json_line(&run.stdout), alice);
+
+    let run = chatstore(&db.url, &["reset", "--json"]).expect(1);
+    assert_eq!(json_line(&run.stderr)["code"], 1);
+    let run = chatstore(&db.url, &["--json", "reset", "--yes"]).expect(0);
+    assert_eq!(json_line(&run.stdout), json!({"reset": true}));
+    assert_eq!(run.stderr, "");
+
+    // Not ready: the report on standard output, the error on standard error.
+    let run = chatstore(&db.url, &["verify", "--json"]).expect(4);
+    let verify = json_line(&run.stdout);
+    assert_eq!(verify["complete"], false);
+    assert_eq!(verify["pending"], migrate["applied"]);
+    let items = verify["items"].as_array().unwrap();
+    assert!(
+        items.iter().all(|item| item["present"] == false),
+        "{verify}"
+    );
+    let error = json_line(&run.stderr);
+    assert_eq!(error["code"], 4);
+    assert_eq!(
+        error["error"],
+        "the database has no chatstore schema: 4 migration(s) pending"
+    );
 }

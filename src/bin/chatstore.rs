@@ -1,21 +1,24 @@
 //! `chatstore`: the admin tool for a chatstore database (cargo feature `cli`).
 //!
 //! ```sh
-//! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db stats
+//! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db migrate
 //! ```
 //!
-//! Subcommands: `migrate`, `verify`, `stats`, `export`, `import`, `delete-user`; `--help` on each
-//! says more. Export and import use JSON lines: one [`ExportItem`] a line, each conversation's
-//! record followed by its messages' records in seq order:
+//! Subcommands: `migrate`, `verify`, `stats`, `export`, `import`, `delete-user`, `reset`; `--help`
+//! on each says more. Only `migrate` changes the schema (and creates a SQLite file): the others
+//! open a database only if chatstore's schema is there and up to date (exit 4 otherwise), and
+//! `reset` drops it. Export and import use JSON lines: one [`ExportItem`] a line, each
+//! conversation's record followed by its messages' records in seq order:
 //!
 //! ```json
 //! {"type":"conversation","id":"…","user_id":"alice","title":"Groceries","created_at":"…","updated_at":"…","message_count":2}
 //! {"type":"message","id":"…","conversation_id":"…","seq":1,"role":"user","content":"Add oat milk","metadata":null,"created_at":"…"}
 //! ```
 //!
-//! Exit codes: 0 done; 1 refused (verification found something missing, `delete-user` without
-//! `--yes`, an import line that is malformed or that the store refuses); 2 usage error; 3 the work
-//! failed (database, file or terminal input/output). Errors go to standard error as `error: …`.
+//! Every command's result goes to standard output (one JSON object with `--json`), except the
+//! summary of an export written to standard output, which goes to standard error beside the data.
+//! Errors go to standard error as `error: …` (with `--json`, `{"error": …, "code": N}`). `--help`
+//! lists the JSON shapes and the exit codes.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
@@ -24,21 +27,48 @@ use std::process::ExitCode;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chatstore::{ChatStore, Conversation, Error, ExportItem, Message, UserId};
+use chatstore::{
+    ChatStore, Conversation, Error, ExportItem, Message, Migrations, SchemaReport, StoreBuilder,
+    UserId,
+};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
+Schema: only migrate changes it, and only migrate creates a SQLite file that does not exist. The
+other commands open a database only if chatstore's schema is there and up to date, and otherwise
+change nothing and exit 4; verify then still reports the pending migrations and the objects it
+finds. reset drops chatstore's own tables.
+
+Output: a command's result (report, counts, summary) goes to standard output; only export's
+summary goes to standard error when the export itself is written to standard output. Errors,
+notes and progress bars go to standard error. With --json each result is one JSON object on one
+line:
+  migrate      {\"applied\":[\"<version>\",…],\"resumed\":[\"<version>\",…]}
+               (resumed, MySQL: left half applied by an interrupted run, completed now)
+  verify       {\"complete\":true,\"pending\":[\"<version>\",…],\"items\":[{\"kind\":\"table\"
+               |\"index\"|\"constraint\",\"name\":\"chatstore_…\",\"present\":true},…]}
+               (complete: nothing pending and every item present)
+  stats        {\"users\":2,\"conversations\":4,\"messages\":1239}
+  export       {\"user\":\"alice\",\"conversations\":3,\"messages\":1238}
+  import       {\"user\":\"alice\",\"conversations\":3,\"messages\":1238,\"skipped\":0}
+  delete-user  {\"user\":\"alice\",\"conversations\":3,\"messages\":1238}
+  reset        {\"reset\":true}
+and an error is one JSON object on standard error: {\"error\":\"<message>\",\"code\":<exit code>},
+with \"note\" when there is more to say and, from import, \"imported\" (what it wrote before the
+error, as the import object). Usage errors (exit 2) stay plain text.
+
 Exit codes:
   0  done
-  1  refused: verify found something missing, delete-user without --yes, or an import line that
-     is malformed or that the store refuses (nothing of that conversation is written)
+  1  refused or found wanting: verify found an object missing, delete-user or reset without
+     --yes, an import line that is malformed or that the store refuses (nothing of that
+     conversation is written)
   2  usage error
   3  the work failed: database, file or input/output error
-
-Every command opens the store first, which applies pending migrations and completes one that an
-interrupted run left half applied (MySQL); a note on standard error says so.";
+  4  the database is not ready: no SQLite file at that path, or chatstore's schema is absent or
+     has migrations pending (chatstore migrate applies them); nothing was created or changed";
 
 const FORMAT: &str = "\
 Format (JSON lines): one record a line; each conversation's record comes first, then its
@@ -50,12 +80,16 @@ messages' records in seq order:
 
 /// Administers a chatstore database: schema, counts, a user's data out and in, deletion.
 #[derive(Parser)]
-#[command(name = "chatstore", version, after_help = EXIT_CODES)]
+#[command(name = "chatstore", version, after_help = AFTER_HELP)]
 struct Cli {
     /// The database: sqlite://path (or a file path), postgres://…, mysql://… [default: the
     /// DATABASE_URL environment variable]
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+
+    /// Prints the result, and an error, as one JSON object (shapes: chatstore --help).
+    #[arg(long, global = true)]
+    json: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -63,21 +97,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Creates or updates the schema: applies the pending migrations and names them.
+    /// Creates or updates the schema: applies the pending migrations and names them. The only
+    /// command that changes the schema, and the only one that creates a SQLite file.
     Migrate,
-    /// Checks every table, index and constraint the store relies on (exit 1 if one is missing).
+    /// Checks every table, index and constraint the store relies on, and names the pending
+    /// migrations; changes nothing (exit 1 if an object is missing, 4 if a migration is pending).
     Verify,
     /// Counts users (who own a conversation), conversations and messages, every user's.
-    Stats {
-        /// Prints {"users", "conversations", "messages"} as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Stats,
     /// Writes a user's conversations and messages as JSON lines.
     ///
     /// Conversations come in id order, each as the export listed it (a page of 100 at a time),
     /// with its messages up to the count it had then. A progress bar counts messages on standard error
-    /// when that is a terminal.
+    /// when that is a terminal. The summary goes to standard output, or to standard error when
+    /// the export itself goes to standard output.
     #[command(after_help = FORMAT)]
     Export {
         /// Whose data.
@@ -95,7 +128,8 @@ enum Command {
     /// Each conversation is imported with its messages in one transaction, as its next record
     /// (or the end of the input) is reached. A malformed line or a conversation the store refuses
     /// stops the import with the line number: the conversations before it stay imported, nothing
-    /// of the one at fault is written.
+    /// of the one at fault is written. The database must have chatstore's schema (chatstore
+    /// migrate makes it).
     #[command(after_help = FORMAT)]
     Import {
         /// The user whose data this is: a record that names another owner is refused (exit 1),
@@ -119,44 +153,88 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Drops chatstore's own tables, with every conversation and message, and its version
+    /// table. For development and test databases. Refused without --yes.
+    ///
+    /// Only chatstore's objects go (tables named chatstore_…, their indexes, constraints and
+    /// triggers, and chatstore_schema_migrations): another application's tables in the same
+    /// database are left alone. chatstore migrate makes the schema anew.
+    Reset {
+        /// Confirms that every conversation and message of every user goes.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn parse_user(s: &str) -> Result<UserId, String> {
     UserId::new(s).map_err(|e| e.to_string())
 }
 
-/// Why a command did not succeed: its exit code, what to say, and a note to add.
+/// The note on a database whose schema has migrations pending.
+const PENDING: &str = "nothing was changed: chatstore migrate applies the pending migrations";
+
+/// Why a command did not succeed: its exit code, what to say, a note to add, and (with
+/// `--json`) fields to add to the error object.
 struct Failure {
     code: u8,
     message: String,
     note: Option<String>,
+    fields: serde_json::Map<String, Value>,
 }
 
 impl Failure {
-    /// Refused or found wanting: exit 1.
-    fn refused(message: String) -> Self {
+    fn new(code: u8, message: String) -> Self {
         Failure {
-            code: 1,
+            code,
             message,
             note: None,
+            fields: serde_json::Map::new(),
         }
+    }
+
+    /// Refused or found wanting: exit 1.
+    fn refused(message: String) -> Self {
+        Failure::new(1, message)
     }
 
     /// Could not do the work: exit 3.
     fn failed(context: impl AsRef<str>, error: impl std::error::Error) -> Self {
+        Failure::new(3, chain(context.as_ref(), &error))
+    }
+
+    /// The database is not ready for the command, and nothing was changed: exit 4.
+    fn not_ready(message: String, note: &str) -> Self {
         Failure {
-            code: 3,
-            message: chain(context.as_ref(), &error),
-            note: None,
+            note: Some(note.to_owned()),
+            ..Failure::new(4, message)
         }
     }
 
-    /// A store error: refused if the data was at fault, failed otherwise.
+    /// A store error: not ready if the schema or the file is not there, refused if the data was
+    /// at fault, failed otherwise.
     fn store(context: impl AsRef<str>, error: Error) -> Self {
-        match refusal(&error) {
-            true => Failure::refused(format!("{}: {error}", context.as_ref())),
-            false => Failure::failed(context, error),
+        let message = format!("{}: {error}", context.as_ref());
+        match &error {
+            Error::MigrationsPending { .. } => Failure::not_ready(message, PENDING),
+            Error::DatabaseNotFound { .. } => Failure::not_ready(
+                message,
+                "nothing was created: chatstore migrate creates the database",
+            ),
+            _ if refusal(&error) => Failure::refused(message),
+            _ => Failure::failed(context, error),
         }
+    }
+
+    /// This failure as the `--json` error object.
+    fn to_json(&self) -> Value {
+        let mut object = serde_json::Map::new();
+        object.insert("error".into(), json!(self.message));
+        object.insert("code".into(), json!(self.code));
+        if let Some(note) = &self.note {
+            object.insert("note".into(), json!(note));
+        }
+        object.extend(self.fields.clone());
+        Value::Object(object)
     }
 }
 
@@ -167,6 +245,68 @@ fn refusal(error: &Error) -> bool {
 }
 
 type Outcome = Result<(), Failure>;
+
+/// Where a command's result goes.
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How results are written: as text for people, or as one JSON object each (`--json`).
+#[derive(Clone, Copy)]
+struct Report {
+    json: bool,
+}
+
+impl Report {
+    /// Writes a result to `stream`: `text` (whole lines), or `value` as one line of JSON. A
+    /// closed pipe is an error of the command (exit 3), not a panic.
+    fn emit(self, stream: Stream, text: &str, value: &Value) -> Outcome {
+        let written = match self.json {
+            true => format!("{value}\n"),
+            false => text.to_owned(),
+        };
+        let (name, result) = match stream {
+            Stream::Stdout => {
+                let mut out = io::stdout().lock();
+                let result = out.write_all(written.as_bytes()).and_then(|()| out.flush());
+                ("standard output", result)
+            }
+            Stream::Stderr => (
+                "standard error",
+                io::stderr().lock().write_all(written.as_bytes()),
+            ),
+        };
+        result.map_err(|e| Failure::failed(format!("writing {name}"), e))
+    }
+
+    /// Writes a result to standard output.
+    fn result(self, text: &str, value: &Value) -> Outcome {
+        self.emit(Stream::Stdout, text, value)
+    }
+
+    /// A note on standard error, in text mode only: with `--json` the result holds what it says.
+    fn note(self, text: &str) {
+        if !self.json {
+            // Nothing more can be done if standard error is gone.
+            let _ = writeln!(io::stderr(), "note: {text}");
+        }
+    }
+
+    /// Reports `failure` on standard error.
+    fn failure(self, failure: &Failure) {
+        let text = match self.json {
+            true => failure.to_json().to_string(),
+            false => match &failure.note {
+                Some(note) => format!("error: {}\n{note}", failure.message),
+                None => format!("error: {}", failure.message),
+            },
+        };
+        // Nothing more can be done if standard error is gone.
+        let _ = writeln!(io::stderr(), "{text}");
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -182,13 +322,11 @@ fn main() -> ExitCode {
             )
             .exit(),
     };
-    match run(&url, cli.command) {
+    let report = Report { json: cli.json };
+    match run(&url, cli.command, report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            if let Some(note) = failure.note {
-                eprintln!("{note}");
-            }
+            report.failure(&failure);
             ExitCode::from(failure.code)
         }
     }
@@ -208,86 +346,179 @@ fn chain(context: &str, error: &impl std::error::Error) -> String {
     text
 }
 
-fn run(url: &str, command: Command) -> Outcome {
-    // One connection: the tool makes one call at a time. It also means no connection is still
-    // being made in the background when the process exits, which crashed libpq now and then.
-    // The URL is never echoed: it may hold a password.
-    let store = ChatStore::builder(url)
-        .pool_size(1)
-        .open()
-        .map_err(|e| Failure::failed("opening the database", e))?;
-    let migrated = store.migrations_applied_at_open();
-    if !migrated.is_empty() && !matches!(command, Command::Migrate) {
-        eprintln!(
-            "note: opening the store applied {} pending migration(s): {}",
-            migrated.len(),
-            migrated.join(", ")
-        );
-    }
-    // MySQL: a run cut short (a killed process) had left these half applied; this open finished
-    // them. Worth knowing when the tool is run to look at a database after a crash.
-    for version in store.migrations_resumed_at_open() {
-        eprintln!(
-            "note: migration {version} had been left half applied by an interrupted run; \
-             opening the store completed it"
-        );
-    }
+fn run(url: &str, command: Command, report: Report) -> Outcome {
     match command {
-        Command::Migrate => migrate(&store),
-        Command::Verify => verify(&store),
-        Command::Stats { json } => stats(&store, json),
-        Command::Export { user, output } => export(&store, &user, &output),
+        Command::Migrate => migrate(&open(url, Migrations::Apply)?, report),
+        Command::Verify => verify(url, report),
+        Command::Stats => stats(&open(url, Migrations::Verify)?, report),
+        Command::Export { user, output } => {
+            export(&open(url, Migrations::Verify)?, &user, &output, report)
+        }
         Command::Import {
             user,
             input,
             skip_existing,
         } => import(
-            &store,
+            &open(url, Migrations::Verify)?,
             &input,
             &Target {
                 user,
                 skip_existing,
             },
+            report,
         ),
-        Command::DeleteUser { user, yes } => delete_user(&store, &user, yes),
+        Command::DeleteUser { user, yes } => {
+            // Refused before the database is even opened.
+            confirmed(
+                yes,
+                &format!(
+                    "refusing to delete every conversation and message of user {:?} without --yes",
+                    user.as_str()
+                ),
+            )?;
+            delete_user(&open(url, Migrations::Verify)?, &user, report)
+        }
+        Command::Reset { yes } => {
+            confirmed(
+                yes,
+                "refusing to drop chatstore's tables, with every user's conversations and \
+                 messages, without --yes",
+            )?;
+            reset(url, report)
+        }
     }
 }
 
-fn migrate(store: &ChatStore) -> Outcome {
+/// The store at `url`, to open doing `migrations` with its schema.
+fn builder(url: &str, migrations: Migrations) -> StoreBuilder {
+    // One connection: the tool makes one call at a time. It also means no connection is still
+    // being made in the background when the process exits, which crashed libpq now and then.
+    // The URL is never echoed: it may hold a password.
+    ChatStore::builder(url).pool_size(1).migrations(migrations)
+}
+
+/// Opens the store at `url`, doing `migrations` with its schema.
+fn open(url: &str, migrations: Migrations) -> Result<ChatStore, Failure> {
+    builder(url, migrations)
+        .open()
+        .map_err(|e| Failure::store("opening the database", e))
+}
+
+/// Refused (exit 1) with `refusal` unless the operator confirmed with `--yes`.
+fn confirmed(yes: bool, refusal: &str) -> Outcome {
+    match yes {
+        true => Ok(()),
+        false => Err(Failure::refused(refusal.to_owned())),
+    }
+}
+
+fn migrate(store: &ChatStore, report: Report) -> Outcome {
     let applied = store.migrations_applied_at_open();
-    if applied.is_empty() {
-        println!("the schema is up to date: no migration was pending");
+    let resumed = store.migrations_resumed_at_open();
+    // MySQL: a run cut short (a killed process) had left these half applied; this one finished
+    // them. Worth knowing when the tool is run to repair a database after a crash.
+    for version in resumed {
+        report.note(&format!(
+            "migration {version} had been left half applied by an interrupted run; \
+             this run completed it"
+        ));
     }
-    for version in applied {
-        println!("applied migration {version}");
-    }
-    Ok(())
+    let text = match applied.is_empty() {
+        true => "the schema is up to date: no migration was pending\n".to_owned(),
+        false => applied
+            .iter()
+            .map(|version| format!("applied migration {version}\n"))
+            .collect(),
+    };
+    report.result(&text, &json!({"applied": applied, "resumed": resumed}))
 }
 
-fn verify(store: &ChatStore) -> Outcome {
-    let report = store
+/// Reports the pending migrations and the schema objects, changing nothing: a database that is
+/// not up to date is opened without migrating, to show what it has.
+fn verify(url: &str, report: Report) -> Outcome {
+    let (store, pending) = match builder(url, Migrations::Verify).open() {
+        Ok(store) => (store, Vec::new()),
+        Err(Error::MigrationsPending { pending }) => (open(url, Migrations::Skip)?, pending),
+        Err(e) => return Err(Failure::store("opening the database", e)),
+    };
+    let schema = store
         .verify_schema()
         .map_err(|e| Failure::store("verifying the schema", e))?;
-    print!("{report}");
-    match report.missing().count() {
-        0 => Ok(()),
-        missing => Err(Failure::refused(format!(
+    report.result(
+        &verify_text(&schema, &pending),
+        &verify_json(&schema, &pending),
+    )?;
+    verify_outcome(&schema, &pending)
+}
+
+/// The verify report for people: one line per object (left out when the database has none of
+/// chatstore's), then one per pending migration.
+fn verify_text(schema: &SchemaReport, pending: &[String]) -> String {
+    let mut text = match schema.items.iter().any(|item| item.present) || pending.is_empty() {
+        true => schema.to_string(),
+        false => String::new(),
+    };
+    for version in pending {
+        text.push_str(&format!("pending migration {version}\n"));
+    }
+    text
+}
+
+fn verify_json(schema: &SchemaReport, pending: &[String]) -> Value {
+    let items: Vec<Value> = schema
+        .items
+        .iter()
+        .map(|item| json!({"kind": item.kind.to_string(), "name": item.name, "present": item.present}))
+        .collect();
+    json!({
+        "complete": pending.is_empty() && schema.is_complete(),
+        "pending": pending,
+        "items": items,
+    })
+}
+
+/// Pending migrations come first (exit 4): applying them may well make the missing objects.
+fn verify_outcome(schema: &SchemaReport, pending: &[String]) -> Outcome {
+    let missing = schema.missing().count();
+    match (pending.len(), missing) {
+        (0, 0) => Ok(()),
+        (0, missing) => Err(Failure::refused(format!(
             "{missing} schema object(s) missing"
         ))),
+        (n, _) if missing == schema.items.len() => Err(Failure::not_ready(
+            format!("the database has no chatstore schema: {n} migration(s) pending"),
+            "nothing was changed: chatstore migrate makes the schema",
+        )),
+        (n, 0) => Err(Failure::not_ready(
+            format!("{n} migration(s) pending"),
+            PENDING,
+        )),
+        (n, missing) => Err(Failure::not_ready(
+            format!("{n} migration(s) pending, {missing} schema object(s) missing"),
+            PENDING,
+        )),
     }
 }
 
-fn stats(store: &ChatStore, json: bool) -> Outcome {
+fn stats(store: &ChatStore, report: Report) -> Outcome {
     let stats = store.stats().map_err(|e| Failure::store("counting", e))?;
-    if json {
-        let text = serde_json::to_string(&stats).map_err(|e| Failure::failed("writing JSON", e))?;
-        println!("{text}");
-    } else {
-        println!("users          {}", stats.users);
-        println!("conversations  {}", stats.conversations);
-        println!("messages       {}", stats.messages);
-    }
-    Ok(())
+    let text = format!(
+        "users          {}\nconversations  {}\nmessages       {}\n",
+        stats.users, stats.conversations, stats.messages
+    );
+    let value = serde_json::to_value(stats).map_err(|e| Failure::failed("writing JSON", e))?;
+    report.result(&text, &value)
+}
+
+/// Drops chatstore's own tables: `drop_schema` names only those, never a host's.
+fn reset(url: &str, report: Report) -> Outcome {
+    builder(url, Migrations::Skip)
+        .drop_schema()
+        .map_err(|e| Failure::store("dropping chatstore's schema", e))?;
+    report.result(
+        "dropped chatstore's tables and its version table; no other table was touched\n",
+        &json!({"reset": true}),
+    )
 }
 
 /// A progress display on standard error, drawn only when that is a terminal.
@@ -304,23 +535,31 @@ fn progress(total: Option<u64>, template: &str) -> ProgressBar {
     bar
 }
 
-fn export(store: &ChatStore, user: &UserId, output: &str) -> Outcome {
-    let counts = match output {
+fn export(store: &ChatStore, user: &UserId, output: &str, report: Report) -> Outcome {
+    // The summary goes where the data does not.
+    let (counts, summary) = match output {
         "-" => {
             let target = "standard output";
             let mut out = BufWriter::new(io::stdout().lock());
             let counts = write_export(store, user, &mut out, target)?;
             out.flush()
                 .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
-            counts
+            (counts, Stream::Stderr)
         }
-        path => export_to_file(store, user, path)?,
+        path => (export_to_file(store, user, path)?, Stream::Stdout),
     };
-    eprintln!(
-        "exported {} conversations, {} messages",
-        counts.conversations, counts.messages
-    );
-    Ok(())
+    report.emit(
+        summary,
+        &format!(
+            "exported {} conversations, {} messages\n",
+            counts.conversations, counts.messages
+        ),
+        &json!({
+            "user": user.as_str(),
+            "conversations": counts.conversations,
+            "messages": counts.messages,
+        }),
+    )
 }
 
 /// Writes the export to `FILE.partial`, readable by its owner only (it is personal data), syncs
@@ -491,7 +730,7 @@ struct Imported {
     skipped: u64,
 }
 
-fn import(store: &ChatStore, input: &str, target: &Target) -> Outcome {
+fn import(store: &ChatStore, input: &str, target: &Target, report: Report) -> Outcome {
     let (reader, size): (Box<dyn Read>, Option<u64>) = match input {
         "-" => (Box::new(io::stdin().lock()), None),
         path => {
@@ -532,13 +771,17 @@ fn import(store: &ChatStore, input: &str, target: &Target) -> Outcome {
             n => format!("; skipped {n} already stored"),
         }
     );
+    let value = json!({
+        "user": target.user.as_str(),
+        "conversations": done.conversations,
+        "messages": done.messages,
+        "skipped": done.skipped,
+    });
     match result {
-        Ok(()) => {
-            println!("{summary}");
-            Ok(())
-        }
+        Ok(()) => report.result(&format!("{summary}\n"), &value),
         Err(mut failure) => {
             failure.note = Some(format!("{summary} before the error"));
+            failure.fields.insert("imported".into(), value);
             Err(failure)
         }
     }
@@ -668,21 +911,21 @@ fn json_error(error: &serde_json::Error) -> String {
     }
 }
 
-fn delete_user(store: &ChatStore, user: &UserId, yes: bool) -> Outcome {
-    if !yes {
-        return Err(Failure::refused(format!(
-            "refusing to delete every conversation and message of user {:?} without --yes",
-            user.as_str()
-        )));
-    }
+fn delete_user(store: &ChatStore, user: &UserId, report: Report) -> Outcome {
     let deleted = store
         .delete_user_data(user)
         .map_err(|e| Failure::store("deleting the user's data", e))?;
-    println!(
-        "deleted {} conversations, {} messages of user {:?}",
-        deleted.conversations,
-        deleted.messages,
-        user.as_str()
-    );
-    Ok(())
+    report.result(
+        &format!(
+            "deleted {} conversations, {} messages of user {:?}\n",
+            deleted.conversations,
+            deleted.messages,
+            user.as_str()
+        ),
+        &json!({
+            "user": user.as_str(),
+            "conversations": deleted.conversations,
+            "messages": deleted.messages,
+        }),
+    )
 }
