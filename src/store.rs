@@ -166,6 +166,18 @@ impl ChatStore {
         self.backend
     }
 
+    /// The limits this store enforces: content and metadata size, metadata depth, page and
+    /// window sizes (see [`Limits`]).
+    ///
+    /// ```
+    /// let store = chatstore::ChatStore::builder(":memory:").max_window(500).open()?;
+    /// assert_eq!(store.limits().max_window(), 500);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// The versions of the migrations this store applied when it opened, oldest first (such as
     /// `"20261124000001"`); empty if the schema was already up to date.
     ///
@@ -478,8 +490,13 @@ impl ChatStore {
     /// # Ok::<(), chatstore::Error>(())
     /// ```
     ///
+    /// A window holds at most [`StoreBuilder::max_window`] messages (10,000 by default): a larger
+    /// `Latest`, `Before` or `After` is cut to it, and `Window::All` on a longer history is
+    /// refused (see there).
+    ///
     /// # Errors
-    /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
+    /// [`Error::NotFound`] if the user owns no such conversation; [`Error::WindowTooLarge`] for
+    /// `Window::All` on a history longer than the cap; connection and database errors.
     pub fn messages(
         &self,
         user: &UserId,
@@ -487,9 +504,17 @@ impl ChatStore {
         window: Window,
     ) -> Result<MessagePage> {
         self.op("messages", || {
+            let max = self.limits.max_window;
+            let (window, read) = window.capped(max);
             let (total, messages) = self
-                .with_conn(|conn| messages::window(conn, user, conversation, window.bounds()))?
+                .with_conn(|conn| messages::window(conn, user, conversation, read.bounds()))?
                 .ok_or(Error::NotFound)?;
+            if window == Window::All && total > i64::from(max) {
+                return Err(Error::WindowTooLarge {
+                    messages: total,
+                    max,
+                });
+            }
             Ok(MessagePage::new(messages, window, total))
         })
     }

@@ -128,14 +128,14 @@ where
     EmbeddedMigrations: MigrationSource<DB>,
 {
     let known: Vec<String> = MigrationSource::<DB>::migrations(&source)
-        .map_err(Error::Migration)?
+        .map_err(Error::migration)?
         .iter()
         .map(|m| m.name().version().to_string())
         .collect();
     refuse_newer(&known, &applied_versions(conn)?)?;
     let applied = conn
         .run_pending_migrations(source)
-        .map_err(Error::Migration)?;
+        .map_err(Error::migration)?;
     Ok(Migrated {
         applied: applied.iter().map(ToString::to_string).collect(),
         resumed: Vec::new(),
@@ -164,7 +164,7 @@ where
     DB: DieselBackend,
 {
     let applied: Vec<MigrationVersion<'static>> =
-        conn.applied_migrations().map_err(Error::Migration)?;
+        conn.applied_migrations().map_err(Error::migration)?;
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 

@@ -61,7 +61,7 @@ fn contents(results: SearchResults) -> Vec<String> {
 
 fn with_messages(store: &ChatStore, owner: &UserId, texts: &[&str]) -> ConversationId {
     let conv = store.create_conversation(owner, Some("chat")).unwrap().id;
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(*t)).collect();
     store.append_messages(owner, conv, &batch).unwrap();
     conv
 }
