@@ -84,20 +84,20 @@ pub(crate) struct SqliteFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SqliteMode {
     /// `mode=ro`: read-only; the file must exist.
-    ReadOnly,
+    Ro,
     /// `mode=rw`: read and write; the file must exist.
-    ReadWrite,
+    Rw,
     /// `mode=rwc`, the default: read and write, created if missing.
-    ReadWriteCreate,
+    Rwc,
 }
 
 impl SqliteFile {
     /// The URI SQLite opens (Diesel opens SQLite with `SQLITE_OPEN_URI`).
     pub(crate) fn uri(&self) -> String {
         let mode = match self.mode {
-            SqliteMode::ReadOnly => "ro",
-            SqliteMode::ReadWrite => "rw",
-            SqliteMode::ReadWriteCreate => "rwc",
+            SqliteMode::Ro => "ro",
+            SqliteMode::Rw => "rw",
+            SqliteMode::Rwc => "rwc",
         };
         let immutable = if self.immutable { "&immutable=1" } else { "" };
         format!("file:{}?mode={mode}{immutable}", self.path)
@@ -105,7 +105,7 @@ impl SqliteFile {
 
     /// Whether the store may not write: `mode=ro` or `immutable=1`.
     pub(crate) fn read_only(&self) -> bool {
-        self.mode == SqliteMode::ReadOnly || self.immutable
+        self.mode == SqliteMode::Ro || self.immutable
     }
 }
 
@@ -316,9 +316,9 @@ impl Target {
             return refuse("a sqlite URL needs a file path".to_owned());
         }
         let mode = match params.mode.as_deref() {
-            None | Some("rwc") => SqliteMode::ReadWriteCreate,
-            Some("rw") => SqliteMode::ReadWrite,
-            Some("ro") => SqliteMode::ReadOnly,
+            None | Some("rwc") => SqliteMode::Rwc,
+            Some("rw") => SqliteMode::Rw,
+            Some("ro") => SqliteMode::Ro,
             Some(other) => {
                 return refuse(format!(
                     "mode must be ro, rw, rwc or memory, not {:?}",

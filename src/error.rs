@@ -620,7 +620,9 @@ impl From<diesel::result::Error> for Error {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             )
-            | D::BrokenTransactionManager => Error::ConnectionLost(DatabaseError::new(Source::Query(e))),
+            | D::BrokenTransactionManager => {
+                Error::ConnectionLost(DatabaseError::new(Source::Query(e)))
+            }
             // MySQL's client reports a dropped connection only by its message, also when the
             // COMMIT is what met it.
             D::DatabaseError(DatabaseErrorKind::Unknown, ref info)
@@ -735,7 +737,10 @@ pub(crate) mod tests {
     #[test]
     fn no_error_repeats_its_source_and_every_error_clones() {
         let errors = [
-            Error::from(diesel_error(DatabaseErrorKind::Unknown, "database is locked")),
+            Error::from(diesel_error(
+                DatabaseErrorKind::Unknown,
+                "database is locked",
+            )),
             Error::from(diesel_error(DatabaseErrorKind::ClosedConnection, "closed")),
             Error::from(diesel_error(DatabaseErrorKind::UniqueViolation, "dup")),
             Error::from(diesel_error(
@@ -754,7 +759,10 @@ pub(crate) mod tests {
             let mut source = error.source();
             while let Some(cause) = source {
                 let cause_text = cause.to_string();
-                assert!(!text.contains(&cause_text), "{text:?} repeats {cause_text:?}");
+                assert!(
+                    !text.contains(&cause_text),
+                    "{text:?} repeats {cause_text:?}"
+                );
                 text = cause_text;
                 source = cause.source();
             }
@@ -765,15 +773,9 @@ pub(crate) mod tests {
             "no database connection available: timed out waiting for connection: could not \
              connect to the database: refused"
         );
-        assert!(matches!(
-            &errors[3],
-            Error::ReadOnly { source: Some(_) }
-        ));
+        assert!(matches!(&errors[3], Error::ReadOnly { source: Some(_) }));
         let pg_standby = diesel_error(DatabaseErrorKind::ReadOnlyTransaction, "read-only");
-        assert!(matches!(
-            Error::from(pg_standby),
-            Error::ReadOnly { .. }
-        ));
+        assert!(matches!(Error::from(pg_standby), Error::ReadOnly { .. }));
     }
 
     #[test]

@@ -146,9 +146,10 @@ impl From<Role> for &'static str {
 /// ```
 pub const MAX_METADATA_DEPTH: usize = 31;
 
-/// A message to append. Its content and metadata are each borrowed or owned, as given: a `&str`
-/// or a `&Value` is borrowed (not copied until it is written), a `String` or a `Value` is
-/// owned — so a batch can be built from borrowed data or in a loop over owned data alike.
+/// A message to append. Its content is borrowed or owned, as given: a `&str` is borrowed (not
+/// copied until it is written — content is the large part of an append), a `String` owned; its
+/// metadata is a [`Metadata`]. So a batch can be built from borrowed data, or in a loop over
+/// owned data and temporaries, alike.
 ///
 /// ```
 /// use chatstore::{NewMessage, Role};
@@ -164,13 +165,11 @@ pub const MAX_METADATA_DEPTH: usize = 31;
 ///     let content: String = format!("{i}: {line}");
 ///     batch.push(NewMessage::user(content).with_metadata(json!({ "line": i })));
 /// }
+/// // A temporary's metadata, by value or by reference: the message keeps a copy.
+/// batch.push(NewMessage::assistant("ok").with_metadata(&json!({ "done": true })));
 /// assert_eq!(batch[1].content(), "1: second");
 /// assert_eq!(batch[1].metadata(), Some(&json!({ "line": 1 })));
 /// ```
-///
-/// A borrow must outlive the message: `.with_metadata(&json!({…}))` works where the message is
-/// used in the same statement (passed straight to an append), and `.with_metadata(json!({…}))`
-/// (the value itself) wherever the message goes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage<'a> {
     id: Option<MessageId>,
@@ -179,18 +178,26 @@ pub struct NewMessage<'a> {
     metadata: Option<Metadata<'a>>,
 }
 
-/// Metadata for a [`NewMessage`], borrowed or owned: what
-/// [`with_metadata`](NewMessage::with_metadata) takes, made from a `serde_json::Value` (owned), a
-/// `&Value` (borrowed, not copied) or a `Cow<Value>`. It reads as the `Value` it holds.
+/// Metadata for a [`NewMessage`]: what [`with_metadata`](NewMessage::with_metadata) takes. It
+/// reads as the `Value` it holds, made from
+///
+/// - a `serde_json::Value`: moved in;
+/// - a `&Value`: copied, so that `.with_metadata(&json!({…}))` on a temporary compiles wherever
+///   the message goes (metadata is turned into JSON text before it is written anyway, a pass of
+///   the same size);
+/// - a `Cow<Value>`: `Cow::Borrowed(&value)` borrows it without a copy, for large metadata on a
+///   hot path, where the value outlives the message.
 ///
 /// ```
+/// use std::borrow::Cow;
 /// use chatstore::Metadata;
 /// use serde_json::json;
 ///
 /// let model = json!({"model": "gpt-5"});
-/// let borrowed = Metadata::from(&model);
+/// let borrowed = Metadata::from(Cow::Borrowed(&model));
+/// let copied = Metadata::from(&model);
 /// let owned = Metadata::from(json!({"model": "gpt-5"}));
-/// assert_eq!(borrowed, owned);
+/// assert!(borrowed == copied && copied == owned);
 /// assert_eq!(owned["model"], "gpt-5");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -217,21 +224,22 @@ impl AsRef<Value> for Metadata<'_> {
     }
 }
 
-impl From<Value> for Metadata<'static> {
+impl<'a> From<Value> for Metadata<'a> {
     /// Owned metadata.
     fn from(value: Value) -> Self {
         Metadata(Cow::Owned(value))
     }
 }
 
-impl<'a> From<&'a Value> for Metadata<'a> {
-    /// Borrowed metadata: not copied until it is written.
-    fn from(value: &'a Value) -> Self {
-        Metadata(Cow::Borrowed(value))
+impl<'a> From<&Value> for Metadata<'a> {
+    /// A copy of the metadata, so that a temporary's may be given (see [`Metadata`]).
+    fn from(value: &Value) -> Self {
+        Metadata(Cow::Owned(value.clone()))
     }
 }
 
 impl<'a> From<Cow<'a, Value>> for Metadata<'a> {
+    /// Borrowed or owned, as the `Cow` is: `Cow::Borrowed` is not copied.
     fn from(value: Cow<'a, Value>) -> Self {
         Metadata(value)
     }
@@ -288,8 +296,8 @@ impl<'a> NewMessage<'a> {
     }
 
     /// Attaches metadata: a JSON object (tool calls, model name, token counts…), nested at most
-    /// [`MAX_METADATA_DEPTH`] levels deep. A `&Value` is borrowed, a `Value` owned (see
-    /// [`Metadata`]).
+    /// [`MAX_METADATA_DEPTH`] levels deep. A `Value` is moved in, a `&Value` copied, a
+    /// `Cow::Borrowed(&value)` borrowed (see [`Metadata`]).
     ///
     /// ```
     /// use chatstore::{ChatStore, NewMessage, UserId};
@@ -300,11 +308,10 @@ impl<'a> NewMessage<'a> {
     /// let conv = store.create_conversation(&alice, None)?.id;
     /// let usage = json!({"tokens": 12});
     /// let reply = NewMessage::assistant("Done.").with_metadata(&usage);
-    /// // A temporary: owned, so the message may outlive this statement.
+    /// // Temporaries, by value or by reference: the message may outlive this statement.
     /// let call = NewMessage::assistant("").with_metadata(json!({"tool_calls": []}));
-    /// store.append_messages(&alice, conv, &[reply, call])?;
-    /// // Borrowed from a temporary, used within the statement.
-    /// store.append_message(&alice, conv, NewMessage::tool("ok").with_metadata(&json!({"n": 1})))?;
+    /// let done = NewMessage::tool("ok").with_metadata(&json!({"n": 1}));
+    /// store.append_messages(&alice, conv, &[reply, call, done])?;
     /// # Ok::<(), chatstore::Error>(())
     /// ```
     pub fn with_metadata(mut self, metadata: impl Into<Metadata<'a>>) -> Self {

@@ -138,10 +138,7 @@ fn child_appends_until_killed() {
             _ => 1 + random_below(50),
         };
         let texts: Vec<String> = (0..size).map(|i| format!("{batch} {i} {size}")).collect();
-        let messages: Vec<_> = texts
-            .iter()
-            .map(|t| chatstore::NewMessage::user(t))
-            .collect();
+        let messages: Vec<_> = texts.iter().map(chatstore::NewMessage::user).collect();
         store.append_messages(&user, conv, &messages).unwrap();
         println!("committed {batch}");
     }

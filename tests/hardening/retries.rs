@@ -64,7 +64,9 @@ fn a_retried_batch_returns_the_stored_messages_and_writes_nothing(db: &TestDb) {
         assert_eq!(store.append_messages(&alice, conv, &batch).unwrap(), first);
     }
     // One message of it, retried alone, is that message.
-    let single = store.append_message(&alice, conv, batch[1].clone()).unwrap();
+    let single = store
+        .append_message(&alice, conv, batch[1].clone())
+        .unwrap();
     assert_eq!(single, first[1]);
     // A retry stating the last seq it saw before the first attempt is still a retry.
     assert_eq!(
@@ -181,7 +183,7 @@ fn a_retry_into_another_users_conversation_is_not_found(db: &TestDb) {
         Err(Error::NotFound)
     ));
     assert!(matches!(
-        store.append_if_last_seq(&mallory, conv, 1, &[message.clone()]),
+        store.append_if_last_seq(&mallory, conv, 1, std::slice::from_ref(&message)),
         Err(Error::NotFound)
     ));
     // Into mallory's own conversation, the id is simply taken.
@@ -210,8 +212,12 @@ fn another_users_conversation_answers_as_a_missing_one_whatever_the_ids(db: &Tes
     let attempts = |conv: ConversationId| {
         let other = NewMessage::user("other").with_id(id);
         [
-            store.append_message(&mallory, conv, known.clone()).map(drop),
-            store.append_message(&mallory, conv, other.clone()).map(drop),
+            store
+                .append_message(&mallory, conv, known.clone())
+                .map(drop),
+            store
+                .append_message(&mallory, conv, other.clone())
+                .map(drop),
             store
                 .append_messages(
                     &mallory,
@@ -220,7 +226,7 @@ fn another_users_conversation_answers_as_a_missing_one_whatever_the_ids(db: &Tes
                 )
                 .map(drop),
             store
-                .append_if_last_seq(&mallory, conv, 1, &[known.clone()])
+                .append_if_last_seq(&mallory, conv, 1, std::slice::from_ref(&known))
                 .map(drop),
             store
                 .append_if_last_seq(&mallory, conv, 0, &[other])

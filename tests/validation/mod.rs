@@ -324,12 +324,14 @@ fn metadata_nested_to_the_depth_limit_reads_back_and_deeper_is_refused(db: &Test
         assert!(depth(&too_deep) > MAX_METADATA_DEPTH);
         let message = NewMessage::assistant("refused").with_metadata(&too_deep);
         let refusals = [
-            store.append_message(&alice, conv, message.clone()).map(drop),
+            store
+                .append_message(&alice, conv, message.clone())
+                .map(drop),
             store
                 .append_messages(&alice, conv, &[NewMessage::user("fine"), message.clone()])
                 .map(drop),
             store
-                .append_if_last_seq(&alice, conv, 3, &[message.clone()])
+                .append_if_last_seq(&alice, conv, 3, std::slice::from_ref(&message))
                 .map(drop),
         ];
         for err in refusals {
