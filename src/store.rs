@@ -128,10 +128,41 @@ impl StoreBuilder {
 impl ChatStore {
     /// Opens the store at `url` with default options, running any pending migrations first.
     ///
-    /// URLs: `sqlite://path/to/chat.db`, a bare file path, `:memory:` (or `sqlite::memory:`) for a
-    /// private in-memory database, `postgres://…`/`postgresql://…` (libpq parameters such as
-    /// `sslmode=require` pass through, so managed and serverless PostgreSQL work), and
-    /// `mysql://…`/`mariadb://…` (Diesel's parameters: `ssl_mode`, `ssl_ca`, `unix_socket`).
+    /// URLs: `sqlite://path/to/chat.db` (or `sqlite:path`; percent-decoded, as sqlx reads it), a
+    /// `file:` URI (as SQLite reads it), a bare file path (taken as it is, without parameters),
+    /// `:memory:` (or `sqlite::memory:`) for a private in-memory database,
+    /// `postgres://…`/`postgresql://…` (libpq parameters such as `sslmode=require` pass through,
+    /// so managed and serverless PostgreSQL work), and `mysql://…`/`mariadb://…` (Diesel's
+    /// parameters: `ssl_mode`, `ssl_ca`, `unix_socket`). Any other scheme is
+    /// [`Error::UnsupportedUrl`], never a file name: a file whose name has a colon is given as
+    /// `sqlite://my:chat.db` or `file:my:chat.db`.
+    ///
+    /// The SQLite URLs take these parameters, and refuse any other by name:
+    /// - `mode=rwc` (the default: created if missing), `mode=rw` (the file must exist),
+    ///   `mode=ro` (read-only: the file must exist, and every write is [`Error::ReadOnly`]);
+    ///   `mode=memory`: an in-memory database of that name, shared by the stores of this process
+    ///   that name it while one is open;
+    /// - `immutable=1` (or `0`): the file is on read-only media; no locks, read-only;
+    /// - `cache=private` (the default); `cache=shared` only for in-memory databases (on a file
+    ///   its table locks fail at once instead of waiting).
+    ///
+    /// `vfs` and SQLite's other URI parameters are refused: the store's lock file and WAL need
+    /// the default VFS and locking.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("chat.db");
+    /// let missing = ChatStore::open(&format!("sqlite://{}?mode=rw", path.display()));
+    /// assert!(matches!(missing, Err(Error::Connect(_))) && !path.exists());
+    /// ChatStore::open(&format!("sqlite://{}?mode=rwc", path.display()))?;
+    /// let typo = ChatStore::open("sqlte:chat.db").unwrap_err();
+    /// assert!(matches!(typo, Error::UnsupportedUrl(_)));
+    /// let unknown = ChatStore::open(&format!("sqlite://{}?vfs=unix-none", path.display()));
+    /// assert!(unknown.unwrap_err().to_string().contains("\"vfs\""));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`StoreBuilder::open`].
