@@ -109,7 +109,7 @@ fn context_and_search(c: &mut Criterion) {
         let texts: Vec<String> = (0..1000)
             .map(|i| format!("{CONTENT} topic{}", i % 1000))
             .collect();
-        let messages: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+        let messages: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
         for _ in 0..100 {
             let conv = target
                 .store

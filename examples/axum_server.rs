@@ -299,10 +299,7 @@ async fn list_conversations(
         None => Page::first(limit),
     };
     let page = store.list_conversations(&user, page).await?;
-    let next_cursor = page
-        .next
-        .and_then(|next| next.cursor())
-        .map(|cursor| cursor.to_token(&user));
+    let next_cursor = page.next_token(&user);
     Ok(Json(ConversationList {
         conversations: page.conversations,
         next_cursor,

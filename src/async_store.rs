@@ -6,7 +6,6 @@
 use tokio::runtime::Handle;
 use tokio::task::JoinError;
 
-use crate::models::OwnedNewMessage;
 use crate::{
     Backend, ChatStore, ContextOptions, ContextWindow, Conversation, ConversationId,
     ConversationPage, DeletedCounts, Error, Message, MessagePage, NewMessage, Page, Result,
@@ -168,8 +167,8 @@ impl AsyncChatStore {
         conversation: ConversationId,
         message: NewMessage<'_>,
     ) -> Result<Message> {
-        let (user, message) = (user.clone(), OwnedNewMessage::new(&message));
-        self.run(move |s| s.append_message(&user, conversation, message.borrow()))
+        let (user, message) = (user.clone(), message.into_owned());
+        self.run(move |s| s.append_message(&user, conversation, message))
             .await
     }
 
@@ -185,7 +184,7 @@ impl AsyncChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         let (user, batch) = (user.clone(), owned(batch));
-        self.run(move |s| s.append_messages(&user, conversation, &borrowed(&batch)))
+        self.run(move |s| s.append_messages(&user, conversation, &batch))
             .await
     }
 
@@ -201,7 +200,7 @@ impl AsyncChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         let (user, batch) = (user.clone(), owned(batch));
-        self.run(move |s| s.append_if_last_seq(&user, conversation, last_seq, &borrowed(&batch)))
+        self.run(move |s| s.append_if_last_seq(&user, conversation, last_seq, &batch))
             .await
     }
 
@@ -349,11 +348,6 @@ fn task_failed(error: JoinError) -> Error {
 }
 
 /// A batch, copied to move to the blocking pool.
-fn owned(batch: &[NewMessage<'_>]) -> Vec<OwnedNewMessage> {
-    batch.iter().map(OwnedNewMessage::new).collect()
-}
-
-/// The batch again, borrowing from its copy.
-fn borrowed(batch: &[OwnedNewMessage]) -> Vec<NewMessage<'_>> {
-    batch.iter().map(OwnedNewMessage::borrow).collect()
+fn owned(batch: &[NewMessage<'_>]) -> Vec<NewMessage<'static>> {
+    batch.iter().cloned().map(NewMessage::into_owned).collect()
 }

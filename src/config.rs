@@ -54,11 +54,56 @@ pub enum Migrations {
     Skip,
 }
 
-/// The limits a store enforces on input.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+/// The limits a store enforces, as opened: what [`ChatStore::limits`](crate::ChatStore::limits)
+/// returns. Set them with the [`StoreBuilder`]; the others are fixed.
+///
+/// ```
+/// use chatstore::{ChatStore, StoreBuilder, MAX_METADATA_DEPTH};
+///
+/// let store = ChatStore::builder(":memory:").max_content_bytes(64 * 1024).open()?;
+/// let limits = store.limits();
+/// assert_eq!(limits.max_content_bytes(), 64 * 1024);
+/// assert_eq!(limits.max_metadata_bytes(), 64 * 1024);
+/// assert_eq!(limits.max_metadata_depth(), MAX_METADATA_DEPTH);
+/// assert_eq!(limits.max_page_size(), StoreBuilder::DEFAULT_MAX_PAGE_SIZE);
+/// assert_eq!(limits.max_window(), StoreBuilder::DEFAULT_MAX_WINDOW);
+/// # Ok::<(), chatstore::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
     pub(crate) max_content_bytes: usize,
     pub(crate) max_page_size: u32,
+    pub(crate) max_window: u32,
+}
+
+impl Limits {
+    /// Largest message content accepted, in bytes of UTF-8
+    /// ([`StoreBuilder::max_content_bytes`]).
+    pub fn max_content_bytes(&self) -> usize {
+        self.max_content_bytes
+    }
+
+    /// Largest metadata accepted, in bytes of JSON text: the content limit.
+    pub fn max_metadata_bytes(&self) -> usize {
+        self.max_content_bytes
+    }
+
+    /// Deepest metadata accepted: [`MAX_METADATA_DEPTH`](crate::MAX_METADATA_DEPTH), the same
+    /// for every store.
+    pub fn max_metadata_depth(&self) -> usize {
+        crate::MAX_METADATA_DEPTH
+    }
+
+    /// Most conversations in a page of a list, and hits in a page of a search
+    /// ([`StoreBuilder::max_page_size`]).
+    pub fn max_page_size(&self) -> u32 {
+        self.max_page_size
+    }
+
+    /// Most messages in a window of history ([`StoreBuilder::max_window`]).
+    pub fn max_window(&self) -> u32 {
+        self.max_window
+    }
 }
 
 /// Options for opening a [`ChatStore`](crate::ChatStore); made by
@@ -93,6 +138,9 @@ impl StoreBuilder {
     pub const DEFAULT_POOL_SIZE: u32 = 10;
     /// Default for [`max_page_size`](Self::max_page_size).
     pub const DEFAULT_MAX_PAGE_SIZE: u32 = 100;
+    /// Default for [`max_window`](Self::max_window): 10,000 messages — a long agent conversation
+    /// fits whole; a runaway one is refused rather than loaded.
+    pub const DEFAULT_MAX_WINDOW: u32 = 10_000;
     /// The largest pool accepted; larger sizes are reduced to it (far more connections than any
     /// server accepts by default: a larger number is a mistake, not a need).
     pub const MAX_POOL_SIZE: u32 = 1024;
@@ -110,6 +158,7 @@ impl StoreBuilder {
             limits: Limits {
                 max_content_bytes: Self::DEFAULT_MAX_CONTENT_BYTES,
                 max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
+                max_window: Self::DEFAULT_MAX_WINDOW,
             },
             migrations: Migrations::default(),
         }
@@ -178,6 +227,50 @@ impl StoreBuilder {
     /// Largest page [`ChatStore::list_conversations`](crate::ChatStore::list_conversations) returns (default 100; at least 1).
     pub fn max_page_size(mut self, size: u32) -> Self {
         self.limits.max_page_size = size.max(1);
+        self
+    }
+
+    /// Most messages a window of history holds
+    /// ([`ChatStore::messages`](crate::ChatStore::messages); default
+    /// [`DEFAULT_MAX_WINDOW`](Self::DEFAULT_MAX_WINDOW); at least 1), so that one call's memory
+    /// is bounded, as a list page's is:
+    ///
+    /// - `Window::Latest(n)`, `Before { limit, .. }` and `After { limit, .. }` asking for more
+    ///   are cut to the cap, as a list page is, and the page's
+    ///   [`older`](crate::MessagePage::older) and [`newer`](crate::MessagePage::newer) windows
+    ///   have the cap's size: walking them reads the rest.
+    /// - `Window::All` returns the whole history if it has at most this many messages, and is
+    ///   refused with [`Error::WindowTooLarge`](crate::Error::WindowTooLarge) otherwise, rather
+    ///   than returning part of what was asked for "all". Read a longer history in windows
+    ///   (`Window::After { seq: 0, limit }`, then each page's `newer`), or raise the cap.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error, NewMessage, UserId, Window};
+    ///
+    /// let store = ChatStore::builder(":memory:").max_window(2).open()?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?.id;
+    /// let batch: Vec<_> = (1..=3).map(|i| NewMessage::user(format!("m{i}"))).collect();
+    /// store.append_messages(&alice, conv, &batch)?;
+    ///
+    /// let page = store.messages(&alice, conv, Window::Latest(50))?;
+    /// assert_eq!(page.messages.len(), 2, "cut to the cap");
+    /// assert_eq!(page.older, Some(Window::Before { seq: 2, limit: 2 }));
+    /// let all = store.messages(&alice, conv, Window::All);
+    /// assert!(matches!(all, Err(Error::WindowTooLarge { messages: 3, max: 2 })));
+    ///
+    /// // The whole history, window by window.
+    /// let (mut window, mut read) = (Some(Window::After { seq: 0, limit: 2 }), Vec::new());
+    /// while let Some(next) = window {
+    ///     let page = store.messages(&alice, conv, next)?;
+    ///     read.extend(page.messages.into_iter().map(|m| m.content));
+    ///     window = page.newer;
+    /// }
+    /// assert_eq!(read, ["m1", "m2", "m3"]);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn max_window(mut self, messages: u32) -> Self {
+        self.limits.max_window = messages.max(1);
         self
     }
 }

@@ -56,10 +56,11 @@ impl Conn {
 /// What a database URL points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
-    /// A SQLite database file (or a `file:` URI).
-    SqliteFile(String),
-    /// A private in-memory SQLite database that lives as long as the store: a shared-cache URI
-    /// with a name of its own, so that every connection of the store reaches the same database.
+    /// A SQLite database file, and how to open it.
+    SqliteFile(SqliteFile),
+    /// An in-memory SQLite database that lives as long as the store: a shared-cache URI, so that
+    /// every connection of the store reaches the same database — with a name of its own for
+    /// `:memory:`, or the URL's name for `mode=memory`.
     SqliteMemory(String),
     /// A PostgreSQL URL, passed to libpq as given (sslmode and other parameters included), with
     /// a `connect_timeout` added if it has none.
@@ -68,9 +69,148 @@ pub(crate) enum Target {
     Mysql(String),
 }
 
+/// A SQLite database file and the URL's parameters for it, read once into these fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SqliteFile {
+    /// The file's path as a `file:` URI writes it: percent-encoded where a URI needs it (a path
+    /// from a `file:` URL is kept as written).
+    path: String,
+    mode: SqliteMode,
+    /// `immutable=1`: the file is read-only media; SQLite takes no locks and opens it read-only.
+    immutable: bool,
+}
+
+/// How a SQLite file is opened: its URL's `mode` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SqliteMode {
+    /// `mode=ro`: read-only; the file must exist.
+    Ro,
+    /// `mode=rw`: read and write; the file must exist.
+    Rw,
+    /// `mode=rwc`, the default: read and write, created if missing.
+    Rwc,
+}
+
+impl SqliteFile {
+    /// The URI SQLite opens (Diesel opens SQLite with `SQLITE_OPEN_URI`).
+    pub(crate) fn uri(&self) -> String {
+        let mode = match self.mode {
+            SqliteMode::Ro => "ro",
+            SqliteMode::Rw => "rw",
+            SqliteMode::Rwc => "rwc",
+        };
+        let immutable = if self.immutable { "&immutable=1" } else { "" };
+        format!("file:{}?mode={mode}{immutable}", self.path)
+    }
+
+    /// Whether the store may not write: `mode=ro` or `immutable=1`.
+    pub(crate) fn read_only(&self) -> bool {
+        self.mode == SqliteMode::Ro || self.immutable
+    }
+}
+
+/// Characters a file path cannot hold as they are in a `file:` URI: `?` and `#` end the path,
+/// `%` starts an escape; control characters are escaped too.
+const URI_PATH: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+
+/// Where a SQLite URL's path came from.
+enum SqlitePath<'a> {
+    /// A file system path (a bare path, or `sqlite://` percent-decoded).
+    Raw(String),
+    /// The path of a `file:` URI, as written.
+    Uri(&'a str),
+}
+
+/// The parameters of a SQLite URL, each at most once.
+#[derive(Default)]
+struct SqliteParams {
+    mode: Option<String>,
+    cache: Option<String>,
+    immutable: Option<bool>,
+}
+
+impl SqliteParams {
+    /// The parameters of `query` (`mode=ro&cache=private`); any other is refused by name.
+    fn parse(query: &str) -> Result<SqliteParams> {
+        let mut params = SqliteParams::default();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decoded(value)?;
+            let key = decoded(key)?;
+            let (slot, seen) = match key.as_str() {
+                "mode" => {
+                    let seen = params.mode.replace(value.clone()).is_some();
+                    (value.as_str(), seen)
+                }
+                "cache" => {
+                    let seen = params.cache.replace(value.clone()).is_some();
+                    (value.as_str(), seen)
+                }
+                "immutable" => {
+                    let flag = match value.as_str() {
+                        "1" | "true" | "yes" | "on" => true,
+                        "0" | "false" | "no" | "off" => false,
+                        other => {
+                            return refuse(format!(
+                                "immutable must be 1 or 0, not {:?}",
+                                shortened(other)
+                            ))
+                        }
+                    };
+                    (value.as_str(), params.immutable.replace(flag).is_some())
+                }
+                other => {
+                    return refuse(format!(
+                        "unknown SQLite parameter {:?}: the store accepts mode, cache and \
+                         immutable",
+                        shortened(other)
+                    ))
+                }
+            };
+            if seen {
+                return refuse(format!("the SQLite parameter {key} is given twice"));
+            }
+            if slot.is_empty() {
+                return refuse(format!("the SQLite parameter {key} has no value"));
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// `text` percent-decoded, as UTF-8.
+fn decoded(text: &str) -> Result<String> {
+    match percent_encoding::percent_decode_str(text).decode_utf8() {
+        Ok(text) => Ok(text.into_owned()),
+        Err(_) => refuse("a SQLite URL is not UTF-8 once percent-decoded".to_owned()),
+    }
+}
+
+/// At most 32 characters of a refused value, for the error.
+fn shortened(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+fn refuse<T>(why: String) -> Result<T> {
+    Err(Error::UnsupportedUrl(why))
+}
+
+/// Whether `text` is a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) of
+/// two characters or more: a single letter before a colon is a Windows drive, and a bare path
+/// may hold a colon after any character a scheme cannot hold (`./a:b`, `/x/a:b`).
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && text.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
 impl Target {
     /// Reads a database URL: `postgres://…`/`postgresql://…`, `mysql://…`/`mariadb://…`,
-    /// `sqlite://path`, `sqlite::memory:`, `:memory:`, or a bare file path.
+    /// `sqlite://path` or `sqlite:path` (percent-decoded, as sqlx reads it), a `file:` URI (as
+    /// SQLite reads it), `sqlite::memory:`, `:memory:`, or a bare file path; the SQLite forms
+    /// take the parameters `mode`, `cache` and `immutable` (see `ChatStore::open`).
     pub(crate) fn parse(url: &str) -> Result<Target> {
         let unsupported = |why: &str| Err(Error::UnsupportedUrl(why.to_owned()));
         // Schemes are case-insensitive; the rest of the URL is kept as given.
@@ -79,33 +219,24 @@ impl Target {
         let target = match scheme.as_str() {
             "postgres" | "postgresql" => Target::Postgres(url.to_owned()),
             "mysql" | "mariadb" => Target::Mysql(format!("mysql:{rest}")),
-            "" | "sqlite" if matches!(rest, "memory:" | ":memory:" | "//:memory:") => {
-                Target::SqliteMemory(format!(
-                    "file:chatstore-{}?mode=memory&cache=shared",
-                    uuid::Uuid::now_v7().simple()
-                ))
+            "" if rest == "memory:" => Target::sqlite(SqlitePath::Raw(":memory:".into()), "")?,
+            "sqlite" => {
+                let rest = rest.strip_prefix("//").unwrap_or(rest);
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                Target::sqlite(SqlitePath::Raw(decoded(path)?), query)?
             }
-            // A store's connections must all reach one database; an in-memory URI would give
-            // each pooled connection a database of its own.
-            "file" if rest.contains(":memory:") || rest.contains("mode=memory") => {
-                return unsupported("in-memory file: URIs are not supported: use :memory:");
+            // An SQLite URI filename: the path ends at `?` or `#`, and the fragment is ignored.
+            "file" => {
+                let rest = rest.split('#').next().unwrap_or(rest);
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                Target::sqlite(SqlitePath::Uri(path), query)?
             }
-            // An SQLite URI filename, handed to SQLite as it is (`file:chat.db?mode=ro`).
-            "file" => Target::SqliteFile(url.to_owned()),
-            "sqlite" => match rest.strip_prefix("//").unwrap_or(rest) {
-                "" => return unsupported("a sqlite URL needs a file path"),
-                path if path.contains('?') => {
-                    return unsupported(
-                        "sqlite:// URLs take no parameters: use a file: URI for SQLite's options",
-                    );
-                }
-                path => Target::SqliteFile(path.to_owned()),
-            },
             // Only the scheme is echoed: the rest may hold a password.
-            scheme if rest.starts_with("//") => {
+            scheme if is_scheme(scheme) => {
                 return Err(Error::UnsupportedUrl(format!(
-                    "unknown scheme {scheme:?} (expected sqlite://, postgres://, postgresql://, \
-                     mysql:// or mariadb://)"
+                    "unknown scheme {scheme:?} (expected sqlite:, file:, postgres://, \
+                     postgresql://, mysql:// or mariadb://; a file whose name has a colon is \
+                     sqlite://name or file:name)"
                 )));
             }
             _ if url.trim().is_empty() => return unsupported("the url is empty"),
@@ -117,7 +248,8 @@ impl Target {
                      sqlite://… for a file whose name has '=' in it",
                 );
             }
-            _ => Target::SqliteFile(url.to_owned()),
+            // A bare path, taken as it is: no parameters.
+            _ => Target::sqlite(SqlitePath::Raw(url.to_owned()), "")?,
         };
         match target.backend() {
             Backend::Sqlite if !cfg!(feature = "sqlite") => Err(target.not_enabled()),
@@ -125,6 +257,97 @@ impl Target {
             Backend::Mysql if !cfg!(feature = "mysql") => Err(target.not_enabled()),
             _ => Ok(target),
         }
+    }
+
+    /// A SQLite target: `path` opened as `query`'s parameters say.
+    fn sqlite(path: SqlitePath<'_>, query: &str) -> Result<Target> {
+        let params = SqliteParams::parse(query)?;
+        let (path, private_memory) = match path {
+            SqlitePath::Raw(path) => {
+                let memory = path == ":memory:";
+                let path = percent_encoding::utf8_percent_encode(&path, URI_PATH).to_string();
+                // A path that starts with `//` would read as a URI's authority.
+                let path = match path.starts_with("//") {
+                    true => format!("//{path}"),
+                    false => path,
+                };
+                (path, memory)
+            }
+            SqlitePath::Uri(path) => (path.to_owned(), path == ":memory:"),
+        };
+        let memory = private_memory || params.mode.as_deref() == Some("memory");
+        if memory {
+            if let Some(mode) = params.mode.as_deref().filter(|mode| *mode != "memory") {
+                return refuse(format!(
+                    "mode={mode} does not apply to an in-memory database"
+                ));
+            }
+            if params.immutable.is_some() {
+                return refuse("immutable does not apply to an in-memory database".to_owned());
+            }
+            match params.cache.as_deref() {
+                None | Some("shared") => {}
+                Some("private") => {
+                    return refuse(
+                        "an in-memory database needs cache=shared: with a private cache each of \
+                         the store's connections would have a database of its own"
+                            .to_owned(),
+                    )
+                }
+                Some(other) => {
+                    return refuse(format!(
+                        "cache must be shared or private, not {:?}",
+                        shortened(other)
+                    ))
+                }
+            }
+            let name = match private_memory {
+                true => format!("chatstore-{}", uuid::Uuid::now_v7().simple()),
+                false if path.is_empty() => {
+                    return refuse("mode=memory needs a name for the database".to_owned())
+                }
+                false => path,
+            };
+            return Ok(Target::SqliteMemory(format!(
+                "file:{name}?mode=memory&cache=shared"
+            )));
+        }
+        if path.is_empty() {
+            return refuse("a sqlite URL needs a file path".to_owned());
+        }
+        let mode = match params.mode.as_deref() {
+            None | Some("rwc") => SqliteMode::Rwc,
+            Some("rw") => SqliteMode::Rw,
+            Some("ro") => SqliteMode::Ro,
+            Some(other) => {
+                return refuse(format!(
+                    "mode must be ro, rw, rwc or memory, not {:?}",
+                    shortened(other)
+                ))
+            }
+        };
+        match params.cache.as_deref() {
+            None | Some("private") => {}
+            Some("shared") => {
+                return refuse(
+                    "cache=shared is not accepted for a database file: its table locks fail at \
+                     once instead of waiting, which SQLite itself advises against; the default, \
+                     cache=private, is what the store uses"
+                        .to_owned(),
+                )
+            }
+            Some(other) => {
+                return refuse(format!(
+                    "cache must be shared or private, not {:?}",
+                    shortened(other)
+                ))
+            }
+        }
+        Ok(Target::SqliteFile(SqliteFile {
+            path,
+            mode,
+            immutable: params.immutable.unwrap_or(false),
+        }))
     }
 
     pub(crate) fn backend(&self) -> Backend {
@@ -153,19 +376,16 @@ impl Target {
         not_enabled(self.backend())
     }
 
-    /// The path of a SQLite database file that does not exist (a `file:` URI's path, without
-    /// its parameters); `None` for a file that exists or a target that is not a file.
+    /// The path of a SQLite database file that does not exist; `None` for a file that exists or
+    /// a target that is not a file.
     pub(crate) fn missing_file(&self) -> Option<String> {
         let Target::SqliteFile(file) = self else {
             return None;
         };
-        let path = match file.strip_prefix("file:") {
-            Some(uri) => uri.split(['?', '#']).next().unwrap_or(uri),
-            None => file,
-        };
-        match std::path::Path::new(path).exists() {
+        let path = percent_encoding::percent_decode_str(&file.path).decode_utf8_lossy();
+        match std::path::Path::new(path.as_ref()).exists() {
             true => None,
-            false => Some(path.to_owned()),
+            false => Some(path.into_owned()),
         }
     }
 
@@ -221,19 +441,23 @@ impl Manager {
     /// refused when the URL is parsed; it is refused here again rather than assumed away.)
     pub(crate) fn connect(&self) -> Result<Conn> {
         match &self.target {
-            Target::SqliteFile(path) | Target::SqliteMemory(path) => self.connect_sqlite(path),
+            Target::SqliteFile(file) => self.connect_sqlite(&file.uri()),
+            Target::SqliteMemory(uri) => self.connect_sqlite(uri),
             Target::Postgres(url) => connect_postgres(url),
             Target::Mysql(url) => connect_mysql(url),
         }
     }
 
-    /// The store's first connection, which also prepares the database itself: a SQLite file is
-    /// switched to WAL (readers never block the writer), a setting that persists in the file and so is
+    /// The store's first connection, which also prepares the database itself: a SQLite file
+    /// (unless read-only) is switched to WAL (readers never block the writer), a setting that persists in the file and so is
     /// made once here rather than raced on by every pooled connection.
     pub(crate) fn connect_first(&self) -> Result<Conn> {
         let mut conn = self.connect()?;
-        if let Target::SqliteFile(_) = self.target {
-            self.enable_wal(&mut conn)?;
+        // A read-only store changes nothing, not even the journal mode.
+        if let Target::SqliteFile(file) = &self.target {
+            if !file.read_only() {
+                self.enable_wal(&mut conn)?;
+            }
         }
         Ok(conn)
     }
@@ -398,6 +622,8 @@ pub(crate) struct WriteGate(Option<Arc<Gate>>);
 
 /// A SQLite store's gate: the process's queue, then the file's.
 struct Gate {
+    /// The store was opened read-only (`mode=ro`, `immutable=1`): no writer gets a turn.
+    read_only: bool,
     /// The in-process queue, holding the process's place in the file's queue (`None`: no lock file).
     turns: FairMutex<Option<TurnQueue>>,
     /// How long a writer waits for its turn among the processes: the busy timeout.
@@ -412,19 +638,19 @@ pub(crate) struct WriteTurn<'a> {
 
 impl WriteGate {
     /// The gate of a store whose first connection is `first`. A SQLite file gets its lock file,
-    /// made with the database's permissions; in-memory SQLite, read-only and immutable `file:`
-    /// URIs get the in-process queue only, as does a file whose lock file cannot be opened.
+    /// made with the database's permissions; in-memory SQLite gets the in-process queue only, as
+    /// does a file whose lock file cannot be opened. A read-only SQLite store (`mode=ro`,
+    /// `immutable=1`) makes no lock file and lets no writer through.
     pub(crate) fn new(manager: &Manager, first: &mut Conn) -> Self {
         let timeout = manager.sqlite.busy_timeout;
-        let turns = match &manager.target {
-            Target::SqliteFile(url) if url.contains("mode=ro") || url.contains("immutable=1") => {
-                None
-            }
-            Target::SqliteFile(_) => sqlite_lock_file(first),
-            Target::SqliteMemory(_) => None,
+        let (turns, read_only) = match &manager.target {
+            Target::SqliteFile(file) if file.read_only() => (None, true),
+            Target::SqliteFile(_) => (sqlite_lock_file(first), false),
+            Target::SqliteMemory(_) => (None, false),
             Target::Postgres(_) | Target::Mysql(_) => return WriteGate(None),
         };
         WriteGate(Some(Arc::new(Gate {
+            read_only,
             turns: FairMutex::new(turns),
             timeout,
         })))
@@ -434,11 +660,15 @@ impl WriteGate {
     /// earlier writers, then after the other processes' that queued before it.
     ///
     /// # Errors
-    /// [`Error::Busy`] if the other processes' writers kept the turn past the busy timeout.
+    /// [`Error::Busy`] if the other processes' writers kept the turn past the busy timeout;
+    /// [`Error::ReadOnly`] if the store was opened read-only.
     pub(crate) fn turn(&self) -> Result<Option<WriteTurn<'_>>> {
         let Some(gate) = &self.0 else {
             return Ok(None);
         };
+        if gate.read_only {
+            return Err(Error::ReadOnly { source: None });
+        }
         let mut process = gate.turns.lock();
         let file = match process.as_mut().map(|queue| queue.turn(gate.timeout)) {
             None => None,
@@ -564,7 +794,7 @@ mod tests {
         let path = dir.path().join("pragmas.db").display().to_string();
         for (synchronous, level) in [(Synchronous::Full, "2"), (Synchronous::Normal, "1")] {
             let manager = Manager {
-                target: Target::SqliteFile(path.clone()),
+                target: Target::parse(&path).unwrap(),
                 sqlite: SqliteSettings {
                     busy_timeout: Duration::from_millis(1234),
                     synchronous,
@@ -611,10 +841,12 @@ mod url_tests {
                     prop_assert!(lower.starts_with("postgres:") || lower.starts_with("postgresql:"));
                     prop_assert_eq!(kept, url);
                 }
-                Ok(Target::SqliteMemory(_)) => prop_assert!(lower.contains(":memory:")),
-                Ok(Target::SqliteFile(path)) => {
-                    prop_assert!(!path.is_empty());
-                    prop_assert!(url.ends_with(&path));
+                Ok(Target::SqliteMemory(_)) => {
+                    prop_assert!(lower.contains(":memory:") || lower.contains("mode=memory"));
+                }
+                Ok(Target::SqliteFile(file)) => {
+                    prop_assert!(!file.path.is_empty());
+                    prop_assert!(file.uri().starts_with("file:"));
                 }
                 Err(Error::UnsupportedUrl(_) | Error::BackendNotEnabled { .. }) => {}
                 Err(e) => prop_assert!(false, "{e:?}"),

@@ -34,6 +34,24 @@ impl Default for ContextOptions {
 impl ContextOptions {
     /// Whether the conversation's system messages come first, however old, and count against the
     /// budget before anything else (default `true`). Without it they are messages like any other.
+    /// [`Role::Developer`] messages (OpenAI's name for system messages) count as system messages
+    /// here: pinned with them, in seq order.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None)?.id;
+    /// store.append_messages(&alice, conv, &[
+    ///     NewMessage::developer("Answer in French."),
+    ///     NewMessage::user("a long question that will not fit"),
+    ///     NewMessage::user("Hi"),
+    /// ])?;
+    /// let context = store.context_window(&alice, conv, 20)?;
+    /// let sent: Vec<&str> = context.messages.iter().map(|m| m.content.as_str()).collect();
+    /// assert_eq!(sent, ["Answer in French.", "Hi"]);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
     pub fn pin_system(mut self, pin: bool) -> Self {
         self.pin_system = pin;
         self
@@ -128,8 +146,9 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
     /// first message that does not fit, rather than skipping it for smaller, older ones.
     pub(crate) fn take(&mut self, page: Vec<Message>) -> bool {
         for message in page.into_iter().rev() {
-            // Pinned already: every system message of the history is (none is, unpinned).
-            if !self.pinned.is_empty() && message.role == Role::System {
+            // Pinned already: every system and developer message of the history is (none is,
+            // unpinned).
+            if !self.pinned.is_empty() && message.role.is_instruction() {
                 continue;
             }
             let cost = (self.cost)(&message);

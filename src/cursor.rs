@@ -190,7 +190,7 @@ impl ConversationCursor {
     /// # let alice = UserId::new("alice")?;
     /// # for _ in 0..3 { store.create_conversation(&alice, None)?; }
     /// let page = store.list_conversations(&alice, Page::first(2))?;
-    /// let token = page.next.and_then(|next| next.cursor()).map(|c| c.to_token(&alice));
+    /// let token = page.next_token(&alice); // page.next's cursor, as a token
     /// // …sent to the client, and back with its next request:
     /// if let Some(token) = token {
     ///     let cursor = ConversationCursor::from_token(&token, &alice)?;
@@ -238,7 +238,7 @@ impl Window {
     /// # let conv = store.create_conversation(&alice, None)?.id;
     /// # store.append_messages(&alice, conv, &[NewMessage::user("a"), NewMessage::user("b")])?;
     /// let page = store.messages(&alice, conv, Window::Latest(1))?;
-    /// let token = page.older.map(|older| older.to_token(&alice, conv));
+    /// let token = page.older_token(&alice); // page.older, as a token
     /// // …sent to the client, and back when it scrolls up:
     /// if let Some(token) = token {
     ///     let older = Window::from_token(&token, &alice, conv)?;
@@ -430,7 +430,9 @@ pub(crate) fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
 
 /// Which messages of a conversation to read. Every window comes back in chronological order
 /// (ascending `seq`), and reads only the rows it returns: `Latest(50)` costs the same on a
-/// 100-message history as on a 100,000-message one.
+/// 100-message history as on a 100,000-message one. A window holds at most the store's
+/// [`max_window`](crate::StoreBuilder::max_window) messages: larger sizes are cut to it, and
+/// `All` is refused on a longer history.
 ///
 /// With the `serde` feature: `"all"`, `{"latest": n}`, `{"before": {"seq", "limit"}}` or
 /// `{"after": {"seq", "limit"}}`. For an opaque string to hand out instead, see
@@ -440,7 +442,10 @@ pub(crate) fn four_digit_years() -> (NaiveDateTime, NaiveDateTime) {
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Window {
-    /// The whole history.
+    /// The whole history — if it has at most the store's
+    /// [`max_window`](crate::StoreBuilder::max_window) messages; otherwise the call is refused
+    /// with [`Error::WindowTooLarge`] (read it with `After { seq: 0, limit }` and each page's
+    /// [`newer`](crate::MessagePage::newer) instead).
     All,
     /// The newest `n` messages — what a prompt builder asks for.
     Latest(u32),
@@ -488,6 +493,26 @@ impl Window {
                 limit
             }
         }
+    }
+
+    /// This window within a store's cap of `max` messages: a sized window asking for more is cut
+    /// to `max`; `All` stays `All`, and is read as the first `max` messages (see
+    /// [`StoreBuilder::max_window`](crate::StoreBuilder::max_window)). Returns the window as
+    /// answered and the window to read.
+    pub(crate) fn capped(self, max: u32) -> (Window, Window) {
+        let window = match self {
+            Window::All => return (Window::All, Window::After { seq: 0, limit: max }),
+            Window::Latest(n) => Window::Latest(n.min(max)),
+            Window::Before { seq, limit } => Window::Before {
+                seq,
+                limit: limit.min(max),
+            },
+            Window::After { seq, limit } => Window::After {
+                seq,
+                limit: limit.min(max),
+            },
+        };
+        (window, window)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What can go wrong in chatstore. Every fallible call returns this, never a panic.
 ///
@@ -14,7 +15,24 @@ use std::fmt;
 /// [`is_invalid_input`](Error::is_invalid_input), [`is_conflict`](Error::is_conflict) and
 /// [`is_retryable`](Error::is_retryable). The database's own errors are wrapped in a
 /// [`DatabaseError`], whose [`source`](std::error::Error::source) is the driver's error.
-#[derive(Debug, thiserror::Error)]
+///
+/// An error's text never repeats its [`source`](std::error::Error::source) (the convention of
+/// `thiserror` and `anyhow`): `Connect`, `Pool`, `ConnectionLost`, `Busy`, `Database` and
+/// `Migration` say what failed, and the driver's words are the next error of the chain. Print the
+/// chain where the cause matters — anyhow's `{:#}`, or a loop over `source()`:
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// let error = chatstore::ChatStore::open("/no/such/directory/chat.db").unwrap_err();
+/// assert_eq!(error.to_string(), "could not connect to the database");
+/// let cause = error.source().expect("the driver's error").to_string();
+/// assert!(!cause.is_empty() && !error.to_string().contains(&cause));
+/// ```
+///
+/// It is [`Clone`] (a database error's source is shared, not copied), so one failure can be
+/// handed to several waiters, or kept while it is also returned.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The conversation does not exist, or belongs to another user. The two are deliberately
@@ -67,9 +85,56 @@ pub enum Error {
     #[error("invalid id {0:?}: not a UUID")]
     InvalidId(String),
 
-    /// The database URL names no backend chatstore knows.
+    /// The database URL names no backend chatstore knows, or is one it cannot use: an unknown
+    /// scheme, or a SQLite parameter it does not accept (the message names it; see
+    /// [`ChatStore::open`](crate::ChatStore::open) for the URL forms).
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
+
+    /// A write to a store that cannot write: a SQLite store opened read-only (`mode=ro` or
+    /// `immutable=1` in its URL: refused before the database is asked), or a database that
+    /// refused the write as read-only (a SQLite file without write permission, a PostgreSQL hot
+    /// standby or `default_transaction_read_only`, a MySQL server in `read_only` mode; the
+    /// driver's error is then the source). Nothing was written; reads go on working.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error, UserId};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("chat.db");
+    /// let alice = UserId::new("alice")?;
+    /// ChatStore::open(&format!("sqlite://{}", path.display()))?.create_conversation(&alice, None)?;
+    /// let reader = ChatStore::open(&format!("sqlite://{}?mode=ro", path.display()))?;
+    /// assert_eq!(reader.stats()?.conversations, 1);
+    /// let refused = reader.create_conversation(&alice, None).unwrap_err();
+    /// assert!(matches!(refused, Error::ReadOnly { .. }), "{refused:?}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error("the database is open read-only: nothing can be written")]
+    ReadOnly {
+        /// The database's own refusal, if the database refused (none if the store did).
+        source: Option<DatabaseError>,
+    },
+
+    /// A string is not a [`Role`](crate::Role) (from [`str::parse`] or `Role::try_from`): its
+    /// text is the [`ParseRoleError`]'s.
+    #[error(transparent)]
+    InvalidRole(#[from] ParseRoleError),
+
+    /// [`Window::All`](crate::Window::All) on a conversation with more messages than a window
+    /// may hold ([`StoreBuilder::max_window`](crate::StoreBuilder::max_window)). Nothing is
+    /// returned: read the history in windows instead (`Window::After { seq: 0, limit }`, then
+    /// each page's [`newer`](crate::MessagePage::newer)), or raise the cap.
+    #[error(
+        "the conversation has {messages} messages, more than a window may hold ({max}): read it \
+         in windows, or raise the store's max_window"
+    )]
+    WindowTooLarge {
+        /// Messages in the conversation when read.
+        messages: i64,
+        /// The store's cap on a window.
+        max: u32,
+    },
 
     /// An append that named the last seq it saw ([`ChatStore::append_if_last_seq`](crate::ChatStore::append_if_last_seq))
     /// found that the conversation has moved on: someone appended since. Nothing was written; read
@@ -144,8 +209,8 @@ pub enum Error {
     /// transaction, so the schema stays as it was. MySQL commits DDL as it runs, so the failed
     /// migration may be left part-done; every statement of a MySQL migration is skipped when the
     /// object it makes is already there, so the next open carries on where this one stopped.
-    #[error("running migrations failed: {0}")]
-    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("running migrations failed")]
+    Migration(#[source] Arc<dyn std::error::Error + Send + Sync>),
 
     /// MySQL: a pending migration makes an object that the database already holds in another
     /// shape — a column of another type or nullability, an index over other columns, a table
@@ -194,12 +259,12 @@ pub enum Error {
     },
 
     /// A new connection to the database could not be established.
-    #[error("could not connect to the database: {0}")]
+    #[error("could not connect to the database")]
     Connect(#[source] DatabaseError),
 
     /// No pooled connection became free within the connection timeout (or none could be made).
     /// Retryable ([`is_retryable`](Error::is_retryable)).
-    #[error("no database connection available: {0}")]
+    #[error("no database connection available")]
     Pool(#[source] DatabaseError),
 
     /// The connection broke during the call (server restart, network failure, terminated backend).
@@ -207,7 +272,7 @@ pub enum Error {
     /// connection broke while it committed may have committed or not: retry appends with client
     /// ids ([`NewMessage::with_id`](crate::NewMessage::with_id)) to find out safely. Retryable
     /// ([`is_retryable`](Error::is_retryable)).
-    #[error("the database connection was lost: {0}")]
+    #[error("the database connection was lost")]
     ConnectionLost(#[source] DatabaseError),
 
     /// Another writer held the lock longer than this call may wait: SQLite's busy timeout (another
@@ -215,11 +280,11 @@ pub enum Error {
     /// MySQL broke by rolling this call back; or, when opening a PostgreSQL or MySQL store, another
     /// process's migration run for longer than the connection timeout. Nothing was written; the call
     /// can be retried ([`is_retryable`](Error::is_retryable)).
-    #[error("the database is busy: {0}")]
+    #[error("the database is busy")]
     Busy(#[source] DatabaseError),
 
     /// Any other error reported by the database.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] DatabaseError),
 
     /// A call of the `AsyncChatStore` (cargo feature `tokio`) did not finish on tokio's blocking
@@ -237,6 +302,62 @@ fn too_new(found: &str, known: &str) -> String {
     };
     format!("{why}: migration {found} is applied, unknown here (newest known: {known})")
 }
+
+/// A string that is not a [`Role`](crate::Role): what [`str::parse`] and `Role::try_from` return.
+/// It converts into [`Error::InvalidRole`], so `?` works in a function returning
+/// [`chatstore::Result`](crate::Result), and into `Box<dyn Error>` or `anyhow::Error`.
+///
+/// ```
+/// use chatstore::{NewMessage, ParseRoleError, Role};
+///
+/// fn message(role: &str, content: &str) -> chatstore::Result<NewMessage<'static>> {
+///     let role: Role = role.parse()?; // ParseRoleError into chatstore::Error
+///     Ok(NewMessage::new(role, content.to_owned()))
+/// }
+/// assert_eq!(message("developer", "Be brief.")?.role(), Role::Developer);
+/// let refused = message("robot", "beep").unwrap_err();
+/// assert!(refused.is_invalid_input());
+/// assert_eq!(
+///     refused.to_string(),
+///     r#"unknown role "robot": expected system, developer, user, assistant or tool"#
+/// );
+///
+/// fn any_error(role: &str) -> Result<Role, Box<dyn std::error::Error + Send + Sync>> {
+///     Ok(role.parse::<Role>()?)
+/// }
+/// assert!(any_error("robot").unwrap_err().is::<ParseRoleError>());
+/// # Ok::<(), chatstore::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseRoleError {
+    /// The refused text (its first 64 characters).
+    text: String,
+}
+
+impl ParseRoleError {
+    pub(crate) fn new(text: &str) -> Self {
+        ParseRoleError {
+            text: text.chars().take(64).collect(),
+        }
+    }
+
+    /// The refused text (its first 64 characters).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for ParseRoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown role {:?}: expected system, developer, user, assistant or tool",
+            self.text
+        )
+    }
+}
+
+impl std::error::Error for ParseRoleError {}
 
 /// Why a user id or title was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,8 +434,9 @@ impl Error {
     }
 
     /// Whether the call was refused for what it was given, before anything was written: an invalid
-    /// title, user id, content, metadata, id, import, cursor token or search query, or a context
-    /// budget too small for the pinned system messages. The same call fails again; the message
+    /// title, user id, role, content, metadata, id, import, cursor token or search query, a context
+    /// budget too small for the pinned system messages, or [`Window::All`](crate::Window::All) on
+    /// a history longer than a window may hold. The same call fails again; the message
     /// describes the caller's own input (it never quotes content), so a service can pass it on to
     /// its client (as HTTP 400 or 422, say).
     ///
@@ -345,6 +467,8 @@ impl Error {
                 | Error::InvalidCursor(_)
                 | Error::InvalidQuery(_)
                 | Error::BudgetTooSmall { .. }
+                | Error::InvalidRole(_)
+                | Error::WindowTooLarge { .. }
         )
     }
 
@@ -378,20 +502,25 @@ impl Error {
 
     /// [`Error::Connect`] from the driver's error.
     pub(crate) fn connect(e: diesel::ConnectionError) -> Self {
-        Error::Connect(DatabaseError(Source::Connect(e)))
+        Error::Connect(DatabaseError::new(Source::Connect(e)))
     }
 
     /// [`Error::Pool`]: no connection within the connection timeout, after `failed`, the last
     /// failure to open one (if any).
     pub(crate) fn pool_timeout(failed: Option<Error>) -> Self {
-        Error::Pool(DatabaseError(Source::Pool(NoConnection(
+        Error::Pool(DatabaseError::new(Source::Pool(NoConnection(
             failed.map(Box::new),
         ))))
     }
 
+    /// [`Error::Migration`] from the migration harness's error (or one of the store's own).
+    pub(crate) fn migration(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Migration(Arc::from(e.into()))
+    }
+
     /// [`Error::Busy`] from a query's error, whatever [`From`] would make of it.
     pub(crate) fn busy(e: diesel::result::Error) -> Self {
-        Error::Busy(DatabaseError(Source::Query(e)))
+        Error::Busy(DatabaseError::new(Source::Query(e)))
     }
 
     /// [`Error::Busy`] for a wait of the store's own that ran out (a lock it takes besides the
@@ -403,19 +532,26 @@ impl Error {
         ))
     }
 
+    /// [`Error::ReadOnly`] from the database's refusal.
+    fn read_only(e: diesel::result::Error) -> Self {
+        Error::ReadOnly {
+            source: Some(DatabaseError::new(Source::Query(e))),
+        }
+    }
+
     /// [`Error::Database`] from a query's error, whatever [`From`] would make of it.
     pub(crate) fn database(e: diesel::result::Error) -> Self {
-        Error::Database(DatabaseError(Source::Query(e)))
+        Error::Database(DatabaseError::new(Source::Query(e)))
     }
 }
 
 /// An error of the database, its driver or the connection pool, in [`Error::Connect`],
-/// [`Error::Pool`], [`Error::ConnectionLost`], [`Error::Busy`] and [`Error::Database`]. It shows
-/// the driver's message, and its [`source`](std::error::Error::source) is the driver's (Diesel's)
-/// error itself, for logs and for the rare caller that must look into it; its type is not part of
-/// chatstore's API, so that a new Diesel does not make a new chatstore. In [`Error::Pool`] it says
-/// "timed out waiting for connection", followed by the last failure to open one, if any, which is
-/// then its source's source (an [`Error`]).
+/// [`Error::Pool`], [`Error::ConnectionLost`], [`Error::Busy`] and [`Error::Database`]: the
+/// [`source`](std::error::Error::source) of those, and the link of the chain that holds the
+/// driver's own message. It stands in for the driver's (Diesel's) error — its text, its `Debug`
+/// form and its sources are the driver error's — whose type is not part of chatstore's API, so
+/// that a new Diesel does not make a new chatstore. In [`Error::Pool`] it says "timed out waiting
+/// for connection", and the last failure to open one, if any, is its source (an [`Error`]).
 ///
 /// ```
 /// use std::error::Error as _;
@@ -424,10 +560,12 @@ impl Error {
 /// // A SQLite file in a directory that does not exist cannot be opened.
 /// let error = ChatStore::open("/no/such/directory/chat.db").unwrap_err();
 /// let Error::Connect(database) = &error else { panic!("{error:?}") };
-/// assert!(error.to_string().starts_with("could not connect to the database: "));
-/// assert!(database.source().is_some()); // the driver's own error
+/// assert_eq!(error.to_string(), "could not connect to the database");
+/// assert!(!database.to_string().is_empty()); // the driver's message
+/// assert!(error.source().is_some_and(|cause| cause.to_string() == database.to_string()));
 /// ```
-pub struct DatabaseError(Source);
+#[derive(Clone)]
+pub struct DatabaseError(Arc<Source>);
 
 /// What a [`DatabaseError`] wraps.
 enum Source {
@@ -444,11 +582,8 @@ struct NoConnection(Option<Box<Error>>);
 impl fmt::Display for NoConnection {
     /// r2d2's words, which the store's pool used before it had one of its own.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("timed out waiting for connection")?;
-        match &self.0 {
-            Some(failed) => write!(f, ": {failed}"),
-            None => Ok(()),
-        }
+        // The last failure to open one is the source, not part of this text.
+        f.write_str("timed out waiting for connection")
     }
 }
 
@@ -457,6 +592,12 @@ impl std::error::Error for NoConnection {
         self.0
             .as_deref()
             .map(|failed| failed as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl DatabaseError {
+    fn new(source: Source) -> Self {
+        DatabaseError(Arc::new(source))
     }
 }
 
@@ -485,8 +626,9 @@ impl fmt::Debug for DatabaseError {
 }
 
 impl std::error::Error for DatabaseError {
+    /// The driver error's own source: this error already shows the driver's message.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.0.get())
+        self.0.get().source()
     }
 }
 
@@ -504,13 +646,15 @@ impl From<diesel::result::Error> for Error {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             )
-            | D::BrokenTransactionManager => Error::ConnectionLost(DatabaseError(Source::Query(e))),
+            | D::BrokenTransactionManager => {
+                Error::ConnectionLost(DatabaseError::new(Source::Query(e)))
+            }
             // MySQL's client reports a dropped connection only by its message, also when the
             // COMMIT is what met it.
             D::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if is_mysql_connection_lost(info.message()) =>
             {
-                Error::ConnectionLost(DatabaseError(Source::Query(e)))
+                Error::ConnectionLost(DatabaseError::new(Source::Query(e)))
             }
             D::RollbackErrorOnCommit {
                 ref commit_error, ..
@@ -520,9 +664,12 @@ impl From<diesel::result::Error> for Error {
                     if is_mysql_connection_lost(info.message())
             ) =>
             {
-                Error::ConnectionLost(DatabaseError(Source::Query(e)))
+                Error::ConnectionLost(DatabaseError::new(Source::Query(e)))
             }
             D::DatabaseError(_, ref info) if is_lock_timeout(info.message()) => Error::busy(e),
+            // PostgreSQL's read_only_sql_transaction (25006), and the others' by their message.
+            D::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => Error::read_only(e),
+            D::DatabaseError(_, ref info) if is_read_only(info.message()) => Error::read_only(e),
             // MySQL's deadlock victim (1213): its transaction was rolled back whole.
             D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Error::busy(e),
             _ => Error::database(e),
@@ -536,6 +683,14 @@ pub(crate) fn is_lock_timeout(message: &str) -> bool {
     matches!(message, "database is locked" | "database table is locked")
         || message.starts_with("canceling statement due to lock timeout")
         || message.starts_with("Lock wait timeout exceeded")
+}
+
+/// SQLite's SQLITE_READONLY (a file without write permission, say), and MySQL's and MariaDB's
+/// server in `read_only` mode (1290) or a read-only transaction (1792).
+fn is_read_only(message: &str) -> bool {
+    message.starts_with("attempt to write a readonly database")
+        || message.contains("running with the --read-only option")
+        || message.starts_with("Cannot execute statement in a READ ONLY transaction")
 }
 
 /// MySQL's and MariaDB's clients' messages for a connection that broke (CR_SERVER_GONE_ERROR,
@@ -568,7 +723,7 @@ pub(crate) fn check_text(s: &str, max: usize) -> Result<(), TextError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::error::Error as _;
 
     use diesel::result::{DatabaseErrorKind, Error as D};
@@ -579,31 +734,74 @@ mod tests {
         D::DatabaseError(kind, Box::new(message.to_owned()))
     }
 
+    /// Every error's text, then each source's, as anyhow's `{:#}` prints them.
+    pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
     #[test]
-    fn database_errors_keep_their_text_and_debug_form_and_lead_to_the_driver_error() {
+    fn database_errors_keep_their_debug_form_and_show_the_driver_text_once_in_the_chain() {
         let lock = || diesel_error(DatabaseErrorKind::Unknown, "database is locked");
         let error = Error::from(lock());
         assert!(matches!(error, Error::Busy(_)));
-        assert_eq!(
-            error.to_string(),
-            "the database is busy: database is locked"
-        );
+        assert_eq!(error.to_string(), "the database is busy");
+        assert_eq!(chain(&error), "the database is busy: database is locked");
         assert_eq!(format!("{error:?}"), format!("Busy({:?})", lock()));
-        let wrapped = error.source().unwrap();
-        assert_eq!(wrapped.to_string(), "database is locked");
-        let driver = wrapped.source().unwrap().downcast_ref::<D>().unwrap();
-        assert!(matches!(
-            driver,
-            D::DatabaseError(DatabaseErrorKind::Unknown, _)
-        ));
+        assert_eq!(error.source().unwrap().to_string(), "database is locked");
 
         let error = Error::connect(diesel::ConnectionError::BadConnection("refused".into()));
+        assert_eq!(error.to_string(), "could not connect to the database");
+        assert_eq!(chain(&error), "could not connect to the database: refused");
+    }
+
+    #[test]
+    fn no_error_repeats_its_source_and_every_error_clones() {
+        let errors = [
+            Error::from(diesel_error(
+                DatabaseErrorKind::Unknown,
+                "database is locked",
+            )),
+            Error::from(diesel_error(DatabaseErrorKind::ClosedConnection, "closed")),
+            Error::from(diesel_error(DatabaseErrorKind::UniqueViolation, "dup")),
+            Error::from(diesel_error(
+                DatabaseErrorKind::Unknown,
+                "attempt to write a readonly database",
+            )),
+            Error::connect(diesel::ConnectionError::BadConnection("refused".into())),
+            Error::pool_timeout(Some(Error::connect(
+                diesel::ConnectionError::BadConnection("refused".into()),
+            ))),
+            Error::migration("a bad migration"),
+            Error::from(ParseRoleError::new("robot")),
+        ];
+        for error in &errors {
+            let mut text = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                assert!(
+                    !text.contains(&cause_text),
+                    "{text:?} repeats {cause_text:?}"
+                );
+                text = cause_text;
+                source = cause.source();
+            }
+            assert_eq!(chain(&error.clone()), chain(error));
+        }
         assert_eq!(
-            error.to_string(),
-            "could not connect to the database: refused"
+            chain(&errors[5]),
+            "no database connection available: timed out waiting for connection: could not \
+             connect to the database: refused"
         );
-        let source = error.source().unwrap().source().unwrap();
-        assert!(source.downcast_ref::<diesel::ConnectionError>().is_some());
+        assert!(matches!(&errors[3], Error::ReadOnly { source: Some(_) }));
+        let pg_standby = diesel_error(DatabaseErrorKind::ReadOnlyTransaction, "read-only");
+        assert!(matches!(Error::from(pg_standby), Error::ReadOnly { .. }));
     }
 
     #[test]
@@ -638,6 +836,11 @@ mod tests {
                 needed: 2,
                 budget: 1,
             },
+            Error::InvalidRole(ParseRoleError::new("x")),
+            Error::WindowTooLarge {
+                messages: 2,
+                max: 1,
+            },
         ];
         for error in &invalid {
             assert!(error.is_invalid_input(), "{error:?}");
@@ -660,6 +863,7 @@ mod tests {
             unique,
             Error::UnsupportedUrl("x".into()),
             Error::TaskFailed("x".into()),
+            Error::ReadOnly { source: None },
         ] {
             assert!(!error.is_retryable() && !error.is_invalid_input() && !error.is_conflict());
         }

@@ -31,14 +31,15 @@ mod wire;
 
 #[cfg(feature = "tokio")]
 pub use async_store::AsyncChatStore;
-pub use config::{Migrations, StoreBuilder, Synchronous};
+pub use config::{Limits, Migrations, StoreBuilder, Synchronous};
 pub use conn::Backend;
 pub use context::{char_cost, ContextOptions, ContextWindow};
 pub use cursor::{ConversationCursor, Window};
-pub use error::{DatabaseError, Error, Result, TextError};
+pub use error::{DatabaseError, Error, ParseRoleError, Result, TextError};
 pub use ids::{ConversationId, MessageId, UserId};
 pub use models::{
-    Conversation, DeletedCounts, Message, NewMessage, Role, StoreStats, MAX_METADATA_DEPTH,
+    Conversation, DeletedCounts, Message, Metadata, NewMessage, Role, StoreStats,
+    MAX_METADATA_DEPTH,
 };
 pub use page::{ConversationPage, MessagePage, Page};
 pub use search::{SearchHit, SearchOrder, SearchQuery, SearchResults, Snippet, MAX_SEARCH_OFFSET};

@@ -2,6 +2,7 @@
 //! list cursor, a message window) and the token forms of those positions are in `cursor.rs`.
 
 use crate::cursor::{ConversationCursor, Window};
+use crate::ids::UserId;
 use crate::models::{Conversation, Message};
 
 /// Where a page of [`ChatStore::list_conversations`](crate::ChatStore::list_conversations) starts
@@ -56,6 +57,32 @@ pub struct ConversationPage {
     pub next: Option<Page>,
 }
 
+impl ConversationPage {
+    /// The next page as an opaque token for `user` — the [`ConversationCursor`] token of
+    /// [`next`](Self::next) — or `None` if this was the last page. Read it back with
+    /// [`ConversationCursor::from_token`] and [`Page::after`].
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ConversationCursor, Page, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// # for _ in 0..3 { store.create_conversation(&alice, None)?; }
+    /// let page = store.list_conversations(&alice, Page::first(2))?;
+    /// let token = page.next_token(&alice).expect("a third conversation");
+    /// // …sent to the client, and back with its next request:
+    /// let cursor = ConversationCursor::from_token(&token, &alice)?;
+    /// let rest = store.list_conversations(&alice, Page::after(cursor, 2))?;
+    /// assert_eq!(rest.conversations.len(), 1);
+    /// assert_eq!(rest.next_token(&alice), None);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn next_token(&self, user: &UserId) -> Option<String> {
+        self.next
+            .and_then(|next| next.cursor())
+            .map(|cursor| cursor.to_token(user))
+    }
+}
+
 /// A window of messages, in chronological order, with the windows next to it. With the `serde`
 /// feature: `{"messages", "older", "newer", "total"}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +102,42 @@ pub struct MessagePage {
 }
 
 impl MessagePage {
+    /// The [`older`](Self::older) window as an opaque token for `user` (and this page's
+    /// conversation), or `None` if there is no older message. Read it back with
+    /// [`Window::from_token`].
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None)?.id;
+    /// # store.append_messages(&alice, conv, &[NewMessage::user("a"), NewMessage::user("b")])?;
+    /// let page = store.messages(&alice, conv, Window::Latest(1))?;
+    /// let token = page.older_token(&alice).expect("an older message");
+    /// // …sent to the client, and back when it scrolls up:
+    /// let older = store.messages(&alice, conv, Window::from_token(&token, &alice, conv)?)?;
+    /// assert_eq!(older.messages[0].content, "a");
+    /// assert_eq!((older.older_token(&alice), older.newer_token(&alice).is_some()), (None, true));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn older_token(&self, user: &UserId) -> Option<String> {
+        self.token(self.older, user)
+    }
+
+    /// The [`newer`](Self::newer) window as an opaque token for `user` (and this page's
+    /// conversation), or `None` if the page ends with the newest message. As
+    /// [`older_token`](Self::older_token).
+    pub fn newer_token(&self, user: &UserId) -> Option<String> {
+        self.token(self.newer, user)
+    }
+
+    /// `window`'s token: a page with a window next to it has messages, whose conversation the
+    /// token is bound to.
+    fn token(&self, window: Option<Window>, user: &UserId) -> Option<String> {
+        let conversation = self.messages.first()?.conversation_id;
+        window.map(|window| window.to_token(user, conversation))
+    }
+
     pub(crate) fn new(messages: Vec<Message>, window: Window, total: i64) -> Self {
         let limit = window.limit();
         let older = messages

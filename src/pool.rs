@@ -442,8 +442,9 @@ mod tests {
             matches!(err, Error::Pool(_)) && err.is_retryable(),
             "{err:?}"
         );
+        assert_eq!(err.to_string(), "no database connection available");
         assert_eq!(
-            err.to_string(),
+            crate::error::tests::chain(&err),
             "no database connection available: timed out waiting for connection"
         );
         assert_eq!(id(&pool), 1, "the pool is whole again");
@@ -456,11 +457,11 @@ mod tests {
         let err = pool.run(|_| Ok(())).unwrap_err();
         assert!(matches!(err, Error::Pool(_)), "{err:?}");
         assert_eq!(
-            err.to_string(),
+            crate::error::tests::chain(&err),
             "no database connection available: timed out waiting for connection: could not \
              connect to the database: connection refused"
         );
-        let timeout = err.source().and_then(|e| e.source()).unwrap();
+        let timeout = err.source().unwrap();
         let connect = timeout.source().unwrap().downcast_ref::<Error>().unwrap();
         assert!(matches!(connect, Error::Connect(_)), "{connect:?}");
         // The server is back: the next call opens a connection.

@@ -197,10 +197,41 @@ impl StoreBuilder {
 impl ChatStore {
     /// Opens the store at `url` with default options, running any pending migrations first.
     ///
-    /// URLs: `sqlite://path/to/chat.db`, a bare file path, `:memory:` (or `sqlite::memory:`) for a
-    /// private in-memory database, `postgres://…`/`postgresql://…` (libpq parameters such as
-    /// `sslmode=require` pass through, so managed and serverless PostgreSQL work), and
-    /// `mysql://…`/`mariadb://…` (Diesel's parameters: `ssl_mode`, `ssl_ca`, `unix_socket`).
+    /// URLs: `sqlite://path/to/chat.db` (or `sqlite:path`; percent-decoded, as sqlx reads it), a
+    /// `file:` URI (as SQLite reads it), a bare file path (taken as it is, without parameters),
+    /// `:memory:` (or `sqlite::memory:`) for a private in-memory database,
+    /// `postgres://…`/`postgresql://…` (libpq parameters such as `sslmode=require` pass through,
+    /// so managed and serverless PostgreSQL work), and `mysql://…`/`mariadb://…` (Diesel's
+    /// parameters: `ssl_mode`, `ssl_ca`, `unix_socket`). Any other scheme is
+    /// [`Error::UnsupportedUrl`], never a file name: a file whose name has a colon is given as
+    /// `sqlite://my:chat.db` or `file:my:chat.db`.
+    ///
+    /// The SQLite URLs take these parameters, and refuse any other by name:
+    /// - `mode=rwc` (the default: created if missing), `mode=rw` (the file must exist),
+    ///   `mode=ro` (read-only: the file must exist, and every write is [`Error::ReadOnly`]);
+    ///   `mode=memory`: an in-memory database of that name, shared by the stores of this process
+    ///   that name it while one is open;
+    /// - `immutable=1` (or `0`): the file is on read-only media; no locks, read-only;
+    /// - `cache=private` (the default); `cache=shared` only for in-memory databases (on a file
+    ///   its table locks fail at once instead of waiting).
+    ///
+    /// `vfs` and SQLite's other URI parameters are refused: the store's lock file and WAL need
+    /// the default VFS and locking.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, Error};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("chat.db");
+    /// let missing = ChatStore::open(&format!("sqlite://{}?mode=rw", path.display()));
+    /// assert!(matches!(missing, Err(Error::Connect(_))) && !path.exists());
+    /// ChatStore::open(&format!("sqlite://{}?mode=rwc", path.display()))?;
+    /// let typo = ChatStore::open("sqlte:chat.db").unwrap_err();
+    /// assert!(matches!(typo, Error::UnsupportedUrl(_)));
+    /// let unknown = ChatStore::open(&format!("sqlite://{}?vfs=unix-none", path.display()));
+    /// assert!(unknown.unwrap_err().to_string().contains("\"vfs\""));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// ```
     /// use chatstore::ChatStore;
@@ -263,6 +294,18 @@ impl ChatStore {
     /// The database system behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The limits this store enforces: content and metadata size, metadata depth, page and
+    /// window sizes (see [`Limits`]).
+    ///
+    /// ```
+    /// let store = chatstore::ChatStore::builder(":memory:").max_window(500).open()?;
+    /// assert_eq!(store.limits().max_window(), 500);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The versions of the migrations this store applied when it opened, oldest first (such as
@@ -638,8 +681,13 @@ impl ChatStore {
     /// # Ok::<(), chatstore::Error>(())
     /// ```
     ///
+    /// A window holds at most [`StoreBuilder::max_window`] messages (10,000 by default): a larger
+    /// `Latest`, `Before` or `After` is cut to it, and `Window::All` on a longer history is
+    /// refused (see there).
+    ///
     /// # Errors
-    /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
+    /// [`Error::NotFound`] if the user owns no such conversation; [`Error::WindowTooLarge`] for
+    /// `Window::All` on a history longer than the cap; connection and database errors.
     pub fn messages(
         &self,
         user: &UserId,
@@ -647,9 +695,17 @@ impl ChatStore {
         window: Window,
     ) -> Result<MessagePage> {
         self.op("messages", || {
+            let max = self.limits.max_window;
+            let (window, read) = window.capped(max);
             let (total, messages) = self
-                .with_conn(|conn| messages::window(conn, user, conversation, window.bounds()))?
+                .with_conn(|conn| messages::window(conn, user, conversation, read.bounds()))?
                 .ok_or(Error::NotFound)?;
+            if window == Window::All && total > i64::from(max) {
+                return Err(Error::WindowTooLarge {
+                    messages: total,
+                    max,
+                });
+            }
             Ok(MessagePage::new(messages, window, total))
         })
     }

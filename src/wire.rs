@@ -84,6 +84,7 @@ fn json_shapes_are_pinned_byte_for_byte() {
     pinned(&MSG.parse::<MessageId>().unwrap(), &format!("\"{MSG}\""));
     for (role, json) in [
         (Role::System, r#""system""#),
+        (Role::Developer, r#""developer""#),
         (Role::User, r#""user""#),
         (Role::Assistant, r#""assistant""#),
         (Role::Tool, r#""tool""#),
@@ -231,8 +232,15 @@ fn invalid_json_is_refused_as_pinned() {
         refusal::<UserId>(json!("é".repeat(256))),
         "user id is 256 characters, the maximum is 255"
     );
-    assert_eq!(refusal::<Role>(json!("bot")), r#"unknown role "bot""#);
-    assert_eq!(refusal::<Role>(json!("User")), r#"unknown role "User""#);
+    let expected = "expected system, developer, user, assistant or tool";
+    assert_eq!(
+        refusal::<Role>(json!("bot")),
+        format!(r#"unknown role "bot": {expected}"#)
+    );
+    assert_eq!(
+        refusal::<Role>(json!("User")),
+        format!(r#"unknown role "User": {expected}"#)
+    );
     // Wrong types and other shapes: refused (serde words the message).
     for bad in [
         json!(42),
@@ -272,7 +280,13 @@ fn invalid_json_is_refused_as_pinned() {
 
 #[test]
 fn roles_travel_as_their_stored_spelling() {
-    for role in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+    for role in [
+        Role::System,
+        Role::Developer,
+        Role::User,
+        Role::Assistant,
+        Role::Tool,
+    ] {
         let json = serde_json::to_string(&role).unwrap();
         assert_eq!(json, format!("\"{}\"", role.as_str()));
         assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), role);

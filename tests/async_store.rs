@@ -389,7 +389,7 @@ fn a_dropped_append_still_commits(db: &TestDb) {
         let alice = user("alice");
         let conv = store.create_conversation(&alice, None).await.unwrap().id;
         let texts: Vec<String> = (0..SIZE).map(|i| format!("m{i}")).collect();
-        let batch: Vec<NewMessage> = texts.iter().map(|text| NewMessage::user(text)).collect();
+        let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
 
         let mut append = Box::pin(store.append_messages(&alice, conv, &batch));
         if let Poll::Ready(result) = poll_once(&mut append).await {

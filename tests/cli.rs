@@ -107,7 +107,7 @@ fn seed(db: &TestDb) -> ChatStore {
             &[
                 NewMessage::user("Add oat milk\nand \"bread\""),
                 NewMessage::assistant("").with_metadata(&call),
-                NewMessage::tool("ok").with_metadata(&json!({"tool_call_id": "call_1"})),
+                NewMessage::tool("ok").with_metadata(json!({"tool_call_id": "call_1"})),
             ],
         )
         .unwrap();
@@ -117,7 +117,7 @@ fn seed(db: &TestDb) -> ChatStore {
     let long = store.create_conversation(&alice, None).unwrap().id;
     let texts: Vec<String> = (1..=1234).map(|i| format!("line {i}")).collect();
     for chunk in texts.chunks(500) {
-        let batch: Vec<NewMessage> = chunk.iter().map(|t| NewMessage::user(t)).collect();
+        let batch: Vec<NewMessage> = chunk.iter().map(NewMessage::user).collect();
         store.append_messages(&alice, long, &batch).unwrap();
     }
     store.create_conversation(&alice, Some("empty")).unwrap();

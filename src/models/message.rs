@@ -1,4 +1,6 @@
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -7,18 +9,22 @@ use diesel::expression::AsExpression;
 use diesel::sql_types::Text;
 use serde_json::Value;
 
+use crate::error::ParseRoleError;
 use crate::ids::{ConversationId, MessageId};
 use crate::{Error, Result};
 
 /// Who speaks in a message. With the `serde` feature it travels as its stored spelling
 /// ([`Role::as_str`]); any other string is refused.
 ///
-/// More roles may come: a `match` on a role needs a `_` arm.
+/// More roles may come: a `match` on a role needs a `_` arm. A string that is no role is a
+/// [`ParseRoleError`], which converts into [`Error`] for `?`.
 ///
 /// ```
 /// use chatstore::Role;
 /// assert_eq!("tool".parse::<Role>(), Ok(Role::Tool));
+/// assert_eq!("developer".parse::<Role>(), Ok(Role::Developer));
 /// assert_eq!(Role::Assistant.as_str(), "assistant");
+/// assert!("Tool".parse::<Role>().is_err(), "the stored spelling only");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
@@ -31,6 +37,18 @@ use crate::{Error, Result};
 pub enum Role {
     /// Instructions to the model.
     System,
+    /// Instructions to the model from the application's developer: OpenAI's name for system
+    /// messages in its newer models. Stored as `"developer"`, distinct from `system`, and treated
+    /// like a system message by [`ChatStore::context_window`](crate::ChatStore::context_window):
+    /// pinned at the start of the window, however old (see
+    /// [`ContextOptions::pin_system`](crate::ContextOptions::pin_system)).
+    ///
+    /// ```
+    /// use chatstore::{NewMessage, Role};
+    /// assert_eq!(NewMessage::developer("Answer in French.").role(), Role::Developer);
+    /// assert_eq!(Role::Developer.to_string(), "developer");
+    /// ```
+    Developer,
     /// The human.
     User,
     /// The model's reply (possibly with tool calls in its metadata).
@@ -40,14 +58,21 @@ pub enum Role {
 }
 
 impl Role {
-    /// The role as stored: `"system"`, `"user"`, `"assistant"` or `"tool"`.
+    /// The role as stored: `"system"`, `"developer"`, `"user"`, `"assistant"` or `"tool"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
+            Role::Developer => "developer",
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::Tool => "tool",
         }
+    }
+
+    /// Whether a context window pins messages of this role (when it pins system messages):
+    /// `system` and `developer`, the two kinds of instructions.
+    pub(crate) fn is_instruction(self) -> bool {
+        matches!(self, Role::System | Role::Developer)
     }
 }
 
@@ -58,23 +83,32 @@ impl fmt::Display for Role {
 }
 
 impl FromStr for Role {
-    type Err = String;
+    type Err = ParseRoleError;
     /// Parses the stored spelling (lowercase).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, ParseRoleError> {
         match s {
             "system" => Ok(Role::System),
+            "developer" => Ok(Role::Developer),
             "user" => Ok(Role::User),
             "assistant" => Ok(Role::Assistant),
             "tool" => Ok(Role::Tool),
-            other => Err(format!("unknown role {other:?}")),
+            other => Err(ParseRoleError::new(other)),
         }
     }
 }
 
 impl TryFrom<String> for Role {
-    type Error = String;
+    type Error = ParseRoleError;
     /// As [`str::parse`].
-    fn try_from(s: String) -> std::result::Result<Self, String> {
+    fn try_from(s: String) -> std::result::Result<Self, ParseRoleError> {
+        s.parse()
+    }
+}
+
+impl TryFrom<&str> for Role {
+    type Error = ParseRoleError;
+    /// As [`str::parse`].
+    fn try_from(s: &str) -> std::result::Result<Self, ParseRoleError> {
         s.parse()
     }
 }
@@ -112,59 +146,176 @@ impl From<Role> for &'static str {
 /// ```
 pub const MAX_METADATA_DEPTH: usize = 31;
 
-/// A message to append. Borrows its content and metadata: nothing is copied until it is written.
+/// A message to append. Its content is borrowed or owned, as given: a `&str` is borrowed (not
+/// copied until it is written — content is the large part of an append), a `String` owned; its
+/// metadata is a [`Metadata`]. So a batch can be built from borrowed data, or in a loop over
+/// owned data and temporaries, alike.
 ///
 /// ```
 /// use chatstore::{NewMessage, Role};
 /// use serde_json::json;
 ///
 /// let call = json!({"tool_calls": [{"id": "call_1", "name": "add_todo"}]});
-/// let msg = NewMessage::assistant("").with_metadata(&call);
+/// let msg = NewMessage::assistant("").with_metadata(&call); // borrowed
 /// assert_eq!(msg.role(), Role::Assistant);
+///
+/// // Owned data, made in a loop: each message keeps what it was given.
+/// let mut batch = Vec::new();
+/// for (i, line) in ["first", "second"].into_iter().enumerate() {
+///     let content: String = format!("{i}: {line}");
+///     batch.push(NewMessage::user(content).with_metadata(json!({ "line": i })));
+/// }
+/// // A temporary's metadata, by value or by reference: the message keeps a copy.
+/// batch.push(NewMessage::assistant("ok").with_metadata(&json!({ "done": true })));
+/// assert_eq!(batch[1].content(), "1: second");
+/// assert_eq!(batch[1].metadata(), Some(&json!({ "line": 1 })));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage<'a> {
     id: Option<MessageId>,
     role: Role,
-    content: &'a str,
-    metadata: Option<&'a Value>,
+    content: Cow<'a, str>,
+    metadata: Option<Metadata<'a>>,
+}
+
+/// Metadata for a [`NewMessage`]: what [`with_metadata`](NewMessage::with_metadata) takes. It
+/// reads as the `Value` it holds, made from
+///
+/// - a `serde_json::Value`: moved in;
+/// - a `&Value`: copied, so that `.with_metadata(&json!({…}))` on a temporary compiles wherever
+///   the message goes (metadata is turned into JSON text before it is written anyway, a pass of
+///   the same size);
+/// - a `Cow<Value>`: `Cow::Borrowed(&value)` borrows it without a copy, for large metadata on a
+///   hot path, where the value outlives the message.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use chatstore::Metadata;
+/// use serde_json::json;
+///
+/// let model = json!({"model": "gpt-5"});
+/// let borrowed = Metadata::from(Cow::Borrowed(&model));
+/// let copied = Metadata::from(&model);
+/// let owned = Metadata::from(json!({"model": "gpt-5"}));
+/// assert!(borrowed == copied && copied == owned);
+/// assert_eq!(owned["model"], "gpt-5");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata<'a>(Cow<'a, Value>);
+
+impl Metadata<'_> {
+    /// The metadata, owned (copied if it was borrowed).
+    pub fn into_owned(self) -> Metadata<'static> {
+        Metadata(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl Deref for Metadata<'_> {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl AsRef<Value> for Metadata<'_> {
+    fn as_ref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl<'a> From<Value> for Metadata<'a> {
+    /// Owned metadata.
+    fn from(value: Value) -> Self {
+        Metadata(Cow::Owned(value))
+    }
+}
+
+impl<'a> From<&Value> for Metadata<'a> {
+    /// A copy of the metadata, so that a temporary's may be given (see [`Metadata`]).
+    fn from(value: &Value) -> Self {
+        Metadata(Cow::Owned(value.clone()))
+    }
+}
+
+impl<'a> From<Cow<'a, Value>> for Metadata<'a> {
+    /// Borrowed or owned, as the `Cow` is: `Cow::Borrowed` is not copied.
+    fn from(value: Cow<'a, Value>) -> Self {
+        Metadata(value)
+    }
 }
 
 impl<'a> NewMessage<'a> {
-    /// A message with the given role and content (which may be empty).
-    pub fn new(role: Role, content: &'a str) -> Self {
+    /// A message with the given role and content (which may be empty): a `&str` (borrowed), or
+    /// a `String` (owned).
+    ///
+    /// ```
+    /// use chatstore::{NewMessage, Role};
+    ///
+    /// let borrowed = NewMessage::new(Role::User, "hi");
+    /// let owned = NewMessage::new(Role::User, String::from("hi"));
+    /// assert_eq!(borrowed, owned);
+    /// ```
+    pub fn new(role: Role, content: impl Into<Cow<'a, str>>) -> Self {
         NewMessage {
             id: None,
             role,
-            content,
+            content: content.into(),
             metadata: None,
         }
     }
 
     /// A [`Role::System`] message.
-    pub fn system(content: &'a str) -> Self {
+    pub fn system(content: impl Into<Cow<'a, str>>) -> Self {
         Self::new(Role::System, content)
     }
 
+    /// A [`Role::Developer`] message: pinned by a context window as a system message is.
+    ///
+    /// ```
+    /// use chatstore::{NewMessage, Role};
+    /// assert_eq!(NewMessage::developer("Answer in French.").role(), Role::Developer);
+    /// ```
+    pub fn developer(content: impl Into<Cow<'a, str>>) -> Self {
+        Self::new(Role::Developer, content)
+    }
+
     /// A [`Role::User`] message.
-    pub fn user(content: &'a str) -> Self {
+    pub fn user(content: impl Into<Cow<'a, str>>) -> Self {
         Self::new(Role::User, content)
     }
 
     /// A [`Role::Assistant`] message.
-    pub fn assistant(content: &'a str) -> Self {
+    pub fn assistant(content: impl Into<Cow<'a, str>>) -> Self {
         Self::new(Role::Assistant, content)
     }
 
     /// A [`Role::Tool`] message.
-    pub fn tool(content: &'a str) -> Self {
+    pub fn tool(content: impl Into<Cow<'a, str>>) -> Self {
         Self::new(Role::Tool, content)
     }
 
     /// Attaches metadata: a JSON object (tool calls, model name, token counts…), nested at most
-    /// [`MAX_METADATA_DEPTH`] levels deep.
-    pub fn with_metadata(mut self, metadata: &'a Value) -> Self {
-        self.metadata = Some(metadata);
+    /// [`MAX_METADATA_DEPTH`] levels deep. A `Value` is moved in, a `&Value` copied, a
+    /// `Cow::Borrowed(&value)` borrowed (see [`Metadata`]).
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, NewMessage, UserId};
+    /// use serde_json::json;
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?.id;
+    /// let usage = json!({"tokens": 12});
+    /// let reply = NewMessage::assistant("Done.").with_metadata(&usage);
+    /// // Temporaries, by value or by reference: the message may outlive this statement.
+    /// let call = NewMessage::assistant("").with_metadata(json!({"tool_calls": []}));
+    /// let done = NewMessage::tool("ok").with_metadata(&json!({"n": 1}));
+    /// store.append_messages(&alice, conv, &[reply, call, done])?;
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn with_metadata(mut self, metadata: impl Into<Metadata<'a>>) -> Self {
+        self.metadata = Some(metadata.into());
         self
     }
 
@@ -180,6 +331,33 @@ impl<'a> NewMessage<'a> {
         self
     }
 
+    /// The same message, owning its content and metadata (copied if they were borrowed): one
+    /// that may outlive what it was made from, or move to another thread.
+    ///
+    /// ```
+    /// use chatstore::NewMessage;
+    ///
+    /// fn keep(text: &str) -> NewMessage<'static> {
+    ///     NewMessage::user(text).into_owned()
+    /// }
+    /// assert_eq!(keep("hi").content(), "hi");
+    /// ```
+    pub fn into_owned(self) -> NewMessage<'static> {
+        // Destructured, so that a field added to NewMessage cannot be left behind unnoticed.
+        let NewMessage {
+            id,
+            role,
+            content,
+            metadata,
+        } = self;
+        NewMessage {
+            id,
+            role,
+            content: Cow::Owned(content.into_owned()),
+            metadata: metadata.map(Metadata::into_owned),
+        }
+    }
+
     /// The client-supplied id, if any.
     pub fn id(&self) -> Option<MessageId> {
         self.id
@@ -191,13 +369,13 @@ impl<'a> NewMessage<'a> {
     }
 
     /// The content.
-    pub fn content(&self) -> &'a str {
-        self.content
+    pub fn content(&self) -> &str {
+        &self.content
     }
 
     /// The metadata, if any.
-    pub fn metadata(&self) -> Option<&'a Value> {
-        self.metadata
+    pub fn metadata(&self) -> Option<&Value> {
+        self.metadata.as_deref()
     }
 
     /// Checks the message against the store's limits and returns its metadata as JSON text.
@@ -211,7 +389,7 @@ impl<'a> NewMessage<'a> {
         if let Some(index) = self.content.find('\0') {
             return Err(Error::InvalidContent { index });
         }
-        let Some(metadata) = self.metadata else {
+        let Some(metadata) = self.metadata() else {
             return Ok(None);
         };
         // The depth first: turning a value into text recurses once per level.
@@ -246,47 +424,6 @@ fn nests_deeper_than(value: &Value, max: usize) -> bool {
         pending.extend(inner.map(|v| (v, depth + 1)));
     }
     false
-}
-
-/// A [`NewMessage`] that owns its content and metadata, so that it can move to another thread (the
-/// async store's blocking pool) and be lent out as a `NewMessage` there.
-#[cfg(feature = "tokio")]
-#[derive(Debug)]
-pub(crate) struct OwnedNewMessage {
-    id: Option<MessageId>,
-    role: Role,
-    content: String,
-    metadata: Option<Value>,
-}
-
-#[cfg(feature = "tokio")]
-impl OwnedNewMessage {
-    /// Copies `message`'s content and metadata.
-    pub(crate) fn new(message: &NewMessage<'_>) -> Self {
-        // Destructured, so that a field added to NewMessage cannot be left behind unnoticed.
-        let NewMessage {
-            id,
-            role,
-            content,
-            metadata,
-        } = *message;
-        OwnedNewMessage {
-            id,
-            role,
-            content: content.to_owned(),
-            metadata: metadata.cloned(),
-        }
-    }
-
-    /// The message again, borrowing from this copy.
-    pub(crate) fn borrow(&self) -> NewMessage<'_> {
-        NewMessage {
-            id: self.id,
-            role: self.role,
-            content: &self.content,
-            metadata: self.metadata.as_ref(),
-        }
-    }
 }
 
 /// A stored message.

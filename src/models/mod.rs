@@ -6,9 +6,7 @@ mod message;
 
 pub use conversation::Conversation;
 pub use counts::{DeletedCounts, StoreStats};
-#[cfg(feature = "tokio")]
-pub(crate) use message::OwnedNewMessage;
-pub use message::{Message, NewMessage, Role, MAX_METADATA_DEPTH};
+pub use message::{Message, Metadata, NewMessage, Role, MAX_METADATA_DEPTH};
 
 use chrono::{DateTime, SubsecRound, Utc};
 

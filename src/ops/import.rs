@@ -116,7 +116,8 @@ pub(crate) fn check_import(
         previous = message.created_at;
         let mut new = NewMessage::new(message.role, &message.content);
         if let Some(value) = &message.metadata {
-            new = new.with_metadata(value);
+            // Borrowed: an import checks every message's metadata, which is not copied for it.
+            new = new.with_metadata(std::borrow::Cow::Borrowed(value));
         }
         metadata.push(new.validate(max_bytes)?);
     }

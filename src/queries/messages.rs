@@ -193,8 +193,10 @@ pub(crate) fn stored_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<Messa
     Ok(stored)
 }
 
-/// The conversation's system messages with seq at most `last`, oldest first, from the partial
-/// index `messages_system` (which is why the role is written literally, not bound).
+/// The conversation's system and developer messages with seq at most `last`, oldest first, from
+/// the partial index `messages_system` (which is why the roles are written literally, not bound:
+/// the planners use a partial index only for a predicate that matches its own, `role IN
+/// ('system', 'developer')`, in those words).
 pub(crate) fn system(
     conn: &mut Conn,
     user: &UserId,
@@ -205,7 +207,7 @@ pub(crate) fn system(
         .filter(conversation_id.eq(conv))
         .filter(user_id.eq(user))
         .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "role = 'system'",
+            "role IN ('system', 'developer')",
         ))
         .filter(seq.le(last))
         .order(seq)

@@ -234,7 +234,7 @@ where
     EmbeddedMigrations: MigrationSource<DB>,
 {
     let mut known: Vec<String> = MigrationSource::<DB>::migrations(source)
-        .map_err(Error::Migration)?
+        .map_err(Error::migration)?
         .iter()
         .map(|m| m.name().version().to_string())
         .collect();
@@ -253,7 +253,7 @@ where
     for<'a> SqlQuery: LoadQuery<'a, C, Name>,
 {
     let mut migrations =
-        MigrationSource::<C::Backend>::migrations(source).map_err(Error::Migration)?;
+        MigrationSource::<C::Backend>::migrations(source).map_err(Error::migration)?;
     migrations.sort_by_key(|m| m.name().version().to_string());
     let known: Vec<String> = migrations
         .iter()
@@ -269,7 +269,7 @@ where
         if applied.contains(&version) {
             continue;
         }
-        migration.run(conn).map_err(Error::Migration)?;
+        migration.run(conn).map_err(Error::migration)?;
         record_version(conn, &version)?;
         migrated.applied.push(version);
     }

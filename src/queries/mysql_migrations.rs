@@ -95,19 +95,19 @@ pub(crate) enum State {
 /// Every migration of `source`, its statements parsed. Fails on a statement whose shape this
 /// module does not know (the unit tests make sure none ships).
 pub(crate) fn load(source: &EmbeddedMigrations) -> Result<Vec<Migration>> {
-    let migrations = MigrationSource::<Mysql>::migrations(source).map_err(Error::Migration)?;
+    let migrations = MigrationSource::<Mysql>::migrations(source).map_err(Error::migration)?;
     migrations
         .iter()
         .map(|migration| {
             let name = migration.name().to_string();
             let mut reader = ReadSql(None);
-            migration.run(&mut reader).map_err(Error::Migration)?;
+            migration.run(&mut reader).map_err(Error::migration)?;
             let sql = reader.0.unwrap_or_default();
             let statements = parse_migration(&sql).map_err(|unguarded| {
-                Error::Migration(Box::new(UnguardedStatement {
+                Error::migration(UnguardedStatement {
                     migration: name.clone(),
                     reason: unguarded,
-                }))
+                })
             })?;
             Ok(Migration {
                 version: migration.name().version().to_string(),
@@ -170,8 +170,9 @@ impl fmt::Display for StatementFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "migration {} failed creating {}: {}",
-            self.migration, self.step, self.source
+            // The driver's words are the source, not this text.
+            "migration {} failed creating {}",
+            self.migration, self.step
         )
     }
 }
@@ -189,11 +190,11 @@ pub(crate) fn execute(
     statement: &Statement,
 ) -> Result<()> {
     conn.batch_execute(&statement.sql).map_err(|source| {
-        Error::Migration(Box::new(StatementFailed {
+        Error::migration(StatementFailed {
             migration: migration.name.clone(),
             step: statement.step.to_string(),
             source,
-        }))
+        })
     })
 }
 

@@ -131,7 +131,7 @@ impl<'a> NewMessageRow<'a> {
         user: &'a UserId,
         conversation: ConversationId,
         (id, seq): (MessageId, i64),
-        new: &NewMessage<'a>,
+        new: &'a NewMessage<'_>,
         metadata: Option<&'a str>,
         created_at: NaiveDateTime,
     ) -> Self {

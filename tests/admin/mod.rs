@@ -129,7 +129,7 @@ fn seed(store: &ChatStore, alice: &UserId, bob: &UserId) -> (ConversationId, Con
     let long = store.create_conversation(alice, Some("long")).unwrap().id;
     let texts: Vec<String> = (1..=2345).map(|i| format!("line {i}")).collect();
     for chunk in texts.chunks(700) {
-        let batch: Vec<NewMessage> = chunk.iter().map(|t| NewMessage::user(t)).collect();
+        let batch: Vec<NewMessage> = chunk.iter().map(NewMessage::user).collect();
         store.append_messages(alice, long, &batch).unwrap();
     }
     for i in 0..103 {

@@ -17,12 +17,53 @@ fn unsupported_urls_are_refused_with_a_clear_error() {
         "sqlite://",
         "sqlite:",
         "host=127.0.0.1 user=postgres dbname=test",
-        "file::memory:",
-        "file:chat?mode=memory&cache=shared",
-        "sqlite://chat.db?mode=rwc",
+        "localhost:5432",
     ] {
         let err = ChatStore::open(url).unwrap_err();
         assert!(matches!(err, Error::UnsupportedUrl(_)), "{url}: {err:?}");
+    }
+}
+
+/// An unknown scheme is refused, never taken for a file name: `sqlte:app.db` used to create a
+/// SQLite file of that name. Refused SQLite parameters are named in the error, and nothing is
+/// created for any of them.
+#[test]
+fn unknown_schemes_and_sqlite_parameters_are_refused_by_name_and_create_nothing() {
+    let refused = [
+        ("sqlte:refused-app.db", "\"sqlte\""),
+        ("SQLTE://refused-app.db", "\"sqlte\""),
+        ("db+file:refused-app.db", "\"db+file\""),
+        ("sqlite://refused-app.db?foo=1", "\"foo\""),
+        ("sqlite://refused-app.db?mode=rwc&Mode=ro", "\"Mode\""),
+        ("file:refused-app.db?vfs=unix-none", "\"vfs\""),
+        ("file:refused-app.db?nolock=1", "\"nolock\""),
+        ("sqlite://refused-app.db?mode=xyz", "\"xyz\""),
+        ("sqlite://refused-app.db?mode", "mode has no value"),
+        (
+            "sqlite://refused-app.db?mode=ro&mode=rw",
+            "mode is given twice",
+        ),
+        ("sqlite://refused-app.db?immutable=maybe", "\"maybe\""),
+        ("sqlite://refused-app.db?cache=shared", "cache=shared"),
+        ("sqlite://refused-app.db?cache=public", "\"public\""),
+        ("sqlite::memory:?cache=private", "cache=shared"),
+        ("file:refused?mode=memory&cache=private", "cache=shared"),
+        ("sqlite::memory:?mode=ro", "mode=ro"),
+        ("file::memory:?immutable=1", "immutable"),
+        ("file:?mode=memory", "needs a name"),
+        ("sqlite://?mode=rwc", "needs a file path"),
+        ("file:", "needs a file path"),
+    ];
+    for (url, named) in refused {
+        let err = ChatStore::open(url).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedUrl(_)), "{url}: {err:?}");
+        assert!(err.to_string().contains(named), "{url}: {err}");
+    }
+    for leftover in ["refused-app.db", "sqlte:refused-app.db", "refused"] {
+        assert!(
+            !std::path::Path::new(leftover).exists(),
+            "{leftover} was created"
+        );
     }
     let err = ChatStore::open("ftp://user:secret@host/db").unwrap_err();
     assert!(

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chatstore::{ChatStore, Error, NewMessage, Page};
+use chatstore::{ChatStore, Error, NewMessage, Page, Window};
 
 use crate::support::{conversation_with, snapshot, user, Kind, TestDb};
 
@@ -162,4 +162,143 @@ fn sqlite_without_a_lock_file_the_store_opens_and_writes() {
             .unwrap();
     }
     assert_eq!(snapshot(&stores[0], &alice, conv).0, 2);
+}
+
+/// The SQLite parameters of sqlx's and SQLite's URL forms, with their meaning: `mode=rwc` (the
+/// default) creates, `rw` and `ro` need the file, and neither creates it; `sqlite://` paths are
+/// percent-decoded, so a name with `?`, `%` or `:` can be given.
+#[test]
+fn sqlite_url_modes_open_as_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = user("alice");
+    let path = dir.path().join("modes.db");
+    let url = |form: &str| format!("{form}{}", path.display());
+
+    for (form, mode) in [
+        ("sqlite://", "rw"),
+        ("sqlite:", "ro"),
+        ("file:", "rw"),
+        ("file:", "ro"),
+    ] {
+        let err = ChatStore::open(&format!("{}?mode={mode}", url(form))).unwrap_err();
+        assert!(matches!(err, Error::Connect(_)), "{form} {mode}: {err:?}");
+        assert!(!path.exists(), "mode={mode} created the file");
+    }
+    let conv = ChatStore::open(&format!("{}?mode=rwc", url("sqlite://")))
+        .unwrap()
+        .create_conversation(&alice, None)
+        .unwrap()
+        .id;
+    for opened in [
+        format!("{}?mode=rw", url("sqlite://")),
+        format!("{}?mode=rw&cache=private", url("sqlite:")),
+        format!("{}?cache=private&mode=rwc#fragment", url("file:")),
+        format!("{}?immutable=0", url("sqlite://")),
+    ] {
+        let store = ChatStore::open(&opened).unwrap();
+        store
+            .append_message(&alice, conv, NewMessage::user(opened.clone()))
+            .unwrap();
+    }
+    assert_eq!(
+        ChatStore::open(&url(""))
+            .unwrap()
+            .conversation(&alice, conv)
+            .unwrap()
+            .message_count,
+        4
+    );
+
+    // Names a URI would misread: percent-encoded in a sqlite:// URL, as they are in a bare path.
+    for (encoded, name) in [
+        ("a%3Fb%25c%23.db", "a?b%c#.db"),
+        ("my:chat.db", "my:chat.db"),
+    ] {
+        let store = ChatStore::open(&format!("sqlite://{}/{encoded}", dir.path().display()));
+        store.unwrap().create_conversation(&alice, None).unwrap();
+        assert!(dir.path().join(name).is_file(), "{name}");
+    }
+    let bare = dir.path().join("bare:name.db");
+    ChatStore::open(&bare.display().to_string()).unwrap();
+    assert!(bare.is_file(), "a bare path with a colon is a file");
+}
+
+/// A store opened with `mode=ro` or `immutable=1` reads, and refuses every write with
+/// `Error::ReadOnly` before the database is asked; the file is left as it was.
+#[test]
+fn sqlite_a_read_only_store_reads_and_refuses_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("read-only.db");
+    let alice = user("alice");
+    let conv = {
+        let writer = ChatStore::open(&path.display().to_string()).unwrap();
+        conversation_with(&writer, &alice, 3)
+    };
+    let before = std::fs::read(&path).unwrap();
+    for url in [
+        format!("sqlite://{}?mode=ro", path.display()),
+        format!("file:{}?mode=ro", path.display()),
+        format!("file:{}?immutable=1", path.display()),
+        format!("sqlite:{}?mode=rw&immutable=true", path.display()),
+    ] {
+        let store = ChatStore::open(&url).unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        assert_eq!(snapshot(&store, &alice, conv).0, 3, "{url}");
+        let page = store.messages(&alice, conv, Window::Latest(2)).unwrap();
+        assert_eq!(page.messages.len(), 2);
+        let conversation = store.conversation(&alice, conv).unwrap();
+        let messages = snapshot(&store, &alice, conv).1;
+        let refusals = [
+            store.create_conversation(&alice, None).map(drop),
+            store
+                .append_message(&alice, conv, NewMessage::user("no"))
+                .map(drop),
+            store
+                .append_if_last_seq(&alice, conv, 3, &[NewMessage::user("no")])
+                .map(drop),
+            store
+                .rename_conversation(&alice, conv, Some("no"))
+                .map(drop),
+            store.delete_conversation(&alice, conv),
+            store.delete_user_data(&alice).map(drop),
+            store.import_conversation(&alice, &conversation, &messages),
+        ];
+        for refused in refusals {
+            let err = refused.unwrap_err();
+            assert!(
+                matches!(err, Error::ReadOnly { source: None }),
+                "{url}: {err:?}"
+            );
+            assert!(!err.is_retryable() && !err.is_invalid_input() && !err.is_conflict());
+        }
+        assert_eq!(store.stats().unwrap().messages, 3);
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file is unchanged"
+    );
+}
+
+/// `mode=memory` names an in-memory database shared by the stores of this process that name
+/// it, as long as one of them is open; `:memory:` stays private to its store.
+#[test]
+fn sqlite_a_named_in_memory_database_is_shared_within_the_process() {
+    let alice = user("alice");
+    let name = format!("chatstore-test-{}", uuid::Uuid::now_v7().simple());
+    let first = ChatStore::open(&format!("sqlite://{name}?mode=memory")).unwrap();
+    let conv = first.create_conversation(&alice, None).unwrap().id;
+    let second = ChatStore::open(&format!("file:{name}?mode=memory&cache=shared")).unwrap();
+    assert_eq!(second.conversation(&alice, conv).unwrap().id, conv);
+    assert!(!std::path::Path::new(&name).exists(), "no file is made");
+    for private in [
+        "sqlite::memory:?cache=shared",
+        "file::memory:",
+        "sqlite://:memory:?mode=memory",
+    ] {
+        let store = ChatStore::open(private).unwrap();
+        assert!(
+            matches!(store.conversation(&alice, conv), Err(Error::NotFound)),
+            "{private}"
+        );
+    }
 }

@@ -16,6 +16,7 @@ backend_tests! {
         the_newest_messages_that_fit_come_oldest_first,
         a_budget_below_the_newest_message_gives_only_the_system_messages,
         system_messages_are_pinned_however_old,
+        developer_messages_are_stored_as_such_and_pinned_like_system_ones,
         a_cut_between_a_call_and_its_results_drops_the_results,
         a_cost_function_of_your_own_decides,
         another_users_conversation_is_not_found,
@@ -47,7 +48,7 @@ fn the_newest_messages_that_fit_come_oldest_first(db: &TestDb) {
     let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     // 300 messages of 1 to 30 characters (more than one page of the read).
     let texts: Vec<String> = (1..=300).map(|i| "x".repeat(1 + i % 30)).collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&user("alice"), conv, &batch).unwrap();
     for budget in [0, 1, 30, 31, 100, 1000, 2000, 4650, 10_000] {
         let window = store.context_window(&user("alice"), conv, budget).unwrap();
@@ -112,7 +113,7 @@ fn system_messages_are_pinned_however_old(db: &TestDb) {
         .append_message(&user("alice"), conv, NewMessage::system("rules"))
         .unwrap();
     let filler: Vec<String> = (0..2000).map(|i| format!("{i:04}")).collect();
-    let batch: Vec<NewMessage> = filler.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = filler.iter().map(NewMessage::user).collect();
     store.append_messages(&user("alice"), conv, &batch).unwrap();
     store
         .append_message(&user("alice"), conv, NewMessage::system("late rule"))
@@ -195,7 +196,7 @@ fn a_cost_function_of_your_own_decides(db: &TestDb) {
     let store = db.open();
     let conv = store.create_conversation(&user("alice"), None).unwrap().id;
     let texts: Vec<String> = (0..50).map(|i| "word ".repeat(i % 7)).collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::assistant(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::assistant).collect();
     store.append_messages(&user("alice"), conv, &batch).unwrap();
     let mut calls = 0;
     // One "token" per message: the budget is a message count.
@@ -346,4 +347,41 @@ fn random_histories_match_a_brute_force_window(db: &TestDb) {
             Ok(())
         })
         .unwrap();
+}
+
+/// OpenAI's `developer` role is stored as itself and read back as `Role::Developer`, and a
+/// context window pins it as it pins `system`, in seq order with the system messages.
+fn developer_messages_are_stored_as_such_and_pinned_like_system_ones(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    store
+        .append_messages(
+            &alice,
+            conv,
+            &[
+                NewMessage::system("rules"),
+                NewMessage::developer("be brief"),
+                NewMessage::user("a long question nobody will see again"),
+                NewMessage::user("hi"),
+            ],
+        )
+        .unwrap();
+    let stored = store.messages(&alice, conv, Window::All).unwrap().messages;
+    assert_eq!(stored[1].role, Role::Developer);
+    assert_eq!(stored[1].role.as_str(), "developer");
+
+    let window = store.context_window(&alice, conv, 5 + 8 + 2).unwrap();
+    assert_eq!(seqs(&window.messages), [1, 2, 4]);
+    assert_eq!(window.omitted, 1);
+    let unpinned = ContextOptions::default().pin_system(false);
+    let window = store
+        .context_window_with(&alice, conv, 2, unpinned, char_cost)
+        .unwrap();
+    assert_eq!(seqs(&window.messages), [4]);
+    // Pinned instructions alone over the budget: refused, as for system messages.
+    assert!(matches!(
+        store.context_window(&alice, conv, 5 + 7),
+        Err(Error::BudgetTooSmall { needed: 13, .. })
+    ));
 }

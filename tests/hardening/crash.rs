@@ -72,7 +72,10 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
 
 /// Opens the store afresh, as a restarted process would, and checks the history.
 fn check(db: &TestDb, user: &UserId, conv: ConversationId, acknowledged: &[u64], run: u32) {
-    let store = ChatStore::open(&db.url)
+    // The whole history, however long the runs made it: no cap on the window.
+    let store = ChatStore::builder(db.url.clone())
+        .max_window(u32::MAX)
+        .open()
         .unwrap_or_else(|e| panic!("run {run}: the store does not open after a kill: {e}"));
     assert!(store.verify_schema().unwrap().is_complete());
     let page = store.messages(user, conv, Window::All).unwrap();
@@ -138,10 +141,7 @@ fn child_appends_until_killed() {
             _ => 1 + random_below(50),
         };
         let texts: Vec<String> = (0..size).map(|i| format!("{batch} {i} {size}")).collect();
-        let messages: Vec<_> = texts
-            .iter()
-            .map(|t| chatstore::NewMessage::user(t))
-            .collect();
+        let messages: Vec<_> = texts.iter().map(chatstore::NewMessage::user).collect();
         store.append_messages(&user, conv, &messages).unwrap();
         println!("committed {batch}");
     }

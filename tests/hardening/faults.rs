@@ -69,7 +69,9 @@ fn terminated_connections_fail_only_calls_in_flight_and_lose_nothing(kind: Kind)
                     let message = NewMessage::user(&text).with_id(id);
                     // A call that lost its connection at COMMIT may have committed: the retry
                     // with the same id tells.
-                    let m = until_ok(&lost, || store.append_message(&alice, conv, message));
+                    let m = until_ok(&lost, || {
+                        store.append_message(&alice, conv, message.clone())
+                    });
                     assert_eq!((m.id, &m.content), (id, &text));
                     stored.push(m);
                 }

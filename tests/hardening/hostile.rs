@@ -285,7 +285,7 @@ fn arbitrary_windows_and_list_cursors_select_exactly_the_right_rows(db: &TestDb)
     let user = UserId::new("fuzz").unwrap();
     let conv = store.create_conversation(&user, None).unwrap().id;
     let texts: Vec<String> = (1..=30).map(|i| format!("m{i}")).collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&user, conv, &batch).unwrap();
     let all = store.messages(&user, conv, Window::All).unwrap().messages;
     // A handful of conversations for the list, one of them another user's.

@@ -117,7 +117,7 @@ fn database_before_search() -> TestDb {
     let texts: Vec<String> = (0..OLD_MESSAGES)
         .map(|i| format!("stored {i} long ago"))
         .collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&alice, conv, &batch).unwrap();
     drop(store);
     // Back to before the search index (and the words migration after it).

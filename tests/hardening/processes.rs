@@ -165,7 +165,7 @@ fn child_appends_from_threads() {
                         .append_message(&user, shared, NewMessage::user(&text))
                         .unwrap();
                     store
-                        .append_message(&user, mine, NewMessage::assistant(&i.to_string()))
+                        .append_message(&user, mine, NewMessage::assistant(i.to_string()))
                         .unwrap();
                 }
             })

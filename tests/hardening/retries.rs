@@ -64,7 +64,9 @@ fn a_retried_batch_returns_the_stored_messages_and_writes_nothing(db: &TestDb) {
         assert_eq!(store.append_messages(&alice, conv, &batch).unwrap(), first);
     }
     // One message of it, retried alone, is that message.
-    let single = store.append_message(&alice, conv, batch[1]).unwrap();
+    let single = store
+        .append_message(&alice, conv, batch[1].clone())
+        .unwrap();
     assert_eq!(single, first[1]);
     // A retry stating the last seq it saw before the first attempt is still a retry.
     assert_eq!(
@@ -173,15 +175,15 @@ fn a_retry_into_another_users_conversation_is_not_found(db: &TestDb) {
     let conv = store.create_conversation(&alice, None).unwrap().id;
     let id = new_id();
     let message = NewMessage::user("secret").with_id(id);
-    store.append_message(&alice, conv, message).unwrap();
+    store.append_message(&alice, conv, message.clone()).unwrap();
     let before = state(&store, &alice, conv);
     // Knowing the conversation and the message, mallory still gets nothing back.
     assert!(matches!(
-        store.append_message(&mallory, conv, message),
+        store.append_message(&mallory, conv, message.clone()),
         Err(Error::NotFound)
     ));
     assert!(matches!(
-        store.append_if_last_seq(&mallory, conv, 1, &[message]),
+        store.append_if_last_seq(&mallory, conv, 1, std::slice::from_ref(&message)),
         Err(Error::NotFound)
     ));
     // Into mallory's own conversation, the id is simply taken.
@@ -204,23 +206,27 @@ fn another_users_conversation_answers_as_a_missing_one_whatever_the_ids(db: &Tes
     let theirs = store.create_conversation(&alice, None).unwrap().id;
     let id = new_id();
     let known = NewMessage::user("secret").with_id(id);
-    store.append_message(&alice, theirs, known).unwrap();
+    store.append_message(&alice, theirs, known.clone()).unwrap();
     let before = state(&store, &alice, theirs);
     let missing = ConversationId::from(uuid::Uuid::now_v7());
     let attempts = |conv: ConversationId| {
         let other = NewMessage::user("other").with_id(id);
         [
-            store.append_message(&mallory, conv, known).map(drop),
-            store.append_message(&mallory, conv, other).map(drop),
+            store
+                .append_message(&mallory, conv, known.clone())
+                .map(drop),
+            store
+                .append_message(&mallory, conv, other.clone())
+                .map(drop),
             store
                 .append_messages(
                     &mallory,
                     conv,
-                    &[NewMessage::user("x").with_id(new_id()), other],
+                    &[NewMessage::user("x").with_id(new_id()), other.clone()],
                 )
                 .map(drop),
             store
-                .append_if_last_seq(&mallory, conv, 1, &[known])
+                .append_if_last_seq(&mallory, conv, 1, std::slice::from_ref(&known))
                 .map(drop),
             store
                 .append_if_last_seq(&mallory, conv, 0, &[other])

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use chatstore::{NewMessage, Role, Window};
+use chatstore::{ChatStore, Error, NewMessage, Role, Window};
 use serde_json::json;
 
 use crate::support::{
@@ -19,6 +19,8 @@ backend_tests! {
         order_holds_when_messages_share_a_timestamp,
         empty_batch_writes_nothing,
         a_full_load_holds_its_rows_and_little_more,
+        windows_are_cut_to_the_cap_and_all_past_it_is_refused,
+        a_batch_built_from_owned_data_in_a_loop_appends,
     ],
     persistent: [
         order_is_seq_even_when_ids_and_times_disagree,
@@ -242,7 +244,7 @@ fn order_holds_when_messages_share_a_timestamp(db: &TestDb) {
     // seq order (ids follow batch order here: order_is_seq_even_when_ids_and_times_disagree
     // covers them).
     let texts: Vec<String> = (0..200).map(|i| format!("{:03}", 999 - i)).collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&alice, conv.id, &batch).unwrap();
     let page = store.messages(&alice, conv.id, Window::All).unwrap();
     let stamps: HashSet<_> = page.messages.iter().map(|m| m.created_at).collect();
@@ -296,4 +298,94 @@ fn order_is_seq_even_when_ids_and_times_disagree(db: &TestDb) {
         .append_message(&alice, conv, NewMessage::user("fourth"))
         .unwrap();
     assert_eq!(next.seq, 4);
+}
+
+/// `StoreBuilder::max_window`: sized windows asking for more are cut to the cap, and their
+/// neighbours have the cap's size; `Window::All` past the cap is refused, naming it, and the
+/// history still reads whole window by window.
+fn windows_are_cut_to_the_cap_and_all_past_it_is_refused(db: &TestDb) {
+    let store = ChatStore::builder(db.url.clone())
+        .max_window(4)
+        .open()
+        .unwrap();
+    assert_eq!(store.limits().max_window(), 4);
+    let alice = user("alice");
+    let conv = conversation_with(&store, &alice, 4);
+    assert_eq!(
+        seqs(&store.messages(&alice, conv, Window::All).unwrap().messages),
+        [1, 2, 3, 4],
+        "a history within the cap reads whole"
+    );
+    conversation_with_more(&store, &alice, conv, 6);
+
+    let page = store.messages(&alice, conv, Window::Latest(100)).unwrap();
+    assert_eq!(seqs(&page.messages), [7, 8, 9, 10]);
+    assert_eq!(page.older, Some(Window::Before { seq: 7, limit: 4 }));
+    let page = store
+        .messages(&alice, conv, Window::Before { seq: 7, limit: 100 })
+        .unwrap();
+    assert_eq!(seqs(&page.messages), [3, 4, 5, 6]);
+    let page = store
+        .messages(&alice, conv, Window::After { seq: 0, limit: 100 })
+        .unwrap();
+    assert_eq!(seqs(&page.messages), [1, 2, 3, 4]);
+    assert_eq!(page.newer, Some(Window::After { seq: 4, limit: 4 }));
+
+    let err = store.messages(&alice, conv, Window::All).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WindowTooLarge {
+                messages: 10,
+                max: 4
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_invalid_input());
+    assert!(err.to_string().contains("(4)"), "{err}");
+
+    let (mut window, mut read) = (Some(Window::After { seq: 0, limit: 4 }), Vec::new());
+    while let Some(next) = window {
+        let page = store.messages(&alice, conv, next).unwrap();
+        read.extend(seqs(&page.messages));
+        window = page.newer;
+    }
+    assert_eq!(read, (1..=10).collect::<Vec<i64>>());
+}
+
+/// Appends `n` more messages to `conv`.
+fn conversation_with_more(
+    store: &ChatStore,
+    owner: &chatstore::UserId,
+    conv: chatstore::ConversationId,
+    n: usize,
+) {
+    let batch: Vec<NewMessage> = (0..n)
+        .map(|i| NewMessage::user(format!("more {i}")))
+        .collect();
+    store.append_messages(owner, conv, &batch).unwrap();
+}
+
+/// Host code builds a batch from data it owns — `String`s and `Value`s made in a loop — and
+/// from temporaries; both append as borrowed messages do.
+fn a_batch_built_from_owned_data_in_a_loop_appends(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let mut batch = Vec::new();
+    for i in 0..3 {
+        let content = format!("owned {i}");
+        batch.push(NewMessage::user(content).with_metadata(json!({ "i": i })));
+    }
+    let role: Role = "assistant".parse().unwrap();
+    batch.push(NewMessage::new(role, String::from("reply")).with_metadata(json!({"ok": true})));
+    let stored = store.append_messages(&alice, conv, &batch).unwrap();
+    assert_eq!(
+        contents(&stored),
+        ["owned 0", "owned 1", "owned 2", "reply"]
+    );
+    assert_eq!(stored[2].metadata, Some(json!({ "i": 2 })));
+    let page = store.messages(&alice, conv, Window::All).unwrap();
+    assert_eq!(page.messages, stored);
 }

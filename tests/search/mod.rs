@@ -61,7 +61,7 @@ fn contents(results: SearchResults) -> Vec<String> {
 
 fn with_messages(store: &ChatStore, owner: &UserId, texts: &[&str]) -> ConversationId {
     let conv = store.create_conversation(owner, Some("chat")).unwrap().id;
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(*t)).collect();
     store.append_messages(owner, conv, &batch).unwrap();
     conv
 }
@@ -461,7 +461,7 @@ fn phrase_pages_skip_messages_with_the_words_out_of_order(db: &TestDb) {
             _ => format!("{i}: milk, then oat"),
         })
         .collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&alice, conv, &batch).unwrap();
     let mut seen = Vec::new();
     let mut query = SearchQuery::new(r#""oat milk""#).limit(5);
@@ -514,7 +514,7 @@ fn a_search_holds_its_page_not_every_match(db: &TestDb) {
                 text
             })
             .collect();
-        let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+        let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
         store.append_messages(&alice, conv, &batch).unwrap();
     }
     let limit = 10;
@@ -558,7 +558,7 @@ fn offsets_end_at_the_documented_limit(db: &TestDb) {
     let max = chatstore::MAX_SEARCH_OFFSET as usize;
     let texts: Vec<String> = (0..max + 15).map(|i| format!("tea {i}")).collect();
     for chunk in texts.chunks(500) {
-        let batch: Vec<NewMessage> = chunk.iter().map(|t| NewMessage::user(t)).collect();
+        let batch: Vec<NewMessage> = chunk.iter().map(NewMessage::user).collect();
         store.append_messages(&alice, conv, &batch).unwrap();
     }
     let page = |offset: u32| {
@@ -833,7 +833,7 @@ fn every_backend_finds_the_same_messages() {
             let db = TestDb::new(kind);
             let store = db.open();
             let conv = store.create_conversation(&alice, None).unwrap().id;
-            let batch: Vec<NewMessage> = messages.iter().map(|t| NewMessage::user(t)).collect();
+            let batch: Vec<NewMessage> = messages.iter().map(NewMessage::user).collect();
             store.append_messages(&alice, conv, &batch).unwrap();
             let answers = queries
                 .iter()

@@ -48,7 +48,7 @@ fn what_the_store_returns_round_trips_through_json(db: &TestDb) {
                 NewMessage::system("You manage a todo list."),
                 NewMessage::user("Add oat milk, \"quoted\" and 東京 \u{1F600}"),
                 NewMessage::assistant("").with_metadata(&call),
-                NewMessage::tool("ok").with_metadata(&json!({"tool_call_id": "call_1"})),
+                NewMessage::tool("ok").with_metadata(json!({"tool_call_id": "call_1"})),
             ],
         )
         .unwrap();

@@ -22,7 +22,7 @@ pub fn conversation_with(store: &ChatStore, owner: &UserId, n: usize) -> Convers
     let conv = store.create_conversation(owner, Some("history")).unwrap();
     let texts: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
     for chunk in texts.chunks(500) {
-        let batch: Vec<NewMessage> = chunk.iter().map(|t| NewMessage::user(t)).collect();
+        let batch: Vec<NewMessage> = chunk.iter().map(NewMessage::user).collect();
         store.append_messages(owner, conv.id, &batch).unwrap();
     }
     conv.id

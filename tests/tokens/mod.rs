@@ -13,6 +13,7 @@ backend_tests! {
     every: [
         a_user_pages_through_the_list_with_tokens_alone,
         a_history_walks_both_ways_with_window_tokens,
+        next_page_tokens_take_one_call,
     ],
     persistent: [],
 }
@@ -276,7 +277,7 @@ fn a_history_walks_both_ways_with_window_tokens(db: &TestDb) {
     let conv = store.create_conversation(&alice, None).unwrap().id;
     let other = store.create_conversation(&alice, None).unwrap().id;
     let texts: Vec<String> = (1..=95).map(|i| format!("m{i}")).collect();
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&alice, conv, &batch).unwrap();
 
     let walk = |start: Window, towards_older: bool| {
@@ -310,4 +311,51 @@ fn a_history_walks_both_ways_with_window_tokens(db: &TestDb) {
     let all: Vec<i64> = (1..=95).collect();
     assert_eq!(walk(Window::Latest(10), true), all);
     assert_eq!(walk(Window::After { seq: 0, limit: 7 }, false), all);
+}
+
+/// `next_token`, `older_token` and `newer_token` are the tokens of the page's next request, in
+/// one call, and read back as the cursors and windows they stand for.
+fn next_page_tokens_take_one_call(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    for _ in 0..3 {
+        store.create_conversation(&alice, None).unwrap();
+    }
+    let page = store.list_conversations(&alice, Page::first(2)).unwrap();
+    let token = page.next_token(&alice).unwrap();
+    let cursor = page.next.and_then(|next| next.cursor()).unwrap();
+    assert_eq!(token, cursor.to_token(&alice));
+    let rest = store
+        .list_conversations(
+            &alice,
+            Page::after(ConversationCursor::from_token(&token, &alice).unwrap(), 2),
+        )
+        .unwrap();
+    assert_eq!(rest.conversations.len(), 1);
+    assert_eq!(rest.next_token(&alice), None);
+
+    let conv = rest.conversations[0].id;
+    let batch: Vec<NewMessage> = ["a", "b", "c"].into_iter().map(NewMessage::user).collect();
+    store.append_messages(&alice, conv, &batch).unwrap();
+    let middle = store
+        .messages(&alice, conv, Window::Before { seq: 3, limit: 1 })
+        .unwrap();
+    let older = middle.older_token(&alice).unwrap();
+    let newer = middle.newer_token(&alice).unwrap();
+    assert_eq!(older, middle.older.unwrap().to_token(&alice, conv));
+    assert_eq!(
+        Window::from_token(&newer, &alice, conv).unwrap(),
+        Window::After { seq: 2, limit: 1 }
+    );
+    let empty = store
+        .messages(
+            &alice,
+            store.create_conversation(&alice, None).unwrap().id,
+            Window::All,
+        )
+        .unwrap();
+    assert_eq!(
+        (empty.older_token(&alice), empty.newer_token(&alice)),
+        (None, None)
+    );
 }

@@ -135,7 +135,7 @@ fn content_is_stored_verbatim(db: &TestDb) {
         "  leading and trailing whitespace kept  \n\ttabs and newlines\r\n",
         "\u{feff}BOM and \u{200b}zero-width",
     ];
-    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(t)).collect();
+    let batch: Vec<NewMessage> = texts.iter().map(|t| NewMessage::user(*t)).collect();
     store.append_messages(&alice, conv.id, &batch).unwrap();
     let page = store.messages(&alice, conv.id, Window::All).unwrap();
     assert_eq!(contents(&page.messages), texts.map(String::from).to_vec());
@@ -324,12 +324,14 @@ fn metadata_nested_to_the_depth_limit_reads_back_and_deeper_is_refused(db: &Test
         assert!(depth(&too_deep) > MAX_METADATA_DEPTH);
         let message = NewMessage::assistant("refused").with_metadata(&too_deep);
         let refusals = [
-            store.append_message(&alice, conv, message).map(drop),
             store
-                .append_messages(&alice, conv, &[NewMessage::user("fine"), message])
+                .append_message(&alice, conv, message.clone())
                 .map(drop),
             store
-                .append_if_last_seq(&alice, conv, 3, &[message])
+                .append_messages(&alice, conv, &[NewMessage::user("fine"), message.clone()])
+                .map(drop),
+            store
+                .append_if_last_seq(&alice, conv, 3, std::slice::from_ref(&message))
                 .map(drop),
         ];
         for err in refusals {
