@@ -67,6 +67,26 @@ impl AsyncChatStore {
     /// Opens the store at `url` with default options, as [`ChatStore::open`]: connecting and
     /// running pending migrations on the blocking pool.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("chat.db");
+    /// # let url = path.to_str().unwrap();
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// use chatstore::{AsyncChatStore, UserId};
+    ///
+    /// let alice = UserId::new("alice")?;
+    /// let store = AsyncChatStore::open(url).await?; // a SQLite file, made and migrated
+    /// let conv = store.create_conversation(&alice, Some("Groceries")).await?;
+    /// drop(store);
+    ///
+    /// let store = AsyncChatStore::open(url).await?;
+    /// let again = store.conversation(&alice, conv.id).await?;
+    /// assert_eq!(again.title.as_deref(), Some("Groceries"));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`StoreBuilder::open`]; [`Error::TaskFailed`].
     pub async fn open(url: &str) -> Result<AsyncChatStore> {
@@ -76,6 +96,22 @@ impl AsyncChatStore {
     /// Opens a store with the options of `builder` (made by [`ChatStore::builder`]), on the
     /// blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// use chatstore::{AsyncChatStore, ChatStore, Error, NewMessage, UserId};
+    ///
+    /// let builder = ChatStore::builder(":memory:").max_content_bytes(16);
+    /// let store = AsyncChatStore::open_with(builder).await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// let long = NewMessage::user("more than sixteen bytes");
+    /// let refused = store.append_message(&alice, conv.id, long).await;
+    /// assert!(matches!(refused, Err(Error::ContentTooLarge { max: 16, .. })));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`StoreBuilder::open`]; [`Error::TaskFailed`].
     pub async fn open_with(builder: StoreBuilder) -> Result<AsyncChatStore> {
@@ -83,11 +119,40 @@ impl AsyncChatStore {
     }
 
     /// The blocking store inside, for code that runs on a thread of its own.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, ExportItem, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, Some("Groceries")).await?;
+    /// // An export is a blocking iterator: read it on a blocking thread.
+    /// let (blocking, user) = (store.blocking().clone(), alice.clone());
+    /// let items: Vec<ExportItem> = tokio::task::spawn_blocking(move || {
+    ///     blocking.export_user(&user).collect::<chatstore::Result<_>>()
+    /// })
+    /// .await??;
+    /// assert!(matches!(&items[..], [ExportItem::Conversation(c)] if c.id == conv.id));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn blocking(&self) -> &ChatStore {
         &self.inner
     }
 
     /// The database system behind this store. (No I/O: it is not `async`.)
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// use chatstore::{AsyncChatStore, Backend};
+    ///
+    /// let store = AsyncChatStore::open(":memory:").await?;
+    /// assert_eq!(store.backend(), Backend::Sqlite);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn backend(&self) -> Backend {
         self.inner.backend()
     }
@@ -103,6 +168,21 @@ impl AsyncChatStore {
 
     /// [`ChatStore::create_conversation`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, Some("  Groceries ")).await?;
+    /// assert_eq!(conv.title.as_deref(), Some("Groceries")); // trimmed
+    /// assert_eq!(conv.message_count, 0);
+    /// let untitled = store.create_conversation(&alice, None).await?;
+    /// assert_eq!(untitled.title, None);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::create_conversation`]; [`Error::TaskFailed`].
     pub async fn create_conversation(
@@ -117,6 +197,22 @@ impl AsyncChatStore {
 
     /// [`ChatStore::conversation`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Error, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, Some("Groceries")).await?;
+    /// assert_eq!(store.conversation(&alice, conv.id).await?, conv);
+    /// // Another user's conversation reads as one that does not exist.
+    /// let bob = UserId::new("bob")?;
+    /// let theirs = store.conversation(&bob, conv.id).await;
+    /// assert!(matches!(theirs, Err(Error::NotFound)));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::conversation`]; [`Error::TaskFailed`].
     pub async fn conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
@@ -126,6 +222,24 @@ impl AsyncChatStore {
 
     /// [`ChatStore::list_conversations`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Page, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// for title in ["Groceries", "Holiday"] {
+    ///     store.create_conversation(&alice, Some(title)).await?;
+    /// }
+    /// let first = store.list_conversations(&alice, Page::first(1)).await?;
+    /// assert_eq!(first.conversations[0].title.as_deref(), Some("Holiday")); // newest first
+    /// let next = store.list_conversations(&alice, first.next.unwrap()).await?;
+    /// assert_eq!(next.conversations[0].title.as_deref(), Some("Groceries"));
+    /// assert!(next.next.is_none(), "the last page");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::list_conversations`]; [`Error::TaskFailed`].
     pub async fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
@@ -134,6 +248,21 @@ impl AsyncChatStore {
     }
 
     /// [`ChatStore::rename_conversation`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let renamed = store.rename_conversation(&alice, conv.id, Some("Groceries")).await?;
+    /// assert_eq!(renamed.title.as_deref(), Some("Groceries"));
+    /// let cleared = store.rename_conversation(&alice, conv.id, None).await?;
+    /// assert_eq!(cleared.title, None);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::rename_conversation`]; [`Error::TaskFailed`].
@@ -150,6 +279,22 @@ impl AsyncChatStore {
 
     /// [`ChatStore::delete_conversation`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Error, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// store.delete_conversation(&alice, conv.id).await?;
+    /// let gone = store.conversation(&alice, conv.id).await;
+    /// assert!(matches!(gone, Err(Error::NotFound)));
+    /// assert_eq!(store.stats().await?.messages, 0, "its messages went with it");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::delete_conversation`]; [`Error::TaskFailed`].
     pub async fn delete_conversation(&self, user: &UserId, id: ConversationId) -> Result<()> {
@@ -158,6 +303,22 @@ impl AsyncChatStore {
     }
 
     /// [`ChatStore::append_message`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, Role, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// let asked = store.append_message(&alice, conv.id, NewMessage::user("Add oat milk")).await?;
+    /// let answer = NewMessage::assistant("Added.");
+    /// let answered = store.append_message(&alice, conv.id, answer).await?;
+    /// assert_eq!((asked.seq, answered.seq), (1, 2));
+    /// assert_eq!(answered.role, Role::Assistant);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::append_message`]; [`Error::TaskFailed`].
@@ -175,6 +336,26 @@ impl AsyncChatStore {
     /// [`ChatStore::append_messages`], on the blocking pool: all or nothing, even if this future
     /// is dropped (see [Cancellation](Self#cancellation)).
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, MessageId, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// # use uuid::Uuid;
+    /// // Ids of your own, made once and kept for retries.
+    /// let batch = [
+    ///     NewMessage::user("Add oat milk").with_id(MessageId::from(Uuid::now_v7())),
+    ///     NewMessage::assistant("Added.").with_id(MessageId::from(Uuid::now_v7())),
+    /// ];
+    /// let stored = store.append_messages(&alice, conv.id, &batch).await?;
+    /// // Sent again (its first future was dropped, say): nothing is written twice.
+    /// assert_eq!(store.append_messages(&alice, conv.id, &batch).await?, stored);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::append_messages`]; [`Error::TaskFailed`].
     pub async fn append_messages(
@@ -189,6 +370,23 @@ impl AsyncChatStore {
     }
 
     /// [`ChatStore::append_if_last_seq`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Error, NewMessage, UserId, Window};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// let seen = store.messages(&alice, conv.id, Window::Latest(20)).await?;
+    /// let other_tab = NewMessage::user("sent from another tab");
+    /// store.append_message(&alice, conv.id, other_tab).await?;
+    /// let reply = [NewMessage::assistant("an answer to what I saw")];
+    /// let result = store.append_if_last_seq(&alice, conv.id, seen.total, &reply).await;
+    /// assert!(matches!(result, Err(Error::Conflict { expected: 0, actual: 1 })));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::append_if_last_seq`]; [`Error::TaskFailed`].
@@ -206,6 +404,26 @@ impl AsyncChatStore {
 
     /// [`ChatStore::messages`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId, Window};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// # let batch = ["one", "two", "three"].map(NewMessage::user);
+    /// # store.append_messages(&alice, conv.id, &batch).await?;
+    /// // The newest two, oldest first…
+    /// let page = store.messages(&alice, conv.id, Window::Latest(2)).await?;
+    /// let texts: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
+    /// assert_eq!(texts, ["two", "three"]);
+    /// // …and the ones before them, as the user scrolls up.
+    /// let older = store.messages(&alice, conv.id, page.older.unwrap()).await?;
+    /// assert_eq!(older.messages[0].content, "one");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::messages`]; [`Error::TaskFailed`].
     pub async fn messages(
@@ -220,6 +438,28 @@ impl AsyncChatStore {
     }
 
     /// [`ChatStore::context_window`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// # store.append_messages(&alice, conv.id, &[
+    /// #     NewMessage::system("You manage a todo list."),
+    /// #     NewMessage::user("Add oat milk"),
+    /// #     NewMessage::assistant("Added."),
+    /// #     NewMessage::user("And bread"),
+    /// # ]).await?;
+    /// // A budget of 35 characters: the system message, then the newest messages that fit.
+    /// let context = store.context_window(&alice, conv.id, 35).await?;
+    /// let sent: Vec<&str> = context.messages.iter().map(|m| m.content.as_str()).collect();
+    /// assert_eq!(sent, ["You manage a todo list.", "And bread"]);
+    /// assert_eq!((context.cost, context.omitted), (32, 2));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::context_window`]; [`Error::TaskFailed`].
@@ -236,6 +476,24 @@ impl AsyncChatStore {
 
     /// [`ChatStore::context_window_with`], on the blocking pool, where `cost` runs too: it moves
     /// there, hence `Send + 'static`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, ContextOptions, Message, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// # let text = NewMessage::user("Add oat milk to the list");
+    /// # store.append_message(&alice, conv.id, text).await?;
+    /// // A rough token count: words, plus a few tokens of framing per message.
+    /// let tokens = |m: &Message| m.content.split_whitespace().count() as u64 + 4;
+    /// let options = ContextOptions::default();
+    /// let context = store.context_window_with(&alice, conv.id, 4096, options, tokens).await?;
+    /// assert_eq!(context.cost, 10);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::context_window_with`]; [`Error::TaskFailed`] if `cost` panics.
@@ -257,6 +515,22 @@ impl AsyncChatStore {
 
     /// [`ChatStore::search_messages`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, SearchQuery, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, Some("Groceries")).await?;
+    /// let text = NewMessage::user("Add oat milk and a crème brûlée");
+    /// store.append_message(&alice, conv.id, text).await?;
+    /// let found = store.search_messages(&alice, &SearchQuery::new("creme brulee")).await?;
+    /// assert_eq!(found.hits[0].conversation_title.as_deref(), Some("Groceries"));
+    /// assert_eq!(found.hits[0].snippet.marked("[", "]"), "Add oat milk and a [crème] [brûlée]");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::search_messages`]; [`Error::TaskFailed`].
     pub async fn search_messages(
@@ -272,6 +546,23 @@ impl AsyncChatStore {
 
     /// [`ChatStore::delete_user_data`], on the blocking pool.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let bob = UserId::new("bob")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// store.create_conversation(&bob, None).await?;
+    /// let deleted = store.delete_user_data(&alice).await?;
+    /// assert_eq!((deleted.conversations, deleted.messages), (1, 1));
+    /// assert_eq!(store.stats().await?.users, 1, "bob's data is untouched");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`ChatStore::delete_user_data`]; [`Error::TaskFailed`].
     pub async fn delete_user_data(&self, user: &UserId) -> Result<DeletedCounts> {
@@ -280,6 +571,20 @@ impl AsyncChatStore {
     }
 
     /// [`ChatStore::stats`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// let stats = store.stats().await?;
+    /// assert_eq!((stats.users, stats.conversations, stats.messages), (1, 1, 1));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::stats`]; [`Error::TaskFailed`].
@@ -291,6 +596,24 @@ impl AsyncChatStore {
     /// messages are copied there). An export reads page by page as it is iterated: run
     /// [`ChatStore::export_user`] on the blocking store ([`blocking`](Self::blocking)) inside
     /// [`spawn_blocking`](tokio::task::spawn_blocking).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId, Window};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, Some("Groceries")).await?;
+    /// # store.append_message(&alice, conv.id, NewMessage::user("Add oat milk")).await?;
+    /// // Copy a conversation, as stored, to another database.
+    /// let conv = store.conversation(&alice, conv.id).await?;
+    /// let messages = store.messages(&alice, conv.id, Window::Latest(100)).await?.messages;
+    /// let copy = AsyncChatStore::open(":memory:").await?;
+    /// copy.import_conversation(&alice, &conv, &messages).await?;
+    /// assert_eq!(copy.conversation(&alice, conv.id).await?, conv);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::import_conversation`]; [`Error::TaskFailed`].
@@ -307,6 +630,17 @@ impl AsyncChatStore {
     }
 
     /// [`ChatStore::verify_schema`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore};
+    /// let store = AsyncChatStore::open(":memory:").await?;
+    /// let report = store.verify_schema().await?;
+    /// assert!(report.is_complete(), "{report}");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`ChatStore::verify_schema`]; [`Error::TaskFailed`].
