@@ -19,17 +19,21 @@ pub use raw_sql::{RawMessage, RawSql};
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 
-#[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/sqlite");
-#[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/postgres");
-#[cfg(feature = "mysql")]
-const MYSQL_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/mysql");
+/// One backend's migrations (`sqlite`, `postgres`, `mysql`), for the tests that revert them. Read
+/// from migrations/ when used rather than embedded: this module is compiled into the axum
+/// example's tests too, and `embed_migrations!` looks in the package being built, which for them
+/// is examples/axum_server/.
+fn migrations(backend: &str) -> FileBasedMigrations {
+    let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = package
+        .ancestors()
+        .map(|dir| dir.join("migrations").join(backend))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| panic!("no migrations/{backend} in or above {}", package.display()));
+    FileBasedMigrations::from_path(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
 
 /// Where a test database lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,19 +214,19 @@ impl TestDb {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => {
                 sqlite_connection(&self.url)
-                    .revert_last_migration(SQLITE_MIGRATIONS)
+                    .revert_last_migration(migrations("sqlite"))
                     .expect("revert");
             }
             #[cfg(feature = "postgres")]
             Kind::Postgres => {
                 let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
-                c.revert_last_migration(POSTGRES_MIGRATIONS)
+                c.revert_last_migration(migrations("postgres"))
                     .expect("revert");
             }
             #[cfg(feature = "mysql")]
             Kind::Mysql => {
                 mysql_connection(&self.url)
-                    .revert_last_migration(MYSQL_MIGRATIONS)
+                    .revert_last_migration(migrations("mysql"))
                     .expect("revert");
             }
             _ => panic!("no direct connection to {:?}", self.kind),
@@ -242,19 +246,19 @@ impl TestDb {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => {
                 sqlite_connection(&self.url)
-                    .revert_all_migrations(SQLITE_MIGRATIONS)
+                    .revert_all_migrations(migrations("sqlite"))
                     .expect("revert");
             }
             #[cfg(feature = "postgres")]
             Kind::Postgres => {
                 let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
-                c.revert_all_migrations(POSTGRES_MIGRATIONS)
+                c.revert_all_migrations(migrations("postgres"))
                     .expect("revert");
             }
             #[cfg(feature = "mysql")]
             Kind::Mysql => {
                 mysql_connection(&self.url)
-                    .revert_all_migrations(MYSQL_MIGRATIONS)
+                    .revert_all_migrations(migrations("mysql"))
                     .expect("revert");
             }
             _ => panic!("no direct connection to {:?}", self.kind),

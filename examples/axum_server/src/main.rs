@@ -2,9 +2,9 @@
 //! each request on behalf of the user its `x-user-id` header names.
 //!
 //! ```text
-//! cargo run --example axum_server --features tokio,serde                  # ./chat.db, port 3000
+//! cargo run -p axum_server                                     # ./chat.db, port 3000
 //! DATABASE_URL=postgres://postgres@127.0.0.1/chat BIND=0.0.0.0:8080 \
-//!     cargo run --example axum_server --features tokio,serde,postgres
+//!     cargo run -p axum_server --features postgres
 //! ```
 //!
 //! Then, from another terminal:

@@ -1,12 +1,14 @@
-//! The axum example (`examples/axum_server.rs`) served on a local port and driven over real HTTP,
+//! The axum example (`src/main.rs`) served on a local port and driven over real HTTP,
 //! on every enabled backend: the whole flow, isolation between users, authentication, cursors
 //! that were tampered with or made for someone else, malformed requests, and retried appends.
 
+// The repository's test databases and backend matrix, shared with chatstore's own tests.
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 // The example itself, `main` included, which only the binary calls.
 #[allow(dead_code)]
-#[path = "../examples/axum_server.rs"]
+#[path = "../src/main.rs"]
 mod server;
 
 use std::collections::HashSet;
