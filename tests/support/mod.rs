@@ -22,17 +22,20 @@ use diesel::migration::MigrationSource;
 use diesel::query_builder::SqlQuery;
 use diesel::query_dsl::LoadQuery;
 use diesel::{Connection, RunQueryDsl};
-use diesel_migrations::EmbeddedMigrations;
+use diesel_migrations::FileBasedMigrations;
 
-#[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/sqlite");
-#[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/postgres");
-#[cfg(feature = "mysql")]
-const MYSQL_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/mysql");
+/// The migrations in `dir` (such as `migrations/sqlite`), a folder of the repository. Read when used
+/// rather than embedded: this module is compiled into the axum example's tests too, and
+/// `embed_migrations!` looks in the package being built, which for them is examples/axum_server/.
+fn migrations(dir: &str) -> FileBasedMigrations {
+    let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = package
+        .ancestors()
+        .map(|above| above.join(dir))
+        .find(|path| path.is_dir())
+        .unwrap_or_else(|| panic!("no {dir} in or above {}", package.display()));
+    FileBasedMigrations::from_path(&found).unwrap_or_else(|e| panic!("{}: {e}", found.display()))
+}
 
 /// Diesel migrations of programs other than today's chatstore, run by Diesel's own harness into
 /// its `__diesel_schema_migrations`, as those programs run them.
@@ -45,6 +48,17 @@ pub enum Fixture {
     /// chatstore 0.1's migrations as they shipped (`tests/fixtures/layout-0.1`): unprefixed
     /// tables, versions in Diesel's table.
     Layout01,
+}
+
+impl Fixture {
+    /// The folder of its migrations for `backend` (`sqlite`, `postgres`, `mysql`).
+    fn dir(self, backend: &str) -> String {
+        let fixture = match self {
+            Fixture::HostApp => "host_app",
+            Fixture::Layout01 => "layout-0.1",
+        };
+        format!("tests/fixtures/{fixture}/{backend}")
+    }
 }
 
 /// Where a test database lives.
@@ -240,20 +254,20 @@ impl TestDb {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => versions(
                 sqlite_connection(&self.url)
-                    .run_pending_migrations(fixtures::sqlite(fixture))
+                    .run_pending_migrations(migrations(&fixture.dir("sqlite")))
                     .expect("fixture migrations"),
             ),
             #[cfg(feature = "postgres")]
             Kind::Postgres => versions(
                 diesel::pg::PgConnection::establish(&self.url)
                     .expect("connect")
-                    .run_pending_migrations(fixtures::postgres(fixture))
+                    .run_pending_migrations(migrations(&fixture.dir("postgres")))
                     .expect("fixture migrations"),
             ),
             #[cfg(feature = "mysql")]
             Kind::Mysql => versions(
                 mysql_connection(&self.url)
-                    .run_pending_migrations(fixtures::mysql(fixture))
+                    .run_pending_migrations(migrations(&fixture.dir("mysql")))
                     .expect("fixture migrations"),
             ),
             _ => panic!("no direct connection to {:?}", self.kind),
@@ -327,15 +341,15 @@ impl TestDb {
         match self.kind {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => {
-                revert_newest(&mut sqlite_connection(&self.url), &SQLITE_MIGRATIONS)
+                revert_newest(&mut sqlite_connection(&self.url), migrations("migrations/sqlite"))
             }
             #[cfg(feature = "postgres")]
             Kind::Postgres => revert_newest(
                 &mut diesel::pg::PgConnection::establish(&self.url).expect("connect"),
-                &POSTGRES_MIGRATIONS,
+                migrations("migrations/postgres"),
             ),
             #[cfg(feature = "mysql")]
-            Kind::Mysql => revert_newest(&mut mysql_connection(&self.url), &MYSQL_MIGRATIONS),
+            Kind::Mysql => revert_newest(&mut mysql_connection(&self.url), migrations("migrations/mysql")),
             _ => panic!("no direct connection to {:?}", self.kind),
         }
     }
@@ -436,10 +450,10 @@ pub struct Version {
 
 /// Reverts the newest migration recorded in `chatstore_schema_migrations`: its `down.sql`, then
 /// its row. `false` if none is recorded.
-fn revert_newest<C>(conn: &mut C, source: &EmbeddedMigrations) -> bool
+fn revert_newest<C>(conn: &mut C, source: FileBasedMigrations) -> bool
 where
     C: Connection + 'static,
-    EmbeddedMigrations: MigrationSource<C::Backend>,
+    FileBasedMigrations: MigrationSource<C::Backend>,
     for<'a> SqlQuery: LoadQuery<'a, C, Version>,
 {
     let applied: Vec<Version> =
@@ -449,7 +463,7 @@ where
     let Some(newest) = applied.first() else {
         return false;
     };
-    let migrations = MigrationSource::<C::Backend>::migrations(source).expect("migrations");
+    let migrations = MigrationSource::<C::Backend>::migrations(&source).expect("migrations");
     let migration = migrations
         .iter()
         .find(|m| m.name().version().to_string() == newest.version)
@@ -461,35 +475,4 @@ where
     ))
     .expect("forget the version");
     true
-}
-
-/// The fixtures' migrations, per backend.
-mod fixtures {
-    use super::Fixture;
-    use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-
-    macro_rules! per_backend {
-        ($($feature:literal, $name:ident, $host:literal, $layout:literal;)*) => {$(
-            #[cfg(feature = $feature)]
-            pub fn $name(fixture: Fixture) -> EmbeddedMigrations {
-                const HOST_APP: EmbeddedMigrations =
-                    embed_migrations!($host);
-                const LAYOUT_0_1: EmbeddedMigrations =
-                    embed_migrations!($layout);
-                match fixture {
-                    Fixture::HostApp => HOST_APP,
-                    Fixture::Layout01 => LAYOUT_0_1,
-                }
-            }
-        )*};
-    }
-
-    per_backend! {
-        "sqlite", sqlite,
-            "tests/fixtures/host_app/sqlite", "tests/fixtures/layout-0.1/sqlite";
-        "postgres", postgres,
-            "tests/fixtures/host_app/postgres", "tests/fixtures/layout-0.1/postgres";
-        "mysql", mysql,
-            "tests/fixtures/host_app/mysql", "tests/fixtures/layout-0.1/mysql";
-    }
 }

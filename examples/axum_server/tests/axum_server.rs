@@ -1,12 +1,16 @@
-//! The axum example (`examples/axum_server.rs`) served on a local port and driven over real HTTP,
-//! on every enabled backend: the whole flow, isolation between users, authentication, cursors
-//! that were tampered with or made for someone else, malformed requests, and retried appends.
+//! The axum example (`src/main.rs`) served on a local port and driven over real HTTP,
+//! on every enabled backend: the whole flow, `Link` headers, the context window, isolation between
+//! users, authentication, cursors that were tampered with or made for someone else, malformed
+//! requests and the router's own errors, and retried appends. `process` runs the built server and
+//! stops it with SIGTERM while a request is in flight.
 
+// The repository's test databases and backend matrix, shared with chatstore's own tests.
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 // The example itself, `main` included, which only the binary calls.
 #[allow(dead_code)]
-#[path = "../examples/axum_server.rs"]
+#[path = "../src/main.rs"]
 mod server;
 
 use std::collections::HashSet;
@@ -16,7 +20,8 @@ use std::net::SocketAddr;
 use chatstore::AsyncChatStore;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderValue, ALLOW, LINK};
+use hyper::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -28,6 +33,9 @@ backend_tests! {
     every: [],
     persistent: [
         the_full_flow_pages_reads_renames_and_deletes,
+        link_headers_lead_through_every_list_as_the_body_tokens_do,
+        the_context_route_serves_the_next_prompt_within_the_budget,
+        the_routers_own_errors_are_json,
         another_users_conversation_is_not_found_and_stays_unchanged,
         requests_without_a_valid_user_are_unauthorized,
         tampered_and_foreign_cursors_are_refused_without_data,
@@ -58,14 +66,33 @@ where
     });
 }
 
-/// A status and the JSON body (`null` for an empty one).
+/// A status, the headers and the JSON body (`null` for an empty one).
 #[derive(Debug)]
 struct Reply {
     status: u16,
+    headers: HeaderMap,
     body: Value,
 }
 
 impl Reply {
+    /// The URL of the one `Link` header with relation `rel`, if there is one.
+    #[track_caller]
+    fn link(&self, rel: &str) -> Option<String> {
+        let suffix = format!(">; rel=\"{rel}\"");
+        let links: Vec<&str> = self
+            .headers
+            .get_all(LINK)
+            .iter()
+            .map(|value| value.to_str().unwrap())
+            .filter(|value| value.ends_with(&suffix))
+            .collect();
+        assert!(links.len() <= 1, "{links:?}");
+        links.first().map(|link| {
+            let url = link.strip_prefix('<').unwrap().strip_suffix(&suffix);
+            url.unwrap().to_owned()
+        })
+    }
+
     /// The body, after checking the status.
     #[track_caller]
     fn expect(self, status: u16) -> Value {
@@ -122,6 +149,7 @@ impl Client {
             .unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
@@ -129,7 +157,11 @@ impl Client {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {bytes:?}"))
         };
-        Reply { status, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// A request by `user`, with a JSON body if one is given.
@@ -462,6 +494,10 @@ async fn requests_without_a_valid_user_are_unauthorized(client: Client) {
         (Method::GET, format!("/conversations/{conv}/messages")),
         (Method::POST, format!("/conversations/{conv}/messages")),
         (Method::GET, "/search?q=x".to_owned()),
+        (
+            Method::GET,
+            format!("/conversations/{conv}/context?budget=100"),
+        ),
         // A malformed id or body is not looked at either.
         (Method::GET, "/conversations/not-a-uuid".to_owned()),
     ];
@@ -790,4 +826,312 @@ async fn a_retried_append_with_client_ids_returns_the_stored_messages(client: Cl
     assert!(ids_read.contains(id.as_str()));
     assert!(ids.iter().all(|i| ids_read.contains(i.as_str())));
     assert_eq!(client.history("alice", &other).await["total"], 0);
+}
+
+/// The `Link` headers of every list hold the same next page as its body's token: following them
+/// alone reads each list whole, in order, and the last page has none.
+async fn link_headers_lead_through_every_list_as_the_body_tokens_do(client: Client) {
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(client.create("alice", &format!("Chat {i}")).await);
+    }
+    let mut listed = Vec::new();
+    let mut next = Some("/conversations?limit=2".to_owned());
+    while let Some(path) = next {
+        let page = client.get("alice", &path).await;
+        next = page.link("next");
+        assert_eq!(page.link("prev"), None);
+        let body = page.expect(200);
+        let expected = token(&body, "next_cursor")
+            .map(|cursor| format!("/conversations?limit=2&cursor={cursor}"));
+        assert_eq!(next, expected);
+        listed.extend(
+            body["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    created.reverse();
+    assert_eq!(listed, created);
+
+    // Messages: older pages are "prev", newer ones "next"; each link keeps `limit` and carries
+    // one cursor.
+    let conv = &created[0];
+    let messages = format!("/conversations/{conv}/messages");
+    let batch: Vec<Value> = (1..=7)
+        .map(|i| json!({"role": "user", "content": format!("milk {i}")}))
+        .collect();
+    client
+        .post("alice", &messages, json!({ "messages": batch }))
+        .await
+        .expect(201);
+    let mut page = client.get("alice", &format!("{messages}?limit=3")).await;
+    let mut backwards = Vec::new();
+    let (oldest, mut next) = loop {
+        let (prev, next) = (page.link("prev"), page.link("next"));
+        let body = page.expect(200);
+        let older = token(&body, "older").map(|t| format!("{messages}?limit=3&before={t}"));
+        let newer = token(&body, "newer").map(|t| format!("{messages}?limit=3&after={t}"));
+        assert_eq!((&prev, &next), (&older, &newer));
+        backwards.splice(0..0, seqs(&body));
+        match prev {
+            Some(prev) => page = client.get("alice", &prev).await,
+            None => break (body, next),
+        }
+    };
+    assert_eq!(backwards, (1..=7).collect::<Vec<_>>());
+    // From the oldest page (read with `before`) forwards: its "next" link has `after` instead.
+    let mut forwards = seqs(&oldest);
+    while let Some(path) = next {
+        let page = client.get("alice", &path).await;
+        next = page.link("next");
+        let body = page.expect(200);
+        let newer = token(&body, "newer").map(|t| format!("{messages}?limit=3&after={t}"));
+        assert_eq!(next, newer);
+        forwards.extend(seqs(&body));
+    }
+    assert_eq!(forwards, (1..=7).collect::<Vec<_>>());
+
+    // Search: the link carries the query and the limit, with the next offset.
+    let mut found = Vec::new();
+    let mut next = Some("/search?q=milk&limit=3".to_owned());
+    while let Some(path) = next {
+        let page = client.get("alice", &path).await;
+        next = page.link("next");
+        let body = page.expect(200);
+        let expected = body["next_offset"]
+            .as_u64()
+            .map(|offset| format!("/search?q=milk&limit=3&offset={offset}"));
+        assert_eq!(next, expected);
+        found.extend(
+            body["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| hit["message"]["seq"].as_i64().unwrap()),
+        );
+    }
+    found.sort();
+    assert_eq!(found, (1..=7).collect::<Vec<_>>());
+}
+
+/// The context route answers the store's context window: the system message pinned, then the
+/// newest messages that fit, oldest first; a budget the system messages do not fit is a 422, and
+/// a missing, malformed or too large one a 400.
+async fn the_context_route_serves_the_next_prompt_within_the_budget(client: Client) {
+    let conv = client.create("alice", "Todo").await;
+    let batch = json!({"messages": [
+        {"role": "system", "content": "You keep the todo list."},
+        {"role": "user", "content": "Add oat milk"},
+        {"role": "assistant", "content": "Added."},
+        {"role": "user", "content": "And bread"},
+    ]});
+    client
+        .post("alice", &format!("/conversations/{conv}/messages"), batch)
+        .await
+        .expect(201);
+    let context = format!("/conversations/{conv}/context");
+    let contents = |window: &Value| -> Vec<String> {
+        window["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let tight = client
+        .get("alice", &format!("{context}?budget=35"))
+        .await
+        .expect(200);
+    assert_eq!(contents(&tight), ["You keep the todo list.", "And bread"]);
+    assert_eq!((&tight["cost"], &tight["omitted"]), (&json!(32), &json!(2)));
+    let roomy = client
+        .get("alice", &format!("{context}?budget=1000"))
+        .await
+        .expect(200);
+    assert_eq!(roomy["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(roomy["omitted"], 0);
+
+    client
+        .get("alice", &format!("{context}?budget=10"))
+        .await
+        .expect_error(422);
+    for query in ["", "?budget=lots", "?budget=-1", "?budget=1000001"] {
+        client
+            .get("alice", &format!("{context}{query}"))
+            .await
+            .expect_error(400);
+    }
+    client
+        .get("bob", &format!("{context}?budget=1000"))
+        .await
+        .expect_error(404);
+}
+
+/// What the router answers by itself — an unknown route, a method a route does not take — is JSON
+/// like every other error, and a 405 still says which methods the route takes.
+async fn the_routers_own_errors_are_json(client: Client) {
+    let conv = client.create("alice", "Mine").await;
+    let not_allowed = [
+        (Method::PUT, "/conversations".to_owned(), "GET,HEAD,POST"),
+        (
+            Method::POST,
+            format!("/conversations/{conv}"),
+            "GET,HEAD,PATCH,DELETE",
+        ),
+        (Method::DELETE, "/search?q=x".to_owned(), "GET,HEAD"),
+        (
+            Method::POST,
+            format!("/conversations/{conv}/context"),
+            "GET,HEAD",
+        ),
+    ];
+    for (method, path, allowed) in not_allowed {
+        let answer = client.send(method, &path, "alice", None).await;
+        let mut allow: Vec<String> = answer.headers[ALLOW]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        allow.sort();
+        let mut expected: Vec<&str> = allowed.split(',').collect();
+        expected.sort();
+        assert_eq!(allow, expected, "{path}");
+        answer.expect_error(405);
+    }
+    for path in [
+        "/nowhere".to_owned(),
+        format!("/conversations/{conv}/nothing"),
+        "/".to_owned(),
+    ] {
+        client.get("alice", &path).await.expect_error(404);
+    }
+    // Nothing was changed.
+    let read = client
+        .get("alice", &format!("/conversations/{conv}"))
+        .await
+        .expect(200);
+    assert_eq!(read["title"], "Mine");
+}
+
+/// The built server, run as a process of its own.
+#[cfg(unix)]
+mod process {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, ChildStdout, Command, Stdio};
+    use std::time::Duration;
+
+    use chatstore::{Page, UserId};
+    use serde_json::Value;
+
+    use crate::support::{backend_tests, TestDb};
+
+    backend_tests! {
+        every: [],
+        persistent: [sigterm_lets_the_request_in_flight_finish_closes_the_store_and_exits_0],
+    }
+
+    /// Kills the server if a test ends without it having exited.
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Reads the server's output up to a line that holds `needle`, and returns that line.
+    #[track_caller]
+    fn line_with(out: &mut impl BufRead, needle: &str) -> String {
+        let mut read = Vec::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("the server's output ended without {needle:?}: {read:?}");
+            }
+            if line.contains(needle) {
+                return line;
+            }
+            read.push(line);
+        }
+    }
+
+    /// A request whose handler is running when SIGTERM arrives is answered in full, what it wrote
+    /// is there for the next process, and the server closes its store and exits with status 0.
+    /// Each step waits for a sign from the server, never for time: its listening address, hyper's
+    /// `100 Continue` (sent when the handler starts reading the body), its "shutting down" line.
+    fn sigterm_lets_the_request_in_flight_finish_closes_the_store_and_exits_0(db: &TestDb) {
+        let mut server = Server(
+            Command::new(env!("CARGO_BIN_EXE_axum_server"))
+                .env("DATABASE_URL", &db.url)
+                .env("BIND", "127.0.0.1:0")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out: BufReader<ChildStdout> = BufReader::new(server.0.stdout.take().unwrap());
+        let listening = line_with(&mut out, "listening on http://");
+        let addr = listening
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+            .to_owned();
+
+        // The head of a request, and the body only once it is asked for.
+        let body = br#"{"title": "in flight"}"#;
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        // A guard against a hang, not part of the choreography.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /conversations HTTP/1.1\r\nhost: {addr}\r\nx-user-id: alice\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        let mut interim = [0; 25];
+        stream.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+
+        let kill = Command::new("kill")
+            .args(["-TERM", &server.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        line_with(&mut out, "shutting down");
+
+        // The request finishes after the signal, and the server closes the connection then.
+        stream.write_all(body).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, json) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 201 "), "{response}");
+        let created: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(created["title"], "in flight");
+
+        let status = server.0.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{status}");
+        line_with(&mut out, "stopped");
+
+        let alice = UserId::new("alice").unwrap();
+        let page = db
+            .open()
+            .list_conversations(&alice, Page::first(10))
+            .unwrap();
+        let ids: Vec<String> = page
+            .conversations
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect();
+        assert_eq!(ids, [created["id"].as_str().unwrap()]);
+    }
 }

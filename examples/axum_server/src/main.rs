@@ -2,9 +2,9 @@
 //! each request on behalf of the user its `x-user-id` header names.
 //!
 //! ```text
-//! cargo run --example axum_server --features tokio,serde                  # ./chat.db, port 3000
+//! cargo run -p axum_server                                     # ./chat.db, port 3000
 //! DATABASE_URL=postgres://postgres@127.0.0.1/chat BIND=0.0.0.0:8080 \
-//!     cargo run --example axum_server --features tokio,serde,postgres
+//!     cargo run -p axum_server --features postgres
 //! ```
 //!
 //! Then, from another terminal:
@@ -19,6 +19,7 @@
 //! curl -s "localhost:3000/conversations/$ID/messages?limit=50" -H 'x-user-id: alice'
 //! curl -s -X PATCH localhost:3000/conversations/$ID -H 'x-user-id: alice' \
 //!      -H 'content-type: application/json' -d '{"title": "Weekend groceries"}'
+//! curl -s "localhost:3000/conversations/$ID/context?budget=8000" -H 'x-user-id: alice'
 //! curl -s 'localhost:3000/search?q=oat' -H 'x-user-id: alice'
 //! curl -si -X DELETE localhost:3000/conversations/$ID -H 'x-user-id: alice'
 //! ```
@@ -33,7 +34,18 @@
 //! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
 //! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "id"?}` | 201, the message |
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
+//! | `GET /conversations/{id}/context?budget=` | | `{"messages", "cost", "omitted"}`: the next prompt |
 //! | `GET /search?q=&conversation=&order=&limit=&offset=` | | `{"hits", "next_offset"}` |
+//!
+//! Lists also link the pages beside theirs in `Link` headers (RFC 8288), the same request with the
+//! body's token put in its query string: `rel="next"` for the next conversations or search hits,
+//! and for messages `rel="prev"` (older) and `rel="next"` (newer). A client may follow them
+//! without knowing the parameters.
+//!
+//! The context window is what to send the model next: the conversation's system messages, then the
+//! newest messages whose characters fit `budget` (at most 1,000,000), oldest first, cut where a
+//! provider accepts it (see `ChatStore::context_window`; a tokenizer of your own goes in
+//! `context_window_with`).
 //!
 //! Cursors (`next_cursor`, `older`, `newer`, and `cursor`, `before`, `after` in the query string)
 //! are opaque tokens, bound to the user and, for messages, to the conversation: hand them back as
@@ -43,28 +55,35 @@
 //! Messages sent with a client-chosen `id` (a fresh UUID) are safe to send again after a timeout:
 //! a stored message or batch comes back as stored, never written twice.
 //!
-//! Errors are `{"error": "…"}`: 401 without a valid `x-user-id`, 404 for a conversation that does
-//! not exist *or belongs to someone else* (the two cannot be told apart), 400 for a malformed id,
-//! cursor, query string or JSON, 422 for JSON the store refuses (a bad role, a title or content
-//! over the limits, metadata that is not an object), 409 for a client id taken by a different
-//! message, 503 when the database is busy or unreachable (retry), 500 otherwise — without details,
-//! which go to stderr.
+//! Every error is `{"error": "…"}`, the router's own included: 401 without a valid `x-user-id`,
+//! 404 for a conversation that does not exist *or belongs to someone else* (the two cannot be told
+//! apart) and for an unknown route, 405 for a method a route does not take (with `Allow`), 400 for
+//! a malformed id, cursor, query string or JSON, 422 for JSON the store refuses (a bad role, a
+//! title or content over the limits, metadata that is not an object) or a budget smaller than the
+//! system messages, 409 for a client id taken by a different message, 503 when the database is
+//! busy or unreachable (retry), 500 otherwise — without details, which go to stderr.
+//!
+//! Ctrl-C or SIGTERM (what `docker stop`, systemd and Kubernetes send) stops the server
+//! gracefully: it stops accepting, lets the requests in flight finish, closes the store and exits
+//! with status 0.
 //!
 //! The `x-user-id` header stands in for authentication: a real service takes the user from a
 //! verified session or token, never from a header the client may set to anything.
 
 use std::env;
+use std::future::Future;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderName, StatusCode, Uri};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chatstore::{
-    AsyncChatStore, Conversation, ConversationCursor, ConversationId, Error, Message, MessageId,
-    NewMessage, Page, Role, SearchOrder, SearchQuery, SearchResults, UserId, Window,
+    AsyncChatStore, ContextWindow, Conversation, ConversationCursor, ConversationId, Error,
+    Message, MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery, SearchResults, UserId,
+    Window,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -77,6 +96,9 @@ const DEFAULT_LIST_LIMIT: u32 = 20;
 /// Messages per history page when the request names no `limit`, and the most it may name.
 const DEFAULT_HISTORY_LIMIT: u32 = 50;
 const MAX_HISTORY_LIMIT: u32 = 200;
+/// The largest context budget a request may name, in characters: the store reads about as many
+/// rows as fit, so the budget bounds the work of a request.
+const MAX_CONTEXT_BUDGET: u64 = 1_000_000;
 
 /// The service's routes on `store`.
 pub fn app(store: AsyncChatStore) -> Router {
@@ -95,8 +117,16 @@ pub fn app(store: AsyncChatStore) -> Router {
             "/conversations/{id}/messages",
             get(read_messages).post(append_messages),
         )
+        .route("/conversations/{id}/context", get(context_window))
         .route("/search", get(search))
+        // The router's own answers, JSON like every other error. axum still adds `Allow` to a 405.
         .fallback(|| async { ApiError::Request(StatusCode::NOT_FOUND, "no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::Request(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method".into(),
+            )
+        })
         .with_state(store)
 }
 
@@ -106,26 +136,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let store = AsyncChatStore::open(&url).await?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
+    // Before the server says it listens, so that no signal finds it without its handlers.
+    let shutdown = shutdown_signal()?;
     // The URL is not printed: it may hold a password.
     println!(
-        "chatstore ({:?}) listening on http://{}; Ctrl-C stops it",
+        "chatstore ({:?}) listening on http://{}; Ctrl-C or SIGTERM stops it",
         store.backend(),
         listener.local_addr()?
     );
-    axum::serve(listener, app(store))
-        .with_graceful_shutdown(ctrl_c())
+    axum::serve(listener, app(store.clone()))
+        .with_graceful_shutdown(shutdown)
         .await?;
+    // Every request has finished, and the router's copies of the store are gone: dropping the
+    // last one closes its connections.
+    drop(store);
+    println!("stopped");
     Ok(())
 }
 
-/// Resolves on Ctrl-C. The server then stops accepting and lets requests in flight finish; a
-/// store call that has started always runs to its end, so no write is cut in half either way.
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("cannot listen for Ctrl-C ({e}); stop the process another way");
-        std::future::pending::<()>().await;
-    }
-    println!("shutting down");
+/// A future that resolves on Ctrl-C or SIGTERM; the handlers are installed when this is called.
+/// The server then stops accepting and lets requests in flight finish; a store call that has
+/// started always runs to its end, so no write is cut in half either way. A request that never
+/// ends would hold the shutdown up: put a timeout layer in front of slow clients if yours have any.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    let stop = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let stop = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("cannot listen for Ctrl-C ({e}); stop the process another way");
+            std::future::pending::<()>().await;
+        }
+    };
+    Ok(async {
+        stop.await;
+        println!("shutting down");
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +307,33 @@ impl<S: Send + Sync> FromRequestParts<S> for ConvId {
 type Store = State<AsyncChatStore>;
 
 // ---------------------------------------------------------------------------------------------
+// Pages: the body names the next page by its token, and a `Link` header by its URL.
+
+/// `Link` headers, none when a list has no page beside this one.
+type Links = AppendHeaders<Vec<(HeaderName, String)>>;
+
+/// A `Link` header (RFC 8288) to another page of the list this request read: the same path and
+/// query string, with `param` set to `value` and the parameters in `replaced` left out.
+fn page_link(
+    uri: &Uri,
+    rel: &str,
+    replaced: &[&str],
+    (param, value): (&str, &str),
+) -> (HeaderName, String) {
+    let query = uri.query().unwrap_or_default();
+    let kept = form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name != param && !replaced.contains(&name.as_ref()));
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .append_pair(param, value)
+        .finish();
+    (
+        header::LINK,
+        format!("<{}?{query}>; rel=\"{rel}\"", uri.path()),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
 // Conversations.
 
 #[derive(Deserialize)]
@@ -289,9 +372,10 @@ struct ConversationList {
 
 async fn list_conversations(
     User(user): User,
+    OriginalUri(uri): OriginalUri,
     State(store): Store,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<ConversationList>, ApiError> {
+) -> Result<(Links, Json<ConversationList>), ApiError> {
     let Query(params) = params?;
     let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     let page = match params.cursor {
@@ -300,10 +384,15 @@ async fn list_conversations(
     };
     let page = store.list_conversations(&user, page).await?;
     let next_cursor = page.next_token(&user);
-    Ok(Json(ConversationList {
+    let links = next_cursor
+        .iter()
+        .map(|token| page_link(&uri, "next", &[], ("cursor", token)))
+        .collect();
+    let body = ConversationList {
         conversations: page.conversations,
         next_cursor,
-    }))
+    };
+    Ok((AppendHeaders(links), Json(body)))
 }
 
 async fn get_conversation(
@@ -406,18 +495,52 @@ fn history_window(
 async fn read_messages(
     User(user): User,
     ConvId(id): ConvId,
+    OriginalUri(uri): OriginalUri,
     State(store): Store,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<History>, ApiError> {
+) -> Result<(Links, Json<History>), ApiError> {
     let Query(params) = params?;
     let window = history_window(&params, &user, id)?;
     let page = store.messages(&user, id, window).await?;
-    Ok(Json(History {
-        older: page.older.map(|w| w.to_token(&user, id)),
-        newer: page.newer.map(|w| w.to_token(&user, id)),
+    let history = History {
+        older: page.older_token(&user),
+        newer: page.newer_token(&user),
         messages: page.messages,
         total: page.total,
-    }))
+    };
+    // Older is "prev", newer is "next": the pages in the order the messages were written.
+    let cursors = ["before", "after"];
+    let older = history
+        .older
+        .iter()
+        .map(|token| page_link(&uri, "prev", &cursors, ("before", token)));
+    let newer = history
+        .newer
+        .iter()
+        .map(|token| page_link(&uri, "next", &cursors, ("after", token)));
+    Ok((AppendHeaders(older.chain(newer).collect()), Json(history)))
+}
+
+#[derive(Deserialize)]
+struct ContextParams {
+    budget: u64,
+}
+
+/// The next prompt: the messages to send the model, within `budget` characters.
+async fn context_window(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    params: Result<Query<ContextParams>, QueryRejection>,
+) -> Result<Json<ContextWindow>, ApiError> {
+    let Query(ContextParams { budget }) = params?;
+    if budget > MAX_CONTEXT_BUDGET {
+        return Err(ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            format!("budget is {budget}, the maximum is {MAX_CONTEXT_BUDGET}"),
+        ));
+    }
+    Ok(Json(store.context_window(&user, id, budget).await?))
 }
 
 /// A message to append, as a client sends it.
@@ -511,9 +634,10 @@ struct SearchParams {
 
 async fn search(
     User(user): User,
+    OriginalUri(uri): OriginalUri,
     State(store): Store,
     params: Result<Query<SearchParams>, QueryRejection>,
-) -> Result<Json<SearchResults>, ApiError> {
+) -> Result<(Links, Json<SearchResults>), ApiError> {
     let Query(params) = params?;
     let mut query = SearchQuery::new(&params.q)
         .order(params.order.unwrap_or_default())
@@ -524,5 +648,11 @@ async fn search(
     if let Some(conversation) = &params.conversation {
         query = query.in_conversation(conversation.parse()?);
     }
-    Ok(Json(store.search_messages(&user, &query).await?))
+    let results = store.search_messages(&user, &query).await?;
+    let links = results
+        .next_offset
+        .map(|offset| page_link(&uri, "next", &[], ("offset", &offset.to_string())))
+        .into_iter()
+        .collect();
+    Ok((AppendHeaders(links), Json(results)))
 }
