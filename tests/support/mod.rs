@@ -340,16 +340,20 @@ impl TestDb {
     fn revert_one(&self) -> bool {
         match self.kind {
             #[cfg(feature = "sqlite")]
-            Kind::SqliteFile => {
-                revert_newest(&mut sqlite_connection(&self.url), migrations("migrations/sqlite"))
-            }
+            Kind::SqliteFile => revert_newest(
+                &mut sqlite_connection(&self.url),
+                migrations("migrations/sqlite"),
+            ),
             #[cfg(feature = "postgres")]
             Kind::Postgres => revert_newest(
                 &mut diesel::pg::PgConnection::establish(&self.url).expect("connect"),
                 migrations("migrations/postgres"),
             ),
             #[cfg(feature = "mysql")]
-            Kind::Mysql => revert_newest(&mut mysql_connection(&self.url), migrations("migrations/mysql")),
+            Kind::Mysql => revert_newest(
+                &mut mysql_connection(&self.url),
+                migrations("migrations/mysql"),
+            ),
             _ => panic!("no direct connection to {:?}", self.kind),
         }
     }
