@@ -376,16 +376,26 @@ impl Target {
         not_enabled(self.backend())
     }
 
-    /// The path of a SQLite database file that does not exist; `None` for a file that exists or
-    /// a target that is not a file.
-    pub(crate) fn missing_file(&self) -> Option<String> {
+    /// For an open that must not create the database: a SQLite file opened `mode=rwc` (the
+    /// default) is opened `mode=rw`, so that SQLite itself refuses to create it, and the path of
+    /// a file that does not exist is returned, for a clear error before connecting.
+    pub(crate) fn refuse_to_create(&mut self) -> Option<String> {
         let Target::SqliteFile(file) = self else {
             return None;
         };
+        if file.mode == SqliteMode::Rwc {
+            file.mode = SqliteMode::Rw;
+        }
         let path = percent_encoding::percent_decode_str(&file.path).decode_utf8_lossy();
-        match std::path::Path::new(path.as_ref()).exists() {
+        // A `file:` URI's path may keep an empty or `localhost` authority: `file:///abs`.
+        let local = path
+            .strip_prefix("//localhost/")
+            .or_else(|| path.strip_prefix("///"))
+            .map(|rest| format!("/{rest}"));
+        let path = local.unwrap_or_else(|| path.into_owned());
+        match std::path::Path::new(&path).exists() {
             true => None,
-            false => Some(path.into_owned()),
+            false => Some(path),
         }
     }
 
@@ -451,11 +461,12 @@ impl Manager {
     /// The store's first connection, which also prepares the database itself: a SQLite file
     /// (unless read-only) is switched to WAL (readers never block the writer), a setting that persists in the file and so is
     /// made once here rather than raced on by every pooled connection.
-    pub(crate) fn connect_first(&self) -> Result<Conn> {
+    pub(crate) fn connect_first(&self, changes_database: bool) -> Result<Conn> {
         let mut conn = self.connect()?;
-        // A read-only store changes nothing, not even the journal mode.
+        // A read-only store changes nothing, not even the journal mode, nor does an open that
+        // only checks or leaves the schema (a database chatstore made is in WAL mode already).
         if let Target::SqliteFile(file) = &self.target {
-            if !file.read_only() {
+            if changes_database && !file.read_only() {
                 self.enable_wal(&mut conn)?;
             }
         }
@@ -640,12 +651,14 @@ impl WriteGate {
     /// The gate of a store whose first connection is `first`. A SQLite file gets its lock file,
     /// made with the database's permissions; in-memory SQLite gets the in-process queue only, as
     /// does a file whose lock file cannot be opened. A read-only SQLite store (`mode=ro`,
-    /// `immutable=1`) makes no lock file and lets no writer through.
-    pub(crate) fn new(manager: &Manager, first: &mut Conn) -> Self {
+    /// `immutable=1`) makes no lock file and lets no writer through; a store that opened without
+    /// changing the database (see [`Migrations`](crate::Migrations)) uses a lock file that exists
+    /// and makes none.
+    pub(crate) fn new(manager: &Manager, first: &mut Conn, changes_database: bool) -> Self {
         let timeout = manager.sqlite.busy_timeout;
         let (turns, read_only) = match &manager.target {
             Target::SqliteFile(file) if file.read_only() => (None, true),
-            Target::SqliteFile(_) => (sqlite_lock_file(first), false),
+            Target::SqliteFile(_) => (sqlite_lock_file(first, changes_database), false),
             Target::SqliteMemory(_) => (None, false),
             Target::Postgres(_) | Target::Mysql(_) => return WriteGate(None),
         };
@@ -693,14 +706,14 @@ impl WriteGate {
 /// The lock file of the SQLite database `first` is connected to, beside it — the path SQLite
 /// itself resolved, so that every way of naming the file finds the same lock file — or `None` if
 /// it cannot be opened (a read-only directory, say).
-fn sqlite_lock_file(first: &mut Conn) -> Option<TurnQueue> {
+fn sqlite_lock_file(first: &mut Conn, creates: bool) -> Option<TurnQueue> {
     let file = sqlite_main_file(first)?;
     let mode = database_mode(std::path::Path::new(&file));
-    TurnQueue::open(
-        std::path::Path::new(&format!("{file}-chatstore.lock")),
-        mode,
-    )
-    .ok()
+    let lock = format!("{file}-chatstore.lock");
+    if !creates && !std::path::Path::new(&lock).exists() {
+        return None;
+    }
+    TurnQueue::open(std::path::Path::new(&lock), mode).ok()
 }
 
 /// The file of the database `first` is connected to, as SQLite resolved it; `None` for an
@@ -801,7 +814,7 @@ mod tests {
                 },
                 anchor: None,
             };
-            let mut first = manager.connect_first().unwrap();
+            let mut first = manager.connect_first(true).unwrap();
             let mut pooled = manager.connect().unwrap();
             for conn in [&mut first, &mut pooled] {
                 assert_eq!(pragma(conn, "foreign_keys"), "1");

@@ -221,10 +221,10 @@ pub enum Error {
     SchemaConflict {
         /// The migration, such as `2026-11-25-000003_message_search`.
         migration: String,
-        /// The object, such as `column messages.search_text`.
+        /// The object, such as `column chatstore_messages.search_text`.
         object: String,
-        /// What differs, such as "column messages.search_text is int NULL, the migration makes
-        /// it longtext NULL".
+        /// What differs, such as "column chatstore_messages.search_text is int NULL, the
+        /// migration makes it longtext NULL".
         difference: String,
     },
 
@@ -246,7 +246,8 @@ pub enum Error {
     #[error("chatstore's schema is not up to date: migrations {} are pending", pending.join(", "))]
     MigrationsPending {
         /// The pending versions, oldest first (such as `"20261124000001"`): every version when
-        /// the database has no chatstore schema at all.
+        /// the database has no chatstore schema at all; last, `"upgrade from the 0.1 layout"`
+        /// when the database holds chatstore 0.1's tables, which an open that migrates moves.
         pending: Vec<String>,
     },
 

@@ -123,7 +123,7 @@ impl StoreBuilder {
                 }
                 Migrations::Skip => {}
             }
-            let write_gate = WriteGate::new(&manager, &mut first);
+            let write_gate = WriteGate::new(&manager, &mut first, creates);
             let pool = conn::pool(manager, first, self.pool_size, self.connection_timeout);
             Ok(ChatStore::from_parts(
                 pool,
@@ -171,13 +171,13 @@ impl StoreBuilder {
 
     /// Reads the URL and makes the first connection, on which opening migrates or checks: a
     /// wrong URL or a server that is down then fails here with the real error, not after a pool
-    /// timeout. Unless it `creates` the database, a SQLite file that does not exist is refused
-    /// rather than created.
+    /// timeout. Unless it `creates` the database (and may change it), a SQLite file that does not
+    /// exist is refused rather than created, and an existing one keeps its journal mode.
     fn connect(&self, creates: bool) -> Result<(Manager, Conn)> {
         let mut target = Target::parse(&self.url)?;
         target.bound_connect_time(self.connection_timeout);
         if !creates {
-            if let Some(path) = target.missing_file() {
+            if let Some(path) = target.refuse_to_create() {
                 return Err(Error::DatabaseNotFound { path });
             }
         }
@@ -189,7 +189,7 @@ impl StoreBuilder {
             },
             anchor: None,
         };
-        let first = manager.connect_first()?;
+        let first = manager.connect_first(creates)?;
         Ok((manager, first))
     }
 }
@@ -291,7 +291,6 @@ impl ChatStore {
     /// assert_eq!(ChatStore::open(":memory:")?.backend(), Backend::Sqlite);
     /// # Ok::<(), chatstore::Error>(())
     /// ```
-    /// The database system behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -156,7 +156,7 @@ pub const MAX_METADATA_DEPTH: usize = 31;
 /// use serde_json::json;
 ///
 /// let call = json!({"tool_calls": [{"id": "call_1", "name": "add_todo"}]});
-/// let msg = NewMessage::assistant("").with_metadata(&call); // borrowed
+/// let msg = NewMessage::assistant("").with_metadata(&call); // copied
 /// assert_eq!(msg.role(), Role::Assistant);
 ///
 /// // Owned data, made in a loop: each message keeps what it was given.

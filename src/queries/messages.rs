@@ -194,7 +194,7 @@ pub(crate) fn stored_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<Messa
 }
 
 /// The conversation's system and developer messages with seq at most `last`, oldest first, from
-/// the partial index `messages_system` (which is why the roles are written literally, not bound:
+/// the partial index `chatstore_messages_system` (which is why the roles are written literally, not bound:
 /// the planners use a partial index only for a predicate that matches its own, `role IN
 /// ('system', 'developer')`, in those words).
 pub(crate) fn system(

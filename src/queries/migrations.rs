@@ -96,8 +96,8 @@ pub(crate) fn pending(conn: &mut Conn) -> Result<Vec<String>> {
 }
 
 /// Drops every table chatstore made (with their indexes, constraints and triggers) and its
-/// version table, under the migration lock. Names only `chatstore_…` tables: never an object of
-/// another program.
+/// version table, under the migration lock: its `chatstore_…` tables, and those of a 0.1 layout
+/// not yet upgraded (recognised as [`layout_0_1::found`] does). Never an object of another program.
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql")),
     allow(unused_variables)
@@ -109,6 +109,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
         Conn::Sqlite(c) => c.immediate_transaction(|c| {
             drop_tables(
                 c,
+                Backend::Sqlite,
                 &[
                     "chatstore_messages_search",
                     "chatstore_messages",
@@ -121,6 +122,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
         Conn::Pg(c) => pg_locked(c, lock_timeout, |c| {
             drop_tables(
                 c,
+                Backend::Postgres,
                 &[
                     "chatstore_messages",
                     "chatstore_conversations",
@@ -132,6 +134,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
         Conn::Mysql(c) => mysql_locked(c, lock_timeout, |c| {
             drop_tables(
                 c,
+                Backend::Mysql,
                 &[
                     "chatstore_message_words",
                     "chatstore_messages",
@@ -143,8 +146,15 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
     }
 }
 
-/// Drops `tables`, those that exist, in order (children first).
-fn drop_tables(conn: &mut impl Connection, tables: &[&str]) -> Result<()> {
+/// Drops `tables`, those that exist, in order (children first), and what is left of a 0.1 layout.
+fn drop_tables<C>(conn: &mut C, backend: Backend, tables: &[&str]) -> Result<()>
+where
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
+    if let Some(layout) = layout_0_1::found(conn, backend)? {
+        layout_0_1::drop_all(conn, backend, &layout)?;
+    }
     for table in tables {
         conn.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
     }
@@ -262,7 +272,7 @@ where
     create_versions_table(conn, backend)?;
     let applied = applied_versions(conn)?;
     refuse_newer(&known, &applied)?;
-    let old_layout = layout_0_1::recorded_versions(conn, backend)?;
+    let old_layout = old_layout(conn, backend, &applied)?;
     let mut migrated = Migrated::default();
     for migration in &migrations {
         let version = migration.name().version().to_string();
@@ -273,13 +283,33 @@ where
         record_version(conn, &version)?;
         migrated.applied.push(version);
     }
-    if !old_layout.is_empty() {
-        layout_0_1::move_rows(conn, backend)?;
-        layout_0_1::drop_old_tables(conn, backend)?;
-        layout_0_1::forget_versions(conn)?;
+    if let Some(layout) = &old_layout {
+        layout_0_1::upgrade(conn, backend, layout, |_| Ok(()))?;
         migrated.upgraded_layout = true;
     }
     Ok(migrated)
+}
+
+/// What [`pending`] names when a database of chatstore 0.1's layout waits for its upgrade.
+pub(crate) const UPGRADE_0_1: &str = "upgrade from the 0.1 layout";
+
+/// The 0.1 layout a run must upgrade, given the versions recorded in chatstore's own table. On
+/// SQLite and PostgreSQL an upgrade is part of the run that records the versions, so a database
+/// with versions recorded has none left (another program's tables of 0.1's names are its own); on
+/// MySQL one may have been cut short after they were recorded.
+fn old_layout<C>(
+    conn: &mut C,
+    backend: Backend,
+    applied: &[String],
+) -> Result<Option<layout_0_1::OldLayout>>
+where
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
+    match (backend, applied.is_empty()) {
+        (Backend::Mysql, _) | (_, true) => layout_0_1::found(conn, backend),
+        (Backend::Sqlite | Backend::Postgres, false) => Ok(None),
+    }
 }
 
 /// [`pending`] on a typed connection.
@@ -293,11 +323,15 @@ where
         false => Vec::new(),
     };
     refuse_newer(known, &applied)?;
-    Ok(known
+    let mut pending: Vec<String> = known
         .iter()
         .filter(|v| !applied.contains(v))
         .cloned()
-        .collect())
+        .collect();
+    if old_layout(conn, backend, &applied)?.is_some() {
+        pending.push(UPGRADE_0_1.to_owned());
+    }
+    Ok(pending)
 }
 
 /// [`Error::SchemaTooNew`] if a version in `applied` is not `known`.
@@ -396,8 +430,8 @@ mod mysql {
     use diesel::MysqlConnection;
 
     use super::{
-        applied_versions, create_versions_table, layout_0_1, record_version, refuse_newer,
-        Migrated, MYSQL,
+        applied_versions, create_versions_table, layout_0_1, old_layout, record_version,
+        refuse_newer, Migrated, MYSQL,
     };
     use crate::conn::Backend;
     use crate::queries::mysql_migrations::{self as steps, State};
@@ -417,7 +451,7 @@ mod mysql {
         create_versions_table(conn, Backend::Mysql)?;
         let applied = applied_versions(conn)?;
         refuse_newer(&known, &applied)?;
-        let old_layout = layout_0_1::recorded_versions(conn, Backend::Mysql)?;
+        let old_layout = old_layout(conn, Backend::Mysql, &applied)?;
         let mut migrated = Migrated::default();
         for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
             let mut states = Vec::with_capacity(migration.statements.len());
@@ -467,18 +501,11 @@ mod mysql {
             report_step(&migration.name, steps, steps, "recorded");
             migrated.applied.push(migration.version.clone());
         }
-        if !old_layout.is_empty() {
-            // Each step is safe to repeat, and the 0.1 versions leave Diesel's table last: an
-            // upgrade cut short is carried on by the next run.
-            const UPGRADE: &str = "upgrade from the 0.1 layout";
-            layout_0_1::move_rows(conn, Backend::Mysql)?;
-            report_step(UPGRADE, 1, 4, "copied rows");
-            crate::queries::search::index_unindexed_messages(conn)?;
-            report_step(UPGRADE, 2, 4, "indexed stored messages");
-            layout_0_1::drop_old_tables(conn, Backend::Mysql)?;
-            report_step(UPGRADE, 3, 4, "dropped old tables");
-            layout_0_1::forget_versions(conn)?;
-            report_step(UPGRADE, 4, 4, "recorded");
+        if let Some(layout) = &old_layout {
+            // Each step is safe to repeat: an upgrade cut short is carried on by the next run.
+            layout_0_1::upgrade(conn, Backend::Mysql, layout, |conn| {
+                crate::queries::search::index_unindexed_messages(conn)
+            })?;
             migrated.upgraded_layout = true;
         }
         Ok(migrated)

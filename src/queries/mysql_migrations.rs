@@ -71,7 +71,8 @@ pub(crate) struct Column {
 }
 
 impl fmt::Display for Step {
-    /// The object: `table messages`, `index messages_system on messages`, `column messages.search_text`.
+    /// The object: `table chatstore_messages`, `index chatstore_messages_system on
+    /// chatstore_messages`, `column chatstore_messages.search_text`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::CreateTable { table, .. } => write!(f, "table {table}"),

@@ -23,6 +23,8 @@ backend_tests! {
         opening_to_verify_changes_nothing_and_names_the_pending_versions,
         opening_to_skip_migrations_leaves_the_schema_alone,
         dropping_the_schema_removes_only_chatstores_tables,
+        dropping_the_schema_of_a_0_1_database_removes_its_tables,
+        chatstores_versions_in_diesels_table_do_not_make_a_hosts_tables_chatstores,
     ],
 }
 
@@ -191,62 +193,17 @@ fn host_and_chatstores_opening_at_once(db: &TestDb) {
 }
 
 fn a_database_in_the_0_1_layout_is_upgraded_in_place(db: &TestDb) {
-    // The database as chatstore 0.1 left it, with a host's version beside its own in Diesel's table.
-    assert_eq!(db.run_diesel_migrations(Fixture::Layout01), CHATSTORE);
-    db.execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('20250101000001')")
-        .unwrap();
-    let sql = RawSql::new(db);
-    let old = |statement: String| statement.replace("INTO chatstore_", "INTO ");
+    let (alices, _) = database_in_the_0_1_layout(db);
     let (alice, bob) = (user("alice"), user("bob"));
-    let alices = conversation_id(1);
-    let bobs = conversation_id(2);
-    let rows = [
-        old(sql.conversation(1, "alice", Some("groceries"))),
-        old(sql.conversation(2, "bob", None)),
-        old(sql.message(
-            alices,
-            RawMessage {
-                id: 11,
-                seq: 1,
-                role: "system",
-                content: "be brief",
-                ..Default::default()
-            },
-        )),
-        old(sql.message(
-            alices,
-            RawMessage {
-                id: 12,
-                seq: 2,
-                content: "buy oatmeal and 牛奶",
-                metadata: Some(r#"{"client":"web"}"#),
-                ..Default::default()
-            },
-        )),
-        old(sql.message(
-            bobs,
-            RawMessage {
-                id: 21,
-                seq: 1,
-                owner: "bob",
-                content: "oatmeal for bob",
-                ..Default::default()
-            },
-        )),
-        "UPDATE conversations SET message_count = 2 WHERE user_id = 'alice'".into(),
-        "UPDATE conversations SET message_count = 1 WHERE user_id = 'bob'".into(),
-    ];
-    for row in rows {
-        db.execute(&row).unwrap_or_else(|e| panic!("{row}: {e}"));
-    }
-
     // Opening to verify changes nothing, and names every version as pending.
     let verify = ChatStore::builder(&db.url)
         .migrations(Migrations::Verify)
         .open()
         .unwrap_err();
+    let mut pending = CHATSTORE.map(String::from).to_vec();
+    pending.push("upgrade from the 0.1 layout".into());
     assert!(
-        matches!(&verify, Error::MigrationsPending { pending } if *pending == CHATSTORE),
+        matches!(&verify, Error::MigrationsPending { pending: p } if *p == pending),
         "{verify:?}"
     );
     assert!(db.tables().contains(&"messages".to_owned()));
@@ -410,6 +367,126 @@ fn existing_tables(db: &TestDb) -> Option<Vec<String>> {
         }
         _ => Some(db.tables()),
     }
+}
+
+/// Makes `db` a database as chatstore 0.1 left it, with a host's version beside chatstore's in
+/// Diesel's table, two conversations (alice's with two messages, bob's with one) in its tables.
+fn database_in_the_0_1_layout(db: &TestDb) -> (ConversationId, ConversationId) {
+    // The database as chatstore 0.1 left it, with a host's version beside its own in Diesel's table.
+    assert_eq!(db.run_diesel_migrations(Fixture::Layout01), CHATSTORE);
+    db.execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('20250101000001')")
+        .unwrap();
+    let sql = RawSql::new(db);
+    let old = |statement: String| statement.replace("INTO chatstore_", "INTO ");
+    let alices = conversation_id(1);
+    let bobs = conversation_id(2);
+    let rows = [
+        old(sql.conversation(1, "alice", Some("groceries"))),
+        old(sql.conversation(2, "bob", None)),
+        old(sql.message(
+            alices,
+            RawMessage {
+                id: 11,
+                seq: 1,
+                role: "system",
+                content: "be brief",
+                ..Default::default()
+            },
+        )),
+        old(sql.message(
+            alices,
+            RawMessage {
+                id: 12,
+                seq: 2,
+                content: "buy oatmeal and 牛奶",
+                metadata: Some(r#"{"client":"web"}"#),
+                ..Default::default()
+            },
+        )),
+        old(sql.message(
+            bobs,
+            RawMessage {
+                id: 21,
+                seq: 1,
+                owner: "bob",
+                content: "oatmeal for bob",
+                ..Default::default()
+            },
+        )),
+        "UPDATE conversations SET message_count = 2 WHERE user_id = 'alice'".into(),
+        "UPDATE conversations SET message_count = 1 WHERE user_id = 'bob'".into(),
+    ];
+    for row in rows {
+        db.execute(&row).unwrap_or_else(|e| panic!("{row}: {e}"));
+    }
+
+    (alices, bobs)
+}
+
+fn dropping_the_schema_of_a_0_1_database_removes_its_tables(db: &TestDb) {
+    database_in_the_0_1_layout(db);
+    ChatStore::builder(&db.url).drop_schema().unwrap();
+    assert_eq!(db.tables(), ["__diesel_schema_migrations"]);
+    assert_eq!(
+        db.versions_in("__diesel_schema_migrations"),
+        ["20250101000001"]
+    );
+    let store = db.open();
+    assert_eq!(store.migrations_applied_at_open(), CHATSTORE);
+    assert_eq!(store.stats().unwrap().conversations, 0);
+}
+
+fn chatstores_versions_in_diesels_table_do_not_make_a_hosts_tables_chatstores(db: &TestDb) {
+    // A host with its own `conversations` and `messages`, and chatstore's 0.1 versions in Diesel's
+    // table (as a host's tooling might have recorded them): no 0.1 layout to move or drop.
+    db.run_diesel_migrations(Fixture::HostApp);
+    host_writes_and_reads(db, 1);
+    let versions: Vec<String> = CHATSTORE
+        .iter()
+        .map(|v| format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{v}')"))
+        .collect();
+    db.execute(&versions.join(";\n")).unwrap();
+    let store = db.open();
+    assert_eq!(store.migrations_applied_at_open(), CHATSTORE);
+    chatstore_works(&store, &user("alice"));
+    assert_eq!(db.count_rows("messages"), Some(1));
+    assert_eq!(db.count_rows("conversations"), Some(1));
+    host_writes_and_reads(db, 2);
+    assert_eq!(
+        db.versions_in("__diesel_schema_migrations").len(),
+        HOST.len() + 4
+    );
+    // Dropping chatstore's schema leaves them too.
+    drop(store);
+    ChatStore::builder(&db.url).drop_schema().unwrap();
+    assert_eq!(db.tables(), sorted(HOST_TABLES));
+    assert_eq!(db.count_rows("messages"), Some(2));
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn opening_a_sqlite_file_without_migrating_writes_nothing_to_it() {
+    let db = TestDb::new(Kind::SqliteFile);
+    db.run_diesel_migrations(Fixture::HostApp);
+    let path = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    let dir = path.parent().unwrap().to_owned();
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (bytes, files) = (std::fs::read(&path).unwrap(), listing());
+    for mode in [Migrations::Verify, Migrations::Skip] {
+        let opened = ChatStore::builder(&db.url).migrations(mode).open();
+        drop(opened);
+    }
+    assert!(ChatStore::builder(&db.url).drop_schema().is_ok());
+    // Not switched to WAL, no lock file, not a byte changed.
+    assert_eq!(listing(), files);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 
 #[cfg(feature = "sqlite")]

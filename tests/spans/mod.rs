@@ -83,8 +83,50 @@ struct Captured {
 }
 
 /// A subscriber that keeps every span and event, with every field, for the test to inspect.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Capture(Arc<Mutex<Captured>>);
+
+impl Default for Capture {
+    fn default() -> Self {
+        keep_every_callsite_of_interest();
+        Capture(Arc::default())
+    }
+}
+
+/// Makes every callsite ask the current subscriber at each call. `tracing` caches whether a
+/// callsite is of interest from the subscribers alive when it is registered or the cache rebuilt;
+/// with tests running beside each other, some without a subscriber, a callsite (the migration
+/// steps, hit by every other test's open) could be cached as of no interest while a capture was
+/// not yet counted, and its events were lost to the capture now and then. A global subscriber that
+/// is always "sometimes" interested, and never enabled, keeps the cache from saying "never".
+fn keep_every_callsite_of_interest() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another global subscriber (none is set in this binary) would do as well.
+        let _ = tracing::subscriber::set_global_default(Uninterested);
+        tracing::callsite::rebuild_interest_cache();
+    });
+}
+
+/// The global subscriber of [`keep_every_callsite_of_interest`]: records nothing.
+struct Uninterested;
+
+impl Subscriber for Uninterested {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 

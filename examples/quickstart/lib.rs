@@ -1,0 +1,2 @@
+//! Empty: the package exists for its example, `quickstart.rs` (Cargo wants a library or a binary
+//! in every package).
