@@ -66,7 +66,8 @@ Exit codes:
      --yes, an import line that is malformed or that the store refuses (nothing of that
      conversation is written)
   2  usage error
-  3  the work failed: database, file or input/output error
+  3  the work failed: database, file or input/output error, or a database migrated by a newer
+     chatstore (upgrade the tool)
   4  the database is not ready: no SQLite file at that path, or chatstore's schema is absent or
      has migrations pending (chatstore migrate applies them); nothing was created or changed";
 
