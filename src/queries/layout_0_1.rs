@@ -21,7 +21,7 @@ use diesel::prelude::*;
 use diesel::query_builder::SqlQuery;
 use diesel::query_dsl::LoadQuery;
 
-use super::migrations::{names, table_exists, Name};
+use super::migrations::{columns, names, report_step, table_exists, Name, UPGRADE_0_1};
 use crate::conn::Backend;
 use crate::Result;
 
@@ -92,33 +92,13 @@ where
         return Ok(None);
     }
     let mut layout = OldLayout::default();
-    for (table, _, columns) in TABLES {
-        let present = self::columns(conn, backend, table)?;
-        if columns.iter().all(|c| present.iter().any(|p| p == c)) {
+    for (table, _, expected) in TABLES {
+        let present = columns(conn, backend, table)?;
+        if expected.iter().all(|c| present.iter().any(|p| p == c)) {
             layout.tables.push(table);
         }
     }
     Ok((!layout.tables.is_empty()).then_some(layout))
-}
-
-/// The columns of `table` (PostgreSQL: in the current schema); none if there is no such table.
-fn columns<C>(conn: &mut C, backend: Backend, table: &str) -> Result<Vec<String>>
-where
-    C: Connection,
-    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
-{
-    let sql = match backend {
-        Backend::Sqlite => format!("SELECT name FROM pragma_table_info('{table}')"),
-        Backend::Postgres => format!(
-            "SELECT column_name::text AS name FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = '{table}'"
-        ),
-        Backend::Mysql => format!(
-            "SELECT CAST(column_name AS CHAR) AS name FROM information_schema.columns \
-             WHERE table_schema = DATABASE() AND table_name = '{table}'"
-        ),
-    };
-    names(conn, &sql)
 }
 
 /// Moves `layout` into the current tables (made by the migrations just run): copies the rows of
@@ -148,13 +128,13 @@ where
             ))?;
         }
     }
-    report(1, "copied rows");
+    report_step(UPGRADE_0_1, 1, 4, "copied rows");
     indexed(conn)?;
-    report(2, "indexed stored messages");
+    report_step(UPGRADE_0_1, 2, 4, "indexed stored messages");
     drop_tables(conn, backend, layout)?;
-    report(3, "dropped old tables");
+    report_step(UPGRADE_0_1, 3, 4, "dropped old tables");
     forget_versions(conn)?;
-    report(4, "recorded");
+    report_step(UPGRADE_0_1, 4, 4, "recorded");
     Ok(())
 }
 
@@ -166,21 +146,6 @@ pub(crate) fn drop_all<C: Connection>(
 ) -> Result<()> {
     drop_tables(conn, backend, layout)?;
     forget_versions(conn)
-}
-
-/// A step of the upgrade done: with the `tracing` feature, a `debug` event `chatstore migration
-/// step` as a migration's steps are (`queries::migrations`), for the migration `upgrade from the
-/// 0.1 layout`.
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-fn report(step: usize, done: &'static str) {
-    #[cfg(feature = "tracing")]
-    tracing::debug!(
-        migration = "upgrade from the 0.1 layout",
-        step,
-        steps = 4,
-        done,
-        "chatstore migration step"
-    );
 }
 
 /// Drops the tables of `layout`, and the 0.1 search index with the messages it indexes.

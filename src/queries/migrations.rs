@@ -290,7 +290,8 @@ where
     Ok(migrated)
 }
 
-/// What [`pending`] names when a database of chatstore 0.1's layout waits for its upgrade.
+/// What [`pending`] names when a database of chatstore 0.1's layout waits for its upgrade, and
+/// the name its steps are reported under, as a migration's are.
 pub(crate) const UPGRADE_0_1: &str = "upgrade from the 0.1 layout";
 
 /// The 0.1 layout a run must upgrade, given the versions recorded in chatstore's own table. On
@@ -368,24 +369,32 @@ where
     C: Connection,
     for<'a> SqlQuery: LoadQuery<'a, C, Name>,
 {
+    // A table has at least one column.
+    Ok(!columns(conn, backend, table)?.is_empty())
+}
+
+/// The columns of `table` (PostgreSQL: in the current schema); none if there is no such table.
+pub(crate) fn columns<C>(conn: &mut C, backend: Backend, table: &str) -> Result<Vec<String>>
+where
+    C: Connection,
+    for<'a> SqlQuery: LoadQuery<'a, C, Name>,
+{
     // `table` is one of the store's own names, never input: it is written into the SQL.
     debug_assert!(table
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     let sql = match backend {
-        Backend::Sqlite => {
-            format!("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
-        }
+        Backend::Sqlite => format!("SELECT name FROM pragma_table_info('{table}')"),
         Backend::Postgres => format!(
-            "SELECT table_name::text AS name FROM information_schema.tables \
+            "SELECT column_name::text AS name FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = '{table}'"
         ),
         Backend::Mysql => format!(
-            "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables \
+            "SELECT CAST(column_name AS CHAR) AS name FROM information_schema.columns \
              WHERE table_schema = DATABASE() AND table_name = '{table}'"
         ),
     };
-    Ok(!names(conn, &sql)?.is_empty())
+    names(conn, &sql)
 }
 
 /// Makes the version table if it is missing.
@@ -424,6 +433,19 @@ fn record_version(conn: &mut impl Connection, version: &str) -> Result<()> {
     Ok(())
 }
 
+/// A step done: with the `tracing` feature, a `debug` event `chatstore migration step` with
+/// the fields `migration` (its name), `step` (from 1), `steps` (its statements, the filling of
+/// the search index where it has one, and the recording of its version) and `done`
+/// (`applied`, `already present`, `indexed stored messages` or `recorded`). The upgrade of a
+/// database in the 0.1 layout reports its four steps alike, as the migration `upgrade from
+/// the 0.1 layout` (`copied rows`, `indexed stored messages`, `dropped old tables`,
+/// `recorded`).
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn report_step(migration: &str, step: usize, steps: usize, done: &'static str) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(migration, step, steps, done, "chatstore migration step");
+}
+
 /// The MySQL run: statement by statement, each skipped if the catalog shows it took effect.
 #[cfg(feature = "mysql")]
 mod mysql {
@@ -431,7 +453,7 @@ mod mysql {
 
     use super::{
         applied_versions, create_versions_table, layout_0_1, old_layout, record_version,
-        refuse_newer, Migrated, MYSQL,
+        refuse_newer, report_step, Migrated, MYSQL,
     };
     use crate::conn::Backend;
     use crate::queries::mysql_migrations::{self as steps, State};
@@ -509,19 +531,6 @@ mod mysql {
             migrated.upgraded_layout = true;
         }
         Ok(migrated)
-    }
-
-    /// A step done: with the `tracing` feature, a `debug` event `chatstore migration step` with
-    /// the fields `migration` (its name), `step` (from 1), `steps` (its statements, the filling of
-    /// the search index where it has one, and the recording of its version) and `done`
-    /// (`applied`, `already present`, `indexed stored messages` or `recorded`). The upgrade of a
-    /// database in the 0.1 layout reports its four steps alike, as the migration `upgrade from
-    /// the 0.1 layout` (`copied rows`, `indexed stored messages`, `dropped old tables`,
-    /// `recorded`).
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    fn report_step(migration: &str, step: usize, steps: usize, done: &'static str) {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(migration, step, steps, done, "chatstore migration step");
     }
 
     /// A pending migration found half applied (`present` of its `statements` took effect in a run
