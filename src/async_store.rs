@@ -544,6 +544,28 @@ impl AsyncChatStore {
             .await
     }
 
+    /// [`ChatStore::index_pending`], on the blocking pool: for an idle task of the application's
+    /// own, so that searches find the index caught up.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// assert_eq!(store.index_pending().await?, 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::index_pending`]; [`Error::TaskFailed`].
+    pub async fn index_pending(&self) -> Result<u64> {
+        self.run(ChatStore::index_pending).await
+    }
+
     /// [`ChatStore::delete_user_data`], on the blocking pool.
     ///
     /// ```

@@ -802,6 +802,10 @@ impl ChatStore {
     /// prefixes). Each hit comes with its conversation's title and a snippet with the matches
     /// marked. Only the user's own messages are ever searched, whatever the query holds.
     ///
+    /// Every message committed before the search began is found: messages still waiting for the
+    /// search index are indexed first (see [`index_pending`](ChatStore::index_pending)). A store
+    /// that cannot write (opened read-only, or on a standby) searches what the index holds.
+    ///
     /// ```
     /// # use chatstore::{ChatStore, NewMessage, SearchQuery, UserId};
     /// # let store = ChatStore::open(":memory:")?;
@@ -821,8 +825,62 @@ impl ChatStore {
     pub fn search_messages(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults> {
         self.op("search_messages", || {
             let search = search::Search::new(query, self.limits.max_page_size)?;
+            match self.catch_up_index(Some(user)) {
+                // A store that cannot write (a read-only file, a standby) searches what the
+                // index holds: what waits is found once a writer indexes it.
+                Ok(_) | Err(Error::ReadOnly { .. }) => {}
+                Err(e) => return Err(e),
+            }
             self.with_conn(|conn| conn::snapshot(conn, |conn| search.run(conn, user)))
         })
+    }
+
+    /// Indexes every message that waits for the search index, and returns how many it indexed.
+    ///
+    /// Appends do not write the search index: it catches up afterwards, a batch per transaction,
+    /// so that an append costs what storing the message costs. A search catches up first by
+    /// itself (the user's messages on PostgreSQL and MySQL, everyone's on SQLite), so it always
+    /// finds every message committed before it began; calling this from an idle task, or after a
+    /// large import, takes that work off the next searches. A message waiting for the index is
+    /// safe: it is stored, and found again after a crash.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, SearchQuery, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// store.append_message(&user, conv.id, NewMessage::user("buy oat milk"))?;
+    /// assert_eq!(store.index_pending()?, 1);
+    /// assert_eq!(store.index_pending()?, 0);
+    /// let found = store.search_messages(&user, &SearchQuery::new("oat"))?;
+    /// assert_eq!(found.hits.len(), 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Connection and database errors. Each batch is its own transaction: an error leaves the
+    /// batches before it indexed.
+    pub fn index_pending(&self) -> Result<u64> {
+        self.op("index_pending", || self.catch_up_index(None))
+    }
+
+    /// Brings the search index up to date with every message committed before the call (on the
+    /// servers, only `user`'s if given), a batch per write transaction; the number indexed. A
+    /// look-up first, so that a search with nothing waiting takes no write lock.
+    fn catch_up_index(&self, user: Option<&UserId>) -> Result<u64> {
+        use crate::queries::search::{has_unindexed, index_unindexed, INDEX_BATCH};
+        if !self.with_conn(|conn| has_unindexed(conn, user))? {
+            return Ok(0);
+        }
+        let mut indexed = 0u64;
+        loop {
+            let batch = self.write(|conn| index_unindexed(conn, user, INDEX_BATCH))?;
+            indexed += batch as u64;
+            // A short batch found nothing more waiting when it ran.
+            if (batch as i64) < INDEX_BATCH {
+                return Ok(indexed);
+            }
+        }
     }
 
     /// Erases everything `user` owns — every conversation and message — in one statement, for

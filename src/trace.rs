@@ -120,6 +120,7 @@ rows! {
     ContextWindow: |window| window.messages.len();
     SearchResults: |results| results.hits.len();
     SchemaReport: |report| report.items.len();
+    u64: |indexed| usize::try_from(*indexed).unwrap_or(usize::MAX);
 }
 
 impl Recorded for DeletedCounts {

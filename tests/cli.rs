@@ -19,6 +19,7 @@ backend_tests! {
         migrate_then_verify_succeed,
         verify_names_a_dropped_index_and_exits_1,
         stats_count_in_text_and_json,
+        index_counts_what_waited_in_text_and_json,
         export_import_export_gives_identical_lines,
         a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it,
         delete_user_is_refused_without_yes,
@@ -168,7 +169,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        4,
+        5,
         "{}",
         first.stdout
     );
@@ -214,9 +215,10 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     let versions = db.versions_in("chatstore_schema_migrations");
     let verified = chatstore(&db.url, &["verify"]).expect(4);
     assert!(
-        verified
-            .stdout
-            .ends_with("pending migration 20261125000003\npending migration 20261202000004\n"),
+        verified.stdout.ends_with(
+            "pending migration 20261125000003\npending migration 20261202000004\n\
+                 pending migration 20261203000005\n"
+        ),
         "{}",
         verified.stdout
     );
@@ -225,7 +227,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     let run = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         run.stdout,
-        "applied migration 20261125000003\napplied migration 20261202000004\n"
+        "applied migration 20261125000003\napplied migration 20261202000004\n\
+         applied migration 20261203000005\n"
     );
     assert_eq!(
         run.stderr,
@@ -239,18 +242,21 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     let run = chatstore(&db.url, &["migrate", "--json"]).expect(0);
     assert_eq!(
         json_line(&run.stdout),
-        json!({"applied": ["20261125000003", "20261202000004"], "resumed": ["20261125000003"]})
+        json!({
+            "applied": ["20261125000003", "20261202000004", "20261203000005"],
+            "resumed": ["20261125000003"]
+        })
     );
     assert_eq!(run.stderr, "");
 }
 
 /// A MySQL database migrated, then taken back to before the search migration (and the words
-/// migration after it), with that migration's first statement in effect, as a crash leaves it.
+/// migrations after it), with that migration's first statement in effect, as a crash leaves it.
 #[cfg(feature = "mysql")]
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(2);
+    db.revert_newest_migrations(3);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -278,6 +284,21 @@ fn stats_count_in_text_and_json(db: &TestDb) {
         stats(&db.url),
         json!({"users": 2, "conversations": 4, "messages": 1239})
     );
+}
+
+fn index_counts_what_waited_in_text_and_json(db: &TestDb) {
+    let store = seed(db);
+    let run = chatstore(&db.url, &["index"]).expect(0);
+    assert_eq!(run.stdout, "indexed 1239 message(s)\n");
+    assert_eq!(run.stderr, "");
+    let run = chatstore(&db.url, &["index", "--json"]).expect(0);
+    assert_eq!(json_line(&run.stdout), json!({"indexed": 0}));
+    // What the tool indexed is found, and nothing is left for a search to do.
+    let found = store
+        .search_messages(&user("alice"), &chatstore::SearchQuery::new("oat"))
+        .unwrap();
+    assert_eq!(found.hits.len(), 1);
+    assert_eq!(store.index_pending().unwrap(), 0);
 }
 
 fn export_import_export_gives_identical_lines(db: &TestDb) {
@@ -752,6 +773,7 @@ fn an_interrupted_export_leaves_no_partial_file(db: &TestDb) {
 const NOT_MIGRATING: &[&[&str]] = &[
     &["verify"],
     &["stats"],
+    &["index"],
     &["export", "--user", "alice"],
     &["import", "--user", "alice"],
     &["delete-user", "--user", "alice", "--yes"],
@@ -842,10 +864,10 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
         .lines()
         .map(|line| line.strip_prefix("pending migration ").unwrap())
         .collect();
-    assert_eq!(pending.len(), 4, "{}", run.stdout);
+    assert_eq!(pending.len(), 5, "{}", run.stdout);
     assert_eq!(
         run.stderr,
-        "error: the database has no chatstore schema: 4 migration(s) pending\n\
+        "error: the database has no chatstore schema: 5 migration(s) pending\n\
          nothing was changed: chatstore migrate makes the schema\n"
     );
     assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
@@ -936,7 +958,7 @@ fn reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts(db: 
 fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     let migrate = json_line(&chatstore(&db.url, &["--json", "migrate"]).expect(0).stdout);
     assert_eq!(keys(&migrate), ["applied", "resumed"]);
-    assert_eq!(migrate["applied"].as_array().unwrap().len(), 4);
+    assert_eq!(migrate["applied"].as_array().unwrap().len(), 5);
     assert_eq!(migrate["resumed"], json!([]));
     let again = json_line(&chatstore(&db.url, &["migrate", "--json"]).expect(0).stdout);
     assert_eq!(again, json!({"applied": [], "resumed": []}));
@@ -1027,6 +1049,6 @@ fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     assert_eq!(error["code"], 4);
     assert_eq!(
         error["error"],
-        "the database has no chatstore schema: 4 migration(s) pending"
+        "the database has no chatstore schema: 5 migration(s) pending"
     );
 }

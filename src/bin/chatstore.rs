@@ -4,7 +4,7 @@
 //! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db migrate
 //! ```
 //!
-//! Subcommands: `migrate`, `verify`, `stats`, `export`, `import`, `delete-user`, `reset`; `--help`
+//! Subcommands: `migrate`, `verify`, `stats`, `index`, `export`, `import`, `delete-user`, `reset`; `--help`
 //! on each says more. Only `migrate` changes the schema (and creates a SQLite file): the others
 //! open a database only if chatstore's schema is there and up to date (exit 4 otherwise), and
 //! `reset` drops it. Export and import use JSON lines: one [`ExportItem`] a line, each
@@ -52,6 +52,7 @@ line:
                |\"index\"|\"constraint\",\"name\":\"chatstore_…\",\"present\":true},…]}
                (complete: nothing pending and every item present)
   stats        {\"users\":2,\"conversations\":4,\"messages\":1239}
+  index        {\"indexed\":1238}
   export       {\"user\":\"alice\",\"conversations\":3,\"messages\":1238}
   import       {\"user\":\"alice\",\"conversations\":3,\"messages\":1238,\"skipped\":0}
   delete-user  {\"user\":\"alice\",\"conversations\":3,\"messages\":1238}
@@ -106,6 +107,9 @@ enum Command {
     Verify,
     /// Counts users (who own a conversation), conversations and messages, every user's.
     Stats,
+    /// Indexes every message that waits for the search index (appends leave it to be caught
+    /// up; searches catch up by themselves): after a large import, or from a scheduled job.
+    Index,
     /// Writes a user's conversations and messages as JSON lines.
     ///
     /// Conversations come in id order, each as the export listed it (a page of 100 at a time),
@@ -352,6 +356,7 @@ fn run(url: &str, command: Command, report: Report) -> Outcome {
         Command::Migrate => migrate(&open(url, Migrations::Apply)?, report),
         Command::Verify => verify(url, report),
         Command::Stats => stats(&open(url, Migrations::Verify)?, report),
+        Command::Index => index(&open(url, Migrations::Verify)?, report),
         Command::Export { user, output } => {
             export(&open(url, Migrations::Verify)?, &user, &output, report)
         }
@@ -509,6 +514,16 @@ fn stats(store: &ChatStore, report: Report) -> Outcome {
     );
     let value = serde_json::to_value(stats).map_err(|e| Failure::failed("writing JSON", e))?;
     report.result(&text, &value)
+}
+
+fn index(store: &ChatStore, report: Report) -> Outcome {
+    let indexed = store
+        .index_pending()
+        .map_err(|e| Failure::store("indexing", e))?;
+    report.result(
+        &format!("indexed {indexed} message(s)\n"),
+        &json!({ "indexed": indexed }),
+    )
 }
 
 /// Drops chatstore's own tables: `drop_schema` names only those, never a host's.

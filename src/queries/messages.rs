@@ -28,9 +28,9 @@ const MYSQL_BYTES_PER_INSERT: usize = 8 << 20;
 /// per column, unnested server-side: one short statement whatever the batch's size, instead of
 /// 8,000 bind parameters.
 ///
-/// The search index is kept in the same statements: each row's `search_text` is filled in as this
-/// backend's index reads it (SQLite and PostgreSQL index a column; on MySQL the store writes the
-/// words itself).
+/// Each row's `search_text` is filled in as this backend's search index will read it (SQLite and
+/// PostgreSQL index a column; on MySQL the store reads the words from the content). The index
+/// itself is not written here: it catches up after the append ([`super::search::index_unindexed`]).
 ///
 /// A message id already stored is [`Error::DuplicateId`] (naming the first row's id: which of the
 /// batch's ids it was, the statement does not say), and the transaction must be rolled back.
@@ -99,14 +99,15 @@ fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<(), Insert
             };
         }
     }
-    // The other backends' indexes are kept by the database itself.
+    // The search index catches up later (`search::index_unindexed`). SQLite and PostgreSQL find
+    // what waits in the messages table itself; MySQL keeps a row for each waiting message.
     match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => {}
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => {}
         #[cfg(feature = "mysql")]
-        Conn::Mysql(c) => super::search::index_words(c, rows)?,
+        Conn::Mysql(c) => super::search::mark_unindexed(c, rows)?,
     }
     Ok(())
 }

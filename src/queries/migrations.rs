@@ -112,6 +112,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 Backend::Sqlite,
                 &[
                     "chatstore_messages_search",
+                    "chatstore_search_state",
                     "chatstore_messages",
                     "chatstore_conversations",
                     VERSIONS_TABLE,
@@ -137,6 +138,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 Backend::Mysql,
                 &[
                     "chatstore_message_words",
+                    "chatstore_search_pending",
                     "chatstore_messages",
                     "chatstore_conversations",
                     VERSIONS_TABLE,

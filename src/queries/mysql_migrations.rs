@@ -769,6 +769,8 @@ mod tests {
                 "column chatstore_messages.search_text",
                 "table chatstore_message_words",
                 "index chatstore_messages_search on chatstore_message_words",
+                "table chatstore_search_pending",
+                "index chatstore_search_pending_user on chatstore_search_pending",
             ]
         );
     }

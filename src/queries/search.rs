@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 
 use super::rows::MessageRow;
 use super::Cached;
-use crate::conn::Conn;
+use crate::conn::{Backend, Conn};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::ids::MessageId;
 use crate::ids::{ConversationId, UserId};
@@ -194,33 +194,6 @@ struct WordRow<'a> {
     hits: i32,
 }
 
-/// Indexes the words of newly inserted messages, a statement per `WORDS_PER_INSERT` words (the
-/// rows of a whole large batch would take dozens of times its text in memory).
-#[cfg(feature = "mysql")]
-pub(crate) fn index_words(
-    conn: &mut diesel::MysqlConnection,
-    rows: &[super::rows::NewMessageRow<'_>],
-) -> Result<()> {
-    let mut words: Vec<WordRow<'_>> = Vec::new();
-    for row in rows {
-        words.extend(
-            crate::search::index_words(row.content)
-                .into_iter()
-                .map(|(word, hits)| WordRow {
-                    message_id: row.id,
-                    user_id: row.user_id,
-                    word,
-                    hits,
-                }),
-        );
-        if words.len() >= WORDS_PER_INSERT {
-            insert_words(conn, &words)?;
-            words.clear();
-        }
-    }
-    insert_words(conn, &words)
-}
-
 #[cfg(feature = "mysql")]
 fn insert_words(conn: &mut diesel::MysqlConnection, words: &[WordRow<'_>]) -> Result<()> {
     for chunk in words.chunks(WORDS_PER_INSERT) {
@@ -311,11 +284,12 @@ fn index_pages(conn: &mut diesel::MysqlConnection, select: &str) -> Result<()> {
 
 /// Rewrites `search_text`, the text the SQLite and PostgreSQL indexes read, for every stored
 /// message whose text this version reads otherwise: run by the migration that changed how words
-/// are read, in its transaction (SQLite's trigger and PostgreSQL's generated column re-index each
-/// message changed). A macro, as the two typed connections share the code but not a type.
+/// are read, in its transaction, each changed row written by `$set` (which re-indexes it, or
+/// marks it waiting for the index). A macro, as the two typed connections share the code but not a
+/// type.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! rewrite_search_text {
-    ($conn:expr) => {{
+    ($conn:expr, $set:expr) => {{
         use crate::schema::messages::dsl::*;
         let conn = $conn;
         let mut after: Option<MessageId> = None;
@@ -333,9 +307,7 @@ macro_rules! rewrite_search_text {
             for (message, text, stored) in &page {
                 let text = crate::search::search_text(text);
                 if text != *stored {
-                    diesel::update(messages.filter(id.eq(message)))
-                        .set(search_text.eq(text))
-                        .execute(conn)?;
+                    $set(&mut *conn, *message, text)?;
                 }
             }
         }
@@ -344,14 +316,38 @@ macro_rules! rewrite_search_text {
 
 /// [`rewrite_search_text`] on SQLite.
 #[cfg(feature = "sqlite")]
+///
+/// The update trigger re-indexes a message already in the index; one that waits for it is indexed
+/// with its new text when the index catches up.
+#[cfg(feature = "sqlite")]
 pub(crate) fn rewrite_search_text_sqlite(conn: &mut diesel::SqliteConnection) -> Result<()> {
-    rewrite_search_text!(conn)
+    rewrite_search_text!(conn, |conn: &mut diesel::SqliteConnection,
+                                message: MessageId,
+                                text: Option<String>| {
+        use crate::schema::messages::dsl::*;
+        diesel::update(messages.filter(id.eq(message)))
+            .set(search_text.eq(text))
+            .execute(conn)
+    })
 }
 
 /// [`rewrite_search_text`] on PostgreSQL.
 #[cfg(feature = "postgres")]
+///
+/// `search` is no longer computed by the server (migration 000005): each changed message's is
+/// cleared, and it waits for the index to catch up.
+#[cfg(feature = "postgres")]
 pub(crate) fn rewrite_search_text_pg(conn: &mut diesel::PgConnection) -> Result<()> {
-    rewrite_search_text!(conn)
+    rewrite_search_text!(conn, |conn: &mut diesel::PgConnection,
+                                message: MessageId,
+                                text: Option<String>| {
+        diesel::sql_query(
+            "UPDATE chatstore_messages SET search_text = $1, search = NULL WHERE id = $2",
+        )
+        .bind::<Nullable<Text>, _>(text)
+        .bind::<Binary, _>(message)
+        .execute(conn)
+    })
 }
 
 /// A word's condition: its messages among the user's, by one range of `messages_search`.
@@ -641,4 +637,203 @@ fn page_rows(
         }
     }
     Ok(hits)
+}
+
+/// Messages indexed per transaction when the index catches up: each backend's index takes a few
+/// tens of microseconds a message, so a batch holds its locks for tens of milliseconds at most.
+pub(crate) const INDEX_BATCH: i64 = 1000;
+
+/// A row that says something exists.
+#[derive(QueryableByName)]
+struct One {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)] // read only to be counted
+    one: i32,
+}
+
+/// Whether a message waits to be indexed: on SQLite anyone's (one watermark for every user), on
+/// the servers `user`'s if given, else anyone's. One index look-up.
+pub(crate) fn has_unindexed(conn: &mut Conn, user: Option<&UserId>) -> Result<bool> {
+    let sql = match (conn.backend(), user) {
+        (Backend::Sqlite, _) => {
+            "SELECT 1 AS one FROM chatstore_messages \
+             WHERE key > (SELECT indexed_through FROM chatstore_search_state) LIMIT 1"
+        }
+        (Backend::Postgres, Some(_)) => {
+            "SELECT 1 AS one FROM chatstore_messages WHERE search IS NULL AND user_id = $1 LIMIT 1"
+        }
+        (Backend::Postgres, None) => {
+            "SELECT 1 AS one FROM chatstore_messages WHERE search IS NULL LIMIT 1"
+        }
+        (Backend::Mysql, Some(_)) => {
+            "SELECT 1 AS one FROM chatstore_search_pending WHERE user_id = ? LIMIT 1"
+        }
+        (Backend::Mysql, None) => "SELECT 1 AS one FROM chatstore_search_pending LIMIT 1",
+    };
+    let found: Vec<One> = match (conn.backend(), user) {
+        (Backend::Postgres | Backend::Mysql, Some(user)) => Cached(
+            diesel::sql_query(sql)
+                .into_boxed::<MultiBackend>()
+                .bind::<Text, _>(user),
+        )
+        .load(conn)?,
+        _ => Cached(diesel::sql_query(sql).into_boxed::<MultiBackend>()).load(conn)?,
+    };
+    Ok(!found.is_empty())
+}
+
+/// Indexes up to `limit` of the messages waiting for the search index, oldest first (on the
+/// servers only `user`'s if given; SQLite's index catches up for everyone at once), and returns
+/// how many. Fewer than `limit` means none was left waiting when it ran. Run in a write
+/// transaction: the messages it indexes are marked indexed in the same one, so a message is never
+/// indexed twice, and one deleted meanwhile never enters the index.
+///
+/// Concurrent runs on the servers take turns on the rows: each locks the rows it indexes, and one
+/// that waited skips those the other indexed.
+pub(crate) fn index_unindexed(conn: &mut Conn, user: Option<&UserId>, limit: i64) -> Result<usize> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => {
+            // The key of the last message of the batch is computed before the index grows, in
+            // the same transaction as both statements.
+            let indexed = Cached(
+                diesel::sql_query(
+                    "INSERT INTO chatstore_messages_search (rowid, body, owner) \
+                     SELECT key, substr(coalesce(search_text, content), 1, 100000), hex(user_id) \
+                     FROM chatstore_messages \
+                     WHERE key > (SELECT indexed_through FROM chatstore_search_state) \
+                     ORDER BY key LIMIT ?",
+                )
+                .bind::<BigInt, _>(limit),
+            )
+            .execute(c)?;
+            Cached(
+                diesel::sql_query(
+                    "UPDATE chatstore_search_state SET indexed_through = coalesce((\
+                     SELECT max(key) FROM (SELECT key FROM chatstore_messages \
+                     WHERE key > indexed_through ORDER BY key LIMIT ?)), indexed_through)",
+                )
+                .bind::<BigInt, _>(limit),
+            )
+            .execute(c)?;
+            Ok(indexed)
+        }
+        // The index's expression is the one the generated column had (migration 000004), so a
+        // message indexed before and one indexed now hold the same words.
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => {
+            let (condition, limit_at) = match user {
+                Some(_) => ("AND user_id = $2", "$1"),
+                None => ("", "$1"),
+            };
+            let sql = format!(
+                "UPDATE chatstore_messages m SET search = to_tsvector('simple', regexp_replace(\
+                 left(coalesce(m.search_text, m.content), 100000), '[!-/:-@\\[-`{{-~]', ' ', 'g')) \
+                 || ('u' || md5(m.user_id))::tsvector \
+                 FROM (SELECT id FROM chatstore_messages WHERE search IS NULL {condition} \
+                 ORDER BY user_id, id LIMIT {limit_at} FOR UPDATE) waiting \
+                 WHERE m.id = waiting.id AND m.search IS NULL"
+            );
+            let statement = diesel::sql_query(sql)
+                .into_boxed::<diesel::pg::Pg>()
+                .bind::<BigInt, _>(limit);
+            let statement = match user {
+                Some(user) => statement.bind::<Text, _>(user),
+                None => statement,
+            };
+            Ok(Cached(statement).execute(c)?)
+        }
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => index_pending_mysql(c, user, limit),
+    }
+}
+
+/// Records that newly inserted messages wait for the search index (MySQL's: the other backends
+/// find what waits in the messages table itself).
+#[cfg(feature = "mysql")]
+pub(crate) fn mark_unindexed(
+    conn: &mut diesel::MysqlConnection,
+    rows: &[super::rows::NewMessageRow<'_>],
+) -> Result<()> {
+    #[derive(Insertable)]
+    #[diesel(table_name = search_pending)]
+    struct PendingRow<'a> {
+        message_id: MessageId,
+        user_id: &'a UserId,
+    }
+    let pending: Vec<PendingRow<'_>> = rows
+        .iter()
+        .map(|row| PendingRow {
+            message_id: row.id,
+            user_id: row.user_id,
+        })
+        .collect();
+    for chunk in pending.chunks(WORDS_PER_INSERT) {
+        diesel::insert_into(search_pending::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "mysql")]
+diesel::table! {
+    #[sql_name = "chatstore_search_pending"]
+    search_pending (message_id) {
+        message_id -> Binary,
+        user_id -> Text,
+    }
+}
+
+/// MySQL's [`index_unindexed`]: the waiting rows are locked and read as ids, their messages'
+/// content [`REINDEX_PAGE`] at a time; each message's words replace any it had (a run of the
+/// search migration's own catch-up may have indexed it already), and its row goes.
+#[cfg(feature = "mysql")]
+fn index_pending_mysql(
+    conn: &mut diesel::MysqlConnection,
+    user: Option<&UserId>,
+    limit: i64,
+) -> Result<usize> {
+    let condition = match user {
+        Some(_) => "WHERE user_id = ?",
+        None => "",
+    };
+    let sql = format!(
+        "SELECT message_id AS id FROM chatstore_search_pending {condition} \
+         ORDER BY user_id, message_id LIMIT ? FOR UPDATE"
+    );
+    let statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
+    let statement = match user {
+        Some(user) => statement.bind::<Text, _>(user),
+        None => statement,
+    };
+    let ids: Vec<MessageId> = Cached(statement.bind::<BigInt, _>(limit))
+        .load::<IdRow>(conn)?
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    for page in ids.chunks(REINDEX_PAGE as usize) {
+        use crate::schema::messages;
+        let stored: Vec<(MessageId, UserId, String)> = messages::table
+            .select((messages::id, messages::user_id, messages::content))
+            .filter(messages::id.eq_any(page))
+            .load(conn)?;
+        diesel::delete(message_words::table.filter(message_words::message_id.eq_any(page)))
+            .execute(conn)?;
+        for (message, owner, content) in &stored {
+            let words: Vec<WordRow<'_>> = crate::search::index_words(content)
+                .into_iter()
+                .map(|(word, hits)| WordRow {
+                    message_id: *message,
+                    user_id: owner,
+                    word,
+                    hits,
+                })
+                .collect();
+            insert_words(conn, &words)?;
+        }
+    }
+    diesel::delete(search_pending::table.filter(search_pending::message_id.eq_any(&ids)))
+        .execute(conn)?;
+    Ok(ids.len())
 }

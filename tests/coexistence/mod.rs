@@ -29,7 +29,16 @@ backend_tests! {
 }
 
 /// chatstore's versions, oldest first.
-const CHATSTORE: [&str; 4] = [
+const CHATSTORE: [&str; 5] = [
+    "20261124000001",
+    "20261125000002",
+    "20261125000003",
+    "20261202000004",
+    "20261203000005",
+];
+
+/// The versions chatstore 0.1 recorded in Diesel's table: its first four.
+const LAYOUT_0_1: [&str; 4] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -55,8 +64,10 @@ fn chatstore_tables(kind: Kind) -> Vec<&'static str> {
         "chatstore_schema_migrations",
     ];
     match kind {
-        Kind::SqliteFile | Kind::SqliteMemory => tables.push("chatstore_messages_search"),
-        Kind::Mysql => tables.push("chatstore_message_words"),
+        Kind::SqliteFile | Kind::SqliteMemory => {
+            tables.extend(["chatstore_messages_search", "chatstore_search_state"])
+        }
+        Kind::Mysql => tables.extend(["chatstore_message_words", "chatstore_search_pending"]),
         Kind::Postgres => {}
     }
     tables
@@ -293,13 +304,13 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
     db.revert_newest_migration();
     let tables = existing_tables(db);
     match verify().unwrap_err() {
-        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[3..]),
+        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[4..]),
         other => panic!("{other:?}"),
     }
     assert_eq!(existing_tables(db), tables);
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..3]
+        CHATSTORE[..4]
     );
 }
 
@@ -325,7 +336,7 @@ fn opening_to_skip_migrations_leaves_the_schema_alone(db: &TestDb) {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..3]
+        CHATSTORE[..4]
     );
 }
 
@@ -373,7 +384,7 @@ fn existing_tables(db: &TestDb) -> Option<Vec<String>> {
 /// Diesel's table, two conversations (alice's with two messages, bob's with one) in its tables.
 fn database_in_the_0_1_layout(db: &TestDb) -> (ConversationId, ConversationId) {
     // The database as chatstore 0.1 left it, with a host's version beside its own in Diesel's table.
-    assert_eq!(db.run_diesel_migrations(Fixture::Layout01), CHATSTORE);
+    assert_eq!(db.run_diesel_migrations(Fixture::Layout01), LAYOUT_0_1);
     db.execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('20250101000001')")
         .unwrap();
     let sql = RawSql::new(db);
@@ -441,7 +452,7 @@ fn chatstores_versions_in_diesels_table_do_not_make_a_hosts_tables_chatstores(db
     // table (as a host's tooling might have recorded them): no 0.1 layout to move or drop.
     db.run_diesel_migrations(Fixture::HostApp);
     host_writes_and_reads(db, 1);
-    let versions: Vec<String> = CHATSTORE
+    let versions: Vec<String> = LAYOUT_0_1
         .iter()
         .map(|v| format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{v}')"))
         .collect();

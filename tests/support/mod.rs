@@ -279,7 +279,7 @@ impl TestDb {
         let sql = match self.kind {
             Kind::SqliteFile | Kind::SqliteMemory => {
                 "SELECT name AS version FROM sqlite_master WHERE type = 'table' \
-                 AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%_search_%' ORDER BY name"
+                 AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'chatstore_messages_search_%' ORDER BY name"
             }
             Kind::Postgres => {
                 "SELECT table_name::text AS version FROM information_schema.tables \
