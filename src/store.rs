@@ -1,8 +1,8 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
 //! connection: every write in one write transaction (an append whose client id another call stored
-//! meanwhile takes a second, to find it), every history read in one statement. A context window
-//! and a search read in a few statements; messages are never changed once written, so they still
-//! see one history.
+//! meanwhile takes a second, to find it), or in one statement (an append on PostgreSQL); every
+//! history read in one statement. A context window and a search read in a few statements; messages
+//! are never changed once written, so they still see one history.
 
 mod export;
 
@@ -349,8 +349,15 @@ impl ChatStore {
 
     /// Runs `f` in a write transaction on a pooled connection, after this store's earlier writers.
     fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        self.write_in_autocommit(|conn| write_transaction(conn, f))
+    }
+
+    /// Runs `f` on a pooled connection, after this store's earlier writers, in no transaction:
+    /// for the append, which is one statement on PostgreSQL and begins its write transaction
+    /// itself elsewhere (see `append::Batch::write`).
+    fn write_in_autocommit<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let _turn = self.write_gate.turn()?;
-        self.with_conn(|conn| write_transaction(conn, f))
+        self.with_conn(f)
     }
 
     /// Creates a conversation owned by `user`. The title is trimmed; `None` or a blank title means
@@ -649,15 +656,7 @@ impl ChatStore {
             return Ok(Vec::new());
         }
         let now = models::now().naive_utc();
-        let attempt = || self.write(|conn| batch.write(conn, last_seq, now));
-        let written = match attempt() {
-            // On PostgreSQL, another call may store one of the client's ids after this one looked
-            // (the look-up takes no lock; a SQLite write transaction holds the whole database).
-            // That call has committed by the time the insert fails, so a second attempt finds it:
-            // the same batch is replayed, a different one refused.
-            Err(Error::DuplicateId(_)) if batch.has_client_ids() => attempt()?,
-            outcome => outcome?,
-        };
+        let written = self.write_in_autocommit(|conn| batch.write(conn, last_seq, now))?;
         Ok(batch.stored(written))
     }
 

@@ -15,6 +15,7 @@ mod context;
 mod conversations;
 mod hardening;
 mod messages;
+mod round_trips;
 mod schema;
 mod search;
 #[cfg(feature = "serde")]

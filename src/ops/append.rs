@@ -1,19 +1,22 @@
 //! Appending a batch of messages: seqs reserved under the conversation's row lock, rows inserted,
-//! and a batch whose client ids are already stored recognised as a retry.
+//! and a batch whose client ids are already stored recognised as a retry. On PostgreSQL all of it
+//! is one statement, committed as it runs; elsewhere a write transaction, which this operation
+//! begins itself (see [`Batch::write`]).
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 
-use crate::conn::Conn;
+use crate::conn::{write_transaction, Conn};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Message, NewMessage};
 use crate::queries::columns::DbTime;
+use crate::queries::messages::OneStatement;
 use crate::queries::rows::{MessageRow, NewMessageRow};
 use crate::queries::{conversations, messages};
 use crate::{Error, Result};
 
-/// What an append's transaction did.
+/// What an append did.
 pub(crate) enum Written {
     /// Wrote the batch from `first_seq` on, at `created_at`.
     New { first_seq: i64, created_at: DbTime },
@@ -57,7 +60,7 @@ impl<'b, 'a> Batch<'b, 'a> {
         self.messages.is_empty()
     }
 
-    pub(crate) fn has_client_ids(&self) -> bool {
+    fn has_client_ids(&self) -> bool {
         self.messages.iter().any(|m| m.id().is_some())
     }
 
@@ -75,11 +78,94 @@ impl<'b, 'a> Batch<'b, 'a> {
         }
     }
 
+    /// The append, on a connection that the facade hands over after the store's earlier writers,
+    /// with no transaction open. Where the query layer reserves the seqs and inserts the rows in
+    /// one statement ([`messages::reserve_and_insert`]: PostgreSQL, a batch that fits one INSERT),
+    /// that statement is the append, atomic by itself and committed as it ends: one round trip.
+    /// Elsewhere (SQLite, MySQL, a larger batch) the append runs in a write transaction
+    /// ([`write_transaction`]), begun here rather than by the facade because only the query layer
+    /// knows which of the two an append takes. The messages to return are made afterwards, by
+    /// [`Batch::stored`]: nothing is copied while the append holds its locks.
+    pub(crate) fn write(
+        &self,
+        conn: &mut Conn,
+        last_seq: Option<i64>,
+        now: NaiveDateTime,
+    ) -> Result<Written> {
+        if let Some(written) = self.write_in_one_statement(conn, last_seq, now)? {
+            return Ok(written);
+        }
+        let mut attempt =
+            || write_transaction(conn, |conn| self.write_in_transaction(conn, last_seq, now));
+        match attempt() {
+            // On PostgreSQL and MySQL another call may store one of the client's ids after this
+            // one looked (the look-up takes no lock; a SQLite write transaction holds the whole
+            // database). That call has committed by the time the insert fails, so a second
+            // attempt finds it: the same batch is replayed, a different one refused.
+            Err(Error::DuplicateId(_)) if self.has_client_ids() => attempt(),
+            outcome => outcome,
+        }
+    }
+
+    /// The append as one statement, or `None` where the query layer does not write it in one
+    /// (then nothing ran). The statement writes the whole batch or nothing; only when it writes
+    /// nothing does the append read on, as the transaction does ([`Batch::replay`],
+    /// [`Batch::moved_on`]), but after the statement rather than before it: whether the batch is a
+    /// retry of one already stored, or why no seqs were reserved.
+    fn write_in_one_statement(
+        &self,
+        conn: &mut Conn,
+        last_seq: Option<i64>,
+        now: NaiveDateTime,
+    ) -> Result<Option<Written>> {
+        let n = self.messages.len() as i64;
+        let mut rows = self.rows(1, now);
+        let mut looked_again = false;
+        loop {
+            let (user, conv) = (self.user, self.conversation);
+            match messages::reserve_and_insert(conn, user, conv, &mut rows, now, last_seq) {
+                Ok(OneStatement::NotRun) => return Ok(None),
+                Ok(OneStatement::Written(count, created_at)) => {
+                    return Ok(Some(Written::New {
+                        first_seq: count - n + 1,
+                        created_at,
+                    }))
+                }
+                // Not the user's conversation, or its last seq is not `last_seq` — perhaps moved
+                // on by this very batch, which an earlier attempt stored: a retry, not a conflict.
+                Ok(OneStatement::NotReserved) => {
+                    if let Some(stored) = self.replay(conn)? {
+                        return Ok(Some(Written::Replayed(stored)));
+                    }
+                    if let Some(error) = self.moved_on(conn, last_seq)? {
+                        return Err(error);
+                    }
+                    // The count reached `last_seq` after the statement: try again. Counts only
+                    // grow, so this happens at most once.
+                }
+                // A client id is stored, and the statement wrote nothing (its reservation rolled
+                // back with the INSERT). Stored by an earlier attempt of this batch — also one
+                // that committed while this one waited for the conversation's row — it is a
+                // retry; otherwise the id is another message's.
+                Err(Error::DuplicateId(id)) if self.has_client_ids() => {
+                    if let Some(stored) = self.replay(conn)? {
+                        return Ok(Some(Written::Replayed(stored)));
+                    }
+                    // The message in the way went (with its conversation) before the look-up:
+                    // once more, as the transaction takes a second attempt.
+                    if looked_again {
+                        return Err(Error::DuplicateId(id));
+                    }
+                    looked_again = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The append's transaction: a retry of a stored batch is found and returned; otherwise the
     /// seqs are reserved (if the last seq is still `last_seq`, when given) and the rows inserted.
-    /// The messages to return are made after the commit, by [`Batch::stored`]: nothing is copied
-    /// while the transaction holds its locks.
-    pub(crate) fn write(
+    fn write_in_transaction(
         &self,
         conn: &mut Conn,
         last_seq: Option<i64>,
@@ -95,7 +181,7 @@ impl<'b, 'a> Batch<'b, 'a> {
             if let Some(reserved) = reserved {
                 break reserved;
             }
-            // The look-up above takes no lock. On PostgreSQL another attempt of this very batch
+            // The look-up above takes no lock. On the servers another attempt of this very batch
             // may have committed while this one waited for the row, and moved the count past
             // `last_seq`: that is a retry, not a conflict.
             if let Some(stored) = self.replay(conn)? {
@@ -109,8 +195,17 @@ impl<'b, 'a> Batch<'b, 'a> {
             }
         };
         let first_seq = count - n + 1;
-        let mut rows: Vec<NewMessageRow<'_>> = self
-            .messages
+        let mut rows = self.rows(first_seq, created_at.0);
+        messages::insert(conn, &mut rows)?;
+        Ok(Written::New {
+            first_seq,
+            created_at,
+        })
+    }
+
+    /// The batch's rows, with seqs from `first_seq` on, at `created_at`.
+    fn rows(&self, first_seq: i64, created_at: NaiveDateTime) -> Vec<NewMessageRow<'_>> {
+        self.messages
             .iter()
             .zip(self.ids.iter().zip(first_seq..))
             .zip(&self.metadata)
@@ -122,15 +217,10 @@ impl<'b, 'a> Batch<'b, 'a> {
                     (id, seq),
                     new,
                     metadata,
-                    created_at.0,
+                    created_at,
                 )
             })
-            .collect();
-        messages::insert(conn, &mut rows)?;
-        Ok(Written::New {
-            first_seq,
-            created_at,
-        })
+            .collect()
     }
 
     /// The messages the batch is stored as, once [`write`](Batch::write) has committed.

@@ -2,6 +2,7 @@ use diesel::connection::DefaultLoadingMode;
 use diesel::dsl::case_when;
 use diesel::prelude::*;
 
+use super::columns::DbTime;
 use super::rows::{MessageRow, NewMessageRow};
 use super::Cached;
 use crate::conn::{Backend, Conn};
@@ -35,7 +36,13 @@ const MYSQL_BYTES_PER_INSERT: usize = 8 << 20;
 /// A message id already stored is [`Error::DuplicateId`] (naming the first row's id: which of the
 /// batch's ids it was, the statement does not say), and the transaction must be rolled back.
 pub(crate) fn insert(conn: &mut Conn, rows: &mut [NewMessageRow<'_>]) -> Result<()> {
-    match conn.backend() {
+    fill_search_text(conn.backend(), rows);
+    insert_rows(conn, rows).map_err(|e| e.into_error(rows))
+}
+
+/// Each row's `search_text`, as this backend's index reads it.
+fn fill_search_text(backend: Backend, rows: &mut [NewMessageRow<'_>]) {
+    match backend {
         Backend::Sqlite | Backend::Postgres => {
             for row in rows.iter_mut() {
                 row.search_text = crate::search::search_text(row.content);
@@ -45,14 +52,147 @@ pub(crate) fn insert(conn: &mut Conn, rows: &mut [NewMessageRow<'_>]) -> Result<
         // lengthen the statements).
         Backend::Mysql => {}
     }
-    insert_rows(conn, rows).map_err(|e| match e {
-        // The seqs were reserved under the row lock, so the unique key violated is the id.
-        Insert::Duplicate => match rows.first() {
-            Some(row) => Error::DuplicateId(row.id),
-            None => crate::models::corrupt_row("an insert of no rows violated a unique key"),
-        },
-        Insert::Failed(e) => e,
-    })
+}
+
+/// What [`reserve_and_insert`] did.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) enum OneStatement {
+    /// Reserved the seqs and inserted the rows: the conversation's new count and `updated_at`, as
+    /// [`reserve_seqs`](super::conversations::reserve_seqs) returns them.
+    Written(i64, DbTime),
+    /// Wrote nothing, as [`reserve_seqs`](super::conversations::reserve_seqs) finding no row: the
+    /// user owns no such conversation, or its count is not `last_seq`.
+    NotReserved,
+    /// Ran nothing: this backend reserves and inserts in statements of their own, or the rows
+    /// need more than one INSERT.
+    NotRun,
+}
+
+/// Reserves an append's seqs and inserts its rows in one statement, where the backend can say it
+/// in one: PostgreSQL, whose `UPDATE … RETURNING` feeds the INSERT in the same statement (`WITH`),
+/// for rows that fit one INSERT (see [`chunks`]). A statement is atomic by itself and the server
+/// commits it as it ends, so it needs no transaction: the append is one round trip, where BEGIN,
+/// the reservation, the INSERT and COMMIT were four. SQLite has no data-modifying `WITH`, MySQL no
+/// `UPDATE … RETURNING`: on them, and for more rows than one INSERT takes, nothing runs
+/// ([`OneStatement::NotRun`]), and the caller reserves ([`reserve_seqs`]) and inserts
+/// ([`insert`]) in a write transaction.
+///
+/// The reservation is [`reserve_seqs`]'s, under the conversation's row lock: the count grows by the
+/// number of rows, if the user owns the conversation (and its count is `last_seq`, when given), and
+/// `updated_at` moves to `now` unless it is later. `rows` are the batch in order, numbered from
+/// seq 1: each is stored that far after the count the reservation found, at the `updated_at` it
+/// set (the rows' own `created_at` is not read). Their `search_text` is filled in as for
+/// [`insert`].
+///
+/// A message id already stored is [`Error::DuplicateId`], as for [`insert`], and then the statement
+/// wrote nothing, reservation included. The key violated is the id, never `(conversation_id,
+/// seq)`: the seqs follow the count read under the row lock (which the store keeps equal to the
+/// last seq), and a concurrent append of the conversation waits for that lock, then reads the
+/// count this one committed (PostgreSQL re-reads the row an UPDATE waited for, `last_seq`
+/// condition included).
+///
+/// [`reserve_seqs`]: super::conversations::reserve_seqs
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+pub(crate) fn reserve_and_insert(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    rows: &mut [NewMessageRow<'_>],
+    now: chrono::NaiveDateTime,
+    last_seq: Option<i64>,
+) -> Result<OneStatement> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(_) => Ok(OneStatement::NotRun),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => {
+            if chunks(rows, BYTES_PER_INSERT, text_bytes).nth(1).is_some() {
+                return Ok(OneStatement::NotRun);
+            }
+            fill_search_text(Backend::Postgres, rows);
+            let reserved = reserve_and_insert_pg(c, user, conv, rows, now, last_seq)
+                .map_err(|e| Insert::from(e).into_error(rows))?;
+            Ok(match reserved {
+                Some((count, time)) => OneStatement::Written(count, time),
+                None => OneStatement::NotReserved,
+            })
+        }
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(_) => Ok(OneStatement::NotRun),
+    }
+}
+
+/// PostgreSQL's append in one statement (see [`reserve_and_insert`]). Its two texts (with and
+/// without `last_seq`) are each prepared once per connection. `reserved` is evaluated once, and
+/// the INSERT runs to its end though nothing reads its output; the statement returns the
+/// reservation's one row, or none.
+#[cfg(feature = "postgres")]
+fn reserve_and_insert_pg(
+    conn: &mut diesel::PgConnection,
+    user: &UserId,
+    conv: ConversationId,
+    rows: &[NewMessageRow<'_>],
+    now: chrono::NaiveDateTime,
+    last_seq: Option<i64>,
+) -> QueryResult<Option<(i64, DbTime)>> {
+    use diesel::pg::Pg;
+    use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamp};
+
+    #[derive(QueryableByName)]
+    struct Reserved {
+        #[diesel(sql_type = BigInt)]
+        message_count: i64,
+        #[diesel(sql_type = Timestamp)]
+        updated_at: DbTime,
+    }
+    macro_rules! append {
+        ($condition:literal) => {
+            concat!(
+                "WITH reserved AS (\
+                 UPDATE chatstore_conversations SET message_count = message_count + $3, \
+                 updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END \
+                 WHERE id = $1 AND user_id = $2",
+                $condition,
+                " RETURNING message_count, updated_at), \
+                 inserted AS (\
+                 INSERT INTO chatstore_messages \
+                 (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
+                 SELECT m.id, $1, $2, reserved.message_count - $3 + m.seq, m.role, m.content, \
+                 m.metadata, reserved.updated_at, m.search_text \
+                 FROM reserved, \
+                 unnest($5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+                 AS m(id, seq, role, content, metadata, search_text)) \
+                 SELECT message_count, updated_at FROM reserved"
+            )
+        };
+    }
+    fn column<'r, 'a, T>(
+        rows: &'r [NewMessageRow<'a>],
+        f: impl Fn(&'r NewMessageRow<'a>) -> T,
+    ) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    let sql = match last_seq {
+        None => append!(""),
+        Some(_) => append!(" AND message_count = $11"),
+    };
+    let mut query = diesel::sql_query(sql)
+        .into_boxed::<Pg>()
+        .bind::<Binary, _>(conv)
+        .bind::<Text, _>(user)
+        .bind::<BigInt, _>(rows.len() as i64)
+        .bind::<Timestamp, _>(now)
+        .bind::<Array<Binary>, _>(column(rows, |r| r.id))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.seq))
+        .bind::<Array<Text>, _>(column(rows, |r| r.role))
+        .bind::<Array<Text>, _>(column(rows, |r| r.content))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()));
+    if let Some(last) = last_seq {
+        query = query.bind::<BigInt, _>(last);
+    }
+    let reserved: Option<Reserved> = Cached(query).get_result(conn).optional()?;
+    Ok(reserved.map(|r| (r.message_count, r.updated_at)))
 }
 
 /// Why an insert failed: a unique key was violated, or anything else.
@@ -79,16 +219,34 @@ impl From<Error> for Insert {
     }
 }
 
+impl Insert {
+    /// The error of an insert of `rows`. The seqs were reserved under the row lock, so the unique
+    /// key violated is the id (which of the rows' ids, the error does not say: the first is named).
+    fn into_error(self, rows: &[NewMessageRow<'_>]) -> Error {
+        match self {
+            Insert::Duplicate => match rows.first() {
+                Some(row) => Error::DuplicateId(row.id),
+                None => crate::models::corrupt_row("an insert of no rows violated a unique key"),
+            },
+            Insert::Failed(e) => e,
+        }
+    }
+}
+
+/// Bytes of text in a row: its content and metadata, what [`chunks`] bounds.
+fn text_bytes(row: &NewMessageRow<'_>) -> usize {
+    row.content.len() + row.metadata.map_or(0, str::len)
+}
+
 fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<(), Insert> {
     if let [row] = rows {
         diesel::insert_into(messages).values(row).execute(conn)?;
     } else {
-        let text = |row: &NewMessageRow<'_>| row.content.len() + row.metadata.map_or(0, str::len);
         let limit = match conn.backend() {
             Backend::Sqlite | Backend::Postgres => BYTES_PER_INSERT,
             Backend::Mysql => MYSQL_BYTES_PER_INSERT,
         };
-        for chunk in chunks(rows, limit, text) {
+        for chunk in chunks(rows, limit, text_bytes) {
             match conn {
                 #[cfg(feature = "sqlite")]
                 Conn::Sqlite(c) => diesel::insert_into(messages).values(chunk).execute(c)?,

@@ -20,7 +20,9 @@ backend_tests! {
         a_stale_last_seq_conflicts_and_writes_nothing,
         writers_that_state_the_last_seq_never_interleave,
     ],
-    persistent: [],
+    persistent: [
+        concurrent_retries_of_one_batch_through_two_stores_store_it_once,
+    ],
 }
 
 fn new_id() -> MessageId {
@@ -127,6 +129,14 @@ fn a_client_id_taken_by_a_different_message_is_refused(db: &TestDb) {
             vec![
                 NewMessage::user("hello").with_id(taken),
                 NewMessage::user("new").with_id(new_id()),
+            ],
+        ),
+        (
+            "a batch with one id stored in another conversation",
+            other,
+            vec![
+                NewMessage::user("new").with_id(new_id()),
+                NewMessage::user("hello").with_id(taken),
             ],
         ),
         (
@@ -280,6 +290,52 @@ fn concurrent_retries_of_one_message_store_it_once(db: &TestDb) {
     let page = store.messages(&alice, conv, Window::All).unwrap();
     assert_eq!(page.total, 10);
     assert_eq!(page.messages.len(), 10);
+}
+
+/// Four callers on two stores (two processes, in short) sending one batch with client ids at the
+/// same moment, two of them stating the last seq they saw: the batch is stored once, right after
+/// that seq, and every caller gets it back. The callers queue on the conversation's row; each after
+/// the first meets the stored ids at its insert, or (stating the last seq) finds the count moved
+/// on, and returns the stored batch.
+fn concurrent_retries_of_one_batch_through_two_stores_store_it_once(db: &TestDb) {
+    let stores = [db.open(), db.open()];
+    let alice = user("alice");
+    let conv = stores[0].create_conversation(&alice, None).unwrap().id;
+    for round in 0..10 {
+        let ids = [new_id(), new_id(), new_id()];
+        let barrier = Arc::new(Barrier::new(4));
+        let results: Vec<Vec<chatstore::Message>> = (0..4)
+            .map(|caller| {
+                let (store, alice) = (stores[caller % 2].clone(), alice.clone());
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    let (question, answer) = (format!("round {round}"), format!("answer {round}"));
+                    let batch = [
+                        NewMessage::user(&question).with_id(ids[0]),
+                        NewMessage::assistant(&answer).with_id(ids[1]),
+                        NewMessage::tool("{}").with_id(ids[2]),
+                    ];
+                    barrier.wait();
+                    match caller < 2 {
+                        true => store.append_messages(&alice, conv, &batch),
+                        false => store.append_if_last_seq(&alice, conv, round * 3, &batch),
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert!(
+            results.iter().all(|r| *r == results[0]),
+            "round {round}: {results:?}"
+        );
+        let stored: Vec<(MessageId, i64)> = results[0].iter().map(|m| (m.id, m.seq)).collect();
+        let seqs = round * 3 + 1..=round * 3 + 3;
+        assert_eq!(stored, ids.into_iter().zip(seqs).collect::<Vec<_>>());
+    }
+    let page = stores[1].messages(&alice, conv, Window::All).unwrap();
+    assert_eq!((page.total, page.messages.len()), (30, 30));
 }
 
 /// Two retries that both looked before either wrote: the conversation's row, locked by another

@@ -6,6 +6,7 @@
 mod helpers;
 mod matrix;
 mod raw_sql;
+mod round_trips;
 
 // Each binary uses some of these.
 #[allow(unused_imports)]
@@ -15,6 +16,8 @@ pub(crate) use matrix::backend_tests;
 pub use matrix::with_db;
 #[allow(unused_imports)]
 pub use raw_sql::{RawMessage, RawSql};
+#[allow(unused_imports)]
+pub use round_trips::RoundTrips;
 
 use chatstore::ChatStore;
 use diesel::connection::SimpleConnection;
