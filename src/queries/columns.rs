@@ -164,8 +164,50 @@ impl<GB> ValidGrouping<GB> for BindTime {
 #[cfg(feature = "sqlite")]
 impl QueryFragment<diesel::sqlite::Sqlite> for BindTime {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
-        out.push_bind_param::<Timestamp, _>(&self.0)
+        out.push_bind_param::<Timestamp, _>(self)
     }
+}
+
+/// The text Diesel writes for a `NaiveDateTime` on SQLite (`%F %T%.f`), written without
+/// chrono's format-string interpreter, which was a twentieth of a SQLite append's time (perf).
+#[cfg(feature = "sqlite")]
+impl ToSql<Timestamp, diesel::sqlite::Sqlite> for BindTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::sqlite::Sqlite>) -> serialize::Result {
+        out.set_value(sqlite_text(self.0));
+        Ok(serialize::IsNull::No)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, then `.` and 3, 6 or 9 digits when the time has a fraction (the fewest
+/// that hold it): exactly chrono's `%F %T%.f`, which it falls back to for a year outside 0 to
+/// 9999 or a leap second.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+fn sqlite_text(time: NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+
+    let nanos = time.nanosecond();
+    if !(0..=9999).contains(&time.year()) || nanos >= 1_000_000_000 {
+        return time.format("%F %T%.f").to_string();
+    }
+    let mut text = String::with_capacity(29);
+    let _ = write!(
+        text,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    let _ = match nanos {
+        0 => Ok(()),
+        n if n % 1_000_000 == 0 => write!(text, ".{:03}", n / 1_000_000),
+        n if n % 1_000 == 0 => write!(text, ".{:06}", n / 1_000),
+        n => write!(text, ".{n:09}"),
+    };
+    text
 }
 
 #[cfg(feature = "postgres")]
@@ -253,6 +295,43 @@ fn parse_sqlite_text(text: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_times_are_written_as_diesel_writes_them() {
+        let mut nanos = [
+            0,
+            1,
+            999,
+            1_000,
+            5_000,
+            123_000_000,
+            999_999_999,
+            500_000_001,
+        ]
+        .to_vec();
+        nanos.extend((0..2000u32).map(|i| i.wrapping_mul(2_654_435_761) % 1_000_000_000));
+        let dates = [
+            (0, 1, 1),
+            (1, 1, 1),
+            (999, 12, 31),
+            (2026, 12, 3),
+            (9999, 12, 31),
+            (-1, 1, 1),
+            (10000, 1, 1),
+        ];
+        for (y, m, d) in dates {
+            for (i, &n) in nanos.iter().enumerate() {
+                let time = NaiveDate::from_ymd_opt(y, m, d)
+                    .unwrap()
+                    .and_hms_nano_opt((i % 24) as u32, (i % 60) as u32, (i * 7 % 60) as u32, n)
+                    .unwrap();
+                assert_eq!(sqlite_text(time), time.format("%F %T%.f").to_string());
+                if (0..=9999).contains(&y) {
+                    assert_eq!(parse_sqlite_text(&sqlite_text(time)), Some(time));
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_what_diesel_writes_and_refuses_the_rest() {
