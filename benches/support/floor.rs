@@ -1,10 +1,13 @@
 //! The same-schema floor: each workload as hand-written SQL on chatstore's own tables, through
-//! rusqlite and the `postgres` crate, with prepared statements and the same transactions and
-//! durability settings as the store. It decodes every row into owned values, as the store does, so
+//! rusqlite, the `postgres` crate and the `mysql` crate, with prepared statements and the same
+//! transactions and durability settings as the store. It decodes every row into owned values, as the store does, so
 //! the ratio to it is the cost of chatstore's code, not of its schema.
+
+use std::collections::BTreeMap;
 
 use chatstore::{ConversationId, NewMessage, Role, UserId};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, TimeDelta, Utc};
+use mysql::prelude::Queryable;
 use rusqlite::OptionalExtension;
 use serde_json::Value;
 use uuid::Uuid;
@@ -71,10 +74,57 @@ fn role(text: &str) -> Role {
     text.parse().expect("known role")
 }
 
+/// MySQL's statements where they differ from the others': `?` placeholders, no RETURNING (the
+/// store reads the reserved count back under the row lock its UPDATE took).
+mod my {
+    pub const RESERVE: &str =
+        "UPDATE chatstore_conversations SET message_count = message_count + ?, \
+         updated_at = CASE WHEN updated_at > ? THEN updated_at ELSE ? END \
+         WHERE id = ? AND user_id = ?";
+    pub const RESERVED: &str =
+        "SELECT message_count, updated_at FROM chatstore_conversations WHERE id = ?";
+    pub const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = ?";
+    pub const SYSTEM: &str =
+        "SELECT id, conversation_id, seq, role, content, metadata, created_at \
+         FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? AND role = 'system' \
+         AND seq <= ? ORDER BY seq";
+    pub const LOAD_ALL: &str =
+        "SELECT id, conversation_id, seq, role, content, metadata, created_at \
+         FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? ORDER BY seq";
+    pub const BEFORE: &str =
+        "SELECT id, conversation_id, seq, role, content, metadata, created_at \
+         FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? AND seq < ? \
+         ORDER BY seq DESC LIMIT ?";
+    pub const LIST: &str = "SELECT id, user_id, title, created_at, updated_at, message_count \
+         FROM chatstore_conversations WHERE user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?";
+    /// A one-word search's candidates, newest first, as the store's statement reads them.
+    pub const SEARCH_IDS: &str = "SELECT m.id FROM chatstore_messages m WHERE m.user_id = ? \
+         AND m.id IN (SELECT message_id FROM chatstore_message_words WHERE user_id = ? AND word = ?) \
+         ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?";
+    /// Word rows per INSERT, as the store writes them.
+    pub const WORDS_PER_INSERT: usize = 5000;
+}
+
+/// The words chatstore's own index (MySQL) holds for an ASCII text, each with how often it occurs:
+/// runs of ASCII letters and digits, lowercased. The store's rule for ASCII text without numbers in
+/// scientific notation or words of over 64 characters, which the bench texts do not have;
+/// `Target::mysql` checks it against the rows the store writes.
+pub fn ascii_words(content: &str) -> BTreeMap<String, i32> {
+    let mut words = BTreeMap::new();
+    for word in content
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        *words.entry(word.to_ascii_lowercase()).or_default() += 1;
+    }
+    words
+}
+
 /// The same workloads, hand-written.
 pub enum Floor {
     Sqlite(rusqlite::Connection),
     Postgres(Box<PgFloor>),
+    Mysql(mysql::Conn),
 }
 
 /// A `postgres` client with every statement prepared once, as a careful hand-writer would.
@@ -181,6 +231,35 @@ fn sqlite_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FloorMessage> {
     })
 }
 
+/// The messages `sql` selects (`MESSAGE_COLUMNS`), through the connection's statement cache.
+fn mysql_messages(conn: &mut mysql::Conn, sql: &str, params: mysql::Params) -> Vec<FloorMessage> {
+    conn.exec_map(sql, params, mysql_message).expect(sql)
+}
+
+type MysqlMessageRow = (
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+    String,
+    String,
+    Option<String>,
+    NaiveDateTime,
+);
+
+fn mysql_message(
+    (id, conversation_id, seq, role_text, content, meta, created_at): MysqlMessageRow,
+) -> FloorMessage {
+    FloorMessage {
+        id: uuid(&id),
+        conversation_id: uuid(&conversation_id),
+        seq,
+        role: role(&role_text),
+        content,
+        metadata: metadata(meta),
+        created_at: created_at.and_utc(),
+    }
+}
+
 fn sqlite_messages(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -197,9 +276,17 @@ fn sqlite_messages(
 impl Floor {
     /// Refreshes the planner's statistics (PostgreSQL; SQLite has no ANALYZE data unless asked
     /// and plans these queries from the indexes alone).
+    /// On PostgreSQL the whole database is analyzed, on MySQL chatstore's tables.
     pub fn analyze(&mut self) {
-        if let Floor::Postgres(pg) = self {
-            pg.client.batch_execute("ANALYZE").expect("analyze");
+        match self {
+            Floor::Sqlite(_) => {}
+            Floor::Postgres(pg) => pg.client.batch_execute("ANALYZE").expect("analyze"),
+            Floor::Mysql(conn) => conn
+                .query_drop(
+                    "ANALYZE TABLE chatstore_conversations, chatstore_messages, \
+                     chatstore_message_words",
+                )
+                .expect("analyze"),
         }
     }
 
@@ -210,6 +297,9 @@ impl Floor {
                 .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
                 .expect("checkpoint"),
             Floor::Postgres(pg) => pg.client.batch_execute("CHECKPOINT").expect("checkpoint"),
+            // InnoDB has no checkpoint a client can ask for; its redo log is a fixed-size ring,
+            // written back in the background.
+            Floor::Mysql(_) => {}
         }
     }
 
@@ -360,6 +450,72 @@ impl Floor {
                 tx.commit().expect("commit");
                 first
             }
+            Floor::Mysql(conn) => {
+                conn.query_drop("BEGIN").expect("begin");
+                if client_ids {
+                    let stored: Option<i64> = conn
+                        .exec_first(my::LOOKUP_ID, (ids[0].as_bytes().as_slice(),))
+                        .expect("look up");
+                    if let Some(seq) = stored {
+                        conn.query_drop("COMMIT").expect("commit");
+                        return seq;
+                    }
+                }
+                let now = now();
+                let conv = conv.as_bytes().as_slice();
+                conn.exec_drop(my::RESERVE, (n, now, now, conv, user.as_str()))
+                    .expect("reserve");
+                assert_eq!(conn.affected_rows(), 1, "the user's conversation");
+                let (count, created_at): (i64, NaiveDateTime) = conn
+                    .exec_first(my::RESERVED, (conv,))
+                    .expect("reserved")
+                    .expect("the conversation");
+                let first = count - n + 1;
+                // Multi-row INSERTs of up to 1,000 rows, as the store's.
+                for (chunk, start) in batch.chunks(1000).zip((0..).step_by(1000)) {
+                    let sql = format!(
+                        "INSERT INTO chatstore_messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
+                        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                    );
+                    let mut params: Vec<mysql::Value> = Vec::with_capacity(8 * chunk.len());
+                    for (i, m) in chunk.iter().enumerate() {
+                        params.extend([
+                            ids[start + i].as_bytes().as_slice().into(),
+                            conv.into(),
+                            user.as_str().into(),
+                            (first + (start + i) as i64).into(),
+                            m.role().as_str().into(),
+                            m.content().into(),
+                            m.metadata().map(Value::to_string).into(),
+                            created_at.into(),
+                        ]);
+                    }
+                    conn.exec_drop(&sql, params).expect("insert");
+                }
+                // The search words, which the store writes itself on MySQL: each message's
+                // distinct words, 5,000 rows a statement.
+                let mut words: Vec<mysql::Value> = Vec::new();
+                for (id, m) in ids.iter().zip(batch) {
+                    for (word, hits) in ascii_words(m.content()) {
+                        words.extend([
+                            id.as_bytes().as_slice().into(),
+                            user.as_str().into(),
+                            word.into(),
+                            hits.into(),
+                        ]);
+                    }
+                }
+                for chunk in words.chunks(4 * my::WORDS_PER_INSERT) {
+                    let sql = format!(
+                        "INSERT INTO chatstore_message_words (message_id, user_id, word, hits) \
+                         VALUES {}",
+                        vec!["(?, ?, ?, ?)"; chunk.len() / 4].join(", ")
+                    );
+                    conn.exec_drop(&sql, chunk.to_vec()).expect("index words");
+                }
+                conn.query_drop("COMMIT").expect("commit");
+                first
+            }
         }
     }
 
@@ -377,6 +533,7 @@ impl Floor {
                 rusqlite::params![conv, user.as_str()],
             ),
             Floor::Postgres(pg) => pg.messages(|pg| &pg.load_all, &[&conv, &user.as_str()]),
+            Floor::Mysql(conn) => mysql_messages(conn, my::LOAD_ALL, (conv, user.as_str()).into()),
         }
     }
 
@@ -405,6 +562,9 @@ impl Floor {
                 rusqlite::params![conv, user.as_str(), seq, n],
             ),
             Floor::Postgres(pg) => pg.messages(|pg| &pg.before, &[&conv, &user.as_str(), &seq, &n]),
+            Floor::Mysql(conn) => {
+                mysql_messages(conn, my::BEFORE, (conv, user.as_str(), seq, n).into())
+            }
         };
         rows.reverse();
         rows
@@ -420,6 +580,9 @@ impl Floor {
                 sqlite_messages(conn, SYSTEM, rusqlite::params![conv, user.as_str(), last])
             }
             Floor::Postgres(pg) => pg.messages(|pg| &pg.system, &[&conv, &user.as_str(), &last]),
+            Floor::Mysql(conn) => {
+                mysql_messages(conn, my::SYSTEM, (conv, user.as_str(), last).into())
+            }
         }
     }
 
@@ -459,6 +622,51 @@ impl Floor {
                     .expect("search")
                     .iter()
                     .map(|row| (pg_message(row), row.get(7)))
+                    .collect()
+            }
+            // The store's statements for a query of one short word: the page's ids, then its
+            // rows, in one read-only snapshot.
+            Floor::Mysql(conn) => {
+                conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .expect("isolation");
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .expect("begin");
+                let owner = user.as_str();
+                let page: Vec<Vec<u8>> = conn
+                    .exec(my::SEARCH_IDS, (owner, owner, word, limit, 0i64))
+                    .expect("search");
+                let mut rows: Vec<(FloorMessage, Option<String>)> = Vec::new();
+                if !page.is_empty() {
+                    let sql = format!(
+                        "SELECT {SEARCH_COLUMNS} FROM chatstore_messages m \
+                         JOIN chatstore_conversations c ON c.id = m.conversation_id \
+                         WHERE m.id IN ({})",
+                        vec!["?"; page.len()].join(", ")
+                    );
+                    let params: Vec<mysql::Value> =
+                        page.iter().map(|id| id.as_slice().into()).collect();
+                    rows = conn
+                        .exec_map(
+                            &sql,
+                            params,
+                            |(id, conv, seq, role, content, meta, created, title)| {
+                                (
+                                    mysql_message((id, conv, seq, role, content, meta, created)),
+                                    title,
+                                )
+                            },
+                        )
+                        .expect("search");
+                }
+                conn.query_drop("COMMIT").expect("commit");
+                // In the page's order.
+                page.iter()
+                    .filter_map(|id| {
+                        let at = rows
+                            .iter()
+                            .position(|(m, _)| m.id.as_bytes() == id.as_slice())?;
+                        Some(rows.swap_remove(at))
+                    })
                     .collect()
             }
         }
@@ -514,6 +722,20 @@ impl Floor {
                     )
                 })
                 .collect(),
+            Floor::Mysql(conn) => conn
+                .exec_map(
+                    my::LIST,
+                    (user.as_str(), n),
+                    |(id, user_id, title, created, updated, count): (
+                        Vec<u8>,
+                        String,
+                        Option<String>,
+                        NaiveDateTime,
+                        NaiveDateTime,
+                        i64,
+                    )| decode(&id, user_id, title, created, updated, count),
+                )
+                .expect("list"),
         }
     }
 
@@ -556,6 +778,27 @@ impl Floor {
                         &[&ids, &users, &times],
                     )
                     .expect("seed");
+            }
+            Floor::Mysql(conn) => {
+                conn.query_drop("BEGIN").expect("begin");
+                for chunk in rows.chunks(1000) {
+                    let sql = format!(
+                        "INSERT INTO chatstore_conversations \
+                         (id, user_id, title, created_at, updated_at, message_count) VALUES {}",
+                        vec!["(?, ?, 'a chat', ?, ?, 0)"; chunk.len()].join(", ")
+                    );
+                    let mut params: Vec<mysql::Value> = Vec::with_capacity(4 * chunk.len());
+                    for (id, user, time) in chunk {
+                        params.extend([
+                            id.as_bytes().as_slice().into(),
+                            user.as_str().into(),
+                            (*time).into(),
+                            (*time).into(),
+                        ]);
+                    }
+                    conn.exec_drop(&sql, params).expect("seed");
+                }
+                conn.query_drop("COMMIT").expect("commit");
             }
         }
     }

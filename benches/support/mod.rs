@@ -1,14 +1,18 @@
-//! What the bench targets share: a fresh database per backend, seeding, and the floor — each
-//! workload as hand-written SQL on the same schema (`floor.rs`).
+//! What the bench targets share: a fresh database per backend, seeding, and the two floors — each
+//! workload as hand-written SQL on the same schema (`floor.rs`), and on the minimal schema the job
+//! needs (`minimal.rs`).
 
 #![allow(dead_code)] // each bench target uses part of it
 
 mod floor;
+mod minimal;
 
 pub use floor::{Floor, FloorMessage};
+pub use minimal::{Minimal, MinimalMessage};
 
 use chatstore::{ChatStore, ConversationId, NewMessage, Synchronous, UserId};
 use floor::PgFloor;
+use mysql::prelude::Queryable;
 use uuid::Uuid;
 
 /// Content of every bench message.
@@ -28,12 +32,13 @@ pub fn batch(n: usize) -> Vec<NewMessage<'static>> {
         .collect()
 }
 
-/// One backend under test: the store, and the floor's own connection to the same database.
+/// One backend under test: the store, and each floor's own connection to the same database.
 pub struct Target {
-    /// `sqlite` or `postgres`: the second part of every benchmark id.
+    /// `sqlite`, `postgres` or `mysql`: the first part of every benchmark id.
     pub name: &'static str,
     pub store: ChatStore,
     pub floor: Floor,
+    pub minimal: Minimal,
     _db: Db,
 }
 
@@ -43,20 +48,23 @@ pub fn owner() -> UserId {
 }
 
 impl Target {
-    /// Every backend compiled in: SQLite on a temporary file, PostgreSQL on a new database of the
-    /// local server (`CHATSTORE_TEST_POSTGRES_URL`), dropped afterwards.
+    /// Every backend compiled in: SQLite on a temporary file; PostgreSQL and MariaDB/MySQL on a
+    /// new database of the local server (`CHATSTORE_TEST_POSTGRES_URL`,
+    /// `CHATSTORE_TEST_MYSQL_URL`), dropped afterwards.
     pub fn all() -> Vec<Target> {
         [
             #[cfg(feature = "sqlite")]
             Target::sqlite(Synchronous::Full),
             #[cfg(feature = "postgres")]
             Target::postgres(),
+            #[cfg(feature = "mysql")]
+            Target::mysql(),
         ]
         .into()
     }
 
-    /// A SQLite file with the store's default options but `synchronous`, which the floor's
-    /// connection uses too.
+    /// A SQLite file with the store's default options but `synchronous`, which the floors'
+    /// connections use too. The minimal floor's tables are in the same file.
     pub fn sqlite(synchronous: Synchronous) -> Target {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("bench.db");
@@ -64,25 +72,37 @@ impl Target {
             .synchronous(synchronous)
             .open()
             .expect("open the SQLite store");
-        let conn = rusqlite::Connection::open(&path).expect("open the SQLite file");
         let sync = match synchronous {
             Synchronous::Full => "FULL",
             _ => "NORMAL",
         };
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
-        ))
-        .expect("pragmas");
+        let connect = || {
+            let conn = rusqlite::Connection::open(&path).expect("open the SQLite file");
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+            ))
+            .expect("pragmas");
+            conn
+        };
         Target {
             name: "sqlite",
             store,
-            floor: Floor::Sqlite(conn),
+            floor: Floor::Sqlite(connect()),
+            minimal: Minimal::sqlite(connect()),
             _db: Db::Sqlite(dir),
         }
     }
 
+    /// A new PostgreSQL database, every side's commits synced (the server's default).
     pub fn postgres() -> Target {
+        Target::postgres_with(true)
+    }
+
+    /// A new PostgreSQL database whose every side commits with `synchronous_commit` on or off:
+    /// off, a commit returns before its WAL reaches the disk (a crash may lose the last commits,
+    /// never corrupt). The store's URL sets it for each of its connections (`options`).
+    pub fn postgres_with(synchronous_commit: bool) -> Target {
         let admin = std::env::var("CHATSTORE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("chatstore_bench_{}", Uuid::now_v7().simple());
@@ -99,15 +119,95 @@ impl Target {
         // The floor's client speaks plain TCP (NoTls); libpq would negotiate TLS with a server
         // that offers it (`sslmode=prefer`), so the store is told not to: the same transport on
         // both sides.
-        let store =
-            ChatStore::open(&format!("{url}?sslmode=disable")).expect("open the PostgreSQL store");
-        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect the floor");
+        let options = match synchronous_commit {
+            true => "",
+            false => "&options=-csynchronous_commit%3Doff",
+        };
+        let store = ChatStore::open(&format!("{url}?sslmode=disable{options}"))
+            .expect("open the PostgreSQL store");
+        let connect = || {
+            let mut client =
+                postgres::Client::connect(&url, postgres::NoTls).expect("connect a floor");
+            if !synchronous_commit {
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .expect("synchronous_commit");
+            }
+            client
+        };
         Target {
             name: "postgres",
             store,
-            floor: Floor::Postgres(Box::new(PgFloor::new(client))),
+            floor: Floor::Postgres(Box::new(PgFloor::new(connect()))),
+            minimal: Minimal::postgres(connect()),
             _db: Db::Postgres { admin, name },
         }
+    }
+
+    /// A new database on the MariaDB/MySQL server at `CHATSTORE_TEST_MYSQL_URL` (the local
+    /// MariaDB by default, as for the tests). InnoDB's defaults: every commit flushed
+    /// (`innodb_flush_log_at_trx_commit = 1`).
+    pub fn mysql() -> Target {
+        let admin = std::env::var("CHATSTORE_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let name = format!("chatstore_bench_{}", Uuid::now_v7().simple());
+        let mut conn = mysql::Conn::new(mysql::Opts::from_url(&admin).expect("a MySQL URL"))
+            .unwrap_or_else(|e| panic!("the MySQL benches need a server at {admin}: {e}"));
+        conn.query_drop(format!("CREATE DATABASE {name}"))
+            .expect("create the bench database");
+        let url = with_database(&admin, &name);
+        let store = ChatStore::open(&url).expect("open the MySQL store");
+        let mut target = Target {
+            name: "mysql",
+            store,
+            floor: Floor::Mysql(mysql_client(&url)),
+            minimal: Minimal::mysql(mysql_client(&url)),
+            _db: Db::Mysql { admin, name },
+        };
+        target.check_mysql_words();
+        target
+    }
+
+    /// The floor writes the search words the store would (`floor::ascii_words`): checked on the
+    /// bench texts against the rows the store writes for them.
+    fn check_mysql_words(&mut self) {
+        let user = owner();
+        let conv = self.store.create_conversation(&user, None).expect("create");
+        let texts = [CONTENT.to_owned(), format!("{CONTENT} topic7")];
+        let Floor::Mysql(conn) = &mut self.floor else {
+            unreachable!("a MySQL target")
+        };
+        for text in &texts {
+            let stored = self
+                .store
+                .append_message(&user, conv.id, NewMessage::user(text))
+                .expect("append");
+            let words: Vec<(String, i32)> = conn
+                .exec(
+                    "SELECT word, hits FROM chatstore_message_words WHERE message_id = ? \
+                     ORDER BY word",
+                    (stored.id.as_uuid().as_bytes().as_slice(),),
+                )
+                .expect("words");
+            let floor: Vec<(String, i32)> = floor::ascii_words(text).into_iter().collect();
+            assert_eq!(words, floor, "the floor indexes the words the store does");
+        }
+        self.store
+            .delete_conversation(&user, conv.id)
+            .expect("delete");
+    }
+
+    /// A new minimal-floor conversation of `owner()` holding `n` messages, the same as
+    /// [`seeded_conversation`](Self::seeded_conversation)'s, appended in batches of 1,000.
+    pub fn minimal_conversation(&mut self, n: usize) -> i64 {
+        let user = owner();
+        let conv = self.minimal.create(user.as_str());
+        let messages = batch(1000);
+        for start in (0..n).step_by(1000) {
+            let len = (n - start).min(1000);
+            self.minimal.append(user.as_str(), conv, &messages[..len]);
+        }
+        conv
     }
 
     /// A new conversation of `owner()` holding `n` messages, appended in batches of 1,000.
@@ -131,6 +231,7 @@ impl Target {
     /// unless asked and plans these queries from the indexes alone).
     pub fn analyze(&mut self) {
         self.floor.analyze();
+        self.minimal.analyze();
     }
 
     /// Writes out everything pending, before a write bench: a checkpoint (PostgreSQL's timed
@@ -144,15 +245,32 @@ impl Target {
     /// Whichever side ran first paid for growing the files — PostgreSQL creating new 16 MB WAL
     /// segments, SQLite extending its WAL — and the second reused them: run alone, each side took
     /// 11.1–11.2 ms for W2 on PostgreSQL, but 12.4 and 8.0 ms when run one after the other.
+    ///
+    /// On MySQL 30,000: InnoDB's redo log is a ring of fixed size, so only the table files grow,
+    /// and each 1,000 messages also write some 33,000 rows of search words (300 batches took 80 s).
+    /// Skipped in `--test` mode, which times nothing.
     pub fn warm_up_writes(&mut self) {
+        if testing() {
+            return;
+        }
+        let batches = match self.name {
+            "mysql" => 30,
+            _ => 300,
+        };
         let user = owner();
         let messages = batch(1000);
-        for _ in 0..300 {
+        for _ in 0..batches {
             let conv = self.store.create_conversation(&user, None).expect("create");
             self.floor.append(&user, conv.id, &messages);
         }
         self.checkpoint();
     }
+}
+
+/// Whether criterion runs each workload once (`cargo bench -- --test`, as CI does) rather than
+/// measuring.
+pub fn testing() -> bool {
+    std::env::args().any(|arg| arg == "--test")
 }
 
 /// Checks that the store and the floor read the same `n` messages, so both sides do equal work.
@@ -182,18 +300,67 @@ pub fn assert_same(ours: &[chatstore::Message], floor: &[FloorMessage], n: usize
     }
 }
 
+/// Checks that the store and the minimal floor read the same `n` messages (roles and contents, in
+/// order; the minimal floor's ids ascending), so both sides do equal work.
+pub fn assert_same_minimal(ours: &[chatstore::Message], minimal: &[MinimalMessage], n: usize) {
+    assert_eq!(ours.len(), n);
+    assert_eq!(minimal.len(), n);
+    for (a, b) in ours.iter().zip(minimal) {
+        assert_eq!((a.role, a.content.as_str()), (b.role, b.content.as_str()));
+    }
+    assert!(minimal.windows(2).all(|w| w[0].id < w[1].id));
+}
+
 enum Db {
     Sqlite(tempfile::TempDir),
     Postgres { admin: String, name: String },
+    Mysql { admin: String, name: String },
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Db::Postgres { admin, name } = self {
-            if let Ok(mut client) = postgres::Client::connect(admin, postgres::NoTls) {
-                let _ =
-                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        match self {
+            Db::Sqlite(_) => {}
+            Db::Postgres { admin, name } => {
+                if let Ok(mut client) = postgres::Client::connect(admin, postgres::NoTls) {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+            Db::Mysql { admin, name } => {
+                if let Ok(mut conn) = mysql::Opts::from_url(admin).map(mysql::Conn::new) {
+                    if let Ok(conn) = conn.as_mut() {
+                        let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {name}"));
+                    }
+                }
             }
         }
     }
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |i| host_start + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// A floor's connection, set up as the store's are: UTC, utf8mb4, READ COMMITTED, strict mode,
+/// and UPDATEs counting the rows they match (as Diesel connects), not only those they change.
+fn mysql_client(url: &str) -> mysql::Conn {
+    let opts = mysql::OptsBuilder::from_opts(mysql::Opts::from_url(url).expect("a MySQL URL"))
+        .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
+        .init(vec![
+            "SET time_zone = '+00:00'",
+            "SET NAMES utf8mb4",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+        ]);
+    mysql::Conn::new(opts).expect("connect a floor")
 }
