@@ -1,7 +1,7 @@
 //! The minimal floor: each workload as hand-written SQL on the smallest schema the job needs, in
 //! tables of its own (`minimal_conversations`, `minimal_messages`) in the same database, with the
-//! same durability. Integer ids from the database, times as integer microseconds, one index for
-//! windows and one for listing; no message ids of the client's, no seq counter, no metadata, no
+//! same durability. Integer ids from the database, times as integer microseconds, one index on
+//! messages, for windows, and one on conversations, for listing; no message ids of the client's, no seq counter, no metadata, no
 //! search index, no foreign key. An append checks the owner and bumps the conversation in the
 //! statement that locks it; a read of messages trusts the conversation id it is given (the caller
 //! checked the owner when it got the id), so it reads the messages table alone.
@@ -42,6 +42,11 @@ const SQLITE_SCHEMA: &str = "
         role TEXT NOT NULL, content TEXT NOT NULL, created_at INTEGER NOT NULL);
     CREATE INDEX minimal_messages_window ON minimal_messages (conversation_id, id);";
 
+/// On PostgreSQL the window index is the messages' key, and there is no index on `id` alone
+/// (identity values are unique by construction): with one, the planner read the newest 50 of a
+/// 10,000-message history backwards through it, filtering out the 100,000 messages of a later
+/// conversation on the way (15 ms instead of 0.05 ms, EXPLAIN ANALYZE, custom and generic plans
+/// alike).
 const POSTGRES_SCHEMA: &str = "
     CREATE TABLE minimal_conversations (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, owner text NOT NULL,
@@ -49,9 +54,9 @@ const POSTGRES_SCHEMA: &str = "
     CREATE INDEX minimal_conversations_list
         ON minimal_conversations (owner, updated_at DESC, id DESC);
     CREATE TABLE minimal_messages (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, conversation_id bigint NOT NULL,
-        role text NOT NULL, content text NOT NULL, created_at bigint NOT NULL);
-    CREATE INDEX minimal_messages_window ON minimal_messages (conversation_id, id);";
+        id bigint GENERATED ALWAYS AS IDENTITY, conversation_id bigint NOT NULL,
+        role text NOT NULL, content text NOT NULL, created_at bigint NOT NULL,
+        PRIMARY KEY (conversation_id, id));";
 
 /// Owners compare byte for byte, as the store's user ids do on MySQL (a text collation would
 /// take 'Alice' for 'alice').
