@@ -1,7 +1,8 @@
 //! Writes: W1 single-message appends, W9 the same with client ids (retry-safe), and W2 a
-//! 1,000-message batch, chatstore against the
-//! hand-written floor, on every backend. On SQLite W1 also runs with `synchronous = NORMAL`, to
-//! price the durability setting.
+//! 1,000-message batch, chatstore against the hand-written floors (the same-schema floor, and the
+//! minimal one but for W9: the minimal schema has no client ids), on every backend. W1 also runs
+//! with SQLite's `synchronous = NORMAL` and with PostgreSQL's `synchronous_commit = off`, to price
+//! the durability setting.
 
 mod support;
 
@@ -51,6 +52,13 @@ fn append_one(c: &mut Criterion, target: &mut Target, durability: &str, client_i
                 .append_with(&user, conv, &[message()], client_ids)
         })
     });
+    if !client_ids {
+        let conv = target.minimal.create(user.as_str());
+        target.checkpoint();
+        group.bench_function(BenchmarkId::new("minimal", durability), |b| {
+            b.iter(|| target.minimal.append(user.as_str(), conv, &[message()]))
+        });
+    }
     group.finish();
 }
 
@@ -83,6 +91,16 @@ fn append_batch(c: &mut Criterion, target: &mut Target) {
             BatchSize::PerIteration,
         )
     });
+    target.checkpoint();
+    // The setup and the timed routine both use the minimal floor's one connection.
+    let minimal = std::cell::RefCell::new(&mut target.minimal);
+    group.bench_function(BenchmarkId::new("minimal", 1000), |b| {
+        b.iter_batched(
+            || minimal.borrow_mut().create(user.as_str()),
+            |conv| minimal.borrow_mut().append(user.as_str(), conv, &messages),
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 
@@ -98,6 +116,12 @@ fn writes(c: &mut Criterion) {
         let mut target = Target::sqlite(chatstore::Synchronous::Normal);
         target.warm_up_writes();
         append_one(c, &mut target, "normal", false);
+    }
+    // No warm-up: the WAL is the server's, grown by the run above.
+    #[cfg(feature = "postgres")]
+    {
+        let mut target = Target::postgres_with(false);
+        append_one(c, &mut target, "async", false);
     }
 }
 

@@ -1,5 +1,5 @@
 //! W7: the first page of 20 conversations for a user who owns 1,000, among 100 users, chatstore
-//! against the hand-written floor, on every backend.
+//! against the hand-written floors (same schema, and minimal), on every backend.
 
 mod support;
 
@@ -11,6 +11,7 @@ fn list(c: &mut Criterion) {
     let user = UserId::new("user-042").expect("valid user id");
     for mut target in Target::all() {
         target.floor.seed_conversations(100, 1_000);
+        target.minimal.seed_conversations(100, 1_000);
         target.analyze();
         let ours = target
             .store
@@ -22,6 +23,12 @@ fn list(c: &mut Criterion) {
         let floor_ids: Vec<uuid::Uuid> = floor.iter().take(20).map(|c| c.id).collect();
         assert_eq!(ours_ids, floor_ids, "both sides read the same page");
         assert!(ours.next.is_some());
+        let minimal = target.minimal.list(user.as_str(), 21);
+        assert_eq!(minimal.len(), 21, "a page and one more, as the store reads");
+        assert!(minimal.iter().all(|c| c.owner == user.as_str()));
+        assert!(minimal
+            .windows(2)
+            .all(|w| (w[0].updated_at, w[0].id) > (w[1].updated_at, w[1].id)));
 
         let mut group = c.benchmark_group(format!("{}/list-20", target.name));
         group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
@@ -34,6 +41,9 @@ fn list(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("floor", 1_000), |b| {
             b.iter(|| target.floor.list(&user, 21))
+        });
+        group.bench_function(BenchmarkId::new("minimal", 1_000), |b| {
+            b.iter(|| target.minimal.list(user.as_str(), 21))
         });
         group.finish();
     }

@@ -1,5 +1,5 @@
-//! History reads on long conversations, chatstore against the hand-written floor, on every
-//! backend: W3/W4 the whole history of 1,000 and 10,000 messages, W5/W6 the newest 50 of 10,000 and
+//! History reads on long conversations, chatstore against the hand-written floors (same schema,
+//! and minimal), on every backend: W3/W4 the whole history of 1,000 and 10,000 messages, W5/W6 the newest 50 of 10,000 and
 //! 100,000, W8 a walk back through 10,000 in pages of 100. The histories are seeded once, before
 //! any timing.
 
@@ -12,30 +12,37 @@ use support::{owner, Target};
 fn reads(c: &mut Criterion) {
     let user = owner();
     for mut target in Target::all() {
+        // Each history twice: the store's (which the same-schema floor reads too) and the
+        // minimal floor's, the same messages.
         let histories: Vec<_> = [1_000, 10_000, 100_000]
             .into_iter()
-            .map(|n| (n, target.seeded_conversation(n)))
+            .map(|n| {
+                let ours = target.seeded_conversation(n);
+                (n, ours, target.minimal_conversation(n))
+            })
             .collect();
         target.analyze();
-        let conv = |size: usize| {
-            histories
+        let seeded = |size: usize| {
+            let &(_, ours, minimal) = histories
                 .iter()
-                .find(|(n, _)| *n == size)
-                .expect("seeded")
-                .1
+                .find(|(n, _, _)| *n == size)
+                .expect("seeded");
+            (ours, minimal)
         };
 
         // W3, W4: the whole history, chronological.
         let mut group = c.benchmark_group(format!("{}/load-all", target.name));
         group.sample_size(20);
         for size in [1_000, 10_000] {
-            let conv = conv(size);
+            let (conv, minimal) = seeded(size);
             let ours = target
                 .store
                 .messages(&user, conv, Window::All)
                 .expect("load");
             let floor = target.floor.load_all(&user, conv);
             support::assert_same(&ours.messages, &floor, size);
+            let floor = target.minimal.load_all(minimal);
+            support::assert_same_minimal(&ours.messages, &floor, size);
             group.throughput(Throughput::Elements(size as u64));
             group.bench_function(BenchmarkId::new("chatstore", size), |b| {
                 b.iter(|| {
@@ -48,19 +55,24 @@ fn reads(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("floor", size), |b| {
                 b.iter(|| target.floor.load_all(&user, conv))
             });
+            group.bench_function(BenchmarkId::new("minimal", size), |b| {
+                b.iter(|| target.minimal.load_all(minimal))
+            });
         }
         group.finish();
 
         // W5, W6: the newest 50, chronological; the same cost whatever the history's length.
         let mut group = c.benchmark_group(format!("{}/tail-50", target.name));
         for size in [10_000, 100_000] {
-            let conv = conv(size);
+            let (conv, minimal) = seeded(size);
             let ours = target
                 .store
                 .messages(&user, conv, Window::Latest(50))
                 .expect("tail");
             let floor = target.floor.latest(&user, conv, 50);
             support::assert_same(&ours.messages, &floor, 50);
+            let floor = target.minimal.latest(minimal, 50);
+            support::assert_same_minimal(&ours.messages, &floor, 50);
             group.bench_function(BenchmarkId::new("chatstore", size), |b| {
                 b.iter(|| {
                     target
@@ -72,6 +84,9 @@ fn reads(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("floor", size), |b| {
                 b.iter(|| target.floor.latest(&user, conv, 50))
             });
+            group.bench_function(BenchmarkId::new("minimal", size), |b| {
+                b.iter(|| target.minimal.latest(minimal, 50))
+            });
         }
         group.finish();
 
@@ -80,7 +95,7 @@ fn reads(c: &mut Criterion) {
         group
             .sample_size(20)
             .throughput(Throughput::Elements(10_000));
-        let conv = conv(10_000);
+        let (conv, minimal) = seeded(10_000);
         group.bench_function(BenchmarkId::new("chatstore", 10_000), |b| {
             b.iter(|| {
                 let mut read = 0;
@@ -100,6 +115,18 @@ fn reads(c: &mut Criterion) {
                 while let Some(first) = page.first().map(|m| m.seq) {
                     read += page.len();
                     page = target.floor.before(&user, conv, first, 100);
+                }
+                assert_eq!(read, 10_000);
+            })
+        });
+        // Keyset on the message id.
+        group.bench_function(BenchmarkId::new("minimal", 10_000), |b| {
+            b.iter(|| {
+                let mut read = 0;
+                let mut page = target.minimal.latest(minimal, 100);
+                while let Some(first) = page.first().map(|m| m.id) {
+                    read += page.len();
+                    page = target.minimal.before(minimal, first, 100);
                 }
                 assert_eq!(read, 10_000);
             })

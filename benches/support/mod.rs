@@ -1,14 +1,18 @@
-//! What the bench targets share: a fresh database per backend, seeding, and the floor — each
-//! workload as hand-written SQL on the same schema, through rusqlite and the `postgres` crate, with
-//! prepared statements and the same durability settings as the store. The floor decodes every row
-//! into owned values, as the store does, so the ratio is the cost of chatstore itself.
+//! What the bench targets share: a fresh database per backend, seeding, and the two floors — each
+//! workload as hand-written SQL on the same schema (`floor.rs`), and on the minimal schema the job
+//! needs (`minimal.rs`).
 
 #![allow(dead_code)] // each bench target uses part of it
 
-use chatstore::{ChatStore, ConversationId, NewMessage, Role, Synchronous, UserId};
-use chrono::{DateTime, NaiveDateTime, SubsecRound, TimeDelta, Utc};
-use rusqlite::OptionalExtension;
-use serde_json::Value;
+mod floor;
+mod minimal;
+
+pub use floor::{Floor, FloorMessage};
+pub use minimal::{Minimal, MinimalMessage};
+
+use chatstore::{ChatStore, ConversationId, NewMessage, Synchronous, UserId};
+use floor::PgFloor;
+use mysql::prelude::Queryable;
 use uuid::Uuid;
 
 /// Content of every bench message.
@@ -28,12 +32,13 @@ pub fn batch(n: usize) -> Vec<NewMessage<'static>> {
         .collect()
 }
 
-/// One backend under test: the store, and the floor's own connection to the same database.
+/// One backend under test: the store, and each floor's own connection to the same database.
 pub struct Target {
-    /// `sqlite` or `postgres`: the second part of every benchmark id.
+    /// `sqlite`, `postgres` or `mysql`: the first part of every benchmark id.
     pub name: &'static str,
     pub store: ChatStore,
     pub floor: Floor,
+    pub minimal: Minimal,
     _db: Db,
 }
 
@@ -43,20 +48,23 @@ pub fn owner() -> UserId {
 }
 
 impl Target {
-    /// Every backend compiled in: SQLite on a temporary file, PostgreSQL on a new database of the
-    /// local server (`CHATSTORE_TEST_POSTGRES_URL`), dropped afterwards.
+    /// Every backend compiled in: SQLite on a temporary file; PostgreSQL and MariaDB/MySQL on a
+    /// new database of the local server (`CHATSTORE_TEST_POSTGRES_URL`,
+    /// `CHATSTORE_TEST_MYSQL_URL`), dropped afterwards.
     pub fn all() -> Vec<Target> {
         [
             #[cfg(feature = "sqlite")]
             Target::sqlite(Synchronous::Full),
             #[cfg(feature = "postgres")]
             Target::postgres(),
+            #[cfg(feature = "mysql")]
+            Target::mysql(),
         ]
         .into()
     }
 
-    /// A SQLite file with the store's default options but `synchronous`, which the floor's
-    /// connection uses too.
+    /// A SQLite file with the store's default options but `synchronous`, which the floors'
+    /// connections use too. The minimal floor's tables are in the same file.
     pub fn sqlite(synchronous: Synchronous) -> Target {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("bench.db");
@@ -64,25 +72,37 @@ impl Target {
             .synchronous(synchronous)
             .open()
             .expect("open the SQLite store");
-        let conn = rusqlite::Connection::open(&path).expect("open the SQLite file");
         let sync = match synchronous {
             Synchronous::Full => "FULL",
             _ => "NORMAL",
         };
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
-        ))
-        .expect("pragmas");
+        let connect = || {
+            let conn = rusqlite::Connection::open(&path).expect("open the SQLite file");
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+            ))
+            .expect("pragmas");
+            conn
+        };
         Target {
             name: "sqlite",
             store,
-            floor: Floor::Sqlite(conn),
+            floor: Floor::Sqlite(connect()),
+            minimal: Minimal::sqlite(connect()),
             _db: Db::Sqlite(dir),
         }
     }
 
+    /// A new PostgreSQL database, every side's commits synced (the server's default).
     pub fn postgres() -> Target {
+        Target::postgres_with(true)
+    }
+
+    /// A new PostgreSQL database whose every side commits with `synchronous_commit` on or off:
+    /// off, a commit returns before its WAL reaches the disk (a crash may lose the last commits,
+    /// never corrupt). The store's URL sets it for each of its connections (`options`).
+    pub fn postgres_with(synchronous_commit: bool) -> Target {
         let admin = std::env::var("CHATSTORE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("chatstore_bench_{}", Uuid::now_v7().simple());
@@ -99,15 +119,95 @@ impl Target {
         // The floor's client speaks plain TCP (NoTls); libpq would negotiate TLS with a server
         // that offers it (`sslmode=prefer`), so the store is told not to: the same transport on
         // both sides.
-        let store =
-            ChatStore::open(&format!("{url}?sslmode=disable")).expect("open the PostgreSQL store");
-        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect the floor");
+        let options = match synchronous_commit {
+            true => "",
+            false => "&options=-csynchronous_commit%3Doff",
+        };
+        let store = ChatStore::open(&format!("{url}?sslmode=disable{options}"))
+            .expect("open the PostgreSQL store");
+        let connect = || {
+            let mut client =
+                postgres::Client::connect(&url, postgres::NoTls).expect("connect a floor");
+            if !synchronous_commit {
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .expect("synchronous_commit");
+            }
+            client
+        };
         Target {
             name: "postgres",
             store,
-            floor: Floor::Postgres(Box::new(PgFloor::new(client))),
+            floor: Floor::Postgres(Box::new(PgFloor::new(connect()))),
+            minimal: Minimal::postgres(connect()),
             _db: Db::Postgres { admin, name },
         }
+    }
+
+    /// A new database on the MariaDB/MySQL server at `CHATSTORE_TEST_MYSQL_URL` (the local
+    /// MariaDB by default, as for the tests). InnoDB's defaults: every commit flushed
+    /// (`innodb_flush_log_at_trx_commit = 1`).
+    pub fn mysql() -> Target {
+        let admin = std::env::var("CHATSTORE_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let name = format!("chatstore_bench_{}", Uuid::now_v7().simple());
+        let mut conn = mysql::Conn::new(mysql::Opts::from_url(&admin).expect("a MySQL URL"))
+            .unwrap_or_else(|e| panic!("the MySQL benches need a server at {admin}: {e}"));
+        conn.query_drop(format!("CREATE DATABASE {name}"))
+            .expect("create the bench database");
+        let url = with_database(&admin, &name);
+        let store = ChatStore::open(&url).expect("open the MySQL store");
+        let mut target = Target {
+            name: "mysql",
+            store,
+            floor: Floor::Mysql(mysql_client(&url)),
+            minimal: Minimal::mysql(mysql_client(&url)),
+            _db: Db::Mysql { admin, name },
+        };
+        target.check_mysql_words();
+        target
+    }
+
+    /// The floor writes the search words the store would (`floor::ascii_words`): checked on the
+    /// bench texts against the rows the store writes for them.
+    fn check_mysql_words(&mut self) {
+        let user = owner();
+        let conv = self.store.create_conversation(&user, None).expect("create");
+        let texts = [CONTENT.to_owned(), format!("{CONTENT} topic7")];
+        let Floor::Mysql(conn) = &mut self.floor else {
+            unreachable!("a MySQL target")
+        };
+        for text in &texts {
+            let stored = self
+                .store
+                .append_message(&user, conv.id, NewMessage::user(text))
+                .expect("append");
+            let words: Vec<(String, i32)> = conn
+                .exec(
+                    "SELECT word, hits FROM chatstore_message_words WHERE message_id = ? \
+                     ORDER BY word",
+                    (stored.id.as_uuid().as_bytes().as_slice(),),
+                )
+                .expect("words");
+            let floor: Vec<(String, i32)> = floor::ascii_words(text).into_iter().collect();
+            assert_eq!(words, floor, "the floor indexes the words the store does");
+        }
+        self.store
+            .delete_conversation(&user, conv.id)
+            .expect("delete");
+    }
+
+    /// A new minimal-floor conversation of `owner()` holding `n` messages, the same as
+    /// [`seeded_conversation`](Self::seeded_conversation)'s, appended in batches of 1,000.
+    pub fn minimal_conversation(&mut self, n: usize) -> i64 {
+        let user = owner();
+        let conv = self.minimal.create(user.as_str());
+        let messages = batch(1000);
+        for start in (0..n).step_by(1000) {
+            let len = (n - start).min(1000);
+            self.minimal.append(user.as_str(), conv, &messages[..len]);
+        }
+        conv
     }
 
     /// A new conversation of `owner()` holding `n` messages, appended in batches of 1,000.
@@ -130,36 +230,47 @@ impl Target {
     /// Refreshes the planner's statistics after seeding (PostgreSQL; SQLite has no ANALYZE data
     /// unless asked and plans these queries from the indexes alone).
     pub fn analyze(&mut self) {
-        if let Floor::Postgres(pg) = &mut self.floor {
-            pg.client.batch_execute("ANALYZE").expect("analyze");
-        }
+        self.floor.analyze();
+        self.minimal.analyze();
     }
 
     /// Writes out everything pending, before a write bench: a checkpoint (PostgreSQL's timed
     /// one, every 5 minutes; SQLite's every 1,000 WAL pages) that lands in one side's measurement
     /// and not the other's would price the checkpoint, not the store.
     pub fn checkpoint(&mut self) {
-        match &mut self.floor {
-            Floor::Sqlite(conn) => conn
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-                .expect("checkpoint"),
-            Floor::Postgres(pg) => pg.client.batch_execute("CHECKPOINT").expect("checkpoint"),
-        }
+        self.floor.checkpoint();
     }
 
     /// Writes 300,000 messages (about 100 MB with indexes and log), untimed, then checkpoints.
     /// Whichever side ran first paid for growing the files — PostgreSQL creating new 16 MB WAL
     /// segments, SQLite extending its WAL — and the second reused them: run alone, each side took
     /// 11.1–11.2 ms for W2 on PostgreSQL, but 12.4 and 8.0 ms when run one after the other.
+    ///
+    /// On MySQL 30,000: InnoDB's redo log is a ring of fixed size, so only the table files grow,
+    /// and each 1,000 messages also write some 33,000 rows of search words (300 batches took 80 s).
+    /// Skipped in `--test` mode, which times nothing.
     pub fn warm_up_writes(&mut self) {
+        if testing() {
+            return;
+        }
+        let batches = match self.name {
+            "mysql" => 30,
+            _ => 300,
+        };
         let user = owner();
         let messages = batch(1000);
-        for _ in 0..300 {
+        for _ in 0..batches {
             let conv = self.store.create_conversation(&user, None).expect("create");
             self.floor.append(&user, conv.id, &messages);
         }
         self.checkpoint();
     }
+}
+
+/// Whether criterion runs each workload once (`cargo bench -- --test`, as CI does) rather than
+/// measuring.
+pub fn testing() -> bool {
+    std::env::args().any(|arg| arg == "--test")
 }
 
 /// Checks that the store and the floor read the same `n` messages, so both sides do equal work.
@@ -189,552 +300,67 @@ pub fn assert_same(ours: &[chatstore::Message], floor: &[FloorMessage], n: usize
     }
 }
 
+/// Checks that the store and the minimal floor read the same `n` messages (roles and contents, in
+/// order; the minimal floor's ids ascending), so both sides do equal work.
+pub fn assert_same_minimal(ours: &[chatstore::Message], minimal: &[MinimalMessage], n: usize) {
+    assert_eq!(ours.len(), n);
+    assert_eq!(minimal.len(), n);
+    for (a, b) in ours.iter().zip(minimal) {
+        assert_eq!((a.role, a.content.as_str()), (b.role, b.content.as_str()));
+    }
+    assert!(minimal.windows(2).all(|w| w[0].id < w[1].id));
+}
+
 enum Db {
     Sqlite(tempfile::TempDir),
     Postgres { admin: String, name: String },
+    Mysql { admin: String, name: String },
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Db::Postgres { admin, name } = self {
-            if let Ok(mut client) = postgres::Client::connect(admin, postgres::NoTls) {
-                let _ =
-                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
-    }
-}
-
-/// A message as the floor reads it: every column decoded into an owned value.
-#[derive(Debug)]
-pub struct FloorMessage {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub seq: i64,
-    pub role: Role,
-    pub content: String,
-    pub metadata: Option<Value>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A conversation as the floor reads it.
-#[derive(Debug)]
-pub struct FloorConversation {
-    pub id: Uuid,
-    pub user_id: String,
-    pub title: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub message_count: i64,
-}
-
-const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at";
-const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, message_count";
-
-/// Reserves the seqs and bumps `updated_at` (never backwards), as the store's append does.
-const RESERVE: &str = "UPDATE chatstore_conversations SET message_count = message_count + $1, \
-     updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
-     WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
-/// A conversation's system messages, through the partial index on role = 'system'.
-const SYSTEM: &str = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-     FROM chatstore_messages WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 \
-     ORDER BY seq";
-/// Full-text search, newest first, as the store runs it: the owner's token in the index next to the
-/// words, and the owner's condition.
-const SEARCH_COLUMNS: &str =
-    "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, c.title";
-/// A retry-safe append's first step: is the client's id already stored?
-const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = $1";
-const MESSAGE_INSERT_COLUMNS: &str =
-    "id, conversation_id, user_id, seq, role, content, metadata, created_at";
-const INSERT_MESSAGE: &str = "INSERT INTO chatstore_messages \
-     (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-
-fn now() -> NaiveDateTime {
-    Utc::now().naive_utc().trunc_subsecs(6)
-}
-
-fn uuid(bytes: &[u8]) -> Uuid {
-    Uuid::from_slice(bytes).expect("16-byte id")
-}
-
-fn metadata(text: Option<String>) -> Option<Value> {
-    text.map(|t| serde_json::from_str(&t).expect("JSON metadata"))
-}
-
-fn role(text: &str) -> Role {
-    text.parse().expect("known role")
-}
-
-/// The same workloads, hand-written.
-pub enum Floor {
-    Sqlite(rusqlite::Connection),
-    Postgres(Box<PgFloor>),
-}
-
-/// A `postgres` client with every statement prepared once, as a careful hand-writer would.
-pub struct PgFloor {
-    client: postgres::Client,
-    lookup_id: postgres::Statement,
-    system: postgres::Statement,
-    search: postgres::Statement,
-    reserve: postgres::Statement,
-    insert_one: postgres::Statement,
-    insert_many: postgres::Statement,
-    load_all: postgres::Statement,
-    before: postgres::Statement,
-    list: postgres::Statement,
-}
-
-impl PgFloor {
-    fn new(mut client: postgres::Client) -> PgFloor {
-        let mut prepare = |sql: &str| client.prepare(sql).expect(sql);
-        let lookup_id = prepare(LOOKUP_ID);
-        let system = prepare(SYSTEM);
-        let search = prepare(&format!(
-            "SELECT {SEARCH_COLUMNS} FROM chatstore_messages m \
-             JOIN chatstore_conversations c ON c.id = m.conversation_id, \
-             (SELECT to_tsquery('simple', regexp_replace(normalize($1, NFD), \
-               '[\\u0300-\\u036f]', '', 'g')) AS words) w, \
-             LATERAL (SELECT w.words && ('u' || md5($2))::tsquery AS q) q \
-             WHERE numnode(w.words) > 0 AND m.search @@ q.q AND m.user_id = $2 \
-             ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT $3"
-        ));
-        let reserve = prepare(RESERVE);
-        let insert_one = prepare(INSERT_MESSAGE);
-        // One statement for the whole batch: arrays, unnested server-side.
-        let insert_many = prepare(
-            "INSERT INTO chatstore_messages \
-             (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-             SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3 \
-             FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
-             AS m(id, seq, role, content, metadata)",
-        );
-        let load_all = prepare(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
-             WHERE conversation_id = $1 AND user_id = $2 ORDER BY seq"
-        ));
-        let before = prepare(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
-             WHERE conversation_id = $1 AND user_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
-        ));
-        let list = prepare(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
-             WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
-        ));
-        PgFloor {
-            client,
-            lookup_id,
-            system,
-            search,
-            reserve,
-            insert_one,
-            insert_many,
-            load_all,
-            before,
-            list,
-        }
-    }
-
-    fn messages(
-        &mut self,
-        which: fn(&PgFloor) -> &postgres::Statement,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Vec<FloorMessage> {
-        let statement = which(self).clone();
-        self.client
-            .query(&statement, params)
-            .expect("read messages")
-            .iter()
-            .map(pg_message)
-            .collect()
-    }
-}
-
-/// The message in a row's first seven columns (`MESSAGE_COLUMNS`).
-fn pg_message(row: &postgres::Row) -> FloorMessage {
-    FloorMessage {
-        id: uuid(row.get(0)),
-        conversation_id: uuid(row.get(1)),
-        seq: row.get(2),
-        role: role(row.get(3)),
-        content: row.get(4),
-        metadata: metadata(row.get(5)),
-        created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
-    }
-}
-
-fn sqlite_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FloorMessage> {
-    Ok(FloorMessage {
-        id: uuid(&row.get::<_, Vec<u8>>(0)?),
-        conversation_id: uuid(&row.get::<_, Vec<u8>>(1)?),
-        seq: row.get(2)?,
-        role: role(&row.get::<_, String>(3)?),
-        content: row.get(4)?,
-        metadata: metadata(row.get(5)?),
-        created_at: row.get::<_, NaiveDateTime>(6)?.and_utc(),
-    })
-}
-
-fn sqlite_messages(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Vec<FloorMessage> {
-    let mut statement = conn.prepare_cached(sql).expect(sql);
-    statement
-        .query_map(params, sqlite_message)
-        .expect(sql)
-        .collect::<rusqlite::Result<_>>()
-        .expect(sql)
-}
-
-impl Floor {
-    /// Appends `batch` to `conv` in one transaction, as `append_messages` does: reserve the seqs
-    /// (taking the row lock first), insert the rows, commit; returns the first seq.
-    pub fn append(&mut self, user: &UserId, conv: ConversationId, batch: &[NewMessage<'_>]) -> i64 {
-        self.append_with(user, conv, batch, false)
-    }
-
-    /// As [`append`](Self::append), for a batch whose messages carry client ids: the same
-    /// transaction first looks the first id up, and an id already stored ends it (a retry).
-    pub fn append_with(
-        &mut self,
-        user: &UserId,
-        conv: ConversationId,
-        batch: &[NewMessage<'_>],
-        client_ids: bool,
-    ) -> i64 {
-        let n = batch.len() as i64;
-        let conv = conv.as_uuid();
-        let ids: Vec<Uuid> = batch
-            .iter()
-            .map(|m| m.id().map_or_else(Uuid::now_v7, |id| id.as_uuid()))
-            .collect();
         match self {
-            Floor::Sqlite(conn) => {
-                let tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .expect("begin");
-                if client_ids {
-                    let stored: Option<i64> = tx
-                        .prepare_cached(LOOKUP_ID)
-                        .expect(LOOKUP_ID)
-                        .query_row([ids[0].as_bytes()], |row| row.get(0))
-                        .optional()
-                        .expect("look up");
-                    if let Some(seq) = stored {
-                        tx.commit().expect("commit");
-                        return seq;
+            Db::Sqlite(_) => {}
+            Db::Postgres { admin, name } => {
+                if let Ok(mut client) = postgres::Client::connect(admin, postgres::NoTls) {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+            Db::Mysql { admin, name } => {
+                if let Ok(mut conn) = mysql::Opts::from_url(admin).map(mysql::Conn::new) {
+                    if let Ok(conn) = conn.as_mut() {
+                        let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {name}"));
                     }
                 }
-                let (count, created_at): (i64, NaiveDateTime) = tx
-                    .prepare_cached(RESERVE)
-                    .expect(RESERVE)
-                    .query_row(
-                        rusqlite::params![n, now(), conv.as_bytes(), user.as_str()],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .expect("reserve");
-                let first = count - n + 1;
-                // Multi-row INSERTs of up to 1,000 rows (8,000 binds), which beat a prepared
-                // single-row INSERT in a loop by a fifth on a 1,000-message batch.
-                let metadata: Vec<Option<String>> = batch
-                    .iter()
-                    .map(|m| m.metadata().map(Value::to_string))
-                    .collect();
-                let seqs: Vec<i64> = (first..first + n).collect();
-                let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
-                let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
-                let owner = user.as_str();
-                for start in (0..batch.len()).step_by(1000) {
-                    let end = (start + 1000).min(batch.len());
-                    let sql = format!(
-                        "INSERT INTO chatstore_messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
-                        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; end - start].join(", ")
-                    );
-                    let mut params: Vec<&dyn rusqlite::ToSql> =
-                        Vec::with_capacity(8 * (end - start));
-                    for i in start..end {
-                        params.extend([
-                            ids[i].as_bytes() as &dyn rusqlite::ToSql,
-                            conv.as_bytes(),
-                            &owner,
-                            &seqs[i],
-                            &roles[i],
-                            &contents[i],
-                            &metadata[i],
-                            &created_at,
-                        ]);
-                    }
-                    tx.prepare_cached(&sql)
-                        .expect("insert")
-                        .execute(params.as_slice())
-                        .expect("insert");
-                }
-                tx.commit().expect("commit");
-                first
-            }
-            Floor::Postgres(pg) => {
-                let mut tx = pg.client.transaction().expect("begin");
-                if client_ids {
-                    let stored = tx
-                        .query_opt(&pg.lookup_id, &[&ids[0].as_bytes().as_slice()])
-                        .expect("look up");
-                    if let Some(row) = stored {
-                        tx.commit().expect("commit");
-                        return row.get(0);
-                    }
-                }
-                let row = tx
-                    .query_one(
-                        &pg.reserve,
-                        &[&n, &now(), &conv.as_bytes().as_slice(), &user.as_str()],
-                    )
-                    .expect("reserve");
-                let (count, created_at): (i64, NaiveDateTime) = (row.get(0), row.get(1));
-                let first = count - n + 1;
-                let metadata: Vec<Option<String>> = batch
-                    .iter()
-                    .map(|m| m.metadata().map(Value::to_string))
-                    .collect();
-                if batch.len() == 1 {
-                    let m = &batch[0];
-                    tx.execute(
-                        &pg.insert_one,
-                        &[
-                            &ids[0].as_bytes().as_slice(),
-                            &conv.as_bytes().as_slice(),
-                            &user.as_str(),
-                            &first,
-                            &m.role().as_str(),
-                            &m.content(),
-                            &metadata[0],
-                            &created_at,
-                        ],
-                    )
-                    .expect("insert");
-                } else {
-                    let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
-                    let seqs: Vec<i64> = (first..first + n).collect();
-                    let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
-                    let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
-                    tx.execute(
-                        &pg.insert_many,
-                        &[
-                            &conv.as_bytes().as_slice(),
-                            &user.as_str(),
-                            &created_at,
-                            &ids,
-                            &seqs,
-                            &roles,
-                            &contents,
-                            &metadata,
-                        ],
-                    )
-                    .expect("insert");
-                }
-                tx.commit().expect("commit");
-                first
             }
         }
     }
+}
 
-    /// The whole history, oldest first.
-    pub fn load_all(&mut self, user: &UserId, conv: ConversationId) -> Vec<FloorMessage> {
-        let conv = conv.as_uuid();
-        let conv = conv.as_bytes().as_slice();
-        match self {
-            Floor::Sqlite(conn) => sqlite_messages(
-                conn,
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
-                     WHERE conversation_id = ?1 AND user_id = ?2 ORDER BY seq"
-                ),
-                rusqlite::params![conv, user.as_str()],
-            ),
-            Floor::Postgres(pg) => pg.messages(|pg| &pg.load_all, &[&conv, &user.as_str()]),
-        }
-    }
+/// `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |i| host_start + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
 
-    /// The newest `n`, oldest first: the messages before any seq.
-    pub fn latest(&mut self, user: &UserId, conv: ConversationId, n: i64) -> Vec<FloorMessage> {
-        self.before(user, conv, i64::MAX, n)
-    }
-
-    /// Up to `n` messages older than `seq`, oldest first.
-    pub fn before(
-        &mut self,
-        user: &UserId,
-        conv: ConversationId,
-        seq: i64,
-        n: i64,
-    ) -> Vec<FloorMessage> {
-        let conv = conv.as_uuid();
-        let conv = conv.as_bytes().as_slice();
-        let mut rows = match self {
-            Floor::Sqlite(conn) => sqlite_messages(
-                conn,
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages WHERE conversation_id = ?1 \
-                     AND user_id = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
-                ),
-                rusqlite::params![conv, user.as_str(), seq, n],
-            ),
-            Floor::Postgres(pg) => pg.messages(|pg| &pg.before, &[&conv, &user.as_str(), &seq, &n]),
-        };
-        rows.reverse();
-        rows
-    }
-
-    /// The user's `n` most recently updated conversations.
-    /// The conversation's system messages up to `last`, oldest first.
-    pub fn system(&mut self, user: &UserId, conv: ConversationId, last: i64) -> Vec<FloorMessage> {
-        let conv = conv.as_uuid();
-        let conv = conv.as_bytes().as_slice();
-        match self {
-            Floor::Sqlite(conn) => {
-                sqlite_messages(conn, SYSTEM, rusqlite::params![conv, user.as_str(), last])
-            }
-            Floor::Postgres(pg) => pg.messages(|pg| &pg.system, &[&conv, &user.as_str(), &last]),
-        }
-    }
-
-    /// The newest `limit` of the user's messages containing `word`, each with its conversation's
-    /// title.
-    pub fn search(
-        &mut self,
-        user: &UserId,
-        word: &str,
-        limit: i64,
-    ) -> Vec<(FloorMessage, Option<String>)> {
-        match self {
-            Floor::Sqlite(conn) => {
-                let owner: String = user.as_str().bytes().map(|b| format!("{b:02X}")).collect();
-                let matching = format!("owner:\"{owner}\" AND body:(\"{word}\")");
-                let sql = format!(
-                    "SELECT {SEARCH_COLUMNS} FROM chatstore_messages_search s \
-                     JOIN chatstore_messages m ON m.key = s.rowid \
-                     JOIN chatstore_conversations c ON c.id = m.conversation_id \
-                     WHERE chatstore_messages_search MATCH ?1 AND m.user_id = ?2 \
-                     ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT ?3"
-                );
-                let mut statement = conn.prepare_cached(&sql).expect("search");
-                statement
-                    .query_map(rusqlite::params![matching, user.as_str(), limit], |row| {
-                        Ok((sqlite_message(row)?, row.get(7)?))
-                    })
-                    .expect("search")
-                    .collect::<rusqlite::Result<_>>()
-                    .expect("search")
-            }
-            Floor::Postgres(pg) => {
-                let query = format!("'{word}'");
-                let statement = pg.search.clone();
-                pg.client
-                    .query(&statement, &[&query, &user.as_str(), &limit])
-                    .expect("search")
-                    .iter()
-                    .map(|row| (pg_message(row), row.get(7)))
-                    .collect()
-            }
-        }
-    }
-
-    pub fn list(&mut self, user: &UserId, n: i64) -> Vec<FloorConversation> {
-        let decode =
-            |id: &[u8], user_id, title, created: NaiveDateTime, updated: NaiveDateTime, count| {
-                FloorConversation {
-                    id: uuid(id),
-                    user_id,
-                    title,
-                    created_at: created.and_utc(),
-                    updated_at: updated.and_utc(),
-                    message_count: count,
-                }
-            };
-        match self {
-            Floor::Sqlite(conn) => {
-                let sql = format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
-                     WHERE user_id = ?1 ORDER BY updated_at DESC, id DESC LIMIT ?2"
-                );
-                let mut statement = conn.prepare_cached(&sql).expect("list");
-                statement
-                    .query_map(rusqlite::params![user.as_str(), n], |row| {
-                        Ok(decode(
-                            &row.get::<_, Vec<u8>>(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
-                    })
-                    .expect("list")
-                    .collect::<rusqlite::Result<_>>()
-                    .expect("list")
-            }
-            Floor::Postgres(pg) => pg
-                .client
-                .query(&pg.list, &[&user.as_str(), &n])
-                .expect("list")
-                .into_iter()
-                .map(|row| {
-                    decode(
-                        row.get(0),
-                        row.get(1),
-                        row.get(2),
-                        row.get(3),
-                        row.get(4),
-                        row.get(5),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Seeds `per_user` conversations for each of `users` users (`user-000`, `user-001`, …) in one
-    /// transaction, with distinct `updated_at`s a millisecond apart, interleaved between users.
-    pub fn seed_conversations(&mut self, users: usize, per_user: usize) {
-        let start = now() - TimeDelta::days(30);
-        let rows: Vec<(Uuid, String, NaiveDateTime)> = (0..users * per_user)
-            .map(|i| {
-                let time = start + TimeDelta::milliseconds(i as i64);
-                (Uuid::now_v7(), format!("user-{:03}", i % users), time)
-            })
-            .collect();
-        let sql = "INSERT INTO chatstore_conversations \
-                   (id, user_id, title, created_at, updated_at, message_count) \
-                   VALUES ($1, $2, $3, $4, $4, 0)";
-        match self {
-            Floor::Sqlite(conn) => {
-                let tx = conn.transaction().expect("begin");
-                {
-                    let mut insert = tx.prepare_cached(sql).expect(sql);
-                    for (id, user, time) in &rows {
-                        insert
-                            .execute(rusqlite::params![id.as_bytes(), user, "a chat", time])
-                            .expect("seed");
-                    }
-                }
-                tx.commit().expect("commit");
-            }
-            Floor::Postgres(pg) => {
-                let ids: Vec<&[u8]> = rows.iter().map(|r| r.0.as_bytes().as_slice()).collect();
-                let users: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-                let times: Vec<NaiveDateTime> = rows.iter().map(|r| r.2).collect();
-                pg.client
-                    .execute(
-                        "INSERT INTO chatstore_conversations \
-                         (id, user_id, title, created_at, updated_at, message_count) \
-                         SELECT id, u, 'a chat', t, t, 0 \
-                         FROM unnest($1::bytea[], $2::text[], $3::timestamp[]) AS s(id, u, t)",
-                        &[&ids, &users, &times],
-                    )
-                    .expect("seed");
-            }
-        }
-    }
+/// A floor's connection, set up as the store's are: UTC, utf8mb4, READ COMMITTED, strict mode,
+/// and UPDATEs counting the rows they match (as Diesel connects), not only those they change.
+fn mysql_client(url: &str) -> mysql::Conn {
+    let opts = mysql::OptsBuilder::from_opts(mysql::Opts::from_url(url).expect("a MySQL URL"))
+        .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
+        .init(vec![
+            "SET time_zone = '+00:00'",
+            "SET NAMES utf8mb4",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+        ]);
+    mysql::Conn::new(opts).expect("connect a floor")
 }
