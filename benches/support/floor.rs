@@ -3,7 +3,6 @@
 //! transactions and durability settings as the store. It decodes every row into owned values, as the store does, so
 //! the ratio to it is the cost of chatstore's code, not of its schema.
 
-use std::collections::BTreeMap;
 
 use chatstore::{ConversationId, NewMessage, Role, UserId};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, TimeDelta, Utc};
@@ -54,10 +53,6 @@ const SEARCH_COLUMNS: &str =
 const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = $1";
 const MESSAGE_INSERT_COLUMNS: &str =
     "id, conversation_id, user_id, seq, role, content, metadata, created_at";
-const INSERT_MESSAGE: &str = "INSERT INTO chatstore_messages \
-     (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-
 fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
@@ -101,23 +96,8 @@ mod my {
     pub const SEARCH_IDS: &str = "SELECT m.id FROM chatstore_messages m WHERE m.user_id = ? \
          AND m.id IN (SELECT message_id FROM chatstore_message_words WHERE user_id = ? AND word = ?) \
          ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT ? OFFSET ?";
-    /// Word rows per INSERT, as the store writes them.
-    pub const WORDS_PER_INSERT: usize = 5000;
-}
-
-/// The words chatstore's own index (MySQL) holds for an ASCII text, each with how often it occurs:
-/// runs of ASCII letters and digits, lowercased. The store's rule for ASCII text without numbers in
-/// scientific notation or words of over 64 characters, which the bench texts do not have;
-/// `Target::mysql` checks it against the rows the store writes.
-pub fn ascii_words(content: &str) -> BTreeMap<String, i32> {
-    let mut words = BTreeMap::new();
-    for word in content
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        *words.entry(word.to_ascii_lowercase()).or_default() += 1;
-    }
-    words
+    /// Rows of `chatstore_search_pending` per INSERT, as the store writes them.
+    pub const PENDING_PER_INSERT: usize = 5000;
 }
 
 /// The same workloads, hand-written.
@@ -130,12 +110,9 @@ pub enum Floor {
 /// A `postgres` client with every statement prepared once, as a careful hand-writer would.
 pub struct PgFloor {
     client: postgres::Client,
-    lookup_id: postgres::Statement,
     system: postgres::Statement,
     search: postgres::Statement,
-    reserve: postgres::Statement,
-    insert_one: postgres::Statement,
-    insert_many: postgres::Statement,
+    append: postgres::Statement,
     load_all: postgres::Statement,
     before: postgres::Statement,
     list: postgres::Statement,
@@ -144,7 +121,6 @@ pub struct PgFloor {
 impl PgFloor {
     pub(super) fn new(mut client: postgres::Client) -> PgFloor {
         let mut prepare = |sql: &str| client.prepare(sql).expect(sql);
-        let lookup_id = prepare(LOOKUP_ID);
         let system = prepare(SYSTEM);
         let search = prepare(&format!(
             "SELECT {SEARCH_COLUMNS} FROM chatstore_messages m \
@@ -155,15 +131,19 @@ impl PgFloor {
              WHERE numnode(w.words) > 0 AND m.search @@ q.q AND m.user_id = $2 \
              ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT $3"
         ));
-        let reserve = prepare(RESERVE);
-        let insert_one = prepare(INSERT_MESSAGE);
-        // One statement for the whole batch: arrays, unnested server-side.
-        let insert_many = prepare(
-            "INSERT INTO chatstore_messages \
+        // The append in one statement, as the store runs it: the reservation feeds the insert.
+        let append = prepare(
+            "WITH reserved AS (UPDATE chatstore_conversations \
+             SET message_count = message_count + $3, \
+             updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END \
+             WHERE id = $1 AND user_id = $2 RETURNING message_count, updated_at), \
+             inserted AS (INSERT INTO chatstore_messages \
              (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
-             SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3 \
-             FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
-             AS m(id, seq, role, content, metadata)",
+             SELECT m.id, $1, $2, reserved.message_count - $3 + m.ord, m.role, m.content, \
+             m.metadata, reserved.updated_at FROM reserved, \
+             unnest($5::bytea[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
+             AS m(id, role, content, metadata, ord)) \
+             SELECT message_count FROM reserved",
         );
         let load_all = prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM chatstore_messages \
@@ -179,12 +159,9 @@ impl PgFloor {
         ));
         PgFloor {
             client,
-            lookup_id,
             system,
             search,
-            reserve,
-            insert_one,
-            insert_many,
+            append,
             load_all,
             before,
             list,
@@ -388,67 +365,36 @@ impl Floor {
                 tx.commit().expect("commit");
                 first
             }
+            // One statement, committed as it ends, as the store's append on PostgreSQL: client
+            // ids need no look-up first (an id already stored fails the statement, which wrote
+            // nothing, and only then would the store look for a retry).
             Floor::Postgres(pg) => {
-                let mut tx = pg.client.transaction().expect("begin");
-                if client_ids {
-                    let stored = tx
-                        .query_opt(&pg.lookup_id, &[&ids[0].as_bytes().as_slice()])
-                        .expect("look up");
-                    if let Some(row) = stored {
-                        tx.commit().expect("commit");
-                        return row.get(0);
-                    }
-                }
-                let row = tx
-                    .query_one(
-                        &pg.reserve,
-                        &[&n, &now(), &conv.as_bytes().as_slice(), &user.as_str()],
-                    )
-                    .expect("reserve");
-                let (count, created_at): (i64, NaiveDateTime) = (row.get(0), row.get(1));
-                let first = count - n + 1;
                 let metadata: Vec<Option<String>> = batch
                     .iter()
                     .map(|m| m.metadata().map(Value::to_string))
                     .collect();
-                if batch.len() == 1 {
-                    let m = &batch[0];
-                    tx.execute(
-                        &pg.insert_one,
-                        &[
-                            &ids[0].as_bytes().as_slice(),
-                            &conv.as_bytes().as_slice(),
-                            &user.as_str(),
-                            &first,
-                            &m.role().as_str(),
-                            &m.content(),
-                            &metadata[0],
-                            &created_at,
-                        ],
-                    )
-                    .expect("insert");
-                } else {
-                    let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
-                    let seqs: Vec<i64> = (first..first + n).collect();
-                    let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
-                    let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
-                    tx.execute(
-                        &pg.insert_many,
+                let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+                let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
+                let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
+                let row = pg
+                    .client
+                    .query_one(
+                        &pg.append,
                         &[
                             &conv.as_bytes().as_slice(),
                             &user.as_str(),
-                            &created_at,
+                            &n,
+                            &now(),
                             &ids,
-                            &seqs,
                             &roles,
                             &contents,
                             &metadata,
                         ],
                     )
-                    .expect("insert");
-                }
-                tx.commit().expect("commit");
-                first
+                    .expect("append");
+                let count: i64 = row.get(0);
+                let _ = client_ids;
+                count - n + 1
             }
             Floor::Mysql(conn) => {
                 conn.query_drop("BEGIN").expect("begin");
@@ -492,26 +438,18 @@ impl Floor {
                     }
                     conn.exec_drop(&sql, params).expect("insert");
                 }
-                // The search words, which the store writes itself on MySQL: each message's
-                // distinct words, 5,000 rows a statement.
-                let mut words: Vec<mysql::Value> = Vec::new();
-                for (id, m) in ids.iter().zip(batch) {
-                    for (word, hits) in ascii_words(m.content()) {
-                        words.extend([
-                            id.as_bytes().as_slice().into(),
-                            user.as_str().into(),
-                            word.into(),
-                            hits.into(),
-                        ]);
-                    }
-                }
-                for chunk in words.chunks(4 * my::WORDS_PER_INSERT) {
+                // What waits for the search index, as the store records it on MySQL: a row for
+                // each message, in the append's transaction.
+                for chunk in ids.chunks(my::PENDING_PER_INSERT) {
                     let sql = format!(
-                        "INSERT INTO chatstore_message_words (message_id, user_id, word, hits) \
-                         VALUES {}",
-                        vec!["(?, ?, ?, ?)"; chunk.len() / 4].join(", ")
+                        "INSERT INTO chatstore_search_pending (message_id, user_id) VALUES {}",
+                        vec!["(?, ?)"; chunk.len()].join(", ")
                     );
-                    conn.exec_drop(&sql, chunk.to_vec()).expect("index words");
+                    let params: Vec<mysql::Value> = chunk
+                        .iter()
+                        .flat_map(|id| [id.as_bytes().as_slice().into(), user.as_str().into()])
+                        .collect();
+                    conn.exec_drop(&sql, params).expect("pending");
                 }
                 conn.query_drop("COMMIT").expect("commit");
                 first
