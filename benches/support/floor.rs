@@ -3,7 +3,6 @@
 //! transactions and durability settings as the store. It decodes every row into owned values, as the store does, so
 //! the ratio to it is the cost of chatstore's code, not of its schema.
 
-
 use chatstore::{ConversationId, NewMessage, Role, UserId};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, TimeDelta, Utc};
 use mysql::prelude::Queryable;

@@ -194,6 +194,24 @@ struct WordRow<'a> {
     hits: i32,
 }
 
+/// [`insert_words`] of words held with their owners.
+#[cfg(feature = "mysql")]
+fn insert_word_tuples(
+    conn: &mut diesel::MysqlConnection,
+    words: &[(MessageId, UserId, String, i32)],
+) -> Result<()> {
+    let rows: Vec<WordRow<'_>> = words
+        .iter()
+        .map(|(message_id, user_id, word, hits)| WordRow {
+            message_id: *message_id,
+            user_id,
+            word: word.clone(),
+            hits: *hits,
+        })
+        .collect();
+    insert_words(conn, &rows)
+}
+
 #[cfg(feature = "mysql")]
 fn insert_words(conn: &mut diesel::MysqlConnection, words: &[WordRow<'_>]) -> Result<()> {
     for chunk in words.chunks(WORDS_PER_INSERT) {
@@ -726,13 +744,17 @@ pub(crate) fn index_unindexed(conn: &mut Conn, user: Option<&UserId>, limit: i64
                 Some(_) => ("AND user_id = $2", "$1"),
                 None => ("", "$1"),
             };
+            // The waiting rows are locked and listed first (an init plan, run once), then
+            // updated through the primary key. A join instead was planned from statistics taken
+            // while nothing waited (the partial index "empty"): a nested loop that ran the
+            // subquery again for every row, 2.8 ms a message over 10,000. The lock re-checks
+            // `search IS NULL` on a row another run indexed meanwhile, and skips it.
             let sql = format!(
                 "UPDATE chatstore_messages m SET search = to_tsvector('simple', regexp_replace(\
                  left(coalesce(m.search_text, m.content), 100000), '[!-/:-@\\[-`{{-~]', ' ', 'g')) \
                  || ('u' || md5(m.user_id))::tsvector \
-                 FROM (SELECT id FROM chatstore_messages WHERE search IS NULL {condition} \
-                 ORDER BY user_id, id LIMIT {limit_at} FOR UPDATE) waiting \
-                 WHERE m.id = waiting.id AND m.search IS NULL"
+                 WHERE m.id = ANY (ARRAY(SELECT id FROM chatstore_messages \
+                 WHERE search IS NULL {condition} ORDER BY user_id, id LIMIT {limit_at} FOR UPDATE))"
             );
             let statement = diesel::sql_query(sql)
                 .into_boxed::<diesel::pg::Pg>()
@@ -812,27 +834,31 @@ fn index_pending_mysql(
         .into_iter()
         .map(|row| row.id)
         .collect();
+    // Any words an earlier run left for these messages go first, in one statement; then the
+    // words of a page of messages at a time, sent WORDS_PER_INSERT at a time (a statement a
+    // message was 456 µs a message over 10,000).
+    diesel::delete(message_words::table.filter(message_words::message_id.eq_any(&ids)))
+        .execute(conn)?;
+    let mut words: Vec<(MessageId, UserId, String, i32)> = Vec::new();
     for page in ids.chunks(REINDEX_PAGE as usize) {
         use crate::schema::messages;
         let stored: Vec<(MessageId, UserId, String)> = messages::table
             .select((messages::id, messages::user_id, messages::content))
             .filter(messages::id.eq_any(page))
             .load(conn)?;
-        diesel::delete(message_words::table.filter(message_words::message_id.eq_any(page)))
-            .execute(conn)?;
-        for (message, owner, content) in &stored {
-            let words: Vec<WordRow<'_>> = crate::search::index_words(content)
-                .into_iter()
-                .map(|(word, hits)| WordRow {
-                    message_id: *message,
-                    user_id: owner,
-                    word,
-                    hits,
-                })
-                .collect();
-            insert_words(conn, &words)?;
+        for (message, owner, content) in stored {
+            words.extend(
+                crate::search::index_words(&content)
+                    .into_iter()
+                    .map(|(word, hits)| (message, owner.clone(), word, hits)),
+            );
+        }
+        if words.len() >= WORDS_PER_INSERT {
+            insert_word_tuples(conn, &words)?;
+            words.clear();
         }
     }
+    insert_word_tuples(conn, &words)?;
     diesel::delete(search_pending::table.filter(search_pending::message_id.eq_any(&ids)))
         .execute(conn)?;
     Ok(ids.len())
