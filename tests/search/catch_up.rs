@@ -17,6 +17,7 @@ backend_tests! {
         deleting_a_user_leaves_nothing_indexed_or_waiting,
     ],
     persistent: [
+        a_database_indexed_before_the_catch_up_migration_keeps_its_index,
         messages_waiting_when_the_store_stopped_are_found_by_the_next,
         a_search_sees_every_append_that_finished_before_it_began,
     ],
@@ -142,6 +143,34 @@ fn deleting_a_user_leaves_nothing_indexed_or_waiting(db: &TestDb) {
         }
         Kind::SqliteMemory => {}
     }
+}
+
+/// A database made by the previous layout, with messages in its index: the migration to the
+/// catch-up keeps what the index holds (nothing is indexed again, and every message is still
+/// found), and what is appended afterwards waits and is found.
+fn a_database_indexed_before_the_catch_up_migration_keeps_its_index(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    with_messages(&store, &alice, &["stored before", "also before"]);
+    assert_eq!(store.index_pending().unwrap(), 2);
+    drop(store);
+    db.revert_newest_migration();
+    let store = db.open();
+    assert_eq!(
+        store.migrations_applied_at_open(),
+        ["20261203000005".to_owned()]
+    );
+    assert_eq!(store.index_pending().unwrap(), 0);
+    assert_eq!(
+        found(&store, &alice, "before"),
+        ["also before", "stored before"]
+    );
+    with_messages(&store, &alice, &["stored after"]);
+    assert_eq!(
+        found(&store, &alice, "stored"),
+        ["stored after", "stored before"]
+    );
+    assert_eq!(store.index_pending().unwrap(), 0);
 }
 
 /// What waits for the index is in the database, not in the store: a store that stops (or is
