@@ -717,8 +717,8 @@ pub(crate) fn index_unindexed(conn: &mut Conn, user: Option<&UserId>, limit: i64
     match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => {
-            // The key of the last message of the batch is computed before the index grows, in
-            // the same transaction as both statements.
+            // Both statements read the same waiting keys: they run in one write transaction, so
+            // nothing is appended between them.
             let indexed = Cached(
                 diesel::sql_query(
                     "INSERT INTO chatstore_messages_search (rowid, body, owner) \
@@ -745,9 +745,9 @@ pub(crate) fn index_unindexed(conn: &mut Conn, user: Option<&UserId>, limit: i64
         // message indexed before and one indexed now hold the same words.
         #[cfg(feature = "postgres")]
         Conn::Pg(c) => {
-            let (condition, limit_at) = match user {
-                Some(_) => ("AND user_id = $2", "$1"),
-                None => ("", "$1"),
+            let condition = match user {
+                Some(_) => "AND user_id = $2",
+                None => "",
             };
             // The waiting rows are locked and listed first (an init plan, run once), then
             // updated through the primary key. A join instead was planned from statistics taken
@@ -759,7 +759,7 @@ pub(crate) fn index_unindexed(conn: &mut Conn, user: Option<&UserId>, limit: i64
                  left(coalesce(m.search_text, m.content), 100000), '[!-/:-@\\[-`{{-~]', ' ', 'g')) \
                  || ('u' || md5(m.user_id))::tsvector \
                  WHERE m.id = ANY (ARRAY(SELECT id FROM chatstore_messages \
-                 WHERE search IS NULL {condition} ORDER BY user_id, id LIMIT {limit_at} FOR UPDATE))"
+                 WHERE search IS NULL {condition} ORDER BY user_id, id LIMIT $1 FOR UPDATE))"
             );
             let statement = diesel::sql_query(sql)
                 .into_boxed::<diesel::pg::Pg>()
