@@ -6,6 +6,8 @@
 
 mod floor;
 mod minimal;
+#[path = "../../tests/support/url.rs"]
+mod url;
 
 pub use floor::{Floor, FloorMessage};
 pub use minimal::{Minimal, MinimalMessage};
@@ -13,6 +15,7 @@ pub use minimal::{Minimal, MinimalMessage};
 use chatstore::{ChatStore, ConversationId, NewMessage, Synchronous, UserId};
 use floor::PgFloor;
 use mysql::prelude::Queryable;
+use url::with_database;
 use uuid::Uuid;
 
 /// Content of every bench message.
@@ -305,19 +308,6 @@ impl Drop for Db {
             }
         }
     }
-}
-
-/// `url` with its database name replaced by `name` (query parameters kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[host_start..]
-        .find('/')
-        .map_or(base.len(), |i| host_start + i);
-    format!("{}/{name}{query}", &base[..host_end])
 }
 
 /// A floor's connection, set up as the store's are: UTC, utf8mb4, READ COMMITTED, strict mode,

@@ -7,6 +7,7 @@ mod helpers;
 mod matrix;
 mod raw_sql;
 mod round_trips;
+mod url;
 
 // Each binary uses some of these.
 #[allow(unused_imports)]
@@ -26,6 +27,7 @@ use diesel::query_builder::SqlQuery;
 use diesel::query_dsl::LoadQuery;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::FileBasedMigrations;
+use url::with_database;
 
 /// The migrations in `dir` (such as `migrations/sqlite`), a folder of the repository. Read when used
 /// rather than embedded: this module is compiled into the axum example's tests too, and
@@ -406,19 +408,6 @@ fn admin_execute(sql: &str) {
 #[cfg(not(feature = "postgres"))]
 fn admin_execute(_: &str) {
     unreachable!("PostgreSQL tests are compiled only with the postgres feature")
-}
-
-/// `url` with its database name replaced by `name` (query parameters kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[host_start..]
-        .find('/')
-        .map_or(base.len(), |i| host_start + i);
-    format!("{}/{name}{query}", &base[..host_end])
 }
 
 /// The server the MySQL tests run on: `CHATSTORE_TEST_MYSQL_URL`, or the local MariaDB.
