@@ -10,7 +10,7 @@ use chrono::NaiveDateTime;
 use crate::conn::{write_transaction, Conn};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Message, NewMessage};
-use crate::queries::columns::DbTime;
+use crate::queries::columns::{BindTime, DbTime};
 use crate::queries::messages::OneStatement;
 use crate::queries::rows::{MessageRow, NewMessageRow};
 use crate::queries::{conversations, messages};
@@ -92,11 +92,16 @@ impl<'b, 'a> Batch<'b, 'a> {
         last_seq: Option<i64>,
         now: NaiveDateTime,
     ) -> Result<Written> {
-        if let Some(written) = self.write_in_one_statement(conn, last_seq, now)? {
+        // The rows are made once, numbered from 1 at `now`; the transaction renumbers them.
+        let mut rows = self.rows(now);
+        if let Some(written) = self.write_in_one_statement(conn, &mut rows, last_seq, now)? {
             return Ok(written);
         }
-        let mut attempt =
-            || write_transaction(conn, |conn| self.write_in_transaction(conn, last_seq, now));
+        let mut attempt = || {
+            write_transaction(conn, |conn| {
+                self.write_in_transaction(conn, &mut rows, last_seq, now)
+            })
+        };
         match attempt() {
             // On PostgreSQL and MySQL another call may store one of the client's ids after this
             // one looked (the look-up takes no lock; a SQLite write transaction holds the whole
@@ -115,15 +120,15 @@ impl<'b, 'a> Batch<'b, 'a> {
     fn write_in_one_statement(
         &self,
         conn: &mut Conn,
+        rows: &mut [NewMessageRow<'_>],
         last_seq: Option<i64>,
         now: NaiveDateTime,
     ) -> Result<Option<Written>> {
         let n = self.messages.len() as i64;
-        let mut rows = self.rows(1, now);
         let mut looked_again = false;
         loop {
             let (user, conv) = (self.user, self.conversation);
-            match messages::reserve_and_insert(conn, user, conv, &mut rows, now, last_seq) {
+            match messages::reserve_and_insert(conn, user, conv, rows, now, last_seq) {
                 Ok(OneStatement::NotRun) => return Ok(None),
                 Ok(OneStatement::Written(count, created_at)) => {
                     return Ok(Some(Written::New {
@@ -168,6 +173,7 @@ impl<'b, 'a> Batch<'b, 'a> {
     fn write_in_transaction(
         &self,
         conn: &mut Conn,
+        rows: &mut [NewMessageRow<'_>],
         last_seq: Option<i64>,
         now: NaiveDateTime,
     ) -> Result<Written> {
@@ -195,19 +201,22 @@ impl<'b, 'a> Batch<'b, 'a> {
             }
         };
         let first_seq = count - n + 1;
-        let mut rows = self.rows(first_seq, created_at.0);
-        messages::insert(conn, &mut rows)?;
+        for (row, seq) in rows.iter_mut().zip(first_seq..) {
+            row.seq = seq;
+            row.created_at = BindTime(created_at.0);
+        }
+        messages::insert(conn, rows)?;
         Ok(Written::New {
             first_seq,
             created_at,
         })
     }
 
-    /// The batch's rows, with seqs from `first_seq` on, at `created_at`.
-    fn rows(&self, first_seq: i64, created_at: NaiveDateTime) -> Vec<NewMessageRow<'_>> {
+    /// The batch's rows, with seqs from 1 on, at `created_at`.
+    fn rows(&self, created_at: NaiveDateTime) -> Vec<NewMessageRow<'_>> {
         self.messages
             .iter()
-            .zip(self.ids.iter().zip(first_seq..))
+            .zip(self.ids.iter().zip(1..))
             .zip(&self.metadata)
             .map(|((new, (&id, seq)), metadata)| {
                 let metadata = metadata.as_deref();
