@@ -8,8 +8,8 @@ use tokio::task::JoinError;
 
 use crate::{
     Backend, ChatStore, ContextOptions, ContextWindow, Conversation, ConversationId,
-    ConversationPage, DeletedCounts, Error, Message, MessagePage, NewMessage, Page, Result,
-    SchemaReport, SearchQuery, SearchResults, StoreBuilder, StoreStats, UserId, Window,
+    ConversationPage, DeletedCounts, Error, Message, MessageId, MessagePage, NewMessage, Page,
+    Result, SchemaReport, SearchQuery, SearchResults, StoreBuilder, StoreStats, UserId, Window,
 };
 
 /// A [`ChatStore`] for async code (cargo feature `tokio`): the same calls as `async fn`s, each
@@ -399,6 +399,117 @@ impl AsyncChatStore {
     ) -> Result<Vec<Message>> {
         let (user, batch) = (user.clone(), owned(batch));
         self.run(move |s| s.append_if_last_seq(&user, conversation, last_seq, &batch))
+            .await
+    }
+
+    /// [`ChatStore::pop_messages`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("oops")).await?;
+    /// let undone = store.pop_messages(&alice, conv.id, 1).await?;
+    /// assert_eq!(undone[0].content, "oops");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::pop_messages`]; [`Error::TaskFailed`].
+    pub async fn pop_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        n: u32,
+    ) -> Result<Vec<Message>> {
+        let user = user.clone();
+        self.run(move |s| s.pop_messages(&user, conversation, n))
+            .await
+    }
+
+    /// [`ChatStore::truncate_messages`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("keep")).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("drop")).await?;
+    /// let removed = store.truncate_messages(&alice, conv.id, 1).await?;
+    /// assert_eq!(removed[0].content, "drop");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::truncate_messages`]; [`Error::TaskFailed`].
+    pub async fn truncate_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        after_seq: i64,
+    ) -> Result<Vec<Message>> {
+        let user = user.clone();
+        self.run(move |s| s.truncate_messages(&user, conversation, after_seq))
+            .await
+    }
+
+    /// [`ChatStore::clear_messages`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.append_message(&alice, conv.id, NewMessage::user("draft")).await?;
+    /// assert_eq!(store.clear_messages(&alice, conv.id).await?, 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::clear_messages`]; [`Error::TaskFailed`].
+    pub async fn clear_messages(&self, user: &UserId, conversation: ConversationId) -> Result<u64> {
+        let user = user.clone();
+        self.run(move |s| s.clear_messages(&user, conversation))
+            .await
+    }
+
+    /// [`ChatStore::fork_conversation`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// let fork = store.fork_conversation(&alice, conv.id, first.id).await?;
+    /// assert_eq!(fork.message_count, 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::fork_conversation`]; [`Error::TaskFailed`].
+    pub async fn fork_conversation(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        through: MessageId,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.fork_conversation(&user, conversation, through))
             .await
     }
 

@@ -124,17 +124,25 @@ pub enum Error {
     /// [`Window::All`](crate::Window::All) on a conversation with more messages than a window
     /// may hold ([`StoreBuilder::max_window`](crate::StoreBuilder::max_window)). Nothing is
     /// returned: read the history in windows instead (`Window::After { seq: 0, limit }`, then
-    /// each page's [`newer`](crate::MessagePage::newer)), or raise the cap.
+    /// each page's [`newer`](crate::MessagePage::newer)), or raise the cap. Also a truncation
+    /// ([`ChatStore::truncate_messages`](crate::ChatStore::truncate_messages)) that would remove
+    /// and return more: nothing is removed (clear the conversation instead, or truncate in steps).
     #[error(
-        "the conversation has {messages} messages, more than a window may hold ({max}): read it \
-         in windows, or raise the store's max_window"
+        "{messages} messages, more than a window may hold ({max}): read them in windows, or \
+         raise the store's max_window"
     )]
     WindowTooLarge {
-        /// Messages in the conversation when read.
+        /// Messages in the conversation when read (for a truncation, the messages it would
+        /// remove).
         messages: i64,
         /// The store's cap on a window.
         max: u32,
     },
+
+    /// A seq that no message can have, given where one is expected: seqs start at 1, and 0
+    /// stands for "before the first message".
+    #[error("seq {0} is negative: seqs start at 1, and 0 is before the first message")]
+    InvalidSeq(i64),
 
     /// An append that named the last seq it saw ([`ChatStore::append_if_last_seq`](crate::ChatStore::append_if_last_seq))
     /// found that the conversation has moved on: someone appended since. Nothing was written; read
@@ -470,6 +478,7 @@ impl Error {
                 | Error::BudgetTooSmall { .. }
                 | Error::InvalidRole(_)
                 | Error::WindowTooLarge { .. }
+                | Error::InvalidSeq(_)
         )
     }
 
@@ -842,6 +851,7 @@ pub(crate) mod tests {
                 messages: 2,
                 max: 1,
             },
+            Error::InvalidSeq(-1),
         ];
         for error in &invalid {
             assert!(error.is_invalid_input(), "{error:?}");

@@ -15,9 +15,9 @@ use crate::conn::{
 };
 use crate::context::{ContextOptions, ContextWindow};
 use crate::cursor::{ConversationCursor, Window};
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::{self, Conversation, DeletedCounts, Message, NewMessage, StoreStats};
-use crate::ops::{append, context, import, search};
+use crate::ops::{append, context, fork, import, search, truncate};
 use crate::page::{ConversationPage, MessagePage, Page};
 use crate::pool::Pool;
 use crate::queries::rows::{ConversationRow, NewConversationRow};
@@ -658,6 +658,178 @@ impl ChatStore {
         let now = models::now().naive_utc();
         let written = self.write_in_autocommit(|conn| batch.write(conn, last_seq, now))?;
         Ok(batch.stored(written))
+    }
+
+    /// Takes back the newest `n` messages of the conversation (an undo, the Agents SDK's
+    /// `pop_item`), atomically, and returns them oldest first: fewer if it holds fewer, none for
+    /// `n` = 0. The conversation's message count goes down by as many, its `updated_at` moves to
+    /// now, and the search index forgets them. The next append takes the first seq they left
+    /// free. `n` is capped at [`StoreBuilder::max_window`], as a window is.
+    ///
+    /// The newest messages when the call runs are taken: an append committed just before it is
+    /// among them. To take back exactly what you read, truncate after the seq you keep
+    /// ([`truncate_messages`](Self::truncate_messages)).
+    ///
+    /// A retried append (by client ids, see [`append_messages`](Self::append_messages)) of
+    /// messages that were taken back stores them again, as new.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// store.append_message(&user, conv.id, NewMessage::user("Add oat milk"))?;
+    /// store.append_message(&user, conv.id, NewMessage::assistant("Added oat milk."))?;
+    /// let undone = store.pop_messages(&user, conv.id, 1)?;
+    /// assert_eq!(undone[0].content, "Added oat milk.");
+    /// let again = store.append_message(&user, conv.id, NewMessage::assistant("Done!"))?;
+    /// assert_eq!(again.seq, 2);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation; [`Error::Busy`], connection and
+    /// database errors (nothing is removed).
+    pub fn pop_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        n: u32,
+    ) -> Result<Vec<Message>> {
+        self.op("pop_messages", || {
+            let n = i64::from(n.min(self.limits.max_window));
+            let keep = |count: i64| Ok((count - n).max(0));
+            self.truncate(user, conversation, keep, true)
+                .map(|removed| removed.messages)
+        })
+    }
+
+    /// Removes every message of the conversation after seq `after_seq` (0: all of them),
+    /// atomically, and returns them oldest first; none if it ends at or before `after_seq`. As
+    /// [`pop_messages`](Self::pop_messages) for the count, `updated_at`, the search index and
+    /// the next seq. Unlike a pop it names what it keeps, so an append that came in meanwhile is
+    /// removed with the rest rather than in their place.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// for text in ["one", "two", "three"] {
+    ///     store.append_message(&user, conv.id, NewMessage::user(text))?;
+    /// }
+    /// let removed = store.truncate_messages(&user, conv.id, 1)?;
+    /// assert_eq!(removed.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
+    /// assert_eq!(store.conversation(&user, conv.id)?.message_count, 1);
+    /// assert!(store.truncate_messages(&user, conv.id, 5)?.is_empty());
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSeq`] for a negative `after_seq`; [`Error::WindowTooLarge`] if more
+    /// messages than a window holds ([`StoreBuilder::max_window`]) would be removed (use
+    /// [`clear_messages`](Self::clear_messages), which returns a count); [`Error::NotFound`] if
+    /// the user owns no such conversation; [`Error::Busy`], connection and database errors.
+    /// Nothing is removed on any error.
+    pub fn truncate_messages(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        after_seq: i64,
+    ) -> Result<Vec<Message>> {
+        self.op("truncate_messages", || {
+            if after_seq < 0 {
+                return Err(Error::InvalidSeq(after_seq));
+            }
+            let max = self.limits.max_window;
+            let keep = |count: i64| match count - after_seq {
+                removed if removed > i64::from(max) => Err(Error::WindowTooLarge {
+                    messages: removed,
+                    max,
+                }),
+                _ => Ok(after_seq),
+            };
+            self.truncate(user, conversation, keep, true)
+                .map(|removed| removed.messages)
+        })
+    }
+
+    /// Removes every message of the conversation and keeps the conversation (its id, title and
+    /// `created_at`), atomically; returns how many were removed. The count goes to 0, `updated_at`
+    /// moves to now, the search index forgets them, and the next append is seq 1 again.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, Some("Scratch"))?;
+    /// store.append_message(&user, conv.id, NewMessage::user("draft"))?;
+    /// assert_eq!(store.clear_messages(&user, conv.id)?, 1);
+    /// let cleared = store.conversation(&user, conv.id)?;
+    /// assert_eq!((cleared.title.as_deref(), cleared.message_count), (Some("Scratch"), 0));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation; [`Error::Busy`], connection and
+    /// database errors (nothing is removed).
+    pub fn clear_messages(&self, user: &UserId, conversation: ConversationId) -> Result<u64> {
+        self.op("clear_messages", || {
+            let removed = self.truncate(user, conversation, |_| Ok(0), false)?;
+            Ok(removed.count)
+        })
+    }
+
+    /// Removes the messages after the seq `keep` gives for the conversation's count, in a write
+    /// transaction.
+    fn truncate(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        keep: impl FnOnce(i64) -> Result<i64>,
+        returning: bool,
+    ) -> Result<truncate::Removed> {
+        let now = models::now().naive_utc();
+        self.write(|conn| truncate::truncate(conn, user, conversation, keep, returning, now))
+    }
+
+    /// Copies the conversation's messages up to and including `through` into a new conversation
+    /// of the same user (LibreChat's fork, "branch in a new chat"), in one transaction, and
+    /// returns it. The copy has new ids (conversation and messages) and the source's title; its
+    /// messages keep their seqs, roles, content, metadata and times, and its `created_at` is the
+    /// source's, where the copied history begins; its `updated_at` is now. The two
+    /// conversations are independent from then on, and the search index finds both.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, Some("Trip"))?;
+    /// let question = store.append_message(&user, conv.id, NewMessage::user("Lisbon or Porto?"))?;
+    /// store.append_message(&user, conv.id, NewMessage::assistant("Lisbon."))?;
+    /// let fork = store.fork_conversation(&user, conv.id, question.id)?;
+    /// let copied = store.messages(&user, fork.id, Window::All)?.messages;
+    /// assert_eq!((fork.title.as_deref(), fork.message_count), (Some("Trip"), 1));
+    /// assert_eq!(copied[0].content, "Lisbon or Porto?");
+    /// assert_ne!(copied[0].id, question.id);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation or `through` is not one of its
+    /// messages (the two look alike); [`Error::Busy`], connection and database errors (nothing is
+    /// written).
+    pub fn fork_conversation(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        through: MessageId,
+    ) -> Result<Conversation> {
+        self.op("fork_conversation", || {
+            let now = models::now().naive_utc();
+            let id = ConversationId::generate();
+            self.write(|conn| fork::fork(conn, user, conversation, through, id, now))
+        })
     }
 
     /// A window of the conversation's messages, always in chronological order, with the windows

@@ -13,6 +13,7 @@ mod concurrency;
 mod connections;
 mod context;
 mod conversations;
+mod fork;
 mod hardening;
 mod messages;
 mod round_trips;
@@ -23,4 +24,5 @@ mod serialization;
 #[cfg(feature = "tracing")]
 mod spans;
 mod tokens;
+mod undo;
 mod validation;

@@ -41,12 +41,7 @@ impl CheckedImport {
             .zip(&self.metadata)
             .map(|(message, metadata)| NewMessageRow::of(user, message, metadata.as_deref()))
             .collect();
-        // The insert takes one time for all its rows: one run of equal times at a time (an
-        // append's batch shares its time, so a run is usually a whole batch).
-        for run in rows.chunk_by_mut(|a, b| a.created_at == b.created_at) {
-            messages::insert(conn, run)?;
-        }
-        Ok(())
+        messages::insert_stored(conn, &mut rows)
     }
 }
 

@@ -86,6 +86,51 @@ pub(crate) fn find(
         .optional()?)
 }
 
+/// The conversation `conv` if `user` owns it, locked until the transaction ends: the lock an
+/// append's reservation ([`reserve_seqs`]) takes, so appends to the conversation wait for the
+/// caller's transaction, which sees the count the last of them committed. On SQLite the write
+/// transaction (`BEGIN IMMEDIATE`) already holds the whole database.
+pub(crate) fn lock(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+) -> Result<Option<ConversationRow>> {
+    // The row type's select clause names its backend, so the statement is built in each arm.
+    macro_rules! mine {
+        () => {
+            conversations
+                .filter(id.eq(conv))
+                .filter(user_id.eq(user))
+                .select(ConversationRow::as_select())
+        };
+    }
+    let found = match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => mine!().first(c),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => mine!().for_update().first(c),
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => mine!().for_update().first(c),
+    };
+    Ok(found.optional()?)
+}
+
+/// Sets the message count of the user's conversation to `count` (its messages after `count` are
+/// gone) and bumps `updated_at`; returns the number of rows changed.
+pub(crate) fn set_count(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    count: i64,
+    now: NaiveDateTime,
+) -> Result<usize> {
+    let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).set((
+        message_count.eq(count),
+        updated_at.eq(not_before(BindTime(now))),
+    ));
+    Ok(Cached(update).execute(conn)?)
+}
+
 /// Up to `limit` of the user's conversations, most recently updated first, strictly after the keyset
 /// position `after` (served by the index on `(user_id, updated_at DESC, id DESC)`).
 pub(crate) fn list(

@@ -40,6 +40,16 @@ pub(crate) fn insert(conn: &mut Conn, rows: &mut [NewMessageRow<'_>]) -> Result<
     insert_rows(conn, rows).map_err(|e| e.into_error(rows))
 }
 
+/// Inserts rows of one conversation that keep the times they were first stored at (an import, a
+/// copy): [`insert`] for each run of equal times, since it binds one time for all its rows (an
+/// append's batch shares its time, so a run is usually a whole batch).
+pub(crate) fn insert_stored(conn: &mut Conn, rows: &mut [NewMessageRow<'_>]) -> Result<()> {
+    for run in rows.chunk_by_mut(|a, b| a.created_at == b.created_at) {
+        insert(conn, run)?;
+    }
+    Ok(())
+}
+
 /// Each row's `search_text`, as this backend's index reads it.
 fn fill_search_text(backend: Backend, rows: &mut [NewMessageRow<'_>]) {
     match backend {
@@ -350,6 +360,38 @@ pub(crate) fn stored_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<Messa
         stored.extend(found);
     }
     Ok(stored)
+}
+
+/// Up to `limit` of the conversation's messages after seq `after`, in seq order, as stored: for
+/// a copy of them, in a transaction that has checked whose the conversation is.
+pub(crate) fn rows_after(
+    conn: &mut Conn,
+    conv: ConversationId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
+    Ok(messages
+        .filter(conversation_id.eq(conv))
+        .filter(seq.gt(after))
+        .order(seq)
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)?)
+}
+
+/// Deletes the user's messages of the conversation after seq `after` (the search index follows:
+/// by trigger on SQLite, with the row on PostgreSQL, by cascade on MySQL); returns how many.
+pub(crate) fn delete_after(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    after: i64,
+) -> Result<usize> {
+    let doomed = messages
+        .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
+        .filter(seq.gt(after));
+    Ok(diesel::delete(doomed).execute(conn)?)
 }
 
 /// The conversation's system and developer messages with seq at most `last`, oldest first, from

@@ -148,6 +148,26 @@ impl<'a> NewMessageRow<'a> {
         }
     }
 
+    /// A copy of the stored row `row`, as `user`'s message `id` of the conversation `conversation`.
+    pub(crate) fn copy_of(
+        user: &'a UserId,
+        row: &'a MessageRow,
+        id: MessageId,
+        conversation: ConversationId,
+    ) -> Self {
+        NewMessageRow {
+            id,
+            conversation_id: conversation,
+            user_id: user,
+            seq: row.seq,
+            role: row.role,
+            content: &row.content,
+            metadata: row.metadata.as_deref(),
+            created_at: BindTime(row.created_at.0),
+            search_text: None,
+        }
+    }
+
     /// The row of the stored message `message` (an import), as `user`'s.
     pub(crate) fn of(user: &'a UserId, message: &'a Message, metadata: Option<&'a str>) -> Self {
         NewMessageRow {
