@@ -34,6 +34,10 @@
 //! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
 //! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "id"?}` | 201, the message |
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
+//! | `DELETE /conversations/{id}/messages?after_seq=` | | `{"messages"}`: those after `after_seq`, removed |
+//! | `DELETE /conversations/{id}/messages` | | `{"removed"}`: every message removed, the conversation kept |
+//! | `POST /conversations/{id}/pop` | `{"n"?}` (default 1) | `{"messages"}`: the newest `n`, removed (an undo) |
+//! | `POST /conversations/{id}/fork` | `{"through"}`: a message id | 201, the new conversation: a copy through that message |
 //! | `GET /conversations/{id}/context?budget=` | | `{"messages", "cost", "omitted"}`: the next prompt |
 //! | `GET /search?q=&conversation=&order=&limit=&offset=` | | `{"hits", "next_offset"}` |
 //!
@@ -78,7 +82,7 @@ use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, StatusCode, Uri};
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatstore::{
     AsyncChatStore, ContextWindow, Conversation, ConversationCursor, ConversationId, Error,
@@ -115,8 +119,12 @@ pub fn app(store: AsyncChatStore) -> Router {
         )
         .route(
             "/conversations/{id}/messages",
-            get(read_messages).post(append_messages),
+            get(read_messages)
+                .post(append_messages)
+                .delete(remove_messages),
         )
+        .route("/conversations/{id}/pop", post(pop_messages))
+        .route("/conversations/{id}/fork", post(fork_conversation))
         .route("/conversations/{id}/context", get(context_window))
         .route("/search", get(search))
         // The router's own answers, JSON like every other error. axum still adds `Allow` to a 405.
@@ -608,6 +616,80 @@ async fn append_messages(
         Appended::One(store.append_message(&user, id, message.as_new()).await?)
     };
     Ok((StatusCode::CREATED, Json(appended)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveParams {
+    after_seq: Option<i64>,
+}
+
+/// What a removal answers: the messages removed after a seq, or how many a clear removed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Removed {
+    Messages { messages: Vec<Message> },
+    Count { removed: u64 },
+}
+
+/// With `after_seq`, the messages after it (at most a window's cap: a larger truncation is a
+/// 422); without, every message, the conversation kept.
+async fn remove_messages(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    params: Result<Query<RemoveParams>, QueryRejection>,
+) -> Result<Json<Removed>, ApiError> {
+    let Query(params) = params?;
+    Ok(Json(match params.after_seq {
+        Some(seq) => Removed::Messages {
+            messages: store.truncate_messages(&user, id, seq).await?,
+        },
+        None => Removed::Count {
+            removed: store.clear_messages(&user, id).await?,
+        },
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopBody {
+    n: Option<u32>,
+}
+
+/// The newest `n` messages (default 1), removed and returned: an undo.
+async fn pop_messages(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Option<Json<PopBody>>, JsonRejection>,
+) -> Result<Json<Removed>, ApiError> {
+    let n = body?.and_then(|Json(body)| body.n).unwrap_or(1);
+    let messages = store.pop_messages(&user, id, n).await?;
+    Ok(Json(Removed::Messages { messages }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkBody {
+    through: MessageId,
+}
+
+/// A new conversation holding a copy of this one's messages through `through`.
+async fn fork_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Json<ForkBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body?;
+    let fork = store.fork_conversation(&user, id, body.through).await?;
+    let location = format!("/conversations/{}", fork.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(fork),
+    ))
 }
 
 /// `value` as a `T`, or a 422 that says why not.

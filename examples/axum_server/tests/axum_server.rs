@@ -41,6 +41,7 @@ backend_tests! {
         tampered_and_foreign_cursors_are_refused_without_data,
         malformed_requests_are_client_errors_that_write_nothing,
         a_retried_append_with_client_ids_returns_the_stored_messages,
+        undo_truncate_clear_and_fork_over_http,
     ],
 }
 
@@ -418,6 +419,7 @@ async fn another_users_conversation_is_not_found_and_stays_unchanged(client: Cli
         .await
         .expect(200);
     let history_before = client.history("bob", &bob_conv).await;
+    let bob_first = history_before["messages"][0]["id"].clone();
     let missing = uuid::Uuid::now_v7().to_string();
 
     // Each request, on Bob's conversation and on one that does not exist: the same 404.
@@ -451,6 +453,16 @@ async fn another_users_conversation_is_not_found_and_stays_unchanged(client: Cli
                     json!({"role": "user", "content": "injected", "id": uuid::Uuid::now_v7().to_string()}),
                 )
                 .await,
+            client
+                .delete("alice", &format!("{messages}?after_seq=0"))
+                .await,
+            client.delete("alice", &messages).await,
+            client
+                .post("alice", &format!("{one}/pop"), json!({"n": 2}))
+                .await,
+            client
+                .post("alice", &format!("{one}/fork"), json!({"through": bob_first}))
+                .await,
             client.delete("alice", &one).await,
         ];
         for answer in answers {
@@ -479,6 +491,105 @@ async fn another_users_conversation_is_not_found_and_stays_unchanged(client: Cli
         found.status == 404 || found.body["hits"] == json!([]),
         "{found:?}"
     );
+}
+
+/// Undo (pop), truncate, clear and fork, over HTTP: what each answers, and what the history
+/// holds after it. A fork through another user's message, from one's own conversation, is a 404.
+async fn undo_truncate_clear_and_fork_over_http(client: Client) {
+    let conv = client.create("alice", "Trip").await;
+    let messages = format!("/conversations/{conv}/messages");
+    let texts = ["Lisbon or Porto?", "Lisbon.", "Why?", "Trams.", "And food?"];
+    let batch: Vec<Value> = texts
+        .iter()
+        .map(|t| json!({"role": "user", "content": t}))
+        .collect();
+    client
+        .post("alice", &messages, json!({ "messages": batch }))
+        .await
+        .expect(201);
+    let contents = |page: &Value| -> Vec<String> {
+        let list = page["messages"].as_array().unwrap();
+        list.iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let popped = client
+        .post("alice", &format!("/conversations/{conv}/pop"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(contents(&popped), ["And food?"]);
+    assert_eq!(popped["messages"][0]["seq"], 5);
+    let truncated = client
+        .delete("alice", &format!("{messages}?after_seq=2"))
+        .await
+        .expect(200);
+    assert_eq!(contents(&truncated), ["Why?", "Trams."]);
+    assert_eq!(
+        contents(&client.history("alice", &conv).await),
+        ["Lisbon or Porto?", "Lisbon."]
+    );
+    let refused = client
+        .delete("alice", &format!("{messages}?after_seq=-1"))
+        .await;
+    assert!(refused.expect_error(422).contains("-1"));
+
+    let history = client.history("alice", &conv).await;
+    let question = history["messages"][0]["id"].clone();
+    let forked = client
+        .post(
+            "alice",
+            &format!("/conversations/{conv}/fork"),
+            json!({ "through": question }),
+        )
+        .await;
+    let location = forked.headers["location"].to_str().unwrap().to_owned();
+    let fork = forked.expect(201);
+    assert_eq!(
+        location,
+        format!("/conversations/{}", fork["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        (fork["title"].clone(), fork["message_count"].clone()),
+        (json!("Trip"), json!(1))
+    );
+    let fork_id = fork["id"].as_str().unwrap();
+    let copied = client.history("alice", fork_id).await;
+    assert_eq!(contents(&copied), ["Lisbon or Porto?"]);
+    assert_ne!(copied["messages"][0]["id"], question);
+
+    let cleared = client.delete("alice", &messages).await.expect(200);
+    assert_eq!(cleared, json!({"removed": 2}));
+    let emptied = client
+        .get("alice", &format!("/conversations/{conv}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        (emptied["title"].clone(), emptied["message_count"].clone()),
+        (json!("Trip"), json!(0))
+    );
+
+    // Another user's message id, through one's own conversation: as missing.
+    let bob = client.create("bob", "Bob's").await;
+    client
+        .post(
+            "bob",
+            &format!("/conversations/{bob}/messages"),
+            json!({"role": "user", "content": "secret"}),
+        )
+        .await
+        .expect(201);
+    let bobs = client.history("bob", &bob).await["messages"][0]["id"].clone();
+    let refused = client
+        .post(
+            "alice",
+            &format!("/conversations/{fork_id}/fork"),
+            json!({ "through": bobs }),
+        )
+        .await;
+    assert_eq!(refused.expect_error(404), "conversation not found");
+    let listed = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 2);
 }
 
 /// No `x-user-id`, an empty one, one too long or not UTF-8: 401 on every route, before anything
