@@ -88,6 +88,30 @@ enum Op {
         user: usize,
         page_size: u32,
     },
+    /// Takes back the newest `n` messages.
+    Pop {
+        user: usize,
+        conv: Conv,
+        n: u32,
+    },
+    /// Removes the messages after seq `after`.
+    Truncate {
+        user: usize,
+        conv: Conv,
+        after: i64,
+    },
+    Clear {
+        user: usize,
+        conv: Conv,
+    },
+    /// Forks through the k-th message (counted modulo the history's length) of the conversation
+    /// `of` resolves to, into the conversation `conv` resolves to: mostly the same one.
+    Fork {
+        user: usize,
+        conv: Conv,
+        of: Option<Conv>,
+        k: usize,
+    },
 }
 
 fn role() -> impl Strategy<Value = Role> {
@@ -153,9 +177,15 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, conv, title)| Op::Rename { user, conv, title }),
         1 => (user.clone(), conv.clone()).prop_map(|(user, conv)| Op::Delete { user, conv }),
         1 => user.clone().prop_map(|user| Op::DeleteUserData { user }),
-        3 => (user.clone(), conv, window())
+        3 => (user.clone(), conv.clone(), window())
             .prop_map(|(user, conv, window)| Op::Read { user, conv, window }),
-        1 => (user, 1..4u32).prop_map(|(user, page_size)| Op::List { user, page_size }),
+        1 => (user.clone(), 1..4u32).prop_map(|(user, page_size)| Op::List { user, page_size }),
+        1 => (user.clone(), conv.clone(), 0..4u32).prop_map(|(user, conv, n)| Op::Pop { user, conv, n }),
+        1 => (user.clone(), conv.clone(), -1..8i64)
+            .prop_map(|(user, conv, after)| Op::Truncate { user, conv, after }),
+        1 => (user.clone(), conv.clone()).prop_map(|(user, conv)| Op::Clear { user, conv }),
+        1 => (user, conv.clone(), prop::option::weighted(0.2, conv), 0..8usize)
+            .prop_map(|(user, conv, of, k)| Op::Fork { user, conv, of, k }),
     ]
 }
 
@@ -417,8 +447,127 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 .collect();
             assert_eq!(listed, model.listed(*user));
         }
+        Op::Pop { user, conv, n } => {
+            let (id, visible) = model.target(*user, *conv);
+            let result = store.pop_messages(&users[*user], id, *n);
+            let keep =
+                visible.map(|i| model.conversations[i].messages.len() as i64 - i64::from(*n));
+            return removed(store, users, model, visible, keep.map(|k| k.max(0)), result);
+        }
+        Op::Truncate { user, conv, after } => {
+            let (id, visible) = model.target(*user, *conv);
+            let result = store.truncate_messages(&users[*user], id, *after);
+            if *after < 0 {
+                assert!(matches!(result, Err(Error::InvalidSeq(_))), "{result:?}");
+                return None;
+            }
+            return removed(store, users, model, visible, Some(*after), result);
+        }
+        Op::Clear { user, conv } => {
+            let (id, visible) = model.target(*user, *conv);
+            let before = visible.map_or(0, |i| model.conversations[i].messages.len() as u64);
+            let result = store.clear_messages(&users[*user], id);
+            let result = result.map(|count| {
+                assert_eq!(count, before);
+                Vec::new()
+            });
+            return removed(store, users, model, visible, Some(0), result);
+        }
+        Op::Fork { user, conv, of, k } => {
+            let (id, visible) = model.target(*user, *conv);
+            // The message to fork through: one of the conversation's own, or of another.
+            let through = model.resolve(*user, of.unwrap_or(*conv)).and_then(|i| {
+                let messages = &model.conversations[i].messages;
+                k.checked_rem(messages.len()).map(|k| messages[k].clone())
+            });
+            let Some(through) = through else { return None };
+            let result = store.fork_conversation(&users[*user], id, through.id);
+            let source = visible.filter(|&i| model.conversations[i].messages.contains(&through));
+            let Some(i) = source else {
+                assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
+                return None;
+            };
+            let fork = result.unwrap();
+            let copied = store
+                .messages(&users[*user], fork.id, Window::All)
+                .unwrap()
+                .messages;
+            let source = &model.conversations[i];
+            assert_eq!(fork.message_count, through.seq);
+            assert_eq!(copied.len() as i64, through.seq);
+            for (copy, original) in copied.iter().zip(&source.messages) {
+                assert_ne!(copy.id, original.id);
+                assert_eq!(
+                    (
+                        copy.seq,
+                        copy.role,
+                        &copy.content,
+                        &copy.metadata,
+                        copy.created_at
+                    ),
+                    (
+                        original.seq,
+                        original.role,
+                        &original.content,
+                        &original.metadata,
+                        original.created_at
+                    )
+                );
+            }
+            model.conversations.push(ModelConversation {
+                id: fork.id,
+                owner: *user,
+                title: source.title.clone(),
+                updated_at: fork.updated_at,
+                messages: copied,
+                deleted: false,
+            });
+            return Some(model.conversations.len() - 1);
+        }
     }
     None
+}
+
+/// A pop, truncation or clear of the conversation at `visible` (if the user sees it) down to
+/// `keep` messages, on the model, checked against the store's `result`.
+fn removed(
+    store: &ChatStore,
+    users: &[UserId],
+    model: &mut Model,
+    visible: Option<usize>,
+    keep: Option<i64>,
+    result: Result<Vec<Message>, Error>,
+) -> Option<usize> {
+    let (Some(i), Some(keep)) = (visible, keep) else {
+        assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
+        return None;
+    };
+    let returned = result.unwrap();
+    let c = &mut model.conversations[i];
+    let keep = (keep.max(0) as usize).min(c.messages.len());
+    let gone = c.messages.split_off(keep);
+    if !returned.is_empty() {
+        assert_eq!(returned, gone, "what was removed, oldest first");
+    }
+    let now = store.conversation(&users[c.owner], c.id).unwrap();
+    assert_eq!(now.message_count, keep as i64);
+    if gone.is_empty() {
+        assert_eq!(
+            now.updated_at, c.updated_at,
+            "nothing removed, nothing written"
+        );
+    } else {
+        assert!(now.updated_at >= c.updated_at, "updated_at never goes back");
+    }
+    c.updated_at = now.updated_at;
+    // A batch some of whose messages went is no longer one to retry as stored.
+    model.sent.retain(|sent| {
+        !sent
+            .batch
+            .iter()
+            .any(|(id, _)| gone.iter().any(|m| m.id == *id))
+    });
+    Some(i)
 }
 
 /// An append (optionally stating the last seq) on the store and the model.
