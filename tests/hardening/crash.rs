@@ -1,8 +1,9 @@
-//! Crash safety: a child process appends batches in a loop and is killed with SIGKILL at a random
-//! moment, again and again. After every kill the store opens cleanly, every batch is wholly present
-//! or wholly absent, every batch the child saw committed is there, and seqs have no gap.
+//! Crash safety: a child process appends batches in a loop, and now and then takes the newest one
+//! back (a pop), and is killed with SIGKILL at a random moment, again and again. After every kill
+//! the store opens cleanly, every batch is wholly present or wholly absent, every batch the child
+//! saw committed is there unless it saw it popped (and gone if it did), and seqs have no gap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -25,12 +26,16 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
     let store = db.open();
     let mut conv = store.create_conversation(&user, None).unwrap().id;
     let mut acknowledged: Vec<u64> = Vec::new();
+    // Batches whose pop the child began, and those whose pop it saw return.
+    let (mut popping, mut popped) = (HashSet::new(), HashSet::new());
     for run in 0..kills {
         // Ten kills per conversation: each child carries on a history that earlier kills left,
         // and the check, which reads it whole, stays short.
         if run % 10 == 0 && run > 0 {
             conv = store.create_conversation(&user, None).unwrap().id;
             acknowledged.clear();
+            popping.clear();
+            popped.clear();
         }
         let env = [
             ("CHATSTORE_CHILD_URL", db.url.clone()),
@@ -50,6 +55,7 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
                 acknowledged.push(batch.parse().unwrap());
                 seen += 1;
             }
+            note_pop(&line, &mut popping, &mut popped);
         }
         std::thread::sleep(Duration::from_micros(random_below(3000)));
         child.kill().unwrap();
@@ -62,16 +68,44 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
         );
         // Lines printed before the kill: those batches were committed too. The reader ends at the
         // dead child's end of output, so none still in the pipe is missed.
-        acknowledged.extend(lines.iter().filter_map(|l| {
-            l.strip_prefix("committed ")
-                .map(|b| b.parse::<u64>().unwrap())
-        }));
-        check(db, &user, conv, &acknowledged, run);
+        for line in lines.iter() {
+            if let Some(batch) = line.strip_prefix("committed ") {
+                acknowledged.push(batch.parse().unwrap());
+            }
+            note_pop(&line, &mut popping, &mut popped);
+        }
+        let expected = Expected {
+            present: acknowledged
+                .iter()
+                .filter(|b| !popping.contains(*b))
+                .copied()
+                .collect(),
+            absent: popped.clone(),
+        };
+        // A batch whose pop was cut short is there or not, as the kill fell (whole either way);
+        // the next child carries on from what is there.
+        check(db, &user, conv, &expected, run);
+    }
+}
+
+/// The batches the check expects: those committed and never popped are there, those whose pop
+/// returned are not (a batch whose pop was begun and cut short may be either, whole).
+struct Expected {
+    present: Vec<u64>,
+    absent: HashSet<u64>,
+}
+
+/// Reads the child's `popping <batch>` and `popped <batch>` lines.
+fn note_pop(line: &str, popping: &mut HashSet<u64>, popped: &mut HashSet<u64>) {
+    if let Some(batch) = line.strip_prefix("popping ") {
+        popping.insert(batch.parse().unwrap());
+    } else if let Some(batch) = line.strip_prefix("popped ") {
+        popped.insert(batch.parse().unwrap());
     }
 }
 
 /// Opens the store afresh, as a restarted process would, and checks the history.
-fn check(db: &TestDb, user: &UserId, conv: ConversationId, acknowledged: &[u64], run: u32) {
+fn check(db: &TestDb, user: &UserId, conv: ConversationId, expected: &Expected, run: u32) {
     // The whole history, however long the runs made it: no cap on the window.
     let store = ChatStore::builder(db.url.clone())
         .max_window(u32::MAX)
@@ -103,17 +137,25 @@ fn check(db: &TestDb, user: &UserId, conv: ConversationId, acknowledged: &[u64],
             "run {run}: batch {batch} is partial"
         );
     }
-    for batch in acknowledged {
+    for batch in &expected.present {
         assert!(
             batches.contains_key(batch),
             "run {run}: committed batch {batch} is lost"
+        );
+    }
+    for batch in &expected.absent {
+        assert!(
+            !batches.contains_key(batch),
+            "run {run}: popped batch {batch} is back"
         );
     }
 }
 
 /// The child's side: appends batches until it is killed, printing each batch's number once its
 /// append has returned. Most batches hold 1 to 50 messages; one in eight holds over 1,000, which
-/// the store writes with several INSERTs (still one transaction).
+/// the store writes with several INSERTs (still one transaction). After one batch in four it takes
+/// that batch back (it is the newest: the child is the conversation's one writer), printing
+/// `popping` before and `popped` after.
 #[test]
 #[ignore = "the child process of the crash tests, started by them"]
 fn child_appends_until_killed() {
@@ -144,5 +186,11 @@ fn child_appends_until_killed() {
         let messages: Vec<_> = texts.iter().map(chatstore::NewMessage::user).collect();
         store.append_messages(&user, conv, &messages).unwrap();
         println!("committed {batch}");
+        if random_below(4) == 0 {
+            println!("popping {batch}");
+            let gone = store.pop_messages(&user, conv, size as u32).unwrap();
+            assert_eq!(gone.len() as u64, size);
+            println!("popped {batch}");
+        }
     }
 }
