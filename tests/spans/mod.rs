@@ -372,6 +372,13 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         store
             .import_conversation(&alice, &record, &messages)
             .unwrap();
+        let fork = store
+            .fork_conversation(&alice, record.id, messages[2].id)
+            .unwrap();
+        store.pop_messages(&alice, fork.id, 1).unwrap();
+        store.pop_messages(&bob, fork.id, 1).unwrap_err();
+        store.truncate_messages(&alice, fork.id, 1).unwrap();
+        store.clear_messages(&alice, fork.id).unwrap();
         store.delete_conversation(&alice, conv).unwrap();
         store.create_conversation(&alice, Some(TITLE)).unwrap();
         store.delete_user_data(&alice).unwrap();
@@ -411,10 +418,15 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("import_conversation", None, false),
         ("import_conversation", None, false),
         ("import_conversation", None, true),
+        ("fork_conversation", Some("1"), true),
+        ("pop_messages", Some("1"), true),
+        ("pop_messages", None, false),
+        ("truncate_messages", Some("1"), true),
+        ("clear_messages", Some("1"), true),
         ("delete_conversation", None, true),
         ("create_conversation", Some("1"), true),
-        // The imported copy (5 messages) and the new conversation.
-        ("delete_user_data", Some("7"), true),
+        // The imported copy (5 messages), the emptied fork and the new conversation.
+        ("delete_user_data", Some("8"), true),
     ];
     let operations: Vec<&str> = captured
         .spans
