@@ -225,6 +225,7 @@ mod tests {
             content: content.to_owned(),
             metadata,
             created_at: Utc::now(),
+            branch: crate::ids::BranchId::ROOT,
         }
     }
 

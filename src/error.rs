@@ -144,6 +144,20 @@ pub enum Error {
     #[error("seq {0} is negative: seqs start at 1, and 0 is before the first message")]
     InvalidSeq(i64),
 
+    /// Messages to remove are on another branch's path too: a branch forks from the active branch
+    /// after `seq`, and shares its messages up to there. Nothing was removed; delete that branch
+    /// first ([`ChatStore::delete_branch`](crate::ChatStore::delete_branch)), or remove less.
+    #[error("message {seq} is shared with a branch that forks after it: nothing was removed")]
+    SharedMessages {
+        /// The last seq another branch shares.
+        seq: i64,
+    },
+
+    /// A conversation's last branch cannot be deleted (delete the conversation instead, or
+    /// clear its messages). Nothing was deleted.
+    #[error("a conversation's last branch cannot be deleted")]
+    LastBranch,
+
     /// An append that named the last seq it saw ([`ChatStore::append_if_last_seq`](crate::ChatStore::append_if_last_seq))
     /// found that the conversation has moved on: someone appended since. Nothing was written; read
     /// the new messages and decide again.
@@ -506,7 +520,11 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Error::Conflict { .. } | Error::DuplicateId(_) | Error::AlreadyExists(_)
+            Error::Conflict { .. }
+                | Error::DuplicateId(_)
+                | Error::AlreadyExists(_)
+                | Error::SharedMessages { .. }
+                | Error::LastBranch
         )
     }
 
@@ -865,6 +883,8 @@ pub(crate) mod tests {
             },
             Error::DuplicateId(id.into()),
             Error::AlreadyExists(id.into()),
+            Error::SharedMessages { seq: 1 },
+            Error::LastBranch,
         ] {
             assert!(error.is_conflict(), "{error:?}");
             assert!(!error.is_retryable() && !error.is_invalid_input());

@@ -190,3 +190,84 @@ uuid_id! {
     /// `serde` feature it is its hyphenated string, and anything but a UUID is refused.
     MessageId
 }
+
+/// A branch of a conversation. Every conversation has the root branch, [`BranchId::ROOT`]; an
+/// edited or regenerated message starts a new one ([`ChatStore::append_sibling`]), numbered 1, 2, 3…
+/// in the order they were made. A branch id means something only with its conversation's id.
+/// With the `serde` feature it is its number.
+///
+/// ```
+/// use chatstore::BranchId;
+/// assert!(BranchId::ROOT.is_root());
+/// assert_eq!(BranchId::new(3).unwrap().get(), 3);
+/// assert!(BranchId::new(u32::MAX).is_none(), "at most 2^31 - 1");
+/// ```
+///
+/// [`ChatStore::append_sibling`]: crate::ChatStore::append_sibling
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "u32", into = "u32")
+)]
+pub struct BranchId(u32);
+
+impl BranchId {
+    /// The branch every conversation starts with.
+    pub const ROOT: BranchId = BranchId(0);
+    /// The largest branch number.
+    pub const MAX: u32 = i32::MAX as u32;
+
+    /// The branch numbered `n`, if it is at most [`BranchId::MAX`].
+    pub fn new(n: u32) -> Option<Self> {
+        (n <= Self::MAX).then_some(BranchId(n))
+    }
+
+    /// Its number.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Whether it is the root branch.
+    pub fn is_root(self) -> bool {
+        self.0 == 0
+    }
+
+    /// For serde's `skip_serializing_if`.
+    #[cfg(feature = "serde")]
+    pub(crate) fn is_root_ref(&self) -> bool {
+        self.is_root()
+    }
+
+    /// The branch stored as `n`, which the schema keeps within range.
+    pub(crate) fn from_db(n: i64) -> Self {
+        BranchId(u32::try_from(n).unwrap_or(0))
+    }
+
+    /// As stored.
+    pub(crate) fn as_i64(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl fmt::Display for BranchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl TryFrom<u32> for BranchId {
+    type Error = Error;
+    /// As [`BranchId::new`]; [`Error::InvalidId`] past [`BranchId::MAX`].
+    fn try_from(n: u32) -> Result<Self> {
+        BranchId::new(n).ok_or_else(|| {
+            Error::InvalidId(format!("branch {n} is past the largest, {}", Self::MAX))
+        })
+    }
+}
+
+impl From<BranchId> for u32 {
+    fn from(id: BranchId) -> u32 {
+        id.0
+    }
+}

@@ -24,6 +24,7 @@ mod search;
 mod store;
 mod title;
 mod trace;
+mod tree;
 mod turns;
 mod verify;
 #[cfg(all(test, feature = "serde"))]
@@ -36,10 +37,10 @@ pub use conn::Backend;
 pub use context::{char_cost, ContextOptions, ContextWindow};
 pub use cursor::{ConversationCursor, Window};
 pub use error::{DatabaseError, Error, ParseRoleError, Result, TextError};
-pub use ids::{ConversationId, MessageId, UserId};
+pub use ids::{BranchId, ConversationId, MessageId, UserId};
 pub use models::{
-    Conversation, DeletedCounts, Message, Metadata, NewMessage, Role, StoreStats,
-    MAX_METADATA_DEPTH,
+    Branch, Conversation, DeletedCounts, Message, Metadata, NewMessage, Role, Sibling, Siblings,
+    StoreStats, MAX_METADATA_DEPTH,
 };
 pub use page::{ConversationPage, MessagePage, Page};
 pub use search::{SearchHit, SearchOrder, SearchQuery, SearchResults, Snippet, MAX_SEARCH_OFFSET};

@@ -18,6 +18,11 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         message_count -> BigInt,
+        // The active branch, where its own run of messages starts, and how many messages are off
+        // that run (see `branch.rs`).
+        branch -> BigInt,
+        branch_fork -> BigInt,
+        off_branch -> BigInt,
     }
 }
 
@@ -38,4 +43,19 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(conversations, messages);
+diesel::table! {
+    #[sql_name = "chatstore_branches"]
+    branches (conversation_id, branch) {
+        conversation_id -> Binary,
+        user_id -> Text,
+        branch -> BigInt,
+        parent -> Nullable<BigInt>,
+        fork_seq -> BigInt,
+        length -> BigInt,
+        retired -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(conversations, messages, branches);

@@ -15,7 +15,7 @@ use crate::conn::{
 };
 use crate::context::{ContextOptions, ContextWindow};
 use crate::cursor::{ConversationCursor, Window};
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{self, Conversation, DeletedCounts, Message, NewMessage, StoreStats};
 use crate::ops::{append, context, fork, import, search, truncate};
 use crate::page::{ConversationPage, MessagePage, Page};
@@ -387,6 +387,7 @@ impl ChatStore {
                 created_at: now,
                 updated_at: now,
                 message_count: 0,
+                branch: BranchId::ROOT,
             };
             let row = NewConversationRow::of(user, &conversation);
             self.write(|conn| conversations::insert(conn, &row))?;
@@ -867,9 +868,10 @@ impl ChatStore {
         self.op("messages", || {
             let max = self.limits.max_window;
             let (window, read) = window.capped(max);
-            let (total, messages) = self
+            let found = self
                 .with_conn(|conn| messages::window(conn, user, conversation, read.bounds()))?
                 .ok_or(Error::NotFound)?;
+            let (total, messages) = (found.count, found.messages);
             if window == Window::All && total > i64::from(max) {
                 return Err(Error::WindowTooLarge {
                     messages: total,
@@ -1178,7 +1180,7 @@ impl ChatStore {
             let window = Window::After { seq: after, limit }.bounds();
             let found =
                 self.with_conn(|conn| messages::window(conn, user, conversation, window))?;
-            Ok(found.map(|(_, messages)| messages).unwrap_or_default())
+            Ok(found.map(|found| found.messages).unwrap_or_default())
         })
     }
 

@@ -83,6 +83,7 @@ impl fmt::Display for SchemaReport {
 const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Table, "chatstore_conversations"),
     (ItemKind::Table, "chatstore_messages"),
+    (ItemKind::Table, "chatstore_branches"),
     (ItemKind::Index, "chatstore_conversations_id_user"),
     (ItemKind::Index, "chatstore_conversations_user_updated"),
     (ItemKind::Index, "chatstore_messages_conversation_seq"),
@@ -104,4 +105,5 @@ const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Constraint, "chatstore_messages_role_valid"),
     (ItemKind::Constraint, "chatstore_messages_metadata_object"),
     (ItemKind::Constraint, "chatstore_messages_conversation_fk"),
+    (ItemKind::Constraint, "chatstore_branches_conversation_fk"),
 ];

@@ -53,6 +53,7 @@ fn conversation(title: Option<&str>) -> Conversation {
             .into(),
         updated_at: time(),
         message_count: 2,
+        branch: crate::BranchId::ROOT,
     }
 }
 
@@ -65,6 +66,7 @@ fn message(metadata: Option<serde_json::Value>) -> Message {
         content: "Oat milk, \"two\" cartons\n日本".to_owned(),
         metadata,
         created_at: time(),
+        branch: crate::BranchId::ROOT,
     }
 }
 

@@ -217,7 +217,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     assert!(
         verified.stdout.ends_with(
             "pending migration 20261125000003\npending migration 20261202000004\n\
-                 pending migration 20261203000005\n"
+                 pending migration 20261203000005\npending migration 20261203000006\n"
         ),
         "{}",
         verified.stdout
@@ -228,7 +228,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     assert_eq!(
         run.stdout,
         "applied migration 20261125000003\napplied migration 20261202000004\n\
-         applied migration 20261203000005\n"
+         applied migration 20261203000005\napplied migration 20261203000006\n"
     );
     assert_eq!(
         run.stderr,
@@ -243,7 +243,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     assert_eq!(
         json_line(&run.stdout),
         json!({
-            "applied": ["20261125000003", "20261202000004", "20261203000005"],
+            "applied": ["20261125000003", "20261202000004", "20261203000005", "20261203000006"],
             "resumed": ["20261125000003"]
         })
     );

@@ -10,7 +10,7 @@ use diesel::sql_types::Text;
 use serde_json::Value;
 
 use crate::error::ParseRoleError;
-use crate::ids::{ConversationId, MessageId};
+use crate::ids::{BranchId, ConversationId, MessageId};
 use crate::{Error, Result};
 
 /// Who speaks in a message. With the `serde` feature it travels as its stored spelling
@@ -429,7 +429,8 @@ fn nests_deeper_than(value: &Value, max: usize) -> bool {
 /// A stored message.
 ///
 /// With the `serde` feature: `{"id", "conversation_id", "seq", "role", "content", "metadata",
-/// "created_at"}`, the metadata as the JSON object itself (or `null`).
+/// "created_at"}`, the metadata as the JSON object itself (or `null`), and `"branch"` for a message
+/// off the root branch.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -449,6 +450,14 @@ pub struct Message {
     pub metadata: Option<Value>,
     /// When it was appended (UTC, microsecond precision).
     pub created_at: DateTime<Utc>,
+    /// The branch that holds it (the root branch unless it was written on a branch of its own,
+    /// see [`ChatStore::append_sibling`](crate::ChatStore::append_sibling)); its `seq` is its
+    /// position on that branch's path.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "BranchId::is_root_ref")
+    )]
+    pub branch: BranchId,
 }
 
 #[cfg(test)]

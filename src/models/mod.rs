@@ -1,9 +1,11 @@
 //! Plain data: what the store returns and what it takes to write.
 
+mod branch;
 mod conversation;
 mod counts;
 mod message;
 
+pub use branch::{Branch, Sibling, Siblings};
 pub use conversation::Conversation;
 pub use counts::{DeletedCounts, StoreStats};
 pub use message::{Message, Metadata, NewMessage, Role, MAX_METADATA_DEPTH};

@@ -8,18 +8,23 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDateTime;
 
 use crate::conn::{write_transaction, Conn};
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Message, NewMessage};
 use crate::queries::columns::{BindTime, DbTime};
 use crate::queries::messages::OneStatement;
 use crate::queries::rows::{MessageRow, NewMessageRow};
 use crate::queries::{conversations, messages};
+use crate::tree::stored_seq;
 use crate::{Error, Result};
 
 /// What an append did.
 pub(crate) enum Written {
-    /// Wrote the batch from `first_seq` on, at `created_at`.
-    New { first_seq: i64, created_at: DbTime },
+    /// Wrote the batch from `first_seq` on, at `created_at`, on `branch`.
+    New {
+        first_seq: i64,
+        created_at: DbTime,
+        branch: BranchId,
+    },
     /// Found the batch already stored (a retry): these are the stored messages.
     Replayed(Vec<Message>),
 }
@@ -130,10 +135,11 @@ impl<'b, 'a> Batch<'b, 'a> {
             let (user, conv) = (self.user, self.conversation);
             match messages::reserve_and_insert(conn, user, conv, rows, now, last_seq) {
                 Ok(OneStatement::NotRun) => return Ok(None),
-                Ok(OneStatement::Written(count, created_at)) => {
+                Ok(OneStatement::Written(count, created_at, branch)) => {
                     return Ok(Some(Written::New {
                         first_seq: count - n + 1,
                         created_at,
+                        branch: BranchId::from_db(branch),
                     }))
                 }
                 // Not the user's conversation, or its last seq is not `last_seq` — perhaps moved
@@ -181,7 +187,7 @@ impl<'b, 'a> Batch<'b, 'a> {
             return Ok(Written::Replayed(stored));
         }
         let n = self.messages.len() as i64;
-        let (count, created_at) = loop {
+        let (count, created_at, branch) = loop {
             let reserved =
                 conversations::reserve_seqs(conn, self.user, self.conversation, n, now, last_seq)?;
             if let Some(reserved) = reserved {
@@ -201,14 +207,16 @@ impl<'b, 'a> Batch<'b, 'a> {
             }
         };
         let first_seq = count - n + 1;
+        let branch = BranchId::from_db(branch);
         for (row, seq) in rows.iter_mut().zip(first_seq..) {
-            row.seq = seq;
+            row.seq = stored_seq(branch, seq);
             row.created_at = BindTime(created_at.0);
         }
         messages::insert(conn, rows)?;
         Ok(Written::New {
             first_seq,
             created_at,
+            branch,
         })
     }
 
@@ -234,12 +242,13 @@ impl<'b, 'a> Batch<'b, 'a> {
 
     /// The messages the batch is stored as, once [`write`](Batch::write) has committed.
     pub(crate) fn stored(&self, written: Written) -> Vec<Message> {
-        let (first_seq, created_at) = match written {
+        let (first_seq, created_at, branch) = match written {
             Written::Replayed(stored) => return stored,
             Written::New {
                 first_seq,
                 created_at,
-            } => (first_seq, created_at),
+                branch,
+            } => (first_seq, created_at, branch),
         };
         self.messages
             .iter()
@@ -253,6 +262,7 @@ impl<'b, 'a> Batch<'b, 'a> {
                 content: new.content().to_owned(),
                 metadata: new.metadata().cloned(),
                 created_at: created_at.utc(),
+                branch,
             })
             .collect()
     }

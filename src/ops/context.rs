@@ -6,7 +6,7 @@ use crate::context::{Builder, ContextOptions, ContextWindow};
 use crate::cursor::Window;
 use crate::ids::{ConversationId, UserId};
 use crate::models::Message;
-use crate::queries::messages;
+use crate::queries::{branches, messages};
 use crate::{Error, Result};
 
 /// The first page read; each older one doubles, up to the last size.
@@ -31,10 +31,13 @@ pub(crate) fn read<F: FnMut(&Message) -> u64>(
     }: Budget<F>,
 ) -> Result<ContextWindow> {
     let first = Window::Latest(PAGES.0).bounds();
-    let (total, mut page) =
-        messages::window(conn, user, conversation, first)?.ok_or(Error::NotFound)?;
+    let found = messages::window(conn, user, conversation, first)?.ok_or(Error::NotFound)?;
+    let (total, mut page) = (found.count, found.messages);
     let pinned = match options.pins_system() {
-        true => messages::system(conn, user, conversation, total)?,
+        true => {
+            let path = branches::path(conn, conversation, found.branch, total, total)?;
+            messages::system(conn, user, conversation, &path)?
+        }
         false => Vec::new(),
     };
     let mut builder = Builder::new(budget, cost, pinned)?;
@@ -47,7 +50,9 @@ pub(crate) fn read<F: FnMut(&Message) -> u64>(
         limit = (limit * 2).min(PAGES.1);
         let older = Window::Before { seq: oldest, limit }.bounds();
         // Deleted since the first page: as if it had been before.
-        (_, page) = messages::window(conn, user, conversation, older)?.ok_or(Error::NotFound)?;
+        page = messages::window(conn, user, conversation, older)?
+            .ok_or(Error::NotFound)?
+            .messages;
     }
     Ok(builder.finish(total))
 }

@@ -1,23 +1,25 @@
-//! Forking a conversation: its messages up to one of them copied, with new ids, into a new
+//! Forking a conversation: the path to one of its messages copied, with new ids, into a new
 //! conversation of the same user, in one write transaction.
 
 use chrono::NaiveDateTime;
 
 use crate::conn::Conn;
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Conversation};
 use crate::queries::rows::{ConversationRow, NewConversationRow, NewMessageRow};
-use crate::queries::{conversations, messages};
+use crate::queries::{branches, conversations, messages};
+use crate::tree::Segment;
 use crate::{Error, Result};
 
 /// Messages read and written at a time: a copy holds one page in memory, whatever its length.
 const PAGE: i64 = 1000;
 
-/// Copies the messages of the user's conversation `source` up to and including `through` into a
-/// new conversation `fork`: the source's title, its `created_at` (the copied history starts
-/// there), `updated_at` `now` (or the newest copied time, if later), the messages with their
-/// seqs, roles, content, metadata and times, and new ids. `NotFound` if the user owns no such
-/// conversation or `through` is not one of its messages.
+/// Copies the messages on the path to `through` — the branch holding it, up to and including it,
+/// and what it shares with its ancestors — from the user's conversation `source` into a new
+/// conversation `fork`, on its root branch: the source's title, its `created_at` (the copied
+/// history starts there), `updated_at` `now` (or the newest copied time, if later), the messages
+/// with their seqs, roles, content, metadata and times, and new ids. `NotFound` if the user owns
+/// no such conversation or `through` is not one of its messages.
 pub(crate) fn fork(
     conn: &mut Conn,
     user: &UserId,
@@ -26,34 +28,55 @@ pub(crate) fn fork(
     fork: ConversationId,
     now: NaiveDateTime,
 ) -> Result<Conversation> {
-    let source = conversations::find(conn, user, source)?
-        .map(ConversationRow::into_model)
-        .ok_or(Error::NotFound)?;
+    let row = conversations::find(conn, user, source)?.ok_or(Error::NotFound)?;
     let last = messages::by_ids(conn, &[through])?
         .into_iter()
-        .find(|m| m.conversation_id == source.id)
-        .ok_or(Error::NotFound)?;
+        .find(|m| m.conversation_id == source)
+        .ok_or(Error::NotFound)?
+        .into_model()?;
     let conversation = Conversation {
         id: fork,
         user_id: user.clone(),
-        title: source.title,
-        created_at: source.created_at,
-        updated_at: now.max(last.created_at.0).and_utc(),
+        title: row.title.clone(),
+        created_at: row.created_at.utc(),
+        updated_at: now.max(last.created_at.naive_utc()).and_utc(),
         message_count: last.seq,
+        branch: BranchId::ROOT,
     };
+    let stored = branches::rows(conn, source)?;
+    let path = ConversationRow::tree(&row, stored).path(last.branch, last.seq);
     conversations::insert(conn, &NewConversationRow::of(user, &conversation))?;
-    let mut after = 0;
-    while after < last.seq {
-        let page = messages::rows_after(conn, source.id, after, PAGE.min(last.seq - after))?;
-        let Some(end) = page.last().map(|m| m.seq) else {
-            return Err(corrupt_row("a conversation's count is past its messages"));
-        };
-        let mut rows: Vec<NewMessageRow<'_>> = page
-            .iter()
-            .map(|row| NewMessageRow::copy_of(user, row, MessageId::generate(), fork))
-            .collect();
-        messages::insert_stored(conn, &mut rows)?;
-        after = end;
+    for segment in path.into_iter().rev() {
+        copy(conn, user, source, segment, fork)?;
     }
     Ok(conversation)
+}
+
+/// Copies `segment` of `source` into `fork`'s root branch, a page at a time.
+fn copy(
+    conn: &mut Conn,
+    user: &UserId,
+    source: ConversationId,
+    segment: Segment,
+    fork: ConversationId,
+) -> Result<()> {
+    let mut after = segment.after;
+    while after < segment.through {
+        let page = Segment { after, ..segment };
+        let rows = messages::in_segment(conn, source, page, PAGE)?;
+        let Some(end) = rows
+            .last()
+            .map(|m| m.seq - segment.stored().0 + segment.after)
+        else {
+            return Err(corrupt_row("a branch's path has a gap"));
+        };
+        let mut copies: Vec<NewMessageRow<'_>> = rows
+            .iter()
+            .zip(after + 1..)
+            .map(|(row, seq)| NewMessageRow::copy_of(user, row, MessageId::generate(), fork, seq))
+            .collect();
+        messages::insert_stored(conn, &mut copies)?;
+        after = end;
+    }
+    Ok(())
 }

@@ -152,6 +152,7 @@ mod tests {
             created_at: time(0),
             updated_at: time(n + 1),
             message_count: n,
+            branch: crate::ids::BranchId::ROOT,
         };
         let messages = (1..=n)
             .map(|seq| Message {
@@ -162,6 +163,7 @@ mod tests {
                 content: format!("m{seq}"),
                 metadata: None,
                 created_at: time(seq),
+                branch: crate::ids::BranchId::ROOT,
             })
             .collect();
         (user, conversation, messages)

@@ -1,30 +1,32 @@
-//! Taking back the newest messages of a conversation — an undo (the newest `n`), a truncation
-//! after a seq, a clear — in one write transaction: the conversation's row is locked, the
-//! messages after the seq it keeps are read (when they are to be returned) and deleted, and its
-//! count and `updated_at` set, so concurrent appends queue behind it and number their messages
-//! after what it left.
+//! Taking back the newest messages of a conversation's active branch — an undo (the newest `n`), a
+//! truncation after a seq, a clear — in one write transaction: the conversation's row is locked,
+//! the messages after the seq it keeps are read (when they are to be returned) and the branch's own
+//! among them deleted, and its count and `updated_at` set, so concurrent appends queue behind it
+//! and number their messages after what it left. A message that another branch's path goes through
+//! is never deleted (see `tree.rs`).
 
 use chrono::NaiveDateTime;
 
 use crate::conn::Conn;
 use crate::cursor::Window;
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{BranchId, ConversationId, UserId};
 use crate::models::{corrupt_row, Message};
-use crate::queries::{conversations, messages};
+use crate::queries::{branches, conversations, messages};
 use crate::{Error, Result};
 
 /// What a truncation took away.
 pub(crate) struct Removed {
-    /// How many messages.
+    /// How many messages, from the active branch's path.
     pub(crate) count: u64,
     /// The messages, oldest first, if they were asked for.
     pub(crate) messages: Vec<Message>,
 }
 
-/// Removes the user's messages of `conv` after the seq that `keep` gives for the conversation's
-/// message count (the count itself, or more: nothing is removed, nothing written). With
-/// `returning`, the removed messages are read first and returned. `keep` may refuse, and then
-/// nothing is written.
+/// Removes the messages of the user's conversation `conv` after the seq that `keep` gives for its
+/// message count (the count itself, or more: nothing is removed, nothing written), on its active
+/// branch. With `returning`, the removed messages are read first and returned. `keep` may refuse,
+/// and then nothing is written; so is [`Error::SharedMessages`] if a branch forks from the active
+/// one after the seq kept.
 pub(crate) fn truncate(
     conn: &mut Conn,
     user: &UserId,
@@ -33,9 +35,8 @@ pub(crate) fn truncate(
     returning: bool,
     now: NaiveDateTime,
 ) -> Result<Removed> {
-    let count = conversations::lock(conn, user, conv)?
-        .ok_or(Error::NotFound)?
-        .message_count;
+    let row = conversations::lock(conn, user, conv)?.ok_or(Error::NotFound)?;
+    let count = row.message_count;
     let keep = keep(count)?;
     if keep >= count {
         return Ok(Removed {
@@ -43,20 +44,38 @@ pub(crate) fn truncate(
             messages: Vec::new(),
         });
     }
+    let active = BranchId::from_db(row.branch);
+    let stored = branches::rows(conn, conv)?;
+    let saved: Vec<BranchId> = stored.iter().map(|r| BranchId::from_db(r.branch)).collect();
+    let mut tree = row.tree(stored);
+    let cut = tree
+        .cut(active, keep)
+        .map_err(|seq| Error::SharedMessages { seq })?;
     let removed = count - keep;
     let messages = match returning {
         true => read(conn, user, conv, keep, removed)?,
         false => Vec::new(),
     };
-    let deleted = messages::delete_after(conn, user, conv, keep)?;
-    // The count is kept equal to the last seq: anything else is a broken row, and the rollback
-    // leaves it as it was.
-    if deleted as i64 != removed {
+    let mut deleted = 0;
+    for &(branch, after) in &cut.messages {
+        deleted += messages::delete_own(conn, user, conv, branch, after)? as i64;
+    }
+    // Of the removed, the branch's own are deleted: all of them, unless the cut went below the
+    // fork. Anything else is a broken row, and the rollback leaves it as it was.
+    let own = removed.min(count - row.branch_fork);
+    if deleted != own {
         return Err(corrupt_row(format!(
-            "{deleted} messages after seq {keep}, where the count says {removed}"
+            "{deleted} messages deleted after seq {keep}, where the count says {own}"
         )));
     }
-    conversations::set_count(conn, user, conv, keep, now)?;
+    for branch in &cut.changed {
+        if let Some(node) = tree.get(*branch).filter(|_| saved.contains(branch)) {
+            branches::save(conn, user, conv, node, true)?;
+        }
+    }
+    let fork = tree.get(active).map_or(0, |n| n.fork);
+    let off = tree.off_branch(active);
+    conversations::set_active(conn, user, conv, active, fork, keep, off, now)?;
     Ok(Removed {
         count: removed as u64,
         messages,
@@ -73,6 +92,6 @@ fn read(
 ) -> Result<Vec<Message>> {
     let limit = u32::try_from(n).map_err(|_| corrupt_row("a removal larger than a window"))?;
     let window = Window::After { seq: keep, limit }.bounds();
-    let (_, messages) = messages::window(conn, user, conv, window)?.ok_or(Error::NotFound)?;
-    Ok(messages)
+    let found = messages::window(conn, user, conv, window)?.ok_or(Error::NotFound)?;
+    Ok(found.messages)
 }

@@ -8,7 +8,7 @@ use super::columns::{BindTime, DbTime};
 use super::rows::{ConversationRow, NewConversationRow};
 use super::Cached;
 use crate::conn::{Backend, Conn};
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{BranchId, ConversationId, UserId};
 use crate::schema::conversations::dsl::*;
 use crate::{Error, Result};
 
@@ -28,9 +28,15 @@ pub(crate) fn insert(conn: &mut Conn, row: &NewConversationRow<'_>) -> Result<()
 /// equal to their messages; the messages table is never read).
 pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
     // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back.
+    // A conversation's messages: its active branch's path, less what it shares with ancestors,
+    // plus every other branch's own (see `tree.rs`); its count alone without branches.
     let sum = match conn.backend() {
-        Backend::Sqlite | Backend::Postgres => "CAST(COALESCE(SUM(message_count), 0) AS BIGINT)",
-        Backend::Mysql => "CAST(COALESCE(SUM(message_count), 0) AS SIGNED)",
+        Backend::Sqlite | Backend::Postgres => {
+            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS BIGINT)"
+        }
+        Backend::Mysql => {
+            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS SIGNED)"
+        }
     };
     Ok(conversations
         .select((
@@ -115,17 +121,25 @@ pub(crate) fn lock(
     Ok(found.optional()?)
 }
 
-/// Sets the message count of the user's conversation to `count` (its messages after `count` are
-/// gone) and bumps `updated_at`; returns the number of rows changed.
-pub(crate) fn set_count(
+/// Makes `active` the conversation's active branch, `count` long, forking at `fork`, with
+/// `off_branch` messages stored off its own run, and bumps `updated_at` (not before `now`);
+/// returns the number of rows changed (0: not the user's).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn set_active(
     conn: &mut Conn,
     user: &UserId,
     conv: ConversationId,
+    active: BranchId,
+    fork: i64,
     count: i64,
+    off: i64,
     now: NaiveDateTime,
 ) -> Result<usize> {
     let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).set((
         message_count.eq(count),
+        branch.eq(active.as_i64()),
+        branch_fork.eq(fork),
+        off_branch.eq(off),
         updated_at.eq(not_before(BindTime(now))),
     ));
     Ok(Cached(update).execute(conn)?)
@@ -181,7 +195,8 @@ fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &UserId) -> Result
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let mut lock = diesel::sql_query(format!(
-            "SELECT id, message_count FROM chatstore_conversations FORCE INDEX (PRIMARY) \
+            "SELECT id, message_count - branch_fork + off_branch AS message_count \
+             FROM chatstore_conversations FORCE INDEX (PRIMARY) \
              WHERE user_id = ? AND id IN ({marks}) FOR UPDATE"
         ))
         .into_boxed::<diesel::mysql::Mysql>()
@@ -231,7 +246,8 @@ pub(crate) fn delete(conn: &mut Conn, user: &UserId, conv: ConversationId) -> Re
 }
 
 /// Deletes every conversation the user owns, their messages by cascade, in one statement (MySQL:
-/// see [`delete_all_mysql`]); returns each deleted conversation's message count. The count is read
+/// see [`delete_all_mysql`]); returns how many messages each deleted conversation stored (its
+/// count, with branches its every branch's). The count is read
 /// from the row as deleted (on PostgreSQL after waiting for any append in flight), so it is exactly
 /// the messages that went with it.
 pub(crate) fn delete_all(conn: &mut Conn, user: &UserId) -> Result<Vec<i64>> {
@@ -240,11 +256,11 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &UserId) -> Result<Vec<i64>> {
     Ok(match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => diesel::delete(mine)
-            .returning(message_count)
+            .returning(message_count - branch_fork + off_branch)
             .get_results(c)?,
         #[cfg(feature = "postgres")]
         Conn::Pg(c) => diesel::delete(mine)
-            .returning(message_count)
+            .returning(message_count - branch_fork + off_branch)
             .get_results(c)?,
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => delete_all_mysql(c, user)?,
@@ -252,7 +268,7 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &UserId) -> Result<Vec<i64>> {
 }
 
 /// Reserves `n` seqs for an append: bumps the message count and `updated_at` and returns the new
-/// count and `updated_at`, or `None` if the user owns no such conversation — or, with `last_seq`,
+/// count, `updated_at` and the active branch (whose run the messages extend), or `None` if the user owns no such conversation — or, with `last_seq`,
 /// if its count is no longer `last_seq`. One statement, the first write of the transaction, so that
 /// it takes the conversation's row lock before the transaction reads anything of the conversation:
 /// concurrent appends queue on it and each sees the count the previous one committed (PostgreSQL
@@ -266,8 +282,8 @@ pub(crate) fn reserve_seqs(
     n: i64,
     now: NaiveDateTime,
     last_seq: Option<i64>,
-) -> Result<Option<(i64, DbTime)>> {
-    let new = (message_count, updated_at);
+) -> Result<Option<(i64, DbTime, i64)>> {
+    let new = (message_count, updated_at, branch);
     // Two statements of fixed shape, each cached, on each backend.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     macro_rules! reserve {

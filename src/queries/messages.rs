@@ -7,9 +7,10 @@ use super::rows::{MessageRow, NewMessageRow};
 use super::Cached;
 use crate::conn::{Backend, Conn};
 use crate::cursor::SeqBounds;
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::Message;
 use crate::schema::messages::dsl::*;
+use crate::tree::{stored_seq, Segment, MAX_POSITION, SPAN};
 use crate::{Error, Result};
 
 /// Rows per INSERT statement: on SQLite, 9 columns × 1,000 rows stays under its 32,766-bind limit
@@ -67,9 +68,9 @@ fn fill_search_text(backend: Backend, rows: &mut [NewMessageRow<'_>]) {
 /// What [`reserve_and_insert`] did.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum OneStatement {
-    /// Reserved the seqs and inserted the rows: the conversation's new count and `updated_at`, as
-    /// [`reserve_seqs`](super::conversations::reserve_seqs) returns them.
-    Written(i64, DbTime),
+    /// Reserved the seqs and inserted the rows: the conversation's new count, `updated_at` and
+    /// active branch, as [`reserve_seqs`](super::conversations::reserve_seqs) returns them.
+    Written(i64, DbTime, i64),
     /// Wrote nothing, as [`reserve_seqs`](super::conversations::reserve_seqs) finding no row: the
     /// user owns no such conversation, or its count is not `last_seq`.
     NotReserved,
@@ -123,7 +124,7 @@ pub(crate) fn reserve_and_insert(
             let reserved = reserve_and_insert_pg(c, user, conv, rows, now, last_seq)
                 .map_err(|e| Insert::from(e).into_error(rows))?;
             Ok(match reserved {
-                Some((count, time)) => OneStatement::Written(count, time),
+                Some((count, time, branch)) => OneStatement::Written(count, time, branch),
                 None => OneStatement::NotReserved,
             })
         }
@@ -144,7 +145,7 @@ fn reserve_and_insert_pg(
     rows: &[NewMessageRow<'_>],
     now: chrono::NaiveDateTime,
     last_seq: Option<i64>,
-) -> QueryResult<Option<(i64, DbTime)>> {
+) -> QueryResult<Option<(i64, DbTime, i64)>> {
     use diesel::pg::Pg;
     use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamp};
 
@@ -154,6 +155,8 @@ fn reserve_and_insert_pg(
         message_count: i64,
         #[diesel(sql_type = Timestamp)]
         updated_at: DbTime,
+        #[diesel(sql_type = BigInt)]
+        branch: i64,
     }
     macro_rules! append {
         ($condition:literal) => {
@@ -163,16 +166,16 @@ fn reserve_and_insert_pg(
                  updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END \
                  WHERE id = $1 AND user_id = $2",
                 $condition,
-                " RETURNING message_count, updated_at), \
+                " RETURNING message_count, updated_at, branch), \
                  inserted AS (\
                  INSERT INTO chatstore_messages \
                  (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
-                 SELECT m.id, $1, $2, reserved.message_count - $3 + m.seq, m.role, m.content, \
-                 m.metadata, reserved.updated_at, m.search_text \
+                 SELECT m.id, $1, $2, reserved.branch * 4294967296 + reserved.message_count - $3 + m.seq, \
+                 m.role, m.content, m.metadata, reserved.updated_at, m.search_text \
                  FROM reserved, \
                  unnest($5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[]) \
                  AS m(id, seq, role, content, metadata, search_text)) \
-                 SELECT message_count, updated_at FROM reserved"
+                 SELECT message_count, updated_at, branch FROM reserved"
             )
         };
     }
@@ -202,7 +205,7 @@ fn reserve_and_insert_pg(
         query = query.bind::<BigInt, _>(last);
     }
     let reserved: Option<Reserved> = Cached(query).get_result(conn).optional()?;
-    Ok(reserved.map(|r| (r.message_count, r.updated_at)))
+    Ok(reserved.map(|r| (r.message_count, r.updated_at, r.branch)))
 }
 
 /// Why an insert failed: a unique key was violated, or anything else.
@@ -362,96 +365,176 @@ pub(crate) fn stored_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<Messa
     Ok(stored)
 }
 
-/// Up to `limit` of the conversation's messages after seq `after`, in seq order, as stored: for
-/// a copy of them, in a transaction that has checked whose the conversation is.
-pub(crate) fn rows_after(
+/// Deletes the user's messages of the conversation that `branch` stores after position `after`
+/// (the search index follows: by trigger on SQLite, with the row on PostgreSQL, by cascade on
+/// MySQL); returns how many.
+pub(crate) fn delete_own(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    branch: BranchId,
+    after: i64,
+) -> Result<usize> {
+    let doomed = messages
+        .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
+        .filter(seq.gt(stored_seq(branch, after)))
+        .filter(seq.le(stored_seq(branch, MAX_POSITION)));
+    Ok(diesel::delete(doomed).execute(conn)?)
+}
+
+/// The conversation's system and developer messages on `path` (segments of a branch's path, as
+/// [`Tree::path`] gives them, newest first), oldest first, from the partial index
+/// `chatstore_messages_system` (which is why the roles are written literally, not bound: the
+/// planners use a partial index only for a predicate that matches its own, `role IN ('system',
+/// 'developer')`, in those words). One statement per segment: one on the root branch.
+pub(crate) fn system(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    path: &[Segment],
+) -> Result<Vec<Message>> {
+    let mut found = Vec::new();
+    for segment in path.iter().rev() {
+        let (after, through) = segment.stored();
+        let query = messages
+            .filter(conversation_id.eq(conv))
+            .filter(user_id.eq(user))
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "role IN ('system', 'developer')",
+            ))
+            .filter(seq.gt(after))
+            .filter(seq.le(through))
+            .order(seq)
+            .select(MessageRow::as_select());
+        // A literal fragment makes Diesel give up caching the statement (it cannot know the text
+        // is fixed): on PostgreSQL that meant a parse and a plan per context window (~80 µs, W10).
+        for row in Cached(query).load_iter::<MessageRow, DefaultLoadingMode>(conn)? {
+            found.push(row?.into_model()?);
+        }
+    }
+    Ok(found)
+}
+
+/// What [`window`] read: the conversation's message count (its active branch's length), the
+/// messages within the bounds, oldest first, and the active branch with its fork.
+pub(crate) struct Found {
+    pub(crate) count: i64,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) branch: BranchId,
+    pub(crate) fork: i64,
+}
+
+/// The conversation's message count and its messages within `bounds` on its active branch's path,
+/// oldest first — or `None` if `user` owns no such conversation.
+///
+/// The active branch's own messages come in one statement with the count, so the count and the
+/// rows are one snapshot and one round trip: the conversation row, left-joined to a range scan of
+/// the `(conversation_id, seq)` index over the branch's own run. Its cost depends on the window's
+/// size, not on the length of the history. Only a window reaching below the branch's fork (never
+/// on the root branch) reads on: the branch's path, then each ancestor's part of the window, one
+/// index range each. Those messages never change while the branch exists (see `tree.rs`), so
+/// they need no snapshot with the first statement; a read that finds them changed all the same
+/// (the branch deleted meanwhile) starts again.
+///
+/// The count-dependent bounds are uncorrelated subqueries, which both databases evaluate once, so
+/// they always bound the index scan. Written against the outer row instead, PostgreSQL only used
+/// them as bounds when its statistics were fresh: with stale ones it read all 20,000 rows of a
+/// history to return 50 (EXPLAIN ANALYZE).
+pub(crate) fn window(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    bounds: SeqBounds,
+) -> Result<Option<Found>> {
+    for _ in 0..3 {
+        let Some(mut found) = own_window(conn, user, conv, bounds)? else {
+            return Ok(None);
+        };
+        // Positions `after + 1 ..= top` are the window's.
+        let top = found.count.min(bounds.hi);
+        let after = (top.saturating_sub(bounds.back)).max(bounds.lo - 1);
+        if after >= found.fork || top <= after {
+            return Ok(Some(found));
+        }
+        let through = top.min(found.fork);
+        let mut older = Vec::new();
+        for segment in super::branches::path(conn, conv, found.branch, found.count, through)? {
+            if segment.through <= after {
+                break;
+            }
+            let segment = Segment {
+                after: segment.after.max(after),
+                ..segment
+            };
+            let mut rows = in_segment(conn, conv, segment, i64::MAX)?;
+            rows.reverse();
+            older.extend(rows);
+        }
+        if older.len() as i64 == through - after {
+            let mut window = older
+                .into_iter()
+                .rev()
+                .map(MessageRow::into_model)
+                .collect::<Result<Vec<_>>>()?;
+            window.append(&mut found.messages);
+            found.messages = window;
+            return Ok(Some(found));
+        }
+    }
+    Err(crate::models::corrupt_row(
+        "a branch's path has a gap in three reads",
+    ))
+}
+
+/// Up to `limit` of the conversation's messages in `segment`, in seq order, as stored.
+pub(crate) fn in_segment(
     conn: &mut Conn,
     conv: ConversationId,
-    after: i64,
+    segment: Segment,
     limit: i64,
 ) -> Result<Vec<MessageRow>> {
+    let (after, through) = segment.stored();
     Ok(messages
         .filter(conversation_id.eq(conv))
         .filter(seq.gt(after))
+        .filter(seq.le(through))
         .order(seq)
         .limit(limit)
         .select(MessageRow::as_select())
         .load(conn)?)
 }
 
-/// Deletes the user's messages of the conversation after seq `after` (the search index follows:
-/// by trigger on SQLite, with the row on PostgreSQL, by cascade on MySQL); returns how many.
-pub(crate) fn delete_after(
-    conn: &mut Conn,
-    user: &UserId,
-    conv: ConversationId,
-    after: i64,
-) -> Result<usize> {
-    let doomed = messages
-        .filter(conversation_id.eq(conv))
-        .filter(user_id.eq(user))
-        .filter(seq.gt(after));
-    Ok(diesel::delete(doomed).execute(conn)?)
-}
-
-/// The conversation's system and developer messages with seq at most `last`, oldest first, from
-/// the partial index `chatstore_messages_system` (which is why the roles are written literally, not bound:
-/// the planners use a partial index only for a predicate that matches its own, `role IN
-/// ('system', 'developer')`, in those words).
-pub(crate) fn system(
-    conn: &mut Conn,
-    user: &UserId,
-    conv: ConversationId,
-    last: i64,
-) -> Result<Vec<Message>> {
-    let query = messages
-        .filter(conversation_id.eq(conv))
-        .filter(user_id.eq(user))
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "role IN ('system', 'developer')",
-        ))
-        .filter(seq.le(last))
-        .order(seq)
-        .select(MessageRow::as_select());
-    // A literal fragment makes Diesel give up caching the statement (it cannot know the text is
-    // fixed): on PostgreSQL that meant a parse and a plan per context window (~80 µs, W10).
-    Cached(query)
-        .load_iter::<MessageRow, DefaultLoadingMode>(conn)?
-        .map(|row| row?.into_model())
-        .collect()
-}
-
-/// The conversation's message count and its messages within `bounds`, oldest first — or `None`
-/// if `user` owns no such conversation. One statement, so the count and the rows are one snapshot
-/// and one round trip: the conversation row, left-joined to a range scan of the
-/// `(conversation_id, seq)` index. Its cost depends on the window's size, not on the length of
-/// the history.
-///
-/// The count-dependent bound is an uncorrelated subquery, which both databases evaluate once, so
-/// it always bounds the index scan. Written against the outer row instead, PostgreSQL only used it
-/// as a bound when its statistics were fresh: with stale ones it read all 20,000 rows of a history
-/// to return 50 (EXPLAIN ANALYZE).
-pub(crate) fn window(
+/// [`window`]'s first statement: the count, the active branch and its fork, and the window's part
+/// of the branch's own run.
+fn own_window(
     conn: &mut Conn,
     user: &UserId,
     conv: ConversationId,
     bounds: SeqBounds,
-) -> Result<Option<(i64, Vec<Message>)>> {
+) -> Result<Option<Found>> {
     use crate::schema::conversations as c;
     let owner = diesel::alias!(c as owner);
-    // The one lower bound, max(lo - 1, min(count, hi) - back): with two, SQLite would bound the
-    // scan by one of them and filter by the other, which may be the wrong one. No overflow: see
-    // `SeqBounds`.
+    // The one lower bound, max(lo - 1, min(count, hi) - back, fork), on the active branch: with
+    // two, SQLite would bound the scan by one of them and filter by the other, which may be the
+    // wrong one. No overflow: see `SeqBounds`; a branch's positions stay below 2^32.
     let from_end = case_when(
         c::message_count.lt(bounds.hi),
         c::message_count - bounds.back,
     )
     .otherwise(bounds.hi - bounds.back);
     let after = case_when(from_end.gt(bounds.lo - 1), from_end).otherwise(bounds.lo - 1);
+    let own = case_when(after.gt(c::branch_fork), after).otherwise(c::branch_fork);
     let after = c::table
         .filter(c::id.eq(conv))
         .filter(c::user_id.eq(user))
-        .select(after)
+        .select(c::branch * SPAN + own)
+        .single_value();
+    let top = case_when(c::message_count.lt(bounds.hi), c::message_count).otherwise(bounds.hi);
+    let through = c::table
+        .filter(c::id.eq(conv))
+        .filter(c::user_id.eq(user))
+        .select(c::branch * SPAN + top)
         .single_value();
     // On PostgreSQL the rows are decoded as they arrive (libpq's single-row mode) rather than
     // after libpq has buffered the whole result: measured on 2026-12-03 (criterion, same run),
@@ -465,17 +548,19 @@ pub(crate) fn window(
                     messages.on(conversation_id
                         .eq(owner.field(c::id))
                         .and(seq.nullable().gt(after))
-                        .and(seq.le(bounds.hi))),
+                        .and(seq.nullable().le(through))),
                 )
                 .filter(owner.field(c::id).eq(conv))
                 .filter(owner.field(c::user_id).eq(user))
                 .select((
                     owner.field(c::message_count),
+                    owner.field(c::branch),
+                    owner.field(c::branch_fork),
                     Option::<MessageRow>::as_select(),
                 ))
         };
     }
-    type Row = (i64, Option<MessageRow>);
+    type Row = (i64, i64, i64, Option<MessageRow>);
     let rows: Box<dyn Iterator<Item = QueryResult<Row>>> = match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => Box::new(rows!().load_iter::<Row, DefaultLoadingMode>(c)?),
@@ -485,11 +570,11 @@ pub(crate) fn window(
         Conn::Mysql(c) => Box::new(rows!().load_iter::<Row, DefaultLoadingMode>(c)?),
     };
     // Each row decoded straight into the returned vector: no intermediate copy of the window.
-    let mut count = None;
+    let mut found = None;
     let mut window = Vec::new();
     for row in rows {
-        let (total, message) = row?;
-        count = Some(total);
+        let (count, branch, fork, message) = row?;
+        found = Some((count, branch, fork));
         // No message in the window still gives the conversation's row, NULLs for the message.
         if let Some(message) = message {
             window.push(message.into_model()?);
@@ -499,7 +584,12 @@ pub(crate) fn window(
     // sorted input confirms in one pass, while PostgreSQL, not knowing that the conversation side
     // is one row, sorted them again on the server.
     window.sort_by_key(|m| m.seq);
-    Ok(count.map(|count| (count, window)))
+    Ok(found.map(|(count, branch, fork)| Found {
+        count,
+        messages: window,
+        branch: BranchId::from_db(branch),
+        fork,
+    }))
 }
 
 #[cfg(test)]

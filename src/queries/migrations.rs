@@ -113,6 +113,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 &[
                     "chatstore_messages_search",
                     "chatstore_search_state",
+                    "chatstore_branches",
                     "chatstore_messages",
                     "chatstore_conversations",
                     VERSIONS_TABLE,
@@ -125,6 +126,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 c,
                 Backend::Postgres,
                 &[
+                    "chatstore_branches",
                     "chatstore_messages",
                     "chatstore_conversations",
                     VERSIONS_TABLE,
@@ -139,6 +141,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 &[
                     "chatstore_message_words",
                     "chatstore_search_pending",
+                    "chatstore_branches",
                     "chatstore_messages",
                     "chatstore_conversations",
                     VERSIONS_TABLE,

@@ -4,6 +4,7 @@
 //! function matches on the connection, exhaustively, so that a new backend is a compile error at
 //! each place that must learn it.
 
+pub(crate) mod branches;
 pub(crate) mod catalog;
 pub(crate) mod columns;
 pub(crate) mod conversations;

@@ -771,6 +771,10 @@ mod tests {
                 "index chatstore_messages_search on chatstore_message_words",
                 "table chatstore_search_pending",
                 "index chatstore_search_pending_user on chatstore_search_pending",
+                "column chatstore_conversations.branch",
+                "column chatstore_conversations.branch_fork",
+                "column chatstore_conversations.off_branch",
+                "table chatstore_branches",
             ]
         );
     }

@@ -6,9 +6,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::columns::{BindTime, DbTime};
-use crate::ids::{ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Conversation, Message, NewMessage, Role};
-use crate::schema::{conversations, messages};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
+use crate::models::{corrupt_row, Branch, Conversation, Message, NewMessage, Role};
+use crate::schema::{branches, conversations, messages};
+use crate::tree::{split_seq, Node, Tree};
 use crate::Result;
 
 #[derive(Queryable, Selectable)]
@@ -20,6 +21,9 @@ pub(crate) struct ConversationRow {
     pub(crate) created_at: DbTime,
     pub(crate) updated_at: DbTime,
     pub(crate) message_count: i64,
+    pub(crate) branch: i64,
+    pub(crate) branch_fork: i64,
+    pub(crate) off_branch: i64,
 }
 
 impl ConversationRow {
@@ -31,7 +35,19 @@ impl ConversationRow {
             created_at: self.created_at.utc(),
             updated_at: self.updated_at.utc(),
             message_count: self.message_count,
+            branch: BranchId::from_db(self.branch),
         }
+    }
+
+    /// Its branches as a tree, given its stored branch rows.
+    pub(crate) fn tree(&self, rows: Vec<BranchRow>) -> Tree {
+        let nodes = rows.into_iter().map(BranchRow::into_node).collect();
+        Tree::new(
+            nodes,
+            BranchId::from_db(self.branch),
+            self.message_count,
+            self.updated_at.0,
+        )
     }
 }
 
@@ -76,10 +92,12 @@ pub(crate) struct MessageRow {
 
 impl MessageRow {
     pub(crate) fn into_model(self) -> Result<Message> {
+        let (branch, seq) = split_seq(self.seq);
         Ok(Message {
             id: self.id,
             conversation_id: self.conversation_id,
-            seq: self.seq,
+            seq,
+            branch,
             role: self.role,
             content: self.content,
             metadata: self
@@ -148,18 +166,20 @@ impl<'a> NewMessageRow<'a> {
         }
     }
 
-    /// A copy of the stored row `row`, as `user`'s message `id` of the conversation `conversation`.
+    /// A copy of the stored row `row`, as `user`'s message `id` of the conversation `conversation`,
+    /// stored with the seq `seq`.
     pub(crate) fn copy_of(
         user: &'a UserId,
         row: &'a MessageRow,
         id: MessageId,
         conversation: ConversationId,
+        seq: i64,
     ) -> Self {
         NewMessageRow {
             id,
             conversation_id: conversation,
             user_id: user,
-            seq: row.seq,
+            seq,
             role: row.role,
             content: &row.content,
             metadata: row.metadata.as_deref(),
@@ -181,5 +201,77 @@ impl<'a> NewMessageRow<'a> {
             created_at: BindTime(message.created_at.naive_utc()),
             search_text: None,
         }
+    }
+}
+
+/// A branch row, as read: see `tree.rs`.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = branches)]
+pub(crate) struct BranchRow {
+    pub(crate) branch: i64,
+    pub(crate) parent: Option<i64>,
+    pub(crate) fork_seq: i64,
+    pub(crate) length: i64,
+    pub(crate) retired: bool,
+    pub(crate) created_at: DbTime,
+    pub(crate) updated_at: DbTime,
+}
+
+impl BranchRow {
+    pub(crate) fn into_node(self) -> Node {
+        Node {
+            branch: BranchId::from_db(self.branch),
+            parent: self.parent.map(BranchId::from_db),
+            fork: self.fork_seq,
+            length: self.length,
+            retired: self.retired,
+            created_at: self.created_at.0,
+            updated_at: self.updated_at.0,
+        }
+    }
+}
+
+/// A branch row, as written.
+#[derive(Insertable)]
+#[diesel(table_name = branches, treat_none_as_default_value = false)]
+pub(crate) struct NewBranchRow<'a> {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) user_id: &'a UserId,
+    pub(crate) branch: i64,
+    pub(crate) parent: Option<i64>,
+    pub(crate) fork_seq: i64,
+    pub(crate) length: i64,
+    pub(crate) retired: bool,
+    pub(crate) created_at: BindTime,
+    pub(crate) updated_at: BindTime,
+}
+
+impl<'a> NewBranchRow<'a> {
+    /// The row of `node`, `user`'s in `conversation`.
+    pub(crate) fn of(user: &'a UserId, conversation: ConversationId, node: &Node) -> Self {
+        NewBranchRow {
+            conversation_id: conversation,
+            user_id: user,
+            branch: node.branch.as_i64(),
+            parent: node.parent.map(BranchId::as_i64),
+            fork_seq: node.fork,
+            length: node.length,
+            retired: node.retired,
+            created_at: BindTime(node.created_at),
+            updated_at: BindTime(node.updated_at),
+        }
+    }
+}
+
+/// `node` as listed, `active` or not.
+pub(crate) fn branch_model(node: &Node, active: bool) -> Branch {
+    Branch {
+        id: node.branch,
+        parent: node.parent,
+        fork_seq: node.fork,
+        length: node.length,
+        created_at: node.created_at.and_utc(),
+        updated_at: node.updated_at.and_utc(),
+        active,
     }
 }

@@ -29,12 +29,13 @@ backend_tests! {
 }
 
 /// chatstore's versions, oldest first.
-const CHATSTORE: [&str; 5] = [
+const CHATSTORE: [&str; 6] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
     "20261202000004",
     "20261203000005",
+    "20261203000006",
 ];
 
 /// The versions chatstore 0.1 recorded in Diesel's table: its first four.
@@ -59,6 +60,7 @@ const HOST_TABLES: [&str; 4] = [
 /// The tables chatstore makes on `kind` (the FTS5 index is a table on SQLite).
 fn chatstore_tables(kind: Kind) -> Vec<&'static str> {
     let mut tables = vec![
+        "chatstore_branches",
         "chatstore_conversations",
         "chatstore_messages",
         "chatstore_schema_migrations",
@@ -304,13 +306,13 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
     db.revert_newest_migration();
     let tables = existing_tables(db);
     match verify().unwrap_err() {
-        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[4..]),
+        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[5..]),
         other => panic!("{other:?}"),
     }
     assert_eq!(existing_tables(db), tables);
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..4]
+        CHATSTORE[..5]
     );
 }
 
@@ -336,7 +338,7 @@ fn opening_to_skip_migrations_leaves_the_schema_alone(db: &TestDb) {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..4]
+        CHATSTORE[..5]
     );
 }
 

@@ -120,8 +120,8 @@ fn database_before_search() -> TestDb {
     let batch: Vec<NewMessage> = texts.iter().map(NewMessage::user).collect();
     store.append_messages(&alice, conv, &batch).unwrap();
     drop(store);
-    // Back to before the search index (and the two migrations after it).
-    db.revert_newest_migrations(3);
+    // Back to before the search index (and the three migrations after it).
+    db.revert_newest_migrations(4);
     db
 }
 

@@ -1,0 +1,86 @@
+//! The branches table: a branched conversation's tree (see `tree.rs`), read whole and written a
+//! node at a time. A conversation that never branched has no rows.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::columns::BindTime;
+use super::rows::{BranchRow, NewBranchRow};
+use crate::conn::Conn;
+use crate::ids::{BranchId, ConversationId, UserId};
+use crate::schema::branches::dsl::*;
+use crate::tree::{Node, Segment, Tree};
+use crate::Result;
+
+/// The conversation's branch rows (the caller has checked whose it is).
+pub(crate) fn rows(conn: &mut Conn, conv: ConversationId) -> Result<Vec<BranchRow>> {
+    Ok(branches
+        .filter(conversation_id.eq(conv))
+        .select(BranchRow::as_select())
+        .load(conn)?)
+}
+
+/// The path of `active`, the conversation's active branch (`count` long), through position
+/// `through`: segments newest first (see [`Tree::path`]). The root branch's is itself alone, which
+/// takes no statement.
+pub(crate) fn path(
+    conn: &mut Conn,
+    conv: ConversationId,
+    active: BranchId,
+    count: i64,
+    through: i64,
+) -> Result<Vec<Segment>> {
+    if active.is_root() {
+        return Ok(Tree::new(Vec::new(), active, count, NaiveDateTime::MIN).path(active, through));
+    }
+    let nodes = rows(conn, conv)?
+        .into_iter()
+        .map(BranchRow::into_node)
+        .collect();
+    Ok(Tree::new(nodes, active, count, NaiveDateTime::MIN).path(active, through))
+}
+
+/// Writes `node` as `user`'s branch of `conv`: inserted if new, otherwise its parent, fork,
+/// length, retirement and `updated_at` set.
+pub(crate) fn save(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    node: &Node,
+    stored: bool,
+) -> Result<()> {
+    if !stored {
+        let row = NewBranchRow::of(user, conv, node);
+        diesel::insert_into(branches).values(&row).execute(conn)?;
+        return Ok(());
+    }
+    let target = branches
+        .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
+        .filter(branch.eq(node.branch.as_i64()));
+    diesel::update(target)
+        .set((
+            parent.eq(node.parent.map(BranchId::as_i64)),
+            fork_seq.eq(node.fork),
+            length.eq(node.length),
+            retired.eq(node.retired),
+            updated_at.eq(BindTime(node.updated_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes the row of `user`'s branch `gone` of `conv`.
+pub(crate) fn delete(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    gone: BranchId,
+) -> Result<()> {
+    let target = branches
+        .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
+        .filter(branch.eq(gone.as_i64()));
+    diesel::delete(target).execute(conn)?;
+    Ok(())
+}
