@@ -16,8 +16,10 @@ use crate::conn::{
 use crate::context::{ContextOptions, ContextWindow};
 use crate::cursor::{ConversationCursor, Window};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{self, Conversation, DeletedCounts, Message, NewMessage, StoreStats};
-use crate::ops::{append, context, fork, import, search, truncate};
+use crate::models::{
+    self, Branch, Conversation, DeletedCounts, Message, NewMessage, Siblings, StoreStats,
+};
+use crate::ops::{append, branch, context, fork, import, search, truncate};
 use crate::page::{ConversationPage, MessagePage, Page};
 use crate::pool::Pool;
 use crate::queries::rows::{ConversationRow, NewConversationRow};
@@ -830,6 +832,169 @@ impl ChatStore {
             let now = models::now().naive_utc();
             let id = ConversationId::generate();
             self.write(|conn| fork::fork(conn, user, conversation, through, id, now))
+        })
+    }
+
+    /// Writes `batch` as a sibling of the message `of`, on a new branch that shares everything
+    /// before `of`, and makes that branch the conversation's active one: an edit (a new version of
+    /// a user message, with the replies that follow it) or a regeneration (another reply). The old
+    /// versions stay, on their branches: [`siblings`](Self::siblings) lists them, and
+    /// [`switch_branch`](Self::switch_branch) goes back. The messages get the seqs `of` and after;
+    /// the conversation's message count becomes the new branch's length, and its `updated_at`
+    /// moves to now. `of` may be on any branch.
+    ///
+    /// Everything an append guarantees holds: the batch is validated first and written all or
+    /// nothing, and a batch with client ids is safe to retry (a stored one is returned as stored).
+    /// An empty batch writes nothing.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// let asked = store.append_message(&user, conv.id, NewMessage::user("Lisbon or Porto?"))?;
+    /// let first = store.append_message(&user, conv.id, NewMessage::assistant("Lisbon."))?;
+    /// // Regenerate the reply: a sibling of the first one, on a new active branch.
+    /// let second = store.append_sibling(&user, conv.id, first.id, &[NewMessage::assistant("Porto.")])?;
+    /// assert_eq!(second[0].seq, 2);
+    /// let now = store.messages(&user, conv.id, Window::All)?.messages;
+    /// assert_eq!((now[0].id, now[1].content.as_str()), (asked.id, "Porto."));
+    /// let versions = store.siblings(&user, conv.id, second[0].id)?;
+    /// assert_eq!((versions.position, versions.siblings.len()), (1, 2)); // "2 / 2"
+    /// // Back to the first reply.
+    /// store.switch_branch(&user, conv.id, versions.siblings[0].branch)?;
+    /// assert_eq!(store.messages(&user, conv.id, Window::All)?.messages[1].content, "Lisbon.");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`append_messages`](Self::append_messages), and [`Error::NotFound`] if `of` is not one
+    /// of the conversation's messages (as for someone else's conversation).
+    pub fn append_sibling(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        of: MessageId,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Message>> {
+        self.op("append_sibling", || {
+            let batch =
+                append::Batch::new(user, conversation, batch, self.limits.max_content_bytes)?;
+            if batch.is_empty() {
+                self.with_conn(|conn| batch.check_unwritten(conn, None))?;
+                return Ok(Vec::new());
+            }
+            let now = models::now().naive_utc();
+            self.write(|conn| branch::append_sibling(conn, &batch, (user, conversation), of, now))
+        })
+    }
+
+    /// Makes `branch` the conversation's active branch — the one its reads, context windows and
+    /// appends follow — and returns the conversation (its message count is the branch's length;
+    /// its `updated_at` moves to now). The branch to show a sibling is in
+    /// [`Sibling::branch`](crate::Sibling::branch); [`branches`](Self::branches) lists them all.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation or it has no such branch;
+    /// connection and database errors.
+    pub fn switch_branch(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        branch: BranchId,
+    ) -> Result<Conversation> {
+        self.op("switch_branch", || {
+            let now = models::now().naive_utc();
+            self.write(|conn| branch::switch(conn, user, conversation, branch, now))
+        })
+    }
+
+    /// The message `of` and its siblings — every version of it, on every branch — oldest first,
+    /// each with the branch that shows it, and where `of` is among them: what a "< 2 / 3 >"
+    /// control under a message needs. A message never edited or regenerated is alone.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// let typo = store.append_message(&user, conv.id, NewMessage::user("Add oat mlik"))?;
+    /// let fixed = store.append_sibling(&user, conv.id, typo.id, &[NewMessage::user("Add oat milk")])?;
+    /// let versions = store.siblings(&user, conv.id, typo.id)?;
+    /// assert_eq!(versions.position, 0);
+    /// assert_eq!(versions.siblings[1].message.id, fixed[0].id);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation or `of` is not one of its
+    /// messages; connection and database errors.
+    pub fn siblings(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        of: MessageId,
+    ) -> Result<Siblings> {
+        self.op("siblings", || {
+            self.with_conn(|conn| branch::siblings(conn, user, conversation, of))
+        })
+    }
+
+    /// The conversation's branches, by id: each with the branch it forks from, the last seq they
+    /// share, its length, its times, and whether it is active. A conversation never edited has
+    /// one, the root.
+    ///
+    /// ```
+    /// # use chatstore::{BranchId, ChatStore, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// let reply = store.append_messages(&user, conv.id, &[NewMessage::user("hi"), NewMessage::assistant("hello")])?;
+    /// store.append_sibling(&user, conv.id, reply[1].id, &[NewMessage::assistant("hey")])?;
+    /// let branches = store.branches(&user, conv.id)?;
+    /// assert_eq!(branches.len(), 2);
+    /// assert_eq!((branches[1].parent, branches[1].fork_seq, branches[1].length), (Some(BranchId::ROOT), 1, 2));
+    /// assert!(branches[1].active && !branches[0].active);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
+    pub fn branches(&self, user: &UserId, conversation: ConversationId) -> Result<Vec<Branch>> {
+        self.op("branches", || {
+            self.with_conn(|conn| branch::list(conn, user, conversation))
+        })
+    }
+
+    /// Deletes a branch, atomically: the messages only it holds go (and leave the search index);
+    /// those it shares — with the branch it forks from, or with branches that fork from it — stay.
+    /// A deleted active branch gives way to the branch changed last. Returns the conversation.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, NewMessage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// let first = store.append_message(&user, conv.id, NewMessage::user("draft one"))?;
+    /// let second = store.append_sibling(&user, conv.id, first.id, &[NewMessage::user("draft two")])?;
+    /// let after = store.delete_branch(&user, conv.id, second[0].branch)?;
+    /// assert!(after.branch.is_root());
+    /// assert!(matches!(store.delete_branch(&user, conv.id, after.branch), Err(Error::LastBranch)));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::LastBranch`] for the conversation's only branch; [`Error::NotFound`] if the user
+    /// owns no such conversation or branch; connection and database errors (nothing is deleted).
+    pub fn delete_branch(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        branch: BranchId,
+    ) -> Result<Conversation> {
+        self.op("delete_branch", || {
+            let now = models::now().naive_utc();
+            self.write(|conn| branch::delete(conn, user, conversation, branch, now))
         })
     }
 

@@ -14,7 +14,7 @@
 
 use crate::conn::Backend;
 use crate::context::ContextWindow;
-use crate::models::{Conversation, DeletedCounts, Message, StoreStats};
+use crate::models::{Branch, Conversation, DeletedCounts, Message, Siblings, StoreStats};
 use crate::page::{ConversationPage, MessagePage};
 use crate::search::SearchResults;
 use crate::verify::SchemaReport;
@@ -115,6 +115,8 @@ rows! {
     StoreStats: |_one| 1;
     Vec<Message>: |messages| messages.len();
     Vec<Conversation>: |conversations| conversations.len();
+    Vec<Branch>: |branches| branches.len();
+    Siblings: |siblings| siblings.siblings.len();
     ConversationPage: |page| page.conversations.len();
     MessagePage: |page| page.messages.len();
     ContextWindow: |window| window.messages.len();

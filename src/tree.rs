@@ -142,6 +142,12 @@ impl Tree {
             .map(|i| &mut self.nodes[i])
     }
 
+    /// Adds a branch (its id not yet taken).
+    pub(crate) fn insert(&mut self, node: Node) {
+        let at = self.nodes.partition_point(|n| n.branch < node.branch);
+        self.nodes.insert(at, node);
+    }
+
     /// The branch that may be listed and made active, if `branch` is one.
     pub(crate) fn live(&self, branch: BranchId) -> Option<&Node> {
         self.get(branch).filter(|n| !n.retired)

@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod branches;
 mod coexistence;
 mod concurrency;
 mod connections;

@@ -65,6 +65,10 @@ impl<'b, 'a> Batch<'b, 'a> {
         self.messages.is_empty()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
     fn has_client_ids(&self) -> bool {
         self.messages.iter().any(|m| m.id().is_some())
     }
@@ -221,7 +225,7 @@ impl<'b, 'a> Batch<'b, 'a> {
     }
 
     /// The batch's rows, with seqs from 1 on, at `created_at`.
-    fn rows(&self, created_at: NaiveDateTime) -> Vec<NewMessageRow<'_>> {
+    pub(crate) fn rows(&self, created_at: NaiveDateTime) -> Vec<NewMessageRow<'_>> {
         self.messages
             .iter()
             .zip(self.ids.iter().zip(1..))
@@ -269,7 +273,7 @@ impl<'b, 'a> Batch<'b, 'a> {
 
     /// The stored batch, if this is a retry of it (see [`replayed`]); `None` if none of its client
     /// ids is stored; `NotFound` if one is but the conversation is not the user's.
-    fn replay(&self, conn: &mut Conn) -> Result<Option<Vec<Message>>> {
+    pub(crate) fn replay(&self, conn: &mut Conn) -> Result<Option<Vec<Message>>> {
         let client_ids: Vec<MessageId> = self
             .messages
             .iter()

@@ -23,7 +23,6 @@ pub(crate) struct ConversationRow {
     pub(crate) message_count: i64,
     pub(crate) branch: i64,
     pub(crate) branch_fork: i64,
-    pub(crate) off_branch: i64,
 }
 
 impl ConversationRow {
@@ -39,15 +38,21 @@ impl ConversationRow {
         }
     }
 
-    /// Its branches as a tree, given its stored branch rows.
+    /// Its branches as a tree, given its stored branch rows (none: the root alone, made when the
+    /// conversation was).
     pub(crate) fn tree(&self, rows: Vec<BranchRow>) -> Tree {
-        let nodes = rows.into_iter().map(BranchRow::into_node).collect();
-        Tree::new(
+        let nodes: Vec<Node> = rows.into_iter().map(BranchRow::into_node).collect();
+        let branched = !nodes.is_empty();
+        let mut tree = Tree::new(
             nodes,
             BranchId::from_db(self.branch),
             self.message_count,
             self.updated_at.0,
-        )
+        );
+        if let Some(root) = tree.get_mut(BranchId::ROOT).filter(|_| !branched) {
+            root.created_at = self.created_at.0;
+        }
+        tree
     }
 }
 

@@ -8,7 +8,7 @@ mod exit;
 mod faults;
 mod hostile;
 mod migrations;
-mod model;
+pub(crate) mod model;
 mod processes;
 mod retries;
 

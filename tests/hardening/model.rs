@@ -648,7 +648,7 @@ fn append(
 }
 
 /// The window, worked out on the whole history.
-pub(super) fn expected_window(all: &[Message], window: Window) -> Vec<Message> {
+pub(crate) fn expected_window(all: &[Message], window: Window) -> Vec<Message> {
     fn take_last(v: Vec<&Message>, n: usize) -> Vec<&Message> {
         v[v.len().saturating_sub(n)..].to_vec()
     }

@@ -48,7 +48,13 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
     // Each migration with a statement found it there (the words migration has none).
     assert_eq!(
         store.migrations_resumed_at_open(),
-        [VERSIONS[0], VERSIONS[1], VERSIONS[2], VERSIONS[4], VERSIONS[5]]
+        [
+            VERSIONS[0],
+            VERSIONS[1],
+            VERSIONS[2],
+            VERSIONS[4],
+            VERSIONS[5]
+        ]
     );
     assert!(store.verify_schema().unwrap().is_complete());
     assert_eq!(db.count_rows("chatstore_message_words"), words);

@@ -1,0 +1,536 @@
+//! Branches: edits and regenerations as siblings on new branches, switching, the "< 2 / 3 >"
+//! siblings, listing and deleting branches, and every read, pop, search, fork and count following
+//! the active branch's path across fork points — on every backend, ownership included.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use chatstore::{
+    BranchId, ChatStore, ConversationId, Error, Message, NewMessage, SearchQuery, UserId, Window,
+};
+
+use crate::support::{backend_tests, contents, seqs, user, TestDb};
+
+backend_tests! {
+    every: [
+        regenerate_and_edit_make_siblings_and_switching_shows_each,
+        windows_and_context_cross_fork_points,
+        branches_are_the_owners_alone,
+        deleting_a_branch_keeps_what_others_share,
+        pops_take_a_branchs_own_messages_and_never_shared_ones,
+        search_fork_and_counts_know_every_branch,
+        appends_and_switches_racing_leave_every_branch_without_gaps,
+    ],
+    persistent: [
+        a_database_from_before_branches_upgrades_in_place,
+    ],
+}
+
+/// The whole active path, read in windows of 100.
+fn path(store: &ChatStore, owner: &UserId, conv: ConversationId) -> Vec<Message> {
+    let (mut all, mut window) = (Vec::new(), Window::After { seq: 0, limit: 100 });
+    loop {
+        let page = store.messages(owner, conv, window).unwrap();
+        all.extend(page.messages);
+        match page.newer {
+            Some(next) => window = next,
+            None => return all,
+        }
+    }
+}
+
+fn texts(batch: &[&str]) -> Vec<NewMessage<'static>> {
+    batch
+        .iter()
+        .map(|t| NewMessage::user(t.to_string()))
+        .collect()
+}
+
+fn regenerate_and_edit_make_siblings_and_switching_shows_each(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let first = store
+        .append_messages(
+            &alice,
+            conv,
+            &[
+                NewMessage::system("You plan trips."),
+                NewMessage::user("Lisbon or Porto?"),
+                NewMessage::assistant("Lisbon."),
+            ],
+        )
+        .unwrap();
+    let (question, reply) = (&first[1], &first[2]);
+
+    // Regenerate: a sibling of the reply, on branch 1, now active.
+    let again = store
+        .append_sibling(&alice, conv, reply.id, &[NewMessage::assistant("Porto.")])
+        .unwrap();
+    assert_eq!((again[0].seq, again[0].branch.get()), (3, 1));
+    let conversation = store.conversation(&alice, conv).unwrap();
+    assert_eq!(
+        (conversation.message_count, conversation.branch),
+        (3, again[0].branch)
+    );
+    assert_eq!(
+        contents(&path(&store, &alice, conv)),
+        ["You plan trips.", "Lisbon or Porto?", "Porto."]
+    );
+    // An append extends the active branch.
+    let follow = store
+        .append_message(&alice, conv, NewMessage::user("Why Porto?"))
+        .unwrap();
+    assert_eq!((follow.seq, follow.branch), (4, again[0].branch));
+
+    let versions = store.siblings(&alice, conv, again[0].id).unwrap();
+    assert_eq!(versions.position, 1);
+    let ids: Vec<_> = versions.siblings.iter().map(|s| s.message.id).collect();
+    assert_eq!(ids, [reply.id, again[0].id]);
+    assert_eq!(store.siblings(&alice, conv, reply.id).unwrap().position, 0);
+    assert_eq!(
+        store
+            .siblings(&alice, conv, question.id)
+            .unwrap()
+            .siblings
+            .len(),
+        1,
+        "never edited: alone"
+    );
+
+    // Back to the first reply: the root's path, as it was.
+    let root = store
+        .switch_branch(&alice, conv, versions.siblings[0].branch)
+        .unwrap();
+    assert_eq!((root.branch, root.message_count), (BranchId::ROOT, 3));
+    assert_eq!(path(&store, &alice, conv), first);
+
+    // Edit the question: a branch forking after the system message.
+    let edited = store
+        .append_sibling(
+            &alice,
+            conv,
+            question.id,
+            &[
+                NewMessage::user("Madrid or Seville?"),
+                NewMessage::assistant("Seville."),
+            ],
+        )
+        .unwrap();
+    assert_eq!(seqs(&edited), [2, 3]);
+    assert_eq!(
+        contents(&path(&store, &alice, conv)),
+        ["You plan trips.", "Madrid or Seville?", "Seville."]
+    );
+    let context = store.context_window(&alice, conv, 10_000).unwrap();
+    assert_eq!(
+        contents(&context.messages),
+        ["You plan trips.", "Madrid or Seville?", "Seville."]
+    );
+    let versions = store.siblings(&alice, conv, question.id).unwrap();
+    assert_eq!(versions.siblings.len(), 2);
+    assert_eq!(versions.siblings[1].message.id, edited[0].id);
+
+    let branches = store.branches(&alice, conv).unwrap();
+    let shape: Vec<_> = branches
+        .iter()
+        .map(|b| {
+            (
+                b.id.get(),
+                b.parent.map(BranchId::get),
+                b.fork_seq,
+                b.length,
+                b.active,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (0, None, 0, 3, false),
+            (1, Some(0), 2, 4, false),
+            (2, Some(0), 1, 3, true)
+        ]
+    );
+    // Switching to branch 1 shows its four messages.
+    store
+        .switch_branch(&alice, conv, BranchId::new(1).unwrap())
+        .unwrap();
+    assert_eq!(
+        contents(&path(&store, &alice, conv)),
+        [
+            "You plan trips.",
+            "Lisbon or Porto?",
+            "Porto.",
+            "Why Porto?"
+        ]
+    );
+    // The same branch again writes nothing.
+    let before = store.conversation(&alice, conv).unwrap();
+    store
+        .switch_branch(&alice, conv, BranchId::new(1).unwrap())
+        .unwrap();
+    assert_eq!(store.conversation(&alice, conv).unwrap(), before);
+}
+
+/// A long root, a branch forking deep into it, and one forking from that: windows of every kind
+/// read the active path across the fork points exactly as the model of it says, and the context
+/// window pins the system message of the root.
+fn windows_and_context_cross_fork_points(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let mut batch = vec![NewMessage::system("be brief")];
+    let names: Vec<String> = (2..=200).map(|i| format!("r{i}")).collect();
+    batch.extend(names.iter().map(NewMessage::user));
+    let root = store.append_messages(&alice, conv, &batch).unwrap();
+    let one: Vec<String> = (151..=230).map(|i| format!("a{i}")).collect();
+    let branch_one = store
+        .append_sibling(
+            &alice,
+            conv,
+            root[150].id,
+            &one.iter().map(NewMessage::user).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let two: Vec<String> = (201..=260).map(|i| format!("b{i}")).collect();
+    let branch_two = store
+        .append_sibling(
+            &alice,
+            conv,
+            branch_one[49].id,
+            &two.iter().map(NewMessage::user).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let mut expected: Vec<Message> = root[..150].to_vec();
+    // branch_one[49] is seq 200: branch two forks after 199.
+    expected.extend_from_slice(&branch_one[..49]);
+    expected.extend_from_slice(&branch_two);
+    assert_eq!(seqs(&expected), (1..=259).collect::<Vec<i64>>());
+
+    assert_eq!(path(&store, &alice, conv), expected);
+    for window in [
+        Window::Latest(30),
+        Window::Latest(100),
+        Window::Latest(500),
+        Window::Before {
+            seq: 203,
+            limit: 60,
+        },
+        Window::Before { seq: 152, limit: 5 },
+        Window::After {
+            seq: 140,
+            limit: 70,
+        },
+        Window::After { seq: 0, limit: 7 },
+        Window::All,
+    ] {
+        let page = store.messages(&alice, conv, window).unwrap();
+        let want = crate::hardening::model::expected_window(&expected, window);
+        assert_eq!(page.messages, want, "{window:?}");
+        assert_eq!(page.total, 259);
+    }
+    let context = store.context_window(&alice, conv, 50).unwrap();
+    assert_eq!(context.messages[0].content, "be brief");
+    assert_eq!(
+        context.messages.last().map(|m| m.content.as_str()),
+        Some("b260"),
+        "the newest of branch two"
+    );
+    // The export reads the active path too.
+    let exported = store
+        .export_user(&alice)
+        .filter_map(|item| match item.unwrap() {
+            chatstore::ExportItem::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(exported, expected);
+}
+
+fn branches_are_the_owners_alone(db: &TestDb) {
+    let store = db.open();
+    let (alice, mallory) = (user("alice"), user("mallory"));
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let first = store
+        .append_message(&alice, conv, NewMessage::user("secret"))
+        .unwrap();
+    let second = store
+        .append_sibling(&alice, conv, first.id, &[NewMessage::user("secret two")])
+        .unwrap();
+    let other = store.create_conversation(&alice, None).unwrap().id;
+    let before = store.conversation(&alice, conv).unwrap();
+    let one = second[0].branch;
+    let missing = ConversationId::from(uuid::Uuid::now_v7());
+    for target in [conv, missing] {
+        let sibling = store.append_sibling(&mallory, target, first.id, &[NewMessage::user("x")]);
+        assert!(matches!(sibling, Err(Error::NotFound)), "{sibling:?}");
+        assert!(matches!(
+            store.switch_branch(&mallory, target, one),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            store.siblings(&mallory, target, first.id),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            store.branches(&mallory, target),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            store.delete_branch(&mallory, target, one),
+            Err(Error::NotFound)
+        ));
+    }
+    // The owner's own conversation, with a message or branch it does not have.
+    assert!(matches!(
+        store.append_sibling(&alice, other, first.id, &[NewMessage::user("x")]),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.siblings(&alice, other, first.id),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.switch_branch(&alice, conv, BranchId::new(7).unwrap()),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.switch_branch(&alice, other, one),
+        Err(Error::NotFound)
+    ));
+    // Bad input is refused before anything: nothing written.
+    assert!(matches!(
+        store.append_sibling(&alice, conv, first.id, &[NewMessage::user("nul\0")]),
+        Err(Error::InvalidContent { .. })
+    ));
+    assert_eq!(store.conversation(&alice, conv).unwrap(), before);
+    assert_eq!(store.branches(&alice, conv).unwrap().len(), 2);
+    assert_eq!(store.branches(&alice, other).unwrap().len(), 1);
+}
+
+/// Root 1..=4; branch 1 forks after 2 (3..=5); branch 2 forks from branch 1 after 4 (5..=6).
+fn three_branches(store: &ChatStore, alice: &UserId) -> (ConversationId, Vec<Vec<Message>>) {
+    let conv = store.create_conversation(alice, None).unwrap().id;
+    let root = store
+        .append_messages(alice, conv, &texts(&["r1", "r2", "r3", "r4"]))
+        .unwrap();
+    let one = store
+        .append_sibling(alice, conv, root[2].id, &texts(&["a3", "a4", "a5"]))
+        .unwrap();
+    let two = store
+        .append_sibling(alice, conv, one[2].id, &texts(&["b5", "b6"]))
+        .unwrap();
+    (conv, vec![root, one, two])
+}
+
+fn stored_messages(db: &TestDb, store: &ChatStore) -> u64 {
+    let stats = store.stats().unwrap().messages;
+    if let Some(rows) = db.count_rows("chatstore_messages") {
+        assert_eq!(stats, rows as u64, "the stats count every stored message");
+    }
+    stats
+}
+
+fn deleting_a_branch_keeps_what_others_share(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, made) = three_branches(&store, &alice);
+    assert_eq!(stored_messages(db, &store), 9);
+    let (one, two) = (made[1][0].branch, made[2][0].branch);
+
+    // Branch 1 has branch 2 forking after 4: a5 goes, a3 and a4 stay for branch 2.
+    let after = store.delete_branch(&alice, conv, one).unwrap();
+    assert_eq!(after.branch, two, "the active branch stays");
+    assert_eq!(stored_messages(db, &store), 8);
+    assert_eq!(
+        contents(&path(&store, &alice, conv)),
+        ["r1", "r2", "a3", "a4", "b5", "b6"]
+    );
+    let listed: Vec<_> = store
+        .branches(&alice, conv)
+        .unwrap()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(listed, [BranchId::ROOT, two]);
+    assert!(matches!(
+        store.switch_branch(&alice, conv, one),
+        Err(Error::NotFound)
+    ));
+    // The kept a3 is still r3's sibling, shown by branch 2.
+    let versions = store.siblings(&alice, conv, made[0][2].id).unwrap();
+    assert_eq!(versions.siblings.len(), 2);
+    assert_eq!(versions.siblings[1].branch, two);
+
+    // The active branch 2: the root becomes active, and nothing of branch 1 is left.
+    let after = store.delete_branch(&alice, conv, two).unwrap();
+    assert_eq!((after.branch, after.message_count), (BranchId::ROOT, 4));
+    assert_eq!(path(&store, &alice, conv), made[0]);
+    assert_eq!(stored_messages(db, &store), 4);
+    assert!(matches!(
+        store.delete_branch(&alice, conv, BranchId::ROOT),
+        Err(Error::LastBranch)
+    ));
+    let deleted = store.delete_user_data(&alice).unwrap();
+    assert_eq!((deleted.conversations, deleted.messages), (1, 4));
+}
+
+fn pops_take_a_branchs_own_messages_and_never_shared_ones(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, made) = three_branches(&store, &alice);
+    let (one, two) = (made[1][0].branch, made[2][0].branch);
+    // Branch 2's own (b6), then below its fork: it then forks from branch 1 after 3.
+    assert_eq!(
+        contents(&store.pop_messages(&alice, conv, 1).unwrap()),
+        ["b6"]
+    );
+    let popped = store.pop_messages(&alice, conv, 2).unwrap();
+    assert_eq!(contents(&popped), ["a4", "b5"]);
+    assert_eq!(contents(&path(&store, &alice, conv)), ["r1", "r2", "a3"]);
+    let next = store
+        .append_message(&alice, conv, NewMessage::user("c4"))
+        .unwrap();
+    assert_eq!((next.seq, next.branch), (4, two));
+    assert_eq!(
+        store
+            .siblings(&alice, conv, next.id)
+            .unwrap()
+            .siblings
+            .len(),
+        2,
+        "c4 is a sibling of a4 now"
+    );
+    // Branch 1 shares a3 and a4 with nobody now, but the root shares r1, r2 with branch 1.
+    store.switch_branch(&alice, conv, BranchId::ROOT).unwrap();
+    assert!(matches!(
+        store.truncate_messages(&alice, conv, 1),
+        Err(Error::SharedMessages { seq: 2 })
+    ));
+    assert_eq!(store.conversation(&alice, conv).unwrap().message_count, 4);
+    assert_eq!(
+        contents(&store.truncate_messages(&alice, conv, 2).unwrap()),
+        ["r3", "r4"]
+    );
+    store.switch_branch(&alice, conv, one).unwrap();
+    assert_eq!(
+        contents(&path(&store, &alice, conv)),
+        ["r1", "r2", "a3", "a4", "a5"]
+    );
+    assert_eq!(stored_messages(db, &store), 2 + 3 + 1);
+    // Branch 2 forks from branch 1 after 3 now: a clear would take a3.
+    assert!(matches!(
+        store.clear_messages(&alice, conv),
+        Err(Error::SharedMessages { seq: 3 })
+    ));
+}
+
+fn search_fork_and_counts_know_every_branch(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, made) = three_branches(&store, &alice);
+    // Every branch's messages are found, each with its branch.
+    let found = store
+        .search_messages(&alice, &SearchQuery::new("b6"))
+        .unwrap();
+    assert!(found.hits.iter().any(|h| h.message.content == "b6"));
+    let a4 = store
+        .search_messages(&alice, &SearchQuery::new("a4"))
+        .unwrap();
+    assert_eq!(a4.hits.len(), 1);
+    assert_eq!(a4.hits[0].message.branch, made[1][0].branch);
+    assert_eq!(a4.hits[0].message.seq, 4);
+
+    // A fork through a message of branch 1 copies its path, on the new conversation's root.
+    let fork = store
+        .fork_conversation(&alice, conv, made[1][2].id)
+        .unwrap();
+    let copied = path(&store, &alice, fork.id);
+    assert_eq!(contents(&copied), ["r1", "r2", "a3", "a4", "a5"]);
+    assert!(copied.iter().all(|m| m.branch.is_root()));
+    assert_eq!(seqs(&copied), [1, 2, 3, 4, 5]);
+    assert_eq!(stored_messages(db, &store), 9 + 5);
+    let deleted = store.delete_conversation(&alice, conv);
+    assert!(deleted.is_ok());
+    assert_eq!(stored_messages(db, &store), 5);
+}
+
+/// Appending threads and a switching thread on one conversation: every branch's path has its
+/// seqs without a gap, each append is on one branch whole, and nothing is lost.
+fn appends_and_switches_racing_leave_every_branch_without_gaps(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, _) = three_branches(&store, &alice);
+    let barrier = Arc::new(Barrier::new(3));
+    let appenders: Vec<_> = (0..2)
+        .map(|t| {
+            let (store, alice, barrier) = (store.clone(), alice.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut written = 0;
+                for i in 0..40 {
+                    let texts = [format!("t{t}-{i}-a"), format!("t{t}-{i}-b")];
+                    let batch: Vec<_> = texts.iter().map(NewMessage::user).collect();
+                    let stored = store.append_messages(&alice, conv, &batch).unwrap();
+                    assert_eq!(stored[0].branch, stored[1].branch);
+                    assert_eq!(stored[1].seq, stored[0].seq + 1);
+                    written += 2;
+                }
+                written
+            })
+        })
+        .collect();
+    let switcher = {
+        let store = store.clone();
+        let alice = alice.clone();
+        thread::spawn(move || {
+            barrier.wait();
+            for i in 0..30u32 {
+                let branch = BranchId::new(i % 3).unwrap();
+                store.switch_branch(&alice, conv, branch).unwrap();
+            }
+        })
+    };
+    let written: u64 = appenders.into_iter().map(|h| h.join().unwrap()).sum();
+    switcher.join().unwrap();
+    let mut total = 0;
+    for branch in store.branches(&alice, conv).unwrap() {
+        store.switch_branch(&alice, conv, branch.id).unwrap();
+        let read = path(&store, &alice, conv);
+        assert_eq!(seqs(&read), (1..=branch.length).collect::<Vec<i64>>());
+        total += read.iter().filter(|m| m.branch == branch.id).count() as u64;
+    }
+    assert_eq!(total, 9 + written, "every message on one branch, once");
+    assert_eq!(store.stats().unwrap().messages, 9 + written);
+}
+
+/// A database of the layout before branches, with data: opening it migrates in place, every
+/// message reads as before (on the root branch), and it branches.
+fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, Some("old")).unwrap().id;
+    let old = store
+        .append_messages(&alice, conv, &texts(&["one", "two", "three"]))
+        .unwrap();
+    drop(store);
+    db.revert_newest_migration();
+    let store = db.open();
+    assert_eq!(store.migrations_applied_at_open(), ["20261203000006"]);
+    assert_eq!(path(&store, &alice, conv), old);
+    let conversation = store.conversation(&alice, conv).unwrap();
+    assert_eq!(
+        (conversation.branch, conversation.message_count),
+        (BranchId::ROOT, 3)
+    );
+    let edited = store
+        .append_sibling(&alice, conv, old[1].id, &texts(&["TWO"]))
+        .unwrap();
+    assert_eq!(contents(&path(&store, &alice, conv)), ["one", "TWO"]);
+    assert_eq!(
+        store.siblings(&alice, conv, edited[0].id).unwrap().position,
+        1
+    );
+    assert_eq!(store.stats().unwrap().messages, 4);
+}
