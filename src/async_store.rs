@@ -7,9 +7,10 @@ use tokio::runtime::Handle;
 use tokio::task::JoinError;
 
 use crate::{
-    Backend, ChatStore, ContextOptions, ContextWindow, Conversation, ConversationId,
-    ConversationPage, DeletedCounts, Error, Message, MessageId, MessagePage, NewMessage, Page,
-    Result, SchemaReport, SearchQuery, SearchResults, StoreBuilder, StoreStats, UserId, Window,
+    Backend, Branch, BranchId, ChatStore, ContextOptions, ContextWindow, Conversation,
+    ConversationId, ConversationPage, DeletedCounts, Error, Message, MessageId, MessagePage,
+    NewMessage, Page, Result, SchemaReport, SearchQuery, SearchResults, Siblings, StoreBuilder,
+    StoreStats, UserId, Window,
 };
 
 /// A [`ChatStore`] for async code (cargo feature `tokio`): the same calls as `async fn`s, each
@@ -510,6 +511,151 @@ impl AsyncChatStore {
     ) -> Result<Conversation> {
         let user = user.clone();
         self.run(move |s| s.fork_conversation(&user, conversation, through))
+            .await
+    }
+
+    /// [`ChatStore::append_sibling`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// let edit = [NewMessage::user("hello")];
+    /// let edited = store.append_sibling(&alice, conv.id, first.id, &edit).await?;
+    /// assert_eq!(edited[0].seq, 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::append_sibling`]; [`Error::TaskFailed`].
+    pub async fn append_sibling(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        of: MessageId,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Message>> {
+        let (user, batch) = (user.clone(), owned(batch));
+        self.run(move |s| s.append_sibling(&user, conversation, of, &batch))
+            .await
+    }
+
+    /// [`ChatStore::switch_branch`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// store.append_sibling(&alice, conv.id, first.id, &[NewMessage::user("hello")]).await?;
+    /// let back = store.switch_branch(&alice, conv.id, chatstore::BranchId::ROOT).await?;
+    /// assert!(back.branch.is_root());
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::switch_branch`]; [`Error::TaskFailed`].
+    pub async fn switch_branch(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        branch: BranchId,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.switch_branch(&user, conversation, branch))
+            .await
+    }
+
+    /// [`ChatStore::siblings`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// let versions = store.siblings(&alice, conv.id, first.id).await?;
+    /// assert_eq!(versions.siblings.len(), 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::siblings`]; [`Error::TaskFailed`].
+    pub async fn siblings(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        of: MessageId,
+    ) -> Result<Siblings> {
+        let user = user.clone();
+        self.run(move |s| s.siblings(&user, conversation, of)).await
+    }
+
+    /// [`ChatStore::branches`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// assert_eq!(store.branches(&alice, conv.id).await?.len(), 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::branches`]; [`Error::TaskFailed`].
+    pub async fn branches(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Branch>> {
+        let user = user.clone();
+        self.run(move |s| s.branches(&user, conversation)).await
+    }
+
+    /// [`ChatStore::delete_branch`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("hi")).await?;
+    /// let edit = store.append_sibling(&alice, conv.id, first.id, &[NewMessage::user("hello")]).await?;
+    /// let after = store.delete_branch(&alice, conv.id, edit[0].branch).await?;
+    /// assert!(after.branch.is_root());
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::delete_branch`]; [`Error::TaskFailed`].
+    pub async fn delete_branch(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        branch: BranchId,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.delete_branch(&user, conversation, branch))
             .await
     }
 

@@ -37,7 +37,8 @@ fn sigkill_during_a_first_open_leaves_a_database_the_next_open_completes() {
 
 #[test]
 fn sigkill_during_the_search_migration_leaves_stored_messages_found() {
-    let kills = if slow() { 100 } else { 12 };
+    // One kill after each of its 15 step lines and the run's start.
+    let kills = if slow() { 100 } else { 16 };
     let outcome = kill_runs(kills, database_before_search, |store| {
         let found = found_everywhere(store, "ago");
         match found == OLD_MESSAGES {
@@ -52,7 +53,8 @@ fn sigkill_during_the_search_migration_leaves_stored_messages_found() {
 
 #[test]
 fn sigkill_during_the_upgrade_from_the_0_1_layout_loses_nothing() {
-    let kills = if slow() { 100 } else { 24 };
+    // One kill after each of its 25 step lines and the run's start.
+    let kills = if slow() { 100 } else { 26 };
     let outcome = kill_runs(kills, database_in_the_0_1_layout, |store| {
         let alice = owner();
         let list = store
