@@ -186,17 +186,39 @@ impl<'a> SearchQuery<'a> {
 }
 
 /// One message found, with where it is and why it matched. With the `serde` feature:
-/// `{"message", "conversation_title", "snippet"}`.
+/// `{"message", "conversation_title", "snippet"}`, and `"on_active_branch": false` for a message
+/// off its conversation's active branch (absent: on it).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct SearchHit {
-    /// The message.
+    /// The message (its branch is `message.branch`).
     pub message: Message,
     /// The title of its conversation (its id is `message.conversation_id`).
     pub conversation_title: Option<String>,
     /// An excerpt of the content around the first match, with the matches marked.
     pub snippet: Snippet,
+    /// Whether the message is on its conversation's active branch — what
+    /// [`ChatStore::messages`](crate::ChatStore::messages) shows — rather than only on another
+    /// branch (an older version of an edited message, say): search covers every branch.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default = "on_active_branch",
+            skip_serializing_if = "is_on_active_branch"
+        )
+    )]
+    pub on_active_branch: bool,
+}
+
+#[cfg(feature = "serde")]
+fn on_active_branch() -> bool {
+    true
+}
+
+#[cfg(feature = "serde")]
+fn is_on_active_branch(on: &bool) -> bool {
+    *on
 }
 
 /// An excerpt of a message, with the matched words as byte ranges into `text` — mark them up as

@@ -1,10 +1,14 @@
 //! Running a search: the query parsed, one page of hits read, each with its snippet.
 
+use std::collections::HashMap;
+
 use crate::conn::Conn;
-use crate::ids::UserId;
+use crate::ids::{BranchId, ConversationId, UserId};
+use crate::models::Message;
 use crate::queries::search::Find;
-use crate::queries::{self, conversations};
+use crate::queries::{self, branches, conversations};
 use crate::search::{self, Query, SearchHit, SearchQuery, SearchResults, MAX_SEARCH_OFFSET};
+use crate::tree::Segment;
 use crate::{Error, Result};
 
 /// A search checked before it touches the database: its query parsed, its page size capped.
@@ -50,14 +54,19 @@ impl<'q> Search<'q> {
             },
         )?;
         let more = found.len() > self.limit as usize;
+        let mut found: Vec<_> = found.into_iter().take(self.limit as usize).collect();
+        let on_active = on_active_branches(conn, user, &found)?;
         let hits = found
-            .into_iter()
-            .take(self.limit as usize)
-            .map(|(message, conversation_title)| SearchHit {
-                snippet: search::snippet(&message.content, &self.parsed),
-                message,
-                conversation_title,
-            })
+            .drain(..)
+            .zip(on_active)
+            .map(
+                |((message, conversation_title), on_active_branch)| SearchHit {
+                    snippet: search::snippet(&message.content, &self.parsed),
+                    message,
+                    conversation_title,
+                    on_active_branch,
+                },
+            )
             .collect();
         Ok(SearchResults {
             hits,
@@ -66,4 +75,32 @@ impl<'q> Search<'q> {
                 .filter(|&next| next <= MAX_SEARCH_OFFSET),
         })
     }
+}
+
+/// For each message found, whether it is on its conversation's active branch: for a conversation
+/// whose root branch is active, a root message within its count; otherwise on the active branch's
+/// path, read from its tree. One statement for the conversations, one per branched one.
+fn on_active_branches(
+    conn: &mut Conn,
+    user: &UserId,
+    found: &[(Message, Option<String>)],
+) -> Result<Vec<bool>> {
+    let mut ids: Vec<ConversationId> = found.iter().map(|(m, _)| m.conversation_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut paths: HashMap<ConversationId, Vec<Segment>> = HashMap::with_capacity(ids.len());
+    for row in conversations::by_ids(conn, user, &ids)? {
+        let active = BranchId::from_db(row.branch);
+        let path = branches::path(conn, row.id, active, row.message_count, row.message_count)?;
+        paths.insert(row.id, path);
+    }
+    Ok(found
+        .iter()
+        .map(|(m, _)| {
+            paths.get(&m.conversation_id).is_some_and(|path| {
+                path.iter()
+                    .any(|s| s.branch == m.branch && s.after < m.seq && m.seq <= s.through)
+            })
+        })
+        .collect())
 }

@@ -145,6 +145,15 @@ pub(crate) fn set_active(
     Ok(Cached(update).execute(conn)?)
 }
 
+/// The user's conversations among `ids` (at most a page of them).
+pub(crate) fn by_ids(
+    conn: &mut Conn,
+    user: &UserId,
+    ids: &[ConversationId],
+) -> Result<Vec<ConversationRow>> {
+    Ok(owned_by(user).filter(id.eq_any(ids)).load(conn)?)
+}
+
 /// Up to `limit` of the user's conversations, most recently updated first, strictly after the keyset
 /// position `after` (served by the index on `(user_id, updated_at DESC, id DESC)`).
 pub(crate) fn list(

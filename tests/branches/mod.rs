@@ -441,6 +441,27 @@ fn search_fork_and_counts_know_every_branch(db: &TestDb) {
     assert_eq!(a4.hits.len(), 1);
     assert_eq!(a4.hits[0].message.branch, made[1][0].branch);
     assert_eq!(a4.hits[0].message.seq, 4);
+    // Branch 2 is active: r1, r2, a3, a4, b5, b6.
+    let on_active = |word: &str| {
+        let found = store
+            .search_messages(&alice, &SearchQuery::new(word))
+            .unwrap();
+        assert_eq!(found.hits.len(), 1, "{word}");
+        found.hits[0].on_active_branch
+    };
+    for (word, on) in [
+        ("r2", true),
+        ("a4", true),
+        ("b6", true),
+        ("r3", false),
+        ("a5", false),
+    ] {
+        assert_eq!(on_active(word), on, "{word}");
+    }
+    store.switch_branch(&alice, conv, BranchId::ROOT).unwrap();
+    for (word, on) in [("r2", true), ("r3", true), ("a4", false), ("b6", false)] {
+        assert_eq!(on_active(word), on, "{word}");
+    }
 
     // A fork through a message of branch 1 copies its path, on the new conversation's root.
     let fork = store
