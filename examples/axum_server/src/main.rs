@@ -36,6 +36,11 @@
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
 //! | `DELETE /conversations/{id}/messages?after_seq=` | | `{"messages"}`: those after `after_seq`, removed |
 //! | `DELETE /conversations/{id}/messages` | | `{"removed"}`: every message removed, the conversation kept |
+//! | `POST /conversations/{id}/messages/{message}/siblings` | a message or `{"messages": [...]}` | 201, as an append: an edit or a regeneration, on a new active branch |
+//! | `GET /conversations/{id}/messages/{message}/siblings` | | `{"siblings": [{"message", "branch"}], "position"}`: every version of the message |
+//! | `GET /conversations/{id}/branches` | | `{"branches": [{"id", "parent"?, "fork_seq", "length", "created_at", "updated_at", "active"}]}` |
+//! | `PUT /conversations/{id}/branch` | `{"branch"}` | the conversation, with that branch active |
+//! | `DELETE /conversations/{id}/branches/{branch}` | | the conversation (409 for its last branch) |
 //! | `POST /conversations/{id}/pop` | `{"n"?}` (default 1) | `{"messages"}`: the newest `n`, removed (an undo) |
 //! | `POST /conversations/{id}/fork` | `{"through"}`: a message id | 201, the new conversation: a copy through that message |
 //! | `GET /conversations/{id}/context?budget=` | | `{"messages", "cost", "omitted"}`: the next prompt |
@@ -77,7 +82,7 @@
 use std::env;
 use std::future::Future;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, StatusCode, Uri};
@@ -85,9 +90,9 @@ use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatstore::{
-    AsyncChatStore, ContextWindow, Conversation, ConversationCursor, ConversationId, Error,
-    Message, MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery, SearchResults, UserId,
-    Window,
+    AsyncChatStore, Branch, BranchId, ContextWindow, Conversation, ConversationCursor,
+    ConversationId, Error, Message, MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery,
+    SearchResults, Siblings, UserId, Window,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -122,6 +127,19 @@ pub fn app(store: AsyncChatStore) -> Router {
             get(read_messages)
                 .post(append_messages)
                 .delete(remove_messages),
+        )
+        .route(
+            "/conversations/{id}/messages/{message}/siblings",
+            get(siblings).post(append_sibling),
+        )
+        .route("/conversations/{id}/branches", get(list_branches))
+        .route(
+            "/conversations/{id}/branches/{branch}",
+            axum::routing::delete(delete_branch),
+        )
+        .route(
+            "/conversations/{id}/branch",
+            axum::routing::put(switch_branch),
         )
         .route("/conversations/{id}/pop", post(pop_messages))
         .route("/conversations/{id}/fork", post(fork_conversation))
@@ -589,6 +607,47 @@ enum Appended {
     Batch { messages: Vec<Message> },
 }
 
+/// A message, or a batch (`{"messages": [...]}`), as a request body gives it.
+enum Posted {
+    One(MessageBody),
+    Batch(Vec<MessageBody>),
+}
+
+impl Posted {
+    /// Told apart by its key, not by trying both shapes: an error then names what is wrong with
+    /// the shape the client meant.
+    fn read(body: Result<Json<Value>, JsonRejection>) -> Result<Self, ApiError> {
+        let Json(body) = body?;
+        if !body.is_object() {
+            return Err(ApiError::Request(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "expected a message or {\"messages\": [...]}, as a JSON object".into(),
+            ));
+        }
+        Ok(match body.get("messages").is_some() {
+            true => Posted::Batch(from_json::<BatchBody>(body)?.messages),
+            false => Posted::One(from_json(body)?),
+        })
+    }
+
+    fn messages(&self) -> Vec<NewMessage<'_>> {
+        match self {
+            Posted::One(message) => vec![message.as_new()],
+            Posted::Batch(batch) => batch.iter().map(MessageBody::as_new).collect(),
+        }
+    }
+
+    /// The answer for what was stored of it.
+    fn answer(&self, mut stored: Vec<Message>) -> Result<Appended, ApiError> {
+        Ok(match self {
+            Posted::Batch(_) => Appended::Batch { messages: stored },
+            Posted::One(_) => Appended::One(stored.pop().ok_or(ApiError::Store(
+                Error::TaskFailed("an append of one message stored none".into()),
+            ))?),
+        })
+    }
+}
+
 /// One message, or a batch (`{"messages": [...]}`), stored all or nothing.
 async fn append_messages(
     User(user): User,
@@ -596,26 +655,92 @@ async fn append_messages(
     State(store): Store,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let posted = Posted::read(body)?;
+    let stored = store.append_messages(&user, id, &posted.messages()).await?;
+    Ok((StatusCode::CREATED, Json(posted.answer(stored)?)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Branches: edits, regenerations, and the versions of a message.
+
+/// The conversation id and a message id in the path: either not a UUID is 400.
+fn message_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(ConversationId, MessageId), ApiError> {
+    let Path((conversation, message)) =
+        path.map_err(|e| ApiError::Request(e.status(), e.body_text()))?;
+    Ok((conversation.parse()?, message.parse()?))
+}
+
+/// A message (or a batch) as a sibling of the message in the path, on a new branch that becomes
+/// active: an edit, or a regeneration.
+async fn append_sibling(
+    User(user): User,
+    State(store): Store,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let (id, of) = message_path(path)?;
+    let posted = Posted::read(body)?;
+    let stored = store
+        .append_sibling(&user, id, of, &posted.messages())
+        .await?;
+    Ok((StatusCode::CREATED, Json(posted.answer(stored)?)))
+}
+
+async fn siblings(
+    User(user): User,
+    State(store): Store,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Siblings>, ApiError> {
+    let (id, of) = message_path(path)?;
+    Ok(Json(store.siblings(&user, id, of).await?))
+}
+
+#[derive(Serialize)]
+struct BranchList {
+    branches: Vec<Branch>,
+}
+
+async fn list_branches(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<Json<BranchList>, ApiError> {
+    let branches = store.branches(&user, id).await?;
+    Ok(Json(BranchList { branches }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchBody {
+    branch: BranchId,
+}
+
+async fn switch_branch(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Json<SwitchBody>, JsonRejection>,
+) -> Result<Json<Conversation>, ApiError> {
     let Json(body) = body?;
-    if !body.is_object() {
-        return Err(ApiError::Request(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "expected a message or {\"messages\": [...]}, as a JSON object".into(),
-        ));
-    }
-    // A batch is told apart by its key, not by trying both shapes: an error then names what is
-    // wrong with the shape the client meant.
-    let appended = if body.get("messages").is_some() {
-        let batch: BatchBody = from_json(body)?;
-        let batch: Vec<NewMessage<'_>> = batch.messages.iter().map(MessageBody::as_new).collect();
-        Appended::Batch {
-            messages: store.append_messages(&user, id, &batch).await?,
-        }
-    } else {
-        let message: MessageBody = from_json(body)?;
-        Appended::One(store.append_message(&user, id, message.as_new()).await?)
-    };
-    Ok((StatusCode::CREATED, Json(appended)))
+    Ok(Json(store.switch_branch(&user, id, body.branch).await?))
+}
+
+async fn delete_branch(
+    User(user): User,
+    State(store): Store,
+    path: Result<Path<(String, u32)>, PathRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let Path((conversation, branch)) =
+        path.map_err(|e| ApiError::Request(e.status(), e.body_text()))?;
+    let branch = BranchId::new(branch).ok_or_else(|| {
+        ApiError::Request(StatusCode::BAD_REQUEST, "no such branch number".into())
+    })?;
+    let conversation = conversation.parse()?;
+    Ok(Json(
+        store.delete_branch(&user, conversation, branch).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,7 @@ backend_tests! {
         malformed_requests_are_client_errors_that_write_nothing,
         a_retried_append_with_client_ids_returns_the_stored_messages,
         undo_truncate_clear_and_fork_over_http,
+        edit_regenerate_switch_and_siblings_over_http,
     ],
 }
 
@@ -463,6 +464,29 @@ async fn another_users_conversation_is_not_found_and_stays_unchanged(client: Cli
             client
                 .post("alice", &format!("{one}/fork"), json!({"through": bob_first}))
                 .await,
+            client
+                .post(
+                    "alice",
+                    &format!("{messages}/{}/siblings", bob_first.as_str().unwrap()),
+                    json!({"role": "user", "content": "injected"}),
+                )
+                .await,
+            client
+                .get(
+                    "alice",
+                    &format!("{messages}/{}/siblings", bob_first.as_str().unwrap()),
+                )
+                .await,
+            client.get("alice", &format!("{one}/branches")).await,
+            client
+                .send(
+                    Method::PUT,
+                    &format!("{one}/branch"),
+                    "alice",
+                    Some(&json!({"branch": 0})),
+                )
+                .await,
+            client.delete("alice", &format!("{one}/branches/0")).await,
             client.delete("alice", &one).await,
         ];
         for answer in answers {
@@ -590,6 +614,132 @@ async fn undo_truncate_clear_and_fork_over_http(client: Client) {
     assert_eq!(refused.expect_error(404), "conversation not found");
     let listed = client.get("alice", "/conversations").await.expect(200);
     assert_eq!(listed["conversations"].as_array().unwrap().len(), 2);
+}
+
+/// Regenerate a reply and edit a question over HTTP, read the versions of a message, list the
+/// branches, switch back, delete a branch; another user's message id in one's own conversation is
+/// a 404.
+async fn edit_regenerate_switch_and_siblings_over_http(client: Client) {
+    let conv = client.create("alice", "Trip").await;
+    let messages = format!("/conversations/{conv}/messages");
+    let first = client
+        .post(
+            "alice",
+            &messages,
+            json!({"messages": [
+                {"role": "user", "content": "Lisbon or Porto?"},
+                {"role": "assistant", "content": "Lisbon."},
+            ]}),
+        )
+        .await
+        .expect(201);
+    let reply = first["messages"][1]["id"].as_str().unwrap().to_owned();
+    let contents = |page: &Value| -> Vec<String> {
+        let list = page["messages"].as_array().unwrap();
+        list.iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Regenerate: one message, answered as one.
+    let again = client
+        .post(
+            "alice",
+            &format!("{messages}/{reply}/siblings"),
+            json!({"role": "assistant", "content": "Porto."}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        (again["seq"].clone(), again["branch"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(
+        contents(&client.history("alice", &conv).await),
+        ["Lisbon or Porto?", "Porto."]
+    );
+    let versions = client
+        .get("alice", &format!("{messages}/{reply}/siblings"))
+        .await
+        .expect(200);
+    assert_eq!(versions["position"], 0);
+    assert_eq!(versions["siblings"].as_array().unwrap().len(), 2);
+    assert_eq!(versions["siblings"][1]["branch"], 1);
+
+    let branches = client
+        .get("alice", &format!("/conversations/{conv}/branches"))
+        .await
+        .expect(200);
+    let shape: Vec<(Value, Value)> = branches["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["id"].clone(), b["active"].clone()))
+        .collect();
+    assert_eq!(shape, [(json!(0), json!(false)), (json!(1), json!(true))]);
+
+    // Back to the first reply.
+    let switched = client
+        .send(
+            Method::PUT,
+            &format!("/conversations/{conv}/branch"),
+            "alice",
+            Some(&json!({"branch": 0})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(switched["message_count"], 2);
+    assert_eq!(switched.get("branch"), None, "the root is not named");
+    assert_eq!(
+        contents(&client.history("alice", &conv).await),
+        ["Lisbon or Porto?", "Lisbon."]
+    );
+    let unknown = client
+        .send(
+            Method::PUT,
+            &format!("/conversations/{conv}/branch"),
+            "alice",
+            Some(&json!({"branch": 9})),
+        )
+        .await;
+    assert_eq!(unknown.expect_error(404), "conversation not found");
+
+    // Delete branch 1; the root is the last, and stays.
+    let after = client
+        .delete("alice", &format!("/conversations/{conv}/branches/1"))
+        .await
+        .expect(200);
+    assert_eq!(after["message_count"], 2);
+    let last = client
+        .delete("alice", &format!("/conversations/{conv}/branches/0"))
+        .await;
+    assert!(last.expect_error(409).contains("last branch"));
+
+    // Bob's message id through Alice's conversation: as missing.
+    let bob = client.create("bob", "Bob's").await;
+    let bobs = client
+        .post(
+            "bob",
+            &format!("/conversations/{bob}/messages"),
+            json!({"role": "user", "content": "secret"}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = client
+        .post(
+            "alice",
+            &format!("{messages}/{bobs}/siblings"),
+            json!({"role": "user", "content": "x"}),
+        )
+        .await;
+    assert_eq!(refused.expect_error(404), "conversation not found");
+    let malformed = client
+        .get("alice", &format!("{messages}/not-a-uuid/siblings"))
+        .await;
+    malformed.expect_error(400);
 }
 
 /// No `x-user-id`, an empty one, one too long or not UTF-8: 401 on every route, before anything
