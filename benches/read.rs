@@ -1,7 +1,7 @@
 //! History reads on long conversations, chatstore against the hand-written floors (same schema,
 //! and minimal), on every backend: W3/W4 the whole history of 1,000 and 10,000 messages, W5/W6 the newest 50 of 10,000 and
-//! 100,000, W8 a walk back through 10,000 in pages of 100. The histories are seeded once, before
-//! any timing.
+//! 100,000, W8 a walk back through 10,000 in pages of 100, W14 the newest 50 of a branch deep in a
+//! tree of 100 forks. The histories are seeded once, before any timing.
 
 mod support;
 
@@ -88,6 +88,58 @@ fn reads(c: &mut Criterion) {
                 b.iter(|| target.minimal.latest(minimal, 50))
             });
         }
+        group.finish();
+
+        // W14: the newest 50 of the active branch of a conversation with 100 forks (issue 16),
+        // against the same read of a straight history of about as many messages. Each of the
+        // 100 branches forks from the one before it, 10 messages before that one's end, so the
+        // active path has 99,000 messages of the root and 10 or 11 of each branch after it, and
+        // its newest 50 cross five fork points: the read's worst case short of a fork per message.
+        let mut group = c.benchmark_group(format!("{}/branched-tail-50", target.name));
+        let (straight, _) = seeded(100_000);
+        let branched = target.seeded_conversation(99_000);
+        let mut last = target
+            .store
+            .messages(&user, branched, Window::Latest(1))
+            .expect("tail")
+            .messages;
+        for _ in 0..100 {
+            let stored = target
+                .store
+                .append_sibling(&user, branched, last[0].id, &support::batch(11))
+                .expect("fork");
+            last = vec![stored[10].clone()];
+        }
+        target.analyze();
+        let read = target
+            .store
+            .messages(&user, branched, Window::Latest(50))
+            .expect("tail");
+        assert_eq!(read.total, 100_000);
+        let seqs: Vec<i64> = read.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (99_951..=100_000).collect::<Vec<i64>>());
+        let branches: std::collections::BTreeSet<_> =
+            read.messages.iter().map(|m| m.branch).collect();
+        assert_eq!(branches.len(), 5, "the window crosses four fork points");
+        group.bench_function(BenchmarkId::new("chatstore-straight", 100_000), |b| {
+            b.iter(|| {
+                target
+                    .store
+                    .messages(&user, straight, Window::Latest(50))
+                    .expect("tail")
+            })
+        });
+        group.bench_function(BenchmarkId::new("chatstore-branched", 100_000), |b| {
+            b.iter(|| {
+                target
+                    .store
+                    .messages(&user, branched, Window::Latest(50))
+                    .expect("tail")
+            })
+        });
+        group.bench_function(BenchmarkId::new("floor-straight", 100_000), |b| {
+            b.iter(|| target.floor.latest(&user, straight, 50))
+        });
         group.finish();
 
         // W8: from the newest page back to the first, 100 at a time, with before-cursors.

@@ -458,23 +458,12 @@ pub(crate) fn window(
             return Ok(Some(found));
         }
         let through = top.min(found.fork);
-        let mut older = Vec::new();
-        for segment in super::branches::path(conn, conv, found.branch, found.count, through)? {
-            if segment.through <= after {
-                break;
-            }
-            let segment = Segment {
-                after: segment.after.max(after),
-                ..segment
-            };
-            let mut rows = in_segment(conn, conv, segment, i64::MAX)?;
-            rows.reverse();
-            older.extend(rows);
-        }
+        let mut older = ancestors(conn, conv, found.branch, after, through)?;
+        // Oldest first: by position, across the branches' runs.
+        older.sort_by_key(|m| m.seq % SPAN);
         if older.len() as i64 == through - after {
             let mut window = older
                 .into_iter()
-                .rev()
                 .map(MessageRow::into_model)
                 .collect::<Result<Vec<_>>>()?;
             window.append(&mut found.messages);
@@ -486,6 +475,73 @@ pub(crate) fn window(
         "a branch's path has a gap in three reads",
     ))
 }
+
+/// The messages at positions `after + 1 ..= through` of the path of `branch` (all below its fork),
+/// in no order, in one statement: the branch's ancestors, read from the branches table by a
+/// recursive query that stops at the first whose fork is at or below `after`, each joined to the
+/// range of its own run that the window takes — one index range per branch the window crosses,
+/// whatever the tree holds besides. (`CROSS JOIN`: SQLite then keeps the chain as the outer loop,
+/// rather than scanning the messages for each; the other planners choose so by cost.)
+fn ancestors(
+    conn: &mut Conn,
+    conv: ConversationId,
+    branch: BranchId,
+    after: i64,
+    through: i64,
+) -> Result<Vec<MessageRow>> {
+    use diesel::sql_types::{BigInt, Binary};
+    // One text per backend, each prepared once per connection.
+    const SQL: &str = "WITH RECURSIVE chain (branch, parent, fork, through) AS (\
+         SELECT branch, parent, fork_seq, {int} FROM chatstore_branches \
+         WHERE conversation_id = {p} AND branch = {p} \
+         UNION ALL \
+         SELECT b.branch, b.parent, b.fork_seq, \
+         CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
+         FROM chatstore_branches b JOIN chain c ON b.branch = c.parent \
+         WHERE b.conversation_id = {p} AND c.fork > {p}) \
+         SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+         FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
+         AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
+         AND m.seq <= chain.branch * 4294967296 + chain.through";
+    let sql = match conn.backend() {
+        Backend::Sqlite => SQL.replace("{int}", "?").replace("{p}", "?"),
+        Backend::Mysql => SQL
+            .replace("{int}", "CAST(? AS SIGNED)")
+            .replace("{p}", "?"),
+        Backend::Postgres => {
+            let mut n = 0;
+            let mut numbered = String::with_capacity(SQL.len());
+            for (i, piece) in SQL.split("{p}").enumerate() {
+                if i > 0 {
+                    n += 1;
+                    numbered.push_str(&format!("${n}"));
+                }
+                numbered.push_str(piece);
+            }
+            numbered.replace("{int}", &format!("${}::bigint", n + 1))
+        }
+    };
+    // The binds in the order of their placeholders; on PostgreSQL `through` is numbered last.
+    let query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+    let query = match conn.backend() {
+        Backend::Sqlite | Backend::Mysql => query.bind::<BigInt, _>(through),
+        Backend::Postgres => query,
+    };
+    let mut query = query
+        .bind::<Binary, _>(conv)
+        .bind::<BigInt, _>(branch.as_i64())
+        .bind::<Binary, _>(conv)
+        .bind::<BigInt, _>(after)
+        .bind::<Binary, _>(conv)
+        .bind::<BigInt, _>(after)
+        .bind::<BigInt, _>(after);
+    if conn.backend() == Backend::Postgres {
+        query = query.bind::<BigInt, _>(through);
+    }
+    Ok(Cached(query).load(conn)?)
+}
+
+type MultiBackend = <Conn as diesel::Connection>::Backend;
 
 /// Up to `limit` of the conversation's messages in `segment`, in seq order, as stored.
 pub(crate) fn in_segment(
@@ -515,27 +571,23 @@ fn own_window(
 ) -> Result<Option<Found>> {
     use crate::schema::conversations as c;
     let owner = diesel::alias!(c as owner);
-    // The one lower bound, max(lo - 1, min(count, hi) - back, fork), on the active branch: with
-    // two, SQLite would bound the scan by one of them and filter by the other, which may be the
-    // wrong one. No overflow: see `SeqBounds`; a branch's positions stay below 2^32.
+    // The one lower bound, max(lo - 1, min(count, hi) - back), in the active branch's run of seqs:
+    // with two, SQLite would bound the scan by one of them and filter by the other, which may be
+    // the wrong one. No overflow: see `SeqBounds`. A branch's run holds no position up to its
+    // fork (`tree.rs`), so the fork needs no bound of its own, and none past the count.
     let from_end = case_when(
         c::message_count.lt(bounds.hi),
         c::message_count - bounds.back,
     )
     .otherwise(bounds.hi - bounds.back);
     let after = case_when(from_end.gt(bounds.lo - 1), from_end).otherwise(bounds.lo - 1);
-    let own = case_when(after.gt(c::branch_fork), after).otherwise(c::branch_fork);
     let after = c::table
         .filter(c::id.eq(conv))
         .filter(c::user_id.eq(user))
-        .select(c::branch * SPAN + own)
+        .select(c::branch * SPAN + after)
         .single_value();
-    let top = case_when(c::message_count.lt(bounds.hi), c::message_count).otherwise(bounds.hi);
-    let through = c::table
-        .filter(c::id.eq(conv))
-        .filter(c::user_id.eq(user))
-        .select(c::branch * SPAN + top)
-        .single_value();
+    // The upper bound, within the branch's run: against the one conversation row.
+    let through = owner.field(c::branch) * SPAN + bounds.hi.min(MAX_POSITION);
     // On PostgreSQL the rows are decoded as they arrive (libpq's single-row mode) rather than
     // after libpq has buffered the whole result: measured on 2026-12-03 (criterion, same run),
     // `load-all` of 1,000 messages 1.59 -> 1.10 ms, of 10,000 16.1 -> 10.1 ms, `tail-50` 150 ->
@@ -548,7 +600,7 @@ fn own_window(
                     messages.on(conversation_id
                         .eq(owner.field(c::id))
                         .and(seq.nullable().gt(after))
-                        .and(seq.nullable().le(through))),
+                        .and(seq.le(through))),
                 )
                 .filter(owner.field(c::id).eq(conv))
                 .filter(owner.field(c::user_id).eq(user))
@@ -563,11 +615,13 @@ fn own_window(
     type Row = (i64, i64, i64, Option<MessageRow>);
     let rows: Box<dyn Iterator<Item = QueryResult<Row>>> = match conn {
         #[cfg(feature = "sqlite")]
-        Conn::Sqlite(c) => Box::new(rows!().load_iter::<Row, DefaultLoadingMode>(c)?),
+        Conn::Sqlite(c) => Box::new(Cached(rows!()).load_iter::<Row, DefaultLoadingMode>(c)?),
         #[cfg(feature = "postgres")]
-        Conn::Pg(c) => Box::new(rows!().load_iter::<Row, diesel::pg::PgRowByRowLoadingMode>(c)?),
+        Conn::Pg(c) => {
+            Box::new(Cached(rows!()).load_iter::<Row, diesel::pg::PgRowByRowLoadingMode>(c)?)
+        }
         #[cfg(feature = "mysql")]
-        Conn::Mysql(c) => Box::new(rows!().load_iter::<Row, DefaultLoadingMode>(c)?),
+        Conn::Mysql(c) => Box::new(Cached(rows!()).load_iter::<Row, DefaultLoadingMode>(c)?),
     };
     // Each row decoded straight into the returned vector: no intermediate copy of the window.
     let mut found = None;
