@@ -3,11 +3,12 @@
 //! result, on everything the acting user can list, and on every message of the conversation the step
 //! touched. Failures shrink to a short sequence of operations.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatstore::{
-    ChatStore, Conversation, ConversationId, Error, Message, MessageId, NewMessage, Page, Role,
-    UserId, Window,
+    BranchId, ChatStore, Conversation, ConversationId, Error, Message, MessageId, NewMessage, Page,
+    Role, UserId, Window,
 };
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -104,6 +105,26 @@ enum Op {
         user: usize,
         conv: Conv,
     },
+    /// A sibling of the k-th message of the active path (counted modulo its length), on a new
+    /// branch.
+    Sibling {
+        user: usize,
+        conv: Conv,
+        k: usize,
+        batch: Vec<Draft>,
+    },
+    /// Makes the k-th live branch (counted modulo how many) active.
+    Switch {
+        user: usize,
+        conv: Conv,
+        k: usize,
+    },
+    /// Deletes the k-th live branch.
+    DeleteBranch {
+        user: usize,
+        conv: Conv,
+        k: usize,
+    },
     /// Forks through the k-th message (counted modulo the history's length) of the conversation
     /// `of` resolves to, into the conversation `conv` resolves to: mostly the same one.
     Fork {
@@ -184,6 +205,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (user.clone(), conv.clone(), -1..8i64)
             .prop_map(|(user, conv, after)| Op::Truncate { user, conv, after }),
         1 => (user.clone(), conv.clone()).prop_map(|(user, conv)| Op::Clear { user, conv }),
+        2 => (user.clone(), conv.clone(), 0..8usize, prop::collection::vec(draft(), 1..4))
+            .prop_map(|(user, conv, k, batch)| Op::Sibling { user, conv, k, batch }),
+        2 => (user.clone(), conv.clone(), 0..4usize)
+            .prop_map(|(user, conv, k)| Op::Switch { user, conv, k }),
+        1 => (user.clone(), conv.clone(), 0..4usize)
+            .prop_map(|(user, conv, k)| Op::DeleteBranch { user, conv, k }),
         1 => (user, conv.clone(), prop::option::weighted(0.2, conv), 0..8usize)
             .prop_map(|(user, conv, of, k)| Op::Fork { user, conv, of, k }),
     ]
@@ -197,8 +224,47 @@ struct ModelConversation {
     owner: usize,
     title: Option<String>,
     updated_at: DateTime<Utc>,
+    /// The active branch's path.
     messages: Vec<Message>,
+    /// The active branch.
+    active: BranchId,
+    /// Every other live branch's path.
+    others: BTreeMap<BranchId, Vec<Message>>,
     deleted: bool,
+}
+
+impl ModelConversation {
+    fn new(
+        id: ConversationId,
+        owner: usize,
+        title: Option<String>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        ModelConversation {
+            id,
+            owner,
+            title,
+            updated_at,
+            messages: Vec::new(),
+            active: BranchId::ROOT,
+            others: BTreeMap::new(),
+            deleted: false,
+        }
+    }
+
+    /// Every message stored, once.
+    fn stored(&self) -> usize {
+        let mut ids: HashSet<MessageId> = self.messages.iter().map(|m| m.id).collect();
+        ids.extend(self.others.values().flatten().map(|m| m.id));
+        ids.len()
+    }
+
+    /// A live branch's path, with the branch.
+    fn path_with(&self, id: MessageId) -> Option<&Vec<Message>> {
+        std::iter::once(&self.messages)
+            .chain(self.others.values())
+            .find(|path| path.iter().any(|m| m.id == id))
+    }
 }
 
 /// A batch stored with client ids, and where; any user may send it again.
@@ -301,14 +367,12 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 Ok(title) => {
                     let c: Conversation = result.unwrap();
                     assert_eq!((&c.title, c.message_count), (&title, 0));
-                    model.conversations.push(ModelConversation {
-                        id: c.id,
-                        owner: *user,
+                    model.conversations.push(ModelConversation::new(
+                        c.id,
+                        *user,
                         title,
-                        updated_at: c.updated_at,
-                        messages: Vec::new(),
-                        deleted: false,
-                    });
+                        c.updated_at,
+                    ));
                     return Some(model.conversations.len() - 1);
                 }
             }
@@ -355,10 +419,9 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                         .batch
                         .iter()
                         .map(|(id, _)| {
-                            model.conversations[i]
-                                .messages
-                                .iter()
-                                .find(|m| m.id == *id)
+                            let c = &model.conversations[i];
+                            c.path_with(*id)
+                                .and_then(|path| path.iter().find(|m| m.id == *id))
                                 .cloned()
                                 .expect("a sent batch is stored")
                         })
@@ -406,7 +469,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 if c.owner == *user && !c.deleted {
                     c.deleted = true;
                     expected.0 += 1;
-                    expected.1 += c.messages.len() as u64;
+                    expected.1 += c.stored() as u64;
                 }
             }
             assert_eq!((counts.conversations, counts.messages), expected);
@@ -473,6 +536,130 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             });
             return removed(store, users, model, visible, Some(0), result);
         }
+        Op::Sibling {
+            user,
+            conv,
+            k,
+            batch,
+        } => {
+            let (id, visible) = model.target(*user, *conv);
+            let of = visible.and_then(|i| {
+                let path = &model.conversations[i].messages;
+                k.checked_rem(path.len()).map(|k| path[k].clone())
+            });
+            let Some(of) = of else { return None };
+            let i = visible.expect("a message of its");
+            let drafts: Vec<(Option<MessageId>, Draft)> =
+                batch.iter().map(|d| (None, d.clone())).collect();
+            let result = store.append_sibling(&users[*user], id, of.id, &new_messages(&drafts));
+            if batch.iter().any(|d| d.content.contains('\0')) {
+                assert!(
+                    matches!(result, Err(Error::InvalidContent { .. })),
+                    "{result:?}"
+                );
+                return None;
+            }
+            let stored = result.unwrap();
+            let c = &mut model.conversations[i];
+            let branch = stored[0].branch;
+            assert!(
+                branch != c.active && !c.others.contains_key(&branch),
+                "a new branch"
+            );
+            for (k, (m, d)) in stored.iter().zip(batch).enumerate() {
+                assert_eq!((m.seq, m.branch), (of.seq + k as i64, branch));
+                assert_eq!(
+                    (m.role, &m.content, &m.metadata),
+                    (d.role, &d.content, &d.metadata)
+                );
+            }
+            let mut path = c.messages[..of.seq as usize - 1].to_vec();
+            path.extend(stored.iter().cloned());
+            let old = std::mem::replace(&mut c.messages, path);
+            c.others.insert(c.active, old);
+            c.active = branch;
+            let now = store.conversation(&users[*user], id).unwrap();
+            assert!(now.updated_at >= c.updated_at);
+            assert_eq!(
+                (now.branch, now.message_count),
+                (branch, c.messages.len() as i64)
+            );
+            c.updated_at = now.updated_at;
+            return Some(i);
+        }
+        Op::Switch { user, conv, k } => {
+            let (id, visible) = model.target(*user, *conv);
+            let Some(i) = visible else {
+                let result = store.switch_branch(&users[*user], id, BranchId::ROOT);
+                assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
+                return None;
+            };
+            let c = &mut model.conversations[i];
+            let mut live: Vec<BranchId> = c.others.keys().copied().collect();
+            live.push(c.active);
+            live.sort();
+            let to = live[k % live.len()];
+            let now = store.switch_branch(&users[*user], id, to).unwrap();
+            if to != c.active {
+                let path = c.others.remove(&to).expect("live");
+                let old = std::mem::replace(&mut c.messages, path);
+                c.others.insert(c.active, old);
+                c.active = to;
+                assert!(now.updated_at >= c.updated_at);
+            } else {
+                assert_eq!(now.updated_at, c.updated_at, "nothing written");
+            }
+            assert_eq!(
+                (now.branch, now.message_count),
+                (to, c.messages.len() as i64)
+            );
+            c.updated_at = now.updated_at;
+            return Some(i);
+        }
+        Op::DeleteBranch { user, conv, k } => {
+            let (id, visible) = model.target(*user, *conv);
+            let Some(i) = visible else {
+                let result = store.delete_branch(&users[*user], id, BranchId::ROOT);
+                assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
+                return None;
+            };
+            let c = &mut model.conversations[i];
+            let mut live: Vec<BranchId> = c.others.keys().copied().collect();
+            live.push(c.active);
+            live.sort();
+            let gone = live[k % live.len()];
+            let result = store.delete_branch(&users[*user], id, gone);
+            if live.len() == 1 {
+                assert!(matches!(result, Err(Error::LastBranch)), "{result:?}");
+                return Some(i);
+            }
+            let now = result.unwrap();
+            if gone == c.active {
+                let path = c
+                    .others
+                    .remove(&now.branch)
+                    .expect("the new active branch was live");
+                c.messages = path;
+                c.active = now.branch;
+            } else {
+                c.others.remove(&gone);
+                assert_eq!(now.branch, c.active);
+            }
+            assert_eq!(now.message_count, c.messages.len() as i64);
+            assert!(now.updated_at >= c.updated_at);
+            c.updated_at = now.updated_at;
+            // A batch whose messages went with the branch is not one to retry as stored.
+            let kept: HashSet<MessageId> = c
+                .messages
+                .iter()
+                .chain(c.others.values().flatten())
+                .map(|m| m.id)
+                .collect();
+            model.sent.retain(|sent| {
+                sent.batch.iter().all(|(id, _)| kept.contains(id)) || sent.conv != i
+            });
+            return Some(i);
+        }
         Op::Fork { user, conv, of, k } => {
             let (id, visible) = model.target(*user, *conv);
             // The message to fork through: one of the conversation's own, or of another.
@@ -482,7 +669,8 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             });
             let Some(through) = through else { return None };
             let result = store.fork_conversation(&users[*user], id, through.id);
-            let source = visible.filter(|&i| model.conversations[i].messages.contains(&through));
+            let source =
+                visible.filter(|&i| model.conversations[i].path_with(through.id).is_some());
             let Some(i) = source else {
                 assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
                 return None;
@@ -495,7 +683,8 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             let source = &model.conversations[i];
             assert_eq!(fork.message_count, through.seq);
             assert_eq!(copied.len() as i64, through.seq);
-            for (copy, original) in copied.iter().zip(&source.messages) {
+            let path = source.path_with(through.id).expect("looked up above");
+            for (copy, original) in copied.iter().zip(path) {
                 assert_ne!(copy.id, original.id);
                 assert_eq!(
                     (
@@ -514,14 +703,10 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                     )
                 );
             }
-            model.conversations.push(ModelConversation {
-                id: fork.id,
-                owner: *user,
-                title: source.title.clone(),
-                updated_at: fork.updated_at,
-                messages: copied,
-                deleted: false,
-            });
+            let mut forked =
+                ModelConversation::new(fork.id, *user, source.title.clone(), fork.updated_at);
+            forked.messages = copied;
+            model.conversations.push(forked);
             return Some(model.conversations.len() - 1);
         }
     }
@@ -542,9 +727,23 @@ fn removed(
         assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
         return None;
     };
-    let returned = result.unwrap();
     let c = &mut model.conversations[i];
     let keep = (keep.max(0) as usize).min(c.messages.len());
+    // The branch's own messages to remove that another branch's path holds too: refused.
+    let others: HashSet<MessageId> = c.others.values().flatten().map(|m| m.id).collect();
+    let shared = c.messages[keep..]
+        .iter()
+        .filter(|m| m.branch == c.active && others.contains(&m.id))
+        .map(|m| m.seq)
+        .max();
+    if let Some(seq) = shared {
+        assert!(
+            matches!(result, Err(Error::SharedMessages { seq: s }) if s == seq),
+            "{result:?}"
+        );
+        return Some(i);
+    }
+    let returned = result.unwrap();
     let gone = c.messages.split_off(keep);
     if !returned.is_empty() {
         assert_eq!(returned, gone, "what was removed, oldest first");
