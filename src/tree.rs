@@ -268,25 +268,24 @@ impl Tree {
     /// position, and the branches whose rows go.
     pub(crate) fn delete(&mut self, branch: BranchId) -> Cut {
         let mut cut = Cut::default();
-        let mut current = Some(branch);
-        while let Some(b) = current.take() {
-            let shared = self.shared_through(b);
-            let has_children = self.children(b).next().is_some();
-            let Some(node) = self.get_mut(b) else { break };
-            if node.length > shared {
-                cut.messages.push((b, shared));
-            }
-            if has_children {
-                node.retired = true;
-                node.length = shared;
-                cut.changed.push(b);
-            } else {
-                let parent = node.parent;
-                self.nodes.retain(|n| n.branch != b);
-                cut.rows.push(b);
-                // A retired parent was kept for its branches: it goes, or shrinks, with this one.
-                current = parent.filter(|p| self.get(*p).is_some_and(|n| n.retired));
-            }
+        let shared = self.shared_through(branch);
+        let has_children = self.children(branch).next().is_some();
+        let Some(node) = self.get_mut(branch) else {
+            return cut;
+        };
+        if node.length > shared {
+            cut.messages.push((branch, shared));
+        }
+        if has_children {
+            node.retired = true;
+            node.length = shared;
+            cut.changed.push(branch);
+        } else {
+            let parent = node.parent;
+            self.nodes.retain(|n| n.branch != branch);
+            cut.rows.push(branch);
+            // A retired parent was kept for its branches: it goes, or shrinks, with this one.
+            self.prune(parent, &mut cut);
         }
         cut
     }
@@ -311,12 +310,41 @@ impl Tree {
         let parent = (keep < fork).then(|| self.owner_at(branch, keep));
         let node = self.get_mut(branch).expect("looked up above");
         node.length = keep;
+        let old_parent = node.parent;
         if let Some(parent) = parent {
             node.fork = keep;
             node.parent = Some(parent);
         }
         cut.changed.push(branch);
+        if parent.is_some() {
+            // A retired parent kept its messages up to the fork for this branch alone, perhaps.
+            self.prune(old_parent, &mut cut);
+        }
         Ok(cut)
+    }
+
+    /// From `branch` up, the retired branches that lost what they were kept for: one that no
+    /// branch forks from goes, with its messages; one that others still fork from keeps only
+    /// what they share.
+    fn prune(&mut self, mut branch: Option<BranchId>, cut: &mut Cut) {
+        while let Some(b) = branch.take() {
+            let shared = self.shared_through(b);
+            let has_children = self.children(b).next().is_some();
+            let Some(node) = self.get_mut(b).filter(|n| n.retired) else {
+                return;
+            };
+            if node.length > shared {
+                cut.messages.push((b, shared));
+                node.length = shared;
+            }
+            if has_children {
+                cut.changed.push(b);
+                return;
+            }
+            branch = node.parent;
+            self.nodes.retain(|n| n.branch != b);
+            cut.rows.push(b);
+        }
     }
 }
 
@@ -454,5 +482,20 @@ mod tests {
         );
         // The root has branches forking after 4 (branch 1) and 2 (branch 3).
         assert_eq!(tree.cut(id(0), 3), Err(4));
+    }
+
+    #[test]
+    fn a_cut_below_a_fork_lets_a_retired_parent_go() {
+        let mut tree = sample();
+        // Branch 1 retired: it keeps 5..=6 for branch 2 alone.
+        tree.delete(id(1));
+        // Branch 2 (7..=9) cut to 3: it forks from the root now, and branch 1 holds nothing
+        // anyone needs.
+        let cut = tree.cut(id(2), 3).unwrap();
+        assert_eq!(cut.messages, [(id(2), 6), (id(1), 4)]);
+        assert_eq!(cut.rows, [id(1)]);
+        assert!(tree.get(id(1)).is_none());
+        let two = tree.get(id(2)).unwrap();
+        assert_eq!((two.parent, two.fork, two.length), (Some(id(0)), 3, 3));
     }
 }

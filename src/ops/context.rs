@@ -27,32 +27,40 @@ pub(crate) fn read<F: FnMut(&Message) -> u64>(
     Budget {
         budget,
         options,
-        cost,
+        mut cost,
     }: Budget<F>,
 ) -> Result<ContextWindow> {
-    let first = Window::Latest(PAGES.0).bounds();
-    let found = messages::window(conn, user, conversation, first)?.ok_or(Error::NotFound)?;
-    let (total, mut page) = (found.count, found.messages);
-    let pinned = match options.pins_system() {
-        true => {
-            let path = branches::path(conn, conversation, found.branch, total, total)?;
-            messages::system(conn, user, conversation, &path)?
+    // A page read after the active branch was switched would mix two branches: the read starts
+    // again (the last time, it takes what it finds).
+    let mut attempt = 0;
+    'read: loop {
+        attempt += 1;
+        let first = Window::Latest(PAGES.0).bounds();
+        let found = messages::window(conn, user, conversation, first)?.ok_or(Error::NotFound)?;
+        let (total, mut page) = (found.count, found.messages);
+        let pinned = match options.pins_system() {
+            true => {
+                let path = branches::path(conn, conversation, found.branch, total, total)?;
+                messages::system(conn, user, conversation, &path)?
+            }
+            false => Vec::new(),
+        };
+        let mut builder = Builder::new(budget, &mut cost, pinned)?;
+        let mut limit = PAGES.0;
+        loop {
+            let oldest = page.first().map_or(1, |m| m.seq);
+            if !builder.take(page) || oldest <= 1 {
+                break;
+            }
+            limit = (limit * 2).min(PAGES.1);
+            let older = Window::Before { seq: oldest, limit }.bounds();
+            // Deleted since the first page: as if it had been before.
+            let next = messages::window(conn, user, conversation, older)?.ok_or(Error::NotFound)?;
+            if next.branch != found.branch && attempt < 3 {
+                continue 'read;
+            }
+            page = next.messages;
         }
-        false => Vec::new(),
-    };
-    let mut builder = Builder::new(budget, cost, pinned)?;
-    let mut limit = PAGES.0;
-    loop {
-        let oldest = page.first().map_or(1, |m| m.seq);
-        if !builder.take(page) || oldest <= 1 {
-            break;
-        }
-        limit = (limit * 2).min(PAGES.1);
-        let older = Window::Before { seq: oldest, limit }.bounds();
-        // Deleted since the first page: as if it had been before.
-        page = messages::window(conn, user, conversation, older)?
-            .ok_or(Error::NotFound)?
-            .messages;
+        return Ok(builder.finish(total));
     }
-    Ok(builder.finish(total))
 }

@@ -58,7 +58,11 @@ pub(crate) fn truncate(
     };
     let mut deleted = 0;
     for &(branch, after) in &cut.messages {
-        deleted += messages::delete_own(conn, user, conv, branch, after)? as i64;
+        let gone = messages::delete_own(conn, user, conv, branch, after)? as i64;
+        // Only the active branch's count is checked: a retired ancestor's go with it.
+        if branch == active {
+            deleted += gone;
+        }
     }
     // Of the removed, the branch's own are deleted: all of them, unless the cut went below the
     // fork. Anything else is a broken row, and the rollback leaves it as it was.
@@ -67,6 +71,9 @@ pub(crate) fn truncate(
         return Err(corrupt_row(format!(
             "{deleted} messages deleted after seq {keep}, where the count says {own}"
         )));
+    }
+    for gone in &cut.rows {
+        branches::delete(conn, user, conv, *gone)?;
     }
     for branch in &cut.changed {
         if let Some(node) = tree.get(*branch).filter(|_| saved.contains(branch)) {

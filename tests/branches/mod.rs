@@ -18,6 +18,7 @@ backend_tests! {
         branches_are_the_owners_alone,
         deleting_a_branch_keeps_what_others_share,
         pops_take_a_branchs_own_messages_and_never_shared_ones,
+        a_pop_below_a_fork_releases_what_a_deleted_branch_kept,
         search_fork_and_counts_know_every_branch,
         appends_and_switches_racing_leave_every_branch_without_gaps,
     ],
@@ -554,4 +555,30 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
         1
     );
     assert_eq!(store.stats().unwrap().messages, 4);
+}
+
+/// A deleted branch kept a3 and a4 for branch 2; branch 2 popped below its fork no longer needs
+/// a4, which goes, and still needs a3.
+fn a_pop_below_a_fork_releases_what_a_deleted_branch_kept(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, made) = three_branches(&store, &alice);
+    store
+        .delete_branch(&alice, conv, made[1][0].branch)
+        .unwrap();
+    assert_eq!(stored_messages(db, &store), 8);
+    let popped = store.pop_messages(&alice, conv, 3).unwrap();
+    assert_eq!(contents(&popped), ["a4", "b5", "b6"]);
+    assert_eq!(contents(&path(&store, &alice, conv)), ["r1", "r2", "a3"]);
+    assert_eq!(stored_messages(db, &store), 5);
+    let popped = store.pop_messages(&alice, conv, 2).unwrap();
+    assert_eq!(contents(&popped), ["r2", "a3"]);
+    assert_eq!(
+        stored_messages(db, &store),
+        4,
+        "nothing of branch 1 is left"
+    );
+    assert_eq!(store.branches(&alice, conv).unwrap().len(), 2);
+    let deleted = store.delete_user_data(&alice).unwrap();
+    assert_eq!(deleted.messages, 4);
 }
