@@ -152,12 +152,24 @@ fn json_shapes_are_pinned_byte_for_byte() {
         message: message(None),
         conversation_title: Some("Groceries".to_owned()),
         snippet,
+        on_active_branch: true,
     };
     let hit_json = format!(
         r#"{{"message":{},"conversation_title":"Groceries","snippet":{snippet_json}}}"#,
         MESSAGE_JSON.replace(r#"{"model":"m","tokens":[1,2]}"#, "null")
     );
     pinned(&hit, &hit_json);
+    // Off the active branch, on branch 2: both said.
+    let mut off = hit.clone();
+    off.on_active_branch = false;
+    off.message.branch = crate::BranchId::new(2).unwrap();
+    let off_json = hit_json
+        .replace(
+            r#"Z"},"conversation_title""#,
+            r#"Z","branch":2},"conversation_title""#,
+        )
+        .replace(r#"}}"#, r#"},"on_active_branch":false}"#);
+    pinned(&off, &off_json);
     pinned(
         &SearchResults {
             hits: vec![hit],

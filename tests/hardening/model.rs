@@ -547,7 +547,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 let path = &model.conversations[i].messages;
                 k.checked_rem(path.len()).map(|k| path[k].clone())
             });
-            let Some(of) = of else { return None };
+            let of = of?;
             let i = visible.expect("a message of its");
             let drafts: Vec<(Option<MessageId>, Draft)> =
                 batch.iter().map(|d| (None, d.clone())).collect();
@@ -667,7 +667,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 let messages = &model.conversations[i].messages;
                 k.checked_rem(messages.len()).map(|k| messages[k].clone())
             });
-            let Some(through) = through else { return None };
+            let through = through?;
             let result = store.fork_conversation(&users[*user], id, through.id);
             let source =
                 visible.filter(|&i| model.conversations[i].path_with(through.id).is_some());

@@ -150,7 +150,7 @@ fn clear_keeps_the_conversation_and_restarts_its_seqs(db: &TestDb) {
     let listed = store
         .list_conversations(&alice, chatstore::Page::first(10))
         .unwrap();
-    assert_eq!(listed.conversations, [cleared.clone()]);
+    assert_eq!(listed.conversations, std::slice::from_ref(&cleared));
 
     assert_eq!(store.clear_messages(&alice, conv).unwrap(), 0);
     assert_eq!(store.conversation(&alice, conv).unwrap(), cleared);
