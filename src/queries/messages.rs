@@ -507,7 +507,7 @@ fn ancestors(
         Backend::Sqlite => SQL.replace("{int}", "?").replace("{p}", "?"),
         // MariaDB joins the messages by the conversation alone (`ref`), not by each branch's
         // range, and so read the whole history for each branch (188 ms for a window of a
-        // 100,000-message path, W14): the chain alone, then a range each.
+        // 100,000-message path, W14): the chain alone, then the ranges.
         Backend::Mysql => return ancestors_mysql(conn, conv, branch, after, through),
         Backend::Postgres => {
             let mut n = 0;
@@ -543,7 +543,7 @@ fn ancestors(
 }
 
 /// [`ancestors`] on MySQL: the branches the window crosses, found by the recursive query, then
-/// each one's range by a statement of its own.
+/// their ranges, `UNION ALL` of one index range each.
 fn ancestors_mysql(
     conn: &mut Conn,
     conv: ConversationId,
@@ -579,14 +579,32 @@ fn ancestors_mysql(
     .bind::<Binary, _>(conv)
     .bind::<BigInt, _>(after);
     let links: Vec<Link> = Cached(chain).load(conn)?;
+    let segments: Vec<Segment> = links
+        .iter()
+        .filter(|l| l.through > l.fork.max(after))
+        .map(|l| Segment {
+            branch: BranchId::from_db(l.branch),
+            after: l.fork.max(after),
+            through: l.through,
+        })
+        .collect();
+    // The ranges in one statement, a few at a time: one text per number of ranges, each
+    // prepared once per connection.
     let mut rows = Vec::new();
-    for link in links.iter().filter(|l| l.through > l.fork.max(after)) {
-        let segment = Segment {
-            branch: BranchId::from_db(link.branch),
-            after: link.fork.max(after),
-            through: link.through,
-        };
-        rows.extend(in_segment(conn, conv, segment, i64::MAX)?);
+    for group in segments.chunks(8) {
+        let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
+                   FROM chatstore_messages WHERE conversation_id = ? AND seq > ? AND seq <= ?";
+        let sql = vec![one; group.len()].join(" UNION ALL ");
+        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for segment in group {
+            let (from, to) = segment.stored();
+            query = query
+                .bind::<Binary, _>(conv)
+                .bind::<BigInt, _>(from)
+                .bind::<BigInt, _>(to);
+        }
+        let found: Vec<MessageRow> = Cached(query).load(conn)?;
+        rows.extend(found);
     }
     Ok(rows)
 }
