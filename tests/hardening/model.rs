@@ -252,6 +252,14 @@ impl ModelConversation {
         }
     }
 
+    /// The live branches, by id.
+    fn live(&self) -> Vec<BranchId> {
+        let mut live: Vec<BranchId> = self.others.keys().copied().collect();
+        live.push(self.active);
+        live.sort();
+        live
+    }
+
     /// Every message stored, once.
     fn stored(&self) -> usize {
         let mut ids: HashSet<MessageId> = self.messages.iter().map(|m| m.id).collect();
@@ -595,9 +603,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 return None;
             };
             let c = &mut model.conversations[i];
-            let mut live: Vec<BranchId> = c.others.keys().copied().collect();
-            live.push(c.active);
-            live.sort();
+            let live = c.live();
             let to = live[k % live.len()];
             let now = store.switch_branch(&users[*user], id, to).unwrap();
             if to != c.active {
@@ -624,9 +630,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 return None;
             };
             let c = &mut model.conversations[i];
-            let mut live: Vec<BranchId> = c.others.keys().copied().collect();
-            live.push(c.active);
-            live.sort();
+            let live = c.live();
             let gone = live[k % live.len()];
             let result = store.delete_branch(&users[*user], id, gone);
             if live.len() == 1 {
