@@ -384,7 +384,7 @@ pub(crate) fn delete_own(
 }
 
 /// The conversation's system and developer messages on `path` (segments of a branch's path, as
-/// [`Tree::path`] gives them, newest first), oldest first, from the partial index
+/// [`crate::tree::Tree::path`] gives them, newest first), oldest first, from the partial index
 /// `chatstore_messages_system` (which is why the roles are written literally, not bound: the
 /// planners use a partial index only for a predicate that matches its own, `role IN ('system',
 /// 'developer')`, in those words). One statement per segment: one on the root branch.
