@@ -1,9 +1,7 @@
 //! Forking a conversation into a new one: what is copied, what is new, ownership, and that the
 //! copy is an ordinary conversation (independent, searchable, exportable).
 
-use chatstore::{
-    ChatStore, ConversationId, Error, MessageId, NewMessage, Page, SearchQuery, Window,
-};
+use chatstore::{ConversationId, Error, MessageId, NewMessage, Page, SearchQuery, Window};
 use serde_json::json;
 
 use crate::support::{
@@ -125,7 +123,8 @@ fn a_fork_copies_the_history_through_a_message_with_new_ids(db: &TestDb) {
         .messages(&alice, fork.id, Window::All)
         .unwrap()
         .messages;
-    let copy = ChatStore::open(":memory:").unwrap();
+    let target = TestDb::new(db.kind);
+    let copy = target.open();
     copy.import_conversation(&alice, &fork, &messages).unwrap();
     assert_eq!(
         copy.messages(&alice, fork.id, Window::All)
