@@ -1,7 +1,9 @@
 //! Crash safety: a child process appends batches in a loop, and now and then takes the newest one
-//! back (a pop), and is killed with SIGKILL at a random moment, again and again. After every kill
-//! the store opens cleanly, every batch is wholly present or wholly absent, every batch the child
-//! saw committed is there unless it saw it popped (and gone if it did), and seqs have no gap.
+//! back (a pop) or regenerates it (a sibling batch on a new branch), and is killed with SIGKILL at
+//! a random moment, again and again. After every kill the store opens cleanly, every batch on the
+//! active branch is wholly present or wholly absent, every batch the child saw committed is there
+//! unless it saw it popped or replaced (and gone from the active branch if it did), and seqs have
+//! no gap.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
@@ -28,6 +30,8 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
     let mut acknowledged: Vec<u64> = Vec::new();
     // Batches whose pop the child began, and those whose pop it saw return.
     let (mut popping, mut popped) = (HashSet::new(), HashSet::new());
+    // Regenerations the child saw through: the run must have made some.
+    let mut replaced = 0;
     for run in 0..kills {
         // Ten kills per conversation: each child carries on a history that earlier kills left,
         // and the check, which reads it whole, stays short.
@@ -55,6 +59,7 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
                 acknowledged.push(batch.parse().unwrap());
                 seen += 1;
             }
+            replaced += usize::from(line.starts_with("replaced "));
             note_pop(&line, &mut popping, &mut popped);
         }
         std::thread::sleep(Duration::from_micros(random_below(3000)));
@@ -72,6 +77,7 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
             if let Some(batch) = line.strip_prefix("committed ") {
                 acknowledged.push(batch.parse().unwrap());
             }
+            replaced += usize::from(line.starts_with("replaced "));
             note_pop(&line, &mut popping, &mut popped);
         }
         let expected = Expected {
@@ -86,6 +92,7 @@ fn sigkill_mid_append_leaves_whole_batches_and_no_gap(db: &TestDb) {
         // the next child carries on from what is there.
         check(db, &user, conv, &expected, run);
     }
+    assert!(replaced > 0, "no regeneration was made, nor checked");
 }
 
 /// The batches the check expects: those committed and never popped are there, those whose pop
@@ -95,11 +102,22 @@ struct Expected {
     absent: HashSet<u64>,
 }
 
-/// Reads the child's `popping <batch>` and `popped <batch>` lines.
+/// Reads the child's `popping <batch>`, `popped <batch>`, `replacing <batch> <new batch>` and
+/// `replaced <batch>` lines: a batch being taken back or replaced may be there or not until the
+/// child says it is gone, and its replacement until the child says it committed.
 fn note_pop(line: &str, popping: &mut HashSet<u64>, popped: &mut HashSet<u64>) {
     if let Some(batch) = line.strip_prefix("popping ") {
         popping.insert(batch.parse().unwrap());
-    } else if let Some(batch) = line.strip_prefix("popped ") {
+    } else if let Some(batches) = line.strip_prefix("replacing ") {
+        for batch in batches.split(' ') {
+            popping.insert(batch.parse().unwrap());
+        }
+    } else if let Some(batch) = line.strip_prefix("committed ") {
+        popping.remove(&batch.parse().unwrap());
+    } else if let Some(batch) = line
+        .strip_prefix("popped ")
+        .or_else(|| line.strip_prefix("replaced "))
+    {
         popped.insert(batch.parse().unwrap());
     }
 }
@@ -155,7 +173,9 @@ fn check(db: &TestDb, user: &UserId, conv: ConversationId, expected: &Expected, 
 /// append has returned. Most batches hold 1 to 50 messages; one in eight holds over 1,000, which
 /// the store writes with several INSERTs (still one transaction). After one batch in four it takes
 /// that batch back (it is the newest: the child is the conversation's one writer), printing
-/// `popping` before and `popped` after.
+/// `popping` before and `popped` after; after one in eight it regenerates it — a batch of the same
+/// size as its sibling, on a new branch that becomes active — printing `replacing` before, and
+/// `committed` for the new batch and `replaced` for the old after.
 #[test]
 #[ignore = "the child process of the crash tests, started by them"]
 fn child_appends_until_killed() {
@@ -184,13 +204,27 @@ fn child_appends_until_killed() {
         };
         let texts: Vec<String> = (0..size).map(|i| format!("{batch} {i} {size}")).collect();
         let messages: Vec<_> = texts.iter().map(chatstore::NewMessage::user).collect();
-        store.append_messages(&user, conv, &messages).unwrap();
+        let stored = store.append_messages(&user, conv, &messages).unwrap();
         println!("committed {batch}");
-        if random_below(4) == 0 {
-            println!("popping {batch}");
-            let gone = store.pop_messages(&user, conv, size as u32).unwrap();
-            assert_eq!(gone.len() as u64, size);
-            println!("popped {batch}");
+        match random_below(8) {
+            0 | 1 => {
+                println!("popping {batch}");
+                let gone = store.pop_messages(&user, conv, size as u32).unwrap();
+                assert_eq!(gone.len() as u64, size);
+                println!("popped {batch}");
+            }
+            2 => {
+                let again = batch | (1 << 31);
+                println!("replacing {batch} {again}");
+                let texts: Vec<String> = (0..size).map(|i| format!("{again} {i} {size}")).collect();
+                let messages: Vec<_> = texts.iter().map(chatstore::NewMessage::user).collect();
+                store
+                    .append_sibling(&user, conv, stored[0].id, &messages)
+                    .unwrap();
+                println!("committed {again}");
+                println!("replaced {batch}");
+            }
+            _ => {}
         }
     }
 }
