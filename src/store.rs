@@ -1,8 +1,11 @@
 //! `ChatStore`: the facade. Each method validates its input, then runs query functions on one pooled
 //! connection: every write in one write transaction (an append whose client id another call stored
 //! meanwhile takes a second, to find it), or in one statement (an append on PostgreSQL); every
-//! history read in one statement. A context window and a search read in a few statements; messages
-//! are never changed once written, so they still see one history.
+//! history read in one statement (a window below a branch's fork in two or three: the ancestors'
+//! messages it reads never change while the branch exists, see `tree.rs`). A context window and a
+//! search read in a few statements; a message is never changed once written, only removed from
+//! the newest end of a branch, and a context window starts again if the active branch changes
+//! under it.
 
 mod export;
 
