@@ -23,11 +23,9 @@ use diesel::sql_types::{Binary, Text, Timestamp};
 use diesel::QueryResult;
 use uuid::Uuid;
 
-use crate::conn::Conn;
+use super::MultiBackend;
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::models::Role;
-
-type MultiBackend = <Conn as diesel::Connection>::Backend;
 
 /// Binds each type as the bytes or text it is stored as, on any backend.
 macro_rules! bind_as {

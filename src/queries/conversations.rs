@@ -7,6 +7,7 @@ use diesel::sql_types::BigInt;
 use super::columns::{BindTime, DbTime};
 use super::rows::{ConversationRow, NewConversationRow};
 use super::Cached;
+use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::ids::{BranchId, ConversationId, UserId};
 use crate::schema::conversations::dsl::*;
@@ -46,8 +47,6 @@ pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
         ))
         .get_result(conn)?)
 }
-
-type MultiBackend = <Conn as diesel::Connection>::Backend;
 
 /// The user's conversations as rows, a query for a page to narrow and order.
 type Owned<'a> = crate::schema::conversations::BoxedQuery<

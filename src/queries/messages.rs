@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::columns::DbTime;
 use super::rows::{MessageRow, NewMessageRow};
 use super::Cached;
+use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::cursor::SeqBounds;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
@@ -608,8 +609,6 @@ fn ancestors_mysql(
     }
     Ok(rows)
 }
-
-type MultiBackend = <Conn as diesel::Connection>::Backend;
 
 /// Up to `limit` of the conversation's messages in `segment`, in seq order, as stored.
 pub(crate) fn in_segment(

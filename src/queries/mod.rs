@@ -20,6 +20,9 @@ use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::QueryResult;
 
+/// The backend of the store's connection type, which boxed queries and raw SQL are built for.
+pub(crate) type MultiBackend = <crate::conn::Conn as diesel::Connection>::Backend;
+
 /// A statement marked safe for Diesel's prepared-statement cache. Diesel never caches an UPDATE,
 /// because a changeset of `Option`s can skip columns and so give one Rust type several SQL strings,
 /// nor raw SQL. Preparing the append's UPDATE on every call was a quarter of a SQLite append's

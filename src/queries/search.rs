@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 
 use super::rows::MessageRow;
 use super::Cached;
+use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::ids::MessageId;
@@ -14,8 +15,6 @@ use crate::ids::{ConversationId, UserId};
 use crate::models::Message;
 use crate::search::{Query, SearchOrder};
 use crate::Result;
-
-type MultiBackend = <Conn as diesel::Connection>::Backend;
 
 /// A hit: the message's columns, and its conversation's title.
 #[derive(QueryableByName)]

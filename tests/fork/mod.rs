@@ -5,7 +5,8 @@ use chatstore::{ConversationId, Error, MessageId, NewMessage, Page, SearchQuery,
 use serde_json::json;
 
 use crate::support::{
-    backend_tests, contents, conversation_with, expected, seqs, snapshot, user, TestDb,
+    assert_copied, backend_tests, contents, conversation_with, expected, seqs, snapshot, user,
+    TestDb,
 };
 
 backend_tests! {
@@ -67,24 +68,8 @@ fn a_fork_copies_the_history_through_a_message_with_new_ids(db: &TestDb) {
     let originals: Vec<_> = first.iter().chain(&later[..1]).collect();
     assert_eq!(copied.len(), 4);
     for (copy, original) in copied.iter().zip(originals) {
-        assert_ne!(copy.id, original.id);
+        assert_copied(copy, original);
         assert_eq!(copy.conversation_id, fork.id);
-        assert_eq!(
-            (
-                copy.seq,
-                copy.role,
-                &copy.content,
-                &copy.metadata,
-                copy.created_at
-            ),
-            (
-                original.seq,
-                original.role,
-                &original.content,
-                &original.metadata,
-                original.created_at
-            )
-        );
     }
     assert_eq!(
         snapshot(&store, &alice, conv.id),

@@ -689,23 +689,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             assert_eq!(copied.len() as i64, through.seq);
             let path = source.path_with(through.id).expect("looked up above");
             for (copy, original) in copied.iter().zip(path) {
-                assert_ne!(copy.id, original.id);
-                assert_eq!(
-                    (
-                        copy.seq,
-                        copy.role,
-                        &copy.content,
-                        &copy.metadata,
-                        copy.created_at
-                    ),
-                    (
-                        original.seq,
-                        original.role,
-                        &original.content,
-                        &original.metadata,
-                        original.created_at
-                    )
-                );
+                crate::support::assert_copied(copy, original);
             }
             let mut forked =
                 ModelConversation::new(fork.id, *user, source.title.clone(), fork.updated_at);

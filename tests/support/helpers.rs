@@ -41,3 +41,25 @@ pub fn snapshot(store: &ChatStore, owner: &UserId, conv: ConversationId) -> (i64
         store.messages(owner, conv, Window::All).unwrap().messages,
     )
 }
+
+/// That `copy` is `original` copied into another conversation (a fork): new id, the same seq,
+/// role, content, metadata and time.
+pub fn assert_copied(copy: &Message, original: &Message) {
+    assert_ne!(copy.id, original.id);
+    assert_eq!(
+        (
+            copy.seq,
+            copy.role,
+            &copy.content,
+            &copy.metadata,
+            copy.created_at
+        ),
+        (
+            original.seq,
+            original.role,
+            &original.content,
+            &original.metadata,
+            original.created_at
+        )
+    );
+}

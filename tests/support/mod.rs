@@ -11,7 +11,7 @@ mod url;
 
 // Each binary uses some of these.
 #[allow(unused_imports)]
-pub use helpers::{contents, conversation_with, expected, seqs, snapshot, user};
+pub use helpers::{assert_copied, contents, conversation_with, expected, seqs, snapshot, user};
 pub(crate) use matrix::backend_tests;
 #[allow(unused_imports)]
 pub use matrix::with_db;
