@@ -908,6 +908,58 @@ impl AsyncChatStore {
             .await
     }
 
+    /// [`ChatStore::import_tree`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, ExportItem, NewMessage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let first = store.append_message(&alice, conv.id, NewMessage::user("Hi")).await?;
+    /// store.append_sibling(&alice, conv.id, first.id, &[NewMessage::user("Hello")]).await?;
+    /// // Copy a branched conversation, as stored, to another database.
+    /// let (blocking, user) = (store.blocking().clone(), alice.clone());
+    /// let items = tokio::task::spawn_blocking(move || {
+    ///     blocking.export_user(&user).collect::<chatstore::Result<Vec<_>>>()
+    /// })
+    /// .await??;
+    /// let (mut conversation, mut branches, mut messages) = (None, Vec::new(), Vec::new());
+    /// for item in items {
+    ///     match item {
+    ///         ExportItem::Conversation(c) => conversation = Some(c),
+    ///         ExportItem::Branch(b) => branches.push(b),
+    ///         ExportItem::Message(m) => messages.push(m),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// let copy = AsyncChatStore::open(":memory:").await?;
+    /// copy.import_tree(&alice, &conversation.unwrap(), &branches, &messages).await?;
+    /// assert_eq!(copy.branches(&alice, conv.id).await?, store.branches(&alice, conv.id).await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::import_tree`]; [`Error::TaskFailed`].
+    pub async fn import_tree(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        branches: &[Branch],
+        messages: &[Message],
+    ) -> Result<()> {
+        let (user, conversation, branches, messages) = (
+            user.clone(),
+            conversation.clone(),
+            branches.to_vec(),
+            messages.to_vec(),
+        );
+        self.run(move |s| s.import_tree(&user, &conversation, &branches, &messages))
+            .await
+    }
+
     /// [`ChatStore::verify_schema`], on the blocking pool.
     ///
     /// ```

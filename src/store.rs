@@ -11,6 +11,7 @@ mod export;
 
 use std::sync::Arc;
 
+use self::export::ExportedTree;
 pub use self::export::{ExportCounts, ExportItem, UserExport};
 use crate::config::{Limits, Migrations, StoreBuilder};
 use crate::conn::{
@@ -25,11 +26,12 @@ use crate::models::{
 use crate::ops::{append, branch, context, fork, import, search, truncate};
 use crate::page::{ConversationPage, MessagePage, Page};
 use crate::pool::Pool;
-use crate::queries::rows::{ConversationRow, NewConversationRow};
-use crate::queries::{catalog, conversations, messages, migrations};
+use crate::queries::rows::{ConversationRow, MessageRow, NewConversationRow};
+use crate::queries::{branches, catalog, conversations, messages, migrations};
 use crate::search::{SearchQuery, SearchResults};
 use crate::title::parse_optional;
 use crate::trace::{self, Recorded};
+use crate::tree::Segment;
 use crate::verify::SchemaReport;
 use crate::{Error, Result};
 
@@ -1283,33 +1285,36 @@ impl ChatStore {
     }
 
     /// Everything `user` owns, as records to back up or move to another database: each
-    /// conversation, then its messages in seq order, read page by page (see [`UserExport`] for
-    /// the pages and for what an export sees of writes made while it runs). Nothing is read until
-    /// the iterator is; [`import_conversation`](Self::import_conversation) writes the records back.
+    /// conversation, then its branches if it has branched, then its messages, read page by page
+    /// (see [`ExportItem`] for the order, [`UserExport`] for the pages and for what an export sees
+    /// of writes made while it runs). Nothing is read until the iterator is;
+    /// [`import_tree`](Self::import_tree) writes a conversation's records back.
     ///
     /// With the `tracing` feature, each page read is an operation `export_user`.
     ///
     /// ```
-    /// # use chatstore::{ChatStore, ExportItem, NewMessage, UserId};
+    /// # use chatstore::{Branch, ChatStore, Conversation, ExportItem, Message, NewMessage, UserId};
     /// # let store = ChatStore::open(":memory:")?;
     /// # let alice = UserId::new("alice")?;
     /// # let conv = store.create_conversation(&alice, Some("Groceries"))?;
     /// # store.append_message(&alice, conv.id, NewMessage::user("Add oat milk"))?;
     /// let copy = ChatStore::open(":memory:")?;
-    /// let (mut conversation, mut messages) = (None, Vec::new());
-    /// for item in store.export_user(&alice) {
-    ///     match item? {
-    ///         ExportItem::Conversation(next) => {
-    ///             if let Some(done) = conversation.replace(next) {
-    ///                 copy.import_conversation(&alice, &done, &std::mem::take(&mut messages))?;
+    /// // The conversation being read, with its branches and messages so far.
+    /// let mut reading: Option<(Conversation, Vec<Branch>, Vec<Message>)> = None;
+    /// let mut records = store.export_user(&alice).map(Some).chain([None]);
+    /// while let Some(item) = records.next() {
+    ///     match item.transpose()? {
+    ///         Some(ExportItem::Branch(b)) => reading.as_mut().unwrap().1.push(b),
+    ///         Some(ExportItem::Message(m)) => reading.as_mut().unwrap().2.push(m),
+    ///         next => {
+    ///             if let Some((c, branches, messages)) = reading.take() {
+    ///                 copy.import_tree(&alice, &c, &branches, &messages)?;
+    ///             }
+    ///             if let Some(ExportItem::Conversation(c)) = next {
+    ///                 reading = Some((c, Vec::new(), Vec::new()));
     ///             }
     ///         }
-    ///         ExportItem::Message(message) => messages.push(message),
-    ///         _ => {}
     ///     }
-    /// }
-    /// if let Some(done) = conversation {
-    ///     copy.import_conversation(&alice, &done, &messages)?;
     /// }
     /// assert_eq!(copy.conversation(&alice, conv.id)?, store.conversation(&alice, conv.id)?);
     /// # Ok::<(), chatstore::Error>(())
@@ -1321,48 +1326,54 @@ impl ChatStore {
         UserExport::new(self.clone(), user.clone())
     }
 
-    /// Up to `limit` of the user's conversations in id order after `after`: a page of an export.
+    /// The ids of up to `limit` of the user's conversations in id order after `after`: a page of
+    /// an export.
     pub(crate) fn export_conversations(
         &self,
         user: &UserId,
         after: Option<ConversationId>,
         limit: u32,
-    ) -> Result<Vec<Conversation>> {
+    ) -> Result<Vec<ConversationId>> {
         self.op("export_user", || {
-            let rows = self
-                .with_conn(|conn| conversations::after_id(conn, user, after, i64::from(limit)))?;
-            Ok(rows.into_iter().map(ConversationRow::into_model).collect())
+            self.with_conn(|conn| conversations::ids_after(conn, user, after, i64::from(limit)))
         })
     }
 
-    /// Up to `limit` of the conversation's messages after seq `after`: a page of an
-    /// export; none if the conversation is gone (deleted since it was listed).
+    /// The user's conversation `conversation` as an export reaches it, read in one statement;
+    /// `None` if it is gone (deleted since it was listed).
+    pub(crate) fn export_tree(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+    ) -> Result<Option<ExportedTree>> {
+        self.op("export_user", || {
+            let found =
+                self.with_conn(|conn| branches::with_conversation(conn, user, conversation))?;
+            Ok(found.map(|(row, stored)| ExportedTree::new(row, stored)))
+        })
+    }
+
+    /// Up to `limit` of the conversation's messages in `run` (a branch's own): a page of an
+    /// export; none if the conversation is gone.
     pub(crate) fn export_messages(
         &self,
         user: &UserId,
         conversation: ConversationId,
-        after: i64,
+        run: Segment,
         limit: u32,
     ) -> Result<Vec<Message>> {
         self.op("export_user", || {
-            let window = Window::After { seq: after, limit }.bounds();
-            let found =
-                self.with_conn(|conn| messages::window(conn, user, conversation, window))?;
-            Ok(found.map(|found| found.messages).unwrap_or_default())
+            let rows = self.with_conn(|conn| {
+                messages::in_segment(conn, user, conversation, run, i64::from(limit))
+            })?;
+            rows.into_iter().map(MessageRow::into_model).collect()
         })
     }
 
-    /// Writes a conversation and its messages exactly as [`export_user`](Self::export_user) read
-    /// them — ids, title, times, seqs, roles, content, metadata — in one write transaction, as
-    /// `user`'s. The messages are inserted as appends insert them, so the search index holds them
-    /// at once.
-    ///
-    /// Everything is checked before anything is written: the conversation must be `user`'s, its
-    /// title trimmed and valid, its message count the number of `messages`, which must be its
-    /// own, with seqs 1, 2, 3… in order, distinct ids, content and metadata within the store's
-    /// limits, and times as the store writes them (microseconds; the conversation's `created_at`
-    /// ≤ each message's, in seq order, ≤ its `updated_at`; every time within the years 1 to 9999,
-    /// on every backend). An operator's call: the conversation id is refused if any user has it.
+    /// Writes a conversation that has never branched and its messages exactly as
+    /// [`export_user`](Self::export_user) read them: [`import_tree`](Self::import_tree) with no
+    /// branches. The rules and errors are that call's; a conversation whose export holds
+    /// [`ExportItem::Branch`] records needs them, and that call.
     ///
     /// ```
     /// # use chatstore::{ChatStore, ExportItem, NewMessage, UserId, Window};
@@ -1380,13 +1391,8 @@ impl ChatStore {
     /// ```
     ///
     /// # Errors
-    /// Nothing is written on any error:
-    /// - [`Error::InvalidImport`] for a conversation or messages that break the rules above;
-    ///   [`Error::InvalidTitle`], [`Error::ContentTooLarge`], [`Error::InvalidContent`],
-    ///   [`Error::InvalidMetadata`], [`Error::MetadataTooLarge`] as for the other writes;
-    /// - [`Error::AlreadyExists`] if the conversation id is stored;
-    /// - [`Error::DuplicateId`] if a message id is stored (in any conversation) or given twice;
-    /// - [`Error::Busy`], connection and database errors (the transaction is rolled back).
+    /// As for [`import_tree`](Self::import_tree); [`Error::InvalidImport`] for a conversation whose
+    /// active branch is not the root, or a message on another branch.
     pub fn import_conversation(
         &self,
         user: &UserId,
@@ -1395,7 +1401,82 @@ impl ChatStore {
     ) -> Result<()> {
         self.op("import_conversation", || {
             let max_bytes = self.limits.max_content_bytes;
-            let checked = import::check_import(user, conversation, messages, max_bytes)?;
+            let checked = import::check_import(user, conversation, &[], messages, max_bytes)?;
+            self.write(|conn| checked.write(conn, user, conversation, messages))
+        })
+    }
+
+    /// Writes a conversation, its branches and its messages exactly as
+    /// [`export_user`](Self::export_user) read them — ids, title, times, the tree of branches with
+    /// the active one, seqs, roles, content, metadata — in one write transaction, as `user`'s. The
+    /// messages are inserted as appends insert them, so the search index holds them at once.
+    ///
+    /// Everything is checked before anything is written:
+    /// - the conversation must be `user`'s, its title trimmed and valid;
+    /// - with no branches (a conversation that never branched), its message count is the number of
+    ///   `messages`, all on the root branch; otherwise `branches` are the root first, then the
+    ///   others by id, each forking from an older one at a seq that one holds itself, no longer
+    ///   than the most a path holds, a retired one kept for exactly what the branches forking from
+    ///   it share, and the active one (the conversation's `branch`, marked `active`, live) as long
+    ///   as the conversation's message count;
+    /// - `messages` are each branch's own, branch by branch, from its fork on, with seqs in order
+    ///   and no gap, all the conversation's, distinct ids, content and metadata within the store's
+    ///   limits;
+    /// - times are as the store writes them: microseconds; the conversation's `created_at` ≤ each
+    ///   message's, along each path in seq order, ≤ its `updated_at`; a branch made no earlier
+    ///   than the conversation and changed no earlier than made; every time within the years 1 to
+    ///   9999, on every backend.
+    ///
+    /// An operator's call: the conversation id is refused if any user has it.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ExportItem, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// let asked = store.append_message(&alice, conv.id, NewMessage::user("Plan a trip"))?;
+    /// store.append_message(&alice, conv.id, NewMessage::assistant("To where?"))?;
+    /// // An edit: the question asked again, on a second branch.
+    /// store.append_sibling(&alice, conv.id, asked.id, &[NewMessage::user("Plan a trip to Oslo")])?;
+    ///
+    /// let (mut branches, mut messages) = (Vec::new(), Vec::new());
+    /// let mut conversation = None;
+    /// for item in store.export_user(&alice) {
+    ///     match item? {
+    ///         ExportItem::Conversation(c) => conversation = Some(c),
+    ///         ExportItem::Branch(b) => branches.push(b),
+    ///         ExportItem::Message(m) => messages.push(m),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// let other = ChatStore::open(":memory:")?;
+    /// other.import_tree(&alice, &conversation.unwrap(), &branches, &messages)?;
+    /// assert_eq!(other.branches(&alice, conv.id)?, store.branches(&alice, conv.id)?);
+    /// assert_eq!(
+    ///     other.messages(&alice, conv.id, Window::All)?.messages,
+    ///     store.messages(&alice, conv.id, Window::All)?.messages,
+    /// );
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Nothing is written on any error:
+    /// - [`Error::InvalidImport`] for records that break the rules above; [`Error::InvalidTitle`],
+    ///   [`Error::ContentTooLarge`], [`Error::InvalidContent`], [`Error::InvalidMetadata`],
+    ///   [`Error::MetadataTooLarge`] as for the other writes;
+    /// - [`Error::AlreadyExists`] if the conversation id is stored;
+    /// - [`Error::DuplicateId`] if a message id is stored (in any conversation) or given twice;
+    /// - [`Error::Busy`], connection and database errors (the transaction is rolled back).
+    pub fn import_tree(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        branches: &[Branch],
+        messages: &[Message],
+    ) -> Result<()> {
+        self.op("import_tree", || {
+            let max_bytes = self.limits.max_content_bytes;
+            let checked = import::check_import(user, conversation, branches, messages, max_bytes)?;
             self.write(|conn| checked.write(conn, user, conversation, messages))
         })
     }

@@ -14,6 +14,7 @@
 
 use crate::conn::Backend;
 use crate::context::ContextWindow;
+use crate::ids::ConversationId;
 use crate::models::{Branch, Conversation, DeletedCounts, Message, Siblings, StoreStats};
 use crate::page::{ConversationPage, MessagePage};
 use crate::search::SearchResults;
@@ -115,6 +116,7 @@ rows! {
     StoreStats: |_one| 1;
     Vec<Message>: |messages| messages.len();
     Vec<Conversation>: |conversations| conversations.len();
+    Vec<ConversationId>: |ids| ids.len();
     Vec<Branch>: |branches| branches.len();
     Siblings: |siblings| siblings.siblings.len();
     ConversationPage: |page| page.conversations.len();

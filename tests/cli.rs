@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chatstore::{ChatStore, NewMessage, SearchQuery};
+use chatstore::{ChatStore, NewMessage, SearchQuery, Window};
 use serde_json::{json, Value};
 use support::{backend_tests, user, Fixture, Kind, TestDb};
 
@@ -302,7 +302,27 @@ fn index_counts_what_waited_in_text_and_json(db: &TestDb) {
 }
 
 fn export_import_export_gives_identical_lines(db: &TestDb) {
-    seed(db);
+    let store = seed(db);
+    // A regenerated reply: the export holds both versions, with the conversation's two branches.
+    let alice = user("alice");
+    let asked = store
+        .search_messages(&alice, &SearchQuery::new("oat"))
+        .unwrap()
+        .hits[0]
+        .message
+        .clone();
+    let reply = &store
+        .messages(&alice, asked.conversation_id, Window::All)
+        .unwrap()
+        .messages[1];
+    store
+        .append_sibling(
+            &alice,
+            asked.conversation_id,
+            reply.id,
+            &[NewMessage::assistant("Added oat milk.")],
+        )
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("alice.jsonl");
     let first_arg = first.to_str().unwrap();
@@ -313,11 +333,11 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     .expect(0);
     // Only the summary, on standard output like every result: the progress bar stays hidden
     // when standard error is not a terminal.
-    assert_eq!(run.stdout, "exported 3 conversations, 1238 messages\n");
+    assert_eq!(run.stdout, "exported 3 conversations, 1239 messages\n");
     assert_eq!(run.stderr, "");
     assert!(!dir.path().join("alice.jsonl.partial").exists());
     let exported = read(&first);
-    assert_eq!(exported.lines().count(), 3 + 1238);
+    assert_eq!(exported.lines().count(), 3 + 2 + 1239);
     let records: Vec<Value> = exported
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -326,13 +346,14 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     assert_eq!(records[0]["user_id"], "alice");
     assert!(records
         .iter()
-        .all(|r| r["type"] == "conversation" || r["type"] == "message"));
+        .all(|r| ["conversation", "branch", "message"].contains(&r["type"].as_str().unwrap())));
+    assert_eq!(records.iter().filter(|r| r["type"] == "branch").count(), 2);
     // The same lines on standard output, and the summary beside them on standard error.
     let to_stdout = chatstore(&db.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(to_stdout.stdout, exported);
     assert_eq!(
         to_stdout.stderr,
-        "exported 3 conversations, 1238 messages\n"
+        "exported 3 conversations, 1239 messages\n"
     );
 
     // Into another database from the file, and back out: the same lines.
@@ -342,13 +363,13 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         &["import", "--user", "alice", "--input", first_arg],
     )
     .expect(0);
-    assert_eq!(run.stdout, "imported 3 conversations, 1238 messages\n");
+    assert_eq!(run.stdout, "imported 3 conversations, 1239 messages\n");
     let second = dir.path().join("copy.jsonl");
     export_alice(&copy.url, &second, 0);
     assert_eq!(read(&second), exported);
     assert_eq!(
         stats(&copy.url),
-        json!({"users": 1, "conversations": 3, "messages": 1238})
+        json!({"users": 1, "conversations": 3, "messages": 1239})
     );
     let found = copy
         .open()
@@ -364,7 +385,7 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         exported.as_bytes(),
     )
     .expect(0);
-    assert_eq!(run.stdout, "imported 3 conversations, 1238 messages\n");
+    assert_eq!(run.stdout, "imported 3 conversations, 1239 messages\n");
     let again = chatstore(&third.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(again.stdout, exported);
 

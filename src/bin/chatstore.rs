@@ -28,8 +28,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chatstore::{
-    ChatStore, Conversation, Error, ExportItem, Message, Migrations, SchemaReport, StoreBuilder,
-    UserId,
+    Branch, ChatStore, Conversation, Error, ExportItem, Message, Migrations, SchemaReport,
+    StoreBuilder, UserId,
 };
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -711,10 +711,11 @@ fn write_export(
         let item = item.map_err(|e| Failure::store("reading the user's data", e))?;
         match &item {
             ExportItem::Message(_) => bar.inc(1),
-            _ => {
+            ExportItem::Conversation(_) => {
                 conversations += 1;
                 bar.set_message(conversations.to_string());
             }
+            _ => {}
         }
         serde_json::to_writer(&mut *out, &item)
             .map_err(|e| Failure::failed(format!("writing {target}"), e))?;
@@ -725,10 +726,11 @@ fn write_export(
     Ok(items.counts())
 }
 
-/// A conversation being read: its record's line, the record, and its messages so far.
+/// A conversation being read: its record's line, the record, and its branches and messages so far.
 struct Pending {
     line: u64,
     conversation: Conversation,
+    branches: Vec<Branch>,
     messages: Vec<Message>,
 }
 
@@ -842,9 +844,25 @@ fn read_import(
                 pending = Some(Pending {
                     line: number,
                     conversation,
+                    branches: Vec::new(),
                     messages: Vec::new(),
                 });
             }
+            ExportItem::Branch(branch) => match &mut pending {
+                Some(p) if p.messages.is_empty() => p.branches.push(branch),
+                Some(p) => {
+                    return Err(Failure::refused(format!(
+                        "{source}, line {number}: a branch record after the messages of \
+                         conversation {} (line {}): its branches come first",
+                        p.conversation.id, p.line
+                    )))
+                }
+                None => {
+                    return Err(Failure::refused(format!(
+                        "{source}, line {number}: a branch record before any conversation record"
+                    )))
+                }
+            },
             ExportItem::Message(message) => match &mut pending {
                 Some(p) if p.conversation.id == message.conversation_id => p.messages.push(message),
                 Some(p) => {
@@ -874,7 +892,7 @@ fn read_import(
     Ok(())
 }
 
-/// Imports one conversation with its messages.
+/// Imports one conversation with its branches and messages.
 fn write(
     store: &ChatStore,
     p: Pending,
@@ -893,7 +911,7 @@ fn write(
         counts(done),
         p.messages.len()
     ));
-    match store.import_conversation(&target.user, &p.conversation, &p.messages) {
+    match store.import_tree(&target.user, &p.conversation, &p.branches, &p.messages) {
         Ok(()) => {
             done.conversations += 1;
             done.messages += p.messages.len() as u64;

@@ -3,10 +3,11 @@ use chrono::{DateTime, Utc};
 use super::Message;
 use crate::ids::BranchId;
 
-/// A branch of a conversation, as [`ChatStore::branches`](crate::ChatStore::branches) lists it.
+/// A branch of a conversation, as [`ChatStore::branches`](crate::ChatStore::branches) lists it and
+/// an export ([`ExportItem::Branch`](crate::ExportItem::Branch)) holds it.
 ///
 /// With the `serde` feature: `{"id", "parent", "fork_seq", "length", "created_at", "updated_at",
-/// "active"}`.
+/// "active"}`, and `"retired": true` for a retired branch (only an export has those).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -26,6 +27,15 @@ pub struct Branch {
     pub updated_at: DateTime<Utc>,
     /// Whether it is the conversation's active branch.
     pub active: bool,
+    /// Whether it was deleted while other branches forked from it: it is then kept, for the
+    /// messages they share (its `length` is where the last of them forks), but never listed or
+    /// made active. Always `false` in [`ChatStore::branches`](crate::ChatStore::branches); an
+    /// export carries retired branches so that an import rebuilds the tree exactly.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "std::ops::Not::not")
+    )]
+    pub retired: bool,
 }
 
 /// One of the versions of a message: see [`Siblings`].

@@ -23,13 +23,15 @@ struct Loaded {
 
 impl Loaded {
     /// Read under the conversation's row lock (`lock`: a write follows) or as it is.
+    /// Unlocked, the row and the branches are one statement: one snapshot.
     fn read(conn: &mut Conn, user: &UserId, conv: ConversationId, lock: bool) -> Result<Self> {
-        let row = match lock {
-            true => conversations::lock(conn, user, conv)?,
-            false => conversations::find(conn, user, conv)?,
+        let (row, stored) = match lock {
+            true => {
+                let row = conversations::lock(conn, user, conv)?.ok_or(Error::NotFound)?;
+                (row, branches::rows(conn, conv)?)
+            }
+            false => branches::with_conversation(conn, user, conv)?.ok_or(Error::NotFound)?,
         };
-        let row = row.ok_or(Error::NotFound)?;
-        let stored = branches::rows(conn, conv)?;
         let saved = stored.iter().map(|r| BranchId::from_db(r.branch)).collect();
         let tree = row.tree(stored);
         Ok(Loaded { row, tree, saved })
@@ -169,7 +171,10 @@ pub(crate) fn siblings(
             through: position,
         };
         // A sibling deleted since the tree was read is left out.
-        if let Some(row) = messages::in_segment(conn, conv, at, 1)?.into_iter().next() {
+        if let Some(row) = messages::in_segment(conn, user, conv, at, 1)?
+            .into_iter()
+            .next()
+        {
             siblings.push(Sibling {
                 message: MessageRow::into_model(row)?,
                 branch: loaded.tree.shown_by(branch, position),

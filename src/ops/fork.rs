@@ -63,7 +63,7 @@ fn copy(
     let mut after = segment.after;
     while after < segment.through {
         let page = Segment { after, ..segment };
-        let rows = messages::in_segment(conn, source, page, PAGE)?;
+        let rows = messages::in_segment(conn, user, source, page, PAGE)?;
         let Some(end) = rows
             .last()
             .map(|m| m.seq - segment.stored().0 + segment.after)

@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::columns::BindTime;
-use super::rows::{BranchRow, NewBranchRow};
+use super::rows::{BranchRow, ConversationRow, NewBranchRow};
 use crate::conn::Conn;
 use crate::ids::{BranchId, ConversationId, UserId};
 use crate::schema::branches::dsl::*;
@@ -18,6 +18,32 @@ pub(crate) fn rows(conn: &mut Conn, conv: ConversationId) -> Result<Vec<BranchRo
         .filter(conversation_id.eq(conv))
         .select(BranchRow::as_select())
         .load(conn)?)
+}
+
+/// The user's conversation `conv` with its branch rows, read in one statement, so one snapshot on
+/// every backend: `None` if the user owns no such conversation.
+pub(crate) fn with_conversation(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+) -> Result<Option<(ConversationRow, Vec<BranchRow>)>> {
+    use crate::schema::conversations as c;
+    let rows: Vec<(ConversationRow, Option<BranchRow>)> = c::table
+        .left_join(branches.on(conversation_id.eq(c::id)))
+        .filter(c::id.eq(conv))
+        .filter(c::user_id.eq(user))
+        .select((
+            ConversationRow::as_select(),
+            Option::<BranchRow>::as_select(),
+        ))
+        .load(conn)?;
+    let mut found = None;
+    let mut nodes = Vec::new();
+    for (row, node) in rows {
+        nodes.extend(node);
+        found = Some(row);
+    }
+    Ok(found.map(|row| (row, nodes)))
 }
 
 /// The path of `active`, the conversation's active branch (`count` long), through position

@@ -62,15 +62,18 @@ fn owned_by(user: &UserId) -> Owned<'_> {
         .into_boxed()
 }
 
-/// Up to `limit` of the user's conversations in id order, strictly after the id `after`: an
-/// order that renames and appends never change, for an export.
-pub(crate) fn after_id(
+/// The ids of up to `limit` of the user's conversations in id order, strictly after the id
+/// `after`: an order that renames and appends never change, for an export.
+pub(crate) fn ids_after(
     conn: &mut Conn,
     user: &UserId,
     after: Option<ConversationId>,
     limit: i64,
-) -> Result<Vec<ConversationRow>> {
-    let mut query = owned_by(user);
+) -> Result<Vec<ConversationId>> {
+    let mut query = conversations
+        .filter(user_id.eq(user))
+        .select(id)
+        .into_boxed();
     if let Some(after) = after {
         query = query.filter(id.gt(after));
     }

@@ -610,9 +610,10 @@ fn ancestors_mysql(
     Ok(rows)
 }
 
-/// Up to `limit` of the conversation's messages in `segment`, in seq order, as stored.
+/// Up to `limit` of the user's messages of the conversation in `segment`, in seq order, as stored.
 pub(crate) fn in_segment(
     conn: &mut Conn,
+    user: &UserId,
     conv: ConversationId,
     segment: Segment,
     limit: i64,
@@ -620,6 +621,7 @@ pub(crate) fn in_segment(
     let (after, through) = segment.stored();
     Ok(messages
         .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
         .filter(seq.gt(after))
         .filter(seq.le(through))
         .order(seq)

@@ -9,7 +9,7 @@ use super::columns::{BindTime, DbTime};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Branch, Conversation, Message, NewMessage, Role};
 use crate::schema::{branches, conversations, messages};
-use crate::tree::{split_seq, Node, Tree};
+use crate::tree::{split_seq, stored_seq, Node, Tree};
 use crate::Result;
 
 #[derive(Queryable, Selectable)]
@@ -65,10 +65,15 @@ pub(crate) struct NewConversationRow<'a> {
     pub(crate) created_at: BindTime,
     pub(crate) updated_at: BindTime,
     pub(crate) message_count: i64,
+    pub(crate) branch: i64,
+    /// Where the active branch's own messages start, and how many are stored off them (see
+    /// `tree.rs`): 0 unless the conversation has branched.
+    pub(crate) branch_fork: i64,
+    pub(crate) off_branch: i64,
 }
 
 impl<'a> NewConversationRow<'a> {
-    /// The row of `conversation`, as `user`'s.
+    /// The row of `conversation`, as `user`'s, with no message stored off its active branch.
     pub(crate) fn of(user: &'a UserId, conversation: &'a Conversation) -> Self {
         NewConversationRow {
             id: conversation.id,
@@ -77,6 +82,9 @@ impl<'a> NewConversationRow<'a> {
             created_at: BindTime(conversation.created_at.naive_utc()),
             updated_at: BindTime(conversation.updated_at.naive_utc()),
             message_count: conversation.message_count,
+            branch: conversation.branch.as_i64(),
+            branch_fork: 0,
+            off_branch: 0,
         }
     }
 }
@@ -199,7 +207,7 @@ impl<'a> NewMessageRow<'a> {
             id: message.id,
             conversation_id: message.conversation_id,
             user_id: user,
-            seq: message.seq,
+            seq: stored_seq(message.branch, message.seq),
             role: message.role,
             content: &message.content,
             metadata,
@@ -278,5 +286,6 @@ pub(crate) fn branch_model(node: &Node, active: bool) -> Branch {
         created_at: node.created_at.and_utc(),
         updated_at: node.updated_at.and_utc(),
         active,
+        retired: node.retired,
     }
 }

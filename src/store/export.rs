@@ -4,16 +4,22 @@
 use std::collections::VecDeque;
 
 use super::ChatStore;
-use crate::ids::{ConversationId, UserId};
-use crate::models::{Conversation, Message};
+use crate::ids::{BranchId, ConversationId, UserId};
+use crate::models::{Branch, Conversation, Message};
+use crate::queries::rows::{branch_model, BranchRow, ConversationRow};
+use crate::trace::Recorded;
+use crate::tree::Segment;
 use crate::Result;
 
 /// One record of a user's data, as [`ChatStore::export_user`] reads it and
-/// [`ChatStore::import_conversation`] takes it back: each conversation comes first, then its
-/// messages in seq order.
+/// [`ChatStore::import_tree`] takes it back: each conversation comes first; then, if it has ever
+/// branched, every one of its branches by id (retired ones too); then its messages, branch by
+/// branch, each branch's own in seq order — the root's first, so a conversation that never
+/// branched is its record and its messages 1, 2, 3….
 ///
-/// With the `serde` feature a record is its [`Conversation`] or [`Message`] object with a `"type"`
-/// field first, `"conversation"` or `"message"`, so that one JSON line says what it holds:
+/// With the `serde` feature a record is its [`Conversation`], [`Branch`] or [`Message`] object with
+/// a `"type"` field first, `"conversation"`, `"branch"` or `"message"`, so that one JSON line says
+/// what it holds:
 ///
 /// ```json
 /// {"type":"conversation","id":"0193a3c4-…","user_id":"alice","title":"Groceries","created_at":"2026-11-24T08:15:56.724622Z","updated_at":"…","message_count":2}
@@ -29,6 +35,8 @@ use crate::Result;
 pub enum ExportItem {
     /// A conversation, as it was when the export reached it.
     Conversation(Conversation),
+    /// A branch of the conversation before it, as it was then.
+    Branch(Branch),
     /// A message of the conversation before it.
     Message(Message),
 }
@@ -45,35 +53,26 @@ pub struct ExportCounts {
     pub messages: u64,
 }
 
-/// Conversations read per statement.
+/// Conversations listed per statement.
 const CONVERSATIONS_PER_PAGE: u32 = 100;
 /// Messages read per statement: an export holds at most this many at a time.
 const MESSAGES_PER_PAGE: u32 = 1000;
 
-/// The conversation whose messages an export is reading.
-#[derive(Debug)]
-struct Reading {
-    id: ConversationId,
-    /// Its message count when the export reached it: messages appended since are left out.
-    last: i64,
-    /// The seq read up to.
-    read: i64,
-}
-
 /// A user's data, read page by page: the iterator that [`ChatStore::export_user`] returns.
 ///
-/// Conversations come in id order, a page of 100 at a time, each followed by its messages in seq
-/// order, read in windows of 1,000: memory holds one page, however large the history. Each page is
-/// one statement on a pooled connection, returned before the next item is handed out, so the
-/// consumer may take its time (and call the store) between items.
+/// Conversations come in id order, listed 100 at a time, each followed by its branches (if it has
+/// branched) and its messages, read in windows of 1,000: memory holds one page, however large the
+/// history. Each page is one statement on a pooled connection, returned before the next item is
+/// handed out, so the consumer may take its time (and call the store) between items.
 ///
-/// It reads page by page and conversation by conversation, not one snapshot of everything: each
-/// conversation is exported as its page of the list read it, with its messages up to the count
-/// it had then (messages appended since are left out, so the record and its messages always
-/// agree). Renames and appends never move a conversation in id order, so none is skipped or
-/// repeated; one created during the export is included if its id comes after the page being
-/// read; one deleted before its messages are read ends early, and an import refuses it as
-/// incomplete.
+/// It reads conversation by conversation, not one snapshot of everything: each conversation is
+/// exported as it was when the export reached it — its record and its branches are one statement —
+/// with its messages up to each branch's length then (messages appended since are left out, so
+/// the records and the messages always agree). Renames and appends never move a conversation in
+/// id order, so none is skipped or repeated; one created during the export is included if its id
+/// comes after the page being listed; one deleted before the export reached it is left out; one
+/// deleted (or a branch deleted or cut back) while its messages are read ends early, and an
+/// import refuses it as incomplete.
 ///
 /// An error ends the export: the iterator returns `None` after it.
 #[derive(Debug)]
@@ -81,11 +80,16 @@ struct Reading {
 pub struct UserExport {
     store: ChatStore,
     user: UserId,
-    page: VecDeque<Conversation>,
+    /// Listed conversations not reached yet.
+    page: VecDeque<ConversationId>,
     /// The last conversation id listed; `None` before the first page.
     after: Option<ConversationId>,
     listed_all: bool,
-    reading: Option<Reading>,
+    /// The conversation whose messages are being read.
+    reading: Option<ConversationId>,
+    /// Its branches' runs of messages not read yet, each from the position after the last read.
+    runs: VecDeque<Segment>,
+    branches: VecDeque<Branch>,
     messages: VecDeque<Message>,
     counts: ExportCounts,
     finished: bool,
@@ -100,6 +104,8 @@ impl UserExport {
             after: None,
             listed_all: false,
             reading: None,
+            runs: VecDeque::new(),
+            branches: VecDeque::new(),
             messages: VecDeque::new(),
             counts: ExportCounts::default(),
             finished: false,
@@ -114,37 +120,40 @@ impl UserExport {
     /// The next record, reading a page when the one held is used up; `None` at the end.
     fn advance(&mut self) -> Result<Option<ExportItem>> {
         loop {
+            if let Some(branch) = self.branches.pop_front() {
+                return Ok(Some(ExportItem::Branch(branch)));
+            }
             if let Some(message) = self.messages.pop_front() {
                 self.counts.messages += 1;
                 return Ok(Some(ExportItem::Message(message)));
             }
-            if let Some(reading) = &mut self.reading {
-                let left = reading.last - reading.read;
-                if left > 0 {
-                    let limit = u32::try_from(left)
-                        .map_or(MESSAGES_PER_PAGE, |left| left.min(MESSAGES_PER_PAGE));
-                    let window =
-                        self.store
-                            .export_messages(&self.user, reading.id, reading.read, limit)?;
-                    let last = reading.last;
-                    self.messages
-                        .extend(window.into_iter().filter(|m| m.seq <= last));
-                    if let Some(newest) = self.messages.back() {
-                        reading.read = newest.seq;
-                        continue;
+            if let (Some(id), Some(run)) = (self.reading, self.runs.front_mut()) {
+                let left = run.through - run.after;
+                let limit = u32::try_from(left)
+                    .map_or(MESSAGES_PER_PAGE, |left| left.min(MESSAGES_PER_PAGE));
+                let window = self.store.export_messages(&self.user, id, *run, limit)?;
+                match window.last() {
+                    Some(newest) if newest.seq < run.through => run.after = newest.seq,
+                    Some(_) => {
+                        self.runs.pop_front();
                     }
-                    // Nothing: deleted since it was listed, so it ends here.
+                    // Nothing: deleted or cut back since it was reached, so it ends here.
+                    None => self.runs.clear(),
                 }
-                self.reading = None;
+                self.messages.extend(window);
+                continue;
             }
-            if let Some(conversation) = self.page.pop_front() {
-                self.reading = Some(Reading {
-                    id: conversation.id,
-                    last: conversation.message_count,
-                    read: 0,
-                });
+            self.reading = None;
+            if let Some(id) = self.page.pop_front() {
+                // Deleted since it was listed: left out.
+                let Some(tree) = self.store.export_tree(&self.user, id)? else {
+                    continue;
+                };
+                self.reading = Some(id);
+                self.runs = tree.runs.into();
+                self.branches = tree.branches.into();
                 self.counts.conversations += 1;
-                return Ok(Some(ExportItem::Conversation(conversation)));
+                return Ok(Some(ExportItem::Conversation(tree.conversation)));
             }
             if self.listed_all {
                 return Ok(None);
@@ -153,10 +162,18 @@ impl UserExport {
                 self.store
                     .export_conversations(&self.user, self.after, CONVERSATIONS_PER_PAGE)?;
             self.listed_all = page.len() < CONVERSATIONS_PER_PAGE as usize;
-            self.after = page.last().map(|c| c.id).or(self.after);
+            self.after = page.last().copied().or(self.after);
             self.page.extend(page);
         }
     }
+}
+
+/// A conversation as an export reaches it: its record, its branches (none if it never branched)
+/// and the run of messages each branch stores itself.
+pub(crate) struct ExportedTree {
+    pub(crate) conversation: Conversation,
+    pub(crate) branches: Vec<Branch>,
+    pub(crate) runs: Vec<Segment>,
 }
 
 impl Iterator for UserExport {
@@ -175,3 +192,39 @@ impl Iterator for UserExport {
 }
 
 impl std::iter::FusedIterator for UserExport {}
+
+impl ExportedTree {
+    /// The conversation of `row`, whose branch rows are `stored`.
+    pub(crate) fn new(row: ConversationRow, stored: Vec<BranchRow>) -> Self {
+        let branched = !stored.is_empty();
+        let tree = row.tree(stored);
+        let active = BranchId::from_db(row.branch);
+        let nodes = tree.nodes();
+        ExportedTree {
+            branches: match branched {
+                true => nodes
+                    .iter()
+                    .map(|n| branch_model(n, n.branch == active))
+                    .collect(),
+                false => Vec::new(),
+            },
+            runs: nodes
+                .iter()
+                .filter(|n| n.length > n.fork)
+                .map(|n| Segment {
+                    branch: n.branch,
+                    after: n.fork,
+                    through: n.length,
+                })
+                .collect(),
+            conversation: row.into_model(),
+        }
+    }
+}
+
+/// The conversation and its branches, or nothing (gone).
+impl Recorded for Option<ExportedTree> {
+    fn rows(&self) -> Option<usize> {
+        Some(self.as_ref().map_or(0, |tree| 1 + tree.branches.len()))
+    }
+}

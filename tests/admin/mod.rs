@@ -12,7 +12,7 @@ backend_tests! {
     every: [
         stats_count_every_users_data,
         export_then_import_into_a_fresh_database_round_trips_exactly,
-        an_export_reads_each_conversation_as_its_page_was_listed,
+        an_export_reads_each_conversation_as_it_was_when_reached,
         a_user_without_data_exports_nothing,
         refused_imports_leave_the_database_unchanged,
         times_far_from_now_import_list_and_update_exactly,
@@ -220,7 +220,7 @@ fn export_then_import_into_a_fresh_database_round_trips_exactly(db: &TestDb) {
     assert_eq!(next.seq, 6);
 }
 
-fn an_export_reads_each_conversation_as_its_page_was_listed(db: &TestDb) {
+fn an_export_reads_each_conversation_as_it_was_when_reached(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let first = store.create_conversation(&alice, Some("first")).unwrap().id;
@@ -238,14 +238,17 @@ fn an_export_reads_each_conversation_as_its_page_was_listed(db: &TestDb) {
     store
         .append_message(&alice, second, NewMessage::user("b1"))
         .unwrap();
+    let third = store.create_conversation(&alice, Some("third")).unwrap().id;
 
     let mut run = store.export_user(&alice);
     let Some(Ok(ExportItem::Conversation(reached))) = run.next() else {
         panic!("the first conversation first");
     };
     assert_eq!((reached.id, reached.message_count), (first, 2));
-    // Written while the export runs, after both were listed: appends to both, a rename of the
-    // second. Each is exported as listed, its messages up to the count it had then.
+    // Written while the export runs, after all three were listed: appends to the first two, a
+    // rename of the second, the third deleted. Each is exported as it was when the export reached
+    // it, its messages up to the count it had then: the first without a3, the second renamed
+    // with b2; the third not at all.
     store
         .append_message(&alice, first, NewMessage::user("a3"))
         .unwrap();
@@ -255,6 +258,7 @@ fn an_export_reads_each_conversation_as_its_page_was_listed(db: &TestDb) {
     store
         .rename_conversation(&alice, second, Some("renamed"))
         .unwrap();
+    store.delete_conversation(&alice, third).unwrap();
     let rest: Vec<ExportItem> = run.map(Result::unwrap).collect();
     let groups = grouped(
         std::iter::once(ExportItem::Conversation(reached))
@@ -272,7 +276,7 @@ fn an_export_reads_each_conversation_as_its_page_was_listed(db: &TestDb) {
         seen,
         [
             (Some("first"), vec!["a1", "a2"]),
-            (Some("second"), vec!["b1"]),
+            (Some("renamed"), vec!["b1", "b2"]),
         ]
     );
     // Its record and its messages agree: the import takes them.

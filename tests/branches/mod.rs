@@ -6,7 +6,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use chatstore::{
-    BranchId, ChatStore, ConversationId, Error, Message, NewMessage, SearchQuery, UserId, Window,
+    Branch, BranchId, ChatStore, Conversation, ConversationId, Error, ExportItem, Message,
+    NewMessage, SearchQuery, UserId, Window,
 };
 
 use crate::support::{backend_tests, contents, seqs, user, TestDb};
@@ -21,6 +22,8 @@ backend_tests! {
         a_pop_below_a_fork_releases_what_a_deleted_branch_kept,
         search_fork_and_counts_know_every_branch,
         appends_and_switches_racing_leave_every_branch_without_gaps,
+        whole_trees_round_trip_through_export_and_import,
+        an_import_refuses_a_tree_the_store_could_not_have_made,
     ],
     persistent: [
         a_database_from_before_branches_upgrades_in_place,
@@ -238,7 +241,7 @@ fn windows_and_context_cross_fork_points(db: &TestDb) {
         Some("b260"),
         "the newest of branch two"
     );
-    // The export reads the active path too.
+    // The export holds every branch's messages, each once: the active path's among them.
     let exported = store
         .export_user(&alice)
         .filter_map(|item| match item.unwrap() {
@@ -246,7 +249,8 @@ fn windows_and_context_cross_fork_points(db: &TestDb) {
             _ => None,
         })
         .collect::<Vec<_>>();
-    assert_eq!(exported, expected);
+    assert_eq!(exported.len() as u64, store.stats().unwrap().messages);
+    assert!(expected.iter().all(|m| exported.contains(m)));
 }
 
 fn branches_are_the_owners_alone(db: &TestDb) {
@@ -581,4 +585,165 @@ fn a_pop_below_a_fork_releases_what_a_deleted_branch_kept(db: &TestDb) {
     assert_eq!(store.branches(&alice, conv).unwrap().len(), 2);
     let deleted = store.delete_user_data(&alice).unwrap();
     assert_eq!(deleted.messages, 4);
+}
+
+/// A user's export, one conversation at a time: its record, branches and messages.
+fn exported(store: &ChatStore, owner: &UserId) -> Vec<(Conversation, Vec<Branch>, Vec<Message>)> {
+    let mut all: Vec<(Conversation, Vec<Branch>, Vec<Message>)> = Vec::new();
+    for item in store.export_user(owner) {
+        match item.unwrap() {
+            ExportItem::Conversation(c) => all.push((c, Vec::new(), Vec::new())),
+            ExportItem::Branch(b) => all.last_mut().unwrap().1.push(b),
+            ExportItem::Message(m) => all.last_mut().unwrap().2.push(m),
+            other => panic!("{other:?}"),
+        }
+    }
+    all
+}
+
+/// Every branch's path, as each read shows it: switched to in turn, then back.
+fn every_path(store: &ChatStore, owner: &UserId, conv: ConversationId) -> Vec<Vec<Message>> {
+    let active = store.conversation(owner, conv).unwrap().branch;
+    let mut paths = Vec::new();
+    for branch in store.branches(owner, conv).unwrap() {
+        store.switch_branch(owner, conv, branch.id).unwrap();
+        paths.push(path(store, owner, conv));
+    }
+    store.switch_branch(owner, conv, active).unwrap();
+    paths
+}
+
+/// A tree with a retired branch (kept for the branch forking from it), an edit of the first
+/// message and a straight conversation, exported and imported into another database: the copy
+/// exports the same records, lists the same branches, reads the same paths and siblings, and
+/// counts and finds the same messages.
+fn whole_trees_round_trip_through_export_and_import(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, made) = three_branches(&store, &alice);
+    store
+        .delete_branch(&alice, conv, made[1][0].branch)
+        .unwrap();
+    store
+        .append_sibling(&alice, conv, made[0][0].id, &texts(&["e1", "e2"]))
+        .unwrap();
+    let straight = store.create_conversation(&alice, Some("straight")).unwrap();
+    store
+        .append_messages(&alice, straight.id, &texts(&["s1", "s2"]))
+        .unwrap();
+    let records = exported(&store, &alice);
+    assert_eq!(records.len(), 2);
+    let (_, branches, messages) = &records[0];
+    assert_eq!(
+        branches.iter().map(|b| b.retired).collect::<Vec<_>>(),
+        [false, true, false, false],
+        "the retired branch is exported"
+    );
+    assert_eq!(messages.len(), 4 + 2 + 2 + 2, "every stored message, once");
+    assert!(
+        records[1].1.is_empty(),
+        "a straight conversation has no branch records"
+    );
+
+    let target = TestDb::new(db.kind);
+    let copy = target.open();
+    for (conversation, branches, messages) in &records {
+        copy.import_tree(&alice, conversation, branches, messages)
+            .unwrap();
+    }
+    assert_eq!(exported(&copy, &alice), records);
+    assert_eq!(
+        copy.branches(&alice, conv).unwrap(),
+        store.branches(&alice, conv).unwrap()
+    );
+    assert_eq!(
+        every_path(&copy, &alice, conv),
+        every_path(&store, &alice, conv)
+    );
+    assert_eq!(
+        copy.siblings(&alice, conv, made[0][2].id).unwrap(),
+        store.siblings(&alice, conv, made[0][2].id).unwrap()
+    );
+    assert_eq!(stored_messages(&target, &copy), stored_messages(db, &store));
+    let found = copy
+        .search_messages(&alice, &SearchQuery::new("a4"))
+        .unwrap();
+    assert_eq!(found.hits.len(), 1);
+    assert!(!found.hits[0].on_active_branch);
+    // The copy branches on as the original does.
+    let next = copy
+        .append_sibling(&alice, conv, made[2][1].id, &texts(&["c6"]))
+        .unwrap();
+    let again = store
+        .append_sibling(&alice, conv, made[2][1].id, &texts(&["c6"]))
+        .unwrap();
+    assert_eq!(
+        (next[0].branch, next[0].seq),
+        (again[0].branch, again[0].seq)
+    );
+}
+
+/// Each record an import could get wrong about a tree, refused with nothing written.
+fn an_import_refuses_a_tree_the_store_could_not_have_made(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, _) = three_branches(&store, &alice);
+    let (conversation, branches, messages) = exported(&store, &alice).remove(0);
+    let target = TestDb::new(db.kind);
+    let copy = target.open();
+    let refused =
+        |c: &Conversation, b: &[Branch], m: &[Message]| match copy.import_tree(&alice, c, b, m) {
+            Err(Error::InvalidImport(why)) => why,
+            other => panic!("{other:?}"),
+        };
+    // Without its branches, or through the call for straight conversations.
+    refused(&conversation, &[], &messages);
+    assert!(matches!(
+        copy.import_conversation(&alice, &conversation, &messages),
+        Err(Error::InvalidImport(_))
+    ));
+    // A branch left out, or its messages.
+    refused(&conversation, &branches[..2], &messages);
+    refused(&conversation, &branches, &messages[..messages.len() - 1]);
+    // Branches out of order or twice, a fork its parent does not hold, a cycle, a length past
+    // the conversation's count, two active branches, a retired branch nothing forks from.
+    let mut b = branches.clone();
+    b.swap(1, 2);
+    refused(&conversation, &b, &messages);
+    let mut b = branches.clone();
+    b.insert(1, b[1].clone());
+    assert!(refused(&conversation, &b, &messages).contains("by id"));
+    let mut b = branches.clone();
+    b[2].fork_seq = 2;
+    assert!(refused(&conversation, &b, &messages).contains("fork"));
+    let mut b = branches.clone();
+    b[1].parent = Some(b[2].id);
+    assert!(refused(&conversation, &b, &messages).contains("parent"));
+    let mut b = branches.clone();
+    b[2].length += 1;
+    assert!(refused(&conversation, &b, &messages).contains("message count"));
+    let mut b = branches.clone();
+    b[0].active = true;
+    assert!(refused(&conversation, &b, &messages).contains("active"));
+    let mut b = branches.clone();
+    b[2].retired = true;
+    refused(&conversation, &b, &messages);
+    // A message moved to another branch, or two swapped.
+    let mut m = messages.clone();
+    m[5].branch = BranchId::ROOT;
+    assert!(refused(&conversation, &branches, &m).contains("without a gap"));
+    let mut m = messages.clone();
+    m.swap(0, 1);
+    refused(&conversation, &branches, &m);
+    assert!(matches!(
+        copy.conversation(&alice, conv),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(copy.stats().unwrap().messages, 0, "nothing was written");
+    copy.import_tree(&alice, &conversation, &branches, &messages)
+        .unwrap();
+    assert_eq!(
+        copy.branches(&alice, conv).unwrap(),
+        store.branches(&alice, conv).unwrap()
+    );
 }

@@ -353,7 +353,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .rename_conversation(&alice, conv, Some("SECRET-title-bell\u{7}"))
             .unwrap_err();
         store.stats().unwrap();
-        // A page of one conversation, a window of its five messages.
+        // A page of one conversation, its record, a window of its five messages.
         let mut items = store.export_user(&alice).map(Result::unwrap);
         let Some(ExportItem::Conversation(mut record)) = items.next() else {
             panic!("a conversation first");
@@ -378,6 +378,9 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         store
             .import_conversation(&alice, &record, &messages)
             .unwrap();
+        store
+            .import_tree(&alice, &record, &[], &messages)
+            .unwrap_err();
         let fork = store
             .fork_conversation(&alice, record.id, messages[2].id)
             .unwrap();
@@ -420,10 +423,12 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("rename_conversation", None, false),
         ("stats", Some("1"), true),
         ("export_user", Some("1"), true),
+        ("export_user", Some("1"), true),
         ("export_user", Some("5"), true),
         ("import_conversation", None, false),
         ("import_conversation", None, false),
         ("import_conversation", None, true),
+        ("import_tree", None, false),
         ("fork_conversation", Some("1"), true),
         ("pop_messages", Some("1"), true),
         ("pop_messages", None, false),
