@@ -396,7 +396,11 @@ mod tests {
     fn a_tree_is_checked_along_each_path() {
         let (user, conversation, branches, messages) = branched();
         let checked = check_import(&user, &conversation, &branches, &messages, 100).unwrap();
-        assert_eq!(checked.tree.off_branch(conversation.branch), 3, "the root's three");
+        assert_eq!(
+            checked.tree.off_branch(conversation.branch),
+            3,
+            "the root's three"
+        );
         // Its first message is compared with the root's message it follows, at the fork.
         let mut m = messages.clone();
         m[3].created_at = time(0);

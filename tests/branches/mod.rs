@@ -22,6 +22,7 @@ backend_tests! {
         a_pop_below_a_fork_releases_what_a_deleted_branch_kept,
         search_fork_and_counts_know_every_branch,
         appends_and_switches_racing_leave_every_branch_without_gaps,
+        appends_racing_branch_deletes_keep_each_batch_whole_or_gone,
         whole_trees_round_trip_through_export_and_import,
         an_import_refuses_a_tree_the_store_could_not_have_made,
     ],
@@ -746,4 +747,62 @@ fn an_import_refuses_a_tree_the_store_could_not_have_made(db: &TestDb) {
         copy.branches(&alice, conv).unwrap(),
         store.branches(&alice, conv).unwrap()
     );
+}
+
+/// An appending thread and a thread that keeps regenerating a message and deleting the branch
+/// that was active: each appended batch is stored whole (on the branch active when it was
+/// reserved) or gone whole (with its branch), every live branch's path has no gap, and the tree
+/// left is one an import takes back.
+fn appends_racing_branch_deletes_keep_each_batch_whole_or_gone(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let (conv, made) = three_branches(&store, &alice);
+    let barrier = Arc::new(Barrier::new(2));
+    let appender = {
+        let (store, alice, barrier) = (store.clone(), alice.clone(), barrier.clone());
+        thread::spawn(move || {
+            barrier.wait();
+            (0..40)
+                .map(|i| {
+                    let texts = [format!("w{i}-a"), format!("w{i}-b")];
+                    let batch: Vec<_> = texts.iter().map(NewMessage::user).collect();
+                    let stored = store.append_messages(&alice, conv, &batch).unwrap();
+                    assert_eq!(stored[0].branch, stored[1].branch);
+                    stored.iter().map(|m| m.id).collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let regenerated = made[0][1].id;
+    barrier.wait();
+    for i in 0..15 {
+        let active = store.conversation(&alice, conv).unwrap().branch;
+        let fresh = store
+            .append_sibling(&alice, conv, regenerated, &texts(&[&format!("s{i}")]))
+            .unwrap();
+        assert_ne!(fresh[0].branch, active);
+        store.delete_branch(&alice, conv, active).unwrap();
+    }
+    let batches = appender.join().unwrap();
+
+    let records = exported(&store, &alice);
+    let (conversation, branches, messages) = &records[0];
+    let stored: std::collections::HashSet<_> = messages.iter().map(|m| m.id).collect();
+    for batch in &batches {
+        let kept = batch.iter().filter(|id| stored.contains(id)).count();
+        assert!(kept == 0 || kept == batch.len(), "a batch cut in two");
+    }
+    for (branch, path) in store
+        .branches(&alice, conv)
+        .unwrap()
+        .iter()
+        .zip(every_path(&store, &alice, conv))
+    {
+        assert_eq!(seqs(&path), (1..=branch.length).collect::<Vec<i64>>());
+    }
+    assert_eq!(stored_messages(db, &store), messages.len() as u64);
+    let copy = TestDb::new(db.kind);
+    copy.open()
+        .import_tree(&alice, conversation, branches, messages)
+        .unwrap();
 }
