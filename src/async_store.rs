@@ -403,6 +403,43 @@ impl AsyncChatStore {
             .await
     }
 
+    /// [`ChatStore::append_if_last_seq_on`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Error, NewMessage, UserId, Window};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// # let conv = store.create_conversation(&alice, None).await?;
+    /// let asked = store.append_message(&alice, conv.id, NewMessage::user("Hi")).await?;
+    /// let seen = store.messages(&alice, conv.id, Window::Latest(20)).await?;
+    /// let edit = [NewMessage::user("Hello")];
+    /// store.append_sibling(&alice, conv.id, asked.id, &edit).await?;
+    /// let reply = [NewMessage::assistant("Hi!")];
+    /// let result = store
+    ///     .append_if_last_seq_on(&alice, conv.id, seen.branch, seen.total, &reply)
+    ///     .await;
+    /// assert!(matches!(result, Err(Error::BranchSwitched { .. })));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::append_if_last_seq_on`]; [`Error::TaskFailed`].
+    pub async fn append_if_last_seq_on(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        branch: BranchId,
+        last_seq: i64,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Message>> {
+        let (user, batch) = (user.clone(), owned(batch));
+        self.run(move |s| s.append_if_last_seq_on(&user, conversation, branch, last_seq, &batch))
+            .await
+    }
+
     /// [`ChatStore::pop_messages`], on the blocking pool.
     ///
     /// ```

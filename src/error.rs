@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::ids::BranchId;
+
 /// What can go wrong in chatstore. Every fallible call returns this, never a panic.
 ///
 /// Input errors ([`InvalidTitle`](Error::InvalidTitle), [`InvalidUserId`](Error::InvalidUserId),
@@ -169,6 +171,18 @@ pub enum Error {
         expected: i64,
         /// The conversation's last seq when the append ran.
         actual: i64,
+    },
+
+    /// An append that named the branch it extends
+    /// ([`ChatStore::append_if_last_seq_on`](crate::ChatStore::append_if_last_seq_on)) found
+    /// another branch active: someone switched, edited or regenerated since. Nothing was written;
+    /// read the active branch and decide again.
+    #[error("the conversation's active branch is {actual}, not {expected}")]
+    BranchSwitched {
+        /// The branch the caller stated.
+        expected: BranchId,
+        /// The conversation's active branch when the append ran.
+        actual: BranchId,
     },
 
     /// A client-supplied message id ([`NewMessage::with_id`](crate::NewMessage::with_id)) is
@@ -521,6 +535,7 @@ impl Error {
         matches!(
             self,
             Error::Conflict { .. }
+                | Error::BranchSwitched { .. }
                 | Error::DuplicateId(_)
                 | Error::AlreadyExists(_)
                 | Error::SharedMessages { .. }
@@ -885,6 +900,10 @@ pub(crate) mod tests {
             Error::AlreadyExists(id.into()),
             Error::SharedMessages { seq: 1 },
             Error::LastBranch,
+            Error::BranchSwitched {
+                expected: BranchId::ROOT,
+                actual: BranchId::new(1).unwrap(),
+            },
         ] {
             assert!(error.is_conflict(), "{error:?}");
             assert!(!error.is_retryable() && !error.is_invalid_input());

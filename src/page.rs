@@ -2,7 +2,7 @@
 //! list cursor, a message window) and the token forms of those positions are in `cursor.rs`.
 
 use crate::cursor::{ConversationCursor, Window};
-use crate::ids::UserId;
+use crate::ids::{BranchId, UserId};
 use crate::models::{Conversation, Message};
 
 /// Where a page of [`ChatStore::list_conversations`](crate::ChatStore::list_conversations) starts
@@ -84,7 +84,7 @@ impl ConversationPage {
 }
 
 /// A window of messages, in chronological order, with the windows next to it. With the `serde`
-/// feature: `{"messages", "older", "newer", "total"}`.
+/// feature: `{"messages", "older", "newer", "total"}`, and `"branch"` off the root branch.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -97,8 +97,15 @@ pub struct MessagePage {
     /// The same-sized window of newer messages, or `None` if the last message was the newest when
     /// read (or the page is empty).
     pub newer: Option<Window>,
-    /// How many messages the conversation held when read.
+    /// How many messages the conversation held when read: its active branch's path.
     pub total: i64,
+    /// The conversation's active branch when read: the branch whose path the window is (for
+    /// [`ChatStore::append_if_last_seq_on`](crate::ChatStore::append_if_last_seq_on)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "BranchId::is_root_ref")
+    )]
+    pub branch: BranchId,
 }
 
 impl MessagePage {
@@ -138,7 +145,12 @@ impl MessagePage {
         window.map(|window| window.to_token(user, conversation))
     }
 
-    pub(crate) fn new(messages: Vec<Message>, window: Window, total: i64) -> Self {
+    pub(crate) fn new(
+        messages: Vec<Message>,
+        window: Window,
+        total: i64,
+        branch: BranchId,
+    ) -> Self {
         let limit = window.limit();
         let older = messages
             .first()
@@ -153,6 +165,7 @@ impl MessagePage {
             older,
             newer,
             total,
+            branch,
         }
     }
 }

@@ -645,26 +645,75 @@ impl ChatStore {
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Message>> {
         self.op("append_if_last_seq", || {
-            self.append(user, conversation, batch, Some(last_seq))
+            let expected = append::Expected {
+                seq: last_seq,
+                branch: None,
+            };
+            self.append(user, conversation, batch, Some(expected))
+        })
+    }
+
+    /// Appends the batch only if `branch` is still the conversation's active branch and its last
+    /// seq is still `last_seq`: [`append_if_last_seq`](Self::append_if_last_seq) for a writer
+    /// that must not extend another branch than the one it read — a reply generated for one
+    /// version of the history, while someone else edited a message, regenerated a reply or
+    /// switched branches ([`MessagePage::branch`](crate::MessagePage::branch) and
+    /// [`Conversation::branch`](crate::Conversation::branch) say which branch a read showed).
+    /// Otherwise as [`append_messages`](Self::append_messages); a retry of a stored batch (by its
+    /// ids) returns it.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, NewMessage, UserId, Window};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let user = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&user, None)?;
+    /// let asked = store.append_message(&user, conv.id, NewMessage::user("Lisbon or Porto?"))?;
+    /// let seen = store.messages(&user, conv.id, Window::Latest(20))?;
+    /// // Meanwhile, in another tab, the question is edited: a new branch, now active.
+    /// store.append_sibling(&user, conv.id, asked.id, &[NewMessage::user("Lisbon or Faro?")])?;
+    /// let reply = [NewMessage::assistant("Porto.")];
+    /// let result = store.append_if_last_seq_on(&user, conv.id, seen.branch, seen.total, &reply);
+    /// assert!(matches!(result, Err(Error::BranchSwitched { .. })));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::BranchSwitched`] if another branch is active, [`Error::Conflict`] if the branch's
+    /// last seq is not `last_seq` — nothing is written; otherwise as
+    /// [`append_messages`](Self::append_messages).
+    pub fn append_if_last_seq_on(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        branch: BranchId,
+        last_seq: i64,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Message>> {
+        self.op("append_if_last_seq_on", || {
+            let expected = append::Expected {
+                seq: last_seq,
+                branch: Some(branch),
+            };
+            self.append(user, conversation, batch, Some(expected))
         })
     }
 
     /// Validates the batch, then writes it — unless it is a retry of a stored batch — if the
-    /// conversation's last seq is `last_seq` (when given).
+    /// conversation is what `expected` says (when given).
     fn append(
         &self,
         user: &UserId,
         conversation: ConversationId,
         batch: &[NewMessage<'_>],
-        last_seq: Option<i64>,
+        expected: Option<append::Expected>,
     ) -> Result<Vec<Message>> {
         let batch = append::Batch::new(user, conversation, batch, self.limits.max_content_bytes)?;
         if batch.is_empty() {
-            self.with_conn(|conn| batch.check_unwritten(conn, last_seq))?;
+            self.with_conn(|conn| batch.check_unwritten(conn, expected))?;
             return Ok(Vec::new());
         }
         let now = models::now().naive_utc();
-        let written = self.write_in_autocommit(|conn| batch.write(conn, last_seq, now))?;
+        let written = self.write_in_autocommit(|conn| batch.write(conn, expected, now))?;
         Ok(batch.stored(written))
     }
 
@@ -1048,7 +1097,7 @@ impl ChatStore {
                     max,
                 });
             }
-            Ok(MessagePage::new(messages, window, total))
+            Ok(MessagePage::new(messages, window, total, found.branch))
         })
     }
 

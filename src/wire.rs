@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::context::ContextWindow;
 use crate::cursor::{ConversationCursor, Window};
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{Conversation, DeletedCounts, Message, Role, StoreStats};
 use crate::page::{ConversationPage, MessagePage, Page};
 use crate::search::{SearchHit, SearchOrder, SearchResults, Snippet};
@@ -136,6 +136,7 @@ fn json_shapes_are_pinned_byte_for_byte() {
             older: None,
             newer: Some(Window::After { seq: 1, limit: 1 }),
             total: 2,
+            branch: BranchId::ROOT,
         },
         &format!(
             r#"{{"messages":[{MESSAGE_JSON}],"older":null,"newer":{{"after":{{"seq":1,"limit":1}}}},"total":2}}"#

@@ -29,6 +29,32 @@ pub(crate) enum Written {
     Replayed(Vec<Message>),
 }
 
+/// What an optimistic append expects to extend: the active branch's last seq, and the branch, if
+/// the caller named it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected {
+    pub(crate) seq: i64,
+    pub(crate) branch: Option<BranchId>,
+}
+
+impl Expected {
+    /// Why a conversation whose active branch is `branch`, `count` long, is not what this expects;
+    /// `None` if it is.
+    fn unmet(self, branch: BranchId, count: i64) -> Option<Error> {
+        match self.branch {
+            Some(expected) if expected != branch => Some(Error::BranchSwitched {
+                expected,
+                actual: branch,
+            }),
+            _ if self.seq != count => Some(Error::Conflict {
+                expected: self.seq,
+                actual: count,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A batch checked against the store's limits, with what its rows need: ids and metadata as JSON
 /// text.
 pub(crate) struct Batch<'b, 'a> {
@@ -74,16 +100,19 @@ impl<'b, 'a> Batch<'b, 'a> {
     }
 
     /// An empty batch writes nothing, but answers as an append would: `NotFound` for a
-    /// conversation that is not the user's, `Conflict` if its last seq is not `last_seq`.
-    pub(crate) fn check_unwritten(&self, conn: &mut Conn, last_seq: Option<i64>) -> Result<()> {
+    /// conversation that is not the user's, `Conflict` or `BranchSwitched` if it is not what
+    /// `expected` says.
+    pub(crate) fn check_unwritten(
+        &self,
+        conn: &mut Conn,
+        expected: Option<Expected>,
+    ) -> Result<()> {
         let found = conversations::find(conn, self.user, self.conversation)?;
         let found = found.ok_or(Error::NotFound)?;
-        match last_seq {
-            Some(expected) if expected != found.message_count => Err(Error::Conflict {
-                expected,
-                actual: found.message_count,
-            }),
-            _ => Ok(()),
+        let branch = BranchId::from_db(found.branch);
+        match expected.and_then(|e| e.unmet(branch, found.message_count)) {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 
@@ -95,20 +124,26 @@ impl<'b, 'a> Batch<'b, 'a> {
     /// ([`write_transaction`]), begun here rather than by the facade because only the query layer
     /// knows which of the two an append takes. The messages to return are made afterwards, by
     /// [`Batch::stored`]: nothing is copied while the append holds its locks.
+    ///
+    /// An append that names the branch it extends (`expected`) always takes the transaction: the
+    /// branch is checked against the one its reservation found, and a mismatch rolls it back.
     pub(crate) fn write(
         &self,
         conn: &mut Conn,
-        last_seq: Option<i64>,
+        expected: Option<Expected>,
         now: NaiveDateTime,
     ) -> Result<Written> {
         // The rows are made once, numbered from 1 at `now`; the transaction renumbers them.
         let mut rows = self.rows(now);
-        if let Some(written) = self.write_in_one_statement(conn, &mut rows, last_seq, now)? {
-            return Ok(written);
+        if expected.is_none_or(|e| e.branch.is_none()) {
+            let last_seq = expected.map(|e| e.seq);
+            if let Some(written) = self.write_in_one_statement(conn, &mut rows, last_seq, now)? {
+                return Ok(written);
+            }
         }
         let mut attempt = || {
             write_transaction(conn, |conn| {
-                self.write_in_transaction(conn, &mut rows, last_seq, now)
+                self.write_in_transaction(conn, &mut rows, expected, now)
             })
         };
         match attempt() {
@@ -152,7 +187,8 @@ impl<'b, 'a> Batch<'b, 'a> {
                     if let Some(stored) = self.replay(conn)? {
                         return Ok(Some(Written::Replayed(stored)));
                     }
-                    if let Some(error) = self.moved_on(conn, last_seq)? {
+                    let expected = last_seq.map(|seq| Expected { seq, branch: None });
+                    if let Some(error) = self.moved_on(conn, expected)? {
                         return Err(error);
                     }
                     // The count reached `last_seq` after the statement: try again. Counts only
@@ -179,18 +215,20 @@ impl<'b, 'a> Batch<'b, 'a> {
     }
 
     /// The append's transaction: a retry of a stored batch is found and returned; otherwise the
-    /// seqs are reserved (if the last seq is still `last_seq`, when given) and the rows inserted.
+    /// seqs are reserved (if the conversation is still what `expected` says, when given) and the
+    /// rows inserted.
     fn write_in_transaction(
         &self,
         conn: &mut Conn,
         rows: &mut [NewMessageRow<'_>],
-        last_seq: Option<i64>,
+        expected: Option<Expected>,
         now: NaiveDateTime,
     ) -> Result<Written> {
         if let Some(stored) = self.replay(conn)? {
             return Ok(Written::Replayed(stored));
         }
         let n = self.messages.len() as i64;
+        let last_seq = expected.map(|e| e.seq);
         let (count, created_at, branch) = loop {
             let reserved =
                 conversations::reserve_seqs(conn, self.user, self.conversation, n, now, last_seq)?;
@@ -203,7 +241,7 @@ impl<'b, 'a> Batch<'b, 'a> {
             if let Some(stored) = self.replay(conn)? {
                 return Ok(Written::Replayed(stored));
             }
-            match self.moved_on(conn, last_seq)? {
+            match self.moved_on(conn, expected)? {
                 Some(error) => return Err(error),
                 // The count reached `last_seq` between the two statements: try again. Counts
                 // only grow, so this happens at most once.
@@ -212,6 +250,11 @@ impl<'b, 'a> Batch<'b, 'a> {
         };
         let first_seq = count - n + 1;
         let branch = BranchId::from_db(branch);
+        // The count was as expected, but on another branch: the caller's transaction rolls the
+        // reservation back.
+        if let Some(error) = expected.and_then(|e| e.unmet(branch, count - n)) {
+            return Err(error);
+        }
         for (row, seq) in rows.iter_mut().zip(first_seq..) {
             row.seq = stored_seq(branch, seq);
             row.created_at = BindTime(created_at.0);
@@ -297,18 +340,16 @@ impl<'b, 'a> Batch<'b, 'a> {
         replayed(self.conversation, self.messages, stored).map(Some)
     }
 
-    /// Why the append reserved no seqs: the conversation is not the user's (`NotFound`), or its
-    /// last seq is no longer `last_seq` (`Conflict`). `None` if it is `last_seq` after all: an
-    /// append committed between the reservation and this read, so the reservation can be tried
+    /// Why the append reserved no seqs: the conversation is not the user's (`NotFound`), or it is
+    /// no longer what `expected` says (`Conflict`, `BranchSwitched`). `None` if it is after all:
+    /// an append committed between the reservation and this read, so the reservation can be tried
     /// again.
-    fn moved_on(&self, conn: &mut Conn, last_seq: Option<i64>) -> Result<Option<Error>> {
+    fn moved_on(&self, conn: &mut Conn, expected: Option<Expected>) -> Result<Option<Error>> {
         let found = conversations::find(conn, self.user, self.conversation)?;
-        Ok(match (found, last_seq) {
-            (Some(row), Some(expected)) if row.message_count == expected => None,
-            (Some(row), Some(expected)) => Some(Error::Conflict {
-                expected,
-                actual: row.message_count,
-            }),
+        Ok(match (found, expected) {
+            (Some(row), Some(expected)) => {
+                expected.unmet(BranchId::from_db(row.branch), row.message_count)
+            }
             _ => Some(Error::NotFound),
         })
     }

@@ -6,8 +6,8 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use chatstore::{
-    ContextOptions, ConversationId, ExportItem, MessageId, NewMessage, Page, SearchQuery, UserId,
-    Window,
+    BranchId, ContextOptions, ConversationId, ExportItem, MessageId, NewMessage, Page, SearchQuery,
+    UserId, Window,
 };
 use serde_json::json;
 use tracing::field::{Field, Visit};
@@ -320,6 +320,15 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .append_if_last_seq(&alice, conv, 4, &[NewMessage::assistant(CONTENT)])
             .unwrap();
         store
+            .append_if_last_seq_on(
+                &alice,
+                conv,
+                BranchId::ROOT,
+                0,
+                &[NewMessage::user(CONTENT)],
+            )
+            .unwrap_err();
+        store
             .rename_conversation(&alice, conv, Some(NEW_TITLE))
             .unwrap();
         store.list_conversations(&alice, Page::first(10)).unwrap();
@@ -408,6 +417,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("append_messages", Some("3"), true),
         ("append_message", Some("1"), true),
         ("append_if_last_seq", Some("1"), true),
+        ("append_if_last_seq_on", None, false),
         ("rename_conversation", Some("1"), true),
         ("list_conversations", Some("1"), true),
         ("messages", Some("4"), true),
