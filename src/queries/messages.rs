@@ -477,6 +477,29 @@ pub(crate) fn window(
     ))
 }
 
+/// The start of [`ancestors`]' walk up a branch's ancestors (`{p}` a bound value, `{int}` the
+/// window's last position, bound as a 64-bit integer): the branch itself, as far as the window
+/// takes it.
+macro_rules! chain_anchor {
+    () => {
+        "WITH RECURSIVE chain (branch, parent, fork, through) AS (\
+         SELECT branch, parent, fork_seq, {int} FROM chatstore_branches \
+         WHERE conversation_id = {p} AND branch = {p} \
+         UNION ALL "
+    };
+}
+
+/// The walk's step: the parent of each branch whose fork the window reaches below, as far as the
+/// window takes it (up to where its child forks).
+macro_rules! chain_step {
+    () => {
+        "SELECT b.branch, b.parent, b.fork_seq, \
+         CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
+         FROM chatstore_branches b JOIN chain c ON b.branch = c.parent \
+         WHERE b.conversation_id = {p} AND c.fork > {p}) "
+    };
+}
+
 /// The messages at positions `after + 1 ..= through` of the path of `branch` (all below its fork),
 /// in no order, in one statement: the branch's ancestors, read from the branches table by a
 /// recursive query that stops at the first whose fork is at or below `after`, each joined to the
@@ -500,23 +523,17 @@ fn ancestors(
 ) -> Result<Vec<MessageRow>> {
     use diesel::sql_types::{BigInt, Binary};
     // One text per backend, each prepared once per connection.
-    const SQL: &str = "WITH RECURSIVE chain (branch, parent, fork, through) AS (\
-         SELECT branch, parent, fork_seq, {int} FROM chatstore_branches \
-         WHERE conversation_id = {p} AND branch = {p} \
-         UNION ALL \
-         SELECT b.branch, b.parent, b.fork_seq, \
-         CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
-         FROM chatstore_branches b JOIN chain c ON b.branch = c.parent \
-         WHERE b.conversation_id = {p} AND c.fork > {p}) \
-         SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+    const SQL: &str = concat!(
+        chain_anchor!(),
+        chain_step!(),
+        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
          FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
          AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
-         AND m.seq <= chain.branch * 4294967296 + chain.through";
-    const PG: &str = "WITH RECURSIVE chain (branch, parent, fork, through) AS (\
-         SELECT branch, parent, fork_seq, {int} FROM chatstore_branches \
-         WHERE conversation_id = {p} AND branch = {p} \
-         UNION ALL \
-         SELECT b.branch, b.parent, b.fork_seq, \
+         AND m.seq <= chain.branch * 4294967296 + chain.through"
+    );
+    const PG: &str = concat!(
+        chain_anchor!(),
+        "SELECT b.branch, b.parent, b.fork_seq, \
          CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
          FROM chain c CROSS JOIN LATERAL (SELECT branch, parent, fork_seq FROM chatstore_branches \
          WHERE conversation_id = {p} AND branch = c.parent OFFSET 0) b WHERE c.fork > {p}) \
@@ -525,7 +542,8 @@ fn ancestors(
          SELECT id, conversation_id, seq, role, content, metadata, created_at \
          FROM chatstore_messages WHERE conversation_id = {p} \
          AND seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
-         AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m";
+         AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m"
+    );
     let sql = match conn.backend() {
         Backend::Sqlite => SQL.replace("{int}", "?").replace("{p}", "?"),
         // MariaDB joins the messages by the conversation alone (`ref`), not by each branch's
@@ -584,23 +602,21 @@ fn ancestors_mysql(
         #[diesel(sql_type = BigInt)]
         through: i64,
     }
-    let chain = diesel::sql_query(
-        "WITH RECURSIVE chain (branch, parent, fork, through) AS (\
-         SELECT branch, parent, fork_seq, CAST(? AS SIGNED) FROM chatstore_branches \
-         WHERE conversation_id = ? AND branch = ? \
-         UNION ALL \
-         SELECT b.branch, b.parent, b.fork_seq, \
-         CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
-         FROM chatstore_branches b JOIN chain c ON b.branch = c.parent \
-         WHERE b.conversation_id = ? AND c.fork > ?) \
-         SELECT branch, fork, through FROM chain",
-    )
-    .into_boxed::<MultiBackend>()
-    .bind::<BigInt, _>(through)
-    .bind::<Binary, _>(conv)
-    .bind::<BigInt, _>(branch.as_i64())
-    .bind::<Binary, _>(conv)
-    .bind::<BigInt, _>(after);
+    const CHAIN: &str = concat!(
+        chain_anchor!(),
+        chain_step!(),
+        "SELECT branch, fork, through FROM chain"
+    );
+    let sql = CHAIN
+        .replace("{int}", "CAST(? AS SIGNED)")
+        .replace("{p}", "?");
+    let chain = diesel::sql_query(sql)
+        .into_boxed::<MultiBackend>()
+        .bind::<BigInt, _>(through)
+        .bind::<Binary, _>(conv)
+        .bind::<BigInt, _>(branch.as_i64())
+        .bind::<Binary, _>(conv)
+        .bind::<BigInt, _>(after);
     let links: Vec<Link> = Cached(chain).load(conn)?;
     let segments: Vec<Segment> = links
         .iter()

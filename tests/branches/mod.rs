@@ -23,6 +23,7 @@ backend_tests! {
         search_fork_and_counts_know_every_branch,
         appends_and_switches_racing_leave_every_branch_without_gaps,
         appends_racing_branch_deletes_keep_each_batch_whole_or_gone,
+        an_append_that_names_its_branch_never_extends_another,
         whole_trees_round_trip_through_export_and_import,
         an_import_refuses_a_tree_the_store_could_not_have_made,
     ],
@@ -330,6 +331,16 @@ fn three_branches(store: &ChatStore, alice: &UserId) -> (ConversationId, Vec<Vec
     (conv, vec![root, one, two])
 }
 
+/// [`three_branches`] with branch 1 deleted: retired, keeping a3 and a4 for branch 2.
+fn three_branches_one_retired(
+    store: &ChatStore,
+    alice: &UserId,
+) -> (ConversationId, Vec<Vec<Message>>) {
+    let (conv, made) = three_branches(store, alice);
+    store.delete_branch(alice, conv, made[1][0].branch).unwrap();
+    (conv, made)
+}
+
 fn stored_messages(db: &TestDb, store: &ChatStore) -> u64 {
     let stats = store.stats().unwrap().messages;
     if let Some(rows) = db.count_rows("chatstore_messages") {
@@ -567,10 +578,7 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
 fn a_pop_below_a_fork_releases_what_a_deleted_branch_kept(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
-    let (conv, made) = three_branches(&store, &alice);
-    store
-        .delete_branch(&alice, conv, made[1][0].branch)
-        .unwrap();
+    let (conv, _) = three_branches_one_retired(&store, &alice);
     assert_eq!(stored_messages(db, &store), 8);
     let popped = store.pop_messages(&alice, conv, 3).unwrap();
     assert_eq!(contents(&popped), ["a4", "b5", "b6"]);
@@ -621,10 +629,7 @@ fn every_path(store: &ChatStore, owner: &UserId, conv: ConversationId) -> Vec<Ve
 fn whole_trees_round_trip_through_export_and_import(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
-    let (conv, made) = three_branches(&store, &alice);
-    store
-        .delete_branch(&alice, conv, made[1][0].branch)
-        .unwrap();
+    let (conv, made) = three_branches_one_retired(&store, &alice);
     store
         .append_sibling(&alice, conv, made[0][0].id, &texts(&["e1", "e2"]))
         .unwrap();
@@ -805,4 +810,71 @@ fn appends_racing_branch_deletes_keep_each_batch_whole_or_gone(db: &TestDb) {
     copy.open()
         .import_tree(&alice, conversation, branches, messages)
         .unwrap();
+}
+
+/// `append_if_last_seq_on`: an append for one branch, refused with nothing written once another is
+/// active — also one exactly as long, whose count alone would pass — and taken on its own branch.
+fn an_append_that_names_its_branch_never_extends_another(db: &TestDb) {
+    let store = db.open();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let root = store
+        .append_messages(&alice, conv, &texts(&["r1", "r2", "r3"]))
+        .unwrap();
+    let seen = store.messages(&alice, conv, Window::Latest(10)).unwrap();
+    assert_eq!((seen.branch, seen.total), (BranchId::ROOT, 3));
+    // A regeneration of r3: branch 1, as long as the root.
+    let other = store
+        .append_sibling(&alice, conv, root[2].id, &texts(&["o3"]))
+        .unwrap()[0]
+        .branch;
+    let reply = texts(&["reply"]);
+    let refused = store.append_if_last_seq_on(&alice, conv, seen.branch, seen.total, &reply);
+    assert!(
+        matches!(refused, Err(Error::BranchSwitched { expected, actual })
+            if expected == BranchId::ROOT && actual == other),
+        "{refused:?}"
+    );
+    assert!(refused.unwrap_err().is_conflict());
+    let refused = store.append_if_last_seq_on(&alice, conv, seen.branch, seen.total, &[]);
+    assert!(matches!(refused, Err(Error::BranchSwitched { .. })));
+    assert_eq!(
+        store.conversation(&alice, conv).unwrap().message_count,
+        3,
+        "nothing was written"
+    );
+    assert_eq!(store.stats().unwrap().messages, 4);
+    // On its own branch, with a stale count: a conflict; with the right one, written.
+    assert!(matches!(
+        store.append_if_last_seq_on(&alice, conv, other, 2, &reply),
+        Err(Error::Conflict {
+            expected: 2,
+            actual: 3
+        })
+    ));
+    let written = store
+        .append_if_last_seq_on(&alice, conv, other, 3, &reply)
+        .unwrap();
+    assert_eq!((written[0].branch, written[0].seq), (other, 4));
+    // A retry by client ids returns the stored batch, whatever is active since.
+    let id = chatstore::MessageId::from(uuid::Uuid::now_v7());
+    let once = [NewMessage::user("once").with_id(id)];
+    let first = store
+        .append_if_last_seq_on(&alice, conv, other, 4, &once)
+        .unwrap();
+    store.switch_branch(&alice, conv, BranchId::ROOT).unwrap();
+    let again = store
+        .append_if_last_seq_on(&alice, conv, other, 4, &once)
+        .unwrap();
+    assert_eq!(again, first);
+    // Back on the root, the read's branch and count take the append.
+    let seen = store.messages(&alice, conv, Window::Latest(10)).unwrap();
+    let written = store
+        .append_if_last_seq_on(&alice, conv, seen.branch, seen.total, &reply)
+        .unwrap();
+    assert_eq!((written[0].branch, written[0].seq), (BranchId::ROOT, 4));
+    assert!(matches!(
+        store.append_if_last_seq_on(&bob, conv, BranchId::ROOT, 4, &reply),
+        Err(Error::NotFound)
+    ));
 }
