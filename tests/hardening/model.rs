@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatstore::{
-    BranchId, ChatStore, Conversation, ConversationId, Error, Message, MessageId, NewMessage, Page,
-    Role, UserId, Window,
+    BranchId, ChatStore, Conversation, ConversationId, Error, ExportItem, Message, MessageId,
+    NewMessage, Page, Role, UserId, Window,
 };
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -895,8 +895,42 @@ fn config() -> (Config, usize) {
     (config, steps)
 }
 
+/// Each user's export, imported into `copy`, exports the same records: whatever tree the steps
+/// left — retired branches, branches re-forked by pops — an import rebuilds it exactly.
+fn exports_import_exactly(store: &ChatStore, copy: &ChatStore, users: &[UserId]) {
+    for user in users {
+        let records: Vec<ExportItem> = store.export_user(user).map(Result::unwrap).collect();
+        let mut rest = records.as_slice();
+        while let [ExportItem::Conversation(conversation), tail @ ..] = rest {
+            let end = tail
+                .iter()
+                .position(|r| matches!(r, ExportItem::Conversation(_)))
+                .unwrap_or(tail.len());
+            let (mut branches, mut messages) = (Vec::new(), Vec::new());
+            for record in &tail[..end] {
+                match record {
+                    ExportItem::Branch(b) => branches.push(b.clone()),
+                    ExportItem::Message(m) => messages.push(m.clone()),
+                    other => panic!("{other:?}"),
+                }
+            }
+            copy.import_tree(user, conversation, &branches, &messages)
+                .unwrap_or_else(|e| panic!("{e}: {conversation:?} {branches:?}"));
+            rest = &tail[end..];
+        }
+        assert!(rest.is_empty());
+        let again: Vec<ExportItem> = copy.export_user(user).map(Result::unwrap).collect();
+        assert_eq!(
+            again, records,
+            "{user}'s export, imported and exported again"
+        );
+    }
+}
+
 fn the_store_agrees_with_the_model_after_every_step(db: &TestDb) {
     let store = db.open();
+    let copy_db = TestDb::new(db.kind);
+    let copy = copy_db.open();
     // Each case has users of its own, so cases share the database and never see each other.
     let case = AtomicUsize::new(0);
     let (config, steps) = config();
@@ -912,6 +946,7 @@ fn the_store_agrees_with_the_model_after_every_step(db: &TestDb) {
                 let touched = step(&store, &users, &mut model, op);
                 agree(&store, &users, &model, touched);
             }
+            exports_import_exactly(&store, &copy, &users);
             Ok(())
         })
         .unwrap();
