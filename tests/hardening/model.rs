@@ -56,11 +56,13 @@ enum Op {
         conv: Conv,
         batch: Vec<Draft>,
     },
-    /// An append stating a last seq `offset` away from the real one (0: the right one).
+    /// An append stating a last seq `offset` away from the real one (0: the right one), and with
+    /// `branch`, the `k`-th live branch (perhaps the active one) as the branch it extends.
     AppendIfLast {
         user: usize,
         conv: Conv,
         offset: i64,
+        branch: Option<usize>,
         batch: Vec<Draft>,
     },
     /// Sends an earlier batch that carried client ids again, as a client retrying would.
@@ -190,9 +192,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (user.clone(), title()).prop_map(|(user, title)| Op::Create { user, title }),
         4 => (user.clone(), conv.clone(), batch())
             .prop_map(|(user, conv, batch)| Op::Append { user, conv, batch }),
-        2 => (user.clone(), conv.clone(), -1..=1i64, batch()).prop_map(|(user, conv, offset, batch)| {
-            Op::AppendIfLast { user, conv, offset, batch }
-        }),
+        2 => (user.clone(), conv.clone(), -1..=1i64, prop::option::of(0..3usize), batch())
+            .prop_map(|(user, conv, offset, branch, batch)| {
+                Op::AppendIfLast { user, conv, offset, branch, batch }
+            }),
         1 => (user.clone(), 0..8usize).prop_map(|(user, earlier)| Op::Retry { user, earlier }),
         1 => (user.clone(), conv.clone(), title())
             .prop_map(|(user, conv, title)| Op::Rename { user, conv, title }),
@@ -392,11 +395,17 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             user,
             conv,
             offset,
+            branch,
             batch,
         } => {
-            let last = model
-                .resolve(*user, *conv)
-                .map_or(0, |i| model.conversations[i].messages.len() as i64);
+            let found = model.resolve(*user, *conv).map(|i| &model.conversations[i]);
+            let last = found.map_or(0, |c| c.messages.len() as i64);
+            let named = branch.map(|k| {
+                found.map_or(BranchId::ROOT, |c| {
+                    let live = c.live();
+                    live[k % live.len()]
+                })
+            });
             return append(
                 store,
                 users,
@@ -404,7 +413,7 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
                 *user,
                 *conv,
                 batch,
-                Some(last + offset),
+                Some((last + offset, named)),
             );
         }
         Op::Retry { user, earlier } => {
@@ -757,7 +766,7 @@ fn removed(
     Some(i)
 }
 
-/// An append (optionally stating the last seq) on the store and the model.
+/// An append (optionally stating the last seq, and perhaps the branch) on the store and the model.
 fn append(
     store: &ChatStore,
     users: &[UserId],
@@ -765,7 +774,7 @@ fn append(
     user: usize,
     conv: Conv,
     drafts: &[Draft],
-    last_seq: Option<i64>,
+    last_seq: Option<(i64, Option<BranchId>)>,
 ) -> Option<usize> {
     let batch: Vec<(Option<MessageId>, Draft)> = drafts
         .iter()
@@ -780,7 +789,10 @@ fn append(
     let (id, visible) = model.target(user, conv);
     let result = match last_seq {
         None => store.append_messages(&users[user], id, &new),
-        Some(last) => store.append_if_last_seq(&users[user], id, last, &new),
+        Some((last, None)) => store.append_if_last_seq(&users[user], id, last, &new),
+        Some((last, Some(branch))) => {
+            store.append_if_last_seq_on(&users[user], id, branch, last, &new)
+        }
     };
     let nul = drafts.iter().position(|d| d.content.contains('\0'));
     let Some(i) = visible.filter(|_| nul.is_none()) else {
@@ -797,7 +809,17 @@ fn append(
     };
     let c = &mut model.conversations[i];
     let count = c.messages.len() as i64;
-    if let Some(expected) = last_seq.filter(|&last| last != count) {
+    // The branch is checked first: a count on another branch means nothing.
+    if let Some(named) = last_seq.and_then(|(_, b)| b).filter(|&b| b != c.active) {
+        match result {
+            Err(Error::BranchSwitched { expected, actual }) => {
+                assert_eq!((expected, actual), (named, c.active))
+            }
+            other => panic!("expected another branch, got {other:?}"),
+        }
+        return Some(i);
+    }
+    if let Some((expected, _)) = last_seq.filter(|&(last, _)| last != count) {
         match result {
             Err(Error::Conflict {
                 expected: e,
