@@ -511,10 +511,13 @@ impl Error {
     }
 
     /// Whether the call was refused for what the store already holds, and wrote nothing: the
-    /// conversation moved on since the stated last seq ([`Conflict`](Error::Conflict)), a client
-    /// message id is taken by a different message ([`DuplicateId`](Error::DuplicateId)), or an
-    /// imported conversation's id is stored ([`AlreadyExists`](Error::AlreadyExists)). Read the
-    /// current state and decide again (HTTP 409, say).
+    /// conversation moved on since the stated last seq ([`Conflict`](Error::Conflict)) or to
+    /// another branch ([`BranchSwitched`](Error::BranchSwitched)), a client message id is taken by
+    /// a different message ([`DuplicateId`](Error::DuplicateId)), an imported conversation's id is
+    /// stored ([`AlreadyExists`](Error::AlreadyExists)), a pop would take a message another branch
+    /// shares ([`SharedMessages`](Error::SharedMessages)), or the branch to delete is the last
+    /// ([`LastBranch`](Error::LastBranch)). Read the current state and decide again (HTTP 409,
+    /// say).
     ///
     /// ```
     /// use chatstore::{ChatStore, NewMessage, UserId};

@@ -19,6 +19,10 @@
 //!   messages unchanged, without a snapshot.
 //! - A branch's parent and fork change only while it has no messages of its own and no branches
 //!   forking from it (a pop below its fork: see [`Tree::cut`]).
+//! - A branch id is never given twice in a conversation, so that a caller holding a stale id (a
+//!   tab that listed the branches before one was deleted) never switches to, deletes or appends to
+//!   another branch than it means. Ids are handed out in order, and a deleted branch that held the
+//!   highest id leaves a *tombstone* ([`Node::tombstone`]) that keeps the id taken.
 
 use chrono::NaiveDateTime;
 
@@ -56,6 +60,26 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// A deleted branch kept only so that its id, the highest given, is not given again: retired,
+    /// with no parent, no messages and nothing forking from it. At most one; it goes when a newer
+    /// branch takes a higher id.
+    pub(crate) fn tombstone(branch: BranchId, updated_at: NaiveDateTime) -> Node {
+        Node {
+            branch,
+            parent: None,
+            fork: 0,
+            length: 0,
+            retired: true,
+            created_at: updated_at,
+            updated_at,
+        }
+    }
+
+    /// Whether it is a [`tombstone`](Self::tombstone).
+    pub(crate) fn is_tombstone(&self) -> bool {
+        self.retired && self.parent.is_none() && !self.branch.is_root()
+    }
+
     /// How many messages it stores itself.
     pub(crate) fn own(&self) -> i64 {
         (self.length - self.fork).max(0)
@@ -142,10 +166,18 @@ impl Tree {
             .map(|i| &mut self.nodes[i])
     }
 
-    /// Adds a branch (its id not yet taken).
-    pub(crate) fn insert(&mut self, node: Node) {
+    /// Adds a branch (its id [`next_id`](Self::next_id)); returns the tombstone it makes
+    /// unneeded, whose row goes.
+    pub(crate) fn insert(&mut self, node: Node) -> Option<BranchId> {
+        let gone = self
+            .nodes
+            .iter()
+            .find(|n| n.is_tombstone())
+            .map(|n| n.branch);
+        self.nodes.retain(|n| !n.is_tombstone());
         let at = self.nodes.partition_point(|n| n.branch < node.branch);
         self.nodes.insert(at, node);
+        gone
     }
 
     /// The branch that may be listed and made active, if `branch` is one.
@@ -153,7 +185,7 @@ impl Tree {
         self.get(branch).filter(|n| !n.retired)
     }
 
-    /// The id a new branch takes.
+    /// The id a new branch takes: after every id given, a deleted one's too.
     pub(crate) fn next_id(&self) -> Option<BranchId> {
         let last = self.nodes.last().map_or(0, |n| n.branch.get());
         BranchId::new(last + 1)
@@ -270,6 +302,7 @@ impl Tree {
         let mut cut = Cut::default();
         let shared = self.shared_through(branch);
         let has_children = self.children(branch).next().is_some();
+        let highest = self.nodes.last().is_some_and(|n| n.branch == branch);
         let Some(node) = self.get_mut(branch) else {
             return cut;
         };
@@ -282,8 +315,14 @@ impl Tree {
             cut.changed.push(branch);
         } else {
             let parent = node.parent;
-            self.nodes.retain(|n| n.branch != branch);
-            cut.rows.push(branch);
+            if highest {
+                // The highest id given: kept taken.
+                *node = Node::tombstone(branch, node.updated_at);
+                cut.changed.push(branch);
+            } else {
+                self.nodes.retain(|n| n.branch != branch);
+                cut.rows.push(branch);
+            }
             // A retired parent was kept for its branches: it goes, or shrinks, with this one.
             self.prune(parent, &mut cut);
         }
@@ -464,6 +503,35 @@ mod tests {
             tree.nodes().iter().map(|n| n.branch).collect::<Vec<_>>(),
             [id(0), id(3)]
         );
+    }
+
+    #[test]
+    fn a_deleted_highest_branch_keeps_its_id_taken() {
+        let mut tree = sample();
+        // Branch 3, the highest id, forks from the root with nothing forking from it.
+        let cut = tree.delete(id(3));
+        assert_eq!(cut.messages, [(id(3), 4)]);
+        assert!(cut.rows.is_empty());
+        assert_eq!(cut.changed, [id(3)]);
+        let tombstone = tree.get(id(3)).unwrap();
+        assert!(tombstone.is_tombstone() && tombstone.own() == 0);
+        assert!(tree.live(id(3)).is_none());
+        assert_eq!(
+            tree.children(id(0)).count(),
+            1,
+            "branch 1 alone forks from the root"
+        );
+        assert_eq!(tree.off_branch(id(2)), 10 + 4, "the root's and branch 1's");
+        assert_eq!(tree.next_id(), Some(id(4)), "not 3 again");
+        // A new branch takes 4, and the tombstone goes.
+        let gone = tree.insert(node(4, Some(0), 1, 2));
+        assert_eq!(gone, Some(id(3)));
+        assert!(tree.get(id(3)).is_none());
+        assert_eq!(tree.next_id(), Some(id(5)));
+        // A deleted branch below the highest leaves no tombstone.
+        let cut = tree.delete(id(2));
+        assert_eq!(cut.rows, [id(2)]);
+        assert!(tree.nodes().iter().all(|n| !n.is_tombstone()));
     }
 
     #[test]

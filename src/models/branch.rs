@@ -29,8 +29,11 @@ pub struct Branch {
     pub active: bool,
     /// Whether it was deleted while other branches forked from it: it is then kept, for the
     /// messages they share (its `length` is where the last of them forks), but never listed or
-    /// made active. Always `false` in [`ChatStore::branches`](crate::ChatStore::branches); an
-    /// export carries retired branches so that an import rebuilds the tree exactly.
+    /// made active. A retired branch with no parent, no fork and no length is the deleted branch
+    /// that had the highest id, kept so that the id is never given again (a stale id then finds
+    /// nothing, never another branch). Always `false` in
+    /// [`ChatStore::branches`](crate::ChatStore::branches); an export carries retired branches so
+    /// that an import rebuilds the tree exactly.
     #[cfg_attr(
         feature = "serde",
         serde(default, skip_serializing_if = "std::ops::Not::not")

@@ -1,7 +1,7 @@
 //! Appending a batch of messages: seqs reserved under the conversation's row lock, rows inserted,
 //! and a batch whose client ids are already stored recognised as a retry. On PostgreSQL all of it
-//! is one statement, committed as it runs; elsewhere a write transaction, which this operation
-//! begins itself (see [`Batch::write`]).
+//! is one statement, committed as it runs (but for an append that names its branch); elsewhere a
+//! write transaction, which this operation begins itself (see [`Batch::write`]).
 
 use std::collections::{HashMap, HashSet};
 

@@ -110,7 +110,7 @@ pub(crate) fn append_sibling(
     // The branch that stops being active keeps its length and time in its row (the root's row is
     // made now, when the conversation first branches).
     loaded.save(conn, user, active)?;
-    loaded.tree.insert(Node {
+    let unneeded = loaded.tree.insert(Node {
         branch: id,
         parent: Some(parent),
         fork,
@@ -119,6 +119,9 @@ pub(crate) fn append_sibling(
         created_at: time,
         updated_at: time,
     });
+    if let Some(tombstone) = unneeded {
+        branches::delete(conn, user, conv, tombstone)?;
+    }
     loaded.save(conn, user, id)?;
     let mut rows = batch.rows(time);
     for (row, position) in rows.iter_mut().zip(fork + 1..) {

@@ -131,17 +131,22 @@ pub(crate) fn check_import(
 fn check_tree(conversation: &Conversation, branches: &[Branch]) -> Result<Tree> {
     let invalid = |why: String| Err(Error::InvalidImport(why));
     let mut nodes: Vec<Node> = Vec::with_capacity(branches.len());
-    for b in branches {
+    for (i, b) in branches.iter().enumerate() {
         let at = |what: &str| format!("branch {}: {what}", b.id);
         if nodes.last().is_some_and(|n| n.branch >= b.id) {
             return invalid(at("the branches must come once each, by id"));
         }
+        let tombstone = b.retired && b.fork_seq == 0 && b.length == 0;
         match (nodes.is_empty(), b.parent) {
             (true, None) if b.id.is_root() && b.fork_seq == 0 => {}
             (true, _) => return invalid(at("the first branch must be the root, forking at 0")),
+            // A deleted branch that keeps the highest id taken (see `tree.rs`).
+            (false, None) if tombstone && i + 1 == branches.len() => {}
             (false, None) => return invalid(at("only the root has no parent")),
             (false, Some(parent)) => {
-                let Some(up) = nodes.iter().find(|n| n.branch == parent) else {
+                // By id, as the branches are.
+                let found = nodes.binary_search_by_key(&parent, |n| n.branch);
+                let Some(up) = found.ok().map(|k| &nodes[k]) else {
                     return invalid(at("its parent must be a branch given before it"));
                 };
                 let owned = match b.fork_seq {
@@ -188,18 +193,30 @@ fn check_tree(conversation: &Conversation, branches: &[Branch]) -> Result<Tree> 
             conversation.branch
         ));
     }
-    let count = conversation.message_count;
-    let tree = Tree::new(nodes, conversation.branch, count, NaiveDateTime::MIN);
-    for node in tree.nodes().iter().filter(|n| n.retired) {
-        let children = tree.children(node.branch).count();
-        if children == 0 || tree.shared_through(node.branch) != node.length {
+    // The furthest fork of each branch's children, in one pass: a retired branch (other than a
+    // tombstone) has children, and keeps exactly what they share.
+    let mut shared: HashMap<BranchId, i64> = HashMap::new();
+    for node in &nodes {
+        if let Some(parent) = node.parent {
+            let furthest = shared.entry(parent).or_insert(node.fork);
+            *furthest = (*furthest).max(node.fork);
+        }
+    }
+    for node in nodes.iter().filter(|n| n.retired && !n.is_tombstone()) {
+        if shared.get(&node.branch) != Some(&node.length) {
             return invalid(format!(
                 "branch {}: a retired branch keeps exactly what the branches forking from it share",
                 node.branch
             ));
         }
     }
-    Ok(tree)
+    let count = conversation.message_count;
+    Ok(Tree::new(
+        nodes,
+        conversation.branch,
+        count,
+        NaiveDateTime::MIN,
+    ))
 }
 
 /// Checks `messages` against the tree: each branch's own, by branch id, from its fork on in seq

@@ -61,8 +61,8 @@ const MESSAGES_PER_PAGE: u32 = 1000;
 /// A user's data, read page by page: the iterator that [`ChatStore::export_user`] returns.
 ///
 /// Conversations come in id order, listed 100 at a time, each followed by its branches (if it has
-/// branched) and its messages, read in windows of 1,000: memory holds one page, however large the
-/// history. Each page is one statement on a pooled connection, returned before the next item is
+/// branched) and its messages, read in windows of 1,000: memory holds one page of messages and
+/// the conversation's branch records, however long its history. Each page is one statement on a pooled connection, returned before the next item is
 /// handed out, so the consumer may take its time (and call the store) between items.
 ///
 /// It reads conversation by conversation, not one snapshot of everything: each conversation is

@@ -24,6 +24,7 @@ backend_tests! {
         appends_and_switches_racing_leave_every_branch_without_gaps,
         appends_racing_branch_deletes_keep_each_batch_whole_or_gone,
         an_append_that_names_its_branch_never_extends_another,
+        a_deleted_branchs_id_is_never_given_again,
         whole_trees_round_trip_through_export_and_import,
         an_import_refuses_a_tree_the_store_could_not_have_made,
     ],
@@ -877,4 +878,67 @@ fn an_append_that_names_its_branch_never_extends_another(db: &TestDb) {
         store.append_if_last_seq_on(&bob, conv, BranchId::ROOT, 4, &reply),
         Err(Error::NotFound)
     ));
+}
+
+/// A regeneration deleted, then another edit: the new branch takes a new id, so a stale id — a
+/// tab that read the deleted branch — switches to, deletes and extends nothing; and the id stays
+/// taken across an export and import.
+fn a_deleted_branchs_id_is_never_given_again(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let root = store
+        .append_messages(&alice, conv, &texts(&["r1", "r2", "r3"]))
+        .unwrap();
+    let first = store
+        .append_sibling(&alice, conv, root[2].id, &texts(&["v3"]))
+        .unwrap()[0]
+        .branch;
+    let seen = store.messages(&alice, conv, Window::Latest(10)).unwrap();
+    assert_eq!((seen.branch, seen.total), (first, 3));
+    store.delete_branch(&alice, conv, first).unwrap();
+    let edit = store
+        .append_sibling(&alice, conv, root[1].id, &texts(&["x2", "x3"]))
+        .unwrap();
+    let second = edit[0].branch;
+    assert_ne!(second, first, "a new id");
+    assert!(matches!(
+        store.append_if_last_seq_on(&alice, conv, seen.branch, seen.total, &texts(&["reply"])),
+        Err(Error::BranchSwitched { expected, actual }) if expected == first && actual == second
+    ));
+    assert!(matches!(
+        store.switch_branch(&alice, conv, first),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_branch(&alice, conv, first),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(contents(&path(&store, &alice, conv)), ["r1", "x2", "x3"]);
+    let listed: Vec<_> = store
+        .branches(&alice, conv)
+        .unwrap()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(listed, [BranchId::ROOT, second]);
+
+    // The newest branch deleted: its id stays taken, in an imported copy too.
+    store.delete_branch(&alice, conv, second).unwrap();
+    let records = exported(&store, &alice);
+    let copy_db = TestDb::new(db.kind);
+    let copy = copy_db.open();
+    for (conversation, branches, messages) in &records {
+        copy.import_tree(&alice, conversation, branches, messages)
+            .unwrap();
+    }
+    assert_eq!(exported(&copy, &alice), records);
+    for store in [&store, &copy] {
+        let third = store
+            .append_sibling(&alice, conv, root[2].id, &texts(&["w3"]))
+            .unwrap()[0]
+            .branch;
+        assert!(third != first && third != second, "{third}");
+        assert_eq!(store.stats().unwrap().messages, 4);
+    }
 }

@@ -3,7 +3,7 @@
 //! result, on everything the acting user can list, and on every message of the conversation the step
 //! touched. Failures shrink to a short sequence of operations.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatstore::{
@@ -233,6 +233,8 @@ struct ModelConversation {
     active: BranchId,
     /// Every other live branch's path.
     others: BTreeMap<BranchId, Vec<Message>>,
+    /// Every branch id the conversation has given, deleted ones too.
+    given: BTreeSet<BranchId>,
     deleted: bool,
 }
 
@@ -251,6 +253,7 @@ impl ModelConversation {
             messages: Vec::new(),
             active: BranchId::ROOT,
             others: BTreeMap::new(),
+            given: BTreeSet::from([BranchId::ROOT]),
             deleted: false,
         }
     }
@@ -580,8 +583,8 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             let c = &mut model.conversations[i];
             let branch = stored[0].branch;
             assert!(
-                branch != c.active && !c.others.contains_key(&branch),
-                "a new branch"
+                c.given.insert(branch),
+                "a new branch, with an id never given before"
             );
             for (k, (m, d)) in stored.iter().zip(batch).enumerate() {
                 assert_eq!((m.seq, m.branch), (of.seq + k as i64, branch));
