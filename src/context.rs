@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use crate::ids::BranchId;
 use crate::models::{Message, Role};
 use crate::{Error, Result};
 
@@ -70,7 +71,8 @@ impl ContextOptions {
 /// message's metadata names the call it answers as `{"tool_call_id": "call_1"}`. A window never
 /// holds a result without its call before it, nor starts with a tool result.
 ///
-/// With the `serde` feature: `{"messages", "cost", "omitted"}`.
+/// With the `serde` feature: `{"messages", "cost", "omitted", "total"}`, and `"branch"` off the
+/// root branch.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -82,6 +84,16 @@ pub struct ContextWindow {
     pub cost: u64,
     /// How many messages of the conversation were left out.
     pub omitted: i64,
+    /// How many messages the conversation held when read: its active branch's path, whose last
+    /// seq this is. With [`branch`](Self::branch), what a reply written from this window states
+    /// to [`ChatStore::append_if_last_seq_on`](crate::ChatStore::append_if_last_seq_on).
+    pub total: i64,
+    /// The conversation's active branch when read: the branch whose path the window is.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "BranchId::is_root_ref")
+    )]
+    pub branch: BranchId,
 }
 
 /// The default cost of a message: the characters (Unicode scalar values) of its content and of its
@@ -162,7 +174,7 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
     }
 
     /// The window: the pinned messages, then what was taken, from its first clean start.
-    pub(crate) fn finish(self, total: i64) -> ContextWindow {
+    pub(crate) fn finish(self, total: i64, branch: BranchId) -> ContextWindow {
         let mut chosen = self.chosen;
         chosen.reverse();
         let start = clean_start(&chosen);
@@ -173,6 +185,8 @@ impl<F: FnMut(&Message) -> u64> Builder<F> {
             omitted: total - messages.len() as i64,
             cost: self.spent - cut,
             messages,
+            total,
+            branch,
         }
     }
 }
@@ -232,7 +246,7 @@ mod tests {
     fn build(history: &[Message], budget: u64) -> Vec<i64> {
         let mut builder = Builder::new(budget, char_cost, Vec::new()).unwrap();
         builder.take(history.to_vec());
-        let window = builder.finish(history.len() as i64);
+        let window = builder.finish(history.len() as i64, BranchId::ROOT);
         assert!(window.cost <= budget);
         window.messages.iter().map(|m| m.seq).collect()
     }

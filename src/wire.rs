@@ -215,9 +215,11 @@ fn json_shapes_are_pinned_byte_for_byte() {
             messages: vec![message(None)],
             cost: 40,
             omitted: 1,
+            total: 2,
+            branch: BranchId::ROOT,
         },
         &format!(
-            r#"{{"messages":[{}],"cost":40,"omitted":1}}"#,
+            r#"{{"messages":[{}],"cost":40,"omitted":1,"total":2}}"#,
             MESSAGE_JSON.replace(r#"{"model":"m","tokens":[1,2]}"#, "null")
         ),
     );

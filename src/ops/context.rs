@@ -61,6 +61,6 @@ pub(crate) fn read<F: FnMut(&Message) -> u64>(
             }
             page = next.messages;
         }
-        return Ok(builder.finish(total));
+        return Ok(builder.finish(total, found.branch));
     }
 }

@@ -239,6 +239,9 @@ fn windows_and_context_cross_fork_points(db: &TestDb) {
     }
     let context = store.context_window(&alice, conv, 50).unwrap();
     assert_eq!(context.messages[0].content, "be brief");
+    let active = store.conversation(&alice, conv).unwrap().branch;
+    assert_eq!((context.branch, context.total), (active, 259));
+    assert!(!active.is_root());
     assert_eq!(
         context.messages.last().map(|m| m.content.as_str()),
         Some("b260"),

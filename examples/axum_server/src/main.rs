@@ -43,7 +43,7 @@
 //! | `DELETE /conversations/{id}/branches/{branch}` | | the conversation (409 for its last branch) |
 //! | `POST /conversations/{id}/pop` | `{"n"?}` (default 1) | `{"messages"}`: the newest `n`, removed (an undo) |
 //! | `POST /conversations/{id}/fork` | `{"through"}`: a message id | 201, the new conversation: a copy through that message |
-//! | `GET /conversations/{id}/context?budget=` | | `{"messages", "cost", "omitted"}`: the next prompt |
+//! | `GET /conversations/{id}/context?budget=` | | `{"messages", "cost", "omitted", "total"}`: the next prompt |
 //! | `GET /search?q=&conversation=&order=&limit=&offset=` | | `{"hits", "next_offset"}` |
 //!
 //! Lists also link the pages beside theirs in `Link` headers (RFC 8288), the same request with the
