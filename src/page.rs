@@ -113,6 +113,12 @@ impl MessagePage {
     /// conversation), or `None` if there is no older message. Read it back with
     /// [`Window::from_token`].
     ///
+    /// A token names positions on a path, not a branch: a page read with it after the active
+    /// branch was switched (an edit, a regeneration) shows the new active branch at those
+    /// positions. A client that pages through one version compares each page's
+    /// [`branch`](Self::branch) with the first's, and starts again from the newest page when it
+    /// differs.
+    ///
     /// ```
     /// # use chatstore::{ChatStore, NewMessage, UserId, Window};
     /// # let store = ChatStore::open(":memory:")?;
