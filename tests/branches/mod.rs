@@ -600,9 +600,12 @@ fn a_pop_below_a_fork_releases_what_a_deleted_branch_kept(db: &TestDb) {
     assert_eq!(deleted.messages, 4);
 }
 
-/// A user's export, one conversation at a time: its record, branches and messages.
-fn exported(store: &ChatStore, owner: &UserId) -> Vec<(Conversation, Vec<Branch>, Vec<Message>)> {
-    let mut all: Vec<(Conversation, Vec<Branch>, Vec<Message>)> = Vec::new();
+/// One conversation of an export: its record, branches and messages.
+type Exported = (Conversation, Vec<Branch>, Vec<Message>);
+
+/// A user's export, one conversation at a time.
+fn exported(store: &ChatStore, owner: &UserId) -> Vec<Exported> {
+    let mut all: Vec<Exported> = Vec::new();
     for item in store.export_user(owner) {
         match item.unwrap() {
             ExportItem::Conversation(c) => all.push((c, Vec::new(), Vec::new())),
@@ -612,6 +615,18 @@ fn exported(store: &ChatStore, owner: &UserId) -> Vec<(Conversation, Vec<Branch>
         }
     }
     all
+}
+
+/// `records` imported into a new database of `db`'s kind, which exports them again exactly.
+fn imported_copy(db: &TestDb, owner: &UserId, records: &[Exported]) -> (TestDb, ChatStore) {
+    let target = TestDb::new(db.kind);
+    let copy = target.open();
+    for (conversation, branches, messages) in records {
+        copy.import_tree(owner, conversation, branches, messages)
+            .unwrap();
+    }
+    assert_eq!(exported(&copy, owner), records);
+    (target, copy)
 }
 
 /// Every branch's path, as each read shows it: switched to in turn, then back.
@@ -655,13 +670,7 @@ fn whole_trees_round_trip_through_export_and_import(db: &TestDb) {
         "a straight conversation has no branch records"
     );
 
-    let target = TestDb::new(db.kind);
-    let copy = target.open();
-    for (conversation, branches, messages) in &records {
-        copy.import_tree(&alice, conversation, branches, messages)
-            .unwrap();
-    }
-    assert_eq!(exported(&copy, &alice), records);
+    let (target, copy) = imported_copy(db, &alice, &records);
     assert_eq!(
         copy.branches(&alice, conv).unwrap(),
         store.branches(&alice, conv).unwrap()
@@ -929,13 +938,7 @@ fn a_deleted_branchs_id_is_never_given_again(db: &TestDb) {
     // The newest branch deleted: its id stays taken, in an imported copy too.
     store.delete_branch(&alice, conv, second).unwrap();
     let records = exported(&store, &alice);
-    let copy_db = TestDb::new(db.kind);
-    let copy = copy_db.open();
-    for (conversation, branches, messages) in &records {
-        copy.import_tree(&alice, conversation, branches, messages)
-            .unwrap();
-    }
-    assert_eq!(exported(&copy, &alice), records);
+    let (_copy_db, copy) = imported_copy(db, &alice, &records);
     for store in [&store, &copy] {
         let third = store
             .append_sibling(&alice, conv, root[2].id, &texts(&["w3"]))
