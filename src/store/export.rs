@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use super::ChatStore;
-use crate::ids::{BranchId, ConversationId, UserId};
+use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{Branch, Conversation, Message};
 use crate::queries::rows::{branch_model, BranchRow, ConversationRow};
 use crate::trace::Recorded;
@@ -71,8 +71,9 @@ const MESSAGES_PER_PAGE: u32 = 1000;
 /// the records and the messages always agree). Renames and appends never move a conversation in
 /// id order, so none is skipped or repeated; one created during the export is included if its id
 /// comes after the page being listed; one deleted before the export reached it is left out; one
-/// deleted (or a branch deleted or cut back) while its messages are read ends early, and an
-/// import refuses it as incomplete.
+/// deleted (or a branch deleted, or cut back — and regrown or not) while its messages are read
+/// ends early, and an import refuses it as incomplete: each page after a branch's first starts at
+/// the last message read and checks that it is still there, so two histories are never spliced.
 ///
 /// An error ends the export: the iterator returns `None` after it.
 #[derive(Debug)]
@@ -89,6 +90,8 @@ pub struct UserExport {
     reading: Option<ConversationId>,
     /// Its branches' runs of messages not read yet, each from the position after the last read.
     runs: VecDeque<Segment>,
+    /// The last message read of the first run, once a page of it is read.
+    last_read: Option<MessageId>,
     branches: VecDeque<Branch>,
     messages: VecDeque<Message>,
     counts: ExportCounts,
@@ -105,6 +108,7 @@ impl UserExport {
             listed_all: false,
             reading: None,
             runs: VecDeque::new(),
+            last_read: None,
             branches: VecDeque::new(),
             messages: VecDeque::new(),
             counts: ExportCounts::default(),
@@ -131,16 +135,45 @@ impl UserExport {
                 let left = run.through - run.after;
                 let limit = u32::try_from(left)
                     .map_or(MESSAGES_PER_PAGE, |left| left.min(MESSAGES_PER_PAGE));
-                let window = self.store.export_messages(&self.user, id, *run, limit)?;
+                // A page after the run's first starts at the last message read, which must still
+                // be there: a branch cut back and regrown between two pages would otherwise splice
+                // two histories into one that never was.
+                let (from, overlap) = match self.last_read {
+                    Some(_) => (
+                        Segment {
+                            after: run.after - 1,
+                            ..*run
+                        },
+                        1,
+                    ),
+                    None => (*run, 0),
+                };
+                let window = self
+                    .store
+                    .export_messages(&self.user, id, from, limit + overlap)?;
+                let unchanged = match self.last_read {
+                    Some(last) => window.first().is_some_and(|m| m.id == last),
+                    None => true,
+                };
                 match window.last() {
-                    Some(newest) if newest.seq < run.through => run.after = newest.seq,
-                    Some(_) => {
-                        self.runs.pop_front();
+                    Some(newest) if unchanged && newest.seq < run.through => {
+                        run.after = newest.seq;
+                        self.last_read = Some(newest.id);
                     }
-                    // Nothing: deleted or cut back since it was reached, so it ends here.
-                    None => self.runs.clear(),
+                    Some(_) if unchanged => {
+                        self.runs.pop_front();
+                        self.last_read = None;
+                    }
+                    // Nothing, or not what was read: deleted or cut back since it was reached,
+                    // so it ends here, short of its count (an import refuses it).
+                    _ => {
+                        self.runs.clear();
+                        self.last_read = None;
+                        continue;
+                    }
                 }
-                self.messages.extend(window);
+                self.messages
+                    .extend(window.into_iter().skip(overlap as usize));
                 continue;
             }
             self.reading = None;

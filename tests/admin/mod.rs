@@ -13,6 +13,7 @@ backend_tests! {
         stats_count_every_users_data,
         export_then_import_into_a_fresh_database_round_trips_exactly,
         an_export_reads_each_conversation_as_it_was_when_reached,
+        an_export_never_splices_a_history_cut_back_and_regrown_between_pages,
         a_user_without_data_exports_nothing,
         refused_imports_leave_the_database_unchanged,
         times_far_from_now_import_list_and_update_exactly,
@@ -286,6 +287,56 @@ fn an_export_reads_each_conversation_as_it_was_when_reached(db: &TestDb) {
         copy.import_conversation(&alice, conversation, messages)
             .unwrap();
     }
+}
+
+/// A conversation of 1,500 messages cleared and written anew after the export read its first page
+/// of 1,000: the export ends that conversation there, short of its count (which an import
+/// refuses), rather than go on with the new messages 1,001 to 1,500 as if they followed the old.
+fn an_export_never_splices_a_history_cut_back_and_regrown_between_pages(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let write = |prefix: &str| {
+        let texts: Vec<String> = (1..=1500).map(|i| format!("{prefix}{i}")).collect();
+        let batch: Vec<_> = texts.iter().map(NewMessage::user).collect();
+        store.append_messages(&alice, conv, &batch).unwrap();
+    };
+    write("old");
+    let mut run = store.export_user(&alice);
+    let mut records: Vec<ExportItem> = run.by_ref().take(1 + 1000).map(Result::unwrap).collect();
+    store.clear_messages(&alice, conv).unwrap();
+    write("new");
+    records.extend(run.map(Result::unwrap));
+    let contents: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match r {
+            ExportItem::Message(m) => Some(m.content.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        contents.len(),
+        1000,
+        "the conversation ends at the first page"
+    );
+    assert!(contents.iter().all(|c| c.starts_with("old")));
+    let ExportItem::Conversation(conversation) = &records[0] else {
+        panic!("{:?}", records[0]);
+    };
+    let messages: Vec<Message> = records[1..]
+        .iter()
+        .filter_map(|r| match r {
+            ExportItem::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    let copy_db = TestDb::new(db.kind);
+    assert!(matches!(
+        copy_db
+            .open()
+            .import_conversation(&alice, conversation, &messages),
+        Err(Error::InvalidImport(_))
+    ));
 }
 
 fn a_user_without_data_exports_nothing(db: &TestDb) {
