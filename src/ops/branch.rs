@@ -9,15 +9,16 @@ use super::append::{Batch, Written};
 use crate::conn::Conn;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Branch, Conversation, Message, Sibling, Siblings};
-use crate::queries::rows::{branch_model, ConversationRow, MessageRow};
+use crate::queries::rows::{branch_model, BranchRow, ConversationRow, MessageRow};
 use crate::queries::{branches, conversations, messages};
-use crate::tree::{stored_seq, Node, Segment, Tree, MAX_POSITION};
+use crate::tree::{stored_seq, Cut, Node, Segment, Tree, MAX_POSITION};
 use crate::{Error, Result};
 
-/// The user's conversation `conv`, its tree, and which of its branches have rows.
-struct Loaded {
-    row: ConversationRow,
-    tree: Tree,
+/// The user's conversation `conv`, its tree, and which of its branches have rows: what every
+/// change of the tree reads first (here, and a truncation's in `truncate.rs`).
+pub(crate) struct Loaded {
+    pub(crate) row: ConversationRow,
+    pub(crate) tree: Tree,
     saved: Vec<BranchId>,
 }
 
@@ -25,20 +26,48 @@ impl Loaded {
     /// Read under the conversation's row lock (`lock`: a write follows) or as it is.
     /// Unlocked, the row and the branches are one statement: one snapshot.
     fn read(conn: &mut Conn, user: &UserId, conv: ConversationId, lock: bool) -> Result<Self> {
-        let (row, stored) = match lock {
+        match lock {
             true => {
                 let row = conversations::lock(conn, user, conv)?.ok_or(Error::NotFound)?;
-                (row, branches::rows(conn, conv)?)
+                Loaded::locked(conn, row)
             }
-            false => branches::with_conversation(conn, user, conv)?.ok_or(Error::NotFound)?,
-        };
-        let saved = stored.iter().map(|r| BranchId::from_db(r.branch)).collect();
-        let tree = row.tree(stored);
-        Ok(Loaded { row, tree, saved })
+            false => {
+                let (row, stored) =
+                    branches::with_conversation(conn, user, conv)?.ok_or(Error::NotFound)?;
+                Ok(Loaded::of(row, stored))
+            }
+        }
     }
 
-    fn active(&self) -> BranchId {
+    /// The tree of the conversation whose row the caller has locked.
+    pub(crate) fn locked(conn: &mut Conn, row: ConversationRow) -> Result<Self> {
+        let stored = branches::rows(conn, row.id)?;
+        Ok(Loaded::of(row, stored))
+    }
+
+    fn of(row: ConversationRow, stored: Vec<BranchRow>) -> Self {
+        let saved = stored.iter().map(|r| BranchId::from_db(r.branch)).collect();
+        let tree = row.tree(stored);
+        Loaded { row, tree, saved }
+    }
+
+    pub(crate) fn active(&self) -> BranchId {
         BranchId::from_db(self.row.branch)
+    }
+
+    /// Writes the rows that `cut` changed: those of the branches it removed go, those it changed
+    /// are saved — none in a conversation that never branched, which keeps having no rows.
+    pub(crate) fn apply(&self, conn: &mut Conn, user: &UserId, cut: &Cut) -> Result<()> {
+        for gone in &cut.rows {
+            branches::delete(conn, user, self.row.id, *gone)?;
+        }
+        if self.saved.is_empty() {
+            return Ok(());
+        }
+        for changed in &cut.changed {
+            self.save(conn, user, *changed)?;
+        }
+        Ok(())
     }
 
     /// Writes the node of `branch` as the tree has it now.
@@ -52,7 +81,7 @@ impl Loaded {
     }
 
     /// Makes `branch` active, as the tree has it, at `now` (or the last change, if later).
-    fn activate(
+    pub(crate) fn activate(
         &self,
         conn: &mut Conn,
         user: &UserId,
@@ -224,12 +253,7 @@ pub(crate) fn delete(
     for &(owner, after) in &cut.messages {
         messages::delete_own(conn, user, conv, owner, after)?;
     }
-    for gone in &cut.rows {
-        branches::delete(conn, user, conv, *gone)?;
-    }
-    for changed in &cut.changed {
-        loaded.save(conn, user, *changed)?;
-    }
+    loaded.apply(conn, user, &cut)?;
     if active != loaded.active() {
         loaded.save(conn, user, active)?;
     }

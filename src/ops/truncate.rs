@@ -7,11 +7,12 @@
 
 use chrono::NaiveDateTime;
 
+use super::branch::Loaded;
 use crate::conn::Conn;
 use crate::cursor::Window;
-use crate::ids::{BranchId, ConversationId, UserId};
+use crate::ids::{ConversationId, UserId};
 use crate::models::{corrupt_row, Message};
-use crate::queries::{branches, conversations, messages};
+use crate::queries::{conversations, messages};
 use crate::{Error, Result};
 
 /// What a truncation took away.
@@ -44,11 +45,10 @@ pub(crate) fn truncate(
             messages: Vec::new(),
         });
     }
-    let active = BranchId::from_db(row.branch);
-    let stored = branches::rows(conn, conv)?;
-    let saved: Vec<BranchId> = stored.iter().map(|r| BranchId::from_db(r.branch)).collect();
-    let mut tree = row.tree(stored);
-    let cut = tree
+    let mut loaded = Loaded::locked(conn, row)?;
+    let active = loaded.active();
+    let cut = loaded
+        .tree
         .cut(active, keep)
         .map_err(|seq| Error::SharedMessages { seq })?;
     let removed = count - keep;
@@ -66,23 +66,14 @@ pub(crate) fn truncate(
     }
     // Of the removed, the branch's own are deleted: all of them, unless the cut went below the
     // fork. Anything else is a broken row, and the rollback leaves it as it was.
-    let own = removed.min(count - row.branch_fork);
+    let own = removed.min(count - loaded.row.branch_fork);
     if deleted != own {
         return Err(corrupt_row(format!(
             "{deleted} messages deleted after seq {keep}, where the count says {own}"
         )));
     }
-    for gone in &cut.rows {
-        branches::delete(conn, user, conv, *gone)?;
-    }
-    for branch in &cut.changed {
-        if let Some(node) = tree.get(*branch).filter(|_| saved.contains(branch)) {
-            branches::save(conn, user, conv, node, true)?;
-        }
-    }
-    let fork = tree.get(active).map_or(0, |n| n.fork);
-    let off = tree.off_branch(active);
-    conversations::set_active(conn, user, conv, active, fork, keep, off, now)?;
+    loaded.apply(conn, user, &cut)?;
+    loaded.activate(conn, user, active, now)?;
     Ok(Removed {
         count: removed as u64,
         messages,
