@@ -46,6 +46,12 @@ fn path(store: &ChatStore, owner: &UserId, conv: ConversationId) -> Vec<Message>
     }
 }
 
+/// The ids of the conversation's branches, as listed.
+fn listed(store: &ChatStore, owner: &UserId, conv: ConversationId) -> Vec<BranchId> {
+    let branches = store.branches(owner, conv).unwrap();
+    branches.iter().map(|b| b.id).collect()
+}
+
 fn texts(batch: &[&str]) -> Vec<NewMessage<'static>> {
     batch
         .iter()
@@ -368,13 +374,7 @@ fn deleting_a_branch_keeps_what_others_share(db: &TestDb) {
         contents(&path(&store, &alice, conv)),
         ["r1", "r2", "a3", "a4", "b5", "b6"]
     );
-    let listed: Vec<_> = store
-        .branches(&alice, conv)
-        .unwrap()
-        .iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(listed, [BranchId::ROOT, two]);
+    assert_eq!(listed(&store, &alice, conv), [BranchId::ROOT, two]);
     assert!(matches!(
         store.switch_branch(&alice, conv, one),
         Err(Error::NotFound)
@@ -927,13 +927,7 @@ fn a_deleted_branchs_id_is_never_given_again(db: &TestDb) {
         Err(Error::NotFound)
     ));
     assert_eq!(contents(&path(&store, &alice, conv)), ["r1", "x2", "x3"]);
-    let listed: Vec<_> = store
-        .branches(&alice, conv)
-        .unwrap()
-        .iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(listed, [BranchId::ROOT, second]);
+    assert_eq!(listed(&store, &alice, conv), [BranchId::ROOT, second]);
 
     // The newest branch deleted: its id stays taken, in an imported copy too.
     store.delete_branch(&alice, conv, second).unwrap();
