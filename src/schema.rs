@@ -23,6 +23,11 @@ diesel::table! {
         branch -> BigInt,
         branch_fork -> BigInt,
         off_branch -> BigInt,
+        // The active branch's nearest ancestors on its path, as `Tree::ancestors` gives them.
+        ancestor_1 -> BigInt,
+        ancestor_2 -> BigInt,
+        ancestor_3 -> BigInt,
+        ancestor_4 -> BigInt,
     }
 }
 

@@ -44,6 +44,10 @@ pub(crate) fn split_seq(stored: i64) -> (BranchId, i64) {
     (BranchId::from_db(stored / SPAN), stored % SPAN)
 }
 
+/// How many of the active branch's nearest ancestors the conversation row keeps
+/// ([`Tree::ancestors`]).
+pub(crate) const KEPT_ANCESTORS: usize = 4;
+
 /// One branch as the tree knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Node {
@@ -220,6 +224,21 @@ impl Tree {
             node = n.parent.and_then(|p| self.get(p));
         }
         segments
+    }
+
+    /// The nearest ancestors of `branch` on its path, nearest first, as the conversation row keeps
+    /// them while `branch` is active: for each, the stored seq of the last message it holds on the
+    /// path; -1 past the path's last ancestor (everywhere, on the root branch). An ancestor whose
+    /// part of the path is empty (a child forking where it forks itself) is not one.
+    pub(crate) fn ancestors(&self, branch: BranchId) -> [i64; KEPT_ANCESTORS] {
+        let length = self.get(branch).map_or(0, |n| n.length);
+        let mut kept = [-1; KEPT_ANCESTORS];
+        let path = self.path(branch, length);
+        let above = path.iter().filter(|s| s.branch != branch);
+        for (slot, segment) in kept.iter_mut().zip(above) {
+            *slot = stored_seq(segment.branch, segment.through);
+        }
+        kept
     }
 
     /// The branch whose message is at `position` on `branch`'s path (the root for position 0).

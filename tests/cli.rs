@@ -169,7 +169,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        6,
+        7,
         "{}",
         first.stdout
     );
@@ -217,7 +217,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     assert!(
         verified.stdout.ends_with(
             "pending migration 20261125000003\npending migration 20261202000004\n\
-                 pending migration 20261203000005\npending migration 20261203000006\n"
+                 pending migration 20261203000005\npending migration 20261203000006\n\
+                 pending migration 20261203000007\n"
         ),
         "{}",
         verified.stdout
@@ -228,7 +229,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     assert_eq!(
         run.stdout,
         "applied migration 20261125000003\napplied migration 20261202000004\n\
-         applied migration 20261203000005\napplied migration 20261203000006\n"
+         applied migration 20261203000005\napplied migration 20261203000006\n\
+         applied migration 20261203000007\n"
     );
     assert_eq!(
         run.stderr,
@@ -243,7 +245,13 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
     assert_eq!(
         json_line(&run.stdout),
         json!({
-            "applied": ["20261125000003", "20261202000004", "20261203000005", "20261203000006"],
+            "applied": [
+                "20261125000003",
+                "20261202000004",
+                "20261203000005",
+                "20261203000006",
+                "20261203000007"
+            ],
             "resumed": ["20261125000003"]
         })
     );
@@ -256,7 +264,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(4);
+    db.revert_newest_migrations(5);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -885,10 +893,10 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
         .lines()
         .map(|line| line.strip_prefix("pending migration ").unwrap())
         .collect();
-    assert_eq!(pending.len(), 6, "{}", run.stdout);
+    assert_eq!(pending.len(), 7, "{}", run.stdout);
     assert_eq!(
         run.stderr,
-        "error: the database has no chatstore schema: 6 migration(s) pending\n\
+        "error: the database has no chatstore schema: 7 migration(s) pending\n\
          nothing was changed: chatstore migrate makes the schema\n"
     );
     assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
@@ -979,7 +987,7 @@ fn reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts(db: 
 fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     let migrate = json_line(&chatstore(&db.url, &["--json", "migrate"]).expect(0).stdout);
     assert_eq!(keys(&migrate), ["applied", "resumed"]);
-    assert_eq!(migrate["applied"].as_array().unwrap().len(), 6);
+    assert_eq!(migrate["applied"].as_array().unwrap().len(), 7);
     assert_eq!(migrate["resumed"], json!([]));
     let again = json_line(&chatstore(&db.url, &["migrate", "--json"]).expect(0).stdout);
     assert_eq!(again, json!({"applied": [], "resumed": []}));
@@ -1070,6 +1078,6 @@ fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     assert_eq!(error["code"], 4);
     assert_eq!(
         error["error"],
-        "the database has no chatstore schema: 6 migration(s) pending"
+        "the database has no chatstore schema: 7 migration(s) pending"
     );
 }

@@ -93,8 +93,9 @@ impl Loaded {
             .get(branch)
             .ok_or_else(|| corrupt_row("a branch missing from its tree"))?;
         let off = self.tree.off_branch(branch);
-        let conv = self.row.id;
-        conversations::set_active(conn, user, conv, branch, node.fork, node.length, off, now)?;
+        let kept = self.tree.ancestors(branch);
+        let (conv, fork, count) = (self.row.id, node.fork, node.length);
+        conversations::set_active(conn, user, conv, branch, fork, count, off, kept, now)?;
         Ok(())
     }
 }

@@ -35,9 +35,14 @@ impl CheckedImport {
         messages: &[Message],
     ) -> Result<()> {
         let active = conversation.branch;
+        let [ancestor_1, ancestor_2, ancestor_3, ancestor_4] = self.tree.ancestors(active);
         let row = NewConversationRow {
             branch_fork: self.tree.get(active).map_or(0, |n| n.fork),
             off_branch: self.tree.off_branch(active),
+            ancestor_1,
+            ancestor_2,
+            ancestor_3,
+            ancestor_4,
             ..NewConversationRow::of(user, conversation)
         };
         conversations::insert(conn, &row)?;

@@ -11,6 +11,7 @@ use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::ids::{BranchId, ConversationId, UserId};
 use crate::schema::conversations::dsl::*;
+use crate::tree::KEPT_ANCESTORS;
 use crate::{Error, Result};
 
 /// Inserts the conversation. An id already stored, whoever owns it, is [`Error::AlreadyExists`]
@@ -124,7 +125,8 @@ pub(crate) fn lock(
 }
 
 /// Makes `active` the conversation's active branch, `count` long, forking at `fork`, with
-/// `off_branch` messages stored off its own run, and bumps `updated_at` (not before `now`);
+/// `off_branch` messages stored off its own run and `kept` its nearest ancestors
+/// ([`Tree::ancestors`](crate::tree::Tree::ancestors)), and bumps `updated_at` (not before `now`);
 /// returns the number of rows changed (0: not the user's).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn set_active(
@@ -135,6 +137,7 @@ pub(crate) fn set_active(
     fork: i64,
     count: i64,
     off: i64,
+    kept: [i64; KEPT_ANCESTORS],
     now: NaiveDateTime,
 ) -> Result<usize> {
     let update = diesel::update(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).set((
@@ -142,6 +145,12 @@ pub(crate) fn set_active(
         branch.eq(active.as_i64()),
         branch_fork.eq(fork),
         off_branch.eq(off),
+        (
+            ancestor_1.eq(kept[0]),
+            ancestor_2.eq(kept[1]),
+            ancestor_3.eq(kept[2]),
+            ancestor_4.eq(kept[3]),
+        ),
         updated_at.eq(not_before(BindTime(now))),
     ));
     Ok(Cached(update).execute(conn)?)

@@ -775,6 +775,10 @@ mod tests {
                 "column chatstore_conversations.branch_fork",
                 "column chatstore_conversations.off_branch",
                 "table chatstore_branches",
+                "column chatstore_conversations.ancestor_1",
+                "column chatstore_conversations.ancestor_2",
+                "column chatstore_conversations.ancestor_3",
+                "column chatstore_conversations.ancestor_4",
             ]
         );
     }

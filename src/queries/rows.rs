@@ -70,6 +70,11 @@ pub(crate) struct NewConversationRow<'a> {
     /// `tree.rs`): 0 unless the conversation has branched.
     pub(crate) branch_fork: i64,
     pub(crate) off_branch: i64,
+    /// The active branch's nearest ancestors ([`Tree::ancestors`]): -1 on a straight history.
+    pub(crate) ancestor_1: i64,
+    pub(crate) ancestor_2: i64,
+    pub(crate) ancestor_3: i64,
+    pub(crate) ancestor_4: i64,
 }
 
 impl<'a> NewConversationRow<'a> {
@@ -85,6 +90,10 @@ impl<'a> NewConversationRow<'a> {
             branch: conversation.branch.as_i64(),
             branch_fork: 0,
             off_branch: 0,
+            ancestor_1: -1,
+            ancestor_2: -1,
+            ancestor_3: -1,
+            ancestor_4: -1,
         }
     }
 }

@@ -30,6 +30,7 @@ backend_tests! {
     ],
     persistent: [
         a_database_from_before_branches_upgrades_in_place,
+        the_row_keeps_the_active_branchs_nearest_ancestors,
     ],
 }
 
@@ -557,9 +558,12 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
         .append_messages(&alice, conv, &texts(&["one", "two", "three"]))
         .unwrap();
     drop(store);
-    db.revert_newest_migration();
+    db.revert_newest_migrations(2);
     let store = db.open();
-    assert_eq!(store.migrations_applied_at_open(), ["20261203000006"]);
+    assert_eq!(
+        store.migrations_applied_at_open(),
+        ["20261203000006", "20261203000007"]
+    );
     assert_eq!(path(&store, &alice, conv), old);
     let conversation = store.conversation(&alice, conv).unwrap();
     assert_eq!(
@@ -941,4 +945,119 @@ fn a_deleted_branchs_id_is_never_given_again(db: &TestDb) {
         assert!(third != first && third != second, "{third}");
         assert_eq!(store.stats().unwrap().messages, 4);
     }
+}
+
+/// What the conversation row should keep of the active branch's nearest ancestors, from the path
+/// as read: for each run of another branch's messages, newest first, the stored seq of its last
+/// message (branch · 2^32 + position); -1 for each ancestor the path does not have.
+fn ancestors_on_path(store: &ChatStore, owner: &UserId, conv: ConversationId) -> Vec<i64> {
+    let active = store.conversation(owner, conv).unwrap().branch;
+    let mut runs: Vec<(BranchId, i64)> = Vec::new();
+    for message in path(store, owner, conv).iter().rev() {
+        if message.branch == active || runs.last().is_some_and(|r| r.0 == message.branch) {
+            continue;
+        }
+        runs.push((message.branch, message.seq));
+    }
+    let mut kept: Vec<i64> = runs
+        .iter()
+        .map(|(branch, seq)| i64::from(branch.get()) * (1 << 32) + seq)
+        .take(4)
+        .collect();
+    kept.resize(4, -1);
+    kept
+}
+
+/// The four ancestor columns of the one conversation in `db`.
+fn ancestor_columns(db: &TestDb) -> Vec<i64> {
+    (1..=4)
+        .map(|k| {
+            let sql = format!("SELECT ancestor_{k} AS n FROM chatstore_conversations");
+            db.scalar(&sql).expect("a database file or server")
+        })
+        .collect()
+}
+
+/// The conversation row keeps the active branch's four nearest ancestors (what a window crossing
+/// fork points reads in one statement) in step with every change of the active branch: a
+/// sibling, a switch, a pop below a fork, a delete of the active branch or of an ancestor, an
+/// import; and a database from before the columns upgrades with none kept (-1) until its active
+/// branch next changes.
+fn the_row_keeps_the_active_branchs_nearest_ancestors(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let conv = store.create_conversation(&alice, None).unwrap().id;
+    let check = |store: &ChatStore, db: &TestDb| {
+        assert_eq!(ancestor_columns(db), ancestors_on_path(store, &alice, conv));
+    };
+    let mut last = store
+        .append_messages(&alice, conv, &texts(&["r1", "r2", "r3", "r4"]))
+        .unwrap()
+        .pop()
+        .unwrap();
+    check(&store, db);
+    assert_eq!(ancestor_columns(db), [-1; 4]);
+    // Six regenerations, each of the previous branch's last message: a path of seven branches,
+    // more than the row keeps.
+    for _ in 0..6 {
+        last = store
+            .append_sibling(&alice, conv, last.id, &texts(&["a", "b", "c"]))
+            .unwrap()
+            .pop()
+            .unwrap();
+        check(&store, db);
+    }
+    assert!(ancestor_columns(db).iter().all(|&a| a > 0));
+    // An edit of the first message: a branch forking from the root at 0, with no ancestor.
+    let first = path(&store, &alice, conv)[0].id;
+    store
+        .append_sibling(&alice, conv, first, &texts(&["R1"]))
+        .unwrap();
+    check(&store, db);
+    assert_eq!(ancestor_columns(db), [-1; 4]);
+    for branch in listed(&store, &alice, conv) {
+        store.switch_branch(&alice, conv, branch).unwrap();
+        check(&store, db);
+    }
+    // The deepest branch active; an ancestor of it deleted (retired: its shared part stays).
+    let deepest = last.branch;
+    store.switch_branch(&alice, conv, deepest).unwrap();
+    let middle = BranchId::new(3).unwrap();
+    store.delete_branch(&alice, conv, middle).unwrap();
+    check(&store, db);
+    // A pop below the deepest branch's fork.
+    store.pop_messages(&alice, conv, 5).unwrap();
+    check(&store, db);
+    // The active branch deleted: another becomes active.
+    store.delete_branch(&alice, conv, deepest).unwrap();
+    check(&store, db);
+    store
+        .switch_branch(&alice, conv, BranchId::new(5).unwrap())
+        .unwrap();
+    check(&store, db);
+    store
+        .append_sibling(
+            &alice,
+            conv,
+            path(&store, &alice, conv)[5].id,
+            &texts(&["x"]),
+        )
+        .unwrap();
+    check(&store, db);
+
+    // An imported copy keeps them as the store does.
+    let records = exported(&store, &alice);
+    let (copy_db, copy) = imported_copy(db, &alice, &records);
+    check(&copy, &copy_db);
+    assert_eq!(ancestor_columns(&copy_db), ancestor_columns(db));
+
+    // From before the columns: none kept, the same paths read, kept again once switched.
+    let paths = every_path(&store, &alice, conv);
+    drop(store);
+    db.revert_newest_migration();
+    let store = db.open();
+    assert_eq!(store.migrations_applied_at_open(), ["20261203000007"]);
+    assert_eq!(ancestor_columns(db), [-1; 4]);
+    assert_eq!(every_path(&store, &alice, conv), paths);
+    check(&store, db);
 }

@@ -29,13 +29,14 @@ backend_tests! {
 }
 
 /// chatstore's versions, oldest first.
-const CHATSTORE: [&str; 6] = [
+const CHATSTORE: [&str; 7] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
     "20261202000004",
     "20261203000005",
     "20261203000006",
+    "20261203000007",
 ];
 
 /// The versions chatstore 0.1 recorded in Diesel's table: its first four.
@@ -306,13 +307,13 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
     db.revert_newest_migration();
     let tables = existing_tables(db);
     match verify().unwrap_err() {
-        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[5..]),
+        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[6..]),
         other => panic!("{other:?}"),
     }
     assert_eq!(existing_tables(db), tables);
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..5]
+        CHATSTORE[..6]
     );
 }
 
@@ -338,7 +339,7 @@ fn opening_to_skip_migrations_leaves_the_schema_alone(db: &TestDb) {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..5]
+        CHATSTORE[..6]
     );
 }
 

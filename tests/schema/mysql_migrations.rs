@@ -9,13 +9,14 @@ use chatstore::{ChatStore, Error, NewMessage, SearchQuery};
 
 use crate::support::{user, Kind, TestDb};
 
-const VERSIONS: [&str; 6] = [
+const VERSIONS: [&str; 7] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
     "20261202000004",
     "20261203000005",
     "20261203000006",
+    "20261203000007",
 ];
 
 /// Every statement is found present in the shape it makes itself: a database whose version records
@@ -53,7 +54,8 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
             VERSIONS[1],
             VERSIONS[2],
             VERSIONS[4],
-            VERSIONS[5]
+            VERSIONS[5],
+            VERSIONS[6]
         ]
     );
     assert!(store.verify_schema().unwrap().is_complete());
@@ -80,8 +82,8 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
         .unwrap();
     drop(store);
     // Back to before the search index (the words migration after it has no statement, the
-    // catch-up and branches migrations after that are reverted too).
-    db.revert_newest_migrations(4);
+    // catch-up, branches and active-path migrations after that are reverted too).
+    db.revert_newest_migrations(5);
     // The search migration's first two statements took effect.
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
@@ -113,7 +115,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
 fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
-    db.revert_newest_migrations(4);
+    db.revert_newest_migrations(5);
     db.execute("ALTER TABLE chatstore_messages ADD COLUMN search_text INT NULL")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();

@@ -155,11 +155,15 @@ fn a_database_indexed_before_the_catch_up_migration_keeps_its_index(db: &TestDb)
     assert_eq!(store.index_pending().unwrap(), 2);
     drop(store);
     // The branches, then the catch-up.
-    db.revert_newest_migrations(2);
+    db.revert_newest_migrations(3);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
-        ["20261203000005".to_owned(), "20261203000006".to_owned()]
+        [
+            "20261203000005".to_owned(),
+            "20261203000006".to_owned(),
+            "20261203000007".to_owned(),
+        ]
     );
     assert_eq!(store.index_pending().unwrap(), 0);
     assert_eq!(
