@@ -1,9 +1,8 @@
 use diesel::connection::DefaultLoadingMode;
-use diesel::dsl::case_when;
 use diesel::prelude::*;
 
 use super::columns::DbTime;
-use super::rows::{MessageRow, NewMessageRow};
+use super::rows::{MessageRow, NewMessageRow, WindowRow};
 use super::Cached;
 use super::MultiBackend;
 use crate::conn::{Backend, Conn};
@@ -429,19 +428,15 @@ pub(crate) struct Found {
 /// The conversation's message count and its messages within `bounds` on its active branch's path,
 /// oldest first — or `None` if `user` owns no such conversation.
 ///
-/// The active branch's own messages come in one statement with the count, so the count and the
-/// rows are one snapshot and one round trip: the conversation row, left-joined to a range scan of
-/// the `(conversation_id, seq)` index over the branch's own run. Its cost depends on the window's
-/// size, not on the length of the history. Only a window reaching below the branch's fork (never
-/// on the root branch) reads on: the branch's path, then each ancestor's part of the window, one
-/// index range each. Those messages never change while the branch exists (see `tree.rs`), so
-/// they need no snapshot with the first statement; a read that finds them changed all the same
-/// (the branch deleted meanwhile) starts again.
-///
-/// The count-dependent bounds are uncorrelated subqueries, which both databases evaluate once, so
-/// they always bound the index scan. Written against the outer row instead, PostgreSQL only used
-/// them as bounds when its statistics were fresh: with stale ones it read all 20,000 rows of a
-/// history to return 50 (EXPLAIN ANALYZE).
+/// The window comes in one statement with the count ([`first_read`]), so the count and the rows
+/// are one snapshot and one round trip: the conversation row, left-joined to a range scan of the
+/// `(conversation_id, seq)` index over the active branch's own run and over each of the four
+/// nearest ancestors the row keeps. Its cost depends on the window's size, not on the length of
+/// the history. Only a window crossing more fork points than that, or on a row from before the
+/// ancestors were kept, reads on: the branch's path, walked up the branches table, then each
+/// ancestor's part of the window, one index range each. Those messages never change while the
+/// branch exists (see `tree.rs`), so they need no snapshot with the first statement; a read that
+/// finds them changed all the same (the branch deleted meanwhile) starts again.
 pub(crate) fn window(
     conn: &mut Conn,
     user: &UserId,
@@ -449,15 +444,18 @@ pub(crate) fn window(
     bounds: SeqBounds,
 ) -> Result<Option<Found>> {
     for _ in 0..3 {
-        let Some(mut found) = own_window(conn, user, conv, bounds)? else {
+        let Some(mut found) = first_read(conn, user, conv, bounds)? else {
             return Ok(None);
         };
         // Positions `after + 1 ..= top` are the window's.
         let top = found.count.min(bounds.hi);
         let after = (top.saturating_sub(bounds.back)).max(bounds.lo - 1);
-        if after >= found.fork || top <= after {
+        if after >= found.fork || top <= after || found.messages.len() as i64 == top - after {
             return Ok(Some(found));
         }
+        // The window reaches past the ancestors the row keeps (or the row keeps none: it is from
+        // before they were kept): the walk reads everything below the branch's own run.
+        found.messages.retain(|m| m.branch == found.branch);
         let through = top.min(found.fork);
         let mut older = ancestors(conn, conv, found.branch, after, through)?;
         // Oldest first: by position, across the branches' runs.
@@ -668,82 +666,192 @@ pub(crate) fn in_segment(
         .load(conn)?)
 }
 
+/// The window's first position, after `max(lo - 1, min(count, hi) - back)`, as SQL over the
+/// conversation row (`{lo1}`, `{hi}` and `{back}` the bounds' placeholders): one expression, so
+/// that SQLite bounds its scan by it rather than by one of two and filtering by the other. No
+/// overflow: see `SeqBounds`.
+macro_rules! window_after {
+    () => {
+        "CASE WHEN (CASE WHEN message_count < {hi} THEN message_count - {back} ELSE {hi} - {back} END) > {lo1} \
+         THEN (CASE WHEN message_count < {hi} THEN message_count - {back} ELSE {hi} - {back} END) ELSE {lo1} END"
+    };
+}
+
+/// The part of the window that the `k`th kept ancestor holds (SQLite and PostgreSQL): an index
+/// range bounded by uncorrelated subqueries on the conversation row, which both evaluate once.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! ancestor_part {
+    ($k:literal) => {
+        concat!(
+            " UNION ALL SELECT NULL, NULL, NULL, m.id, m.conversation_id, m.seq, m.role, m.content, \
+             m.metadata, m.created_at FROM chatstore_messages m WHERE m.conversation_id = {conv} \
+             AND m.seq > (SELECT ancestor_", $k, " - ancestor_", $k, " % 4294967296 + ",
+            window_after!(),
+            " FROM chatstore_conversations WHERE id = {conv} AND user_id = {user} AND ancestor_", $k,
+            " >= 0) AND m.seq <= (SELECT CASE WHEN ancestor_", $k, " < ancestor_", $k, " - ancestor_", $k,
+            " % 4294967296 + {top} THEN ancestor_", $k, " ELSE ancestor_", $k, " - ancestor_", $k,
+            " % 4294967296 + {top} END FROM chatstore_conversations WHERE id = {conv} AND user_id = {user})"
+        )
+    };
+}
+
+/// One kept ancestor's part of the window on MySQL: a range `OR`ed into the join, over the
+/// conversation row, which MySQL reads first as a constant.
+#[cfg(feature = "mysql")]
+macro_rules! ancestor_range {
+    ($k:literal) => {
+        concat!(
+            " OR (c.ancestor_",
+            $k,
+            " >= 0 AND m.seq > c.ancestor_",
+            $k,
+            " - c.ancestor_",
+            $k,
+            " % 4294967296 + ",
+            window_after!(),
+            " AND m.seq <= LEAST(c.ancestor_",
+            $k,
+            ", c.ancestor_",
+            $k,
+            " - c.ancestor_",
+            $k,
+            " % 4294967296 + {top}))"
+        )
+    };
+}
+
 /// [`window`]'s first statement: the count, the active branch and its fork, and the window's part
-/// of the branch's own run.
-fn own_window(
+/// of the branch's own run and of the (up to) four nearest ancestors the conversation row keeps
+/// (`ancestor_1` … `ancestor_4`, see `Tree::ancestors`) — one index range each, their bounds
+/// from the row, so that a window crossing up to four fork points is one round trip.
+///
+/// Each backend has its own text, all measured on the W14 data (`BENCHMARKS.md`): SQLite and
+/// PostgreSQL a `UNION ALL` of ranges bounded by uncorrelated subqueries (SQLite's OR
+/// optimisation does not reach into a `LEFT JOIN`: `OR`ed ranges read the whole history);
+/// MySQL the ranges `OR`ed in the join, which its range optimiser turns into one multi-interval
+/// scan (a `UNION ALL` of subqueries cost it 70–80% on a straight read). Count-dependent bounds
+/// are uncorrelated subqueries on PostgreSQL: written against the outer row, it only used them
+/// as bounds when its statistics were fresh, and with stale ones read all 20,000 rows of a
+/// history to return 50 (EXPLAIN ANALYZE).
+fn first_read(
     conn: &mut Conn,
     user: &UserId,
     conv: ConversationId,
     bounds: SeqBounds,
 ) -> Result<Option<Found>> {
-    use crate::schema::conversations as c;
-    let owner = diesel::alias!(c as owner);
-    // The one lower bound, max(lo - 1, min(count, hi) - back), in the active branch's run of seqs:
-    // with two, SQLite would bound the scan by one of them and filter by the other, which may be
-    // the wrong one. No overflow: see `SeqBounds`. A branch's run holds no position up to its
-    // fork (`tree.rs`), so the fork needs no bound of its own, and none past the count.
-    let from_end = case_when(
-        c::message_count.lt(bounds.hi),
-        c::message_count - bounds.back,
-    )
-    .otherwise(bounds.hi - bounds.back);
-    let after = case_when(from_end.gt(bounds.lo - 1), from_end).otherwise(bounds.lo - 1);
-    let after = c::table
-        .filter(c::id.eq(conv))
-        .filter(c::user_id.eq(user))
-        .select(c::branch * SPAN + after)
-        .single_value();
-    // The upper bound, within the branch's run: against the one conversation row.
-    let through = owner.field(c::branch) * SPAN + bounds.hi.min(MAX_POSITION);
-    // On PostgreSQL the rows are decoded as they arrive (libpq's single-row mode) rather than
-    // after libpq has buffered the whole result: measured on 2026-12-03 (criterion, same run),
-    // `load-all` of 1,000 messages 1.59 -> 1.10 ms, of 10,000 16.1 -> 10.1 ms, `tail-50` 150 ->
-    // 130 µs, `page-walk` 23.0 -> 18.4 ms. The row type's select clause names its backend, so the
-    // statement is built in each arm.
-    macro_rules! rows {
-        () => {
-            owner
-                .left_join(
-                    messages.on(conversation_id
-                        .eq(owner.field(c::id))
-                        .and(seq.nullable().gt(after))
-                        .and(seq.le(through))),
-                )
-                .filter(owner.field(c::id).eq(conv))
-                .filter(owner.field(c::user_id).eq(user))
-                .select((
-                    owner.field(c::message_count),
-                    owner.field(c::branch),
-                    owner.field(c::branch_fork),
-                    Option::<MessageRow>::as_select(),
-                ))
+    use diesel::sql_types::{BigInt, Binary, Text};
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    const UNION: &str = concat!(
+        "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
+         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+         FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
+         AND m.seq > (SELECT branch * 4294967296 + ",
+        window_after!(),
+        " FROM chatstore_conversations WHERE id = {conv} AND user_id = {user}) \
+         AND m.seq <= c.branch * 4294967296 + {top} WHERE c.id = {conv} AND c.user_id = {user}",
+        ancestor_part!("1"),
+        ancestor_part!("2"),
+        ancestor_part!("3"),
+        ancestor_part!("4"),
+    );
+    #[cfg(feature = "mysql")]
+    const OR: &str = concat!(
+        "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
+         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+         FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
+         AND ((m.seq > c.branch * 4294967296 + ",
+        window_after!(),
+        " AND m.seq <= c.branch * 4294967296 + {top})",
+        ancestor_range!("1"),
+        ancestor_range!("2"),
+        ancestor_range!("3"),
+        ancestor_range!("4"),
+        ") WHERE c.id = {conv} AND c.user_id = {user}"
+    );
+    let lo1 = bounds.lo - 1;
+    let top = bounds.hi.min(MAX_POSITION);
+    // SQLite and PostgreSQL name their parameters by number, each bound once.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    let numbered = |mark: &str, text: &str| {
+        [
+            ("{conv}", 1),
+            ("{user}", 2),
+            ("{lo1}", 3),
+            ("{hi}", 4),
+            ("{back}", 5),
+            ("{top}", 6),
+        ]
+        .iter()
+        .fold(text.to_owned(), |sql, (name, n)| {
+            sql.replace(name, &format!("{mark}{n}"))
+        })
+    };
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    macro_rules! numbered_query {
+        ($db:ty, $mark:literal) => {
+            diesel::sql_query(numbered($mark, UNION))
+                .into_boxed::<$db>()
+                .bind::<Binary, _>(conv)
+                .bind::<Text, _>(user)
+                .bind::<BigInt, _>(lo1)
+                .bind::<BigInt, _>(bounds.hi)
+                .bind::<BigInt, _>(bounds.back)
+                .bind::<BigInt, _>(top)
         };
     }
-    type Row = (i64, i64, i64, Option<MessageRow>);
-    let rows: Box<dyn Iterator<Item = QueryResult<Row>>> = match conn {
+    type Rows<'c> = Box<dyn Iterator<Item = QueryResult<WindowRow>> + 'c>;
+    let rows: Rows<'_> = match conn {
         #[cfg(feature = "sqlite")]
-        Conn::Sqlite(c) => Box::new(Cached(rows!()).load_iter::<Row, DefaultLoadingMode>(c)?),
+        Conn::Sqlite(c) => Box::new(
+            Cached(numbered_query!(diesel::sqlite::Sqlite, "?"))
+                .load_iter::<WindowRow, DefaultLoadingMode>(c)?,
+        ),
+        // Decoded as the rows arrive (libpq's single-row mode) rather than after libpq has
+        // buffered the whole result: measured on 2026-12-03, `load-all` of 10,000 messages 16.1
+        // -> 10.1 ms, `tail-50` 150 -> 130 µs.
         #[cfg(feature = "postgres")]
-        Conn::Pg(c) => {
-            Box::new(Cached(rows!()).load_iter::<Row, diesel::pg::PgRowByRowLoadingMode>(c)?)
-        }
+        Conn::Pg(c) => Box::new(
+            Cached(numbered_query!(diesel::pg::Pg, "$"))
+                .load_iter::<WindowRow, diesel::pg::PgRowByRowLoadingMode>(c)?,
+        ),
+        // MySQL's placeholders are positional: each bound where it appears.
         #[cfg(feature = "mysql")]
-        Conn::Mysql(c) => Box::new(Cached(rows!()).load_iter::<Row, DefaultLoadingMode>(c)?),
+        Conn::Mysql(c) => {
+            let mut sql = OR.to_owned();
+            let mut query = diesel::sql_query("").into_boxed::<diesel::mysql::Mysql>();
+            let mut text = String::with_capacity(sql.len());
+            while let Some(open) = sql.find('{') {
+                let close = open + sql[open..].find('}').unwrap_or(0);
+                text.push_str(&sql[..open]);
+                text.push('?');
+                query = match &sql[open..=close] {
+                    "{conv}" => query.bind::<Binary, _>(conv),
+                    "{user}" => query.bind::<Text, _>(user),
+                    "{lo1}" => query.bind::<BigInt, _>(lo1),
+                    "{hi}" => query.bind::<BigInt, _>(bounds.hi),
+                    "{back}" => query.bind::<BigInt, _>(bounds.back),
+                    _ => query.bind::<BigInt, _>(top),
+                };
+                sql = sql[close + 1..].to_owned();
+            }
+            text.push_str(&sql);
+            Box::new(Cached(query.sql(text)).load_iter::<WindowRow, DefaultLoadingMode>(c)?)
+        }
     };
-    // Each row decoded straight into the returned vector: no intermediate copy of the window.
     let mut found = None;
     let mut window = Vec::new();
     for row in rows {
-        let (count, branch, fork, message) = row?;
-        found = Some((count, branch, fork));
+        let row = row?;
+        if let (Some(count), Some(active), Some(fork)) = (row.count, row.active, row.fork) {
+            found = Some((count, active, fork));
+        }
         // No message in the window still gives the conversation's row, NULLs for the message.
-        if let Some(message) = message {
+        if let Some(message) = row.message() {
             window.push(message.into_model()?);
         }
     }
-    // Sorted here rather than by an ORDER BY: the rows arrive in index order, which a sort of
-    // sorted input confirms in one pass, while PostgreSQL, not knowing that the conversation side
-    // is one row, sorted them again on the server.
+    // Sorted here rather than by an ORDER BY, by position across the branches' runs: the rows
+    // arrive in index order, a range at a time.
     window.sort_by_key(|m| m.seq);
     Ok(found.map(|(count, branch, fork)| Found {
         count,

@@ -133,6 +133,47 @@ impl MessageRow {
     }
 }
 
+/// A row of a history window's first statement (`messages::window`): the conversation's count, active branch and fork (on
+/// the row of the own run's part; NULL on the ancestors' parts on SQLite and PostgreSQL), and a
+/// message of the window, or NULLs if the window holds none.
+#[derive(QueryableByName)]
+pub(crate) struct WindowRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) count: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) active: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) fork: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    pub(crate) id: Option<MessageId>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    pub(crate) conversation_id: Option<ConversationId>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) seq: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub(crate) role: Option<crate::models::Role>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub(crate) content: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub(crate) metadata: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    pub(crate) created_at: Option<DbTime>,
+}
+
+impl WindowRow {
+    pub(crate) fn message(self) -> Option<MessageRow> {
+        Some(MessageRow {
+            id: self.id?,
+            conversation_id: self.conversation_id?,
+            seq: self.seq?,
+            role: self.role?,
+            content: self.content?,
+            metadata: self.metadata,
+            created_at: self.created_at?,
+        })
+    }
+}
+
 /// Stored metadata as JSON, however deeply it nests. The store writes at most
 /// [`MAX_METADATA_DEPTH`](crate::MAX_METADATA_DEPTH) levels, but another program (or an older
 /// chatstore) may have written more — SQLite's and PostgreSQL's checks allow hundreds — and past
