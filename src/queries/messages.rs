@@ -770,26 +770,20 @@ fn first_read(
     );
     let lo1 = bounds.lo - 1;
     let top = bounds.hi.min(MAX_POSITION);
-    // SQLite and PostgreSQL name their parameters by number, each bound once.
+    // SQLite and PostgreSQL name their parameters by number, each bound once; the texts are
+    // made once per process.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    let numbered = |mark: &str, text: &str| {
-        [
-            ("{conv}", 1),
-            ("{user}", 2),
-            ("{lo1}", 3),
-            ("{hi}", 4),
-            ("{back}", 5),
-            ("{top}", 6),
-        ]
-        .iter()
-        .fold(text.to_owned(), |sql, (name, n)| {
+    fn numbered(mark: &str) -> String {
+        let names = ["{conv}", "{user}", "{lo1}", "{hi}", "{back}", "{top}"];
+        (1..).zip(names).fold(UNION.to_owned(), |sql, (n, name)| {
             sql.replace(name, &format!("{mark}{n}"))
         })
-    };
+    }
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     macro_rules! numbered_query {
-        ($db:ty, $mark:literal) => {
-            diesel::sql_query(numbered($mark, UNION))
+        ($db:ty, $mark:literal) => {{
+            static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            diesel::sql_query(TEXT.get_or_init(|| numbered($mark)).as_str())
                 .into_boxed::<$db>()
                 .bind::<Binary, _>(conv)
                 .bind::<Text, _>(user)
@@ -797,7 +791,7 @@ fn first_read(
                 .bind::<BigInt, _>(bounds.hi)
                 .bind::<BigInt, _>(bounds.back)
                 .bind::<BigInt, _>(top)
-        };
+        }};
     }
     type Rows<'c> = Box<dyn Iterator<Item = QueryResult<WindowRow>> + 'c>;
     let rows: Rows<'_> = match conn {
@@ -814,28 +808,35 @@ fn first_read(
             Cached(numbered_query!(diesel::pg::Pg, "$"))
                 .load_iter::<WindowRow, diesel::pg::PgRowByRowLoadingMode>(c)?,
         ),
-        // MySQL's placeholders are positional: each bound where it appears.
+        // MySQL's placeholders are positional: each value bound where its name appears, in the
+        // order the text (made once per process) names them.
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => {
-            let mut sql = OR.to_owned();
-            let mut query = diesel::sql_query("").into_boxed::<diesel::mysql::Mysql>();
-            let mut text = String::with_capacity(sql.len());
-            while let Some(open) = sql.find('{') {
-                let close = open + sql[open..].find('}').unwrap_or(0);
-                text.push_str(&sql[..open]);
-                text.push('?');
-                query = match &sql[open..=close] {
-                    "{conv}" => query.bind::<Binary, _>(conv),
-                    "{user}" => query.bind::<Text, _>(user),
-                    "{lo1}" => query.bind::<BigInt, _>(lo1),
-                    "{hi}" => query.bind::<BigInt, _>(bounds.hi),
-                    "{back}" => query.bind::<BigInt, _>(bounds.back),
+            static TEXT: std::sync::OnceLock<(String, Vec<String>)> = std::sync::OnceLock::new();
+            let (text, names) = TEXT.get_or_init(|| {
+                let mut pieces = OR.split('{');
+                let mut text = pieces.next().unwrap_or_default().to_owned();
+                let mut names = Vec::new();
+                for piece in pieces {
+                    let (name, rest) = piece.split_once('}').unwrap_or((piece, ""));
+                    names.push(name.to_owned());
+                    text.push('?');
+                    text.push_str(rest);
+                }
+                (text, names)
+            });
+            let mut query = diesel::sql_query(text.as_str()).into_boxed::<diesel::mysql::Mysql>();
+            for name in names {
+                query = match name.as_str() {
+                    "conv" => query.bind::<Binary, _>(conv),
+                    "user" => query.bind::<Text, _>(user),
+                    "lo1" => query.bind::<BigInt, _>(lo1),
+                    "hi" => query.bind::<BigInt, _>(bounds.hi),
+                    "back" => query.bind::<BigInt, _>(bounds.back),
                     _ => query.bind::<BigInt, _>(top),
                 };
-                sql = sql[close + 1..].to_owned();
             }
-            text.push_str(&sql);
-            Box::new(Cached(query.sql(text)).load_iter::<WindowRow, DefaultLoadingMode>(c)?)
+            Box::new(Cached(query).load_iter::<WindowRow, DefaultLoadingMode>(c)?)
         }
     };
     let mut found = None;
