@@ -169,7 +169,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        7,
+        8,
         "{}",
         first.stdout
     );
@@ -218,7 +218,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
         verified.stdout.ends_with(
             "pending migration 20261125000003\npending migration 20261202000004\n\
                  pending migration 20261203000005\npending migration 20261203000006\n\
-                 pending migration 20261203000007\n"
+                 pending migration 20261203000007\npending migration 20261203000008\n"
         ),
         "{}",
         verified.stdout
@@ -230,7 +230,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
         run.stdout,
         "applied migration 20261125000003\napplied migration 20261202000004\n\
          applied migration 20261203000005\napplied migration 20261203000006\n\
-         applied migration 20261203000007\n"
+         applied migration 20261203000007\napplied migration 20261203000008\n"
     );
     assert_eq!(
         run.stderr,
@@ -250,7 +250,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
                 "20261202000004",
                 "20261203000005",
                 "20261203000006",
-                "20261203000007"
+                "20261203000007",
+                "20261203000008"
             ],
             "resumed": ["20261125000003"]
         })
@@ -264,7 +265,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(5);
+    db.revert_newest_migrations(6);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -893,10 +894,10 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
         .lines()
         .map(|line| line.strip_prefix("pending migration ").unwrap())
         .collect();
-    assert_eq!(pending.len(), 7, "{}", run.stdout);
+    assert_eq!(pending.len(), 8, "{}", run.stdout);
     assert_eq!(
         run.stderr,
-        "error: the database has no chatstore schema: 7 migration(s) pending\n\
+        "error: the database has no chatstore schema: 8 migration(s) pending\n\
          nothing was changed: chatstore migrate makes the schema\n"
     );
     assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
@@ -987,7 +988,7 @@ fn reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts(db: 
 fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     let migrate = json_line(&chatstore(&db.url, &["--json", "migrate"]).expect(0).stdout);
     assert_eq!(keys(&migrate), ["applied", "resumed"]);
-    assert_eq!(migrate["applied"].as_array().unwrap().len(), 7);
+    assert_eq!(migrate["applied"].as_array().unwrap().len(), 8);
     assert_eq!(migrate["resumed"], json!([]));
     let again = json_line(&chatstore(&db.url, &["migrate", "--json"]).expect(0).stdout);
     assert_eq!(again, json!({"applied": [], "resumed": []}));
@@ -1078,6 +1079,6 @@ fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     assert_eq!(error["code"], 4);
     assert_eq!(
         error["error"],
-        "the database has no chatstore schema: 7 migration(s) pending"
+        "the database has no chatstore schema: 8 migration(s) pending"
     );
 }

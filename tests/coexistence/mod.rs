@@ -29,7 +29,7 @@ backend_tests! {
 }
 
 /// chatstore's versions, oldest first.
-const CHATSTORE: [&str; 7] = [
+const CHATSTORE: [&str; 8] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -37,6 +37,7 @@ const CHATSTORE: [&str; 7] = [
     "20261203000005",
     "20261203000006",
     "20261203000007",
+    "20261203000008",
 ];
 
 /// The versions chatstore 0.1 recorded in Diesel's table: its first four.
@@ -71,7 +72,7 @@ fn chatstore_tables(kind: Kind) -> Vec<&'static str> {
             tables.extend(["chatstore_messages_search", "chatstore_search_state"])
         }
         Kind::Mysql => tables.extend(["chatstore_message_words", "chatstore_search_pending"]),
-        Kind::Postgres => {}
+        Kind::Postgres | Kind::Citus => {}
     }
     tables
 }
@@ -292,7 +293,7 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
         (Kind::SqliteFile, Error::DatabaseNotFound { path }) => {
             assert!(!std::path::Path::new(&path).exists(), "{path} was created");
         }
-        (Kind::Postgres | Kind::Mysql, Error::MigrationsPending { pending }) => {
+        (Kind::Postgres | Kind::Citus | Kind::Mysql, Error::MigrationsPending { pending }) => {
             assert_eq!(pending, CHATSTORE);
         }
         (_, other) => panic!("{other:?}"),
@@ -307,13 +308,13 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
     db.revert_newest_migration();
     let tables = existing_tables(db);
     match verify().unwrap_err() {
-        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[6..]),
+        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[7..]),
         other => panic!("{other:?}"),
     }
     assert_eq!(existing_tables(db), tables);
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..6]
+        CHATSTORE[..7]
     );
 }
 
@@ -339,7 +340,7 @@ fn opening_to_skip_migrations_leaves_the_schema_alone(db: &TestDb) {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..6]
+        CHATSTORE[..7]
     );
 }
 

@@ -9,7 +9,7 @@ use chatstore::{ChatStore, Error, NewMessage, SearchQuery};
 
 use crate::support::{user, Kind, TestDb};
 
-const VERSIONS: [&str; 7] = [
+const VERSIONS: [&str; 8] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -17,6 +17,7 @@ const VERSIONS: [&str; 7] = [
     "20261203000005",
     "20261203000006",
     "20261203000007",
+    "20261203000008",
 ];
 
 /// Every statement is found present in the shape it makes itself: a database whose version records
@@ -83,7 +84,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
     drop(store);
     // Back to before the search index (the words migration after it has no statement, the
     // catch-up, branches and active-path migrations after that are reverted too).
-    db.revert_newest_migrations(5);
+    db.revert_newest_migrations(6);
     // The search migration's first two statements took effect.
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
@@ -115,7 +116,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
 fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
-    db.revert_newest_migrations(5);
+    db.revert_newest_migrations(6);
     db.execute("ALTER TABLE chatstore_messages ADD COLUMN search_text INT NULL")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();

@@ -1,0 +1,2 @@
+-- Nothing to undo in the schema.
+SELECT 1;
