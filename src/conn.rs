@@ -534,8 +534,16 @@ fn connect_postgres(url: &str) -> Result<Conn> {
     // Every statement is prepared once per connection and looks rows up by key or scans an index
     // range, the best plan whatever the values. Left to choose, PostgreSQL kept planning the
     // history read anew at every call (80 µs each, from the server log), its estimate for a
-    // generic plan being no better.
-    conn.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+    // generic plan being no better. Except on Citus (a database with the `citus` extension): it
+    // routes a statement to its owner's shard by the bound user id, which a generic plan does not
+    // have ("could not create distributed plan" for the append); left to choose, Citus makes
+    // PostgreSQL plan such statements with their values, and keeps the generic plans of the
+    // simple ones (its fast path), pruning shards at execution.
+    conn.batch_execute(
+        "SELECT set_config('plan_cache_mode', CASE WHEN EXISTS \
+         (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN 'auto' \
+         ELSE 'force_generic_plan' END, false)",
+    )?;
     Ok(Conn::Pg(conn))
 }
 

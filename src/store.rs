@@ -76,6 +76,10 @@ pub struct ChatStore {
     migrated: Arc<[String]>,
     /// Those of them that an interrupted run had left half applied.
     resumed: Arc<[String]>,
+    /// Whether the database is a Citus cluster's, where an append is a transaction of two
+    /// statements that Citus routes whole to the owner's node rather than PostgreSQL's one
+    /// statement (which Citus would run in three steps through the coordinator).
+    citus: bool,
 }
 
 impl std::fmt::Debug for ChatStore {
@@ -130,15 +134,12 @@ impl StoreBuilder {
                 }
                 Migrations::Skip => {}
             }
+            let citus = crate::queries::citus::present(&mut first)?;
             let write_gate = WriteGate::new(&manager, &mut first, creates);
             let pool = conn::pool(manager, first, self.pool_size, self.connection_timeout);
-            Ok(ChatStore::from_parts(
-                pool,
-                backend,
-                write_gate,
-                self.limits,
-                migrated,
-            ))
+            let mut store = ChatStore::from_parts(pool, backend, write_gate, self.limits, migrated);
+            store.citus = citus;
+            Ok(store)
         })
     }
 }
@@ -287,6 +288,7 @@ impl ChatStore {
             write_gate,
             migrated: migrated.applied.into(),
             resumed: migrated.resumed.into(),
+            citus: false,
         }
     }
 
@@ -713,7 +715,9 @@ impl ChatStore {
             return Ok(Vec::new());
         }
         let now = models::now().naive_utc();
-        let written = self.write_in_autocommit(|conn| batch.write(conn, expected, now))?;
+        let one_statement = !self.citus;
+        let written =
+            self.write_in_autocommit(|conn| batch.write(conn, expected, now, one_statement))?;
         Ok(batch.stored(written))
     }
 

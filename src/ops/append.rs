@@ -126,16 +126,18 @@ impl<'b, 'a> Batch<'b, 'a> {
     /// [`Batch::stored`]: nothing is copied while the append holds its locks.
     ///
     /// An append that names the branch it extends (`expected`) always takes the transaction: the
-    /// branch is checked against the one its reservation found, and a mismatch rolls it back.
+    /// branch is checked against the one its reservation found, and a mismatch rolls it back; so
+    /// does every append with `one_statement` false (on Citus, see `ChatStore::citus`).
     pub(crate) fn write(
         &self,
         conn: &mut Conn,
         expected: Option<Expected>,
         now: NaiveDateTime,
+        one_statement: bool,
     ) -> Result<Written> {
         // The rows are made once, numbered from 1 at `now`; the transaction renumbers them.
         let mut rows = self.rows(now);
-        if expected.is_none_or(|e| e.branch.is_none()) {
+        if one_statement && expected.is_none_or(|e| e.branch.is_none()) {
             let last_seq = expected.map(|e| e.seq);
             if let Some(written) = self.write_in_one_statement(conn, &mut rows, last_seq, now)? {
                 return Ok(written);
@@ -327,7 +329,7 @@ impl<'b, 'a> Batch<'b, 'a> {
         if client_ids.is_empty() {
             return Ok(None);
         }
-        let stored = messages::by_ids(conn, &client_ids)?;
+        let stored = messages::by_ids(conn, self.user, &client_ids)?;
         if stored.is_empty() {
             return Ok(None);
         }

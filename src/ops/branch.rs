@@ -41,7 +41,7 @@ impl Loaded {
 
     /// The tree of the conversation whose row the caller has locked.
     pub(crate) fn locked(conn: &mut Conn, row: ConversationRow) -> Result<Self> {
-        let stored = branches::rows(conn, row.id)?;
+        let stored = branches::rows(conn, &row.user_id, row.id)?;
         Ok(Loaded::of(row, stored))
     }
 
@@ -101,8 +101,12 @@ impl Loaded {
 }
 
 /// The user's message `id` in the conversation `conv`, or `NotFound`.
-fn message_in(conn: &mut Conn, conv: ConversationId, id: MessageId) -> Result<Message> {
-    messages::by_ids(conn, &[id])?
+fn message_in(
+    conn: &mut Conn,
+    (user, conv): (&UserId, ConversationId),
+    id: MessageId,
+) -> Result<Message> {
+    messages::by_ids(conn, user, &[id])?
         .into_iter()
         .find(|m| m.conversation_id == conv)
         .ok_or(Error::NotFound)?
@@ -120,7 +124,7 @@ pub(crate) fn append_sibling(
     now: NaiveDateTime,
 ) -> Result<Vec<Message>> {
     let mut loaded = Loaded::read(conn, user, conv, true)?;
-    let sibling = message_in(conn, conv, of)?;
+    let sibling = message_in(conn, (user, conv), of)?;
     if let Some(stored) = batch.replay(conn)? {
         return Ok(stored);
     }
@@ -194,7 +198,7 @@ pub(crate) fn siblings(
     of: MessageId,
 ) -> Result<Siblings> {
     let loaded = Loaded::read(conn, user, conv, false)?;
-    let asked = message_in(conn, conv, of)?;
+    let asked = message_in(conn, (user, conv), of)?;
     let position = asked.seq;
     let mut siblings = Vec::new();
     for branch in loaded.tree.siblings(asked.branch, position) {

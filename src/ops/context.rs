@@ -40,7 +40,7 @@ pub(crate) fn read<F: FnMut(&Message) -> u64>(
         let (total, mut page) = (found.count, found.messages);
         let pinned = match options.pins_system() {
             true => {
-                let path = branches::path(conn, conversation, found.branch, total, total)?;
+                let path = branches::path(conn, user, conversation, found.branch, total, total)?;
                 messages::system(conn, user, conversation, &path)?
             }
             false => Vec::new(),

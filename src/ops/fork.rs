@@ -29,7 +29,7 @@ pub(crate) fn fork(
     now: NaiveDateTime,
 ) -> Result<Conversation> {
     let row = conversations::find(conn, user, source)?.ok_or(Error::NotFound)?;
-    let last = messages::by_ids(conn, &[through])?
+    let last = messages::by_ids(conn, user, &[through])?
         .into_iter()
         .find(|m| m.conversation_id == source)
         .ok_or(Error::NotFound)?
@@ -43,7 +43,7 @@ pub(crate) fn fork(
         message_count: last.seq,
         branch: BranchId::ROOT,
     };
-    let stored = branches::rows(conn, source)?;
+    let stored = branches::rows(conn, user, source)?;
     let path = ConversationRow::tree(&row, stored).path(last.branch, last.seq);
     conversations::insert(conn, &NewConversationRow::of(user, &conversation))?;
     for segment in path.into_iter().rev() {

@@ -53,7 +53,7 @@ impl CheckedImport {
         }
         // Looked up first, to name the id: a failed insert does not say which it was.
         let ids: Vec<_> = messages.iter().map(|m| m.id).collect();
-        let stored = messages::stored_ids(conn, &ids)?;
+        let stored = messages::stored_ids(conn, user, &ids)?;
         if let Some(taken) = messages.iter().find(|m| stored.contains(&m.id)) {
             return Err(Error::DuplicateId(taken.id));
         }

@@ -91,7 +91,14 @@ fn on_active_branches(
     let mut paths: HashMap<ConversationId, Vec<Segment>> = HashMap::with_capacity(ids.len());
     for row in conversations::by_ids(conn, user, &ids)? {
         let active = BranchId::from_db(row.branch);
-        let path = branches::path(conn, row.id, active, row.message_count, row.message_count)?;
+        let path = branches::path(
+            conn,
+            user,
+            row.id,
+            active,
+            row.message_count,
+            row.message_count,
+        )?;
         paths.insert(row.id, path);
     }
     Ok(found

@@ -12,10 +12,11 @@ use crate::schema::branches::dsl::*;
 use crate::tree::{Node, Segment, Tree};
 use crate::Result;
 
-/// The conversation's branch rows (the caller has checked whose it is).
-pub(crate) fn rows(conn: &mut Conn, conv: ConversationId) -> Result<Vec<BranchRow>> {
+/// The conversation's branch rows (the caller has checked that it is the user's).
+pub(crate) fn rows(conn: &mut Conn, user: &UserId, conv: ConversationId) -> Result<Vec<BranchRow>> {
     Ok(branches
         .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
         .select(BranchRow::as_select())
         .load(conn)?)
 }
@@ -29,7 +30,7 @@ pub(crate) fn with_conversation(
 ) -> Result<Option<(ConversationRow, Vec<BranchRow>)>> {
     use crate::schema::conversations as c;
     let rows: Vec<(ConversationRow, Option<BranchRow>)> = c::table
-        .left_join(branches.on(conversation_id.eq(c::id)))
+        .left_join(branches.on(conversation_id.eq(c::id).and(user_id.eq(c::user_id))))
         .filter(c::id.eq(conv))
         .filter(c::user_id.eq(user))
         .select((
@@ -51,6 +52,7 @@ pub(crate) fn with_conversation(
 /// takes no statement.
 pub(crate) fn path(
     conn: &mut Conn,
+    user: &UserId,
     conv: ConversationId,
     active: BranchId,
     count: i64,
@@ -62,6 +64,7 @@ pub(crate) fn path(
     // Only what a path needs: no times to decode for every branch.
     let links: Vec<(i64, Option<i64>, i64)> = branches
         .filter(conversation_id.eq(conv))
+        .filter(user_id.eq(user))
         .select((branch, parent, fork_seq))
         .load(conn)?;
     let nodes = links

@@ -264,7 +264,11 @@ fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<(), Insert
                 #[cfg(feature = "sqlite")]
                 Conn::Sqlite(c) => diesel::insert_into(messages).values(chunk).execute(c)?,
                 #[cfg(feature = "postgres")]
-                Conn::Pg(c) => insert_unnested(c, chunk)?,
+                Conn::Pg(c) => match insert_unnested(c, chunk)? {
+                    // The rows take their conversation from its row, which the caller holds.
+                    n if n == chunk.len() => n,
+                    _ => return Err(Insert::Failed(Error::NotFound)),
+                },
                 #[cfg(feature = "mysql")]
                 Conn::Mysql(c) => diesel::insert_into(messages).values(chunk).execute(c)?,
             };
@@ -298,12 +302,17 @@ fn insert_unnested(
     ) -> Vec<T> {
         rows.iter().map(f).collect()
     }
+    // The conversation and owner come from the conversation's row: on Citus an INSERT … SELECT
+    // from a co-located table, by its distribution column, runs whole on the owner's node (from
+    // the arrays alone, Citus ran the SELECT and copied its rows through the coordinator, losing
+    // the error code of a duplicate id). The caller's transaction holds the row.
     diesel::sql_query(
         "INSERT INTO chatstore_messages \
          (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
-         SELECT m.id, $1, $2, m.seq, m.role, m.content, m.metadata, $3, m.search_text \
-         FROM unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[]) \
-         AS m(id, seq, role, content, metadata, search_text)",
+         SELECT m.id, c.id, c.user_id, m.seq, m.role, m.content, m.metadata, $3, m.search_text \
+         FROM chatstore_conversations c, \
+         unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+         AS m(id, seq, role, content, metadata, search_text) WHERE c.id = $1 AND c.user_id = $2",
     )
     .bind::<Binary, _>(first.conversation_id)
     .bind::<Text, _>(first.user_id)
@@ -343,23 +352,47 @@ fn chunks<T>(
     })
 }
 
-/// The stored messages among `ids`, whichever conversation (and user) they are in.
-pub(crate) fn by_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<MessageRow>> {
+/// The stored messages among `ids` that stand in the way of `user` storing them: the user's own,
+/// in any of the user's conversations, and on SQLite and MySQL anyone's, since ids are unique
+/// across owners there (a client id another user stored is refused by name). On PostgreSQL ids are
+/// unique per owner (every key includes it, so that Citus can distribute the tables) and only the
+/// user's are read, which on Citus routes the read to the user's node.
+pub(crate) fn by_ids(conn: &mut Conn, user: &UserId, ids: &[MessageId]) -> Result<Vec<MessageRow>> {
     let select = MessageRow::as_select();
+    let owned = conn.backend() == Backend::Postgres;
+    // One id — the common case, a single message retried — has a statement of fixed shape,
+    // which Diesel prepares once; an IN list of n binds is prepared per call on SQLite.
     Ok(match ids {
-        // One id — the common case, a single message retried — has a statement of fixed shape,
-        // which Diesel prepares once; an IN list of n binds is prepared per call on SQLite.
+        [one] if owned => messages
+            .filter(id.eq(one))
+            .filter(user_id.eq(user))
+            .select(select)
+            .load(conn)?,
         [one] => messages.filter(id.eq(one)).select(select).load(conn)?,
+        _ if owned => messages
+            .filter(id.eq_any(ids))
+            .filter(user_id.eq(user))
+            .select(select)
+            .load(conn)?,
         _ => messages.filter(id.eq_any(ids)).select(select).load(conn)?,
     })
 }
 
-/// Which of `ids` are stored, in any conversation (read from the primary key alone).
-pub(crate) fn stored_ids(conn: &mut Conn, ids: &[MessageId]) -> Result<Vec<MessageId>> {
+/// Which of `ids` stand in the way of `user` storing them, as [`by_ids`] finds them (read from
+/// the primary key alone).
+pub(crate) fn stored_ids(
+    conn: &mut Conn,
+    user: &UserId,
+    ids: &[MessageId],
+) -> Result<Vec<MessageId>> {
     let mut stored = Vec::new();
     // Chunks keep each statement well under SQLite's limit of bound parameters.
     for chunk in ids.chunks(ROWS_PER_INSERT) {
-        let found: Vec<MessageId> = messages.filter(id.eq_any(chunk)).select(id).load(conn)?;
+        let mut query = messages.select(id).into_boxed::<MultiBackend>();
+        if conn.backend() == Backend::Postgres {
+            query = query.filter(user_id.eq(user));
+        }
+        let found: Vec<MessageId> = query.filter(id.eq_any(chunk)).load(conn)?;
         stored.extend(found);
     }
     Ok(stored)
@@ -457,7 +490,7 @@ pub(crate) fn window(
         // before they were kept): the walk reads everything below the branch's own run.
         found.messages.retain(|m| m.branch == found.branch);
         let through = top.min(found.fork);
-        let mut older = ancestors(conn, conv, found.branch, after, through)?;
+        let mut older = ancestors(conn, user, conv, found.branch, after, through)?;
         // Oldest first: by position, across the branches' runs.
         older.sort_by_key(|m| m.seq % SPAN);
         if older.len() as i64 == through - after {
@@ -482,7 +515,7 @@ macro_rules! chain_anchor {
     () => {
         "WITH RECURSIVE chain (branch, parent, fork, through) AS (\
          SELECT branch, parent, fork_seq, {int} FROM chatstore_branches \
-         WHERE conversation_id = {p} AND branch = {p} \
+         WHERE conversation_id = {p} AND user_id = {p} AND branch = {p} \
          UNION ALL "
     };
 }
@@ -494,7 +527,7 @@ macro_rules! chain_step {
         "SELECT b.branch, b.parent, b.fork_seq, \
          CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
          FROM chatstore_branches b JOIN chain c ON b.branch = c.parent \
-         WHERE b.conversation_id = {p} AND c.fork > {p}) "
+         WHERE b.conversation_id = {p} AND b.user_id = {p} AND c.fork > {p}) "
     };
 }
 
@@ -514,19 +547,20 @@ macro_rules! chain_step {
 /// whatever the statistics say (0.17 ms).
 fn ancestors(
     conn: &mut Conn,
+    user: &UserId,
     conv: ConversationId,
     branch: BranchId,
     after: i64,
     through: i64,
 ) -> Result<Vec<MessageRow>> {
-    use diesel::sql_types::{BigInt, Binary};
+    use diesel::sql_types::{BigInt, Binary, Text};
     // One text per backend, each prepared once per connection.
     const SQL: &str = concat!(
         chain_anchor!(),
         chain_step!(),
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
          FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
-         AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
+         AND m.user_id = {p} AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND m.seq <= chain.branch * 4294967296 + chain.through"
     );
     const PG: &str = concat!(
@@ -534,11 +568,12 @@ fn ancestors(
         "SELECT b.branch, b.parent, b.fork_seq, \
          CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
          FROM chain c CROSS JOIN LATERAL (SELECT branch, parent, fork_seq FROM chatstore_branches \
-         WHERE conversation_id = {p} AND branch = c.parent OFFSET 0) b WHERE c.fork > {p}) \
+         WHERE conversation_id = {p} AND user_id = {p} AND branch = c.parent OFFSET 0) b \
+         WHERE c.fork > {p}) \
          SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
          FROM chain CROSS JOIN LATERAL (\
          SELECT id, conversation_id, seq, role, content, metadata, created_at \
-         FROM chatstore_messages WHERE conversation_id = {p} \
+         FROM chatstore_messages WHERE conversation_id = {p} AND user_id = {p} \
          AND seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m"
     );
@@ -547,7 +582,7 @@ fn ancestors(
         // MariaDB joins the messages by the conversation alone (`ref`), not by each branch's
         // range, and so read the whole history for each branch (188 ms for a window of a
         // 100,000-message path, W14): the chain alone, then the ranges.
-        Backend::Mysql => return ancestors_mysql(conn, conv, branch, after, through),
+        Backend::Mysql => return ancestors_mysql(conn, user, conv, branch, after, through),
         Backend::Postgres => {
             let mut n = 0;
             let mut numbered = String::with_capacity(PG.len());
@@ -569,10 +604,13 @@ fn ancestors(
     };
     let mut query = query
         .bind::<Binary, _>(conv)
+        .bind::<Text, _>(user)
         .bind::<BigInt, _>(branch.as_i64())
         .bind::<Binary, _>(conv)
+        .bind::<Text, _>(user)
         .bind::<BigInt, _>(after)
         .bind::<Binary, _>(conv)
+        .bind::<Text, _>(user)
         .bind::<BigInt, _>(after)
         .bind::<BigInt, _>(after);
     if conn.backend() == Backend::Postgres {
@@ -585,12 +623,13 @@ fn ancestors(
 /// their ranges, `UNION ALL` of one index range each.
 fn ancestors_mysql(
     conn: &mut Conn,
+    user: &UserId,
     conv: ConversationId,
     branch: BranchId,
     after: i64,
     through: i64,
 ) -> Result<Vec<MessageRow>> {
-    use diesel::sql_types::{BigInt, Binary};
+    use diesel::sql_types::{BigInt, Binary, Text};
     #[derive(QueryableByName)]
     struct Link {
         #[diesel(sql_type = BigInt)]
@@ -612,8 +651,10 @@ fn ancestors_mysql(
         .into_boxed::<MultiBackend>()
         .bind::<BigInt, _>(through)
         .bind::<Binary, _>(conv)
+        .bind::<Text, _>(user)
         .bind::<BigInt, _>(branch.as_i64())
         .bind::<Binary, _>(conv)
+        .bind::<Text, _>(user)
         .bind::<BigInt, _>(after);
     let links: Vec<Link> = Cached(chain).load(conn)?;
     let segments: Vec<Segment> = links
@@ -630,13 +671,15 @@ fn ancestors_mysql(
     let mut rows = Vec::new();
     for group in segments.chunks(8) {
         let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-                   FROM chatstore_messages WHERE conversation_id = ? AND seq > ? AND seq <= ?";
+                   FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? \
+                   AND seq > ? AND seq <= ?";
         let sql = vec![one; group.len()].join(" UNION ALL ");
         let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
         for segment in group {
             let (from, to) = segment.stored();
             query = query
                 .bind::<Binary, _>(conv)
+                .bind::<Text, _>(user)
                 .bind::<BigInt, _>(from)
                 .bind::<BigInt, _>(to);
         }
@@ -685,7 +728,7 @@ macro_rules! ancestor_part {
         concat!(
             " UNION ALL SELECT NULL, NULL, NULL, m.id, m.conversation_id, m.seq, m.role, m.content, \
              m.metadata, m.created_at FROM chatstore_messages m WHERE m.conversation_id = {conv} \
-             AND m.seq > (SELECT ancestor_", $k, " - ancestor_", $k, " % 4294967296 + ",
+             AND m.user_id = {user} AND m.seq > (SELECT ancestor_", $k, " - ancestor_", $k, " % 4294967296 + ",
             window_after!(),
             " FROM chatstore_conversations WHERE id = {conv} AND user_id = {user} AND ancestor_", $k,
             " >= 0) AND m.seq <= (SELECT CASE WHEN ancestor_", $k, " < ancestor_", $k, " - ancestor_", $k,
@@ -745,7 +788,7 @@ fn first_read(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
          m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
-         AND m.seq > (SELECT branch * 4294967296 + ",
+         AND m.user_id = c.user_id AND m.seq > (SELECT branch * 4294967296 + ",
         window_after!(),
         " FROM chatstore_conversations WHERE id = {conv} AND user_id = {user}) \
          AND m.seq <= c.branch * 4294967296 + {top} WHERE c.id = {conv} AND c.user_id = {user}",
@@ -759,7 +802,7 @@ fn first_read(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
          m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
-         AND ((m.seq > c.branch * 4294967296 + ",
+         AND m.user_id = c.user_id AND ((m.seq > c.branch * 4294967296 + ",
         window_after!(),
         " AND m.seq <= c.branch * 4294967296 + {top})",
         ancestor_range!("1"),

@@ -67,6 +67,7 @@ pub(crate) fn run(conn: &mut Conn, lock_timeout: std::time::Duration) -> Result<
             if migrated.rewrites_search_text() {
                 super::search::rewrite_search_text_pg(c)?;
             }
+            super::citus::distribute(c)?;
             Ok(migrated)
         }),
         #[cfg(feature = "mysql")]

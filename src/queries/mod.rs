@@ -6,6 +6,7 @@
 
 pub(crate) mod branches;
 pub(crate) mod catalog;
+pub(crate) mod citus;
 pub(crate) mod columns;
 pub(crate) mod conversations;
 pub(crate) mod layout_0_1;

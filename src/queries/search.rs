@@ -105,7 +105,8 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
          WHERE {matches} AND m.user_id = $2 {in_conversation} \
          ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
          LIMIT {limit_at} OFFSET {offset_at}) page \
-         JOIN chatstore_messages m ON m.id = page.id JOIN chatstore_conversations c ON c.id = m.conversation_id \
+         JOIN chatstore_messages m ON m.id = page.id AND m.user_id = $2 \
+         JOIN chatstore_conversations c ON c.id = m.conversation_id AND c.user_id = $2 \
          ORDER BY {by_page_rank}m.created_at DESC, m.seq DESC, m.id DESC"
     );
     let mut statement = diesel::sql_query(sql)
@@ -740,38 +741,64 @@ pub(crate) fn index_unindexed(conn: &mut Conn, user: Option<&UserId>, limit: i64
             .execute(c)?;
             Ok(indexed)
         }
-        // The index's expression is the one the generated column had (migration 000004), so a
-        // message indexed before and one indexed now hold the same words.
+        // Store-wide, user by user: each statement names its owner, so that on Citus it runs on
+        // the one node holding that user's rows (a locking read across shards is refused).
         #[cfg(feature = "postgres")]
-        Conn::Pg(c) => {
-            let condition = match user {
-                Some(_) => "AND user_id = $2",
-                None => "",
-            };
-            // The waiting rows are locked and listed first (an init plan, run once), then
-            // updated through the primary key. A join instead was planned from statistics taken
-            // while nothing waited (the partial index "empty"): a nested loop that ran the
-            // subquery again for every row, 2.8 ms a message over 10,000. The lock re-checks
-            // `search IS NULL` on a row another run indexed meanwhile, and skips it.
-            let sql = format!(
-                "UPDATE chatstore_messages m SET search = to_tsvector('simple', regexp_replace(\
-                 left(coalesce(m.search_text, m.content), 100000), '[!-/:-@\\[-`{{-~]', ' ', 'g')) \
-                 || ('u' || md5(m.user_id))::tsvector \
-                 WHERE m.id = ANY (ARRAY(SELECT id FROM chatstore_messages \
-                 WHERE search IS NULL {condition} ORDER BY user_id, id LIMIT $1 FOR UPDATE))"
-            );
-            let statement = diesel::sql_query(sql)
-                .into_boxed::<diesel::pg::Pg>()
-                .bind::<BigInt, _>(limit);
-            let statement = match user {
-                Some(user) => statement.bind::<Text, _>(user),
-                None => statement,
-            };
-            Ok(Cached(statement).execute(c)?)
-        }
+        Conn::Pg(c) => match user {
+            Some(user) => index_user_pg(c, user.as_str(), limit),
+            None => {
+                #[derive(QueryableByName)]
+                struct Waiting {
+                    #[diesel(sql_type = Text)]
+                    user_id: String,
+                }
+                // Every user with a message waiting, up to one a message of the batch: served by
+                // the partial index of waiting messages.
+                let waiting: Vec<Waiting> = Cached(
+                    diesel::sql_query(
+                        "SELECT DISTINCT user_id FROM chatstore_messages WHERE search IS NULL \
+                         LIMIT $1",
+                    )
+                    .bind::<BigInt, _>(limit),
+                )
+                .load(c)?;
+                // Short only if each user's batch was: then nothing was left waiting.
+                let mut indexed = 0;
+                for waiting in &waiting {
+                    if indexed as i64 >= limit {
+                        break;
+                    }
+                    indexed += index_user_pg(c, &waiting.user_id, limit - indexed as i64)?;
+                }
+                Ok(indexed)
+            }
+        },
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => index_pending_mysql(c, user, limit),
     }
+}
+
+/// Indexes up to `limit` of `user`'s messages that wait for the index (PostgreSQL). The index's
+/// expression is the one the generated column had (migration 000004), so a message indexed before
+/// and one indexed now hold the same words.
+///
+/// The waiting rows are locked and listed first (an init plan, run once), then updated through
+/// the primary key. A join instead was planned from statistics taken while nothing waited (the
+/// partial index "empty"): a nested loop that ran the subquery again for every row, 2.8 ms a
+/// message over 10,000. The lock re-checks `search IS NULL` on a row another run indexed
+/// meanwhile, and skips it.
+#[cfg(feature = "postgres")]
+fn index_user_pg(conn: &mut diesel::PgConnection, user: &str, limit: i64) -> Result<usize> {
+    let statement = diesel::sql_query(
+        "UPDATE chatstore_messages m SET search = to_tsvector('simple', regexp_replace(\
+         left(coalesce(m.search_text, m.content), 100000), '[!-/:-@\\[-`{-~]', ' ', 'g')) \
+         || ('u' || md5(m.user_id))::tsvector \
+         WHERE m.user_id = $2 AND m.id = ANY (ARRAY(SELECT id FROM chatstore_messages \
+         WHERE search IS NULL AND user_id = $2 ORDER BY id LIMIT $1 FOR UPDATE))",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<Text, _>(user);
+    Ok(Cached(statement).execute(conn)?)
 }
 
 /// Records that newly inserted messages wait for the search index (MySQL's: the other backends

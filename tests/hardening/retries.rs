@@ -196,14 +196,20 @@ fn a_retry_into_another_users_conversation_is_not_found(db: &TestDb) {
         store.append_if_last_seq(&mallory, conv, 1, std::slice::from_ref(&message)),
         Err(Error::NotFound)
     ));
-    // Into mallory's own conversation, the id is simply taken.
+    // Into mallory's own conversation, the id is simply taken where ids are unique across owners;
+    // on PostgreSQL they are unique per owner, and mallory's message is his own.
     let own = store.create_conversation(&mallory, None).unwrap().id;
-    assert!(matches!(
-        store.append_message(&mallory, own, message),
-        Err(Error::DuplicateId(_))
-    ));
+    let appended = store.append_message(&mallory, own, message);
+    if db.kind.ids_per_owner() {
+        let stored = appended.unwrap();
+        assert_eq!((stored.id, stored.conversation_id), (id, own));
+        let read = store.messages(&mallory, own, Window::All).unwrap();
+        assert_eq!(read.messages, [stored]);
+    } else {
+        assert!(matches!(appended, Err(Error::DuplicateId(_))));
+        assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
+    }
     assert_eq!(state(&store, &alice, conv), before);
-    assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
 }
 
 /// A user who learned one of alice's message ids, and which conversation holds it, cannot tell
@@ -250,12 +256,20 @@ fn another_users_conversation_answers_as_a_missing_one_whatever_the_ids(db: &Tes
     for answer in &into_theirs {
         assert_eq!(answer, &format!("{:?}", Error::NotFound));
     }
+    // Where ids are unique across owners, the id is taken in mallory's own conversation too;
+    // where they are unique per owner (PostgreSQL), it is free there.
     let own = store.create_conversation(&mallory, None).unwrap().id;
-    for answer in attempts(own) {
-        assert_eq!(answer, format!("{:?}", Error::DuplicateId(id)));
+    if db.kind.ids_per_owner() {
+        let stored = store.append_message(&mallory, own, known).unwrap();
+        assert_eq!((stored.id, stored.conversation_id), (id, own));
+        assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 1);
+    } else {
+        for answer in attempts(own) {
+            assert_eq!(answer, format!("{:?}", Error::DuplicateId(id)));
+        }
+        assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
     }
     assert_eq!(state(&store, &alice, theirs), before);
-    assert_eq!(store.conversation(&mallory, own).unwrap().message_count, 0);
 }
 
 /// Eight callers retrying one message at the same moment (a client that timed out and retried on
@@ -398,7 +412,7 @@ fn race_two_retries(
     let conv = store.create_conversation(&alice, None).unwrap().id;
     let hex: String = conv.as_uuid().simple().to_string();
     let row = match kind {
-        Kind::Postgres => format!("'\\x{hex}'::bytea"),
+        Kind::Postgres | Kind::Citus => format!("'\\x{hex}'::bytea"),
         _ => format!("x'{hex}'"),
     };
     let lock = db.hold(&format!(
