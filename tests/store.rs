@@ -9,6 +9,8 @@ mod support;
 
 mod admin;
 mod branches;
+#[cfg(feature = "citus")]
+mod citus;
 mod coexistence;
 mod concurrency;
 mod connections;

@@ -55,7 +55,17 @@ fn postgres_open_gives_up_on_a_server_that_never_answers() {
 
 #[test]
 fn postgres_a_terminated_connection_is_replaced_without_reopening() {
-    let db = TestDb::new(Kind::Postgres);
+    a_terminated_connection_is_replaced_without_reopening(Kind::Postgres);
+}
+
+#[cfg(feature = "citus")]
+#[test]
+fn citus_a_terminated_connection_is_replaced_without_reopening() {
+    a_terminated_connection_is_replaced_without_reopening(Kind::Citus);
+}
+
+fn a_terminated_connection_is_replaced_without_reopening(kind: Kind) {
+    let db = TestDb::new(kind);
     // One connection, so none is being made in the background while the server kills them.
     let store = ChatStore::builder(db.url.clone())
         .pool_size(1)

@@ -37,6 +37,14 @@ fn postgres_terminated_connections_fail_only_calls_in_flight_and_lose_nothing() 
     terminated_connections_fail_only_calls_in_flight_and_lose_nothing(Kind::Postgres);
 }
 
+/// On Citus the store's connections are the coordinator's: a call in flight loses its
+/// coordinator backend, and with it the distributed transaction on the worker.
+#[cfg(feature = "citus")]
+#[test]
+fn citus_terminated_connections_fail_only_calls_in_flight_and_lose_nothing() {
+    terminated_connections_fail_only_calls_in_flight_and_lose_nothing(Kind::Citus);
+}
+
 #[cfg(feature = "mysql")]
 #[test]
 fn mysql_killed_connections_fail_only_calls_in_flight_and_lose_nothing() {

@@ -58,7 +58,7 @@ fn reopening_runs_no_migration_and_keeps_data(db: &TestDb) {
 fn two_stores_opening_a_fresh_database_at_once_both_succeed(db: &TestDb) {
     // The races are narrow (on SQLite about one open in twenty lost before the WAL switch was
     // retried): several rounds, each on a fresh database, make a regression show.
-    let rounds = if db.kind == Kind::Postgres { 4 } else { 25 };
+    let rounds = if db.kind.is_postgres() { 4 } else { 25 };
     for round in 0..rounds {
         let fresh = TestDb::new(db.kind);
         let db = if round == 0 { db } else { &fresh };
@@ -252,7 +252,7 @@ fn message_owner_must_be_the_conversation_owner(db: &TestDb) {
         ))
     };
     let fk = match db.kind {
-        Kind::Postgres | Kind::Mysql => "chatstore_messages_conversation_fk",
+        Kind::Postgres | Kind::Citus | Kind::Mysql => "chatstore_messages_conversation_fk",
         _ => "FOREIGN KEY constraint failed",
     };
     let err =

@@ -4,7 +4,7 @@
 use super::{Kind, TestDb};
 
 /// Generates one `#[test]` per enabled backend for each behaviour, in a module per backend
-/// (`sqlite_file`, `sqlite_memory`, `postgres`, `mysql`) of the module that invokes it. `every`
+/// (`sqlite_file`, `sqlite_memory`, `postgres`, `citus`, `mysql`) of the module that invokes it. `every`
 /// runs on all of them; `persistent` needs a database that outlives a store (reopening, raw SQL,
 /// two stores or processes on one database), so it skips in-memory SQLite.
 ///
@@ -45,6 +45,11 @@ macro_rules! backend_tests {
             $( #[test] fn $persistent() {
                 $run($crate::support::Kind::Postgres, super::$persistent)
             } )*
+        }
+        #[cfg(feature = "citus")]
+        mod citus {
+            $( #[test] fn $every() { $run($crate::support::Kind::Citus, super::$every) } )*
+            $( #[test] fn $persistent() { $run($crate::support::Kind::Citus, super::$persistent) } )*
         }
         #[cfg(feature = "mysql")]
         mod mysql {

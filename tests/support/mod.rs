@@ -3,6 +3,7 @@
 //! includes it with `mod support;` and uses part of it.
 #![allow(dead_code)]
 
+mod citus;
 mod helpers;
 mod matrix;
 mod raw_sql;
@@ -76,6 +77,23 @@ pub enum Kind {
     Postgres,
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     Mysql,
+    /// A distributed database on the local Citus cluster (`../shared/citus/citus-cluster.sh`):
+    /// PostgreSQL to the store, its tables distributed by owner at open.
+    #[cfg_attr(not(feature = "citus"), allow(dead_code))]
+    Citus,
+}
+
+impl Kind {
+    /// Whether message and conversation ids are unique per owner rather than across owners: on
+    /// PostgreSQL (and so Citus), whose keys include the owner.
+    pub fn ids_per_owner(self) -> bool {
+        matches!(self, Kind::Postgres | Kind::Citus)
+    }
+
+    /// Whether the database is PostgreSQL to the store (plain or Citus).
+    pub fn is_postgres(self) -> bool {
+        matches!(self, Kind::Postgres | Kind::Citus)
+    }
 }
 
 /// A fresh, empty database of one kind. A SQLite file lives in a temporary directory; a PostgreSQL
@@ -110,6 +128,16 @@ impl TestDb {
                 let name = format!("chatstore_test_{}", uuid::Uuid::now_v7().simple());
                 admin_execute(&format!("CREATE DATABASE {name}"));
                 let url = with_database(&postgres_admin_url(), &name);
+                TestDb {
+                    kind,
+                    url,
+                    _dir: None,
+                    server_name: Some(name),
+                }
+            }
+            Kind::Citus => {
+                let name = format!("chatstore_test_{}", uuid::Uuid::now_v7().simple());
+                let url = citus::create_database(&name);
                 TestDb {
                     kind,
                     url,
@@ -152,7 +180,7 @@ impl TestDb {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => sqlite_connection(&self.url).batch_execute(sql),
             #[cfg(feature = "postgres")]
-            Kind::Postgres => diesel::pg::PgConnection::establish(&self.url)
+            Kind::Postgres | Kind::Citus => diesel::pg::PgConnection::establish(&self.url)
                 .expect("connect")
                 .batch_execute(sql),
             #[cfg(feature = "mysql")]
@@ -172,7 +200,7 @@ impl TestDb {
                 Box::new(c)
             }
             #[cfg(feature = "postgres")]
-            Kind::Postgres => {
+            Kind::Postgres | Kind::Citus => {
                 let mut c = diesel::pg::PgConnection::establish(&self.url).expect("connect");
                 c.batch_execute(sql).expect(sql);
                 Box::new(c)
@@ -205,7 +233,7 @@ impl TestDb {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => query.get_result(&mut sqlite_connection(&self.url)),
             #[cfg(feature = "postgres")]
-            Kind::Postgres => query
+            Kind::Postgres | Kind::Citus => query
                 .get_result(&mut diesel::pg::PgConnection::establish(&self.url).expect("connect")),
             #[cfg(feature = "mysql")]
             Kind::Mysql => query.get_result(&mut mysql_connection(&self.url)),
@@ -220,7 +248,7 @@ impl TestDb {
     #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub fn terminate_other_connections(&self) -> i64 {
         match self.kind {
-            Kind::Postgres => self
+            Kind::Postgres | Kind::Citus => self
                 .scalar(
                     "SELECT count(*) AS n FROM pg_stat_activity, pg_terminate_backend(pid) AS killed \
                      WHERE datname = current_database() AND pid <> pg_backend_pid() AND killed",
@@ -263,7 +291,7 @@ impl TestDb {
                     .expect("fixture migrations"),
             ),
             #[cfg(feature = "postgres")]
-            Kind::Postgres => versions(
+            Kind::Postgres | Kind::Citus => versions(
                 diesel::pg::PgConnection::establish(&self.url)
                     .expect("connect")
                     .run_pending_migrations(migrations(&fixture.dir("postgres")))
@@ -286,9 +314,11 @@ impl TestDb {
                 "SELECT name AS version FROM sqlite_master WHERE type = 'table' \
                  AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'chatstore_messages_search_%' ORDER BY name"
             }
-            Kind::Postgres => {
+            Kind::Postgres | Kind::Citus => {
+                // Tables, not views: Citus adds views of its own (`citus_tables`).
                 "SELECT table_name::text AS version FROM information_schema.tables \
-                 WHERE table_schema = current_schema() ORDER BY table_name"
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+                 ORDER BY table_name"
             }
             Kind::Mysql => {
                 "SELECT CAST(table_name AS CHAR) AS version FROM information_schema.tables \
@@ -312,7 +342,7 @@ impl TestDb {
             #[cfg(feature = "sqlite")]
             Kind::SqliteFile => query.load(&mut sqlite_connection(&self.url)),
             #[cfg(feature = "postgres")]
-            Kind::Postgres => {
+            Kind::Postgres | Kind::Citus => {
                 query.load(&mut diesel::pg::PgConnection::establish(&self.url).expect("connect"))
             }
             #[cfg(feature = "mysql")]
@@ -350,7 +380,7 @@ impl TestDb {
                 migrations("migrations/sqlite"),
             ),
             #[cfg(feature = "postgres")]
-            Kind::Postgres => revert_newest(
+            Kind::Postgres | Kind::Citus => revert_newest(
                 &mut diesel::pg::PgConnection::establish(&self.url).expect("connect"),
                 migrations("migrations/postgres"),
             ),
@@ -370,6 +400,7 @@ impl Drop for TestDb {
             (Some(name), Kind::Mysql) => {
                 mysql_admin_execute(&format!("DROP DATABASE IF EXISTS {name}"))
             }
+            (Some(name), Kind::Citus) => citus::drop_database(name),
             (Some(name), _) => {
                 admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             }

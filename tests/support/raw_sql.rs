@@ -46,7 +46,7 @@ impl RawSql {
     pub fn id(&self, bytes: &[u8]) -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         match self.0 {
-            Kind::Postgres => format!("'\\x{hex}'::bytea"),
+            Kind::Postgres | Kind::Citus => format!("'\\x{hex}'::bytea"),
             _ => format!("x'{hex}'"),
         }
     }
@@ -54,7 +54,7 @@ impl RawSql {
     /// A timestamp written `YYYY-MM-DD HH:MM:SS`.
     pub fn at(&self, time: &str) -> String {
         match self.0 {
-            Kind::Postgres => format!("'{time}'::timestamp"),
+            Kind::Postgres | Kind::Citus => format!("'{time}'::timestamp"),
             _ => format!("'{time}'"),
         }
     }

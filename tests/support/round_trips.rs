@@ -31,7 +31,7 @@ impl RoundTrips {
             None => (String::new(), authority),
         };
         let (protocol, default_port) = match db.kind {
-            Kind::Postgres => (Protocol::Postgres, 5432),
+            Kind::Postgres | Kind::Citus => (Protocol::Postgres, 5432),
             Kind::Mysql => (Protocol::Mysql, 3306),
             other => panic!("no server behind {other:?}"),
         };
