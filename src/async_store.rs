@@ -278,6 +278,110 @@ impl AsyncChatStore {
             .await
     }
 
+    /// [`ChatStore::list_archived_conversations`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Page, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// store.archive_conversation(&alice, conv.id).await?;
+    /// let page = store.list_archived_conversations(&alice, Page::first(20)).await?;
+    /// assert_eq!(page.conversations[0].id, conv.id);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::list_archived_conversations`]; [`Error::TaskFailed`].
+    pub async fn list_archived_conversations(
+        &self,
+        user: &UserId,
+        page: Page,
+    ) -> Result<ConversationPage> {
+        let user = user.clone();
+        self.run(move |s| s.list_archived_conversations(&user, page))
+            .await
+    }
+
+    /// [`ChatStore::pin_conversation`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// assert!(store.pin_conversation(&alice, conv.id).await?.pinned);
+    /// assert!(!store.unpin_conversation(&alice, conv.id).await?.pinned);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::pin_conversation`]; [`Error::TaskFailed`].
+    pub async fn pin_conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.pin_conversation(&user, id)).await
+    }
+
+    /// [`ChatStore::unpin_conversation`], on the blocking pool (see
+    /// [`pin_conversation`](Self::pin_conversation)).
+    ///
+    /// # Errors
+    /// As [`ChatStore::unpin_conversation`]; [`Error::TaskFailed`].
+    pub async fn unpin_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.unpin_conversation(&user, id)).await
+    }
+
+    /// [`ChatStore::archive_conversation`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// assert!(store.archive_conversation(&alice, conv.id).await?.archived);
+    /// assert!(!store.restore_conversation(&alice, conv.id).await?.archived);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::archive_conversation`]; [`Error::TaskFailed`].
+    pub async fn archive_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.archive_conversation(&user, id)).await
+    }
+
+    /// [`ChatStore::restore_conversation`], on the blocking pool (see
+    /// [`archive_conversation`](Self::archive_conversation)).
+    ///
+    /// # Errors
+    /// As [`ChatStore::restore_conversation`]; [`Error::TaskFailed`].
+    pub async fn restore_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.run(move |s| s.restore_conversation(&user, id)).await
+    }
+
     /// [`ChatStore::delete_conversation`], on the blocking pool.
     ///
     /// ```

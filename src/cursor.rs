@@ -11,7 +11,8 @@
 //! ```
 //!
 //! with fixed-width big-endian fields: a list position is `updated_at` in microseconds since 1970
-//! (`i64`) and the conversation id (16 bytes); a window is nothing (`All`), its limit (`u32`,
+//! (`i64`) and the conversation id (16 bytes), its kind saying which rank of the lists it is in
+//! (pinned, listed or archived: kind 1, the only list position before pins, is the listed one); a window is nothing (`All`), its limit (`u32`,
 //! `Latest`), or its seq (`i64`) and limit (`Before`, `After`). The binding is a 64-bit hash of
 //! everything before it together with the user id (and, for a window, the conversation id); the
 //! check is a 32-bit hash of everything before it. The check tells damage from a token that was
@@ -29,15 +30,20 @@ use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, Utc};
 
 use crate::ids::{ConversationId, UserId};
+use crate::models::{Conversation, ListRank};
 use crate::{Error, Result};
 
-/// A position in a user's conversation list: the `(updated_at, id)` of the last conversation of a
-/// page. A service can hand both parts to a client (say, as query parameters) and rebuild the
-/// cursor with [`ConversationCursor::new`] on the next request; a cursor only ever selects among
-/// the acting user's conversations, whatever values it holds.
+/// A position in a user's conversation lists: just after the last conversation of a page, named by
+/// its `(updated_at, id)` and whether it is pinned, listed or archived. A service can hand the
+/// parts to a client (say, as query parameters) and rebuild the cursor with
+/// [`ConversationCursor::new`] (a conversation neither pinned nor archived),
+/// [`pinned`](ConversationCursor::pinned) or [`archived`](ConversationCursor::archived) on the
+/// next request; a cursor only ever selects among the acting user's conversations, whatever values
+/// it holds.
 ///
 /// For an opaque string to hand out instead, see [`to_token`](ConversationCursor::to_token). With
-/// the `serde` feature a cursor is `{"updated_at", "id"}`, read back through
+/// the `serde` feature a cursor is `{"updated_at", "id"}`, with `"pinned": true` or
+/// `"archived": true` when it follows such a conversation, read back through
 /// [`ConversationCursor::new`].
 ///
 /// ```
@@ -54,25 +60,91 @@ use crate::{Error, Result};
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
-    serde(from = "CursorForm", into = "CursorForm")
+    serde(try_from = "CursorForm", into = "CursorForm")
 )]
 pub struct ConversationCursor {
     pub(crate) updated_at: NaiveDateTime,
     pub(crate) id: ConversationId,
+    pub(crate) rank: ListRank,
 }
 
 impl ConversationCursor {
-    /// The position just after a conversation with this `updated_at` and `id`. Sub-microsecond
-    /// precision is dropped, as in storage, and a time outside the years 1 to 9999 is moved to the
-    /// nearest end of that range: SQLite keeps timestamps as text, which sorts in time order only
-    /// with four-digit years (and every stored time is within them).
+    /// The position just after a conversation with this `updated_at` and `id`, neither pinned nor
+    /// archived. Sub-microsecond precision is dropped, as in storage, and a time outside the years
+    /// 1 to 9999 is moved to the nearest end of that range: SQLite keeps timestamps as text, which
+    /// sorts in time order only with four-digit years (and every stored time is within them).
     pub fn new(updated_at: DateTime<Utc>, id: ConversationId) -> Self {
+        Self::ranked(ListRank::Listed, updated_at, id)
+    }
+
+    /// The position just after a pinned conversation with this `updated_at` and `id`, in
+    /// [`list_conversations`](crate::ChatStore::list_conversations): the pinned conversations
+    /// come first, and the list goes on to the others after the last of them.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ConversationCursor, Page, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let first = store.create_conversation(&alice, Some("first"))?;
+    /// let second = store.create_conversation(&alice, Some("second"))?;
+    /// let pinned = store.pin_conversation(&alice, first.id)?;
+    /// let cursor = ConversationCursor::pinned(pinned.updated_at, pinned.id);
+    /// let rest = store.list_conversations(&alice, Page::after(cursor, 10))?;
+    /// assert_eq!(rest.conversations[0].id, second.id);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn pinned(updated_at: DateTime<Utc>, id: ConversationId) -> Self {
+        Self::ranked(ListRank::Pinned, updated_at, id)
+    }
+
+    /// The position just after an archived conversation with this `updated_at` and `id`, in
+    /// [`list_archived_conversations`](crate::ChatStore::list_archived_conversations).
+    pub fn archived(updated_at: DateTime<Utc>, id: ConversationId) -> Self {
+        Self::ranked(ListRank::Archived, updated_at, id)
+    }
+
+    /// The position just after `conversation` in the list that shows it: the pinned, listed or
+    /// archived position its flags say.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, ConversationCursor, Page, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// # for _ in 0..3 { store.create_conversation(&alice, None)?; }
+    /// let page = store.list_conversations(&alice, Page::first(2))?;
+    /// let last = page.conversations.last().expect("two conversations");
+    /// assert_eq!(page.next, Some(Page::after(ConversationCursor::after(last), 2)));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn after(conversation: &Conversation) -> Self {
+        Self::ranked(
+            conversation.list_rank(),
+            conversation.updated_at,
+            conversation.id,
+        )
+    }
+
+    pub(crate) fn ranked(rank: ListRank, updated_at: DateTime<Utc>, id: ConversationId) -> Self {
         let (earliest, latest) = four_digit_years();
         let updated_at = updated_at
             .trunc_subsecs(6)
             .naive_utc()
             .clamp(earliest, latest);
-        ConversationCursor { updated_at, id }
+        ConversationCursor {
+            updated_at,
+            id,
+            rank,
+        }
+    }
+
+    /// Whether it follows a pinned conversation.
+    pub fn is_pinned(&self) -> bool {
+        self.rank == ListRank::Pinned
+    }
+
+    /// Whether it follows an archived conversation (a position in the archived list).
+    pub fn is_archived(&self) -> bool {
+        self.rank == ListRank::Archived
     }
 
     /// The `updated_at` of the conversation the cursor follows.
@@ -86,20 +158,29 @@ impl ConversationCursor {
     }
 }
 
-/// A [`ConversationCursor`] in serde: `{"updated_at": RFC 3339, "id": UUID}`, read back through
-/// [`ConversationCursor::new`], which keeps the time within what storage can compare.
+/// A [`ConversationCursor`] in serde: `{"updated_at": RFC 3339, "id": UUID}`, with `"pinned":
+/// true` or `"archived": true` (absent means false: what every cursor was before pins), read back
+/// through [`ConversationCursor::new`], which keeps the time within what storage can compare.
 #[cfg(feature = "serde")]
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename = "ConversationCursor")]
 struct CursorForm {
     updated_at: DateTime<Utc>,
     id: ConversationId,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pinned: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    archived: bool,
 }
 
 #[cfg(feature = "serde")]
-impl From<CursorForm> for ConversationCursor {
-    fn from(form: CursorForm) -> Self {
-        ConversationCursor::new(form.updated_at, form.id)
+impl TryFrom<CursorForm> for ConversationCursor {
+    type Error = &'static str;
+
+    fn try_from(form: CursorForm) -> std::result::Result<Self, Self::Error> {
+        let rank = ListRank::of(form.pinned, form.archived)
+            .ok_or("a conversation cursor cannot be both pinned and archived")?;
+        Ok(ConversationCursor::ranked(rank, form.updated_at, form.id))
     }
 }
 
@@ -109,6 +190,8 @@ impl From<ConversationCursor> for CursorForm {
         CursorForm {
             updated_at: cursor.updated_at(),
             id: cursor.id(),
+            pinned: cursor.is_pinned(),
+            archived: cursor.is_archived(),
         }
     }
 }
@@ -133,7 +216,7 @@ const FOREIGN: &str = "the cursor was not made for this user or conversation";
 /// What a token holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A position in the conversation list.
+    /// A position among the listed conversations (neither pinned nor archived).
     List = 1,
     /// [`Window::All`].
     All = 2,
@@ -143,6 +226,10 @@ enum Kind {
     Before = 4,
     /// [`Window::After`].
     After = 5,
+    /// A position among the pinned conversations.
+    PinnedList = 6,
+    /// A position in the archived list.
+    ArchivedList = 7,
 }
 
 impl Kind {
@@ -153,6 +240,8 @@ impl Kind {
             Kind::Latest,
             Kind::Before,
             Kind::After,
+            Kind::PinnedList,
+            Kind::ArchivedList,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)
@@ -161,7 +250,7 @@ impl Kind {
     /// Bytes of its payload.
     fn payload_len(self) -> usize {
         match self {
-            Kind::List => 8 + 16,
+            Kind::List | Kind::PinnedList | Kind::ArchivedList => 8 + 16,
             Kind::All => 0,
             Kind::Latest => 4,
             Kind::Before | Kind::After => 8 + 4,
@@ -169,7 +258,7 @@ impl Kind {
     }
 
     fn is_window(self) -> bool {
-        self != Kind::List
+        !matches!(self, Kind::List | Kind::PinnedList | Kind::ArchivedList)
     }
 }
 
@@ -202,7 +291,12 @@ impl ConversationCursor {
     pub fn to_token(&self, user: &UserId) -> String {
         let micros = self.updated_at.and_utc().timestamp_micros();
         let payload = [&micros.to_be_bytes()[..], self.id.as_bytes()].concat();
-        seal(Kind::List, &payload, user, None)
+        let kind = match self.rank {
+            ListRank::Listed => Kind::List,
+            ListRank::Pinned => Kind::PinnedList,
+            ListRank::Archived => Kind::ArchivedList,
+        };
+        seal(kind, &payload, user, None)
     }
 
     /// Reads a token made by [`to_token`](Self::to_token) for `user`.
@@ -213,11 +307,18 @@ impl ConversationCursor {
     /// always caught), made by another
     /// version of chatstore, a [`Window`] token, or made for another user.
     pub fn from_token(token: &str, user: &UserId) -> Result<ConversationCursor> {
-        let (_, payload) = open(token, user, None)?;
+        let (kind, payload) = open(token, user, None)?;
+        let rank = match kind {
+            Kind::List => ListRank::Listed,
+            Kind::PinnedList => ListRank::Pinned,
+            Kind::ArchivedList => ListRank::Archived,
+            // Refused by `open`: a list position is expected.
+            Kind::All | Kind::Latest | Kind::Before | Kind::After => return Err(damaged()),
+        };
         let micros = i64::from_be_bytes(field(&payload, 0)?);
         let id = uuid::Uuid::from_bytes(field(&payload, 8)?);
         let updated_at = DateTime::from_timestamp_micros(micros).ok_or_else(damaged)?;
-        Ok(ConversationCursor::new(updated_at, id.into()))
+        Ok(ConversationCursor::ranked(rank, updated_at, id.into()))
     }
 }
 
@@ -272,7 +373,7 @@ impl Window {
         let limit = |at| field(&payload, at).map(u32::from_be_bytes);
         Ok(match kind {
             // Refused by `open`: a window is expected.
-            Kind::List => return Err(damaged()),
+            Kind::List | Kind::PinnedList | Kind::ArchivedList => return Err(damaged()),
             Kind::All => Window::All,
             Kind::Latest => Window::Latest(limit(0)?),
             Kind::Before => Window::Before {

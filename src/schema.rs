@@ -28,6 +28,8 @@ diesel::table! {
         ancestor_2 -> BigInt,
         ancestor_3 -> BigInt,
         ancestor_4 -> BigInt,
+        // Its place in the user's lists: 2 pinned, 1 listed, 0 archived (`ListRank`).
+        list_rank -> SmallInt,
     }
 }
 

@@ -8,6 +8,7 @@
 //! under it.
 
 mod export;
+mod lists;
 
 use std::sync::Arc;
 
@@ -18,15 +19,15 @@ use crate::conn::{
     self, write_transaction, Backend, Conn, Manager, SqliteSettings, Target, WriteGate,
 };
 use crate::context::{ContextOptions, ContextWindow};
-use crate::cursor::{ConversationCursor, Window};
+use crate::cursor::Window;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{
     self, Branch, Conversation, DeletedCounts, Message, NewMessage, Siblings, StoreStats,
 };
 use crate::ops::{append, branch, context, fork, import, search, truncate};
-use crate::page::{ConversationPage, MessagePage, Page};
+use crate::page::MessagePage;
 use crate::pool::Pool;
-use crate::queries::rows::{ConversationRow, MessageRow, NewConversationRow};
+use crate::queries::rows::{MessageRow, NewConversationRow};
 use crate::queries::{branches, catalog, conversations, messages, migrations};
 use crate::search::{SearchQuery, SearchResults};
 use crate::title::parse_optional;
@@ -397,6 +398,8 @@ impl ChatStore {
                 updated_at: now,
                 message_count: 0,
                 branch: BranchId::ROOT,
+                pinned: false,
+                archived: false,
             };
             let row = NewConversationRow::of(user, &conversation);
             self.write(|conn| conversations::insert(conn, &row))?;
@@ -426,54 +429,7 @@ impl ChatStore {
 
     /// [`conversation`](Self::conversation), for the operations that need it.
     fn find_conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
-        self.with_conn(|conn| conversations::find(conn, user, id))?
-            .map(ConversationRow::into_model)
-            .ok_or(Error::NotFound)
-    }
-
-    /// A page of the user's conversations, most recently updated first.
-    ///
-    /// ```
-    /// # use chatstore::{ChatStore, Page, UserId};
-    /// # let store = ChatStore::open(":memory:")?;
-    /// # let user = UserId::new("alice")?;
-    /// let mut page = store.list_conversations(&user, Page::first(20))?;
-    /// loop {
-    ///     for c in &page.conversations {
-    ///         println!("{} {:?}", c.id, c.title);
-    ///     }
-    ///     match page.next {
-    ///         Some(next) => page = store.list_conversations(&user, next)?,
-    ///         None => break,
-    ///     }
-    /// }
-    /// # Ok::<(), chatstore::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Connection and database errors.
-    pub fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
-        self.op("list_conversations", || {
-            let limit = page.limit.clamp(1, self.limits.max_page_size);
-            let after = page.after.map(|c| (c.updated_at, c.id));
-            // One row more than asked tells whether a next page exists.
-            let rows = self
-                .with_conn(|conn| conversations::list(conn, user, after, i64::from(limit) + 1))?;
-            let mut items: Vec<Conversation> =
-                rows.into_iter().map(ConversationRow::into_model).collect();
-            let next = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|last| {
-                    Page::after(ConversationCursor::new(last.updated_at, last.id), limit)
-                })
-            } else {
-                None
-            };
-            Ok(ConversationPage {
-                conversations: items,
-                next,
-            })
-        })
+        self.with_conn(|conn| conversations::get(conn, user, id))
     }
 
     /// Sets (or, with `None` or a blank title, clears) the title, and bumps `updated_at`.
@@ -507,9 +463,8 @@ impl ChatStore {
                 if conversations::rename(conn, user, id, title, now)? == 0 {
                     return Err(Error::NotFound);
                 }
-                conversations::find(conn, user, id)?.ok_or(Error::NotFound)
+                conversations::get(conn, user, id)
             })
-            .map(ConversationRow::into_model)
         })
     }
 
@@ -1402,7 +1357,9 @@ impl ChatStore {
         self.op("export_user", || {
             let found =
                 self.with_conn(|conn| branches::with_conversation(conn, user, conversation))?;
-            Ok(found.map(|(row, stored)| ExportedTree::new(row, stored)))
+            found
+                .map(|(row, stored)| ExportedTree::new(row, stored))
+                .transpose()
         })
     }
 

@@ -69,7 +69,7 @@ impl SchemaReport {
 }
 
 impl fmt::Display for SchemaReport {
-    /// One line per object: `ok      index chatstore_conversations_user_updated` or `MISSING …`.
+    /// One line per object: `ok      index chatstore_conversations_user_rank` or `MISSING …`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for item in &self.items {
             let state = if item.present { "ok" } else { "MISSING" };
@@ -85,7 +85,7 @@ const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Table, "chatstore_messages"),
     (ItemKind::Table, "chatstore_branches"),
     (ItemKind::Index, "chatstore_conversations_id_user"),
-    (ItemKind::Index, "chatstore_conversations_user_updated"),
+    (ItemKind::Index, "chatstore_conversations_user_rank"),
     (ItemKind::Index, "chatstore_messages_conversation_seq"),
     (ItemKind::Index, "chatstore_messages_system"),
     // The full-text index: a GIN index on PostgreSQL, an FTS5 virtual table on SQLite.

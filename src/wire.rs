@@ -54,6 +54,8 @@ fn conversation(title: Option<&str>) -> Conversation {
         updated_at: time(),
         message_count: 2,
         branch: crate::BranchId::ROOT,
+        pinned: false,
+        archived: false,
     }
 }
 

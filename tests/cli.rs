@@ -179,7 +179,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     assert!(!verified.stdout.contains("MISSING"), "{}", verified.stdout);
     assert!(verified
         .stdout
-        .contains("ok      index chatstore_conversations_user_updated"));
+        .contains("ok      index chatstore_conversations_user_rank"));
     assert_eq!(verified.stderr, "");
 }
 
@@ -191,13 +191,13 @@ fn verify_names_a_dropped_index_and_exits_1(db: &TestDb) {
         ""
     };
     db.execute(&format!(
-        "DROP INDEX chatstore_conversations_user_updated{on_table}"
+        "DROP INDEX chatstore_conversations_user_rank{on_table}"
     ))
     .unwrap();
     let run = chatstore(&db.url, &["verify"]).expect(1);
     assert!(
         run.stdout
-            .contains("MISSING index chatstore_conversations_user_updated"),
+            .contains("MISSING index chatstore_conversations_user_rank"),
         "{}",
         run.stdout
     );

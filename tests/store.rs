@@ -19,6 +19,7 @@ mod conversations;
 mod fork;
 mod hardening;
 mod messages;
+mod organise;
 mod round_trips;
 mod schema;
 mod search;

@@ -7,6 +7,7 @@ mod message;
 
 pub use branch::{Branch, Sibling, Siblings};
 pub use conversation::Conversation;
+pub(crate) use conversation::ListRank;
 pub use counts::{DeletedCounts, StoreStats};
 pub use message::{Message, Metadata, NewMessage, Role, MAX_METADATA_DEPTH};
 

@@ -185,9 +185,7 @@ pub(crate) fn switch(
         loaded.save(conn, user, active)?;
         loaded.activate(conn, user, branch, now)?;
     }
-    conversations::find(conn, user, conv)?
-        .map(ConversationRow::into_model)
-        .ok_or(Error::NotFound)
+    conversations::get(conn, user, conv)
 }
 
 /// The message `of` and its siblings, oldest first.
@@ -263,7 +261,5 @@ pub(crate) fn delete(
         loaded.save(conn, user, active)?;
     }
     loaded.activate(conn, user, active, now)?;
-    conversations::find(conn, user, conv)?
-        .map(ConversationRow::into_model)
-        .ok_or(Error::NotFound)
+    conversations::get(conn, user, conv)
 }

@@ -42,6 +42,8 @@ pub(crate) fn fork(
         updated_at: now.max(last.created_at.naive_utc()).and_utc(),
         message_count: last.seq,
         branch: BranchId::ROOT,
+        pinned: false,
+        archived: false,
     };
     let stored = branches::rows(conn, user, source)?;
     let path = ConversationRow::tree(&row, stored).path(last.branch, last.seq);

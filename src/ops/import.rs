@@ -87,6 +87,9 @@ pub(crate) fn check_import(
             _ => return invalid("the title is blank or has surrounding whitespace".into()),
         }
     }
+    if conversation.pinned && conversation.archived {
+        return invalid("the conversation is both pinned and archived".into());
+    }
     check_times(
         conversation.created_at,
         conversation.updated_at,
@@ -364,6 +367,8 @@ mod tests {
             updated_at: time(n + 1),
             message_count: n,
             branch: crate::ids::BranchId::ROOT,
+            pinned: false,
+            archived: false,
         };
         let messages = (1..=n)
             .map(|seq| Message {
@@ -471,6 +476,9 @@ mod tests {
         let mut c = conversation.clone();
         c.message_count = 4;
         assert!(refused(&c, &messages).contains("message count"));
+        let mut c = conversation.clone();
+        (c.pinned, c.archived) = (true, true);
+        assert!(refused(&c, &messages).contains("both pinned and archived"));
         let mut m = messages.clone();
         m[2].seq = 4;
         assert!(refused(&conversation, &m).contains("without a gap"));

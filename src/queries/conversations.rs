@@ -10,6 +10,7 @@ use super::Cached;
 use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::ids::{BranchId, ConversationId, UserId};
+use crate::models::{Conversation, ListRank};
 use crate::schema::conversations::dsl::*;
 use crate::tree::KEPT_ANCESTORS;
 use crate::{Error, Result};
@@ -95,6 +96,13 @@ pub(crate) fn find(
         .optional()?)
 }
 
+/// The conversation `conv` as the store returns it; [`Error::NotFound`] unless `user` owns it.
+pub(crate) fn get(conn: &mut Conn, user: &UserId, conv: ConversationId) -> Result<Conversation> {
+    find(conn, user, conv)?
+        .ok_or(Error::NotFound)?
+        .into_model()
+}
+
 /// The conversation `conv` if `user` owns it, locked until the transaction ends: the lock an
 /// append's reservation ([`reserve_seqs`]) takes, so appends to the conversation wait for the
 /// caller's transaction, which sees the count the last of them committed. On SQLite the write
@@ -165,15 +173,51 @@ pub(crate) fn by_ids(
     Ok(owned_by(user).filter(id.eq_any(ids)).load(conn)?)
 }
 
-/// Up to `limit` of the user's conversations, most recently updated first, strictly after the keyset
-/// position `after` (served by the index on `(user_id, updated_at DESC, id DESC)`).
+/// Up to `limit` of the user's conversations ranked from `ranks.0` down to `ranks.1`, highest rank
+/// first and within a rank most recently updated first, strictly after the keyset position
+/// `after` (a rank among them, an `updated_at` and an id).
+///
+/// Each statement reads one range of the index on `(user_id, list_rank DESC, updated_at DESC, id
+/// DESC)`: the first page is one statement over every rank; a later one reads on in its cursor's
+/// rank, and only when that rank runs out before the page is full, from the top of the ranks below
+/// it in a second statement. (A keyset bound across ranks would bound the index only on the rank,
+/// and read every row of it before the cursor.)
 pub(crate) fn list(
     conn: &mut Conn,
     user: &UserId,
+    ranks: (ListRank, ListRank),
+    after: Option<(ListRank, NaiveDateTime, ConversationId)>,
+    limit: i64,
+) -> Result<Vec<ConversationRow>> {
+    let (highest, lowest) = ranks;
+    let Some((rank, time, last)) = after else {
+        return ranked(conn, user, (highest, lowest), None, limit);
+    };
+    let mut rows = ranked(conn, user, (rank, rank), Some((time, last)), limit)?;
+    let short = limit - rows.len() as i64;
+    if let Some(next) = rank.below().filter(|next| short > 0 && *next >= lowest) {
+        rows.extend(ranked(conn, user, (next, lowest), None, short)?);
+    }
+    Ok(rows)
+}
+
+/// Up to `limit` of the user's conversations ranked from `ranks.0` down to `ranks.1`, in list
+/// order, strictly after `(updated_at, id)` when given (which only one rank may be read with).
+fn ranked(
+    conn: &mut Conn,
+    user: &UserId,
+    ranks: (ListRank, ListRank),
     after: Option<(NaiveDateTime, ConversationId)>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>> {
+    let (highest, lowest) = ranks;
     let mut query = owned_by(user);
+    query = match highest == lowest {
+        true => query.filter(list_rank.eq(highest.as_db())),
+        false => query
+            .filter(list_rank.le(highest.as_db()))
+            .filter(list_rank.ge(lowest.as_db())),
+    };
     if let Some((time, last)) = after {
         let time = BindTime(time);
         // `updated_at <= t AND (updated_at < t OR id < last)` rather than the plain
@@ -183,9 +227,29 @@ pub(crate) fn list(
         query = query.filter(updated_at.le(time).and(updated_at.lt(time).or(id.lt(last))));
     }
     Ok(query
-        .order((updated_at.desc(), id.desc()))
+        .order((list_rank.desc(), updated_at.desc(), id.desc()))
         .limit(limit)
         .load(conn)?)
+}
+
+/// Moves the user's conversation to `rank` in the lists, from any rank in `from`; leaves
+/// `updated_at` as it is. Returns the number of rows changed: 0 if the user owns no such
+/// conversation or it is at none of those ranks.
+pub(crate) fn set_rank(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    from: &[ListRank],
+    rank: ListRank,
+) -> Result<usize> {
+    let from: Vec<i16> = from.iter().map(|r| r.as_db()).collect();
+    let target = conversations
+        .filter(id.eq(conv))
+        .filter(user_id.eq(user))
+        .filter(list_rank.eq_any(from));
+    Ok(diesel::update(target)
+        .set(list_rank.eq(rank.as_db()))
+        .execute(conn)?)
 }
 
 /// MySQL has no RETURNING: the user's conversations are read, locked, and exactly those deleted.

@@ -3,9 +3,9 @@
 //! MySQL and MariaDB commit every DDL statement on its own and cannot roll one back, so a process
 //! killed in the middle of a migration leaves part of it applied and its version unrecorded; run
 //! again as a batch, it fails on the first statement that already took effect. So each statement
-//! of a MySQL migration is parsed into a [`Step`] that names the object it creates, and before it
-//! runs, `information_schema` says whether that object is already in `DATABASE()`: if it is (in the
-//! shape the statement makes), the statement is skipped. A migration is thereby safe to run again
+//! of a MySQL migration is parsed into a [`Step`] that names the object it creates (or removes),
+//! and before it runs, `information_schema` says whether that object is already in `DATABASE()`
+//! (or already gone): if it is (in the shape the statement makes), the statement is skipped. A migration is thereby safe to run again
 //! after a crash at any point, on MySQL 8 as well as MariaDB (MySQL has no `ADD COLUMN IF NOT
 //! EXISTS` nor `CREATE INDEX IF NOT EXISTS`).
 //!
@@ -59,6 +59,8 @@ pub(crate) enum Step {
     },
     /// `ALTER TABLE table ADD [COLUMN] name type …`, one clause.
     AddColumn { table: String, column: Column },
+    /// `DROP INDEX name ON table`: done once the index is gone.
+    DropIndex { index: String, table: String },
 }
 
 /// A column as a statement declares it.
@@ -78,6 +80,7 @@ impl fmt::Display for Step {
             Step::CreateTable { table, .. } => write!(f, "table {table}"),
             Step::CreateIndex { index, table, .. } => write!(f, "index {index} on {table}"),
             Step::AddColumn { table, column } => write!(f, "column {table}.{}", column.name),
+            Step::DropIndex { index, table } => write!(f, "the removal of index {index} on {table}"),
         }
     }
 }
@@ -172,7 +175,7 @@ impl fmt::Display for StatementFailed {
         write!(
             f,
             // The driver's words are the source, not this text.
-            "migration {} failed creating {}",
+            "migration {} failed at {}",
             self.migration, self.step
         )
     }
@@ -298,6 +301,21 @@ pub(crate) fn state(conn: &mut MysqlConnection, step: &Step) -> Result<State> {
                 )));
             }
             Ok(State::Present)
+        }
+        Step::DropIndex { index, table } => {
+            let found: Count = diesel::sql_query(
+                "SELECT COUNT(*) AS n FROM information_schema.statistics \
+                 WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?",
+            )
+            .bind::<Text, _>(table)
+            .bind::<Text, _>(index)
+            .get_result(conn)?;
+            // The statement's work is the index's absence.
+            Ok(if found.n == 0 {
+                State::Present
+            } else {
+                State::Absent
+            })
         }
     }
 }
@@ -573,8 +591,19 @@ fn parse(tokens: &[Token<'_>]) -> Result<Step, String> {
         }
         let column = column(definition)?;
         return Ok(Step::AddColumn { table, column });
+    } else if r.keyword("DROP") {
+        r.expect("INDEX")?;
+        let index = r.name()?;
+        r.expect("ON")?;
+        let table = r.name()?;
+        if !r.tokens.is_empty() {
+            return Err("only DROP INDEX name ON table is guarded".into());
+        }
+        return Ok(Step::DropIndex { index, table });
     }
-    Err("only CREATE TABLE, CREATE [UNIQUE] INDEX and ALTER TABLE … ADD COLUMN are guarded".into())
+    Err("only CREATE TABLE, CREATE [UNIQUE] INDEX, ALTER TABLE … ADD COLUMN and DROP INDEX … ON … \
+         are guarded"
+        .into())
 }
 
 fn create_table(r: &mut Reader<'_, '_>) -> Result<Step, String> {
@@ -749,7 +778,9 @@ mod tests {
             for statement in &migration.statements {
                 // The statement text is whole: it starts with its verb and does not end in `;`.
                 assert!(
-                    statement.sql.starts_with("CREATE") || statement.sql.starts_with("ALTER"),
+                    ["CREATE", "ALTER", "DROP"]
+                        .iter()
+                        .any(|verb| statement.sql.starts_with(verb)),
                     "{}",
                     statement.sql
                 );
@@ -780,6 +811,9 @@ mod tests {
                 "column chatstore_conversations.ancestor_2",
                 "column chatstore_conversations.ancestor_3",
                 "column chatstore_conversations.ancestor_4",
+                "column chatstore_conversations.list_rank",
+                "index chatstore_conversations_user_rank on chatstore_conversations",
+                "the removal of index chatstore_conversations_user_updated on chatstore_conversations",
             ]
         );
     }
@@ -826,6 +860,13 @@ mod tests {
             }
         );
         assert_eq!(
+            step("DROP INDEX `i` ON t").unwrap(),
+            Step::DropIndex {
+                index: "i".into(),
+                table: "t".into(),
+            }
+        );
+        assert_eq!(
             step("ALTER TABLE t ADD c LONGTEXT NOT NULL").unwrap(),
             Step::AddColumn {
                 table: "t".into(),
@@ -855,6 +896,8 @@ mod tests {
             "ALTER TABLE t ADD INDEX i (a)",
             "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0)",
             "ALTER TABLE t DROP COLUMN a",
+            "DROP INDEX i",
+            "DROP INDEX i ON t ALGORITHM = INPLACE",
             "/*!50000 CREATE TABLE t (a INT) */",
         ] {
             assert!(step(sql).is_err(), "{sql}");

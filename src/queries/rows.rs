@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::columns::{BindTime, DbTime};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Branch, Conversation, Message, NewMessage, Role};
+use crate::models::{corrupt_row, Branch, Conversation, ListRank, Message, NewMessage, Role};
 use crate::schema::{branches, conversations, messages};
 use crate::tree::{split_seq, stored_seq, Node, Tree};
 use crate::Result;
@@ -23,11 +23,14 @@ pub(crate) struct ConversationRow {
     pub(crate) message_count: i64,
     pub(crate) branch: i64,
     pub(crate) branch_fork: i64,
+    pub(crate) list_rank: i16,
 }
 
 impl ConversationRow {
-    pub(crate) fn into_model(self) -> Conversation {
-        Conversation {
+    pub(crate) fn into_model(self) -> Result<Conversation> {
+        let rank = ListRank::from_db(self.list_rank)
+            .ok_or_else(|| corrupt_row(format_args!("list rank {}", self.list_rank)))?;
+        Ok(Conversation {
             id: self.id,
             user_id: self.user_id,
             title: self.title,
@@ -35,7 +38,9 @@ impl ConversationRow {
             updated_at: self.updated_at.utc(),
             message_count: self.message_count,
             branch: BranchId::from_db(self.branch),
-        }
+            pinned: rank == ListRank::Pinned,
+            archived: rank == ListRank::Archived,
+        })
     }
 
     /// Its branches as a tree, given its stored branch rows (none: the root alone, made when the
@@ -75,6 +80,7 @@ pub(crate) struct NewConversationRow<'a> {
     pub(crate) ancestor_2: i64,
     pub(crate) ancestor_3: i64,
     pub(crate) ancestor_4: i64,
+    pub(crate) list_rank: i16,
 }
 
 impl<'a> NewConversationRow<'a> {
@@ -94,6 +100,7 @@ impl<'a> NewConversationRow<'a> {
             ancestor_2: -1,
             ancestor_3: -1,
             ancestor_4: -1,
+            list_rank: conversation.list_rank().as_db(),
         }
     }
 }

@@ -228,12 +228,12 @@ impl std::iter::FusedIterator for UserExport {}
 
 impl ExportedTree {
     /// The conversation of `row`, whose branch rows are `stored`.
-    pub(crate) fn new(row: ConversationRow, stored: Vec<BranchRow>) -> Self {
+    pub(crate) fn new(row: ConversationRow, stored: Vec<BranchRow>) -> Result<Self> {
         let branched = !stored.is_empty();
         let tree = row.tree(stored);
         let active = BranchId::from_db(row.branch);
         let nodes = tree.nodes();
-        ExportedTree {
+        Ok(ExportedTree {
             branches: match branched {
                 true => nodes
                     .iter()
@@ -250,8 +250,8 @@ impl ExportedTree {
                     through: n.length,
                 })
                 .collect(),
-            conversation: row.into_model(),
-        }
+            conversation: row.into_model()?,
+        })
     }
 }
 

@@ -107,7 +107,7 @@ fn verify_schema_names_a_dropped_index(db: &TestDb) {
         ""
     };
     db.execute(&format!(
-        "DROP INDEX chatstore_conversations_user_updated{on_table}"
+        "DROP INDEX chatstore_conversations_user_rank{on_table}"
     ))
     .unwrap();
     let report = store.verify_schema().unwrap();
@@ -115,12 +115,12 @@ fn verify_schema_names_a_dropped_index(db: &TestDb) {
     let missing: Vec<_> = report.missing().map(|i| (i.kind, i.name)).collect();
     assert_eq!(
         missing,
-        [(ItemKind::Index, "chatstore_conversations_user_updated")]
+        [(ItemKind::Index, "chatstore_conversations_user_rank")]
     );
     assert!(
         report
             .to_string()
-            .contains("MISSING index chatstore_conversations_user_updated"),
+            .contains("MISSING index chatstore_conversations_user_rank"),
         "{report}"
     );
 }

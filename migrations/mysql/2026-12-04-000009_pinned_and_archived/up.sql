@@ -1,0 +1,11 @@
+-- Pinned and archived conversations. `list_rank` is a conversation's place in the user's lists:
+-- 2 pinned (listed first), 1 listed, 0 archived (only in the list of archived conversations).
+-- Pinning and archiving change it and nothing else: `updated_at` stays the time of the last
+-- change to the conversation itself. (No CHECK: MariaDB names no constraint made with a column,
+-- and the store writes only those three values, refusing any other it reads.)
+ALTER TABLE chatstore_conversations ADD COLUMN list_rank SMALLINT NOT NULL DEFAULT 1;
+-- Every list: one user's conversations of one rank, most recently updated first, keyset on
+-- (updated_at, id); the default list runs over ranks 2 and 1 in that order. It replaces the index
+-- without the rank, which every append would otherwise also have to update.
+CREATE INDEX chatstore_conversations_user_rank ON chatstore_conversations (user_id, list_rank DESC, updated_at DESC, id DESC);
+DROP INDEX chatstore_conversations_user_updated ON chatstore_conversations;
