@@ -1,5 +1,7 @@
 //! W7: the first page of 20 conversations for a user who owns 1,000, among 100 users, chatstore
-//! against the hand-written floors (same schema, and minimal), on every backend.
+//! against the hand-written floors (same schema, and minimal), on every backend; then the same
+//! page once 5 of them are pinned and 100 archived (`list-20-pinned`: the pinned first, the
+//! archived skipped), against the same-schema floor, with the minimal floor's plain list beside it.
 
 mod support;
 
@@ -31,6 +33,57 @@ fn list(c: &mut Criterion) {
             .all(|w| (w[0].updated_at, w[0].id) > (w[1].updated_at, w[1].id)));
 
         let mut group = c.benchmark_group(format!("{}/list-20", target.name));
+        group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
+            b.iter(|| {
+                target
+                    .store
+                    .list_conversations(&user, Page::first(20))
+                    .expect("list")
+            })
+        });
+        group.bench_function(BenchmarkId::new("floor", 1_000), |b| {
+            b.iter(|| target.floor.list(&user, 21))
+        });
+        group.bench_function(BenchmarkId::new("minimal", 1_000), |b| {
+            b.iter(|| target.minimal.list(user.as_str(), 21))
+        });
+        group.finish();
+
+        // Five older conversations pinned, the hundred newest archived.
+        let mut all = Vec::new();
+        let mut page = Page::first(100);
+        loop {
+            let listed = target.store.list_conversations(&user, page).expect("list");
+            all.extend(listed.conversations.iter().map(|c| c.id));
+            match listed.next {
+                Some(next) => page = next,
+                None => break,
+            }
+        }
+        for id in &all[..100] {
+            target
+                .store
+                .archive_conversation(&user, *id)
+                .expect("archive");
+        }
+        for id in all.iter().skip(300).step_by(100).take(5) {
+            target.store.pin_conversation(&user, *id).expect("pin");
+        }
+        target.analyze();
+        let ours = target
+            .store
+            .list_conversations(&user, Page::first(20))
+            .expect("list");
+        let pinned = ours.conversations.iter().filter(|c| c.pinned).count();
+        assert_eq!(pinned, 5, "the pinned come first");
+        assert!(ours.conversations.iter().all(|c| !c.archived));
+        let floor = target.floor.list(&user, 21);
+        let ours_ids: Vec<uuid::Uuid> = ours.conversations.iter().map(|c| c.id.as_uuid()).collect();
+        let floor_ids: Vec<uuid::Uuid> = floor.iter().take(20).map(|c| c.id).collect();
+        assert_eq!(ours_ids, floor_ids, "both sides read the same page");
+        assert_eq!(floor.iter().filter(|c| c.list_rank == 2).count(), 5);
+
+        let mut group = c.benchmark_group(format!("{}/list-20-pinned", target.name));
         group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
             b.iter(|| {
                 target

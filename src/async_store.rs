@@ -323,7 +323,11 @@ impl AsyncChatStore {
     ///
     /// # Errors
     /// As [`ChatStore::pin_conversation`]; [`Error::TaskFailed`].
-    pub async fn pin_conversation(&self, user: &UserId, id: ConversationId) -> Result<Conversation> {
+    pub async fn pin_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+    ) -> Result<Conversation> {
         let user = user.clone();
         self.run(move |s| s.pin_conversation(&user, id)).await
     }

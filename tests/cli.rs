@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chatstore::{ChatStore, NewMessage, SearchQuery, Window};
+use chatstore::{ChatStore, NewMessage, Page, SearchQuery, Window};
 use serde_json::{json, Value};
 use support::{backend_tests, user, Fixture, Kind, TestDb};
 
@@ -169,7 +169,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        8,
+        9,
         "{}",
         first.stdout
     );
@@ -218,7 +218,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
         verified.stdout.ends_with(
             "pending migration 20261125000003\npending migration 20261202000004\n\
                  pending migration 20261203000005\npending migration 20261203000006\n\
-                 pending migration 20261203000007\npending migration 20261203000008\n"
+                 pending migration 20261203000007\npending migration 20261203000008\n\
+                 pending migration 20261204000009\n"
         ),
         "{}",
         verified.stdout
@@ -230,7 +231,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
         run.stdout,
         "applied migration 20261125000003\napplied migration 20261202000004\n\
          applied migration 20261203000005\napplied migration 20261203000006\n\
-         applied migration 20261203000007\napplied migration 20261203000008\n"
+         applied migration 20261203000007\napplied migration 20261203000008\n\
+         applied migration 20261204000009\n"
     );
     assert_eq!(
         run.stderr,
@@ -251,7 +253,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
                 "20261203000005",
                 "20261203000006",
                 "20261203000007",
-                "20261203000008"
+                "20261203000008",
+                "20261204000009"
             ],
             "resumed": ["20261125000003"]
         })
@@ -265,7 +268,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(6);
+    db.revert_newest_migrations(7);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -332,6 +335,18 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
             &[NewMessage::assistant("Added oat milk.")],
         )
         .unwrap();
+    // Pinned and archived conversations keep their places.
+    store
+        .pin_conversation(&alice, asked.conversation_id)
+        .unwrap();
+    let untitled = store
+        .list_conversations(&alice, Page::first(10))
+        .unwrap()
+        .conversations
+        .into_iter()
+        .find(|c| c.title.is_none())
+        .unwrap();
+    store.archive_conversation(&alice, untitled.id).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("alice.jsonl");
     let first_arg = first.to_str().unwrap();
@@ -357,6 +372,13 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         .iter()
         .all(|r| ["conversation", "branch", "message"].contains(&r["type"].as_str().unwrap())));
     assert_eq!(records.iter().filter(|r| r["type"] == "branch").count(), 2);
+    for flag in ["pinned", "archived"] {
+        assert_eq!(
+            records.iter().filter(|r| r[flag] == true).count(),
+            1,
+            "{flag}"
+        );
+    }
     // The same lines on standard output, and the summary beside them on standard error.
     let to_stdout = chatstore(&db.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(to_stdout.stdout, exported);
@@ -380,6 +402,14 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         stats(&copy.url),
         json!({"users": 1, "conversations": 3, "messages": 1239})
     );
+    let lists = |store: &ChatStore| {
+        let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
+        let archived = store
+            .list_archived_conversations(&alice, Page::first(10))
+            .unwrap();
+        (listed.conversations, archived.conversations)
+    };
+    assert_eq!(lists(&copy.open()), lists(&store));
     let found = copy
         .open()
         .search_messages(&user("alice"), &SearchQuery::new("東京"))

@@ -31,10 +31,13 @@ pub struct FloorConversation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub message_count: i64,
+    /// 2 pinned, 1 listed (0, archived, is not in the list read).
+    pub list_rank: i16,
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at";
-const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, message_count";
+const CONVERSATION_COLUMNS: &str =
+    "id, user_id, title, created_at, updated_at, message_count, list_rank";
 
 /// Reserves the seqs and bumps `updated_at` (never backwards), as the store's append does.
 const RESERVE: &str = "UPDATE chatstore_conversations SET message_count = message_count + $1, \
@@ -89,8 +92,9 @@ mod my {
         "SELECT id, conversation_id, seq, role, content, metadata, created_at \
          FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? AND seq < ? \
          ORDER BY seq DESC LIMIT ?";
-    pub const LIST: &str = "SELECT id, user_id, title, created_at, updated_at, message_count \
-         FROM chatstore_conversations WHERE user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?";
+    pub const LIST: &str = "SELECT id, user_id, title, created_at, updated_at, message_count, \
+         list_rank FROM chatstore_conversations WHERE user_id = ? AND list_rank BETWEEN 1 AND 2 \
+         ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT ?";
     /// A one-word search's candidates, newest first, as the store's statement reads them.
     pub const SEARCH_IDS: &str = "SELECT m.id FROM chatstore_messages m WHERE m.user_id = ? \
          AND m.id IN (SELECT message_id FROM chatstore_message_words WHERE user_id = ? AND word = ?) \
@@ -154,7 +158,8 @@ impl PgFloor {
         ));
         let list = prepare(&format!(
             "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
-             WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
+             WHERE user_id = $1 AND list_rank BETWEEN 1 AND 2 \
+             ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT $2"
         ));
         PgFloor {
             client,
@@ -610,22 +615,29 @@ impl Floor {
     }
 
     pub fn list(&mut self, user: &UserId, n: i64) -> Vec<FloorConversation> {
-        let decode =
-            |id: &[u8], user_id, title, created: NaiveDateTime, updated: NaiveDateTime, count| {
-                FloorConversation {
-                    id: uuid(id),
-                    user_id,
-                    title,
-                    created_at: created.and_utc(),
-                    updated_at: updated.and_utc(),
-                    message_count: count,
-                }
-            };
+        let decode = |id: &[u8],
+                      user_id,
+                      title,
+                      created: NaiveDateTime,
+                      updated: NaiveDateTime,
+                      count,
+                      rank| {
+            FloorConversation {
+                id: uuid(id),
+                user_id,
+                title,
+                created_at: created.and_utc(),
+                updated_at: updated.and_utc(),
+                message_count: count,
+                list_rank: rank,
+            }
+        };
         match self {
             Floor::Sqlite(conn) => {
                 let sql = format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
-                     WHERE user_id = ?1 ORDER BY updated_at DESC, id DESC LIMIT ?2"
+                     WHERE user_id = ?1 AND list_rank BETWEEN 1 AND 2 \
+                     ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT ?2"
                 );
                 let mut statement = conn.prepare_cached(&sql).expect("list");
                 statement
@@ -637,6 +649,7 @@ impl Floor {
                             row.get(3)?,
                             row.get(4)?,
                             row.get(5)?,
+                            row.get(6)?,
                         ))
                     })
                     .expect("list")
@@ -656,6 +669,7 @@ impl Floor {
                         row.get(3),
                         row.get(4),
                         row.get(5),
+                        row.get(6),
                     )
                 })
                 .collect(),
@@ -663,14 +677,17 @@ impl Floor {
                 .exec_map(
                     my::LIST,
                     (user.as_str(), n),
-                    |(id, user_id, title, created, updated, count): (
+                    |(id, user_id, title, created, updated, count, rank): (
                         Vec<u8>,
                         String,
                         Option<String>,
                         NaiveDateTime,
                         NaiveDateTime,
                         i64,
-                    )| decode(&id, user_id, title, created, updated, count),
+                        i16,
+                    )| {
+                        decode(&id, user_id, title, created, updated, count, rank)
+                    },
                 )
                 .expect("list"),
         }

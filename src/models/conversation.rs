@@ -64,9 +64,7 @@ impl ListRank {
 
     /// The rank a stored value names; `None` for a value the schema's check refuses.
     pub(crate) fn from_db(value: i16) -> Option<ListRank> {
-        ListRank::ALL
-            .into_iter()
-            .find(|rank| *rank as i16 == value)
+        ListRank::ALL.into_iter().find(|rank| *rank as i16 == value)
     }
 
     /// The rank below this one, if any.

@@ -98,9 +98,7 @@ pub(crate) fn find(
 
 /// The conversation `conv` as the store returns it; [`Error::NotFound`] unless `user` owns it.
 pub(crate) fn get(conn: &mut Conn, user: &UserId, conv: ConversationId) -> Result<Conversation> {
-    find(conn, user, conv)?
-        .ok_or(Error::NotFound)?
-        .into_model()
+    find(conn, user, conv)?.ok_or(Error::NotFound)?.into_model()
 }
 
 /// The conversation `conv` if `user` owns it, locked until the transaction ends: the lock an

@@ -80,7 +80,9 @@ impl fmt::Display for Step {
             Step::CreateTable { table, .. } => write!(f, "table {table}"),
             Step::CreateIndex { index, table, .. } => write!(f, "index {index} on {table}"),
             Step::AddColumn { table, column } => write!(f, "column {table}.{}", column.name),
-            Step::DropIndex { index, table } => write!(f, "the removal of index {index} on {table}"),
+            Step::DropIndex { index, table } => {
+                write!(f, "the removal of index {index} on {table}")
+            }
         }
     }
 }
@@ -601,9 +603,11 @@ fn parse(tokens: &[Token<'_>]) -> Result<Step, String> {
         }
         return Ok(Step::DropIndex { index, table });
     }
-    Err("only CREATE TABLE, CREATE [UNIQUE] INDEX, ALTER TABLE … ADD COLUMN and DROP INDEX … ON … \
+    Err(
+        "only CREATE TABLE, CREATE [UNIQUE] INDEX, ALTER TABLE … ADD COLUMN and DROP INDEX … ON … \
          are guarded"
-        .into())
+            .into(),
+    )
 }
 
 fn create_table(r: &mut Reader<'_, '_>) -> Result<Step, String> {

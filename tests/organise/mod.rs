@@ -67,7 +67,7 @@ fn conversations(store: &ChatStore, owner: &UserId, n: usize) -> Vec<Conversatio
 
 /// The ids of `list` in list order: most recently updated first, ties by id, descending.
 fn newest_first(mut list: Vec<Conversation>) -> Vec<ConversationId> {
-    list.sort_by(|a, b| (b.updated_at, b.id).cmp(&(a.updated_at, a.id)));
+    list.sort_by_key(|c| std::cmp::Reverse((c.updated_at, c.id)));
     ids(&list)
 }
 
@@ -87,7 +87,10 @@ fn pinned_come_first_and_archived_are_listed_apart(db: &TestDb) {
     ];
     for (moved, before) in pinned.iter().zip([&all[0], &all[2]]) {
         assert!(moved.pinned && !moved.archived);
-        assert_eq!(moved.updated_at, before.updated_at, "pinning is not activity");
+        assert_eq!(
+            moved.updated_at, before.updated_at,
+            "pinning is not activity"
+        );
     }
     for moved in &archived {
         assert!(moved.archived && !moved.pinned);
@@ -95,10 +98,7 @@ fn pinned_come_first_and_archived_are_listed_apart(db: &TestDb) {
     let listed = store.list_conversations(&alice, Page::first(100)).unwrap();
     let expected: Vec<ConversationId> = newest_first(pinned.to_vec())
         .into_iter()
-        .chain(newest_first(vec![
-            all[3].clone(),
-            all[4].clone(),
-        ]))
+        .chain(newest_first(vec![all[3].clone(), all[4].clone()]))
         .collect();
     assert_eq!(ids(&listed.conversations), expected);
     assert_eq!(listed.next, None);
@@ -114,10 +114,7 @@ fn pinned_come_first_and_archived_are_listed_apart(db: &TestDb) {
     let shelved = store
         .list_archived_conversations(&alice, Page::first(100))
         .unwrap();
-    assert_eq!(
-        ids(&shelved.conversations),
-        newest_first(archived.to_vec())
-    );
+    assert_eq!(ids(&shelved.conversations), newest_first(archived.to_vec()));
     assert!(shelved.conversations.iter().all(|c| c.archived));
     // Each reads back with its flags; Bob's list is his alone.
     assert_eq!(store.conversation(&alice, all[0].id).unwrap(), pinned[0]);

@@ -9,7 +9,7 @@ use chatstore::{ChatStore, Error, NewMessage, SearchQuery};
 
 use crate::support::{user, Kind, TestDb};
 
-const VERSIONS: [&str; 8] = [
+const VERSIONS: [&str; 9] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -18,6 +18,7 @@ const VERSIONS: [&str; 8] = [
     "20261203000006",
     "20261203000007",
     "20261203000008",
+    "20261204000009",
 ];
 
 /// Every statement is found present in the shape it makes itself: a database whose version records
@@ -47,7 +48,7 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
         .unwrap();
     let store = db.open();
     assert_eq!(store.migrations_applied_at_open(), VERSIONS);
-    // Each migration with a statement found it there (the words migration has none).
+    // Each migration with a statement found it there (the words and keys migrations have none).
     assert_eq!(
         store.migrations_resumed_at_open(),
         [
@@ -56,7 +57,8 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
             VERSIONS[2],
             VERSIONS[4],
             VERSIONS[5],
-            VERSIONS[6]
+            VERSIONS[6],
+            VERSIONS[8]
         ]
     );
     assert!(store.verify_schema().unwrap().is_complete());
@@ -83,8 +85,8 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
         .unwrap();
     drop(store);
     // Back to before the search index (the words migration after it has no statement, the
-    // catch-up, branches and active-path migrations after that are reverted too).
-    db.revert_newest_migrations(6);
+    // catch-up, branches, active-path and pins migrations after that are reverted too).
+    db.revert_newest_migrations(7);
     // The search migration's first two statements took effect.
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
@@ -116,7 +118,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
 fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
-    db.revert_newest_migrations(6);
+    db.revert_newest_migrations(7);
     db.execute("ALTER TABLE chatstore_messages ADD COLUMN search_text INT NULL")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();

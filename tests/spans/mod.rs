@@ -211,7 +211,7 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
     drop(db.open());
     // The search migration's first statement took effect; then the run died (the words migration
     // after it had not begun).
-    db.revert_newest_migrations(6);
+    db.revert_newest_migrations(7);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -271,6 +271,11 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
             "applied",
             "recorded",
             // Keys that include the owner: PostgreSQL's alone, nothing on MySQL.
+            "recorded",
+            // Pins and archives: a column, the new list index, the old one dropped.
+            "applied",
+            "applied",
+            "applied",
             "recorded",
         ]
     );
@@ -340,6 +345,14 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .rename_conversation(&alice, conv, Some(NEW_TITLE))
             .unwrap();
         store.list_conversations(&alice, Page::first(10)).unwrap();
+        store.pin_conversation(&alice, conv).unwrap();
+        store.unpin_conversation(&alice, conv).unwrap();
+        store.archive_conversation(&bob, conv).unwrap_err();
+        store.archive_conversation(&alice, conv).unwrap();
+        store
+            .list_archived_conversations(&alice, Page::first(10))
+            .unwrap();
+        store.restore_conversation(&alice, conv).unwrap();
         store.messages(&alice, conv, Window::Latest(4)).unwrap();
         store.context_window(&alice, conv, 1000).unwrap();
         store
@@ -428,6 +441,12 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("append_if_last_seq_on", None, false),
         ("rename_conversation", Some("1"), true),
         ("list_conversations", Some("1"), true),
+        ("pin_conversation", Some("1"), true),
+        ("unpin_conversation", Some("1"), true),
+        ("archive_conversation", None, false),
+        ("archive_conversation", Some("1"), true),
+        ("list_archived_conversations", Some("1"), true),
+        ("restore_conversation", Some("1"), true),
         ("messages", Some("4"), true),
         ("context_window", Some("5"), true),
         ("context_window_with", Some("5"), true),
@@ -491,10 +510,10 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .iter()
             .filter(|e| e.span == Some(id))
             .partition(|e| is_migration_step(e));
-        // MySQL's migration run reports each step (27 in a new database), all `debug`.
+        // MySQL's migration run reports each step (31 in a new database), all `debug`.
         match (operation, db.kind) {
             ("migrate", Kind::Mysql) => {
-                assert_eq!(steps.len(), 27, "{steps:?}");
+                assert_eq!(steps.len(), 31, "{steps:?}");
                 assert!(steps.iter().all(|e| e.level == Level::DEBUG), "{steps:?}");
             }
             _ => assert_eq!(steps.len(), 0, "{operation}: {steps:?}"),

@@ -27,10 +27,12 @@
 //! | route | body | answer |
 //! | --- | --- | --- |
 //! | `POST /conversations` | `{"title"?}` or none | 201, the conversation |
-//! | `GET /conversations?limit=&cursor=` | | `{"conversations", "next_cursor"?}` |
+//! | `GET /conversations?limit=&cursor=&archived=` | | `{"conversations", "next_cursor"?}`: pinned first; with `archived=true` the archived ones |
 //! | `GET /conversations/{id}` | | the conversation |
 //! | `PATCH /conversations/{id}` | `{"title"}` (`null` clears it) | the conversation |
 //! | `DELETE /conversations/{id}` | | 204 |
+//! | `PUT` or `DELETE /conversations/{id}/pinned` | | the conversation, pinned or unpinned |
+//! | `PUT` or `DELETE /conversations/{id}/archived` | | the conversation, archived or restored |
 //! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
 //! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "id"?}` | 201, the message |
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
@@ -121,6 +123,14 @@ pub fn app(store: AsyncChatStore) -> Router {
             get(get_conversation)
                 .patch(rename_conversation)
                 .delete(delete_conversation),
+        )
+        .route(
+            "/conversations/{id}/pinned",
+            axum::routing::put(pin_conversation).delete(unpin_conversation),
+        )
+        .route(
+            "/conversations/{id}/archived",
+            axum::routing::put(archive_conversation).delete(restore_conversation),
         )
         .route(
             "/conversations/{id}/messages",
@@ -387,6 +397,9 @@ async fn create_conversation(
 struct ListParams {
     limit: Option<u32>,
     cursor: Option<String>,
+    /// `true`: the archived conversations instead.
+    #[serde(default)]
+    archived: bool,
 }
 
 #[derive(Serialize)]
@@ -408,7 +421,10 @@ async fn list_conversations(
         Some(token) => Page::after(ConversationCursor::from_token(&token, &user)?, limit),
         None => Page::first(limit),
     };
-    let page = store.list_conversations(&user, page).await?;
+    let page = match params.archived {
+        true => store.list_archived_conversations(&user, page).await?,
+        false => store.list_conversations(&user, page).await?,
+    };
     let next_cursor = page.next_token(&user);
     let links = next_cursor
         .iter()
@@ -449,6 +465,38 @@ async fn rename_conversation(
         .rename_conversation(&user, id, body.title.as_deref())
         .await?;
     Ok(Json(conversation))
+}
+
+async fn pin_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(store.pin_conversation(&user, id).await?))
+}
+
+async fn unpin_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(store.unpin_conversation(&user, id).await?))
+}
+
+async fn archive_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(store.archive_conversation(&user, id).await?))
+}
+
+async fn restore_conversation(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(store.restore_conversation(&user, id).await?))
 }
 
 async fn delete_conversation(

@@ -43,6 +43,7 @@ backend_tests! {
         a_retried_append_with_client_ids_returns_the_stored_messages,
         undo_truncate_clear_and_fork_over_http,
         edit_regenerate_switch_and_siblings_over_http,
+        pin_and_archive_over_http,
     ],
 }
 
@@ -189,6 +190,10 @@ impl Client {
 
     async fn patch(&self, user: &str, path: &str, body: Value) -> Reply {
         self.send(Method::PATCH, path, user, Some(&body)).await
+    }
+
+    async fn put(&self, user: &str, path: &str) -> Reply {
+        self.send(Method::PUT, path, user, None).await
     }
 
     async fn delete(&self, user: &str, path: &str) -> Reply {
@@ -1395,4 +1400,93 @@ mod process {
             .collect();
         assert_eq!(ids, [created["id"].as_str().unwrap()]);
     }
+}
+
+/// The ids of a list page's conversations.
+fn listed(page: &Value) -> Vec<String> {
+    page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Pinning and archiving: the default list shows pinned conversations first and hides archived
+/// ones, `archived=true` lists those (its links keep the parameter), each route answers the
+/// conversation with its flag, someone else's conversation is a 404, and one list's cursor is a
+/// 400 in the other.
+async fn pin_and_archive_over_http(client: Client) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(client.create("alice", &format!("Chat {i}")).await);
+    }
+    let pinned = client
+        .put("alice", &format!("/conversations/{}/pinned", ids[0]))
+        .await
+        .expect(200);
+    assert_eq!(pinned["pinned"], true);
+    for id in &ids[3..] {
+        let archived = client
+            .put("alice", &format!("/conversations/{id}/archived"))
+            .await
+            .expect(200);
+        assert_eq!(
+            (&archived["archived"], &archived["pinned"]),
+            (&json!(true), &Value::Null)
+        );
+    }
+    let page = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(
+        listed(&page),
+        [ids[0].clone(), ids[2].clone(), ids[1].clone()]
+    );
+    // The archived list, a page at a time through its links.
+    let first = client
+        .get("alice", "/conversations?archived=true&limit=1")
+        .await;
+    let next = first.link("next").expect("a second archived conversation");
+    assert!(next.contains("archived=true"), "{next}");
+    let mut archived = listed(&first.expect(200));
+    let second = client.get("alice", &next).await;
+    assert_eq!(second.link("next"), None);
+    archived.extend(listed(&second.expect(200)));
+    assert_eq!(archived, [ids[4].clone(), ids[3].clone()]);
+    // A cursor of the default list is refused by the archived one.
+    let page = client
+        .get("alice", "/conversations?limit=1")
+        .await
+        .expect(200);
+    let cursor = token(&page, "next_cursor").unwrap();
+    let refused = client
+        .get(
+            "alice",
+            &format!("/conversations?archived=true&cursor={cursor}"),
+        )
+        .await
+        .expect_error(400);
+    assert!(refused.contains("cursor"), "{refused}");
+    // Someone else's conversation: a 404 for every route, and nothing moves.
+    for method in [Method::PUT, Method::DELETE] {
+        for route in ["pinned", "archived"] {
+            let path = format!("/conversations/{}/{route}", ids[1]);
+            client
+                .send(method.clone(), &path, "mallory", None)
+                .await
+                .expect_error(404);
+        }
+    }
+    // Unpinned and restored: the plain list again, newest first.
+    let unpinned = client
+        .delete("alice", &format!("/conversations/{}/pinned", ids[0]))
+        .await
+        .expect(200);
+    assert_eq!(unpinned["pinned"], Value::Null);
+    client
+        .delete("alice", &format!("/conversations/{}/archived", ids[3]))
+        .await
+        .expect(200);
+    let page = client.get("alice", "/conversations").await.expect(200);
+    let expected: Vec<String> = [3, 2, 1, 0].iter().map(|&i| ids[i].clone()).collect();
+    assert_eq!(listed(&page), expected);
 }
