@@ -32,22 +32,7 @@ fn list(c: &mut Criterion) {
             .windows(2)
             .all(|w| (w[0].updated_at, w[0].id) > (w[1].updated_at, w[1].id)));
 
-        let mut group = c.benchmark_group(format!("{}/list-20", target.name));
-        group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
-            b.iter(|| {
-                target
-                    .store
-                    .list_conversations(&user, Page::first(20))
-                    .expect("list")
-            })
-        });
-        group.bench_function(BenchmarkId::new("floor", 1_000), |b| {
-            b.iter(|| target.floor.list(&user, 21))
-        });
-        group.bench_function(BenchmarkId::new("minimal", 1_000), |b| {
-            b.iter(|| target.minimal.list(user.as_str(), 21))
-        });
-        group.finish();
+        first_page(c, "list-20", &mut target, &user);
 
         // Five older conversations pinned, the hundred newest archived.
         let mut all = Vec::new();
@@ -83,23 +68,28 @@ fn list(c: &mut Criterion) {
         assert_eq!(ours_ids, floor_ids, "both sides read the same page");
         assert_eq!(floor.iter().filter(|c| c.list_rank == 2).count(), 5);
 
-        let mut group = c.benchmark_group(format!("{}/list-20-pinned", target.name));
-        group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
-            b.iter(|| {
-                target
-                    .store
-                    .list_conversations(&user, Page::first(20))
-                    .expect("list")
-            })
-        });
-        group.bench_function(BenchmarkId::new("floor", 1_000), |b| {
-            b.iter(|| target.floor.list(&user, 21))
-        });
-        group.bench_function(BenchmarkId::new("minimal", 1_000), |b| {
-            b.iter(|| target.minimal.list(user.as_str(), 21))
-        });
-        group.finish();
+        first_page(c, "list-20-pinned", &mut target, &user);
     }
+}
+
+/// The first page of `user`'s list, by the store and by each floor, as the group `workload`.
+fn first_page(c: &mut Criterion, workload: &str, target: &mut Target, user: &UserId) {
+    let mut group = c.benchmark_group(format!("{}/{workload}", target.name));
+    group.bench_function(BenchmarkId::new("chatstore", 1_000), |b| {
+        b.iter(|| {
+            target
+                .store
+                .list_conversations(user, Page::first(20))
+                .expect("list")
+        })
+    });
+    group.bench_function(BenchmarkId::new("floor", 1_000), |b| {
+        b.iter(|| target.floor.list(user, 21))
+    });
+    group.bench_function(BenchmarkId::new("minimal", 1_000), |b| {
+        b.iter(|| target.minimal.list(user.as_str(), 21))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, list);
