@@ -22,7 +22,9 @@ backend_tests! {
         walks_are_exact_while_conversations_move_between_pages,
         walks_are_exact_while_another_thread_moves_conversations,
     ],
-    persistent: [],
+    persistent: [
+        a_database_from_before_pins_upgrades_in_place,
+    ],
 }
 
 /// Every conversation of `list` (the default list or the archived one), page by page.
@@ -412,4 +414,37 @@ fn walks_are_exact_while_another_thread_moves_conversations(db: &TestDb) {
         done.store(true, Ordering::Release);
     });
     assert!(moves.load(Ordering::Acquire) >= 20);
+}
+
+/// A database from before pins (its conversations, with messages, stored under the old list
+/// index): the migration keeps every conversation, lists them as before, none pinned or archived,
+/// and they can be pinned and archived from then on.
+fn a_database_from_before_pins_upgrades_in_place(db: &TestDb) {
+    let alice = user("alice");
+    let store = db.open();
+    let stored: Vec<ConversationId> = (1..=4)
+        .map(|n| conversation_with(&store, &alice, n))
+        .collect();
+    let before: Vec<Conversation> = stored
+        .iter()
+        .map(|id| store.conversation(&alice, *id).unwrap())
+        .collect();
+    drop(store);
+    db.revert_newest_migration();
+    let store = db.open();
+    assert_eq!(store.migrations_applied_at_open(), ["20261204000009"]);
+    let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
+    assert_eq!(ids(&listed.conversations), newest_first(before.clone()));
+    for c in &listed.conversations {
+        assert!(!c.pinned && !c.archived);
+        assert!(before.contains(c), "kept as it was");
+    }
+    store.pin_conversation(&alice, stored[0]).unwrap();
+    store.archive_conversation(&alice, stored[3]).unwrap();
+    let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
+    assert_eq!(
+        ids(&listed.conversations),
+        [stored[0], stored[2], stored[1]]
+    );
+    assert!(store.verify_schema().unwrap().is_complete());
 }
