@@ -12,8 +12,9 @@
 //!
 //! with fixed-width big-endian fields: a list position is `updated_at` in microseconds since 1970
 //! (`i64`) and the conversation id (16 bytes), its kind saying which rank of the lists it is in
-//! (pinned, listed or archived: kind 1, the only list position before pins, is the listed one); a window is nothing (`All`), its limit (`u32`,
-//! `Latest`), or its seq (`i64`) and limit (`Before`, `After`). The binding is a 64-bit hash of
+//! (pinned, listed or archived: kind 1, the only list position before pins, is the listed one);
+//! a window is nothing (`All`), its limit (`u32`, `Latest`), or its seq (`i64`) and limit
+//! (`Before`, `After`). The binding is a 64-bit hash of
 //! everything before it together with the user id (and, for a window, the conversation id); the
 //! check is a 32-bit hash of everything before it. The check tells damage from a token that was
 //! not made for this user or conversation, which the binding catches.
