@@ -10,6 +10,7 @@ use crate::ids::BranchId;
 /// Input errors ([`InvalidTitle`](Error::InvalidTitle), [`InvalidUserId`](Error::InvalidUserId),
 /// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
 /// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
+/// [`InvalidTag`](Error::InvalidTag), [`TooManyTags`](Error::TooManyTags),
 /// [`InvalidId`](Error::InvalidId), [`InvalidImport`](Error::InvalidImport)) are found before
 /// anything is written: the database is left as it was.
 ///
@@ -68,18 +69,33 @@ pub enum Error {
         index: usize,
     },
 
-    /// Message metadata is not a JSON object, or nests more than
+    /// Message or conversation metadata is not a JSON object, or nests more than
     /// [`MAX_METADATA_DEPTH`](crate::MAX_METADATA_DEPTH) (31) levels of objects and arrays deep —
     /// the deepest MariaDB's JSON check accepts, refused by the store on every backend alike.
-    #[error("message metadata must be a JSON object nested at most 31 levels deep")]
+    #[error("metadata must be a JSON object nested at most 31 levels deep")]
     InvalidMetadata,
 
-    /// Message metadata, as JSON text, is larger than the content limit.
-    #[error("message metadata is {bytes} bytes as JSON, the maximum is {max}")]
+    /// Message or conversation metadata, as JSON text, is larger than the content limit.
+    #[error("metadata is {bytes} bytes as JSON, the maximum is {max}")]
     MetadataTooLarge {
         /// Size of the metadata as JSON text, in bytes.
         bytes: usize,
         /// The store's limit, in bytes.
+        max: usize,
+    },
+
+    /// A tag is blank, too long (counted in characters, after trimming) or contains a control
+    /// character (see [`Tag`](crate::Tag)).
+    #[error("tag {0}")]
+    InvalidTag(TextError),
+
+    /// A conversation would have more tags than
+    /// [`Tag::MAX_PER_CONVERSATION`](crate::Tag::MAX_PER_CONVERSATION). Nothing was changed.
+    #[error("a conversation may have at most {max} tags, not {tags}")]
+    TooManyTags {
+        /// The tags it would have.
+        tags: usize,
+        /// The most it may have.
         max: usize,
     },
 
@@ -499,6 +515,8 @@ impl Error {
                 | Error::InvalidContent { .. }
                 | Error::InvalidMetadata
                 | Error::MetadataTooLarge { .. }
+                | Error::InvalidTag(_)
+                | Error::TooManyTags { .. }
                 | Error::InvalidId(_)
                 | Error::InvalidImport(_)
                 | Error::InvalidCursor(_)
@@ -874,6 +892,8 @@ pub(crate) mod tests {
             Error::InvalidContent { index: 0 },
             Error::InvalidMetadata,
             Error::MetadataTooLarge { bytes: 2, max: 1 },
+            Error::InvalidTag(TextError::Empty),
+            Error::TooManyTags { tags: 2, max: 1 },
             Error::InvalidId("x".into()),
             Error::InvalidImport("x".into()),
             Error::InvalidCursor("x".into()),

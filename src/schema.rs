@@ -30,6 +30,10 @@ diesel::table! {
         ancestor_4 -> BigInt,
         // Its place in the user's lists: 2 pinned, 1 listed, 0 archived (`ListRank`).
         list_rank -> SmallInt,
+        // The application's JSON object, and the tags as a sorted JSON array (NULL: none), which
+        // `conversation_tags` indexes.
+        metadata -> Nullable<Text>,
+        tags -> Nullable<Text>,
     }
 }
 
@@ -65,4 +69,17 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(conversations, messages, branches);
+diesel::table! {
+    // One row per tag of a conversation, with the conversation's `list_rank` and `updated_at`
+    // copied in every transaction that changes them: a list of one tag is one index range.
+    #[sql_name = "chatstore_conversation_tags"]
+    conversation_tags (conversation_id, user_id, tag) {
+        conversation_id -> Binary,
+        user_id -> Text,
+        tag -> Text,
+        list_rank -> SmallInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(conversations, messages, branches, conversation_tags);

@@ -9,6 +9,7 @@
 
 mod export;
 mod lists;
+mod tags;
 
 use std::sync::Arc;
 
@@ -22,12 +23,14 @@ use crate::context::{ContextOptions, ContextWindow};
 use crate::cursor::Window;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{
-    self, Branch, Conversation, DeletedCounts, Message, NewMessage, Siblings, StoreStats,
+    self, Branch, Conversation, DeletedCounts, Message, NewConversation, NewMessage, Siblings,
+    StoreStats, Tag,
 };
 use crate::ops::{append, branch, context, fork, import, search, truncate};
 use crate::page::MessagePage;
 use crate::pool::Pool;
 use crate::queries::rows::{MessageRow, NewConversationRow};
+use crate::queries::tags as tag_rows;
 use crate::queries::{branches, catalog, conversations, messages, migrations};
 use crate::search::{SearchQuery, SearchResults};
 use crate::title::parse_optional;
@@ -388,23 +391,76 @@ impl ChatStore {
     /// [`Error::InvalidTitle`]; connection and database errors.
     pub fn create_conversation(&self, user: &UserId, title: Option<&str>) -> Result<Conversation> {
         self.op("create_conversation", || {
-            let title = parse_optional(title)?;
-            let now = models::now();
-            let conversation = Conversation {
-                id: ConversationId::generate(),
-                user_id: user.clone(),
-                title: title.map(|t| t.as_str().to_owned()),
-                created_at: now,
-                updated_at: now,
-                message_count: 0,
-                branch: BranchId::ROOT,
-                pinned: false,
-                archived: false,
+            let new = match title {
+                Some(title) => NewConversation::new().with_title(title),
+                None => NewConversation::new(),
             };
-            let row = NewConversationRow::of(user, &conversation);
-            self.write(|conn| conversations::insert(conn, &row))?;
-            Ok(conversation)
+            self.create(user, new)
         })
+    }
+
+    /// Creates a conversation owned by `user` with tags and metadata as well as a title, in one
+    /// write: a [`NewConversation`].
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewConversation, Page, Tag, UserId};
+    /// # use serde_json::json;
+    /// # let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let home = Tag::new("home")?;
+    /// let conv = store.create_conversation_with(
+    ///     &alice,
+    ///     NewConversation::new()
+    ///         .with_title("Kitchen renovation")
+    ///         .with_tag(home.clone())
+    ///         .with_metadata(json!({ "project": 42 })),
+    /// )?;
+    /// assert_eq!(conv.tags, [home.clone()]);
+    /// assert_eq!(conv.metadata, Some(json!({ "project": 42 })));
+    /// let tagged = store.list_conversations_tagged(&alice, &home, Page::first(20))?;
+    /// assert_eq!(tagged.conversations, [conv]);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidTitle`]; [`Error::TooManyTags`]; [`Error::InvalidMetadata`],
+    /// [`Error::MetadataTooLarge`]; connection and database errors. Nothing is written then.
+    pub fn create_conversation_with(
+        &self,
+        user: &UserId,
+        new: NewConversation<'_>,
+    ) -> Result<Conversation> {
+        self.op("create_conversation", || self.create(user, new))
+    }
+
+    /// [`create_conversation_with`](Self::create_conversation_with), in its caller's span.
+    fn create(&self, user: &UserId, new: NewConversation<'_>) -> Result<Conversation> {
+        let (title, tags, metadata) = new.into_parts();
+        let title = parse_optional(title)?;
+        let tags = Tag::set_of(tags)?;
+        if let Some(metadata) = &metadata {
+            models::metadata_text(metadata, self.limits.max_content_bytes)?;
+        }
+        let now = models::now();
+        let conversation = Conversation {
+            id: ConversationId::generate(),
+            user_id: user.clone(),
+            title: title.map(|t| t.as_str().to_owned()),
+            created_at: now,
+            updated_at: now,
+            message_count: 0,
+            branch: BranchId::ROOT,
+            pinned: false,
+            archived: false,
+            tags,
+            metadata,
+        };
+        let row = NewConversationRow::of(user, &conversation);
+        self.write(|conn| {
+            conversations::insert(conn, &row)?;
+            tag_rows::insert(conn, user, &conversation)
+        })?;
+        Ok(conversation)
     }
 
     /// The conversation `id`, if `user` owns it.
@@ -461,6 +517,49 @@ impl ChatStore {
             self.write(|conn| {
                 let title = title.as_ref().map(|t| t.as_str());
                 if conversations::rename(conn, user, id, title, now)? == 0 {
+                    return Err(Error::NotFound);
+                }
+                conversations::get(conn, user, id)
+            })
+        })
+    }
+
+    /// Sets (or, with `None`, clears) the conversation's metadata: the application's JSON object
+    /// about it (a project id, the model chosen, a system prompt's version), returned with it by
+    /// every read. Checked as message metadata is: an object, at most
+    /// [`MAX_METADATA_DEPTH`](crate::MAX_METADATA_DEPTH) levels deep and at most
+    /// [`Limits::max_metadata_bytes`] as JSON text. `updated_at` is kept: it is not activity.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Error, UserId};
+    /// # use serde_json::json;
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?;
+    /// let set = store.set_conversation_metadata(&alice, conv.id, Some(&json!({ "model": "m-1" })))?;
+    /// assert_eq!(store.conversation(&alice, conv.id)?.metadata, Some(json!({ "model": "m-1" })));
+    /// assert_eq!(set.updated_at, conv.updated_at);
+    /// let refused = store.set_conversation_metadata(&alice, conv.id, Some(&json!([1, 2])));
+    /// assert!(matches!(refused, Err(Error::InvalidMetadata)));
+    /// assert_eq!(store.set_conversation_metadata(&alice, conv.id, None)?.metadata, None);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidMetadata`], [`Error::MetadataTooLarge`] (nothing is changed);
+    /// [`Error::NotFound`] if the user owns no such conversation; connection and database errors.
+    pub fn set_conversation_metadata(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Conversation> {
+        self.op("set_conversation_metadata", || {
+            let text = metadata
+                .map(|m| models::metadata_text(m, self.limits.max_content_bytes))
+                .transpose()?;
+            self.write(|conn| {
+                if conversations::set_metadata(conn, user, id, text.as_deref())? == 0 {
                     return Err(Error::NotFound);
                 }
                 conversations::get(conn, user, id)
@@ -811,7 +910,8 @@ impl ChatStore {
 
     /// Copies the conversation's messages up to and including `through` into a new conversation
     /// of the same user (LibreChat's fork, "branch in a new chat"), in one transaction, and
-    /// returns it. The copy has new ids (conversation and messages) and the source's title; its
+    /// returns it. The copy has new ids (conversation and messages) and the source's title, tags
+    /// and metadata (it is neither pinned nor archived); its
     /// messages keep their seqs, roles, content, metadata and times, and its `created_at` is the
     /// source's, where the copied history begins; its `updated_at` is now. The two
     /// conversations are independent from then on, and the search index finds both.
@@ -1417,12 +1517,16 @@ impl ChatStore {
     }
 
     /// Writes a conversation, its branches and its messages exactly as
-    /// [`export_user`](Self::export_user) read them — ids, title, times, the tree of branches with
+    /// [`export_user`](Self::export_user) read them — ids, title, tags, metadata, pinned or
+    /// archived, times, the tree of branches with
     /// the active one, seqs, roles, content, metadata — in one write transaction, as `user`'s. The
     /// messages are inserted as appends insert them, so the search index holds them at once.
     ///
     /// Everything is checked before anything is written:
-    /// - the conversation must be `user`'s, its title trimmed and valid;
+    /// - the conversation must be `user`'s, its title trimmed and valid, not both pinned and
+    ///   archived, its tags sorted and each once (at most
+    ///   [`Tag::MAX_PER_CONVERSATION`]), its metadata within the limits of
+    ///   [`set_conversation_metadata`](Self::set_conversation_metadata);
     /// - with no branches (a conversation that never branched), its message count is the number of
     ///   `messages`, all on the root branch; otherwise `branches` are the root first, then the
     ///   others by id, each forking from an older one at a seq that one holds itself, no longer

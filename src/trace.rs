@@ -15,7 +15,7 @@
 use crate::conn::Backend;
 use crate::context::ContextWindow;
 use crate::ids::ConversationId;
-use crate::models::{Branch, Conversation, DeletedCounts, Message, Siblings, StoreStats};
+use crate::models::{Branch, Conversation, DeletedCounts, Message, Siblings, StoreStats, TagCount};
 use crate::page::{ConversationPage, MessagePage};
 use crate::search::SearchResults;
 use crate::verify::SchemaReport;
@@ -118,6 +118,7 @@ rows! {
     Vec<Conversation>: |conversations| conversations.len();
     Vec<ConversationId>: |ids| ids.len();
     Vec<Branch>: |branches| branches.len();
+    Vec<TagCount>: |tags| tags.len();
     Siblings: |siblings| siblings.siblings.len();
     ConversationPage: |page| page.conversations.len();
     MessagePage: |page| page.messages.len();

@@ -84,8 +84,10 @@ const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Table, "chatstore_conversations"),
     (ItemKind::Table, "chatstore_messages"),
     (ItemKind::Table, "chatstore_branches"),
+    (ItemKind::Table, "chatstore_conversation_tags"),
     (ItemKind::Index, "chatstore_conversations_id_user"),
     (ItemKind::Index, "chatstore_conversations_user_rank"),
+    (ItemKind::Index, "chatstore_conversation_tags_list"),
     (ItemKind::Index, "chatstore_messages_conversation_seq"),
     (ItemKind::Index, "chatstore_messages_system"),
     // The full-text index: a GIN index on PostgreSQL, an FTS5 virtual table on SQLite.
@@ -106,4 +108,8 @@ const EXPECTED: &[(ItemKind, &str)] = &[
     (ItemKind::Constraint, "chatstore_messages_metadata_object"),
     (ItemKind::Constraint, "chatstore_messages_conversation_fk"),
     (ItemKind::Constraint, "chatstore_branches_conversation_fk"),
+    (
+        ItemKind::Constraint,
+        "chatstore_conversation_tags_conversation_fk",
+    ),
 ];

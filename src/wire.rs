@@ -56,6 +56,8 @@ fn conversation(title: Option<&str>) -> Conversation {
         branch: crate::BranchId::ROOT,
         pinned: false,
         archived: false,
+        tags: Vec::new(),
+        metadata: None,
     }
 }
 

@@ -1,13 +1,16 @@
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
+use super::Tag;
 use crate::ids::{BranchId, ConversationId, UserId};
 
 /// A conversation: one chat thread owned by one user.
 ///
 /// With the `serde` feature: `{"id", "user_id", "title", "created_at", "updated_at",
 /// "message_count"}`, ids as strings and times in RFC 3339 (UTC), `"branch"` once it has
-/// branched (absent means the root branch), and `"pinned": true` or `"archived": true` when it is
-/// (absent means false).
+/// branched (absent means the root branch), `"pinned": true` or `"archived": true` when it is
+/// (absent means false), `"tags"` when it has any (an array of strings, sorted) and `"metadata"`
+/// when it has some (the JSON object itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -42,6 +45,96 @@ pub struct Conversation {
     /// [`archive_conversation`](crate::ChatStore::archive_conversation)). Never also pinned.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_false"))]
     pub archived: bool,
+    /// Its tags, each once, sorted by their UTF-8 bytes (see
+    /// [`set_conversation_tags`](crate::ChatStore::set_conversation_tags)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub tags: Vec<Tag>,
+    /// The application's JSON object about it, if any (see
+    /// [`set_conversation_metadata`](crate::ChatStore::set_conversation_metadata)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub metadata: Option<Value>,
+}
+
+/// A conversation to create with more than a title: what
+/// [`create_conversation_with`](crate::ChatStore::create_conversation_with) takes. Checked when it
+/// is created: the title as [`create_conversation`](crate::ChatStore::create_conversation) checks
+/// it, the tags as [`set_conversation_tags`](crate::ChatStore::set_conversation_tags) and the
+/// metadata as [`set_conversation_metadata`](crate::ChatStore::set_conversation_metadata) do.
+///
+/// ```
+/// use chatstore::{NewConversation, Tag};
+/// use serde_json::json;
+///
+/// let new = NewConversation::new()
+///     .with_title("Kitchen renovation")
+///     .with_tag(Tag::new("home")?)
+///     .with_metadata(json!({ "project": 42 }));
+/// assert_eq!(new.title(), Some("Kitchen renovation"));
+/// # Ok::<(), chatstore::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use = "a NewConversation does nothing until it is created"]
+pub struct NewConversation<'a> {
+    title: Option<&'a str>,
+    tags: Vec<Tag>,
+    metadata: Option<Value>,
+}
+
+impl<'a> NewConversation<'a> {
+    /// A conversation with no title, no tags and no metadata.
+    pub fn new() -> Self {
+        NewConversation::default()
+    }
+
+    /// Sets the title (trimmed when created; blank means none).
+    pub fn with_title(mut self, title: &'a str) -> Self {
+        self.title = Some(title);
+        self
+    }
+
+    /// Adds a tag (a tag given twice is kept once).
+    pub fn with_tag(mut self, tag: Tag) -> Self {
+        self.tags.push(tag);
+        self
+    }
+
+    /// Adds tags (a tag given twice is kept once).
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
+        self.tags.extend(tags);
+        self
+    }
+
+    /// Sets the metadata: a JSON object, as for
+    /// [`set_conversation_metadata`](crate::ChatStore::set_conversation_metadata).
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// The title, as given.
+    pub fn title(&self) -> Option<&'a str> {
+        self.title
+    }
+
+    /// The tags, as given.
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
+    /// The metadata, if any.
+    pub fn metadata(&self) -> Option<&Value> {
+        self.metadata.as_ref()
+    }
+
+    pub(crate) fn into_parts(self) -> (Option<&'a str>, Vec<Tag>, Option<Value>) {
+        (self.title, self.tags, self.metadata)
+    }
 }
 
 #[cfg(feature = "serde")]

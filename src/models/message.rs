@@ -389,22 +389,27 @@ impl<'a> NewMessage<'a> {
         if let Some(index) = self.content.find('\0') {
             return Err(Error::InvalidContent { index });
         }
-        let Some(metadata) = self.metadata() else {
-            return Ok(None);
-        };
-        // The depth first: turning a value into text recurses once per level.
-        if !metadata.is_object() || nests_deeper_than(metadata, MAX_METADATA_DEPTH) {
-            return Err(Error::InvalidMetadata);
-        }
-        let text = metadata.to_string();
-        if text.len() > max_bytes {
-            return Err(Error::MetadataTooLarge {
-                bytes: text.len(),
-                max: max_bytes,
-            });
-        }
-        Ok(Some(text))
+        self.metadata()
+            .map(|metadata| metadata_text(metadata, max_bytes))
+            .transpose()
     }
+}
+
+/// Metadata, a message's or a conversation's, checked against the limits and turned into the JSON
+/// text stored: an object, at most [`MAX_METADATA_DEPTH`] levels deep and `max_bytes` long.
+pub(crate) fn metadata_text(metadata: &Value, max_bytes: usize) -> Result<String> {
+    // The depth first: turning a value into text recurses once per level.
+    if !metadata.is_object() || nests_deeper_than(metadata, MAX_METADATA_DEPTH) {
+        return Err(Error::InvalidMetadata);
+    }
+    let text = metadata.to_string();
+    if text.len() > max_bytes {
+        return Err(Error::MetadataTooLarge {
+            bytes: text.len(),
+            max: max_bytes,
+        });
+    }
+    Ok(text)
 }
 
 /// Whether `value` has more than `max` levels of objects and arrays (itself the first). Walked

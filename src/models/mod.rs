@@ -4,12 +4,15 @@ mod branch;
 mod conversation;
 mod counts;
 mod message;
+mod tag;
 
 pub use branch::{Branch, Sibling, Siblings};
-pub use conversation::Conversation;
 pub(crate) use conversation::ListRank;
+pub use conversation::{Conversation, NewConversation};
 pub use counts::{DeletedCounts, StoreStats};
+pub(crate) use message::metadata_text;
 pub use message::{Message, Metadata, NewMessage, Role, MAX_METADATA_DEPTH};
+pub use tag::{Tag, TagCount};
 
 use chrono::{DateTime, SubsecRound, Utc};
 

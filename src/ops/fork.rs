@@ -7,7 +7,7 @@ use crate::conn::Conn;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{corrupt_row, Conversation};
 use crate::queries::rows::{ConversationRow, NewConversationRow, NewMessageRow};
-use crate::queries::{branches, conversations, messages};
+use crate::queries::{branches, conversations, messages, tags};
 use crate::tree::Segment;
 use crate::{Error, Result};
 
@@ -16,7 +16,8 @@ const PAGE: i64 = 1000;
 
 /// Copies the messages on the path to `through` — the branch holding it, up to and including it,
 /// and what it shares with its ancestors — from the user's conversation `source` into a new
-/// conversation `fork`, on its root branch: the source's title, its `created_at` (the copied
+/// conversation `fork`, on its root branch: the source's title, tags and metadata (not whether it
+/// is pinned or archived), its `created_at` (the copied
 /// history starts there), `updated_at` `now` (or the newest copied time, if later), the messages
 /// with their seqs, roles, content, metadata and times, and new ids. `NotFound` if the user owns
 /// no such conversation or `through` is not one of its messages.
@@ -34,6 +35,7 @@ pub(crate) fn fork(
         .find(|m| m.conversation_id == source)
         .ok_or(Error::NotFound)?
         .into_model()?;
+    let (tags, metadata) = row.tags_and_metadata()?;
     let conversation = Conversation {
         id: fork,
         user_id: user.clone(),
@@ -44,10 +46,13 @@ pub(crate) fn fork(
         branch: BranchId::ROOT,
         pinned: false,
         archived: false,
+        tags,
+        metadata,
     };
     let stored = branches::rows(conn, user, source)?;
     let path = ConversationRow::tree(&row, stored).path(last.branch, last.seq);
     conversations::insert(conn, &NewConversationRow::of(user, &conversation))?;
+    tags::insert(conn, user, &conversation)?;
     for segment in path.into_iter().rev() {
         copy(conn, user, source, segment, fork)?;
     }

@@ -7,9 +7,9 @@ use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 
 use crate::conn::Conn;
 use crate::ids::{BranchId, UserId};
-use crate::models::{Branch, Conversation, Message, NewMessage};
+use crate::models::{metadata_text, Branch, Conversation, Message, NewMessage, Tag};
 use crate::queries::rows::{NewConversationRow, NewMessageRow};
-use crate::queries::{branches, conversations, messages};
+use crate::queries::{branches, conversations, messages, tags};
 use crate::title::Title;
 use crate::tree::{Node, Tree, MAX_POSITION};
 use crate::{Error, Result};
@@ -46,6 +46,7 @@ impl CheckedImport {
             ..NewConversationRow::of(user, conversation)
         };
         conversations::insert(conn, &row)?;
+        tags::insert(conn, user, conversation)?;
         if self.branched {
             for node in self.tree.nodes() {
                 branches::save(conn, user, conversation.id, node, false)?;
@@ -89,6 +90,12 @@ pub(crate) fn check_import(
     }
     if conversation.pinned && conversation.archived {
         return invalid("the conversation is both pinned and archived".into());
+    }
+    if Tag::set_of(conversation.tags.iter().cloned())? != conversation.tags {
+        return invalid("the conversation's tags are not sorted, each once".into());
+    }
+    if let Some(metadata) = &conversation.metadata {
+        metadata_text(metadata, max_bytes)?;
     }
     check_times(
         conversation.created_at,
@@ -369,6 +376,8 @@ mod tests {
             branch: crate::ids::BranchId::ROOT,
             pinned: false,
             archived: false,
+            tags: Vec::new(),
+            metadata: None,
         };
         let messages = (1..=n)
             .map(|seq| Message {
@@ -479,6 +488,15 @@ mod tests {
         let mut c = conversation.clone();
         (c.pinned, c.archived) = (true, true);
         assert!(refused(&c, &messages).contains("both pinned and archived"));
+        let mut c = conversation.clone();
+        c.tags = ["b", "a"].map(|t| Tag::new(t).unwrap()).to_vec();
+        assert!(refused(&c, &messages).contains("tags are not sorted"));
+        let mut c = conversation.clone();
+        c.metadata = Some(serde_json::json!([1]));
+        assert!(matches!(
+            check(&user, &c, &messages),
+            Err(Error::InvalidMetadata)
+        ));
         let mut m = messages.clone();
         m[2].seq = 4;
         assert!(refused(&conversation, &m).contains("without a gap"));

@@ -2,8 +2,8 @@
 //! holds them and every call for one user is answered by the one node holding that user's rows.
 //!
 //! A store that migrates a database with the `citus` extension distributes its tables there, in
-//! the migration run's transaction: `chatstore_conversations` by `user_id`, and the messages and
-//! branches co-located with it (a user's rows of each table in the same shard group). Tables
+//! the migration run's transaction: `chatstore_conversations` by `user_id`, and the messages,
+//! branches and tags co-located with it (a user's rows of each table in the same shard group). Tables
 //! already distributed are left as they are, so this runs once per database; rows already stored
 //! are moved to the shards as each table is distributed. A database without the extension is
 //! plain PostgreSQL, and nothing here runs. The version table stays on the coordinator.
@@ -21,10 +21,11 @@ use crate::Result;
 
 /// chatstore's distributed tables, the first of which the others are co-located with.
 #[cfg(feature = "postgres")]
-const DISTRIBUTED: [&str; 3] = [
+const DISTRIBUTED: [&str; 4] = [
     "chatstore_conversations",
     "chatstore_messages",
     "chatstore_branches",
+    "chatstore_conversation_tags",
 ];
 
 #[cfg(feature = "postgres")]

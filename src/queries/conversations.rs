@@ -6,11 +6,12 @@ use diesel::sql_types::BigInt;
 
 use super::columns::{BindTime, DbTime};
 use super::rows::{ConversationRow, NewConversationRow};
+use super::tags as tag_rows;
 use super::Cached;
 use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::ids::{BranchId, ConversationId, UserId};
-use crate::models::{Conversation, ListRank};
+use crate::models::{Conversation, ListRank, Tag};
 use crate::schema::conversations::dsl::*;
 use crate::tree::KEPT_ANCESTORS;
 use crate::{Error, Result};
@@ -159,7 +160,11 @@ pub(crate) fn set_active(
         ),
         updated_at.eq(not_before(BindTime(now))),
     ));
-    Ok(Cached(update).execute(conn)?)
+    let changed = Cached(update).execute(conn)?;
+    if changed > 0 {
+        tag_rows::follow(conn, user, conv)?;
+    }
+    Ok(changed)
 }
 
 /// The user's conversations among `ids` (at most a page of them).
@@ -171,63 +176,85 @@ pub(crate) fn by_ids(
     Ok(owned_by(user).filter(id.eq_any(ids)).load(conn)?)
 }
 
-/// Up to `limit` of the user's conversations ranked from `ranks.0` down to `ranks.1`, highest rank
-/// first and within a rank most recently updated first, strictly after the keyset position
-/// `after` (a rank among them, an `updated_at` and an id).
+/// Up to `limit` of the user's conversations ranked from `ranks.0` down to `ranks.1` (with `tag`,
+/// those with that tag), highest rank first and within a rank most recently updated first,
+/// strictly after the keyset position `after` (a rank among them, an `updated_at` and an id).
 ///
-/// Each statement reads one range of the index on `(user_id, list_rank DESC, updated_at DESC, id
-/// DESC)`: the first page is one statement over every rank; a later one reads on in its cursor's
-/// rank, and only when that rank runs out before the page is full, from the top of the ranks below
-/// it in a second statement. (A keyset bound across ranks would bound the index only on the rank,
-/// and read every row of it before the cursor.)
+/// Each statement reads one range of an index: untagged, the conversations' `(user_id, list_rank
+/// DESC, updated_at DESC, id DESC)`; tagged, the tags' `(user_id, tag, list_rank DESC, updated_at
+/// DESC, conversation_id DESC)`, joined to each conversation by its key. The first page is one
+/// statement over every rank; a later one reads on in its cursor's rank, and only when that rank
+/// runs out before the page is full, from the top of the ranks below it in a second statement. (A
+/// keyset bound across ranks would bound the index only on the rank, and read every row of it
+/// before the cursor.)
 pub(crate) fn list(
     conn: &mut Conn,
     user: &UserId,
+    tag: Option<&Tag>,
     ranks: (ListRank, ListRank),
     after: Option<(ListRank, NaiveDateTime, ConversationId)>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>> {
     let (highest, lowest) = ranks;
     let Some((rank, time, last)) = after else {
-        return ranked(conn, user, (highest, lowest), None, limit);
+        return ranked(conn, user, tag, (highest, lowest), None, limit);
     };
-    let mut rows = ranked(conn, user, (rank, rank), Some((time, last)), limit)?;
+    let mut rows = ranked(conn, user, tag, (rank, rank), Some((time, last)), limit)?;
     let short = limit - rows.len() as i64;
     if let Some(next) = rank.below().filter(|next| short > 0 && *next >= lowest) {
-        rows.extend(ranked(conn, user, (next, lowest), None, short)?);
+        rows.extend(ranked(conn, user, tag, (next, lowest), None, short)?);
     }
     Ok(rows)
 }
 
-/// Up to `limit` of the user's conversations ranked from `ranks.0` down to `ranks.1`, in list
-/// order, strictly after `(updated_at, id)` when given (which only one rank may be read with).
+/// Up to `limit` of the user's conversations (with `tag`, those with that tag) ranked from
+/// `ranks.0` down to `ranks.1`, in list order, strictly after `(updated_at, id)` when given (which
+/// only one rank may be read with).
 fn ranked(
     conn: &mut Conn,
     user: &UserId,
+    tag: Option<&Tag>,
     ranks: (ListRank, ListRank),
     after: Option<(NaiveDateTime, ConversationId)>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>> {
     let (highest, lowest) = ranks;
-    let mut query = owned_by(user);
-    query = match highest == lowest {
-        true => query.filter(list_rank.eq(highest.as_db())),
-        false => query
-            .filter(list_rank.le(highest.as_db()))
-            .filter(list_rank.ge(lowest.as_db())),
-    };
-    if let Some((time, last)) = after {
-        let time = BindTime(time);
-        // `updated_at <= t AND (updated_at < t OR id < last)` rather than the plain
-        // `updated_at < t OR (updated_at = t AND id < last)`: the same rows, but the first conjunct
-        // is an index bound, where PostgreSQL filtered the OR row by row (17,600 rows read for a
-        // page of 21, measured with EXPLAIN ANALYZE).
-        query = query.filter(updated_at.le(time).and(updated_at.lt(time).or(id.lt(last))));
+    // The same page over either index: `$rank`, `$time` and `$id` are its list columns.
+    macro_rules! page {
+        ($query:expr, $rank:expr, $time:expr, $id:expr) => {{
+            let mut query = match highest == lowest {
+                true => $query.filter($rank.eq(highest.as_db())),
+                false => $query
+                    .filter($rank.le(highest.as_db()))
+                    .filter($rank.ge(lowest.as_db())),
+            };
+            if let Some((time, last)) = after {
+                let time = BindTime(time);
+                // `updated_at <= t AND (updated_at < t OR id < last)` rather than the plain
+                // `updated_at < t OR (updated_at = t AND id < last)`: the same rows, but the first
+                // conjunct is an index bound, where PostgreSQL filtered the OR row by row (17,600
+                // rows read for a page of 21, measured with EXPLAIN ANALYZE).
+                query = query.filter($time.le(time).and($time.lt(time).or($id.lt(last))));
+            }
+            query
+                .order(($rank.desc(), $time.desc(), $id.desc()))
+                .limit(limit)
+                .load(conn)?
+        }};
     }
-    Ok(query
-        .order((list_rank.desc(), updated_at.desc(), id.desc()))
-        .limit(limit)
-        .load(conn)?)
+    Ok(match tag {
+        None => page!(owned_by(user), list_rank, updated_at, id),
+        Some(wanted) => {
+            use crate::schema::conversation_tags as t;
+            let tagged = t::table
+                .inner_join(conversations.on(id.eq(t::conversation_id).and(user_id.eq(t::user_id))))
+                .filter(t::user_id.eq(user))
+                .filter(t::tag.eq(wanted.as_str()))
+                .select(ConversationRow::as_select())
+                .into_boxed();
+            page!(tagged, t::list_rank, t::updated_at, t::conversation_id)
+        }
+    })
 }
 
 /// Moves the user's conversation to `rank` in the lists, from any rank in `from`; leaves
@@ -245,9 +272,13 @@ pub(crate) fn set_rank(
         .filter(id.eq(conv))
         .filter(user_id.eq(user))
         .filter(list_rank.eq_any(from));
-    Ok(diesel::update(target)
+    let moved = diesel::update(target)
         .set(list_rank.eq(rank.as_db()))
-        .execute(conn)?)
+        .execute(conn)?;
+    if moved > 0 {
+        tag_rows::follow(conn, user, conv)?;
+    }
+    Ok(moved)
 }
 
 /// MySQL has no RETURNING: the user's conversations are read, locked, and exactly those deleted.
@@ -319,7 +350,25 @@ pub(crate) fn rename(
         title.eq(new_title),
         updated_at.eq(not_before(BindTime(now))),
     ));
-    Ok(Cached(update).execute(conn)?)
+    let renamed = Cached(update).execute(conn)?;
+    if renamed > 0 {
+        tag_rows::follow(conn, user, conv)?;
+    }
+    Ok(renamed)
+}
+
+/// Sets the metadata (JSON text, validated) and nothing else; returns the number of rows changed
+/// (0: not the user's).
+pub(crate) fn set_metadata(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    text: Option<&str>,
+) -> Result<usize> {
+    let target = conversations.filter(id.eq(conv)).filter(user_id.eq(user));
+    Ok(diesel::update(target)
+        .set(metadata.eq(text))
+        .execute(conn)?)
 }
 
 /// Deletes the conversation (its messages go by `ON DELETE CASCADE`); returns the rows deleted.
@@ -357,6 +406,8 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &UserId) -> Result<Vec<i64>> {
 /// re-checks the `last_seq` filter against that committed row). Only a retry's look-up of its
 /// client ids comes before it, and the store looks again when the reservation fails. The returned
 /// time is the batch's `created_at`: never earlier than the previous append's, so time follows seq.
+/// A conversation with tags has its tags' rows follow the new `updated_at` (see `tags.rs`), a
+/// second statement that a conversation without tags does not run.
 pub(crate) fn reserve_seqs(
     conn: &mut Conn,
     user: &UserId,
@@ -365,7 +416,8 @@ pub(crate) fn reserve_seqs(
     now: NaiveDateTime,
     last_seq: Option<i64>,
 ) -> Result<Option<(i64, DbTime, i64)>> {
-    let new = (message_count, updated_at, branch);
+    // With whether it has tags, whose rows then take the new `updated_at` (see `tags.rs`).
+    let new = (message_count, updated_at, branch, tags.is_not_null());
     // Two statements of fixed shape, each cached, on each backend.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     macro_rules! reserve {
@@ -406,7 +458,14 @@ pub(crate) fn reserve_seqs(
             }
         }
     };
-    Ok(reserved.optional()?)
+    let reserved: Option<(i64, DbTime, i64, bool)> = reserved.optional()?;
+    let Some((count, time, active, tagged)) = reserved else {
+        return Ok(None);
+    };
+    if tagged {
+        tag_rows::touch(conn, user, conv, time.0)?;
+    }
+    Ok(Some((count, time, active)))
 }
 
 /// MySQL's reservation, written out. Diesel prepares an UPDATE anew at every call unless it is

@@ -93,7 +93,8 @@ pub(crate) enum OneStatement {
 /// `updated_at` moves to `now` unless it is later. `rows` are the batch in order, numbered from
 /// seq 1: each is stored that far after the count the reservation found, at the `updated_at` it
 /// set (the rows' own `created_at` is not read). Their `search_text` is filled in as for
-/// [`insert`].
+/// [`insert`]. The conversation's tags' rows take its new `updated_at` in the same statement (see
+/// `tags.rs`).
 ///
 /// A message id already stored is [`Error::DuplicateId`], as for [`insert`], and then the statement
 /// wrote nothing, reservation included. The key violated is the id, never `(conversation_id,
@@ -174,7 +175,10 @@ fn reserve_and_insert_pg(
                  m.role, m.content, m.metadata, reserved.updated_at, m.search_text \
                  FROM reserved, \
                  unnest($5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[]) \
-                 AS m(id, seq, role, content, metadata, search_text)) \
+                 AS m(id, seq, role, content, metadata, search_text)), \
+                 touched AS (\
+                 UPDATE chatstore_conversation_tags t SET updated_at = reserved.updated_at \
+                 FROM reserved WHERE t.conversation_id = $1 AND t.user_id = $2) \
                  SELECT message_count, updated_at, branch FROM reserved"
             )
         };

@@ -114,6 +114,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 &[
                     "chatstore_messages_search",
                     "chatstore_search_state",
+                    "chatstore_conversation_tags",
                     "chatstore_branches",
                     "chatstore_messages",
                     "chatstore_conversations",
@@ -127,6 +128,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 c,
                 Backend::Postgres,
                 &[
+                    "chatstore_conversation_tags",
                     "chatstore_branches",
                     "chatstore_messages",
                     "chatstore_conversations",
@@ -142,6 +144,7 @@ pub(crate) fn drop_all(conn: &mut Conn, lock_timeout: std::time::Duration) -> Re
                 &[
                     "chatstore_message_words",
                     "chatstore_search_pending",
+                    "chatstore_conversation_tags",
                     "chatstore_branches",
                     "chatstore_messages",
                     "chatstore_conversations",

@@ -16,6 +16,7 @@ pub(crate) mod migrations;
 pub(crate) mod mysql_migrations;
 pub(crate) mod rows;
 pub(crate) mod search;
+pub(crate) mod tags;
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

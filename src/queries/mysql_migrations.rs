@@ -818,6 +818,10 @@ mod tests {
                 "column chatstore_conversations.list_rank",
                 "index chatstore_conversations_user_rank on chatstore_conversations",
                 "the removal of index chatstore_conversations_user_updated on chatstore_conversations",
+                "column chatstore_conversations.metadata",
+                "column chatstore_conversations.tags",
+                "table chatstore_conversation_tags",
+                "index chatstore_conversation_tags_list on chatstore_conversation_tags",
             ]
         );
     }

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::columns::{BindTime, DbTime};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Branch, Conversation, ListRank, Message, NewMessage, Role};
+use crate::models::{corrupt_row, Branch, Conversation, ListRank, Message, NewMessage, Role, Tag};
 use crate::schema::{branches, conversations, messages};
 use crate::tree::{split_seq, stored_seq, Node, Tree};
 use crate::Result;
@@ -24,12 +24,15 @@ pub(crate) struct ConversationRow {
     pub(crate) branch: i64,
     pub(crate) branch_fork: i64,
     pub(crate) list_rank: i16,
+    pub(crate) metadata: Option<String>,
+    pub(crate) tags: Option<String>,
 }
 
 impl ConversationRow {
     pub(crate) fn into_model(self) -> Result<Conversation> {
         let rank = ListRank::from_db(self.list_rank)
             .ok_or_else(|| corrupt_row(format_args!("list rank {}", self.list_rank)))?;
+        let (tags, metadata) = self.tags_and_metadata()?;
         Ok(Conversation {
             id: self.id,
             user_id: self.user_id,
@@ -40,7 +43,30 @@ impl ConversationRow {
             branch: BranchId::from_db(self.branch),
             pinned: rank == ListRank::Pinned,
             archived: rank == ListRank::Archived,
+            tags,
+            metadata,
         })
+    }
+
+    /// Its tags and metadata, read from their JSON text.
+    pub(crate) fn tags_and_metadata(&self) -> Result<(Vec<Tag>, Option<serde_json::Value>)> {
+        let metadata = match &self.metadata {
+            None => None,
+            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value) if value.is_object() => Some(value),
+                _ => {
+                    return Err(corrupt_row(
+                        "conversation metadata that is not a JSON object",
+                    ))
+                }
+            },
+        };
+        let tags = match &self.tags {
+            None => Vec::new(),
+            Some(text) => read_tags(text)
+                .ok_or_else(|| corrupt_row("conversation tags that are not an array of tags"))?,
+        };
+        Ok((tags, metadata))
     }
 
     /// Its branches as a tree, given its stored branch rows (none: the root alone, made when the
@@ -81,10 +107,31 @@ pub(crate) struct NewConversationRow<'a> {
     pub(crate) ancestor_3: i64,
     pub(crate) ancestor_4: i64,
     pub(crate) list_rank: i16,
+    /// The metadata as JSON text, validated ([`metadata_text`](crate::models::metadata_text)).
+    pub(crate) metadata: Option<String>,
+    /// The tags as [`tags_text`] writes them.
+    pub(crate) tags: Option<String>,
+}
+
+/// A conversation's tags (each once, sorted) as its `tags` column keeps them: a JSON array of
+/// strings, or NULL for none.
+pub(crate) fn tags_text(tags: &[Tag]) -> Option<String> {
+    match tags.is_empty() {
+        true => None,
+        false => Some(serde_json::Value::from_iter(tags.iter().map(Tag::as_str)).to_string()),
+    }
+}
+
+/// The tags a `tags` column holds; `None` if it holds anything [`tags_text`] does not write.
+fn read_tags(text: &str) -> Option<Vec<Tag>> {
+    let tags: Vec<String> = serde_json::from_str(text).ok()?;
+    let tags: Vec<Tag> = tags.into_iter().map(Tag::new).collect::<Result<_>>().ok()?;
+    (Tag::set_of(tags.iter().cloned()).ok()? == tags).then_some(tags)
 }
 
 impl<'a> NewConversationRow<'a> {
-    /// The row of `conversation`, as `user`'s, with no message stored off its active branch.
+    /// The row of `conversation`, as `user`'s, with no message stored off its active branch. Its
+    /// metadata, if any, must have been validated.
     pub(crate) fn of(user: &'a UserId, conversation: &'a Conversation) -> Self {
         NewConversationRow {
             id: conversation.id,
@@ -101,6 +148,8 @@ impl<'a> NewConversationRow<'a> {
             ancestor_3: -1,
             ancestor_4: -1,
             list_rank: conversation.list_rank().as_db(),
+            metadata: conversation.metadata.as_ref().map(|m| m.to_string()),
+            tags: tags_text(&conversation.tags),
         }
     }
 }

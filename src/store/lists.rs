@@ -6,7 +6,7 @@
 use super::ChatStore;
 use crate::cursor::ConversationCursor;
 use crate::ids::{ConversationId, UserId};
-use crate::models::{Conversation, ListRank};
+use crate::models::{Conversation, ListRank, Tag};
 use crate::page::{ConversationPage, Page};
 use crate::queries::conversations;
 use crate::{Error, Result};
@@ -42,7 +42,40 @@ impl ChatStore {
     /// the archived list); connection and database errors.
     pub fn list_conversations(&self, user: &UserId, page: Page) -> Result<ConversationPage> {
         self.op("list_conversations", || {
-            self.list(user, page, (ListRank::Pinned, ListRank::Listed))
+            self.list(user, None, page, (ListRank::Pinned, ListRank::Listed))
+        })
+    }
+
+    /// A page of the user's conversations with the tag `tag`, in the order of
+    /// [`list_conversations`](Self::list_conversations) (pinned first; archived ones not listed),
+    /// paged the same way. A page costs the same whatever the user's conversations and tags
+    /// number: it is one range of an index of the tags, read a page at a time.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, Page, Tag, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let work = Tag::new("work")?;
+    /// let plan = store.create_conversation(&alice, Some("Q3 plan"))?;
+    /// store.create_conversation(&alice, Some("Holiday"))?;
+    /// store.tag_conversation(&alice, plan.id, &work)?;
+    /// let page = store.list_conversations_tagged(&alice, &work, Page::first(20))?;
+    /// let titles: Vec<_> = page.conversations.iter().map(|c| c.title.as_deref()).collect();
+    /// assert_eq!(titles, [Some("Q3 plan")]);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidCursor`] if the page starts after an archived conversation; connection and
+    /// database errors.
+    pub fn list_conversations_tagged(
+        &self,
+        user: &UserId,
+        tag: &Tag,
+        page: Page,
+    ) -> Result<ConversationPage> {
+        self.op("list_conversations_tagged", || {
+            self.list(user, Some(tag), page, (ListRank::Pinned, ListRank::Listed))
         })
     }
 
@@ -70,7 +103,7 @@ impl ChatStore {
         page: Page,
     ) -> Result<ConversationPage> {
         self.op("list_archived_conversations", || {
-            self.list(user, page, (ListRank::Archived, ListRank::Archived))
+            self.list(user, None, page, (ListRank::Archived, ListRank::Archived))
         })
     }
 
@@ -165,10 +198,12 @@ impl ChatStore {
         })
     }
 
-    /// A page of the conversations ranked from `ranks.0` down to `ranks.1`.
+    /// A page of the conversations (with `tag`, those with that tag) ranked from `ranks.0` down
+    /// to `ranks.1`.
     fn list(
         &self,
         user: &UserId,
+        tag: Option<&Tag>,
         page: Page,
         ranks: (ListRank, ListRank),
     ) -> Result<ConversationPage> {
@@ -189,7 +224,7 @@ impl ChatStore {
         };
         // One row more than asked tells whether a next page exists.
         let rows = self.with_conn(|conn| {
-            conversations::list(conn, user, ranks, after, i64::from(limit) + 1)
+            conversations::list(conn, user, tag, ranks, after, i64::from(limit) + 1)
         })?;
         let mut items = rows
             .into_iter()
