@@ -219,7 +219,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
             "pending migration 20261125000003\npending migration 20261202000004\n\
                  pending migration 20261203000005\npending migration 20261203000006\n\
                  pending migration 20261203000007\npending migration 20261203000008\n\
-                 pending migration 20261204000009\n"
+                 pending migration 20261204000009\npending migration 20261204000010\n"
         ),
         "{}",
         verified.stdout
@@ -232,7 +232,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
         "applied migration 20261125000003\napplied migration 20261202000004\n\
          applied migration 20261203000005\napplied migration 20261203000006\n\
          applied migration 20261203000007\napplied migration 20261203000008\n\
-         applied migration 20261204000009\n"
+         applied migration 20261204000009\napplied migration 20261204000010\n"
     );
     assert_eq!(
         run.stderr,
@@ -254,7 +254,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
                 "20261203000006",
                 "20261203000007",
                 "20261203000008",
-                "20261204000009"
+                "20261204000009",
+                "20261204000010"
             ],
             "resumed": ["20261125000003"]
         })
@@ -268,7 +269,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(7);
+    db.revert_newest_migrations(8);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -927,7 +928,7 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
     assert_eq!(pending.len(), 9, "{}", run.stdout);
     assert_eq!(
         run.stderr,
-        "error: the database has no chatstore schema: 9 migration(s) pending\n\
+        "error: the database has no chatstore schema: 10 migration(s) pending\n\
          nothing was changed: chatstore migrate makes the schema\n"
     );
     assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
@@ -1109,6 +1110,6 @@ fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     assert_eq!(error["code"], 4);
     assert_eq!(
         error["error"],
-        "the database has no chatstore schema: 9 migration(s) pending"
+        "the database has no chatstore schema: 10 migration(s) pending"
     );
 }

@@ -53,13 +53,14 @@ fn the_tables_are_distributed_by_owner_and_co_located() {
     let db = TestDb::new(Kind::Citus);
     let store = db.open();
     let tables = "logicalrelid IN ('chatstore_conversations'::regclass, \
-                  'chatstore_messages'::regclass, 'chatstore_branches'::regclass)";
+                  'chatstore_messages'::regclass, 'chatstore_branches'::regclass, \
+                  'chatstore_conversation_tags'::regclass)";
     assert_eq!(
         db.scalar(&format!(
             "SELECT count(*) AS n FROM pg_dist_partition WHERE {tables} \
              AND partmethod = 'h' AND column_to_column_name(logicalrelid, partkey) = 'user_id'"
         )),
-        Some(3)
+        Some(4)
     );
     assert_eq!(
         db.scalar(&format!(
@@ -123,7 +124,7 @@ fn rows_stored_before_distribution_are_moved_to_the_shards() {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.scalar("SELECT count(*) AS n FROM pg_dist_partition"),
-        Some(3)
+        Some(4)
     );
     for (owner, before) in [&alice, &bob].into_iter().zip(expected) {
         let conv = before.0.id;
@@ -155,6 +156,25 @@ fn every_call_for_one_user_runs_on_one_node() {
     });
     one("conversation", &|| {
         drop(store.conversation(&alice, conv).unwrap())
+    });
+    // Tagged from the start, so that every change after this one moves its tags' rows too.
+    let trip = chatstore::Tag::new("trip").unwrap();
+    one("tag_conversation", &|| {
+        drop(store.tag_conversation(&alice, conv, &trip).unwrap())
+    });
+    one("create_conversation_with", &|| {
+        let new = chatstore::NewConversation::new()
+            .with_tag(trip.clone())
+            .with_metadata(serde_json::json!({ "n": 1 }));
+        drop(store.create_conversation_with(&alice, new).unwrap())
+    });
+    one("set_conversation_metadata", &|| {
+        let metadata = serde_json::json!({ "budget": 300 });
+        drop(
+            store
+                .set_conversation_metadata(&alice, conv, Some(&metadata))
+                .unwrap(),
+        )
     });
     one("rename_conversation", &|| {
         drop(
@@ -256,6 +276,46 @@ fn every_call_for_one_user_runs_on_one_node() {
         let page = store.list_conversations(&alice, Page::first(1)).unwrap();
         let next = page.next.unwrap();
         drop(store.list_conversations(&alice, next).unwrap());
+    });
+    one("list_conversations_tagged", &|| {
+        let page = store
+            .list_conversations_tagged(&alice, &trip, Page::first(1))
+            .unwrap();
+        let next = page.next.unwrap();
+        drop(
+            store
+                .list_conversations_tagged(&alice, &trip, next)
+                .unwrap(),
+        );
+    });
+    one("tags", &|| assert_eq!(store.tags(&alice).unwrap().len(), 1));
+    one("pin_conversation", &|| {
+        drop(store.pin_conversation(&alice, conv).unwrap())
+    });
+    one("unpin_conversation", &|| {
+        drop(store.unpin_conversation(&alice, conv).unwrap())
+    });
+    one("archive_conversation", &|| {
+        drop(store.archive_conversation(&alice, conv).unwrap())
+    });
+    one("list_archived_conversations", &|| {
+        let page = store
+            .list_archived_conversations(&alice, Page::first(5))
+            .unwrap();
+        assert_eq!(page.conversations.len(), 1);
+    });
+    one("restore_conversation", &|| {
+        drop(store.restore_conversation(&alice, conv).unwrap())
+    });
+    one("set_conversation_tags", &|| {
+        drop(
+            store
+                .set_conversation_tags(&alice, conv, std::slice::from_ref(&trip))
+                .unwrap(),
+        )
+    });
+    one("untag_conversation", &|| {
+        drop(store.untag_conversation(&alice, conv, &trip).unwrap())
     });
     let exported: Vec<ExportItem> = on_one_node(&db, "export_user", || {
         store

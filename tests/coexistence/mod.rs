@@ -29,7 +29,7 @@ backend_tests! {
 }
 
 /// chatstore's versions, oldest first.
-const CHATSTORE: [&str; 9] = [
+const CHATSTORE: [&str; 10] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -39,6 +39,7 @@ const CHATSTORE: [&str; 9] = [
     "20261203000007",
     "20261203000008",
     "20261204000009",
+    "20261204000010",
 ];
 
 /// The versions chatstore 0.1 recorded in Diesel's table: its first four.
@@ -64,6 +65,7 @@ const HOST_TABLES: [&str; 4] = [
 fn chatstore_tables(kind: Kind) -> Vec<&'static str> {
     let mut tables = vec![
         "chatstore_branches",
+        "chatstore_conversation_tags",
         "chatstore_conversations",
         "chatstore_messages",
         "chatstore_schema_migrations",
@@ -309,13 +311,13 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
     db.revert_newest_migration();
     let tables = existing_tables(db);
     match verify().unwrap_err() {
-        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[8..]),
+        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[9..]),
         other => panic!("{other:?}"),
     }
     assert_eq!(existing_tables(db), tables);
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..8]
+        CHATSTORE[..9]
     );
 }
 
@@ -341,7 +343,7 @@ fn opening_to_skip_migrations_leaves_the_schema_alone(db: &TestDb) {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..8]
+        CHATSTORE[..9]
     );
 }
 

@@ -11,6 +11,8 @@ use chatstore::{
 
 use crate::support::{backend_tests, conversation_with, user, TestDb};
 
+mod tags;
+
 backend_tests! {
     every: [
         pinned_come_first_and_archived_are_listed_apart,
@@ -430,9 +432,12 @@ fn a_database_from_before_pins_upgrades_in_place(db: &TestDb) {
         .map(|id| store.conversation(&alice, *id).unwrap())
         .collect();
     drop(store);
-    db.revert_newest_migration();
+    db.revert_newest_migrations(2);
     let store = db.open();
-    assert_eq!(store.migrations_applied_at_open(), ["20261204000009"]);
+    assert_eq!(
+        store.migrations_applied_at_open(),
+        ["20261204000009", "20261204000010"]
+    );
     let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
     assert_eq!(ids(&listed.conversations), newest_first(before.clone()));
     for c in &listed.conversations {
