@@ -9,8 +9,8 @@ use tokio::task::JoinError;
 use crate::{
     Backend, Branch, BranchId, ChatStore, ContextOptions, ContextWindow, Conversation,
     ConversationId, ConversationPage, DeletedCounts, Error, Message, MessageId, MessagePage,
-    NewMessage, Page, Result, SchemaReport, SearchQuery, SearchResults, Siblings, StoreBuilder,
-    StoreStats, UserId, Window,
+    NewConversation, NewMessage, Page, Result, SchemaReport, SearchQuery, SearchResults, Siblings,
+    StoreBuilder, StoreStats, Tag, TagCount, UserId, Window,
 };
 
 /// A [`ChatStore`] for async code (cargo feature `tokio`): the same calls as `async fn`s, each
@@ -384,6 +384,158 @@ impl AsyncChatStore {
     ) -> Result<Conversation> {
         let user = user.clone();
         self.run(move |s| s.restore_conversation(&user, id)).await
+    }
+
+    /// [`ChatStore::create_conversation_with`], on the blocking pool (the title is copied if it
+    /// was borrowed).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewConversation, Tag, UserId};
+    /// # use serde_json::json;
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let new = NewConversation::new()
+    ///     .with_title("Kitchen")
+    ///     .with_tag(Tag::new("home")?)
+    ///     .with_metadata(json!({ "project": 42 }));
+    /// let conv = store.create_conversation_with(&alice, new).await?;
+    /// assert_eq!(conv.tags[0].as_str(), "home");
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::create_conversation_with`]; [`Error::TaskFailed`].
+    pub async fn create_conversation_with(
+        &self,
+        user: &UserId,
+        new: NewConversation<'_>,
+    ) -> Result<Conversation> {
+        let (user, new) = (user.clone(), new.into_owned());
+        self.run(move |s| s.create_conversation_with(&user, new))
+            .await
+    }
+
+    /// [`ChatStore::set_conversation_metadata`], on the blocking pool (the metadata is copied).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, UserId};
+    /// # use serde_json::json;
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let metadata = json!({ "model": "m-1" });
+    /// let set = store.set_conversation_metadata(&alice, conv.id, Some(&metadata)).await?;
+    /// assert_eq!(set.metadata, Some(metadata));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::set_conversation_metadata`]; [`Error::TaskFailed`].
+    pub async fn set_conversation_metadata(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Conversation> {
+        let (user, metadata) = (user.clone(), metadata.cloned());
+        self.run(move |s| s.set_conversation_metadata(&user, id, metadata.as_ref()))
+            .await
+    }
+
+    /// [`ChatStore::set_conversation_tags`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, Page, Tag, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let home = Tag::new("home")?;
+    /// store.set_conversation_tags(&alice, conv.id, &[home.clone()]).await?;
+    /// let page = store.list_conversations_tagged(&alice, &home, Page::first(20)).await?;
+    /// assert_eq!(page.conversations[0].id, conv.id);
+    /// assert_eq!(store.tags(&alice).await?[0].conversations, 1);
+    /// store.untag_conversation(&alice, conv.id, &home).await?;
+    /// assert!(store.tag_conversation(&alice, conv.id, &home).await?.tags.contains(&home));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::set_conversation_tags`]; [`Error::TaskFailed`].
+    pub async fn set_conversation_tags(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        tags: &[Tag],
+    ) -> Result<Conversation> {
+        let (user, tags) = (user.clone(), tags.to_vec());
+        self.run(move |s| s.set_conversation_tags(&user, id, &tags))
+            .await
+    }
+
+    /// [`ChatStore::tag_conversation`], on the blocking pool (see
+    /// [`set_conversation_tags`](Self::set_conversation_tags)).
+    ///
+    /// # Errors
+    /// As [`ChatStore::tag_conversation`]; [`Error::TaskFailed`].
+    pub async fn tag_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        tag: &Tag,
+    ) -> Result<Conversation> {
+        let (user, tag) = (user.clone(), tag.clone());
+        self.run(move |s| s.tag_conversation(&user, id, &tag)).await
+    }
+
+    /// [`ChatStore::untag_conversation`], on the blocking pool (see
+    /// [`set_conversation_tags`](Self::set_conversation_tags)).
+    ///
+    /// # Errors
+    /// As [`ChatStore::untag_conversation`]; [`Error::TaskFailed`].
+    pub async fn untag_conversation(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        tag: &Tag,
+    ) -> Result<Conversation> {
+        let (user, tag) = (user.clone(), tag.clone());
+        self.run(move |s| s.untag_conversation(&user, id, &tag))
+            .await
+    }
+
+    /// [`ChatStore::list_conversations_tagged`], on the blocking pool (see
+    /// [`set_conversation_tags`](Self::set_conversation_tags)).
+    ///
+    /// # Errors
+    /// As [`ChatStore::list_conversations_tagged`]; [`Error::TaskFailed`].
+    pub async fn list_conversations_tagged(
+        &self,
+        user: &UserId,
+        tag: &Tag,
+        page: Page,
+    ) -> Result<ConversationPage> {
+        let (user, tag) = (user.clone(), tag.clone());
+        self.run(move |s| s.list_conversations_tagged(&user, &tag, page))
+            .await
+    }
+
+    /// [`ChatStore::tags`], on the blocking pool (see
+    /// [`set_conversation_tags`](Self::set_conversation_tags)).
+    ///
+    /// # Errors
+    /// As [`ChatStore::tags`]; [`Error::TaskFailed`].
+    pub async fn tags(&self, user: &UserId) -> Result<Vec<TagCount>> {
+        let user = user.clone();
+        self.run(move |s| s.tags(&user)).await
     }
 
     /// [`ChatStore::delete_conversation`], on the blocking pool.

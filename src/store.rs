@@ -436,7 +436,7 @@ impl ChatStore {
     /// [`create_conversation_with`](Self::create_conversation_with), in its caller's span.
     fn create(&self, user: &UserId, new: NewConversation<'_>) -> Result<Conversation> {
         let (title, tags, metadata) = new.into_parts();
-        let title = parse_optional(title)?;
+        let title = parse_optional(title.as_deref())?;
         let tags = Tag::set_of(tags)?;
         if let Some(metadata) = &metadata {
             models::metadata_text(metadata, self.limits.max_content_bytes)?;

@@ -102,6 +102,30 @@ fn json_shapes_are_pinned_byte_for_byte() {
         &conversation(None),
         &CONVERSATION_JSON.replace(r#""Groceries""#, "null"),
     );
+    // Pinned, tagged and described: each said after the fields every conversation has.
+    let mut organised = conversation(Some("Groceries"));
+    organised.pinned = true;
+    organised.tags = vec![
+        crate::Tag::new("home").unwrap(),
+        crate::Tag::new("to do").unwrap(),
+    ];
+    organised.metadata = Some(json!({"project": 42}));
+    pinned(
+        &organised,
+        &CONVERSATION_JSON.replace(
+            r#""message_count":2}"#,
+            r#""message_count":2,"pinned":true,"tags":["home","to do"],"metadata":{"project":42}}"#,
+        ),
+    );
+    pinned(&crate::Tag::new("home").unwrap(), r#""home""#);
+    pinned(
+        &crate::TagCount {
+            tag: crate::Tag::new("home").unwrap(),
+            conversations: 3,
+            archived: 1,
+        },
+        r#"{"tag":"home","conversations":3,"archived":1}"#,
+    );
     let metadata = json!({"model": "m", "tokens": [1, 2]});
     pinned(&message(Some(metadata.clone())), MESSAGE_JSON);
     pinned(
@@ -253,6 +277,15 @@ fn invalid_json_is_refused_as_pinned() {
         refusal::<UserId>(json!("é".repeat(256))),
         "user id is 256 characters, the maximum is 255"
     );
+    assert_eq!(refusal::<crate::Tag>(json!("  ")), "tag is empty");
+    assert_eq!(
+        refusal::<crate::Tag>(json!("a\tb")),
+        "tag contains a control character at position 1"
+    );
+    // A conversation's tags are read each as a tag.
+    let mut conversation = serde_json::to_value(conversation(None)).unwrap();
+    conversation["tags"] = json!(["ok", ""]);
+    assert_eq!(refusal::<Conversation>(conversation), "tag is empty");
     let expected = "expected system, developer, user, assistant or tool";
     assert_eq!(
         refusal::<Role>(json!("bot")),

@@ -12,8 +12,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use chatstore::{
-    AsyncChatStore, ChatStore, ContextOptions, Error, ExportItem, Message, MessageId, NewMessage,
-    Page, SearchOrder, SearchQuery, Window,
+    AsyncChatStore, ChatStore, ContextOptions, Error, ExportItem, Message, MessageId,
+    NewConversation, NewMessage, Page, SearchOrder, SearchQuery, Tag, Window,
 };
 use serde_json::json;
 use support::{backend_tests, seqs, user, Kind, TestDb};
@@ -150,6 +150,65 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
             .unwrap();
         assert_eq!(renamed.title.as_deref(), Some("Plans"));
         assert_eq!(sync.conversation(&alice, other.id).unwrap(), renamed);
+
+        // Tags and metadata.
+        let home = Tag::new("home").unwrap();
+        let described = store
+            .create_conversation_with(
+                &alice,
+                NewConversation::new()
+                    .with_title(String::from("Kitchen"))
+                    .with_tag(home.clone())
+                    .with_metadata(json!({ "project": 42 })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sync.conversation(&alice, described.id).unwrap(), described);
+        let tagged = store
+            .tag_conversation(&alice, other.id, &home)
+            .await
+            .unwrap();
+        assert_eq!(sync.conversation(&alice, other.id).unwrap(), tagged);
+        for page in [Page::first(1), Page::first(10)] {
+            assert_eq!(
+                store
+                    .list_conversations_tagged(&alice, &home, page)
+                    .await
+                    .unwrap(),
+                sync.list_conversations_tagged(&alice, &home, page).unwrap()
+            );
+        }
+        assert_eq!(
+            store.tags(&alice).await.unwrap(),
+            sync.tags(&alice).unwrap()
+        );
+        assert_eq!(store.tags(&alice).await.unwrap()[0].conversations, 2);
+        let untagged = store
+            .untag_conversation(&alice, other.id, &home)
+            .await
+            .unwrap();
+        assert!(untagged.tags.is_empty());
+        let retagged = store
+            .set_conversation_tags(&alice, other.id, &[home.clone()])
+            .await
+            .unwrap();
+        assert_eq!(retagged.tags, [home.clone()]);
+        let metadata = json!({ "model": "m-1" });
+        let set = store
+            .set_conversation_metadata(&alice, other.id, Some(&metadata))
+            .await
+            .unwrap();
+        assert_eq!(sync.conversation(&alice, other.id).unwrap(), set);
+        assert!(matches!(
+            store
+                .set_conversation_metadata(&alice, other.id, Some(&json!([1])))
+                .await,
+            Err(Error::InvalidMetadata)
+        ));
+        store
+            .delete_conversation(&alice, described.id)
+            .await
+            .unwrap();
 
         let query = SearchQuery::new("creme brul*")
             .in_conversation(conv.id)

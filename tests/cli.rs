@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chatstore::{ChatStore, NewMessage, Page, SearchQuery, Window};
+use chatstore::{ChatStore, NewMessage, Page, SearchQuery, Tag, Window};
 use serde_json::{json, Value};
 use support::{backend_tests, user, Fixture, Kind, TestDb};
 
@@ -348,6 +348,21 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         .find(|c| c.title.is_none())
         .unwrap();
     store.archive_conversation(&alice, untitled.id).unwrap();
+    // So do tags (the archived one's too) and metadata.
+    let tags = [Tag::new("home").unwrap(), Tag::new("日本").unwrap()];
+    store
+        .set_conversation_tags(&alice, asked.conversation_id, &tags)
+        .unwrap();
+    store
+        .tag_conversation(&alice, untitled.id, &tags[0])
+        .unwrap();
+    store
+        .set_conversation_metadata(
+            &alice,
+            untitled.id,
+            Some(&json!({ "project": { "id": 42, "name": "Küche" } })),
+        )
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("alice.jsonl");
     let first_arg = first.to_str().unwrap();
@@ -380,6 +395,11 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
             "{flag}"
         );
     }
+    assert_eq!(records.iter().filter(|r| r["tags"].is_array()).count(), 2);
+    assert!(records.iter().any(|r| r["tags"] == json!(["home", "日本"])));
+    assert!(records
+        .iter()
+        .any(|r| r["metadata"]["project"]["name"] == "Küche"));
     // The same lines on standard output, and the summary beside them on standard error.
     let to_stdout = chatstore(&db.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(to_stdout.stdout, exported);
@@ -411,6 +431,17 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
         (listed.conversations, archived.conversations)
     };
     assert_eq!(lists(&copy.open()), lists(&store));
+    assert_eq!(
+        copy.open().tags(&alice).unwrap(),
+        store.tags(&alice).unwrap()
+    );
+    let tagged = |store: &ChatStore| {
+        store
+            .list_conversations_tagged(&alice, &tags[0], Page::first(10))
+            .unwrap()
+            .conversations
+    };
+    assert_eq!(tagged(&copy.open()), tagged(&store));
     let found = copy
         .open()
         .search_messages(&user("alice"), &SearchQuery::new("東京"))

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -81,7 +83,7 @@ pub struct Conversation {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[must_use = "a NewConversation does nothing until it is created"]
 pub struct NewConversation<'a> {
-    title: Option<&'a str>,
+    title: Option<Cow<'a, str>>,
     tags: Vec<Tag>,
     metadata: Option<Value>,
 }
@@ -92,9 +94,10 @@ impl<'a> NewConversation<'a> {
         NewConversation::default()
     }
 
-    /// Sets the title (trimmed when created; blank means none).
-    pub fn with_title(mut self, title: &'a str) -> Self {
-        self.title = Some(title);
+    /// Sets the title (trimmed when created; blank means none): a `&str`, borrowed, or a
+    /// `String`.
+    pub fn with_title(mut self, title: impl Into<Cow<'a, str>>) -> Self {
+        self.title = Some(title.into());
         self
     }
 
@@ -118,8 +121,8 @@ impl<'a> NewConversation<'a> {
     }
 
     /// The title, as given.
-    pub fn title(&self) -> Option<&'a str> {
-        self.title
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_deref()
     }
 
     /// The tags, as given.
@@ -132,7 +135,17 @@ impl<'a> NewConversation<'a> {
         self.metadata.as_ref()
     }
 
-    pub(crate) fn into_parts(self) -> (Option<&'a str>, Vec<Tag>, Option<Value>) {
+    /// The same conversation, owning its title (copied if it was borrowed): one that can be sent
+    /// to another thread or task.
+    pub fn into_owned(self) -> NewConversation<'static> {
+        NewConversation {
+            title: self.title.map(|t| Cow::Owned(t.into_owned())),
+            tags: self.tags,
+            metadata: self.metadata,
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (Option<Cow<'a, str>>, Vec<Tag>, Option<Value>) {
         (self.title, self.tags, self.metadata)
     }
 }

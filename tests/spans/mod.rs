@@ -293,6 +293,7 @@ const TITLE: &str = "Title SECRET-title-3b";
 const NEW_TITLE: &str = "Renamed SECRET-title-9c";
 const CONTENT: &str = "CONTENT-SECRET-42 about the xylophone";
 const METADATA: &str = "METADATA-SECRET-17";
+const TAG: &str = "TAG-SECRET-5d";
 const QUERY: &str = "xylophone QUERYSECRET*";
 const BAD_QUERY: &str = "\"QUERYSECRET-unclosed";
 const REFUSED_QUERY: &str = "QUERYSECRET²";
@@ -359,6 +360,17 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .list_archived_conversations(&alice, Page::first(10))
             .unwrap();
         store.restore_conversation(&alice, conv).unwrap();
+        let tag = chatstore::Tag::new(TAG).unwrap();
+        store.tag_conversation(&alice, conv, &tag).unwrap();
+        store
+            .list_conversations_tagged(&alice, &tag, Page::first(10))
+            .unwrap();
+        store.tags(&alice).unwrap();
+        store.untag_conversation(&alice, conv, &tag).unwrap();
+        store.set_conversation_tags(&bob, conv, &[tag]).unwrap_err();
+        store
+            .set_conversation_metadata(&alice, conv, Some(&json!({ "k": METADATA })))
+            .unwrap();
         store.messages(&alice, conv, Window::Latest(4)).unwrap();
         store.context_window(&alice, conv, 1000).unwrap();
         store
@@ -453,6 +465,12 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("archive_conversation", Some("1"), true),
         ("list_archived_conversations", Some("1"), true),
         ("restore_conversation", Some("1"), true),
+        ("tag_conversation", Some("1"), true),
+        ("list_conversations_tagged", Some("1"), true),
+        ("tags", Some("1"), true),
+        ("untag_conversation", Some("1"), true),
+        ("set_conversation_tags", None, false),
+        ("set_conversation_metadata", Some("1"), true),
         ("messages", Some("4"), true),
         ("context_window", Some("5"), true),
         ("context_window_with", Some("5"), true),

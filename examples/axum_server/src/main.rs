@@ -26,13 +26,17 @@
 //!
 //! | route | body | answer |
 //! | --- | --- | --- |
-//! | `POST /conversations` | `{"title"?}` or none | 201, the conversation |
-//! | `GET /conversations?limit=&cursor=&archived=` | | `{"conversations", "next_cursor"?}`: pinned first; with `archived=true` the archived ones |
+//! | `POST /conversations` | `{"title"?, "tags"?, "metadata"?}` or none | 201, the conversation |
+//! | `GET /conversations?limit=&cursor=&archived=&tag=` | | `{"conversations", "next_cursor"?}`: pinned first; with `archived=true` the archived ones, with `tag=` those with that tag |
 //! | `GET /conversations/{id}` | | the conversation |
 //! | `PATCH /conversations/{id}` | `{"title"}` (`null` clears it) | the conversation |
 //! | `DELETE /conversations/{id}` | | 204 |
 //! | `PUT` or `DELETE /conversations/{id}/pinned` | | the conversation, pinned or unpinned |
 //! | `PUT` or `DELETE /conversations/{id}/archived` | | the conversation, archived or restored |
+//! | `PUT /conversations/{id}/tags` | `{"tags": [...]}` | the conversation, with exactly those tags |
+//! | `PUT` or `DELETE /conversations/{id}/tags/{tag}` | | the conversation, with the tag added or removed |
+//! | `PUT /conversations/{id}/metadata` | a JSON object, or `null` to clear it | the conversation |
+//! | `GET /tags` | | `{"tags": [{"tag", "conversations", "archived"}]}`: the user's tags and their counts |
 //! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
 //! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "id"?}` | 201, the message |
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
@@ -93,8 +97,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatstore::{
     AsyncChatStore, Branch, BranchId, ContextWindow, Conversation, ConversationCursor,
-    ConversationId, Error, Message, MessageId, NewMessage, Page, Role, SearchOrder, SearchQuery,
-    SearchResults, Siblings, UserId, Window,
+    ConversationId, Error, Message, MessageId, NewConversation, NewMessage, Page, Role,
+    SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, UserId, Window,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -132,6 +136,19 @@ pub fn app(store: AsyncChatStore) -> Router {
             "/conversations/{id}/archived",
             axum::routing::put(archive_conversation).delete(restore_conversation),
         )
+        .route(
+            "/conversations/{id}/tags",
+            axum::routing::put(set_conversation_tags),
+        )
+        .route(
+            "/conversations/{id}/tags/{tag}",
+            axum::routing::put(tag_conversation).delete(untag_conversation),
+        )
+        .route(
+            "/conversations/{id}/metadata",
+            axum::routing::put(set_conversation_metadata),
+        )
+        .route("/tags", get(list_tags))
         .route(
             "/conversations/{id}/messages",
             get(read_messages)
@@ -376,6 +393,9 @@ fn page_link(
 #[serde(deny_unknown_fields)]
 struct NewConversationBody {
     title: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    metadata: Option<Value>,
 }
 
 async fn create_conversation(
@@ -383,8 +403,17 @@ async fn create_conversation(
     State(store): Store,
     body: Result<Option<Json<NewConversationBody>>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let title = body?.and_then(|Json(body)| body.title);
-    let conversation = store.create_conversation(&user, title.as_deref()).await?;
+    let mut new = NewConversation::new();
+    if let Some(Json(body)) = body? {
+        if let Some(title) = body.title {
+            new = new.with_title(title);
+        }
+        new = new.with_tags(body.tags);
+        if let Some(metadata) = body.metadata {
+            new = new.with_metadata(metadata);
+        }
+    }
+    let conversation = store.create_conversation_with(&user, new).await?;
     let location = format!("/conversations/{}", conversation.id);
     Ok((
         StatusCode::CREATED,
@@ -400,6 +429,8 @@ struct ListParams {
     /// `true`: the archived conversations instead.
     #[serde(default)]
     archived: bool,
+    /// Only the conversations with this tag (of the default list).
+    tag: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -421,9 +452,19 @@ async fn list_conversations(
         Some(token) => Page::after(ConversationCursor::from_token(&token, &user)?, limit),
         None => Page::first(limit),
     };
-    let page = match params.archived {
-        true => store.list_archived_conversations(&user, page).await?,
-        false => store.list_conversations(&user, page).await?,
+    let page = match (params.archived, params.tag) {
+        (true, None) => store.list_archived_conversations(&user, page).await?,
+        (false, None) => store.list_conversations(&user, page).await?,
+        (false, Some(tag)) => {
+            let tag = Tag::new(tag).map_err(bad_request)?;
+            store.list_conversations_tagged(&user, &tag, page).await?
+        }
+        (true, Some(_)) => {
+            return Err(ApiError::Request(
+                StatusCode::BAD_REQUEST,
+                "a tag filters the default list, not the archived one".into(),
+            ))
+        }
     };
     let next_cursor = page.next_token(&user);
     let links = next_cursor
@@ -497,6 +538,84 @@ async fn restore_conversation(
     State(store): Store,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(store.restore_conversation(&user, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsBody {
+    tags: Vec<Tag>,
+}
+
+async fn set_conversation_tags(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Json<TagsBody>, JsonRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let Json(body) = body?;
+    Ok(Json(
+        store.set_conversation_tags(&user, id, &body.tags).await?,
+    ))
+}
+
+/// The conversation and the tag in a path `/conversations/{id}/tags/{tag}`: either malformed is
+/// 400.
+fn tag_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(ConversationId, Tag), ApiError> {
+    let Path((conversation, tag)) =
+        path.map_err(|e| ApiError::Request(e.status(), e.body_text()))?;
+    Ok((conversation.parse()?, Tag::new(tag).map_err(bad_request)?))
+}
+
+/// A store's refusal of part of the URL: 400, with its words.
+fn bad_request(error: Error) -> ApiError {
+    ApiError::Request(StatusCode::BAD_REQUEST, error.to_string())
+}
+
+async fn tag_conversation(
+    User(user): User,
+    State(store): Store,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let (id, tag) = tag_path(path)?;
+    Ok(Json(store.tag_conversation(&user, id, &tag).await?))
+}
+
+async fn untag_conversation(
+    User(user): User,
+    State(store): Store,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let (id, tag) = tag_path(path)?;
+    Ok(Json(store.untag_conversation(&user, id, &tag).await?))
+}
+
+/// The body is the metadata itself: a JSON object, or `null` to clear it.
+async fn set_conversation_metadata(
+    User(user): User,
+    ConvId(id): ConvId,
+    State(store): Store,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let Json(metadata) = body?;
+    let metadata = Some(metadata).filter(|m| !m.is_null());
+    Ok(Json(
+        store
+            .set_conversation_metadata(&user, id, metadata.as_ref())
+            .await?,
+    ))
+}
+
+#[derive(Serialize)]
+struct TagList {
+    tags: Vec<TagCount>,
+}
+
+async fn list_tags(User(user): User, State(store): Store) -> Result<Json<TagList>, ApiError> {
+    Ok(Json(TagList {
+        tags: store.tags(&user).await?,
+    }))
 }
 
 async fn delete_conversation(

@@ -44,6 +44,7 @@ backend_tests! {
         undo_truncate_clear_and_fork_over_http,
         edit_regenerate_switch_and_siblings_over_http,
         pin_and_archive_over_http,
+        tags_and_metadata_over_http,
     ],
 }
 
@@ -1489,4 +1490,175 @@ async fn pin_and_archive_over_http(client: Client) {
     let page = client.get("alice", "/conversations").await.expect(200);
     let expected: Vec<String> = [3, 2, 1, 0].iter().map(|&i| ids[i].clone()).collect();
     assert_eq!(listed(&page), expected);
+}
+
+async fn tags_and_metadata_over_http(client: Client) {
+    // Created with tags and metadata; a tag given twice is kept once, and the tags come back
+    // sorted.
+    let created = client
+        .post(
+            "alice",
+            "/conversations",
+            json!({
+                "title": "Kitchen",
+                "tags": ["home", "diy", "home"],
+                "metadata": {"project": {"id": 42}},
+            }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(created["tags"], json!(["diy", "home"]));
+    assert_eq!(created["metadata"], json!({"project": {"id": 42}}));
+    let kitchen = created["id"].as_str().unwrap().to_owned();
+    let plain = client.create("alice", "Plain").await;
+    let plain_read = client
+        .get("alice", &format!("/conversations/{plain}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        (&plain_read["tags"], &plain_read["metadata"]),
+        (&Value::Null, &Value::Null),
+        "absent when there are none"
+    );
+
+    // One tag added and removed through its path (percent-encoded), all of them set at once.
+    let tagged = client
+        .put("alice", &format!("/conversations/{plain}/tags/to%20do"))
+        .await
+        .expect(200);
+    assert_eq!(tagged["tags"], json!(["to do"]));
+    let set = client
+        .send(
+            Method::PUT,
+            &format!("/conversations/{plain}/tags"),
+            "alice",
+            Some(&json!({"tags": ["home", "to do"]})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(set["tags"], json!(["home", "to do"]));
+    let untagged = client
+        .delete("alice", &format!("/conversations/{plain}/tags/to%20do"))
+        .await
+        .expect(200);
+    assert_eq!(untagged["tags"], json!(["home"]));
+
+    // The list of one tag, a page at a time through its links, and the user's tags.
+    let first = client.get("alice", "/conversations?tag=home&limit=1").await;
+    let next = first
+        .link("next")
+        .expect("a second conversation tagged home");
+    assert!(next.contains("tag=home"), "{next}");
+    let mut home = listed(&first.expect(200));
+    home.extend(listed(&client.get("alice", &next).await.expect(200)));
+    assert_eq!(home, [plain.clone(), kitchen.clone()]);
+    let tags = client.get("alice", "/tags").await.expect(200);
+    assert_eq!(
+        tags,
+        json!({"tags": [
+            {"tag": "diy", "conversations": 1, "archived": 0},
+            {"tag": "home", "conversations": 2, "archived": 0},
+        ]})
+    );
+
+    // Metadata replaced, then cleared with null.
+    let described = client
+        .send(
+            Method::PUT,
+            &format!("/conversations/{plain}/metadata"),
+            "alice",
+            Some(&json!({"model": "m-1"})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(described["metadata"], json!({"model": "m-1"}));
+    let cleared = client
+        .send(
+            Method::PUT,
+            &format!("/conversations/{plain}/metadata"),
+            "alice",
+            Some(&Value::Null),
+        )
+        .await
+        .expect(200);
+    assert_eq!(cleared["metadata"], Value::Null);
+
+    // Refused: tags and metadata the store does not take, a tag filter on the archived list.
+    let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    for (method, path, body, status) in [
+        (
+            Method::PUT,
+            format!("/conversations/{plain}/tags"),
+            json!({"tags": many}),
+            422,
+        ),
+        (
+            Method::PUT,
+            format!("/conversations/{plain}/tags"),
+            json!({"tags": [" "]}),
+            422,
+        ),
+        (
+            Method::PUT,
+            format!("/conversations/{plain}/metadata"),
+            json!([1, 2]),
+            422,
+        ),
+        (
+            Method::POST,
+            "/conversations".to_owned(),
+            json!({"tags": ["a\nb"]}),
+            422,
+        ),
+    ] {
+        client
+            .send(method, &path, "alice", Some(&body))
+            .await
+            .expect_error(status);
+    }
+    client
+        .put("alice", &format!("/conversations/{plain}/tags/%20"))
+        .await
+        .expect_error(400);
+    client
+        .get("alice", "/conversations?tag=home&archived=true")
+        .await
+        .expect_error(400);
+
+    // Someone else's conversation: 404 on every route, and nothing changes.
+    let theirs = [
+        (
+            Method::PUT,
+            format!("/conversations/{kitchen}/tags/mine"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/conversations/{kitchen}/tags/home"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/conversations/{kitchen}/tags"),
+            Some(json!({"tags": []})),
+        ),
+        (
+            Method::PUT,
+            format!("/conversations/{kitchen}/metadata"),
+            Some(json!({"stolen": true})),
+        ),
+    ];
+    for (method, path, body) in theirs {
+        client
+            .send(method, &path, "mallory", body.as_ref())
+            .await
+            .expect_error(404);
+    }
+    let kept = client
+        .get("alice", &format!("/conversations/{kitchen}"))
+        .await
+        .expect(200);
+    assert_eq!(kept, created);
+    let mallorys = client.get("mallory", "/tags").await.expect(200);
+    assert_eq!(mallorys, json!({"tags": []}));
 }
