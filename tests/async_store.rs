@@ -189,10 +189,10 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
             .unwrap();
         assert!(untagged.tags.is_empty());
         let retagged = store
-            .set_conversation_tags(&alice, other.id, &[home.clone()])
+            .set_conversation_tags(&alice, other.id, std::slice::from_ref(&home))
             .await
             .unwrap();
-        assert_eq!(retagged.tags, [home.clone()]);
+        assert_eq!(retagged.tags, std::slice::from_ref(&home));
         let metadata = json!({ "model": "m-1" });
         let set = store
             .set_conversation_metadata(&alice, other.id, Some(&metadata))
