@@ -33,11 +33,20 @@ pub struct FloorConversation {
     pub message_count: i64,
     /// 2 pinned, 1 listed (0, archived, is not in the list read).
     pub list_rank: i16,
+    pub metadata: Option<Value>,
+    pub tags: Vec<String>,
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at";
 const CONVERSATION_COLUMNS: &str =
-    "id, user_id, title, created_at, updated_at, message_count, list_rank";
+    "id, user_id, title, created_at, updated_at, message_count, list_rank, metadata, tags";
+/// The list of one tag: a range of the tags' index, each row joined to its conversation by key.
+const TAGGED_COLUMNS: &str = "c.id, c.user_id, c.title, c.created_at, c.updated_at, \
+     c.message_count, c.list_rank, c.metadata, c.tags";
+const TAGGED_FROM: &str = "chatstore_conversation_tags t JOIN chatstore_conversations c \
+     ON c.id = t.conversation_id AND c.user_id = t.user_id";
+const TAGGED_ORDER: &str = "t.list_rank BETWEEN 1 AND 2 \
+     ORDER BY t.list_rank DESC, t.updated_at DESC, t.conversation_id DESC";
 
 /// Reserves the seqs and bumps `updated_at` (never backwards), as the store's append does.
 const RESERVE: &str = "UPDATE chatstore_conversations SET message_count = message_count + $1, \
@@ -93,7 +102,8 @@ mod my {
          FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? AND seq < ? \
          ORDER BY seq DESC LIMIT ?";
     pub const LIST: &str = "SELECT id, user_id, title, created_at, updated_at, message_count, \
-         list_rank FROM chatstore_conversations WHERE user_id = ? AND list_rank BETWEEN 1 AND 2 \
+         list_rank, metadata, tags FROM chatstore_conversations \
+         WHERE user_id = ? AND list_rank BETWEEN 1 AND 2 \
          ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT ?";
     /// A one-word search's candidates, newest first, as the store's statement reads them.
     pub const SEARCH_IDS: &str = "SELECT m.id FROM chatstore_messages m WHERE m.user_id = ? \
@@ -119,6 +129,7 @@ pub struct PgFloor {
     load_all: postgres::Statement,
     before: postgres::Statement,
     list: postgres::Statement,
+    tagged: postgres::Statement,
 }
 
 impl PgFloor {
@@ -134,7 +145,8 @@ impl PgFloor {
              WHERE numnode(w.words) > 0 AND m.search @@ q.q AND m.user_id = $2 \
              ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT $3"
         ));
-        // The append in one statement, as the store runs it: the reservation feeds the insert.
+        // The append in one statement, as the store runs it: the reservation feeds the insert, and
+        // the conversation's tags (if any) take its new time.
         let append = prepare(
             "WITH reserved AS (UPDATE chatstore_conversations \
              SET message_count = message_count + $3, \
@@ -145,7 +157,10 @@ impl PgFloor {
              SELECT m.id, $1, $2, reserved.message_count - $3 + m.ord, m.role, m.content, \
              m.metadata, reserved.updated_at FROM reserved, \
              unnest($5::bytea[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
-             AS m(id, role, content, metadata, ord)) \
+             AS m(id, role, content, metadata, ord)), \
+             touched AS (UPDATE chatstore_conversation_tags t \
+             SET updated_at = reserved.updated_at FROM reserved \
+             WHERE t.conversation_id = $1 AND t.user_id = $2) \
              SELECT message_count FROM reserved",
         );
         let load_all = prepare(&format!(
@@ -161,6 +176,10 @@ impl PgFloor {
              WHERE user_id = $1 AND list_rank BETWEEN 1 AND 2 \
              ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT $2"
         ));
+        let tagged = prepare(&format!(
+            "SELECT {TAGGED_COLUMNS} FROM {TAGGED_FROM} \
+             WHERE t.user_id = $1 AND t.tag = $3 AND {TAGGED_ORDER} LIMIT $2"
+        ));
         PgFloor {
             client,
             system,
@@ -169,6 +188,7 @@ impl PgFloor {
             load_all,
             before,
             list,
+            tagged,
         }
     }
 
@@ -264,7 +284,7 @@ impl Floor {
             Floor::Postgres(pg) => pg.client.batch_execute("ANALYZE").expect("analyze"),
             Floor::Mysql(conn) => conn
                 .query_drop(
-                    "ANALYZE TABLE chatstore_conversations, chatstore_messages, \
+                    "ANALYZE TABLE chatstore_conversations, chatstore_conversation_tags, chatstore_messages, \
                      chatstore_message_words",
                 )
                 .expect("analyze"),
@@ -615,81 +635,176 @@ impl Floor {
     }
 
     pub fn list(&mut self, user: &UserId, n: i64) -> Vec<FloorConversation> {
-        let decode = |id: &[u8],
-                      user_id,
-                      title,
-                      created: NaiveDateTime,
-                      updated: NaiveDateTime,
-                      count,
-                      rank| {
+        self.conversations(user, None, n)
+    }
+
+    /// The first `n` of the user's conversations with `tag` in the default list's order.
+    pub fn list_tagged(&mut self, user: &UserId, tag: &str, n: i64) -> Vec<FloorConversation> {
+        self.conversations(user, Some(tag), n)
+    }
+
+    /// The first `n` of the user's listed conversations (with `tag`, those with it).
+    fn conversations(
+        &mut self,
+        user: &UserId,
+        tag: Option<&str>,
+        n: i64,
+    ) -> Vec<FloorConversation> {
+        type Row = (
+            Vec<u8>,
+            String,
+            Option<String>,
+            NaiveDateTime,
+            NaiveDateTime,
+            i64,
+            i16,
+            Option<String>,
+            Option<String>,
+        );
+        let decode = |(id, user_id, title, created, updated, count, rank, meta, tags): Row| {
             FloorConversation {
-                id: uuid(id),
+                id: uuid(&id),
                 user_id,
                 title,
                 created_at: created.and_utc(),
                 updated_at: updated.and_utc(),
                 message_count: count,
                 list_rank: rank,
+                metadata: metadata(meta),
+                tags: tags.map_or_else(Vec::new, |t| {
+                    serde_json::from_str(&t).expect("a JSON array of tags")
+                }),
             }
         };
         match self {
             Floor::Sqlite(conn) => {
-                let sql = format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
-                     WHERE user_id = ?1 AND list_rank BETWEEN 1 AND 2 \
-                     ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT ?2"
-                );
+                let sql = match tag {
+                    None => format!(
+                        "SELECT {CONVERSATION_COLUMNS} FROM chatstore_conversations \
+                         WHERE user_id = ?1 AND list_rank BETWEEN 1 AND 2 \
+                         ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT ?2"
+                    ),
+                    Some(_) => format!(
+                        "SELECT {TAGGED_COLUMNS} FROM {TAGGED_FROM} \
+                         WHERE t.user_id = ?1 AND t.tag = ?3 AND {TAGGED_ORDER} LIMIT ?2"
+                    ),
+                };
                 let mut statement = conn.prepare_cached(&sql).expect("list");
-                statement
-                    .query_map(rusqlite::params![user.as_str(), n], |row| {
-                        Ok(decode(
-                            &row.get::<_, Vec<u8>>(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                            row.get(6)?,
+                let mut rows = match tag {
+                    None => statement.query(rusqlite::params![user.as_str(), n]),
+                    Some(tag) => statement.query(rusqlite::params![user.as_str(), n, tag]),
+                }
+                .expect("list");
+                let mut listed = Vec::new();
+                while let Some(row) = rows.next().expect("list") {
+                    listed.push(decode((
+                        row.get(0).expect("id"),
+                        row.get(1).expect("user_id"),
+                        row.get(2).expect("title"),
+                        row.get(3).expect("created_at"),
+                        row.get(4).expect("updated_at"),
+                        row.get(5).expect("message_count"),
+                        row.get(6).expect("list_rank"),
+                        row.get(7).expect("metadata"),
+                        row.get(8).expect("tags"),
+                    )));
+                }
+                listed
+            }
+            Floor::Postgres(pg) => {
+                let rows = match tag {
+                    None => pg.client.query(&pg.list, &[&user.as_str(), &n]),
+                    Some(tag) => pg.client.query(&pg.tagged, &[&user.as_str(), &n, &tag]),
+                };
+                rows.expect("list")
+                    .into_iter()
+                    .map(|row| {
+                        decode((
+                            row.get(0),
+                            row.get(1),
+                            row.get(2),
+                            row.get(3),
+                            row.get(4),
+                            row.get(5),
+                            row.get(6),
+                            row.get(7),
+                            row.get(8),
                         ))
                     })
-                    .expect("list")
-                    .collect::<rusqlite::Result<_>>()
-                    .expect("list")
+                    .collect()
             }
-            Floor::Postgres(pg) => pg
-                .client
-                .query(&pg.list, &[&user.as_str(), &n])
-                .expect("list")
-                .into_iter()
-                .map(|row| {
-                    decode(
-                        row.get(0),
-                        row.get(1),
-                        row.get(2),
-                        row.get(3),
-                        row.get(4),
-                        row.get(5),
-                        row.get(6),
-                    )
-                })
-                .collect(),
-            Floor::Mysql(conn) => conn
-                .exec_map(
-                    my::LIST,
-                    (user.as_str(), n),
-                    |(id, user_id, title, created, updated, count, rank): (
-                        Vec<u8>,
-                        String,
-                        Option<String>,
-                        NaiveDateTime,
-                        NaiveDateTime,
-                        i64,
-                        i16,
-                    )| {
-                        decode(&id, user_id, title, created, updated, count, rank)
-                    },
+            Floor::Mysql(conn) => match tag {
+                None => conn.exec_map(my::LIST, (user.as_str(), n), decode),
+                Some(tag) => conn.exec_map(
+                    format!(
+                        "SELECT {TAGGED_COLUMNS} FROM {TAGGED_FROM} \
+                         WHERE t.user_id = ? AND t.tag = ? AND {TAGGED_ORDER} LIMIT ?"
+                    ),
+                    (user.as_str(), tag, n),
+                    decode,
+                ),
+            }
+            .expect("list"),
+        }
+    }
+
+    /// Tags each of `user`'s conversations with one of `tags` tags (`tag-0`, `tag-1`, …), in turn
+    /// by id, as the store keeps tags: in the conversation's row and one row each in the tags'
+    /// index, with its place in the lists.
+    pub fn seed_tags(&mut self, user: &UserId, tags: usize) {
+        let numbered = |concat: &str| {
+            format!(
+                "INSERT INTO chatstore_conversation_tags \
+                 (conversation_id, user_id, tag, list_rank, updated_at) \
+                 SELECT id, user_id, {concat}, list_rank, updated_at FROM \
+                 (SELECT id, user_id, list_rank, updated_at, \
+                 ROW_NUMBER() OVER (ORDER BY id) AS n \
+                 FROM chatstore_conversations WHERE user_id = {{user}}) s"
+            )
+        };
+        match self {
+            Floor::Sqlite(conn) => {
+                let tx = conn.transaction().expect("begin");
+                let insert = numbered(&format!("'tag-' || (n % {tags})")).replace("{user}", "?1");
+                tx.execute(&insert, [user.as_str()]).expect("seed tags");
+                tx.execute(
+                    "UPDATE chatstore_conversations SET tags = \
+                     (SELECT json_array(tag) FROM chatstore_conversation_tags t \
+                     WHERE t.conversation_id = chatstore_conversations.id \
+                     AND t.user_id = chatstore_conversations.user_id) WHERE user_id = ?1",
+                    [user.as_str()],
                 )
-                .expect("list"),
+                .expect("seed tags");
+                tx.commit().expect("commit");
+            }
+            Floor::Postgres(pg) => {
+                let mut tx = pg.client.transaction().expect("begin");
+                let insert = numbered(&format!("'tag-' || (n % {tags})")).replace("{user}", "$1");
+                tx.execute(&insert, &[&user.as_str()]).expect("seed tags");
+                tx.execute(
+                    "UPDATE chatstore_conversations c SET tags = json_build_array(t.tag)::text \
+                     FROM chatstore_conversation_tags t \
+                     WHERE t.conversation_id = c.id AND t.user_id = c.user_id AND c.user_id = $1",
+                    &[&user.as_str()],
+                )
+                .expect("seed tags");
+                tx.commit().expect("commit");
+            }
+            Floor::Mysql(conn) => {
+                conn.query_drop("BEGIN").expect("begin");
+                let insert =
+                    numbered(&format!("CONCAT('tag-', n % {tags})")).replace("{user}", "?");
+                conn.exec_drop(&insert, (user.as_str(),))
+                    .expect("seed tags");
+                conn.exec_drop(
+                    "UPDATE chatstore_conversations c JOIN chatstore_conversation_tags t \
+                     ON t.conversation_id = c.id AND t.user_id = c.user_id \
+                     SET c.tags = JSON_ARRAY(t.tag) WHERE c.user_id = ?",
+                    (user.as_str(),),
+                )
+                .expect("seed tags");
+                conn.query_drop("COMMIT").expect("commit");
+            }
         }
     }
 

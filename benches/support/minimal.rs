@@ -40,7 +40,10 @@ const SQLITE_SCHEMA: &str = "
     CREATE TABLE minimal_messages (
         id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL,
         role TEXT NOT NULL, content TEXT NOT NULL, created_at INTEGER NOT NULL);
-    CREATE INDEX minimal_messages_window ON minimal_messages (conversation_id, id);";
+    CREATE INDEX minimal_messages_window ON minimal_messages (conversation_id, id);
+    CREATE TABLE minimal_tags (
+        owner TEXT NOT NULL, tag TEXT NOT NULL, conversation_id INTEGER NOT NULL,
+        PRIMARY KEY (owner, tag, conversation_id)) WITHOUT ROWID;";
 
 /// On PostgreSQL the window index is the messages' key, and there is no index on `id` alone
 /// (identity values are unique by construction): with one, the planner read the newest 50 of a
@@ -56,11 +59,14 @@ const POSTGRES_SCHEMA: &str = "
     CREATE TABLE minimal_messages (
         id bigint GENERATED ALWAYS AS IDENTITY, conversation_id bigint NOT NULL,
         role text NOT NULL, content text NOT NULL, created_at bigint NOT NULL,
-        PRIMARY KEY (conversation_id, id));";
+        PRIMARY KEY (conversation_id, id));
+    CREATE TABLE minimal_tags (
+        owner text NOT NULL, tag text NOT NULL, conversation_id bigint NOT NULL,
+        PRIMARY KEY (owner, tag, conversation_id));";
 
 /// Owners compare byte for byte, as the store's user ids do on MySQL (a text collation would
 /// take 'Alice' for 'alice').
-const MYSQL_SCHEMA: [&str; 2] = [
+const MYSQL_SCHEMA: [&str; 3] = [
     "CREATE TABLE minimal_conversations (
         id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, owner VARBINARY(1020) NOT NULL,
         created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
@@ -72,6 +78,11 @@ const MYSQL_SCHEMA: [&str; 2] = [
         content LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
         created_at BIGINT NOT NULL,
         INDEX minimal_messages_window (conversation_id, id)
+    ) ENGINE = InnoDB",
+    "CREATE TABLE minimal_tags (
+        owner VARBINARY(1020) NOT NULL, tag VARBINARY(256) NOT NULL,
+        conversation_id BIGINT NOT NULL,
+        PRIMARY KEY (owner, tag, conversation_id)
     ) ENGINE = InnoDB",
 ];
 
@@ -87,6 +98,11 @@ const BEFORE: &str = "SELECT id, role, content, created_at FROM minimal_messages
      WHERE conversation_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
 const LIST: &str = "SELECT id, owner, created_at, updated_at FROM minimal_conversations \
      WHERE owner = ? ORDER BY updated_at DESC, id DESC LIMIT ?";
+/// A tag's conversations: its rows of `minimal_tags` (one range of the key), each joined to its
+/// conversation, sorted by activity — every conversation with the tag is read for a page.
+const TAGGED: &str = "SELECT c.id, c.owner, c.created_at, c.updated_at FROM minimal_tags t \
+     JOIN minimal_conversations c ON c.id = t.conversation_id \
+     WHERE t.owner = ? AND t.tag = ? ORDER BY c.updated_at DESC, c.id DESC LIMIT ?";
 
 fn micros() -> i64 {
     Utc::now().timestamp_micros()
@@ -121,6 +137,7 @@ pub struct PgMinimal {
     load_all: postgres::Statement,
     before: postgres::Statement,
     list: postgres::Statement,
+    tagged: postgres::Statement,
 }
 
 impl Minimal {
@@ -169,6 +186,11 @@ impl Minimal {
             "SELECT id, owner, created_at, updated_at FROM minimal_conversations \
              WHERE owner = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
         );
+        let tagged = prepare(
+            "SELECT c.id, c.owner, c.created_at, c.updated_at FROM minimal_tags t \
+             JOIN minimal_conversations c ON c.id = t.conversation_id \
+             WHERE t.owner = $1 AND t.tag = $3 ORDER BY c.updated_at DESC, c.id DESC LIMIT $2",
+        );
         Minimal::Postgres(Box::new(PgMinimal {
             client,
             create,
@@ -177,6 +199,7 @@ impl Minimal {
             load_all,
             before,
             list,
+            tagged,
         }))
     }
 
@@ -193,10 +216,10 @@ impl Minimal {
             Minimal::Sqlite(_) => {}
             Minimal::Postgres(pg) => pg
                 .client
-                .batch_execute("ANALYZE minimal_conversations, minimal_messages")
+                .batch_execute("ANALYZE minimal_conversations, minimal_messages, minimal_tags")
                 .expect("analyze"),
             Minimal::Mysql(conn) => conn
-                .query_drop("ANALYZE TABLE minimal_conversations, minimal_messages")
+                .query_drop("ANALYZE TABLE minimal_conversations, minimal_messages, minimal_tags")
                 .expect("analyze"),
         }
     }
@@ -330,34 +353,84 @@ impl Minimal {
 
     /// The owner's `n` most recently updated conversations.
     pub fn list(&mut self, owner: &str, n: i64) -> Vec<MinimalConversation> {
-        let decode = |id, owner, created, updated| MinimalConversation {
+        self.conversations(owner, None, n)
+    }
+
+    /// The owner's `n` most recently updated conversations with `tag`.
+    pub fn list_tagged(&mut self, owner: &str, tag: &str, n: i64) -> Vec<MinimalConversation> {
+        self.conversations(owner, Some(tag), n)
+    }
+
+    fn conversations(
+        &mut self,
+        owner: &str,
+        tag: Option<&str>,
+        n: i64,
+    ) -> Vec<MinimalConversation> {
+        let decode = |(id, owner, created, updated): (i64, String, i64, i64)| MinimalConversation {
             id,
             owner,
             created_at: time(created),
             updated_at: time(updated),
         };
         match self {
-            Minimal::Sqlite(conn) => conn
-                .prepare_cached(LIST)
-                .expect(LIST)
-                .query_map(rusqlite::params![owner, n], |row| {
-                    Ok(decode(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .expect(LIST)
-                .collect::<rusqlite::Result<_>>()
-                .expect(LIST),
-            Minimal::Postgres(pg) => pg
-                .client
-                .query(&pg.list, &[&owner, &n])
-                .expect("list")
-                .iter()
-                .map(|row| decode(row.get(0), row.get(1), row.get(2), row.get(3)))
-                .collect(),
-            Minimal::Mysql(conn) => conn
-                .exec_map(LIST, (owner, n), |(id, owner, created, updated)| {
-                    decode(id, owner, created, updated)
-                })
-                .expect(LIST),
+            Minimal::Sqlite(conn) => {
+                let read = |row: &rusqlite::Row<'_>| {
+                    Ok(decode((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                };
+                let sql = tag.map_or(LIST, |_| TAGGED);
+                let mut statement = conn.prepare_cached(sql).expect(sql);
+                let rows = match tag {
+                    None => statement.query_map(rusqlite::params![owner, n], read),
+                    Some(tag) => statement.query_map(rusqlite::params![owner, tag, n], read),
+                };
+                rows.expect(sql)
+                    .collect::<rusqlite::Result<_>>()
+                    .expect(sql)
+            }
+            Minimal::Postgres(pg) => match tag {
+                None => pg.client.query(&pg.list, &[&owner, &n]),
+                Some(tag) => pg.client.query(&pg.tagged, &[&owner, &n, &tag]),
+            }
+            .expect("list")
+            .iter()
+            .map(|row| decode((row.get(0), row.get(1), row.get(2), row.get(3))))
+            .collect(),
+            Minimal::Mysql(conn) => match tag {
+                None => conn.exec_map(LIST, (owner, n), decode),
+                Some(tag) => conn.exec_map(TAGGED, (owner, tag, n), decode),
+            }
+            .expect("list"),
+        }
+    }
+
+    /// Tags each of the owner's conversations with one of `tags` tags (`tag-0`, `tag-1`, …), in
+    /// turn by id, as `Floor::seed_tags` does.
+    pub fn seed_tags(&mut self, owner: &str, tags: usize) {
+        let insert = |concat: &str, mark: &str| {
+            format!(
+                "INSERT INTO minimal_tags (owner, tag, conversation_id) \
+                 SELECT owner, {concat}, id FROM (SELECT id, owner, \
+                 ROW_NUMBER() OVER (ORDER BY id) AS n \
+                 FROM minimal_conversations WHERE owner = {mark}) s"
+            )
+        };
+        let tag = format!("'tag-' || (n % {tags})");
+        match self {
+            Minimal::Sqlite(conn) => {
+                conn.execute(&insert(&tag, "?1"), [owner])
+                    .expect("seed tags");
+            }
+            Minimal::Postgres(pg) => {
+                pg.client
+                    .execute(&insert(&tag, "$1"), &[&owner])
+                    .expect("seed tags");
+            }
+            Minimal::Mysql(conn) => {
+                let tag = format!("CONCAT('tag-', n % {tags})");
+                conn.exec_drop(insert(&tag, "?"), (owner,))
+                    .expect("seed tags");
+            }
         }
     }
 
