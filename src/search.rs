@@ -82,6 +82,7 @@ pub struct SearchQuery<'a> {
     order: SearchOrder,
     limit: u32,
     offset: u32,
+    include_archived: bool,
 }
 
 /// The order of search results. With the `serde` feature: `"newest"` or `"best_match"`.
@@ -106,12 +107,36 @@ impl<'a> SearchQuery<'a> {
             order: SearchOrder::Newest,
             limit: 20,
             offset: 0,
+            include_archived: false,
         }
     }
 
     /// Searches one conversation only.
     pub fn in_conversation(mut self, conversation: ConversationId) -> Self {
         self.conversation = Some(conversation);
+        self
+    }
+
+    /// Searches the archived conversations too (see
+    /// [`archive_conversation`](crate::ChatStore::archive_conversation)), which a search across
+    /// the user's conversations leaves out otherwise. A search in one conversation
+    /// ([`in_conversation`](Self::in_conversation)) searches it, archived or not.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, SearchQuery, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// # let alice = UserId::new("alice")?;
+    /// let old = store.create_conversation(&alice, Some("Last year"))?;
+    /// store.append_message(&alice, old.id, NewMessage::user("kumquat jam"))?;
+    /// store.archive_conversation(&alice, old.id)?;
+    /// let query = SearchQuery::new("kumquat");
+    /// assert!(store.search_messages(&alice, &query)?.hits.is_empty());
+    /// assert_eq!(store.search_messages(&alice, &query.include_archived(true))?.hits.len(), 1);
+    /// assert_eq!(store.search_messages(&alice, &query.in_conversation(old.id))?.hits.len(), 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn include_archived(mut self, include: bool) -> Self {
+        self.include_archived = include;
         self
     }
 
@@ -155,6 +180,11 @@ impl<'a> SearchQuery<'a> {
         self.conversation
     }
 
+    /// Whether archived conversations are searched: asked for, or the one conversation searched.
+    pub(crate) fn searches_archived(&self) -> bool {
+        self.include_archived || self.conversation.is_some()
+    }
+
     pub(crate) fn ordering(&self) -> SearchOrder {
         self.order
     }
@@ -174,6 +204,7 @@ impl<'a> SearchQuery<'a> {
             order,
             limit,
             offset,
+            include_archived,
         } = *self;
         SearchQuery {
             text,
@@ -181,6 +212,7 @@ impl<'a> SearchQuery<'a> {
             order,
             limit,
             offset,
+            include_archived,
         }
     }
 }

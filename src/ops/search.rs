@@ -41,12 +41,17 @@ impl<'q> Search<'q> {
         if let Some(conversation) = conversation {
             conversations::find(conn, user, conversation)?.ok_or(Error::NotFound)?;
         }
+        // The archived conversations are left out by a condition on each match, added only for a
+        // user who has any: one indexed look first, rather than a look per match for everyone.
+        let hide_archived =
+            !self.request.searches_archived() && conversations::has_archived(conn, user)?;
         // One row more than asked tells whether a next page exists.
         let found = queries::search::find(
             conn,
             Find {
                 user,
                 conversation,
+                hide_archived,
                 query: &self.parsed,
                 order: self.request.ordering(),
                 limit: i64::from(self.limit) + 1,

@@ -83,6 +83,14 @@ pub(crate) fn ids_after(
     Ok(query.order(id).limit(limit).load(conn)?)
 }
 
+/// Whether the user has an archived conversation (one look into the list index).
+pub(crate) fn has_archived(conn: &mut Conn, user: &UserId) -> Result<bool> {
+    let archived = conversations
+        .filter(user_id.eq(user))
+        .filter(list_rank.eq(ListRank::Archived.as_db()));
+    Ok(diesel::select(diesel::dsl::exists(archived)).get_result(conn)?)
+}
+
 /// The conversation `conv` if `user` owns it.
 pub(crate) fn find(
     conn: &mut Conn,

@@ -298,6 +298,15 @@ fn every_call_for_one_user_runs_on_one_node() {
     one("archive_conversation", &|| {
         drop(store.archive_conversation(&alice, conv).unwrap())
     });
+    one("search_messages, leaving out the archived", &|| {
+        // The conversation and its fork hold the first message; the conversation is archived.
+        let query = SearchQuery::new("train");
+        let shown = store.search_messages(&alice, &query).unwrap().hits;
+        assert!(shown.iter().all(|hit| hit.message.conversation_id != conv));
+        let archived = query.include_archived(true);
+        let all = store.search_messages(&alice, &archived).unwrap().hits;
+        assert_eq!(all.len(), shown.len() + 1);
+    });
     one("list_archived_conversations", &|| {
         let page = store
             .list_archived_conversations(&alice, Page::first(5))

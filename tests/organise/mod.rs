@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chatstore::{
     ChatStore, Conversation, ConversationCursor, ConversationId, Error, NewMessage, Page,
-    SearchQuery, UserId, Window,
+    SearchOrder, SearchQuery, UserId, Window,
 };
 
 use crate::support::{backend_tests, conversation_with, user, TestDb};
@@ -284,13 +284,37 @@ fn an_archived_conversation_is_kept_whole(db: &TestDb) {
     let before = store.messages(&alice, conv, Window::All).unwrap();
     store.archive_conversation(&alice, conv).unwrap();
     assert_eq!(store.messages(&alice, conv, Window::All).unwrap(), before);
-    let hits = store
-        .search_messages(&alice, &SearchQuery::new("kumquat"))
+    // Searched on request only: asked for, or as the one conversation searched.
+    let other = conversation_with(&store, &alice, 1);
+    store
+        .append_message(&alice, other, NewMessage::user("kumquat tart"))
         .unwrap();
-    assert_eq!(hits.hits.len(), 1);
-    assert_eq!(hits.hits[0].message.conversation_id, conv);
+    let found = |query: SearchQuery<'_>| -> Vec<String> {
+        let hits = store.search_messages(&alice, &query).unwrap().hits;
+        hits.into_iter().map(|h| h.message.content).collect()
+    };
+    let kumquat = SearchQuery::new("kumquat");
+    assert_eq!(found(kumquat), ["kumquat tart"]);
+    assert_eq!(
+        found(kumquat.order(SearchOrder::BestMatch)),
+        ["kumquat tart"]
+    );
+    assert_eq!(
+        found(kumquat.include_archived(true)),
+        ["kumquat tart", "kumquat jam"]
+    );
+    assert_eq!(found(kumquat.in_conversation(conv)), ["kumquat jam"]);
+    // Pages count the hits they show: the archived ones are not skipped by the offset.
+    let first = store
+        .search_messages(&alice, &SearchQuery::new("m1").limit(1))
+        .unwrap();
+    assert_eq!(first.hits.len(), 1);
+    assert_eq!(first.hits[0].message.conversation_id, other);
+    assert_eq!(first.next_offset, None);
     let restored = store.restore_conversation(&alice, conv).unwrap();
     assert!(!restored.archived);
+    assert_eq!(found(kumquat), ["kumquat tart", "kumquat jam"]);
+    store.delete_conversation(&alice, other).unwrap();
     let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
     assert_eq!(ids(&listed.conversations), [conv]);
     store.archive_conversation(&alice, conv).unwrap();

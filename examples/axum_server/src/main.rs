@@ -50,7 +50,7 @@
 //! | `POST /conversations/{id}/pop` | `{"n"?}` (default 1) | `{"messages"}`: the newest `n`, removed (an undo) |
 //! | `POST /conversations/{id}/fork` | `{"through"}`: a message id | 201, the new conversation: a copy through that message |
 //! | `GET /conversations/{id}/context?budget=` | | `{"messages", "cost", "omitted", "total"}`: the next prompt |
-//! | `GET /search?q=&conversation=&order=&limit=&offset=` | | `{"hits", "next_offset"}` |
+//! | `GET /search?q=&conversation=&order=&limit=&offset=&archived=` | | `{"hits", "next_offset"}`: archived conversations only with `archived=true` (or `conversation=`) |
 //!
 //! Lists also link the pages beside theirs in `Link` headers (RFC 8288), the same request with the
 //! body's token put in its query string: `rel="next"` for the next conversations or search hits,
@@ -1004,6 +1004,9 @@ struct SearchParams {
     order: Option<SearchOrder>,
     limit: Option<u32>,
     offset: Option<u32>,
+    /// `true`: the archived conversations too.
+    #[serde(default)]
+    archived: bool,
 }
 
 async fn search(
@@ -1014,6 +1017,7 @@ async fn search(
 ) -> Result<(Links, Json<SearchResults>), ApiError> {
     let Query(params) = params?;
     let mut query = SearchQuery::new(&params.q)
+        .include_archived(params.archived)
         .order(params.order.unwrap_or_default())
         .offset(params.offset.unwrap_or(0));
     if let Some(limit) = params.limit {

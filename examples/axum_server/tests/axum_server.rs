@@ -1490,6 +1490,22 @@ async fn pin_and_archive_over_http(client: Client) {
     let page = client.get("alice", "/conversations").await.expect(200);
     let expected: Vec<String> = [3, 2, 1, 0].iter().map(|&i| ids[i].clone()).collect();
     assert_eq!(listed(&page), expected);
+    // An archived conversation is searched on request.
+    client
+        .post(
+            "alice",
+            &format!("/conversations/{}/messages", ids[4]),
+            json!({"role": "user", "content": "kumquat jam"}),
+        )
+        .await
+        .expect(201);
+    let hits = |reply: Value| reply["hits"].as_array().unwrap().len();
+    assert_eq!(
+        hits(client.get("alice", "/search?q=kumquat").await.expect(200)),
+        0
+    );
+    let archived = client.get("alice", "/search?q=kumquat&archived=true").await;
+    assert_eq!(hits(archived.expect(200)), 1);
 }
 
 async fn tags_and_metadata_over_http(client: Client) {
