@@ -154,9 +154,11 @@ impl ChatStore {
     }
 
     /// Archives the conversation: it is kept, with its messages, and can still be read, appended
-    /// to, searched and exported, but only
-    /// [`list_archived_conversations`](Self::list_archived_conversations) lists it, until it is
-    /// restored. Archiving a pinned conversation unpins it. `updated_at` is kept.
+    /// to and exported, but only
+    /// [`list_archived_conversations`](Self::list_archived_conversations) lists it and a search
+    /// finds it only on request ([`SearchQuery::include_archived`](crate::SearchQuery::include_archived),
+    /// or a search in that conversation), until it is restored. Archiving a pinned conversation
+    /// unpins it. `updated_at` is kept.
     ///
     /// ```
     /// # use chatstore::{ChatStore, UserId, Window};
