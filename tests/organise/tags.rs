@@ -3,6 +3,7 @@
 //! upgrades.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chatstore::{
     ChatStore, Conversation, ConversationId, Error, NewConversation, NewMessage, Page, Tag,
@@ -23,6 +24,7 @@ backend_tests! {
         refused_tags_and_metadata_change_nothing,
         the_largest_accepted_tags_and_metadata_read_back,
         tagged_walks_are_exact_while_conversations_move,
+        tagged_walks_are_exact_while_another_thread_moves_and_retags,
         forks_keep_tags_and_deletes_take_them,
     ],
     persistent: [
@@ -569,4 +571,67 @@ fn a_database_from_before_tags_upgrades_in_place(db: &TestDb) {
         .metadata
         .unwrap();
     assert_eq!(value, json!({ "v": 2 }));
+}
+
+/// As above, with the moves made by another thread while the walks run, as fast as it can:
+/// appends, pins, archives and tags taken off and put back.
+fn tagged_walks_are_exact_while_another_thread_moves_and_retags(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let t = tag("project");
+    let all = conversations(&store, &alice, 24);
+    for c in &all {
+        store.tag_conversation(&alice, c.id, &t).unwrap();
+    }
+    let (moving, staying) = all.split_at(8);
+    for c in &staying[..3] {
+        store.pin_conversation(&alice, c.id).unwrap();
+    }
+    let expected: Vec<ConversationId> = walk_tagged(&store, &alice, &t, 100, || {})
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| staying.iter().any(|s| s.id == *id))
+        .collect();
+    assert_eq!(expected.len(), staying.len());
+    let (done, moves) = (AtomicBool::new(false), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut step = 0;
+            while !done.load(Ordering::Acquire) {
+                let c = moving[step % moving.len()].id;
+                match (step / moving.len() + step) % 6 {
+                    0 => drop(store.pin_conversation(&alice, c).unwrap()),
+                    1 => drop(
+                        store
+                            .append_message(&alice, c, NewMessage::user("bump"))
+                            .unwrap(),
+                    ),
+                    2 => drop(store.untag_conversation(&alice, c, &t).unwrap()),
+                    3 => drop(store.archive_conversation(&alice, c).unwrap()),
+                    4 => drop(store.tag_conversation(&alice, c, &t).unwrap()),
+                    _ => drop(store.restore_conversation(&alice, c).unwrap()),
+                }
+                step += 1;
+                moves.store(step, Ordering::Release);
+            }
+        });
+        for walk_number in 0..15 {
+            // Each walk starts after at least one more move, so that moves fall inside walks.
+            let before = moves.load(Ordering::Acquire);
+            while moves.load(Ordering::Acquire) == before {
+                std::thread::yield_now();
+            }
+            let seen = ids(&walk_tagged(&store, &alice, &t, 4, || {}));
+            let unique: HashSet<_> = seen.iter().collect();
+            assert_eq!(unique.len(), seen.len(), "walk {walk_number}: listed twice");
+            let kept: Vec<ConversationId> = seen
+                .into_iter()
+                .filter(|id| staying.iter().any(|s| s.id == *id))
+                .collect();
+            assert_eq!(kept, expected, "walk {walk_number}");
+        }
+        done.store(true, Ordering::Release);
+    });
+    assert!(moves.load(Ordering::Acquire) >= 15);
+    assert_tags_agree_with_the_lists(&store, &alice);
 }
