@@ -75,6 +75,53 @@ fn newest_first(mut list: Vec<Conversation>) -> Vec<ConversationId> {
     ids(&list)
 }
 
+/// A walk made while other conversations moved (`what` names it): none listed twice, and those
+/// that stayed put (`stayed`) listed exactly as `expected`.
+fn assert_exact_walk(
+    seen: &[Conversation],
+    stayed: &[Conversation],
+    expected: &[ConversationId],
+    what: &str,
+) {
+    let seen = ids(seen);
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "{what}: listed twice");
+    let kept: Vec<ConversationId> = seen
+        .into_iter()
+        .filter(|id| stayed.iter().any(|s| s.id == *id))
+        .collect();
+    assert_eq!(kept, expected, "{what}");
+}
+
+/// Runs `walk` `walks` times while another thread calls `move_one` with step 0, 1, 2… as fast as
+/// it can; each walk starts after at least one more move, so that moves fall inside walks.
+fn while_another_thread_moves(
+    walks: usize,
+    move_one: impl Fn(usize) + Sync,
+    mut walk: impl FnMut(usize),
+) {
+    let (done, moves) = (AtomicBool::new(false), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut step = 0;
+            while !done.load(Ordering::Acquire) {
+                move_one(step);
+                step += 1;
+                moves.store(step, Ordering::Release);
+            }
+        });
+        for walk_number in 0..walks {
+            let before = moves.load(Ordering::Acquire);
+            while moves.load(Ordering::Acquire) == before {
+                std::thread::yield_now();
+            }
+            walk(walk_number);
+        }
+        done.store(true, Ordering::Release);
+    });
+    assert!(moves.load(Ordering::Acquire) >= walks);
+}
+
 fn pinned_come_first_and_archived_are_listed_apart(db: &TestDb) {
     let store = db.open();
     let (alice, bob) = (user("alice"), user("bob"));
@@ -362,19 +409,13 @@ fn walks_are_exact_while_conversations_move_between_pages(db: &TestDb) {
                     step += 1;
                 }
             });
-            let seen = ids(&seen);
-            let unique: HashSet<_> = seen.iter().collect();
-            assert_eq!(unique.len(), seen.len(), "listed twice, pages of {size}");
-            let kept: Vec<ConversationId> = seen
-                .into_iter()
-                .filter(|id| !moving.iter().any(|m| m.id == *id))
-                .collect();
             let expected = if archived {
                 &expected_archived
             } else {
                 &expected_listed
             };
-            assert_eq!(&kept, expected, "pages of {size}, archived: {archived}");
+            let what = format!("pages of {size}, archived: {archived}");
+            assert_exact_walk(&seen, &staying, expected, &what);
         }
     }
 }
@@ -412,34 +453,14 @@ fn walks_are_exact_while_another_thread_moves_conversations(db: &TestDb) {
         .into_iter()
         .chain(newest_first(staying[5..].to_vec()))
         .collect();
-    let (done, moves) = (AtomicBool::new(false), AtomicUsize::new(0));
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut step = 0;
-            while !done.load(Ordering::Acquire) {
-                move_one(&store, &alice, moving, step);
-                step += 1;
-                moves.store(step, Ordering::Release);
-            }
-        });
-        for walk_number in 0..20 {
-            // Each walk starts after at least one more move, so that moves fall inside walks.
-            let before = moves.load(Ordering::Acquire);
-            while moves.load(Ordering::Acquire) == before {
-                std::thread::yield_now();
-            }
-            let seen = ids(&walk(&store, &alice, 4, false, || {}));
-            let unique: HashSet<_> = seen.iter().collect();
-            assert_eq!(unique.len(), seen.len(), "walk {walk_number}: listed twice");
-            let kept: Vec<ConversationId> = seen
-                .into_iter()
-                .filter(|id| !moving.iter().any(|m| m.id == *id))
-                .collect();
-            assert_eq!(kept, expected, "walk {walk_number}");
-        }
-        done.store(true, Ordering::Release);
-    });
-    assert!(moves.load(Ordering::Acquire) >= 20);
+    while_another_thread_moves(
+        20,
+        |step| move_one(&store, &alice, moving, step),
+        |walk_number| {
+            let seen = walk(&store, &alice, 4, false, || {});
+            assert_exact_walk(&seen, &staying, &expected, &format!("walk {walk_number}"));
+        },
+    );
 }
 
 /// A database from before pins (its conversations, with messages, stored under the old list

@@ -2,16 +2,13 @@
 //! default list while conversations move, counted, validated, owned, kept by forks, deletes and
 //! upgrades.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use chatstore::{
     ChatStore, Conversation, ConversationId, Error, NewConversation, NewMessage, Page, Tag,
     TagCount, TextError, UserId, MAX_METADATA_DEPTH,
 };
 use serde_json::{json, Value};
 
-use super::{conversations, ids, walk};
+use super::{assert_exact_walk, conversations, ids, walk, while_another_thread_moves};
 use crate::support::{backend_tests, conversation_with, user, TestDb};
 
 backend_tests! {
@@ -481,14 +478,7 @@ fn tagged_walks_are_exact_while_conversations_move(db: &TestDb) {
             }
             step += 1;
         });
-        let seen = ids(&seen);
-        let unique: HashSet<_> = seen.iter().collect();
-        assert_eq!(unique.len(), seen.len(), "listed twice, pages of {size}");
-        let kept: Vec<ConversationId> = seen
-            .into_iter()
-            .filter(|id| staying.iter().any(|s| s.id == *id))
-            .collect();
-        assert_eq!(kept, expected, "pages of {size}");
+        assert_exact_walk(&seen, &staying, &expected, &format!("pages of {size}"));
     }
     assert_tags_agree_with_the_lists(&store, &alice);
 }
@@ -593,45 +583,24 @@ fn tagged_walks_are_exact_while_another_thread_moves_and_retags(db: &TestDb) {
         .filter(|id| staying.iter().any(|s| s.id == *id))
         .collect();
     assert_eq!(expected.len(), staying.len());
-    let (done, moves) = (AtomicBool::new(false), AtomicUsize::new(0));
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut step = 0;
-            while !done.load(Ordering::Acquire) {
-                let c = moving[step % moving.len()].id;
-                match (step / moving.len() + step) % 6 {
-                    0 => drop(store.pin_conversation(&alice, c).unwrap()),
-                    1 => drop(
-                        store
-                            .append_message(&alice, c, NewMessage::user("bump"))
-                            .unwrap(),
-                    ),
-                    2 => drop(store.untag_conversation(&alice, c, &t).unwrap()),
-                    3 => drop(store.archive_conversation(&alice, c).unwrap()),
-                    4 => drop(store.tag_conversation(&alice, c, &t).unwrap()),
-                    _ => drop(store.restore_conversation(&alice, c).unwrap()),
-                }
-                step += 1;
-                moves.store(step, Ordering::Release);
-            }
-        });
-        for walk_number in 0..15 {
-            // Each walk starts after at least one more move, so that moves fall inside walks.
-            let before = moves.load(Ordering::Acquire);
-            while moves.load(Ordering::Acquire) == before {
-                std::thread::yield_now();
-            }
-            let seen = ids(&walk_tagged(&store, &alice, &t, 4, || {}));
-            let unique: HashSet<_> = seen.iter().collect();
-            assert_eq!(unique.len(), seen.len(), "walk {walk_number}: listed twice");
-            let kept: Vec<ConversationId> = seen
-                .into_iter()
-                .filter(|id| staying.iter().any(|s| s.id == *id))
-                .collect();
-            assert_eq!(kept, expected, "walk {walk_number}");
+    let move_one = |step: usize| {
+        let c = moving[step % moving.len()].id;
+        match (step / moving.len() + step) % 6 {
+            0 => drop(store.pin_conversation(&alice, c).unwrap()),
+            1 => drop(
+                store
+                    .append_message(&alice, c, NewMessage::user("bump"))
+                    .unwrap(),
+            ),
+            2 => drop(store.untag_conversation(&alice, c, &t).unwrap()),
+            3 => drop(store.archive_conversation(&alice, c).unwrap()),
+            4 => drop(store.tag_conversation(&alice, c, &t).unwrap()),
+            _ => drop(store.restore_conversation(&alice, c).unwrap()),
         }
-        done.store(true, Ordering::Release);
+    };
+    while_another_thread_moves(15, move_one, |walk_number| {
+        let seen = walk_tagged(&store, &alice, &t, 4, || {});
+        assert_exact_walk(&seen, staying, &expected, &format!("walk {walk_number}"));
     });
-    assert!(moves.load(Ordering::Acquire) >= 15);
     assert_tags_agree_with_the_lists(&store, &alice);
 }
