@@ -436,46 +436,58 @@ fn the_largest_accepted_tags_and_metadata_read_back(db: &TestDb) {
     assert_tags_agree_with_the_lists(&store, &alice);
 }
 
-fn tagged_walks_are_exact_while_conversations_move(db: &TestDb) {
-    let store = db.open();
-    let alice = user("alice");
-    let t = tag("project");
-    let all = conversations(&store, &alice, 18);
+/// `n` conversations of `owner`'s, all tagged `t`: the first `moving` of them to move, the others
+/// to stay put, `pinned` of those pinned; with the ids of those that stay, in their tag's list.
+fn tagged_to_walk(
+    store: &ChatStore,
+    owner: &UserId,
+    t: &Tag,
+    (n, moving, pinned): (usize, usize, usize),
+) -> (Vec<Conversation>, Vec<Conversation>, Vec<ConversationId>) {
+    let mut all = conversations(store, owner, n);
     for c in &all {
-        store.tag_conversation(&alice, c.id, &t).unwrap();
+        store.tag_conversation(owner, c.id, t).unwrap();
     }
-    // Every third moves between pages; the rest stay where they are, two of them pinned.
-    let moving: Vec<&Conversation> = all.iter().step_by(3).collect();
-    let staying: Vec<Conversation> = all
-        .iter()
-        .filter(|c| !moving.iter().any(|m| m.id == c.id))
-        .cloned()
-        .collect();
-    for c in &staying[..2] {
-        store.pin_conversation(&alice, c.id).unwrap();
+    let staying = all.split_off(moving);
+    for c in &staying[..pinned] {
+        store.pin_conversation(owner, c.id).unwrap();
     }
-    let expected: Vec<ConversationId> = walk_tagged(&store, &alice, &t, 100, || {})
+    let expected: Vec<ConversationId> = walk_tagged(store, owner, t, 100, || {})
         .iter()
         .map(|c| c.id)
         .filter(|id| staying.iter().any(|s| s.id == *id))
         .collect();
     assert_eq!(expected.len(), staying.len());
+    (all, staying, expected)
+}
+
+/// Moves one of `moving` (which, and how, by `step`): pinned, appended to, untagged, archived,
+/// tagged again or restored.
+fn move_tagged(store: &ChatStore, owner: &UserId, t: &Tag, moving: &[Conversation], step: usize) {
+    let c = moving[step % moving.len()].id;
+    match (step / moving.len() + step) % 6 {
+        0 => drop(store.pin_conversation(owner, c).unwrap()),
+        1 => drop(
+            store
+                .append_message(owner, c, NewMessage::user("bump"))
+                .unwrap(),
+        ),
+        2 => drop(store.untag_conversation(owner, c, t).unwrap()),
+        3 => drop(store.archive_conversation(owner, c).unwrap()),
+        4 => drop(store.tag_conversation(owner, c, t).unwrap()),
+        _ => drop(store.restore_conversation(owner, c).unwrap()),
+    }
+}
+
+fn tagged_walks_are_exact_while_conversations_move(db: &TestDb) {
+    let store = db.open();
+    let alice = user("alice");
+    let t = tag("project");
+    let (moving, staying, expected) = tagged_to_walk(&store, &alice, &t, (18, 6, 2));
     for size in [1, 4] {
         let mut step = 0usize;
         let seen = walk_tagged(&store, &alice, &t, size, || {
-            let c = moving[step % moving.len()].id;
-            match step % 6 {
-                0 => drop(store.pin_conversation(&alice, c).unwrap()),
-                1 => drop(
-                    store
-                        .append_message(&alice, c, NewMessage::user("bump"))
-                        .unwrap(),
-                ),
-                2 => drop(store.archive_conversation(&alice, c).unwrap()),
-                3 => drop(store.untag_conversation(&alice, c, &t).unwrap()),
-                4 => drop(store.restore_conversation(&alice, c).unwrap()),
-                _ => drop(store.tag_conversation(&alice, c, &t).unwrap()),
-            }
+            move_tagged(&store, &alice, &t, &moving, step);
             step += 1;
         });
         assert_exact_walk(&seen, &staying, &expected, &format!("pages of {size}"));
@@ -569,38 +581,14 @@ fn tagged_walks_are_exact_while_another_thread_moves_and_retags(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
     let t = tag("project");
-    let all = conversations(&store, &alice, 24);
-    for c in &all {
-        store.tag_conversation(&alice, c.id, &t).unwrap();
-    }
-    let (moving, staying) = all.split_at(8);
-    for c in &staying[..3] {
-        store.pin_conversation(&alice, c.id).unwrap();
-    }
-    let expected: Vec<ConversationId> = walk_tagged(&store, &alice, &t, 100, || {})
-        .iter()
-        .map(|c| c.id)
-        .filter(|id| staying.iter().any(|s| s.id == *id))
-        .collect();
-    assert_eq!(expected.len(), staying.len());
-    let move_one = |step: usize| {
-        let c = moving[step % moving.len()].id;
-        match (step / moving.len() + step) % 6 {
-            0 => drop(store.pin_conversation(&alice, c).unwrap()),
-            1 => drop(
-                store
-                    .append_message(&alice, c, NewMessage::user("bump"))
-                    .unwrap(),
-            ),
-            2 => drop(store.untag_conversation(&alice, c, &t).unwrap()),
-            3 => drop(store.archive_conversation(&alice, c).unwrap()),
-            4 => drop(store.tag_conversation(&alice, c, &t).unwrap()),
-            _ => drop(store.restore_conversation(&alice, c).unwrap()),
-        }
-    };
-    while_another_thread_moves(15, move_one, |walk_number| {
-        let seen = walk_tagged(&store, &alice, &t, 4, || {});
-        assert_exact_walk(&seen, staying, &expected, &format!("walk {walk_number}"));
-    });
+    let (moving, staying, expected) = tagged_to_walk(&store, &alice, &t, (24, 8, 3));
+    while_another_thread_moves(
+        15,
+        |step| move_tagged(&store, &alice, &t, &moving, step),
+        |walk_number| {
+            let seen = walk_tagged(&store, &alice, &t, 4, || {});
+            assert_exact_walk(&seen, &staying, &expected, &format!("walk {walk_number}"));
+        },
+    );
     assert_tags_agree_with_the_lists(&store, &alice);
 }
