@@ -52,7 +52,8 @@ impl ConversationRow {
     pub(crate) fn tags_and_metadata(&self) -> Result<(Vec<Tag>, Option<serde_json::Value>)> {
         let metadata = match &self.metadata {
             None => None,
-            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            // As a message's: any depth reads back (see `parse_metadata`).
+            Some(text) => match parse_metadata(text) {
                 Ok(value) if value.is_object() => Some(value),
                 _ => {
                     return Err(corrupt_row(
