@@ -59,7 +59,8 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
             VERSIONS[4],
             VERSIONS[5],
             VERSIONS[6],
-            VERSIONS[8]
+            VERSIONS[8],
+            VERSIONS[9]
         ]
     );
     assert!(store.verify_schema().unwrap().is_complete());
