@@ -211,9 +211,16 @@ fn child_short_lived_program() {
         "read" => {
             store.list_conversations(&user, Page::first(10)).unwrap();
         }
+        // Each thread joined by its handle: the scope's own wait ends when a thread's closure has
+        // returned, before its thread-local destructors run, and OpenSSL's per-thread cleanup
+        // among them then raced with the main thread's exit handlers (a SIGSEGV in libcrypto, 1
+        // run in 500 in CI, in this scenario only). `join` waits for the thread to end.
         "two-threads" => thread::scope(|scope| {
-            for _ in 0..2 {
-                scope.spawn(|| store.create_conversation(&user, None).unwrap());
+            let threads: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| store.create_conversation(&user, None).unwrap()))
+                .collect();
+            for thread in threads {
+                thread.join().expect("a thread of the program");
             }
         }),
         "exit-alive" => {

@@ -38,15 +38,23 @@ pub fn create_database(name: &str) -> String {
     })
 }
 
-/// Drops the database `name` on every node.
+/// Drops the database `name` on every node. `WITH (FORCE)` ends the sessions still connected, but
+/// Citus's maintenance daemon may connect again before the drop: "is being accessed by other
+/// users" (seen once in CI). That refusal is tried again, up to 50 times 100 ms apart.
 #[cfg(feature = "citus")]
 pub fn drop_database(name: &str) {
     for port in NODES {
-        execute(
-            port,
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let mut attempts = 1;
+        loop {
+            match try_execute(port, "postgres", &sql) {
+                Err(e) if e.contains("is being accessed by other users") && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                done => break done.unwrap_or_else(|e| panic!("{e}")),
+            }
+        }
     }
 }
 
@@ -57,6 +65,12 @@ fn url(port: u16, database: &str) -> String {
 
 #[cfg(feature = "citus")]
 fn execute(port: u16, database: &str, sql: &str) {
+    try_execute(port, database, sql).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `sql` on the node's database; the server's refusal, with the URL and SQL, as an error.
+#[cfg(feature = "citus")]
+fn try_execute(port: u16, database: &str, sql: &str) -> Result<(), String> {
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
     let url = url(port, database);
@@ -64,7 +78,7 @@ fn execute(port: u16, database: &str, sql: &str) {
         panic!("the Citus tests need the local cluster (../shared/citus/citus-cluster.sh start): {url}: {e}")
     });
     conn.batch_execute(sql)
-        .unwrap_or_else(|e| panic!("{url}: {sql}: {e}"));
+        .map_err(|e| format!("{url}: {sql}: {e}"))
 }
 
 #[cfg(not(feature = "citus"))]
