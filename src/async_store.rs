@@ -10,7 +10,7 @@ use crate::{
     Backend, Branch, BranchId, ChatStore, ContextOptions, ContextWindow, Conversation,
     ConversationId, ConversationPage, DeletedCounts, Error, Message, MessageId, MessagePage,
     NewConversation, NewMessage, Page, Result, SchemaReport, SearchQuery, SearchResults, Siblings,
-    StoreBuilder, StoreStats, Tag, TagCount, UserId, Window,
+    StoreBuilder, StoreStats, Tag, TagCount, Usage, UserId, Window,
 };
 
 /// A [`ChatStore`] for async code (cargo feature `tokio`): the same calls as `async fn`s, each
@@ -1166,6 +1166,29 @@ impl AsyncChatStore {
     /// As [`ChatStore::stats`]; [`Error::TaskFailed`].
     pub async fn stats(&self) -> Result<StoreStats> {
         self.run(ChatStore::stats).await
+    }
+
+    /// [`ChatStore::usage`], on the blocking pool.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use chatstore::{AsyncChatStore, NewMessage, Usage, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None).await?;
+    /// let reply = NewMessage::assistant("Sure.").with_usage(Usage::new(90, 12));
+    /// store.append_message(&alice, conv.id, reply).await?;
+    /// assert_eq!(store.usage(&alice).await?, Usage::new(90, 12));
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::usage`]; [`Error::TaskFailed`].
+    pub async fn usage(&self, user: &UserId) -> Result<Usage> {
+        let user = user.clone();
+        self.run(move |s| s.usage(&user)).await
     }
 
     /// [`ChatStore::import_conversation`], on the blocking pool (the conversation and its

@@ -240,6 +240,7 @@ mod tests {
             metadata,
             created_at: Utc::now(),
             branch: crate::ids::BranchId::ROOT,
+            usage: None,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::ids::BranchId;
 /// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
 /// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
 /// [`InvalidTag`](Error::InvalidTag), [`TooManyTags`](Error::TooManyTags),
+/// [`InvalidUsage`](Error::InvalidUsage),
 /// [`InvalidId`](Error::InvalidId), [`InvalidImport`](Error::InvalidImport)) are found before
 /// anything is written: the database is left as it was.
 ///
@@ -97,6 +98,23 @@ pub enum Error {
         tags: usize,
         /// The most it may have.
         max: usize,
+    },
+
+    /// A message's token usage does not add up: its input plus output tokens exceed its total,
+    /// or the total exceeds [`Usage::MAX_TOKENS`](crate::Usage::MAX_TOKENS). Nothing was written.
+    #[error(
+        "token usage of {input_tokens} input, {output_tokens} output and {total_tokens} total: \
+         input plus output must be at most the total, and the total at most {max}"
+    )]
+    InvalidUsage {
+        /// The usage's input tokens.
+        input_tokens: u64,
+        /// Its output tokens.
+        output_tokens: u64,
+        /// Its total.
+        total_tokens: u64,
+        /// The largest total a message may have ([`Usage::MAX_TOKENS`](crate::Usage::MAX_TOKENS)).
+        max: u64,
     },
 
     /// A string given as a conversation or message id is not a UUID (its first 64 characters).
@@ -517,6 +535,7 @@ impl Error {
                 | Error::MetadataTooLarge { .. }
                 | Error::InvalidTag(_)
                 | Error::TooManyTags { .. }
+                | Error::InvalidUsage { .. }
                 | Error::InvalidId(_)
                 | Error::InvalidImport(_)
                 | Error::InvalidCursor(_)
@@ -894,6 +913,12 @@ pub(crate) mod tests {
             Error::MetadataTooLarge { bytes: 2, max: 1 },
             Error::InvalidTag(TextError::Empty),
             Error::TooManyTags { tags: 2, max: 1 },
+            Error::InvalidUsage {
+                input_tokens: 2,
+                output_tokens: 2,
+                total_tokens: 3,
+                max: 4,
+            },
             Error::InvalidId("x".into()),
             Error::InvalidImport("x".into()),
             Error::InvalidCursor("x".into()),

@@ -24,7 +24,7 @@ use crate::cursor::Window;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{
     self, Branch, Conversation, DeletedCounts, Message, NewConversation, NewMessage, Siblings,
-    StoreStats, Tag,
+    StoreStats, Tag, Usage,
 };
 use crate::ops::{append, branch, context, fork, import, search, truncate};
 use crate::page::MessagePage;
@@ -454,6 +454,7 @@ impl ChatStore {
             archived: false,
             tags,
             metadata,
+            usage: Usage::ZERO,
         };
         let row = NewConversationRow::of(user, &conversation);
         self.write(|conn| {
@@ -1389,6 +1390,36 @@ impl ChatStore {
                 conversations: count(conversations),
                 messages: count(messages),
             })
+        })
+    }
+
+    /// The token usage of everything `user` keeps: the totals of all their conversations
+    /// (archived ones included), in one statement over their conversations' rows, which keep
+    /// their messages' sums ([`Conversation::usage`]). [`Usage::ZERO`] for a user with none.
+    ///
+    /// It counts what is stored: a message taken back, a deleted branch or conversation takes its
+    /// tokens out of the totals. A bill that must outlive deletions belongs in the application's
+    /// own ledger, written beside each append.
+    ///
+    /// ```
+    /// # use chatstore::{ChatStore, NewMessage, Usage, UserId};
+    /// # let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// for topic in ["Groceries", "Trip"] {
+    ///     let conv = store.create_conversation(&alice, Some(topic))?.id;
+    ///     let reply = NewMessage::assistant("Sure.").with_usage(Usage::new(100, 10));
+    ///     store.append_message(&alice, conv, reply)?;
+    /// }
+    /// assert_eq!(store.usage(&alice)?, Usage::new(200, 20));
+    /// assert_eq!(store.usage(&UserId::new("bob")?)?, Usage::ZERO);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Connection and database errors.
+    pub fn usage(&self, user: &UserId) -> Result<Usage> {
+        self.op("usage", || {
+            self.with_conn(|conn| conversations::user_usage(conn, user))
         })
     }
 

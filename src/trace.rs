@@ -15,7 +15,9 @@
 use crate::conn::Backend;
 use crate::context::ContextWindow;
 use crate::ids::ConversationId;
-use crate::models::{Branch, Conversation, DeletedCounts, Message, Siblings, StoreStats, TagCount};
+use crate::models::{
+    Branch, Conversation, DeletedCounts, Message, Siblings, StoreStats, TagCount, Usage,
+};
 use crate::page::{ConversationPage, MessagePage};
 use crate::search::SearchResults;
 use crate::verify::SchemaReport;
@@ -114,6 +116,7 @@ rows! {
     Conversation: |_one| 1;
     Message: |_one| 1;
     StoreStats: |_one| 1;
+    Usage: |_one| 1;
     Vec<Message>: |messages| messages.len();
     Vec<Conversation>: |conversations| conversations.len();
     Vec<ConversationId>: |ids| ids.len();

@@ -58,6 +58,7 @@ fn conversation(title: Option<&str>) -> Conversation {
         archived: false,
         tags: Vec::new(),
         metadata: None,
+        usage: crate::Usage::ZERO,
     }
 }
 
@@ -71,6 +72,7 @@ fn message(metadata: Option<serde_json::Value>) -> Message {
         metadata,
         created_at: time(),
         branch: crate::BranchId::ROOT,
+        usage: None,
     }
 }
 
@@ -117,6 +119,16 @@ fn json_shapes_are_pinned_byte_for_byte() {
             r#""message_count":2,"pinned":true,"tags":["home","to do"],"metadata":{"project":42}}"#,
         ),
     );
+    // With usage: said last, and only when some.
+    let mut used = conversation(Some("Groceries"));
+    used.usage = crate::Usage::new(120, 30).with_total(160);
+    pinned(
+        &used,
+        &CONVERSATION_JSON.replace(
+            r#""message_count":2}"#,
+            r#""message_count":2,"usage":{"input_tokens":120,"output_tokens":30,"total_tokens":160}}"#,
+        ),
+    );
     pinned(&crate::Tag::new("home").unwrap(), r#""home""#);
     pinned(
         &crate::TagCount {
@@ -132,6 +144,21 @@ fn json_shapes_are_pinned_byte_for_byte() {
         &message(None),
         &MESSAGE_JSON.replace(r#"{"model":"m","tokens":[1,2]}"#, "null"),
     );
+    let mut used = message(None);
+    used.usage = Some(crate::Usage::new(7, 3));
+    pinned(
+        &used,
+        &MESSAGE_JSON
+            .replace(r#"{"model":"m","tokens":[1,2]}"#, "null")
+            .replace(
+                r#"Z"}"#,
+                r#"Z","usage":{"input_tokens":7,"output_tokens":3,"total_tokens":10}}"#,
+            ),
+    );
+    // A usage read without its total has input plus output as its total.
+    let read: crate::Usage =
+        serde_json::from_value(json!({"input_tokens": 7, "output_tokens": 3})).unwrap();
+    assert_eq!(read, crate::Usage::new(7, 3));
     let cursor = ConversationCursor::new(time(), conv);
     pinned(&cursor, CURSOR_JSON);
     pinned(&Page::first(20), r#"{"limit":20,"after":null}"#);
@@ -330,6 +357,10 @@ fn invalid_json_is_refused_as_pinned() {
     let first: Page = serde_json::from_value(json!({"limit": 20})).unwrap();
     assert_eq!(first, Page::first(20));
     refusal::<Message>(json!({"role": "user"}));
+    // Usage: whole numbers of tokens, input and output both given.
+    refusal::<crate::Usage>(json!({"input_tokens": 1}));
+    refusal::<crate::Usage>(json!({"input_tokens": -1, "output_tokens": 0}));
+    refusal::<crate::Usage>(json!({"input_tokens": 1.5, "output_tokens": 0}));
 }
 
 #[test]

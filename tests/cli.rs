@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chatstore::{ChatStore, NewMessage, Page, SearchQuery, Tag, Window};
+use chatstore::{ChatStore, NewMessage, Page, SearchQuery, Tag, Usage, Window};
 use serde_json::{json, Value};
 use support::{backend_tests, user, Fixture, Kind, TestDb};
 
@@ -92,7 +92,7 @@ fn chatstore(url: &str, args: &[&str]) -> Run {
 }
 
 /// Alice: three conversations (one of 1,234 messages, in batches at different times; metadata;
-/// text without spaces; one empty), Bob: one.
+/// token usage; text without spaces; one empty), Bob: one.
 fn seed(db: &TestDb) -> ChatStore {
     let store = db.open();
     let (alice, bob) = (user("alice"), user("bob"));
@@ -107,7 +107,9 @@ fn seed(db: &TestDb) -> ChatStore {
             groceries,
             &[
                 NewMessage::user("Add oat milk\nand \"bread\""),
-                NewMessage::assistant("").with_metadata(&call),
+                NewMessage::assistant("")
+                    .with_metadata(&call)
+                    .with_usage(Usage::new(812, 24)),
                 NewMessage::tool("ok").with_metadata(json!({"tool_call_id": "call_1"})),
             ],
         )
@@ -169,7 +171,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        10,
+        11,
         "{}",
         first.stdout
     );
@@ -219,7 +221,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
             "pending migration 20261125000003\npending migration 20261202000004\n\
                  pending migration 20261203000005\npending migration 20261203000006\n\
                  pending migration 20261203000007\npending migration 20261203000008\n\
-                 pending migration 20261204000009\npending migration 20261204000010\n"
+                 pending migration 20261204000009\npending migration 20261204000010\n\
+                 pending migration 20261204000011\n"
         ),
         "{}",
         verified.stdout
@@ -232,7 +235,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
         "applied migration 20261125000003\napplied migration 20261202000004\n\
          applied migration 20261203000005\napplied migration 20261203000006\n\
          applied migration 20261203000007\napplied migration 20261203000008\n\
-         applied migration 20261204000009\napplied migration 20261204000010\n"
+         applied migration 20261204000009\napplied migration 20261204000010\n\
+         applied migration 20261204000011\n"
     );
     assert_eq!(
         run.stderr,
@@ -255,7 +259,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
                 "20261203000007",
                 "20261203000008",
                 "20261204000009",
-                "20261204000010"
+                "20261204000010",
+                "20261204000011"
             ],
             "resumed": ["20261125000003"]
         })
@@ -269,7 +274,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(8);
+    db.revert_newest_migrations(9);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -333,7 +338,8 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
             &alice,
             asked.conversation_id,
             reply.id,
-            &[NewMessage::assistant("Added oat milk.")],
+            &[NewMessage::assistant("Added oat milk.")
+                .with_usage(Usage::new(830, 6).with_total(900))],
         )
         .unwrap();
     // Pinned and archived conversations keep their places.
@@ -400,6 +406,11 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     assert!(records
         .iter()
         .any(|r| r["metadata"]["project"]["name"] == "Küche"));
+    // And token usage: on each message that carries some, and summed on its conversation (both
+    // branches' replies).
+    assert_eq!(records.iter().filter(|r| r["usage"].is_object()).count(), 3);
+    assert!(records.iter().any(|r| r["type"] == "conversation"
+        && r["usage"] == json!({"input_tokens": 1642, "output_tokens": 30, "total_tokens": 1736})));
     // The same lines on standard output, and the summary beside them on standard error.
     let to_stdout = chatstore(&db.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(to_stdout.stdout, exported);
@@ -434,6 +445,10 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     assert_eq!(
         copy.open().tags(&alice).unwrap(),
         store.tags(&alice).unwrap()
+    );
+    assert_eq!(
+        copy.open().usage(&alice).unwrap(),
+        store.usage(&alice).unwrap()
     );
     let tagged = |store: &ChatStore| {
         store
@@ -959,7 +974,7 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
     assert_eq!(pending.len(), 10, "{}", run.stdout);
     assert_eq!(
         run.stderr,
-        "error: the database has no chatstore schema: 10 migration(s) pending\n\
+        "error: the database has no chatstore schema: 11 migration(s) pending\n\
          nothing was changed: chatstore migrate makes the schema\n"
     );
     assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
@@ -1050,7 +1065,7 @@ fn reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts(db: 
 fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     let migrate = json_line(&chatstore(&db.url, &["--json", "migrate"]).expect(0).stdout);
     assert_eq!(keys(&migrate), ["applied", "resumed"]);
-    assert_eq!(migrate["applied"].as_array().unwrap().len(), 10);
+    assert_eq!(migrate["applied"].as_array().unwrap().len(), 11);
     assert_eq!(migrate["resumed"], json!([]));
     let again = json_line(&chatstore(&db.url, &["migrate", "--json"]).expect(0).stdout);
     assert_eq!(again, json!({"applied": [], "resumed": []}));
@@ -1141,6 +1156,6 @@ fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     assert_eq!(error["code"], 4);
     assert_eq!(
         error["error"],
-        "the database has no chatstore schema: 10 migration(s) pending"
+        "the database has no chatstore schema: 11 migration(s) pending"
     );
 }

@@ -3,7 +3,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::Tag;
+use super::{Tag, Usage};
 use crate::ids::{BranchId, ConversationId, UserId};
 
 /// A conversation: one chat thread owned by one user.
@@ -11,8 +11,9 @@ use crate::ids::{BranchId, ConversationId, UserId};
 /// With the `serde` feature: `{"id", "user_id", "title", "created_at", "updated_at",
 /// "message_count"}`, ids as strings and times in RFC 3339 (UTC), `"branch"` once it has
 /// branched (absent means the root branch), `"pinned": true` or `"archived": true` when it is
-/// (absent means false), `"tags"` when it has any (an array of strings, sorted) and `"metadata"`
-/// when it has some (the JSON object itself).
+/// (absent means false), `"tags"` when it has any (an array of strings, sorted), `"metadata"`
+/// when it has some (the JSON object itself) and `"usage"` when its messages used any tokens
+/// (see [`Usage`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -61,6 +62,15 @@ pub struct Conversation {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub metadata: Option<Value>,
+    /// The token usage of its messages, summed (see [`NewMessage::with_usage`](crate::NewMessage::with_usage)):
+    /// every message it stores counts, on every branch. Kept in the transaction of each append,
+    /// and of each call that removes messages (a pop, a truncation, a cleared history, a deleted
+    /// branch); [`Usage::ZERO`] when no message carries usage.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Usage::is_zero")
+    )]
+    pub usage: Usage,
 }
 
 /// A conversation to create with more than a title: what

@@ -9,6 +9,7 @@ use diesel::expression::AsExpression;
 use diesel::sql_types::Text;
 use serde_json::Value;
 
+use super::Usage;
 use crate::error::ParseRoleError;
 use crate::ids::{BranchId, ConversationId, MessageId};
 use crate::{Error, Result};
@@ -176,6 +177,7 @@ pub struct NewMessage<'a> {
     role: Role,
     content: Cow<'a, str>,
     metadata: Option<Metadata<'a>>,
+    usage: Option<Usage>,
 }
 
 /// Metadata for a [`NewMessage`]: what [`with_metadata`](NewMessage::with_metadata) takes. It
@@ -262,6 +264,7 @@ impl<'a> NewMessage<'a> {
             role,
             content: content.into(),
             metadata: None,
+            usage: None,
         }
     }
 
@@ -319,6 +322,27 @@ impl<'a> NewMessage<'a> {
         self
     }
 
+    /// Attaches the tokens the model call behind this message used (see [`Usage`]): the
+    /// conversation's running total ([`Conversation::usage`](crate::Conversation::usage)) grows by
+    /// it in the append's transaction. Checked when appended ([`Error::InvalidUsage`]).
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, NewMessage, Usage, UserId};
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?.id;
+    /// let reply = NewMessage::assistant("Done.").with_usage(Usage::new(812, 4));
+    /// let stored = store.append_message(&alice, conv, reply)?;
+    /// assert_eq!(stored.usage, Some(Usage::new(812, 4)));
+    /// assert_eq!(store.conversation(&alice, conv)?.usage.total_tokens, 816);
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
     /// Gives the message an id chosen by the client, which makes its append safe to retry: see
     /// [`ChatStore::append_messages`](crate::ChatStore::append_messages). Make it before the first
     /// attempt (`uuid::Uuid::now_v7()` or a random UUID) and keep it for the retries; give every
@@ -349,12 +373,14 @@ impl<'a> NewMessage<'a> {
             role,
             content,
             metadata,
+            usage,
         } = self;
         NewMessage {
             id,
             role,
             content: Cow::Owned(content.into_owned()),
             metadata: metadata.map(Metadata::into_owned),
+            usage,
         }
     }
 
@@ -378,6 +404,11 @@ impl<'a> NewMessage<'a> {
         self.metadata.as_deref()
     }
 
+    /// The token usage, if any.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     /// Checks the message against the store's limits and returns its metadata as JSON text.
     pub(crate) fn validate(&self, max_bytes: usize) -> Result<Option<String>> {
         if self.content.len() > max_bytes {
@@ -388,6 +419,9 @@ impl<'a> NewMessage<'a> {
         }
         if let Some(index) = self.content.find('\0') {
             return Err(Error::InvalidContent { index });
+        }
+        if let Some(usage) = self.usage {
+            usage.validate()?;
         }
         self.metadata()
             .map(|metadata| metadata_text(metadata, max_bytes))
@@ -434,8 +468,8 @@ fn nests_deeper_than(value: &Value, max: usize) -> bool {
 /// A stored message.
 ///
 /// With the `serde` feature: `{"id", "conversation_id", "seq", "role", "content", "metadata",
-/// "created_at"}`, the metadata as the JSON object itself (or `null`), and `"branch"` for a message
-/// off the root branch.
+/// "created_at"}`, the metadata as the JSON object itself (or `null`), `"branch"` for a message
+/// off the root branch, and `"usage"` for a message with token usage (see [`Usage`]).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -463,6 +497,13 @@ pub struct Message {
         serde(default, skip_serializing_if = "BranchId::is_root_ref")
     )]
     pub branch: BranchId,
+    /// The tokens the model call behind it used, if it was given
+    /// ([`NewMessage::with_usage`]).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub usage: Option<Usage>,
 }
 
 #[cfg(test)]

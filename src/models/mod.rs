@@ -5,6 +5,7 @@ mod conversation;
 mod counts;
 mod message;
 mod tag;
+mod usage;
 
 pub use branch::{Branch, Sibling, Siblings};
 pub(crate) use conversation::ListRank;
@@ -13,6 +14,7 @@ pub use counts::{DeletedCounts, StoreStats};
 pub(crate) use message::metadata_text;
 pub use message::{Message, Metadata, NewMessage, Role, MAX_METADATA_DEPTH};
 pub use tag::{Tag, TagCount};
+pub use usage::Usage;
 
 use chrono::{DateTime, SubsecRound, Utc};
 

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 
 use crate::conn::{write_transaction, Conn};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Message, NewMessage};
+use crate::models::{corrupt_row, Message, NewMessage, Usage};
 use crate::queries::columns::{BindTime, DbTime};
 use crate::queries::messages::OneStatement;
 use crate::queries::rows::{MessageRow, NewMessageRow};
@@ -63,6 +63,8 @@ pub(crate) struct Batch<'b, 'a> {
     messages: &'b [NewMessage<'a>],
     ids: Vec<MessageId>,
     metadata: Vec<Option<String>>,
+    /// The messages' token usage, summed: what the conversation's totals grow by.
+    usage: Usage,
 }
 
 impl<'b, 'a> Batch<'b, 'a> {
@@ -84,6 +86,7 @@ impl<'b, 'a> Batch<'b, 'a> {
             messages,
             ids: message_ids(messages)?,
             metadata,
+            usage: messages.iter().filter_map(NewMessage::usage).sum(),
         })
     }
 
@@ -93,6 +96,11 @@ impl<'b, 'a> Batch<'b, 'a> {
 
     pub(crate) fn len(&self) -> usize {
         self.messages.len()
+    }
+
+    /// The messages' token usage, summed.
+    pub(crate) fn usage(&self) -> Usage {
+        self.usage
     }
 
     fn has_client_ids(&self) -> bool {
@@ -232,8 +240,8 @@ impl<'b, 'a> Batch<'b, 'a> {
         let n = self.messages.len() as i64;
         let last_seq = expected.map(|e| e.seq);
         let (count, created_at, branch) = loop {
-            let reserved =
-                conversations::reserve_seqs(conn, self.user, self.conversation, n, now, last_seq)?;
+            let (user, conv, usage) = (self.user, self.conversation, self.usage);
+            let reserved = conversations::reserve_seqs(conn, user, conv, n, usage, now, last_seq)?;
             if let Some(reserved) = reserved {
                 break reserved;
             }
@@ -312,6 +320,7 @@ impl<'b, 'a> Batch<'b, 'a> {
                 metadata: new.metadata().cloned(),
                 created_at: created_at.utc(),
                 branch,
+                usage: new.usage(),
             })
             .collect()
     }
@@ -400,7 +409,8 @@ fn replayed(
         let same = message.conversation_id == conversation
             && message.role == new.role()
             && message.content == new.content()
-            && message.metadata.as_ref() == new.metadata();
+            && message.metadata.as_ref() == new.metadata()
+            && message.usage == new.usage();
         if !same {
             return Err(Error::DuplicateId(message.id));
         }

@@ -162,6 +162,9 @@ pub(crate) fn append_sibling(
         row.seq = stored_seq(id, position);
     }
     messages::insert(conn, &mut rows)?;
+    if !batch.usage().is_zero() {
+        conversations::add_usage(conn, user, conv, batch.usage())?;
+    }
     loaded.activate(conn, user, id, time)?;
     Ok(batch.stored(Written::New {
         first_seq: fork + 1,

@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 
 use crate::conn::Conn;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Conversation};
+use crate::models::{corrupt_row, Conversation, Usage};
 use crate::queries::rows::{ConversationRow, NewConversationRow, NewMessageRow};
 use crate::queries::{branches, conversations, messages, tags};
 use crate::tree::Segment;
@@ -48,25 +48,32 @@ pub(crate) fn fork(
         archived: false,
         tags,
         metadata,
+        usage: Usage::ZERO,
     };
     let stored = branches::rows(conn, user, source)?;
     let path = ConversationRow::tree(&row, stored).path(last.branch, last.seq);
     conversations::insert(conn, &NewConversationRow::of(user, &conversation))?;
     tags::insert(conn, user, &conversation)?;
+    let mut conversation = conversation;
     for segment in path.into_iter().rev() {
-        copy(conn, user, source, segment, fork)?;
+        conversation.usage = conversation.usage + copy(conn, user, source, segment, fork)?;
+    }
+    if !conversation.usage.is_zero() {
+        conversations::add_usage(conn, user, fork, conversation.usage)?;
     }
     Ok(conversation)
 }
 
-/// Copies `segment` of `source` into `fork`'s root branch, a page at a time.
+/// Copies `segment` of `source` into `fork`'s root branch, a page at a time; returns the copies'
+/// usage, summed.
 fn copy(
     conn: &mut Conn,
     user: &UserId,
     source: ConversationId,
     segment: Segment,
     fork: ConversationId,
-) -> Result<()> {
+) -> Result<Usage> {
+    let mut usage = Usage::ZERO;
     let mut after = segment.after;
     while after < segment.through {
         let page = Segment { after, ..segment };
@@ -83,7 +90,10 @@ fn copy(
             .map(|(row, seq)| NewMessageRow::copy_of(user, row, MessageId::generate(), fork, seq))
             .collect();
         messages::insert_stored(conn, &mut copies)?;
+        for row in &rows {
+            usage = usage + row.usage()?.unwrap_or_default();
+        }
         after = end;
     }
-    Ok(())
+    Ok(usage)
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 
 use crate::conn::Conn;
 use crate::ids::{BranchId, UserId};
-use crate::models::{metadata_text, Branch, Conversation, Message, NewMessage, Tag};
+use crate::models::{metadata_text, Branch, Conversation, Message, NewMessage, Tag, Usage};
 use crate::queries::rows::{NewConversationRow, NewMessageRow};
 use crate::queries::{branches, conversations, messages, tags};
 use crate::title::Title;
@@ -132,6 +132,19 @@ pub(crate) fn check_import(
         _ => check_tree(conversation, branches)?,
     };
     let metadata = check_messages(conversation, &tree, messages, max_bytes)?;
+    let usage: Usage = messages.iter().filter_map(|m| m.usage).sum();
+    if usage != conversation.usage {
+        return invalid(format!(
+            "the conversation's usage is {} input, {} output and {} total tokens, but its \
+             messages' add up to {}, {} and {}",
+            conversation.usage.input_tokens,
+            conversation.usage.output_tokens,
+            conversation.usage.total_tokens,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.total_tokens
+        ));
+    }
     Ok(CheckedImport {
         metadata,
         tree,
@@ -312,6 +325,9 @@ fn check_messages(
             ));
         }
         let mut new = NewMessage::new(message.role, &message.content);
+        if let Some(usage) = message.usage {
+            new = new.with_usage(usage);
+        }
         if let Some(value) = &message.metadata {
             // Borrowed: an import checks every message's metadata, which is not copied for it.
             new = new.with_metadata(std::borrow::Cow::Borrowed(value));
@@ -378,6 +394,7 @@ mod tests {
             archived: false,
             tags: Vec::new(),
             metadata: None,
+            usage: Usage::ZERO,
         };
         let messages = (1..=n)
             .map(|seq| Message {
@@ -389,6 +406,7 @@ mod tests {
                 metadata: None,
                 created_at: time(seq),
                 branch: crate::ids::BranchId::ROOT,
+                usage: None,
             })
             .collect();
         (user, conversation, messages)

@@ -11,7 +11,7 @@ use super::Cached;
 use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::ids::{BranchId, ConversationId, UserId};
-use crate::models::{Conversation, ListRank, Tag};
+use crate::models::{Conversation, ListRank, Tag, Usage};
 use crate::schema::conversations::dsl::*;
 use crate::tree::KEPT_ANCESTORS;
 use crate::{Error, Result};
@@ -379,6 +379,80 @@ pub(crate) fn set_metadata(
         .execute(conn)?)
 }
 
+/// Adds `usage` to the user's conversation's totals: messages that carry it were stored.
+pub(crate) fn add_usage(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    usage: Usage,
+) -> Result<()> {
+    let (input, output, total) = usage.to_db();
+    change_usage(conn, user, conv, [input, output, total])
+}
+
+/// Takes `usage` from the user's conversation's totals: messages that carried it went.
+pub(crate) fn remove_usage(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    usage: Usage,
+) -> Result<()> {
+    let (input, output, total) = usage.to_db();
+    change_usage(conn, user, conv, [-input, -output, -total])
+}
+
+fn change_usage(
+    conn: &mut Conn,
+    user: &UserId,
+    conv: ConversationId,
+    [input, output, total]: [i64; 3],
+) -> Result<()> {
+    let target = conversations.filter(id.eq(conv)).filter(user_id.eq(user));
+    diesel::update(target)
+        .set((
+            input_tokens.eq(input_tokens + input),
+            output_tokens.eq(output_tokens + output),
+            total_tokens.eq(total_tokens + total),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The user's token usage over all their conversations, in one statement over their rows (the
+/// index on `user_id` finds them).
+pub(crate) fn user_usage(conn: &mut Conn, user: &UserId) -> Result<Usage> {
+    use diesel::sql_types::Text;
+    #[derive(QueryableByName)]
+    struct Totals {
+        #[diesel(sql_type = BigInt)]
+        input: i64,
+        #[diesel(sql_type = BigInt)]
+        output: i64,
+        #[diesel(sql_type = BigInt)]
+        total: i64,
+    }
+    // PostgreSQL sums BIGINTs as NUMERIC and MySQL as DECIMAL: cast back to the 64-bit integers
+    // the columns hold (SQLite sums integers as an integer).
+    let (sql, mark) = match conn.backend() {
+        Backend::Sqlite => ("COALESCE(SUM({c}), 0)", "?"),
+        Backend::Postgres => ("CAST(COALESCE(SUM({c}), 0) AS BIGINT)", "$1"),
+        Backend::Mysql => ("CAST(COALESCE(SUM({c}), 0) AS SIGNED)", "?"),
+    };
+    let sum = |column: &str, name: &str| format!("{} AS {name}", sql.replace("{c}", column));
+    let text = format!(
+        "SELECT {}, {}, {} FROM chatstore_conversations WHERE user_id = {mark}",
+        sum("input_tokens", "input"),
+        sum("output_tokens", "output"),
+        sum("total_tokens", "total"),
+    );
+    let totals: Totals = diesel::sql_query(text)
+        .into_boxed::<MultiBackend>()
+        .bind::<Text, _>(user)
+        .get_result(conn)?;
+    Usage::from_db(totals.input, totals.output, totals.total)
+        .ok_or_else(|| crate::models::corrupt_row("a negative usage total"))
+}
+
 /// Deletes the conversation (its messages go by `ON DELETE CASCADE`); returns the rows deleted.
 pub(crate) fn delete(conn: &mut Conn, user: &UserId, conv: ConversationId) -> Result<usize> {
     Ok(diesel::delete(conversations.filter(id.eq(conv)).filter(user_id.eq(user))).execute(conn)?)
@@ -414,6 +488,7 @@ pub(crate) fn delete_all(conn: &mut Conn, user: &UserId) -> Result<Vec<i64>> {
 /// re-checks the `last_seq` filter against that committed row). Only a retry's look-up of its
 /// client ids comes before it, and the store looks again when the reservation fails. The returned
 /// time is the batch's `created_at`: never earlier than the previous append's, so time follows seq.
+/// The batch's token `usage` is added to the conversation's totals in the same statement.
 /// A conversation with tags has its tags' rows follow the new `updated_at` (see `tags.rs`), a
 /// second statement that a conversation without tags does not run.
 pub(crate) fn reserve_seqs(
@@ -421,9 +496,11 @@ pub(crate) fn reserve_seqs(
     user: &UserId,
     conv: ConversationId,
     n: i64,
+    usage: Usage,
     now: NaiveDateTime,
     last_seq: Option<i64>,
 ) -> Result<Option<(i64, DbTime, i64)>> {
+    let (input, output, total) = usage.to_db();
     // With whether it has tags, whose rows then take the new `updated_at` (see `tags.rs`).
     let new = (message_count, updated_at, branch, tags.is_not_null());
     // Two statements of fixed shape, each cached, on each backend.
@@ -434,6 +511,9 @@ pub(crate) fn reserve_seqs(
             let bump = (
                 message_count.eq(message_count + n),
                 updated_at.eq(not_before(BindTime(now))),
+                input_tokens.eq(input_tokens + input),
+                output_tokens.eq(output_tokens + output),
+                total_tokens.eq(total_tokens + total),
             );
             match last_seq {
                 None => Cached(diesel::update(target).set(bump).returning(new)).get_result($c),
@@ -455,6 +535,7 @@ pub(crate) fn reserve_seqs(
         Conn::Mysql(c) => {
             let reserve = mysql::Reserve {
                 n,
+                usage: [input, output, total],
                 now,
                 conv,
                 user,
@@ -492,10 +573,12 @@ mod mysql {
     use diesel::sql_types::{BigInt, Binary, Datetime, Text};
     use diesel::QueryResult;
 
-    /// Adds `n` to the count of the user's conversation `conv`, if its count is `last_seq` (when
-    /// given), and moves `updated_at` to `now` unless it is later.
+    /// Adds `n` to the count of the user's conversation `conv`, and `usage` to its usage totals,
+    /// if its count is `last_seq` (when given), and moves `updated_at` to `now` unless it is
+    /// later.
     pub(super) struct Reserve<'a> {
         pub(super) n: i64,
+        pub(super) usage: [i64; 3],
         pub(super) now: NaiveDateTime,
         pub(super) conv: crate::ids::ConversationId,
         pub(super) user: &'a crate::ids::UserId,
@@ -512,7 +595,17 @@ mod mysql {
             out.push_bind_param::<Datetime, _>(&self.now)?;
             out.push_sql(" THEN `updated_at` ELSE ");
             out.push_bind_param::<Datetime, _>(&self.now)?;
-            out.push_sql(" END WHERE `id` = ");
+            out.push_sql(" END");
+            let sets = [
+                ", `input_tokens` = `input_tokens` + ",
+                ", `output_tokens` = `output_tokens` + ",
+                ", `total_tokens` = `total_tokens` + ",
+            ];
+            for (set, tokens) in sets.into_iter().zip(&self.usage) {
+                out.push_sql(set);
+                out.push_bind_param::<BigInt, _>(tokens)?;
+            }
+            out.push_sql(" WHERE `id` = ");
             out.push_bind_param::<Binary, _>(&self.conv)?;
             out.push_sql(" AND `user_id` = ");
             out.push_bind_param::<Text, _>(self.user)?;

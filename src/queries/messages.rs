@@ -2,18 +2,19 @@ use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 
 use super::columns::DbTime;
-use super::rows::{MessageRow, NewMessageRow, WindowRow};
+use super::conversations;
+use super::rows::{message_usage, MessageRow, NewMessageRow, WindowRow};
 use super::Cached;
 use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::cursor::SeqBounds;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::Message;
+use crate::models::{Message, Usage};
 use crate::schema::messages::dsl::*;
 use crate::tree::{stored_seq, Segment, MAX_POSITION, SPAN};
 use crate::{Error, Result};
 
-/// Rows per INSERT statement: on SQLite, 9 columns × 1,000 rows stays under its 32,766-bind limit
+/// Rows per INSERT statement: on SQLite, 12 columns × 1,000 rows stays under its 32,766-bind limit
 /// (PostgreSQL binds arrays, and takes the same chunks).
 const ROWS_PER_INSERT: usize = 1000;
 /// Bytes of text per INSERT statement: far below PostgreSQL's 1 GiB limit on one protocol message,
@@ -164,18 +165,24 @@ fn reserve_and_insert_pg(
             concat!(
                 "WITH reserved AS (\
                  UPDATE chatstore_conversations SET message_count = message_count + $3, \
-                 updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END \
+                 updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END, \
+                 input_tokens = input_tokens + $11, output_tokens = output_tokens + $12, \
+                 total_tokens = total_tokens + $13 \
                  WHERE id = $1 AND user_id = $2",
                 $condition,
                 " RETURNING message_count, updated_at, branch), \
                  inserted AS (\
                  INSERT INTO chatstore_messages \
-                 (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
+                 (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text, \
+                 input_tokens, output_tokens, total_tokens) \
                  SELECT m.id, $1, $2, reserved.branch * 4294967296 + reserved.message_count - $3 + m.seq, \
-                 m.role, m.content, m.metadata, reserved.updated_at, m.search_text \
+                 m.role, m.content, m.metadata, reserved.updated_at, m.search_text, \
+                 m.input_tokens, m.output_tokens, m.total_tokens \
                  FROM reserved, \
-                 unnest($5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[]) \
-                 AS m(id, seq, role, content, metadata, search_text)), \
+                 unnest($5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                 $14::int8[], $15::int8[], $16::int8[]) \
+                 AS m(id, seq, role, content, metadata, search_text, input_tokens, output_tokens, \
+                 total_tokens)), \
                  touched AS (\
                  UPDATE chatstore_conversation_tags t SET updated_at = reserved.updated_at \
                  FROM reserved WHERE t.conversation_id = $1 AND t.user_id = $2) \
@@ -191,7 +198,7 @@ fn reserve_and_insert_pg(
     }
     let sql = match last_seq {
         None => append!(""),
-        Some(_) => append!(" AND message_count = $11"),
+        Some(_) => append!(" AND message_count = $17"),
     };
     let mut query = diesel::sql_query(sql)
         .into_boxed::<Pg>()
@@ -204,7 +211,13 @@ fn reserve_and_insert_pg(
         .bind::<Array<Text>, _>(column(rows, |r| r.role))
         .bind::<Array<Text>, _>(column(rows, |r| r.content))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
-        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()));
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()))
+        .bind::<BigInt, _>(rows.iter().filter_map(|r| r.input_tokens).sum::<i64>())
+        .bind::<BigInt, _>(rows.iter().filter_map(|r| r.output_tokens).sum::<i64>())
+        .bind::<BigInt, _>(rows.iter().filter_map(|r| r.total_tokens).sum::<i64>())
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.input_tokens))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.output_tokens))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens));
     if let Some(last) = last_seq {
         query = query.bind::<BigInt, _>(last);
     }
@@ -312,11 +325,15 @@ fn insert_unnested(
     // the error code of a duplicate id). The caller's transaction holds the row.
     diesel::sql_query(
         "INSERT INTO chatstore_messages \
-         (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text) \
-         SELECT m.id, c.id, c.user_id, m.seq, m.role, m.content, m.metadata, $3, m.search_text \
+         (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text, \
+         input_tokens, output_tokens, total_tokens) \
+         SELECT m.id, c.id, c.user_id, m.seq, m.role, m.content, m.metadata, $3, m.search_text, \
+         m.input_tokens, m.output_tokens, m.total_tokens \
          FROM chatstore_conversations c, \
-         unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[]) \
-         AS m(id, seq, role, content, metadata, search_text) WHERE c.id = $1 AND c.user_id = $2",
+         unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], \
+         $10::int8[], $11::int8[], $12::int8[]) \
+         AS m(id, seq, role, content, metadata, search_text, input_tokens, output_tokens, \
+         total_tokens) WHERE c.id = $1 AND c.user_id = $2",
     )
     .bind::<Binary, _>(first.conversation_id)
     .bind::<Text, _>(first.user_id)
@@ -327,6 +344,9 @@ fn insert_unnested(
     .bind::<Array<Text>, _>(column(rows, |r| r.content))
     .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
     .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()))
+    .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.input_tokens))
+    .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.output_tokens))
+    .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens))
     .execute(conn)
 }
 
@@ -404,7 +424,8 @@ pub(crate) fn stored_ids(
 
 /// Deletes the user's messages of the conversation that `branch` stores after position `after`
 /// (the search index follows: by trigger on SQLite, with the row on PostgreSQL, by cascade on
-/// MySQL); returns how many.
+/// MySQL), and takes their token usage from the conversation's totals (whose row the caller has
+/// locked); returns how many.
 pub(crate) fn delete_own(
     conn: &mut Conn,
     user: &UserId,
@@ -417,7 +438,21 @@ pub(crate) fn delete_own(
         .filter(user_id.eq(user))
         .filter(seq.gt(stored_seq(branch, after)))
         .filter(seq.le(stored_seq(branch, MAX_POSITION)));
-    Ok(diesel::delete(doomed).execute(conn)?)
+    // The usage of those that carry one, summed here: PostgreSQL and MySQL would sum 64-bit
+    // integers as decimals.
+    let used: Vec<(Option<i64>, Option<i64>, Option<i64>)> = doomed
+        .filter(total_tokens.is_not_null())
+        .select((input_tokens, output_tokens, total_tokens))
+        .load(conn)?;
+    let mut usage = Usage::ZERO;
+    for (input, output, total) in used {
+        usage = usage + message_usage(input, output, total)?.unwrap_or_default();
+    }
+    let deleted = diesel::delete(doomed).execute(conn)?;
+    if !usage.is_zero() {
+        conversations::remove_usage(conn, user, conv, usage)?;
+    }
+    Ok(deleted)
 }
 
 /// The conversation's system and developer messages on `path` (segments of a branch's path, as
@@ -562,7 +597,8 @@ fn ancestors(
     const SQL: &str = concat!(
         chain_anchor!(),
         chain_step!(),
-        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         m.input_tokens, m.output_tokens, m.total_tokens \
          FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
          AND m.user_id = {p} AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND m.seq <= chain.branch * 4294967296 + chain.through"
@@ -574,9 +610,11 @@ fn ancestors(
          FROM chain c CROSS JOIN LATERAL (SELECT branch, parent, fork_seq FROM chatstore_branches \
          WHERE conversation_id = {p} AND user_id = {p} AND branch = c.parent OFFSET 0) b \
          WHERE c.fork > {p}) \
-         SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+         SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         m.input_tokens, m.output_tokens, m.total_tokens \
          FROM chain CROSS JOIN LATERAL (\
-         SELECT id, conversation_id, seq, role, content, metadata, created_at \
+         SELECT id, conversation_id, seq, role, content, metadata, created_at, \
+         input_tokens, output_tokens, total_tokens \
          FROM chatstore_messages WHERE conversation_id = {p} AND user_id = {p} \
          AND seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m"
@@ -674,7 +712,8 @@ fn ancestors_mysql(
     // prepared once per connection.
     let mut rows = Vec::new();
     for group in segments.chunks(8) {
-        let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
+        let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
+         input_tokens, output_tokens, total_tokens \
                    FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? \
                    AND seq > ? AND seq <= ?";
         let sql = vec![one; group.len()].join(" UNION ALL ");
@@ -731,7 +770,8 @@ macro_rules! ancestor_part {
     ($k:literal) => {
         concat!(
             " UNION ALL SELECT NULL, NULL, NULL, m.id, m.conversation_id, m.seq, m.role, m.content, \
-             m.metadata, m.created_at FROM chatstore_messages m WHERE m.conversation_id = {conv} \
+             m.metadata, m.created_at, m.input_tokens, m.output_tokens, m.total_tokens \
+             FROM chatstore_messages m WHERE m.conversation_id = {conv} \
              AND m.user_id = {user} AND m.seq > (SELECT ancestor_", $k, " - ancestor_", $k, " % 4294967296 + ",
             window_after!(),
             " FROM chatstore_conversations WHERE id = {conv} AND user_id = {user} AND ancestor_", $k,
@@ -790,7 +830,8 @@ fn first_read(
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     const UNION: &str = concat!(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
-         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         m.input_tokens, m.output_tokens, m.total_tokens \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
          AND m.user_id = c.user_id AND m.seq > (SELECT branch * 4294967296 + ",
         window_after!(),
@@ -804,7 +845,8 @@ fn first_read(
     #[cfg(feature = "mysql")]
     const OR: &str = concat!(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
-         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at \
+         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         m.input_tokens, m.output_tokens, m.total_tokens \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
          AND m.user_id = c.user_id AND ((m.seq > c.branch * 4294967296 + ",
         window_after!(),

@@ -822,6 +822,12 @@ mod tests {
                 "column chatstore_conversations.tags",
                 "table chatstore_conversation_tags",
                 "index chatstore_conversation_tags_list on chatstore_conversation_tags",
+                "column chatstore_messages.input_tokens",
+                "column chatstore_messages.output_tokens",
+                "column chatstore_messages.total_tokens",
+                "column chatstore_conversations.input_tokens",
+                "column chatstore_conversations.output_tokens",
+                "column chatstore_conversations.total_tokens",
             ]
         );
     }

@@ -7,7 +7,9 @@ use diesel::prelude::*;
 
 use super::columns::{BindTime, DbTime};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Branch, Conversation, ListRank, Message, NewMessage, Role, Tag};
+use crate::models::{
+    corrupt_row, Branch, Conversation, ListRank, Message, NewMessage, Role, Tag, Usage,
+};
 use crate::schema::{branches, conversations, messages};
 use crate::tree::{split_seq, stored_seq, Node, Tree};
 use crate::Result;
@@ -26,6 +28,9 @@ pub(crate) struct ConversationRow {
     pub(crate) list_rank: i16,
     pub(crate) metadata: Option<String>,
     pub(crate) tags: Option<String>,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) total_tokens: i64,
 }
 
 impl ConversationRow {
@@ -33,6 +38,8 @@ impl ConversationRow {
         let rank = ListRank::from_db(self.list_rank)
             .ok_or_else(|| corrupt_row(format_args!("list rank {}", self.list_rank)))?;
         let (tags, metadata) = self.tags_and_metadata()?;
+        let usage = Usage::from_db(self.input_tokens, self.output_tokens, self.total_tokens)
+            .ok_or_else(|| corrupt_row("a negative usage total"))?;
         Ok(Conversation {
             id: self.id,
             user_id: self.user_id,
@@ -45,6 +52,7 @@ impl ConversationRow {
             archived: rank == ListRank::Archived,
             tags,
             metadata,
+            usage,
         })
     }
 
@@ -112,6 +120,10 @@ pub(crate) struct NewConversationRow<'a> {
     pub(crate) metadata: Option<String>,
     /// The tags as [`tags_text`] writes them.
     pub(crate) tags: Option<String>,
+    /// Its messages' usage, summed.
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) total_tokens: i64,
 }
 
 /// A conversation's tags (each once, sorted) as its `tags` column keeps them: a JSON array of
@@ -134,8 +146,9 @@ fn read_tags(text: &str) -> Option<Vec<Tag>> {
 
 impl<'a> NewConversationRow<'a> {
     /// The row of `conversation`, as `user`'s, with no message stored off its active branch. Its
-    /// metadata, if any, must have been validated.
+    /// metadata, if any, must have been validated, and its usage be its messages'.
     pub(crate) fn of(user: &'a UserId, conversation: &'a Conversation) -> Self {
+        let (input_tokens, output_tokens, total_tokens) = conversation.usage.to_db();
         NewConversationRow {
             id: conversation.id,
             user_id: user,
@@ -153,6 +166,9 @@ impl<'a> NewConversationRow<'a> {
             list_rank: conversation.list_rank().as_db(),
             metadata: conversation.metadata.as_ref().map(|m| m.to_string()),
             tags: tags_text(&conversation.tags),
+            input_tokens,
+            output_tokens,
+            total_tokens,
         }
     }
 }
@@ -169,11 +185,20 @@ pub(crate) struct MessageRow {
     pub(crate) content: String,
     pub(crate) metadata: Option<String>,
     pub(crate) created_at: DbTime,
+    pub(crate) input_tokens: Option<i64>,
+    pub(crate) output_tokens: Option<i64>,
+    pub(crate) total_tokens: Option<i64>,
 }
 
 impl MessageRow {
+    /// Its token usage, if it has one.
+    pub(crate) fn usage(&self) -> Result<Option<Usage>> {
+        message_usage(self.input_tokens, self.output_tokens, self.total_tokens)
+    }
+
     pub(crate) fn into_model(self) -> Result<Message> {
         let (branch, seq) = split_seq(self.seq);
+        let usage = self.usage()?;
         Ok(Message {
             id: self.id,
             conversation_id: self.conversation_id,
@@ -188,6 +213,7 @@ impl MessageRow {
                 .transpose()
                 .map_err(corrupt_row)?,
             created_at: self.created_at.utc(),
+            usage,
         })
     }
 }
@@ -217,6 +243,12 @@ pub(crate) struct WindowRow {
     pub(crate) metadata: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
     pub(crate) created_at: Option<DbTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) input_tokens: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) output_tokens: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub(crate) total_tokens: Option<i64>,
 }
 
 impl WindowRow {
@@ -229,6 +261,9 @@ impl WindowRow {
             content: self.content?,
             metadata: self.metadata,
             created_at: self.created_at?,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            total_tokens: self.total_tokens,
         })
     }
 }
@@ -263,6 +298,32 @@ pub(crate) struct NewMessageRow<'a> {
     /// What the full-text index reads instead of the content, if anything: left `None` by the
     /// callers, filled in by [`super::messages::insert`] as the backend's index needs.
     pub(crate) search_text: Option<String>,
+    pub(crate) input_tokens: Option<i64>,
+    pub(crate) output_tokens: Option<i64>,
+    pub(crate) total_tokens: Option<i64>,
+}
+
+/// A message's usage from its three columns: all NULL (none) or all set, none negative.
+pub(crate) fn message_usage(
+    input: Option<i64>,
+    output: Option<i64>,
+    total: Option<i64>,
+) -> Result<Option<Usage>> {
+    match (input, output, total) {
+        (None, None, None) => Ok(None),
+        (Some(input), Some(output), Some(total)) => Usage::from_db(input, output, total)
+            .map(Some)
+            .ok_or_else(|| corrupt_row("a negative token usage")),
+        _ => Err(corrupt_row("a token usage with a part missing")),
+    }
+}
+
+/// A message's usage as its three columns: all NULL, or all set.
+fn usage_columns(usage: Option<Usage>) -> (Option<i64>, Option<i64>, Option<i64>) {
+    match usage.map(Usage::to_db) {
+        Some((input, output, total)) => (Some(input), Some(output), Some(total)),
+        None => (None, None, None),
+    }
 }
 
 impl<'a> NewMessageRow<'a> {
@@ -275,6 +336,7 @@ impl<'a> NewMessageRow<'a> {
         metadata: Option<&'a str>,
         created_at: NaiveDateTime,
     ) -> Self {
+        let (input_tokens, output_tokens, total_tokens) = usage_columns(new.usage());
         NewMessageRow {
             id,
             conversation_id: conversation,
@@ -285,6 +347,9 @@ impl<'a> NewMessageRow<'a> {
             metadata,
             created_at: BindTime(created_at),
             search_text: None,
+            input_tokens,
+            output_tokens,
+            total_tokens,
         }
     }
 
@@ -307,11 +372,15 @@ impl<'a> NewMessageRow<'a> {
             metadata: row.metadata.as_deref(),
             created_at: BindTime(row.created_at.0),
             search_text: None,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            total_tokens: row.total_tokens,
         }
     }
 
     /// The row of the stored message `message` (an import), as `user`'s.
     pub(crate) fn of(user: &'a UserId, message: &'a Message, metadata: Option<&'a str>) -> Self {
+        let (input_tokens, output_tokens, total_tokens) = usage_columns(message.usage);
         NewMessageRow {
             id: message.id,
             conversation_id: message.conversation_id,
@@ -322,6 +391,9 @@ impl<'a> NewMessageRow<'a> {
             metadata,
             created_at: BindTime(message.created_at.naive_utc()),
             search_text: None,
+            input_tokens,
+            output_tokens,
+            total_tokens,
         }
     }
 }

@@ -108,7 +108,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     // before the offset was skipped.
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
+         m.input_tokens, m.output_tokens, m.total_tokens, c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
          WHERE {matches} AND m.user_id = $2 {in_conversation} {hidden} \
          ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
          LIMIT {limit_at} OFFSET {offset_at}) page \
@@ -655,7 +655,7 @@ fn page_rows(
     let marks = vec!["?"; page.len()].join(", ");
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         c.title FROM chatstore_messages m JOIN chatstore_conversations c ON c.id = m.conversation_id \
+         m.input_tokens, m.output_tokens, m.total_tokens, c.title FROM chatstore_messages m JOIN chatstore_conversations c ON c.id = m.conversation_id \
          WHERE m.id IN ({marks})"
     );
     let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();

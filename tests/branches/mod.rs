@@ -558,7 +558,7 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
         .append_messages(&alice, conv, &texts(&["one", "two", "three"]))
         .unwrap();
     drop(store);
-    db.revert_newest_migrations(5);
+    db.revert_newest_migrations(6);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
@@ -567,7 +567,8 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
             "20261203000007",
             "20261203000008",
             "20261204000009",
-            "20261204000010"
+            "20261204000010",
+            "20261204000011"
         ]
     );
     assert_eq!(path(&store, &alice, conv), old);
@@ -1060,7 +1061,7 @@ fn the_row_keeps_the_active_branchs_nearest_ancestors(db: &TestDb) {
     // From before the columns: none kept, the same paths read, kept again once switched.
     let paths = every_path(&store, &alice, conv);
     drop(store);
-    db.revert_newest_migrations(4);
+    db.revert_newest_migrations(5);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
@@ -1068,7 +1069,8 @@ fn the_row_keeps_the_active_branchs_nearest_ancestors(db: &TestDb) {
             "20261203000007",
             "20261203000008",
             "20261204000009",
-            "20261204000010"
+            "20261204000010",
+            "20261204000011"
         ]
     );
     assert_eq!(ancestor_columns(db), [-1; 4]);

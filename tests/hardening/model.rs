@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatstore::{
     BranchId, ChatStore, Conversation, ConversationId, Error, ExportItem, Message, MessageId,
-    NewMessage, Page, Role, UserId, Window,
+    NewMessage, Page, Role, Usage, UserId, Window,
 };
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -30,8 +30,28 @@ struct Draft {
     role: Role,
     content: String,
     metadata: Option<Value>,
+    /// Token usage; now and then one whose total is below input plus output, which the store
+    /// refuses.
+    usage: Option<Usage>,
     /// Appended with a client-supplied id (made when the step runs).
     with_id: bool,
+}
+
+impl Draft {
+    /// Whether the store refuses it, and with which error first: bad content, then bad usage.
+    fn refused(&self) -> Option<fn(&Error) -> bool> {
+        if self.content.contains('\0') {
+            return Some(|e| matches!(e, Error::InvalidContent { .. }));
+        }
+        let usage = self.usage?;
+        (usage.input_tokens + usage.output_tokens > usage.total_tokens)
+            .then_some(|e: &Error| matches!(e, Error::InvalidUsage { .. }))
+    }
+}
+
+/// Why the first refused draft of a batch is refused, if one is.
+fn refused(batch: &[Draft]) -> Option<fn(&Error) -> bool> {
+    batch.iter().find_map(Draft::refused)
 }
 
 /// Which conversation a step acts on.
@@ -152,12 +172,19 @@ fn draft() -> impl Strategy<Value = Draft> {
         // Mostly plain text; now and then a NUL, which the store refuses.
         prop_oneof![9 => "[a-z é日\n]{0,12}", 1 => "[a-z]{0,3}\0[a-z]{0,3}"],
         prop_oneof![3 => Just(None), 1 => (0..5i64).prop_map(|n| Some(json!({ "n": n })))],
+        prop_oneof![
+            2 => Just(None),
+            2 => (0..50u64, 0..50u64, 0..3u64)
+                .prop_map(|(i, o, extra)| Some(Usage::new(i, o).with_total(i + o + extra))),
+            1 => (1..50u64, 1..50u64).prop_map(|(i, o)| Some(Usage::new(i, o).with_total(i))),
+        ],
         any::<bool>(),
     )
-        .prop_map(|(role, content, metadata, with_id)| Draft {
+        .prop_map(|(role, content, metadata, usage, with_id)| Draft {
             role,
             content,
             metadata,
+            usage,
             with_id,
         })
 }
@@ -273,6 +300,17 @@ impl ModelConversation {
         ids.len()
     }
 
+    /// The token usage of every message stored (each once, on whichever branches hold it).
+    fn usage(&self) -> Usage {
+        let mut seen = HashSet::new();
+        std::iter::once(&self.messages)
+            .chain(self.others.values())
+            .flatten()
+            .filter(|m| seen.insert(m.id))
+            .filter_map(|m| m.usage)
+            .sum()
+    }
+
     /// A live branch's path, with the branch.
     fn path_with(&self, id: MessageId) -> Option<&Vec<Message>> {
         std::iter::once(&self.messages)
@@ -316,6 +354,9 @@ fn new_messages<'a>(batch: &'a [(Option<MessageId>, Draft)]) -> Vec<NewMessage<'
             let mut m = NewMessage::new(d.role, &d.content);
             if let Some(meta) = &d.metadata {
                 m = m.with_metadata(meta);
+            }
+            if let Some(usage) = d.usage {
+                m = m.with_usage(usage);
             }
             if let Some(id) = id {
                 m = m.with_id(*id);
@@ -572,11 +613,8 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             let drafts: Vec<(Option<MessageId>, Draft)> =
                 batch.iter().map(|d| (None, d.clone())).collect();
             let result = store.append_sibling(&users[*user], id, of.id, &new_messages(&drafts));
-            if batch.iter().any(|d| d.content.contains('\0')) {
-                assert!(
-                    matches!(result, Err(Error::InvalidContent { .. })),
-                    "{result:?}"
-                );
+            if let Some(expected) = refused(batch) {
+                assert!(result.as_ref().is_err_and(expected), "{result:?}");
                 return None;
             }
             let stored = result.unwrap();
@@ -589,8 +627,8 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             for (k, (m, d)) in stored.iter().zip(batch).enumerate() {
                 assert_eq!((m.seq, m.branch), (of.seq + k as i64, branch));
                 assert_eq!(
-                    (m.role, &m.content, &m.metadata),
-                    (d.role, &d.content, &d.metadata)
+                    (m.role, &m.content, &m.metadata, m.usage),
+                    (d.role, &d.content, &d.metadata, d.usage)
                 );
             }
             let mut path = c.messages[..of.seq as usize - 1].to_vec();
@@ -797,15 +835,12 @@ fn append(
             store.append_if_last_seq_on(&users[user], id, branch, last, &new)
         }
     };
-    let nul = drafts.iter().position(|d| d.content.contains('\0'));
-    let Some(i) = visible.filter(|_| nul.is_none()) else {
-        // Input is checked before ownership: bad content is refused even in a conversation that
-        // is not there.
-        match nul {
-            Some(_) => assert!(
-                matches!(result, Err(Error::InvalidContent { .. })),
-                "{result:?}"
-            ),
+    let bad = refused(drafts);
+    let Some(i) = visible.filter(|_| bad.is_none()) else {
+        // Input is checked before ownership: bad content or usage is refused even in a
+        // conversation that is not there.
+        match bad {
+            Some(expected) => assert!(result.as_ref().is_err_and(expected), "{result:?}"),
             None => assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
         }
         return None;
@@ -837,8 +872,8 @@ fn append(
     for (k, (m, (id, d))) in stored.iter().zip(&batch).enumerate() {
         assert_eq!(m.seq, count + 1 + k as i64, "seqs continue without a gap");
         assert_eq!(
-            (m.role, &m.content, &m.metadata),
-            (d.role, &d.content, &d.metadata)
+            (m.role, &m.content, &m.metadata, m.usage),
+            (d.role, &d.content, &d.metadata, d.usage)
         );
         assert_eq!(m.conversation_id, c.id);
         if let Some(id) = id {
@@ -892,6 +927,13 @@ fn agree(store: &ChatStore, users: &[UserId], model: &Model, touched: Option<usi
             .map(|c| (c.id, c.title, c.message_count, c.updated_at))
             .collect();
         assert_eq!(listed, model.listed(u), "{user}'s list");
+        let usage: Usage = model
+            .conversations
+            .iter()
+            .filter(|c| c.owner == u && !c.deleted)
+            .map(ModelConversation::usage)
+            .sum();
+        assert_eq!(store.usage(user).unwrap(), usage, "{user}'s usage");
     }
     if let Some(c) = touched.map(|i| &model.conversations[i]) {
         let owner = &users[c.owner];
@@ -900,6 +942,8 @@ fn agree(store: &ChatStore, users: &[UserId], model: &Model, touched: Option<usi
             assert!(matches!(read, Err(Error::NotFound)), "{read:?}");
         } else {
             assert_eq!(read.unwrap().messages, c.messages);
+            let totals = store.conversation(owner, c.id).unwrap().usage;
+            assert_eq!(totals, c.usage(), "the conversation's usage, summed");
         }
     }
 }

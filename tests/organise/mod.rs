@@ -12,6 +12,7 @@ use chatstore::{
 use crate::support::{backend_tests, conversation_with, user, TestDb};
 
 mod tags;
+mod usage;
 
 backend_tests! {
     every: [
@@ -477,11 +478,11 @@ fn a_database_from_before_pins_upgrades_in_place(db: &TestDb) {
         .map(|id| store.conversation(&alice, *id).unwrap())
         .collect();
     drop(store);
-    db.revert_newest_migrations(2);
+    db.revert_newest_migrations(3);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
-        ["20261204000009", "20261204000010"]
+        ["20261204000009", "20261204000010", "20261204000011"]
     );
     let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
     assert_eq!(ids(&listed.conversations), newest_first(before.clone()));

@@ -9,7 +9,7 @@ use chatstore::{ChatStore, Error, NewMessage, SearchQuery};
 
 use crate::support::{user, Kind, TestDb};
 
-const VERSIONS: [&str; 10] = [
+const VERSIONS: [&str; 11] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -20,6 +20,7 @@ const VERSIONS: [&str; 10] = [
     "20261203000008",
     "20261204000009",
     "20261204000010",
+    "20261204000011",
 ];
 
 /// Every statement is found present in the shape it makes itself: a database whose version records
@@ -60,7 +61,8 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
             VERSIONS[5],
             VERSIONS[6],
             VERSIONS[8],
-            VERSIONS[9]
+            VERSIONS[9],
+            VERSIONS[10]
         ]
     );
     assert!(store.verify_schema().unwrap().is_complete());
@@ -87,8 +89,9 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
         .unwrap();
     drop(store);
     // Back to before the search index (the words migration after it has no statement, the
-    // catch-up, branches, active-path, pins and tags migrations after that are reverted too).
-    db.revert_newest_migrations(8);
+    // catch-up, branches, active-path, pins, tags and usage migrations after that are reverted
+    // too).
+    db.revert_newest_migrations(9);
     // The search migration's first two statements took effect.
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
@@ -120,7 +123,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
 fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
-    db.revert_newest_migrations(8);
+    db.revert_newest_migrations(9);
     db.execute("ALTER TABLE chatstore_messages ADD COLUMN search_text INT NULL")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();

@@ -334,9 +334,9 @@ fn messages_stored_before_the_index_existed_are_found(db: &TestDb) {
         &["written long ago", "écrit il y a longtemps"],
     );
     drop(store);
-    // Tags, pins, the branches, the index's catch-up after appends, the migration that changed how
-    // words are read, then the one that made the index.
-    db.revert_newest_migrations(8);
+    // Usage, tags, pins, the branches, the index's catch-up after appends, the migration that
+    // changed how words are read, then the one that made the index.
+    db.revert_newest_migrations(9);
     let store = db.open();
     assert_eq!(found(&store, &alice, "ago"), ["written long ago"]);
     assert_eq!(found(&store, &alice, "ecrit"), ["écrit il y a longtemps"]);
@@ -351,9 +351,9 @@ fn messages_indexed_by_the_previous_version_are_read_again(db: &TestDb) {
     let texts = ["мой дом", "Καφές", "สวัสดี", "x² plus", "8e1ba"];
     with_messages(&store, &alice, &texts);
     drop(store);
-    // Tags, pins, the branches, the index's catch-up after appends, then the migration that changed the
-    // rule.
-    db.revert_newest_migrations(7);
+    // Usage, tags, pins, the branches, the index's catch-up after appends, then the migration that
+    // changed the rule.
+    db.revert_newest_migrations(8);
     match db.kind {
         Kind::Mysql => db.execute("DELETE FROM chatstore_message_words").unwrap(),
         _ => db

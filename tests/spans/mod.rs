@@ -211,7 +211,7 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
     drop(db.open());
     // The search migration's first statement took effect; then the run died (the words migration
     // after it had not begun).
-    db.revert_newest_migrations(8);
+    db.revert_newest_migrations(9);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -278,6 +278,14 @@ fn a_half_applied_mysql_migration_is_reported_by_a_warning() {
             "applied",
             "recorded",
             // Tags and metadata: two columns, the tags' table and its index.
+            "applied",
+            "applied",
+            "applied",
+            "applied",
+            "recorded",
+            // Usage: three columns on messages, three on conversations.
+            "applied",
+            "applied",
             "applied",
             "applied",
             "applied",
@@ -401,6 +409,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .rename_conversation(&alice, conv, Some("SECRET-title-bell\u{7}"))
             .unwrap_err();
         store.stats().unwrap();
+        store.usage(&alice).unwrap();
         // A page of one conversation, its record, a window of its five messages.
         let mut items = store.export_user(&alice).map(Result::unwrap);
         let Some(ExportItem::Conversation(mut record)) = items.next() else {
@@ -483,6 +492,7 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("append_message", None, false),
         ("rename_conversation", None, false),
         ("stats", Some("1"), true),
+        ("usage", Some("1"), true),
         ("export_user", Some("1"), true),
         ("export_user", Some("1"), true),
         ("export_user", Some("5"), true),
@@ -534,10 +544,10 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .iter()
             .filter(|e| e.span == Some(id))
             .partition(|e| is_migration_step(e));
-        // MySQL's migration run reports each step (36 in a new database), all `debug`.
+        // MySQL's migration run reports each step (43 in a new database), all `debug`.
         match (operation, db.kind) {
             ("migrate", Kind::Mysql) => {
-                assert_eq!(steps.len(), 36, "{steps:?}");
+                assert_eq!(steps.len(), 43, "{steps:?}");
                 assert!(steps.iter().all(|e| e.level == Level::DEBUG), "{steps:?}");
             }
             _ => assert_eq!(steps.len(), 0, "{operation}: {steps:?}"),

@@ -43,7 +43,7 @@ pub fn snapshot(store: &ChatStore, owner: &UserId, conv: ConversationId) -> (i64
 }
 
 /// That `copy` is `original` copied into another conversation (a fork): new id, the same seq,
-/// role, content, metadata and time.
+/// role, content, metadata, usage and time.
 pub fn assert_copied(copy: &Message, original: &Message) {
     assert_ne!(copy.id, original.id);
     assert_eq!(
@@ -52,6 +52,7 @@ pub fn assert_copied(copy: &Message, original: &Message) {
             copy.role,
             &copy.content,
             &copy.metadata,
+            copy.usage,
             copy.created_at
         ),
         (
@@ -59,6 +60,7 @@ pub fn assert_copied(copy: &Message, original: &Message) {
             original.role,
             &original.content,
             &original.metadata,
+            original.usage,
             original.created_at
         )
     );
