@@ -37,8 +37,9 @@
 //! | `PUT` or `DELETE /conversations/{id}/tags/{tag}` | | the conversation, with the tag added or removed |
 //! | `PUT /conversations/{id}/metadata` | a JSON object, or `null` to clear it | the conversation |
 //! | `GET /tags` | | `{"tags": [{"tag", "conversations", "archived"}]}`: the user's tags and their counts |
+//! | `GET /usage` | | `{"input_tokens", "output_tokens", "total_tokens"}`: the user's token usage, over every conversation |
 //! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
-//! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "id"?}` | 201, the message |
+//! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "usage"?, "id"?}` | 201, the message |
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
 //! | `DELETE /conversations/{id}/messages?after_seq=` | | `{"messages"}`: those after `after_seq`, removed |
 //! | `DELETE /conversations/{id}/messages` | | `{"removed"}`: every message removed, the conversation kept |
@@ -98,7 +99,7 @@ use axum::{Json, Router};
 use chatstore::{
     AsyncChatStore, Branch, BranchId, ContextWindow, Conversation, ConversationCursor,
     ConversationId, Error, Message, MessageId, NewConversation, NewMessage, Page, Role,
-    SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, UserId, Window,
+    SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, Usage, UserId, Window,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -149,6 +150,7 @@ pub fn app(store: AsyncChatStore) -> Router {
             axum::routing::put(set_conversation_metadata),
         )
         .route("/tags", get(list_tags))
+        .route("/usage", get(usage))
         .route(
             "/conversations/{id}/messages",
             get(read_messages)
@@ -618,6 +620,11 @@ async fn list_tags(User(user): User, State(store): Store) -> Result<Json<TagList
     }))
 }
 
+/// The user's token usage: each conversation's is in its own record (`usage`, when not zero).
+async fn usage(User(user): User, State(store): Store) -> Result<Json<Usage>, ApiError> {
+    Ok(Json(store.usage(&user).await?))
+}
+
 async fn delete_conversation(
     User(user): User,
     ConvId(id): ConvId,
@@ -743,6 +750,9 @@ struct MessageBody {
     role: Role,
     content: String,
     metadata: Option<Value>,
+    /// The tokens the model call behind it used: `{"input_tokens", "output_tokens",
+    /// "total_tokens"?}`.
+    usage: Option<Usage>,
     /// A fresh UUID of the client's, so that sending the message again cannot store it twice.
     id: Option<MessageId>,
 }
@@ -752,6 +762,9 @@ impl MessageBody {
         let mut message = NewMessage::new(self.role, &self.content);
         if let Some(metadata) = &self.metadata {
             message = message.with_metadata(metadata);
+        }
+        if let Some(usage) = self.usage {
+            message = message.with_usage(usage);
         }
         if let Some(id) = self.id {
             message = message.with_id(id);

@@ -45,6 +45,7 @@ backend_tests! {
         edit_regenerate_switch_and_siblings_over_http,
         pin_and_archive_over_http,
         tags_and_metadata_over_http,
+        usage_over_http,
     ],
 }
 
@@ -1677,4 +1678,91 @@ async fn tags_and_metadata_over_http(client: Client) {
     assert_eq!(kept, created);
     let mallorys = client.get("mallory", "/tags").await.expect(200);
     assert_eq!(mallorys, json!({"tags": []}));
+}
+
+/// Messages appended with usage return it, alone and in batches; the conversation and the user
+/// carry the totals; a usage that does not add up is a 422 that writes nothing; another user sees
+/// none of it.
+async fn usage_over_http(client: Client) {
+    let conv = client.create("alice", "Costs").await;
+    let messages = format!("/conversations/{conv}/messages");
+    let one = client
+        .post(
+            "alice",
+            &messages,
+            json!({
+                "role": "assistant",
+                "content": "Sure.",
+                "usage": {"input_tokens": 100, "output_tokens": 20},
+            }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        one["usage"],
+        json!({"input_tokens": 100, "output_tokens": 20, "total_tokens": 120})
+    );
+    let batch = client
+        .post(
+            "alice",
+            &messages,
+            json!({"messages": [
+                {"role": "user", "content": "More?"},
+                {"role": "assistant", "content": "Yes.",
+                 "usage": {"input_tokens": 130, "output_tokens": 5, "total_tokens": 140}},
+            ]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(batch["messages"][0].get("usage"), None, "absent when none");
+    assert_eq!(batch["messages"][1]["usage"]["total_tokens"], 140);
+    let totals = json!({"input_tokens": 230, "output_tokens": 25, "total_tokens": 260});
+    let read = client
+        .get("alice", &format!("/conversations/{conv}"))
+        .await
+        .expect(200);
+    assert_eq!(read["usage"], totals);
+    let history = client.get("alice", &messages).await.expect(200);
+    assert_eq!(history["messages"][2]["usage"]["total_tokens"], 140);
+    assert_eq!(client.get("alice", "/usage").await.expect(200), totals);
+
+    // A total below input plus output: refused, nothing written.
+    client
+        .post(
+            "alice",
+            &messages,
+            json!({
+                "role": "assistant",
+                "content": "no",
+                "usage": {"input_tokens": 10, "output_tokens": 10, "total_tokens": 5},
+            }),
+        )
+        .await
+        .expect_error(422);
+    client
+        .post(
+            "alice",
+            &messages,
+            json!({"role": "assistant", "content": "no", "usage": {"input_tokens": -1, "output_tokens": 0}}),
+        )
+        .await
+        .expect_error(422);
+    assert_eq!(client.get("alice", "/usage").await.expect(200), totals);
+    let after = client.get("alice", &messages).await.expect(200);
+    assert_eq!(after["total"], 3);
+
+    // Someone else: their conversation is not found, their usage is their own.
+    client
+        .post(
+            "mallory",
+            &messages,
+            json!({"role": "assistant", "content": "x", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        )
+        .await
+        .expect_error(404);
+    assert_eq!(
+        client.get("mallory", "/usage").await.expect(200),
+        json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0})
+    );
+    assert_eq!(client.get("alice", "/usage").await.expect(200), totals);
 }
