@@ -971,7 +971,7 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
         .lines()
         .map(|line| line.strip_prefix("pending migration ").unwrap())
         .collect();
-    assert_eq!(pending.len(), 10, "{}", run.stdout);
+    assert_eq!(pending.len(), 11, "{}", run.stdout);
     assert_eq!(
         run.stderr,
         "error: the database has no chatstore schema: 11 migration(s) pending\n\
