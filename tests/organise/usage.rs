@@ -342,9 +342,8 @@ fn forks_exports_and_imports_carry_usage(db: &TestDb) {
     let records: Vec<ExportItem> = store.export_user(&alice).map(Result::unwrap).collect();
     let copy_db = TestDb::new(db.kind);
     let copy = copy_db.open();
-    for (conversation, messages) in stored_with_branches(&records) {
-        let (conversation, branches, messages) = (conversation, messages.0, messages.1);
-        copy.import_tree(&alice, &conversation, &branches, &messages)
+    for r in by_conversation(&records) {
+        copy.import_tree(&alice, &r.conversation, &r.branches, &r.messages)
             .unwrap();
     }
     let again: Vec<ExportItem> = copy.export_user(&alice).map(Result::unwrap).collect();
@@ -393,16 +392,25 @@ fn forks_exports_and_imports_carry_usage(db: &TestDb) {
         .is_empty());
 }
 
-/// Each conversation's record with its branches and messages, from an export's records.
-fn stored_with_branches(
-    records: &[ExportItem],
-) -> Vec<(Conversation, (Vec<chatstore::Branch>, Vec<Message>))> {
-    let mut out: Vec<(Conversation, (Vec<chatstore::Branch>, Vec<Message>))> = Vec::new();
+/// A conversation's records in an export: the conversation, its branches, its messages.
+struct Records {
+    conversation: Conversation,
+    branches: Vec<chatstore::Branch>,
+    messages: Vec<Message>,
+}
+
+/// Each conversation's records, from an export's.
+fn by_conversation(records: &[ExportItem]) -> Vec<Records> {
+    let mut out: Vec<Records> = Vec::new();
     for record in records {
         match record {
-            ExportItem::Conversation(c) => out.push((c.clone(), (Vec::new(), Vec::new()))),
-            ExportItem::Branch(b) => out.last_mut().unwrap().1 .0.push(b.clone()),
-            ExportItem::Message(m) => out.last_mut().unwrap().1 .1.push(m.clone()),
+            ExportItem::Conversation(c) => out.push(Records {
+                conversation: c.clone(),
+                branches: Vec::new(),
+                messages: Vec::new(),
+            }),
+            ExportItem::Branch(b) => out.last_mut().unwrap().branches.push(b.clone()),
+            ExportItem::Message(m) => out.last_mut().unwrap().messages.push(m.clone()),
             other => panic!("{other:?}"),
         }
     }
