@@ -20,6 +20,8 @@ pub struct FloorMessage {
     pub content: String,
     pub metadata: Option<Value>,
     pub created_at: DateTime<Utc>,
+    /// Input, output and total tokens: `Some` only when all three columns are set.
+    pub usage: Option<(i64, i64, i64)>,
 }
 
 /// A conversation as the floor reads it.
@@ -35,35 +37,49 @@ pub struct FloorConversation {
     pub list_rank: i16,
     pub metadata: Option<Value>,
     pub tags: Vec<String>,
+    /// The conversation's running totals: input, output and total tokens.
+    pub usage: (i64, i64, i64),
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at";
-const CONVERSATION_COLUMNS: &str =
-    "id, user_id, title, created_at, updated_at, message_count, list_rank, metadata, tags";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at, \
+     input_tokens, output_tokens, total_tokens";
+const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, message_count, \
+     list_rank, metadata, tags, input_tokens, output_tokens, total_tokens";
 /// The list of one tag: a range of the tags' index, each row joined to its conversation by key.
 const TAGGED_COLUMNS: &str = "c.id, c.user_id, c.title, c.created_at, c.updated_at, \
-     c.message_count, c.list_rank, c.metadata, c.tags";
+     c.message_count, c.list_rank, c.metadata, c.tags, c.input_tokens, c.output_tokens, \
+     c.total_tokens";
 const TAGGED_FROM: &str = "chatstore_conversation_tags t JOIN chatstore_conversations c \
      ON c.id = t.conversation_id AND c.user_id = t.user_id";
 const TAGGED_ORDER: &str = "t.list_rank BETWEEN 1 AND 2 \
      ORDER BY t.list_rank DESC, t.updated_at DESC, t.conversation_id DESC";
 
-/// Reserves the seqs and bumps `updated_at` (never backwards), as the store's append does.
+/// Reserves the seqs, bumps `updated_at` (never backwards) and adds the batch's token usage to the
+/// totals, as the store's append does. (SQLite numbers `$n` parameters by first appearance, so they
+/// appear in order.)
 const RESERVE: &str = "UPDATE chatstore_conversations SET message_count = message_count + $1, \
-     updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END \
-     WHERE id = $3 AND user_id = $4 RETURNING message_count, updated_at";
+     updated_at = CASE WHEN updated_at > $2 THEN updated_at ELSE $2 END, \
+     input_tokens = input_tokens + $3, output_tokens = output_tokens + $4, \
+     total_tokens = total_tokens + $5 \
+     WHERE id = $6 AND user_id = $7 RETURNING message_count, updated_at";
 /// A conversation's system messages, through the partial index on role = 'system'.
-const SYSTEM: &str = "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-     FROM chatstore_messages WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 \
-     ORDER BY seq";
+const SYSTEM: &str = "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
+     input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+     WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 ORDER BY seq";
 /// Full-text search, newest first, as the store runs it: the owner's token in the index next to the
 /// words, and the owner's condition.
-const SEARCH_COLUMNS: &str =
-    "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, c.title";
+/// The message's columns first (as `MESSAGE_COLUMNS`, decoded by the same decoders), then the
+/// title, as the store's select lists them.
+const SEARCH_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, \
+     m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, c.title";
+/// The title's index in a search hit's row (`SEARCH_COLUMNS`).
+const SEARCH_TITLE: usize = 10;
 /// A retry-safe append's first step: is the client's id already stored?
 const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = $1";
-const MESSAGE_INSERT_COLUMNS: &str =
-    "id, conversation_id, user_id, seq, role, content, metadata, created_at";
+const MESSAGE_INSERT_COLUMNS: &str = "id, conversation_id, user_id, seq, role, content, metadata, \
+     created_at, input_tokens, output_tokens, total_tokens";
+/// One row's placeholders for `MESSAGE_INSERT_COLUMNS`.
+const MESSAGE_INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
@@ -80,29 +96,56 @@ fn role(text: &str) -> Role {
     text.parse().expect("known role")
 }
 
+/// A message's usage from its three columns: all set, or none.
+fn usage(input: Option<i64>, output: Option<i64>, total: Option<i64>) -> Option<(i64, i64, i64)> {
+    match (input, output, total) {
+        (Some(input), Some(output), Some(total)) => Some((input, output, total)),
+        _ => None,
+    }
+}
+
+/// A new message's usage columns, as the store writes them: all three set, or all NULL.
+fn usage_columns(message: &NewMessage<'_>) -> [Option<i64>; 3] {
+    let tokens = |n: u64| Some(i64::try_from(n).expect("tokens fit in a BIGINT"));
+    match message.usage() {
+        Some(u) => [u.input_tokens, u.output_tokens, u.total_tokens].map(tokens),
+        None => [None; 3],
+    }
+}
+
+/// What a batch adds to its conversation's totals: the sums of its messages' usage columns.
+fn usage_sums(columns: &[[Option<i64>; 3]]) -> [i64; 3] {
+    let sum = |k: usize| columns.iter().filter_map(|c| c[k]).sum::<i64>();
+    [sum(0), sum(1), sum(2)]
+}
+
 /// MySQL's statements where they differ from the others': `?` placeholders, no RETURNING (the
 /// store reads the reserved count back under the row lock its UPDATE took).
 mod my {
     pub const RESERVE: &str =
         "UPDATE chatstore_conversations SET message_count = message_count + ?, \
-         updated_at = CASE WHEN updated_at > ? THEN updated_at ELSE ? END \
+         updated_at = CASE WHEN updated_at > ? THEN updated_at ELSE ? END, \
+         input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
+         total_tokens = total_tokens + ? \
          WHERE id = ? AND user_id = ?";
     pub const RESERVED: &str =
         "SELECT message_count, updated_at FROM chatstore_conversations WHERE id = ?";
     pub const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = ?";
     pub const SYSTEM: &str =
-        "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-         FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? AND role = 'system' \
-         AND seq <= ? ORDER BY seq";
+        "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
+         input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+         WHERE conversation_id = ? AND user_id = ? AND role = 'system' AND seq <= ? ORDER BY seq";
     pub const LOAD_ALL: &str =
-        "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-         FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? ORDER BY seq";
+        "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
+         input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+         WHERE conversation_id = ? AND user_id = ? ORDER BY seq";
     pub const BEFORE: &str =
-        "SELECT id, conversation_id, seq, role, content, metadata, created_at \
-         FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? AND seq < ? \
-         ORDER BY seq DESC LIMIT ?";
+        "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
+         input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+         WHERE conversation_id = ? AND user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?";
     pub const LIST: &str = "SELECT id, user_id, title, created_at, updated_at, message_count, \
-         list_rank, metadata, tags FROM chatstore_conversations \
+         list_rank, metadata, tags, input_tokens, output_tokens, total_tokens \
+         FROM chatstore_conversations \
          WHERE user_id = ? AND list_rank BETWEEN 1 AND 2 \
          ORDER BY list_rank DESC, updated_at DESC, id DESC LIMIT ?";
     /// A one-word search's candidates, newest first, as the store's statement reads them.
@@ -150,14 +193,19 @@ impl PgFloor {
         let append = prepare(
             "WITH reserved AS (UPDATE chatstore_conversations \
              SET message_count = message_count + $3, \
-             updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END \
+             updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END, \
+             input_tokens = input_tokens + $9, output_tokens = output_tokens + $10, \
+             total_tokens = total_tokens + $11 \
              WHERE id = $1 AND user_id = $2 RETURNING message_count, updated_at), \
              inserted AS (INSERT INTO chatstore_messages \
-             (id, conversation_id, user_id, seq, role, content, metadata, created_at) \
+             (id, conversation_id, user_id, seq, role, content, metadata, created_at, \
+             input_tokens, output_tokens, total_tokens) \
              SELECT m.id, $1, $2, reserved.message_count - $3 + m.ord, m.role, m.content, \
-             m.metadata, reserved.updated_at FROM reserved, \
-             unnest($5::bytea[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
-             AS m(id, role, content, metadata, ord)), \
+             m.metadata, reserved.updated_at, m.input_tokens, m.output_tokens, m.total_tokens \
+             FROM reserved, \
+             unnest($5::bytea[], $6::text[], $7::text[], $8::text[], \
+             $12::int8[], $13::int8[], $14::int8[]) WITH ORDINALITY \
+             AS m(id, role, content, metadata, input_tokens, output_tokens, total_tokens, ord)), \
              touched AS (UPDATE chatstore_conversation_tags t \
              SET updated_at = reserved.updated_at FROM reserved \
              WHERE t.conversation_id = $1 AND t.user_id = $2) \
@@ -207,7 +255,7 @@ impl PgFloor {
     }
 }
 
-/// The message in a row's first seven columns (`MESSAGE_COLUMNS`).
+/// The message in a row's first ten columns (`MESSAGE_COLUMNS`).
 fn pg_message(row: &postgres::Row) -> FloorMessage {
     FloorMessage {
         id: uuid(row.get(0)),
@@ -217,6 +265,7 @@ fn pg_message(row: &postgres::Row) -> FloorMessage {
         content: row.get(4),
         metadata: metadata(row.get(5)),
         created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
+        usage: usage(row.get(7), row.get(8), row.get(9)),
     }
 }
 
@@ -229,6 +278,7 @@ fn sqlite_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FloorMessage> {
         content: row.get(4)?,
         metadata: metadata(row.get(5)?),
         created_at: row.get::<_, NaiveDateTime>(6)?.and_utc(),
+        usage: usage(row.get(7)?, row.get(8)?, row.get(9)?),
     })
 }
 
@@ -245,11 +295,14 @@ type MysqlMessageRow = (
     String,
     Option<String>,
     NaiveDateTime,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
-fn mysql_message(
-    (id, conversation_id, seq, role_text, content, meta, created_at): MysqlMessageRow,
-) -> FloorMessage {
+fn mysql_message(row: MysqlMessageRow) -> FloorMessage {
+    let (id, conversation_id, seq, role_text, content, meta, created_at, input, output, total) =
+        row;
     FloorMessage {
         id: uuid(&id),
         conversation_id: uuid(&conversation_id),
@@ -258,6 +311,7 @@ fn mysql_message(
         content,
         metadata: metadata(meta),
         created_at: created_at.and_utc(),
+        usage: usage(input, output, total),
     }
 }
 
@@ -325,6 +379,8 @@ impl Floor {
             .iter()
             .map(|m| m.id().map_or_else(Uuid::now_v7, |id| id.as_uuid()))
             .collect();
+        let usage: Vec<[Option<i64>; 3]> = batch.iter().map(usage_columns).collect();
+        let [input, output, total] = usage_sums(&usage);
         match self {
             Floor::Sqlite(conn) => {
                 let tx = conn
@@ -346,12 +402,20 @@ impl Floor {
                     .prepare_cached(RESERVE)
                     .expect(RESERVE)
                     .query_row(
-                        rusqlite::params![n, now(), conv.as_bytes(), user.as_str()],
+                        rusqlite::params![
+                            n,
+                            now(),
+                            input,
+                            output,
+                            total,
+                            conv.as_bytes(),
+                            user.as_str()
+                        ],
                         |row| Ok((row.get(0)?, row.get(1)?)),
                     )
                     .expect("reserve");
                 let first = count - n + 1;
-                // Multi-row INSERTs of up to 1,000 rows (8,000 binds), which beat a prepared
+                // Multi-row INSERTs of up to 1,000 rows (11,000 binds), which beat a prepared
                 // single-row INSERT in a loop by a fifth on a 1,000-message batch.
                 let metadata: Vec<Option<String>> = batch
                     .iter()
@@ -365,10 +429,10 @@ impl Floor {
                     let end = (start + 1000).min(batch.len());
                     let sql = format!(
                         "INSERT INTO chatstore_messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
-                        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; end - start].join(", ")
+                        vec![MESSAGE_INSERT_ROW; end - start].join(", ")
                     );
                     let mut params: Vec<&dyn rusqlite::ToSql> =
-                        Vec::with_capacity(8 * (end - start));
+                        Vec::with_capacity(11 * (end - start));
                     for i in start..end {
                         params.extend([
                             ids[i].as_bytes() as &dyn rusqlite::ToSql,
@@ -379,6 +443,9 @@ impl Floor {
                             &contents[i],
                             &metadata[i],
                             &created_at,
+                            &usage[i][0],
+                            &usage[i][1],
+                            &usage[i][2],
                         ]);
                     }
                     tx.prepare_cached(&sql)
@@ -400,6 +467,7 @@ impl Floor {
                 let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
                 let roles: Vec<&str> = batch.iter().map(|m| m.role().as_str()).collect();
                 let contents: Vec<&str> = batch.iter().map(|m| m.content()).collect();
+                let column = |k: usize| usage.iter().map(|u| u[k]).collect::<Vec<Option<i64>>>();
                 let row = pg
                     .client
                     .query_one(
@@ -413,6 +481,12 @@ impl Floor {
                             &roles,
                             &contents,
                             &metadata,
+                            &input,
+                            &output,
+                            &total,
+                            &column(0),
+                            &column(1),
+                            &column(2),
                         ],
                     )
                     .expect("append");
@@ -433,8 +507,11 @@ impl Floor {
                 }
                 let now = now();
                 let conv = conv.as_bytes().as_slice();
-                conn.exec_drop(my::RESERVE, (n, now, now, conv, user.as_str()))
-                    .expect("reserve");
+                conn.exec_drop(
+                    my::RESERVE,
+                    (n, now, now, input, output, total, conv, user.as_str()),
+                )
+                .expect("reserve");
                 assert_eq!(conn.affected_rows(), 1, "the user's conversation");
                 let (count, created_at): (i64, NaiveDateTime) = conn
                     .exec_first(my::RESERVED, (conv,))
@@ -445,9 +522,9 @@ impl Floor {
                 for (chunk, start) in batch.chunks(1000).zip((0..).step_by(1000)) {
                     let sql = format!(
                         "INSERT INTO chatstore_messages ({MESSAGE_INSERT_COLUMNS}) VALUES {}",
-                        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                        vec![MESSAGE_INSERT_ROW; chunk.len()].join(", ")
                     );
-                    let mut params: Vec<mysql::Value> = Vec::with_capacity(8 * chunk.len());
+                    let mut params: Vec<mysql::Value> = Vec::with_capacity(11 * chunk.len());
                     for (i, m) in chunk.iter().enumerate() {
                         params.extend([
                             ids[start + i].as_bytes().as_slice().into(),
@@ -458,6 +535,9 @@ impl Floor {
                             m.content().into(),
                             m.metadata().map(Value::to_string).into(),
                             created_at.into(),
+                            usage[start + i][0].into(),
+                            usage[start + i][1].into(),
+                            usage[start + i][2].into(),
                         ]);
                     }
                     conn.exec_drop(&sql, params).expect("insert");
@@ -570,7 +650,7 @@ impl Floor {
                 let mut statement = conn.prepare_cached(&sql).expect("search");
                 statement
                     .query_map(rusqlite::params![matching, user.as_str(), limit], |row| {
-                        Ok((sqlite_message(row)?, row.get(7)?))
+                        Ok((sqlite_message(row)?, row.get(SEARCH_TITLE)?))
                     })
                     .expect("search")
                     .collect::<rusqlite::Result<_>>()
@@ -583,7 +663,7 @@ impl Floor {
                     .query(&statement, &[&query, &user.as_str(), &limit])
                     .expect("search")
                     .iter()
-                    .map(|row| (pg_message(row), row.get(7)))
+                    .map(|row| (pg_message(row), row.get(SEARCH_TITLE)))
                     .collect()
             }
             // The store's statements for a query of one short word: the page's ids, then its
@@ -611,9 +691,24 @@ impl Floor {
                         .exec_map(
                             &sql,
                             params,
-                            |(id, conv, seq, role, content, meta, created, title)| {
+                            |(
+                                id,
+                                conv,
+                                seq,
+                                role,
+                                content,
+                                meta,
+                                created,
+                                input,
+                                output,
+                                total,
+                                title,
+                            )| {
                                 (
-                                    mysql_message((id, conv, seq, role, content, meta, created)),
+                                    mysql_message((
+                                        id, conv, seq, role, content, meta, created, input, output,
+                                        total,
+                                    )),
                                     title,
                                 )
                             },
@@ -660,8 +755,24 @@ impl Floor {
             i16,
             Option<String>,
             Option<String>,
+            i64,
+            i64,
+            i64,
         );
-        let decode = |(id, user_id, title, created, updated, count, rank, meta, tags): Row| {
+        let decode = |(
+            id,
+            user_id,
+            title,
+            created,
+            updated,
+            count,
+            rank,
+            meta,
+            tags,
+            input,
+            output,
+            total,
+        ): Row| {
             FloorConversation {
                 id: uuid(&id),
                 user_id,
@@ -674,6 +785,7 @@ impl Floor {
                 tags: tags.map_or_else(Vec::new, |t| {
                     serde_json::from_str(&t).expect("a JSON array of tags")
                 }),
+                usage: (input, output, total),
             }
         };
         match self {
@@ -707,6 +819,9 @@ impl Floor {
                         row.get(6).expect("list_rank"),
                         row.get(7).expect("metadata"),
                         row.get(8).expect("tags"),
+                        row.get(9).expect("input_tokens"),
+                        row.get(10).expect("output_tokens"),
+                        row.get(11).expect("total_tokens"),
                     )));
                 }
                 listed
@@ -729,6 +844,9 @@ impl Floor {
                             row.get(6),
                             row.get(7),
                             row.get(8),
+                            row.get(9),
+                            row.get(10),
+                            row.get(11),
                         ))
                     })
                     .collect()
