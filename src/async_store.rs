@@ -9,8 +9,8 @@ use tokio::task::JoinError;
 use crate::{
     Backend, Branch, BranchId, ChatStore, ContextOptions, ContextWindow, Conversation,
     ConversationId, ConversationPage, DeletedCounts, Error, Message, MessageId, MessagePage,
-    NewConversation, NewMessage, Page, Result, SchemaReport, SearchQuery, SearchResults, Siblings,
-    StoreBuilder, StoreStats, Tag, TagCount, Usage, UserId, Window,
+    NewConversation, NewMessage, Page, Result, Retention, SchemaReport, SearchQuery, SearchResults,
+    Siblings, StoreBuilder, StoreStats, Tag, TagCount, Usage, UserId, Window,
 };
 
 /// A [`ChatStore`] for async code (cargo feature `tokio`): the same calls as `async fn`s, each
@@ -1166,6 +1166,43 @@ impl AsyncChatStore {
     /// As [`ChatStore::stats`]; [`Error::TaskFailed`].
     pub async fn stats(&self) -> Result<StoreStats> {
         self.run(ChatStore::stats).await
+    }
+
+    /// [`ChatStore::purge`], on the blocking pool: `progress` runs there, after each batch.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// # use std::ops::ControlFlow;
+    /// # use chatstore::{AsyncChatStore, Retention, UserId};
+    /// # let store = AsyncChatStore::open(":memory:").await?;
+    /// # let alice = UserId::new("alice")?;
+    /// store.create_conversation(&alice, None).await?;
+    /// let everything = Retention::not_updated_since(chrono::Utc::now());
+    /// let deleted = store.purge(&everything, |_| ControlFlow::Continue(())).await?;
+    /// assert_eq!(deleted.conversations, 1);
+    /// # Ok::<(), chatstore::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ChatStore::purge`]; [`Error::TaskFailed`].
+    pub async fn purge(
+        &self,
+        retention: &Retention,
+        progress: impl FnMut(&DeletedCounts) -> std::ops::ControlFlow<()> + Send + 'static,
+    ) -> Result<DeletedCounts> {
+        let retention = retention.clone();
+        self.run(move |s| s.purge(&retention, progress)).await
+    }
+
+    /// [`ChatStore::purge_preview`], on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`ChatStore::purge_preview`]; [`Error::TaskFailed`].
+    pub async fn purge_preview(&self, retention: &Retention) -> Result<DeletedCounts> {
+        let retention = retention.clone();
+        self.run(move |s| s.purge_preview(&retention)).await
     }
 
     /// [`ChatStore::usage`], on the blocking pool.

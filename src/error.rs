@@ -11,7 +11,7 @@ use crate::ids::BranchId;
 /// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
 /// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
 /// [`InvalidTag`](Error::InvalidTag), [`TooManyTags`](Error::TooManyTags),
-/// [`InvalidUsage`](Error::InvalidUsage),
+/// [`InvalidUsage`](Error::InvalidUsage), [`InvalidCutoff`](Error::InvalidCutoff),
 /// [`InvalidId`](Error::InvalidId), [`InvalidImport`](Error::InvalidImport)) are found before
 /// anything is written: the database is left as it was.
 ///
@@ -116,6 +116,13 @@ pub enum Error {
         /// The largest total a message may have ([`Usage::MAX_TOKENS`](crate::Usage::MAX_TOKENS)).
         max: u64,
     },
+
+    /// A retention rule's cutoff is later than now: a purge would delete conversations appended
+    /// to while it runs (see [`ChatStore::purge`](crate::ChatStore::purge)). Nothing was deleted.
+    #[error(
+        "the cutoff {0} is later than now: a purge deletes what was not updated since a past time"
+    )]
+    InvalidCutoff(chrono::DateTime<chrono::Utc>),
 
     /// A string given as a conversation or message id is not a UUID (its first 64 characters).
     #[error("invalid id {0:?}: not a UUID")]
@@ -536,6 +543,7 @@ impl Error {
                 | Error::InvalidTag(_)
                 | Error::TooManyTags { .. }
                 | Error::InvalidUsage { .. }
+                | Error::InvalidCutoff(_)
                 | Error::InvalidId(_)
                 | Error::InvalidImport(_)
                 | Error::InvalidCursor(_)
@@ -913,6 +921,7 @@ pub(crate) mod tests {
             Error::MetadataTooLarge { bytes: 2, max: 1 },
             Error::InvalidTag(TextError::Empty),
             Error::TooManyTags { tags: 2, max: 1 },
+            Error::InvalidCutoff(chrono::DateTime::UNIX_EPOCH),
             Error::InvalidUsage {
                 input_tokens: 2,
                 output_tokens: 2,

@@ -9,6 +9,7 @@
 
 mod export;
 mod lists;
+mod retention;
 mod tags;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@ mod branch;
 mod conversation;
 mod counts;
 mod message;
+mod retention;
 mod tag;
 mod usage;
 
@@ -13,6 +14,7 @@ pub use conversation::{Conversation, NewConversation};
 pub use counts::{DeletedCounts, StoreStats};
 pub(crate) use message::metadata_text;
 pub use message::{Message, Metadata, NewMessage, Role, MAX_METADATA_DEPTH};
+pub use retention::Retention;
 pub use tag::{Tag, TagCount};
 pub use usage::Usage;
 

@@ -14,6 +14,7 @@ pub(crate) mod messages;
 pub(crate) mod migrations;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql_migrations;
+pub(crate) mod retention;
 pub(crate) mod rows;
 pub(crate) mod search;
 pub(crate) mod tags;

@@ -11,6 +11,7 @@ use chatstore::{
 
 use crate::support::{backend_tests, conversation_with, user, TestDb};
 
+mod retention;
 mod tags;
 mod usage;
 

@@ -410,6 +410,11 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
             .unwrap_err();
         store.stats().unwrap();
         store.usage(&alice).unwrap();
+        let long_ago = chatstore::Retention::not_updated_since(chrono::DateTime::UNIX_EPOCH);
+        store.purge_preview(&long_ago).unwrap();
+        store
+            .purge(&long_ago, |_| std::ops::ControlFlow::Continue(()))
+            .unwrap();
         // A page of one conversation, its record, a window of its five messages.
         let mut items = store.export_user(&alice).map(Result::unwrap);
         let Some(ExportItem::Conversation(mut record)) = items.next() else {
@@ -493,6 +498,8 @@ fn every_operation_records_its_name_backend_rows_and_time_and_nothing_personal(d
         ("rename_conversation", None, false),
         ("stats", Some("1"), true),
         ("usage", Some("1"), true),
+        ("purge_preview", Some("0"), true),
+        ("purge", Some("0"), true),
         ("export_user", Some("1"), true),
         ("export_user", Some("1"), true),
         ("export_user", Some("5"), true),

@@ -1,0 +1,157 @@
+//! Retention: the conversations not updated since a cutoff, found a batch at a time in id order,
+//! counted, and deleted with everything they hold (messages, branches, tags and the search index's
+//! entries go by `ON DELETE CASCADE` and its triggers).
+
+use chrono::NaiveDateTime;
+use diesel::dsl::{count_star, sql};
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use super::columns::BindTime;
+use super::MultiBackend;
+use crate::conn::{Backend, Conn};
+use crate::ids::{ConversationId, UserId};
+use crate::schema::conversations::dsl::*;
+use crate::Result;
+
+/// A conversation a purge found: its id, owner and how many messages it stores (every branch's).
+#[derive(Clone)]
+pub(crate) struct Stale {
+    pub(crate) id: ConversationId,
+    pub(crate) user: UserId,
+    pub(crate) messages: i64,
+}
+
+/// Up to `limit` conversations (`user`'s, or every user's) whose `updated_at` is before `cutoff`,
+/// in id order after `after`: a keyset walk of the primary key, so that a purge reads each
+/// conversation once however many batches it takes.
+pub(crate) fn stale(
+    conn: &mut Conn,
+    user: Option<&UserId>,
+    cutoff: NaiveDateTime,
+    after: Option<ConversationId>,
+    limit: i64,
+) -> Result<Vec<Stale>> {
+    let mut query = conversations
+        .filter(updated_at.lt(BindTime(cutoff)))
+        .select((id, user_id, message_count - branch_fork + off_branch))
+        .order(id)
+        .limit(limit)
+        .into_boxed::<MultiBackend>();
+    if let Some(user) = user {
+        query = query.filter(user_id.eq(user));
+    }
+    if let Some(after) = after {
+        query = query.filter(id.gt(after));
+    }
+    let rows: Vec<(ConversationId, UserId, i64)> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(conv, owner, messages)| Stale {
+            id: conv,
+            user: owner,
+            messages,
+        })
+        .collect())
+}
+
+/// How many conversations (`user`'s, or every user's) were not updated since `cutoff`, and how many
+/// messages they store: one statement.
+pub(crate) fn count(
+    conn: &mut Conn,
+    user: Option<&UserId>,
+    cutoff: NaiveDateTime,
+) -> Result<(i64, i64)> {
+    // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back.
+    let sum = match conn.backend() {
+        Backend::Sqlite | Backend::Postgres => {
+            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS BIGINT)"
+        }
+        Backend::Mysql => {
+            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS SIGNED)"
+        }
+    };
+    let mut query = conversations
+        .filter(updated_at.lt(BindTime(cutoff)))
+        .select((count_star(), sql::<BigInt>(sum)))
+        .into_boxed::<MultiBackend>();
+    if let Some(user) = user {
+        query = query.filter(user_id.eq(user));
+    }
+    Ok(query.get_result(conn)?)
+}
+
+/// Deletes those of `user`'s conversations `ids` that are still not updated since `cutoff` (one
+/// appended to since it was found stays), in the caller's transaction; returns how many messages
+/// each deleted one stored. On the servers the delete waits for an append holding a
+/// conversation's row and then reads the row the append committed, so an append either commits
+/// first and keeps its conversation, or finds it gone (`NotFound`): none is lost.
+pub(crate) fn delete(
+    conn: &mut Conn,
+    user: &UserId,
+    ids: &[ConversationId],
+    cutoff: NaiveDateTime,
+) -> Result<Vec<i64>> {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    let doomed = conversations
+        .filter(user_id.eq(user))
+        .filter(id.eq_any(ids))
+        .filter(updated_at.lt(BindTime(cutoff)));
+    Ok(match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => diesel::delete(doomed)
+            .returning(message_count - branch_fork + off_branch)
+            .get_results(c)?,
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => diesel::delete(doomed)
+            .returning(message_count - branch_fork + off_branch)
+            .get_results(c)?,
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => delete_mysql(c, user, ids, cutoff)?,
+    })
+}
+
+/// MySQL has no RETURNING: the conversations still not updated since `cutoff` are locked by
+/// primary key (as an append's UPDATE locks its row; see `conversations::delete_all_mysql`), their
+/// counts read under the locks — a locking read sees what an append committed — and exactly
+/// those deleted.
+#[cfg(feature = "mysql")]
+fn delete_mysql(
+    conn: &mut diesel::MysqlConnection,
+    user: &UserId,
+    ids: &[ConversationId],
+    cutoff: NaiveDateTime,
+) -> Result<Vec<i64>> {
+    use diesel::sql_types::{Binary, Datetime, Text};
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = Binary, column_name = id)]
+        conversation: ConversationId,
+        #[diesel(sql_type = BigInt, column_name = message_count)]
+        count: i64,
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let mut lock = diesel::sql_query(format!(
+        "SELECT id, message_count - branch_fork + off_branch AS message_count \
+         FROM chatstore_conversations FORCE INDEX (PRIMARY) \
+         WHERE user_id = ? AND updated_at < ? AND id IN ({marks}) FOR UPDATE"
+    ))
+    .into_boxed::<diesel::mysql::Mysql>()
+    .bind::<Text, _>(user.as_str())
+    .bind::<Datetime, _>(cutoff);
+    for conv in ids {
+        lock = lock.bind::<Binary, _>(conv);
+    }
+    let locked: Vec<Locked> = lock.load(conn)?;
+    let locked_ids: Vec<ConversationId> = locked.iter().map(|l| l.conversation).collect();
+    diesel::delete(
+        conversations
+            .filter(user_id.eq(user))
+            .filter(id.eq_any(locked_ids)),
+    )
+    .execute(conn)?;
+    Ok(locked.iter().map(|l| l.count).collect())
+}
