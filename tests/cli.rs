@@ -23,6 +23,7 @@ backend_tests! {
         export_import_export_gives_identical_lines,
         a_malformed_or_refused_import_names_its_line_and_writes_nothing_of_it,
         delete_user_is_refused_without_yes,
+        purge_counts_with_dry_run_and_deletes_with_yes,
         an_export_that_cannot_be_renamed_into_place_leaves_no_partial_file,
         an_export_the_store_fails_leaves_no_partial_file,
         an_exported_file_is_readable_by_its_owner_only,
@@ -748,6 +749,82 @@ fn delete_user_is_refused_without_yes(db: &TestDb) {
     );
 }
 
+/// `purge`: refused without `--yes`, counted by `--dry-run` without a change, then done, in text
+/// and JSON, for one user or all; a cutoff in the future or unreadable is refused.
+fn purge_counts_with_dry_run_and_deletes_with_yes(db: &TestDb) {
+    seed(db);
+    let seeded = stats(&db.url);
+    // Everything the seed wrote is older than now; nothing older than 30 days.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let refused = chatstore(&db.url, &["purge", "--not-updated-since", &now]).expect(1);
+    assert!(
+        refused.stderr.contains("without --yes"),
+        "{}",
+        refused.stderr
+    );
+    let none = chatstore(&db.url, &["purge", "--not-updated-since", "30d", "--yes"]).expect(0);
+    assert!(
+        none.stdout
+            .starts_with("deleted 0 conversations, 0 messages not updated since "),
+        "{}",
+        none.stdout
+    );
+    let dry = chatstore(
+        &db.url,
+        &[
+            "purge",
+            "--not-updated-since",
+            &now,
+            "--user",
+            "alice",
+            "--dry-run",
+        ],
+    )
+    .expect(0);
+    assert_eq!(
+        dry.stdout,
+        format!(
+            "would delete 3 conversations, 1238 messages of user \"alice\" not updated since {now}\n"
+        )
+    );
+    assert_eq!(stats(&db.url), seeded);
+    let run = chatstore(
+        &db.url,
+        &[
+            "purge",
+            "--json",
+            "--not-updated-since",
+            &now,
+            "--user",
+            "alice",
+            "--batch",
+            "1",
+            "--yes",
+        ],
+    )
+    .expect(0);
+    assert_eq!(
+        json_line(&run.stdout),
+        json!({"cutoff": now, "user": "alice", "dry_run": false, "conversations": 3, "messages": 1238})
+    );
+    assert_eq!(
+        stats(&db.url),
+        json!({"users": 1, "conversations": 1, "messages": 1})
+    );
+    let all = chatstore(
+        &db.url,
+        &["purge", "--json", "--not-updated-since", &now, "--yes"],
+    )
+    .expect(0);
+    assert_eq!(json_line(&all.stdout)["conversations"], 1);
+    assert_eq!(json_line(&all.stdout)["user"], Value::Null);
+    // Refused before anything is opened or changed: the future, and what is no time.
+    for bad in ["2999-01-01T00:00:00Z", "yesterday", "-5d"] {
+        let run = chatstore(&db.url, &["purge", "--not-updated-since", bad, "--dry-run"]);
+        assert_ne!(run.code, 0, "{bad}");
+    }
+}
+
 #[test]
 fn a_bad_url_is_a_clear_error_with_exit_code_3() {
     let run = chatstore("oracle://app:secret@db/chat", &["stats"]).expect(3);
@@ -884,6 +961,7 @@ const NOT_MIGRATING: &[&[&str]] = &[
     &["export", "--user", "alice"],
     &["import", "--user", "alice"],
     &["delete-user", "--user", "alice", "--yes"],
+    &["purge", "--not-updated-since", "30d", "--yes"],
 ];
 
 /// Runs each command but `migrate` on `db`, in text and with `--json`: each exits 4 with `said`

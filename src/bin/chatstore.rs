@@ -4,7 +4,8 @@
 //! cargo run --features cli --bin chatstore -- --database-url sqlite://chat.db migrate
 //! ```
 //!
-//! Subcommands: `migrate`, `verify`, `stats`, `index`, `export`, `import`, `delete-user`, `reset`; `--help`
+//! Subcommands: `migrate`, `verify`, `stats`, `index`, `export`, `import`, `delete-user`, `purge`,
+//! `reset`; `--help`
 //! on each says more. Only `migrate` changes the schema (and creates a SQLite file): the others
 //! open a database only if chatstore's schema is there and up to date (exit 4 otherwise), and
 //! `reset` drops it. Export and import use JSON lines: one [`ExportItem`] a line, each
@@ -28,8 +29,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chatstore::{
-    Branch, ChatStore, Conversation, Error, ExportItem, Message, Migrations, SchemaReport,
-    StoreBuilder, UserId,
+    Branch, ChatStore, Conversation, DeletedCounts, Error, ExportItem, Message, Migrations,
+    Retention, SchemaReport, StoreBuilder, UserId,
 };
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -56,6 +57,8 @@ line:
   export       {\"user\":\"alice\",\"conversations\":3,\"messages\":1238}
   import       {\"user\":\"alice\",\"conversations\":3,\"messages\":1238,\"skipped\":0}
   delete-user  {\"user\":\"alice\",\"conversations\":3,\"messages\":1238}
+  purge        {\"cutoff\":\"<RFC 3339>\",\"user\":\"alice\"|null,\"dry_run\":false,
+               \"conversations\":3,\"messages\":1238}
   reset        {\"reset\":true}
 and an error is one JSON object on standard error: {\"error\":\"<message>\",\"code\":<exit code>},
 with \"note\" when there is more to say and, from import, \"imported\" (what it wrote before the
@@ -158,6 +161,31 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Deletes the conversations not updated since a time (a retention policy), every user's or
+    /// one user's, with their messages. Refused without --yes, unless --dry-run.
+    ///
+    /// It deletes in batches, each its own short transaction, while the application keeps
+    /// writing: a conversation appended to during the purge is kept. A purge that is interrupted
+    /// keeps what it deleted; run it again to delete the rest. A progress display counts the
+    /// deleted conversations on standard error when that is a terminal.
+    Purge {
+        /// The cutoff: an RFC 3339 time (2026-01-31T00:00:00Z), or a number of days before now
+        /// (90d). Conversations whose last update is earlier go.
+        #[arg(long, value_name = "TIME", value_parser = parse_cutoff)]
+        not_updated_since: chrono::DateTime<chrono::Utc>,
+        /// Only this user's conversations (default: every user's).
+        #[arg(long, value_parser = parse_user)]
+        user: Option<UserId>,
+        /// Conversations per transaction.
+        #[arg(long, default_value_t = Retention::DEFAULT_BATCH)]
+        batch: u32,
+        /// Counts what would be deleted, deleting nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirms the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Drops chatstore's own tables, with every conversation and message, and its version
     /// table. For development and test databases. Refused without --yes.
     ///
@@ -169,6 +197,23 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// An RFC 3339 time, or `N` days before now (`90d`).
+fn parse_cutoff(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Some(days) = s.strip_suffix('d') {
+        let days: i64 = days
+            .parse()
+            .map_err(|_| format!("{s:?} is neither a number of days (90d) nor an RFC 3339 time"))?;
+        return chrono::Duration::try_days(days)
+            .and_then(|ago| chrono::Utc::now().checked_sub_signed(ago))
+            .ok_or_else(|| format!("{s:?} is too many days"));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .map_err(|e| {
+            format!("{s:?} is not an RFC 3339 time (2026-01-31T00:00:00Z) nor days (90d): {e}")
+        })
 }
 
 fn parse_user(s: &str) -> Result<UserId, String> {
@@ -383,6 +428,26 @@ fn run(url: &str, command: Command, report: Report) -> Outcome {
                 ),
             )?;
             delete_user(&open(url, Migrations::Verify)?, &user, report)
+        }
+        Command::Purge {
+            not_updated_since,
+            user,
+            batch,
+            dry_run,
+            yes,
+        } => {
+            if !dry_run {
+                confirmed(
+                    yes,
+                    "refusing to delete the conversations not updated since the cutoff without \
+                     --yes (--dry-run counts them)",
+                )?;
+            }
+            let mut retention = Retention::not_updated_since(not_updated_since).batch_size(batch);
+            if let Some(user) = user {
+                retention = retention.of_user(user);
+            }
+            purge(&open(url, Migrations::Verify)?, &retention, dry_run, report)
         }
         Command::Reset { yes } => {
             confirmed(
@@ -943,6 +1008,50 @@ fn json_error(error: &serde_json::Error) -> String {
         0 => format!(": {message}"),
         column => format!(", column {column}: {message}"),
     }
+}
+
+fn purge(store: &ChatStore, retention: &Retention, dry_run: bool, report: Report) -> Outcome {
+    let counts = match dry_run {
+        true => store
+            .purge_preview(retention)
+            .map_err(|e| Failure::store("counting what the purge would delete", e))?,
+        false => {
+            let bar = progress(None, "{spinner} deleted: {msg} [{elapsed}]");
+            let deleted = store.purge(retention, |so_far: &DeletedCounts| {
+                bar.set_message(format!(
+                    "{} conversations, {} messages",
+                    so_far.conversations, so_far.messages
+                ));
+                std::ops::ControlFlow::Continue(())
+            });
+            bar.finish_and_clear();
+            deleted.map_err(|e| Failure::store("purging", e))?
+        }
+    };
+    let cutoff = retention
+        .cutoff()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let whose = match retention.user() {
+        Some(user) => format!(" of user {:?}", user.as_str()),
+        None => String::new(),
+    };
+    let verb = match dry_run {
+        true => "would delete",
+        false => "deleted",
+    };
+    report.result(
+        &format!(
+            "{verb} {} conversations, {} messages{whose} not updated since {cutoff}\n",
+            counts.conversations, counts.messages
+        ),
+        &json!({
+            "cutoff": cutoff,
+            "user": retention.user().map(UserId::as_str),
+            "dry_run": dry_run,
+            "conversations": counts.conversations,
+            "messages": counts.messages,
+        }),
+    )
 }
 
 fn delete_user(store: &ChatStore, user: &UserId, report: Report) -> Outcome {
