@@ -28,6 +28,7 @@
 //! | --- | --- | --- |
 //! | `POST /conversations` | `{"title"?, "tags"?, "metadata"?}` or none | 201, the conversation |
 //! | `GET /conversations?limit=&cursor=&archived=&tag=` | | `{"conversations", "next_cursor"?}`: pinned first; with `archived=true` the archived ones, with `tag=` those with that tag |
+//! | `DELETE /conversations?not_updated_since=&dry_run=` | | `{"conversations", "messages"}`: the user's conversations not updated since that RFC 3339 time, deleted (or, with `dry_run=true`, counted) |
 //! | `GET /conversations/{id}` | | the conversation |
 //! | `PATCH /conversations/{id}` | `{"title"}` (`null` clears it) | the conversation |
 //! | `DELETE /conversations/{id}` | | 204 |
@@ -98,8 +99,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatstore::{
     AsyncChatStore, Branch, BranchId, ContextWindow, Conversation, ConversationCursor,
-    ConversationId, Error, Message, MessageId, NewConversation, NewMessage, Page, Role,
-    SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, Usage, UserId, Window,
+    ConversationId, DeletedCounts, Error, Message, MessageId, NewConversation, NewMessage, Page,
+    Retention, Role, SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, Usage,
+    UserId, Window,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -121,7 +123,9 @@ pub fn app(store: AsyncChatStore) -> Router {
     Router::new()
         .route(
             "/conversations",
-            get(list_conversations).post(create_conversation),
+            get(list_conversations)
+                .post(create_conversation)
+                .delete(purge_conversations),
         )
         .route(
             "/conversations/{id}",
@@ -478,6 +482,35 @@ async fn list_conversations(
         next_cursor,
     };
     Ok((AppendHeaders(links), Json(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeParams {
+    /// An RFC 3339 time, not later than now.
+    not_updated_since: chrono::DateTime<chrono::Utc>,
+    /// `true`: count, delete nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The user's own retention: their conversations not updated since a time, deleted (a batch per
+/// transaction) or counted.
+async fn purge_conversations(
+    User(user): User,
+    State(store): Store,
+    params: Result<Query<PurgeParams>, QueryRejection>,
+) -> Result<Json<DeletedCounts>, ApiError> {
+    let Query(params) = params?;
+    let retention = Retention::not_updated_since(params.not_updated_since).of_user(user);
+    Ok(Json(match params.dry_run {
+        true => store.purge_preview(&retention).await?,
+        false => {
+            store
+                .purge(&retention, |_| std::ops::ControlFlow::Continue(()))
+                .await?
+        }
+    }))
 }
 
 async fn get_conversation(

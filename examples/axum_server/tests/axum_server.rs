@@ -46,6 +46,7 @@ backend_tests! {
         pin_and_archive_over_http,
         tags_and_metadata_over_http,
         usage_over_http,
+        retention_over_http,
     ],
 }
 
@@ -1765,4 +1766,58 @@ async fn usage_over_http(client: Client) {
         json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0})
     );
     assert_eq!(client.get("alice", "/usage").await.expect(200), totals);
+}
+
+/// A user's own retention: counted with `dry_run=true`, then deleted; another user's
+/// conversations stay; a cutoff in the future is a 422 and one that is no time a 400.
+async fn retention_over_http(client: Client) {
+    let first = client.create("alice", "Old one").await;
+    client
+        .post(
+            "alice",
+            &format!("/conversations/{first}/messages"),
+            json!({"role": "user", "content": "hello"}),
+        )
+        .await
+        .expect(201);
+    client.create("alice", "Old two").await;
+    let bobs = client.create("bob", "Bob's").await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let counted = client
+        .delete(
+            "alice",
+            &format!("/conversations?not_updated_since={now}&dry_run=true"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(counted, json!({"conversations": 2, "messages": 1}));
+    let listed = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 2);
+    let deleted = client
+        .delete("alice", &format!("/conversations?not_updated_since={now}"))
+        .await
+        .expect(200);
+    assert_eq!(deleted, counted);
+    let listed = client.get("alice", "/conversations").await.expect(200);
+    assert_eq!(listed["conversations"], json!([]));
+    client
+        .get("bob", &format!("/conversations/{bobs}"))
+        .await
+        .expect(200);
+
+    client
+        .delete(
+            "alice",
+            "/conversations?not_updated_since=2999-01-01T00:00:00Z",
+        )
+        .await
+        .expect_error(422);
+    client
+        .delete("alice", "/conversations?not_updated_since=yesterday")
+        .await
+        .expect_error(400);
+    client
+        .delete("alice", "/conversations")
+        .await
+        .expect_error(400);
 }
