@@ -300,7 +300,29 @@ pub(crate) fn set_rank(
 ///   conversation created after the read is not the caller's to count, and stays.
 #[cfg(feature = "mysql")]
 fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &UserId) -> Result<Vec<i64>> {
-    use diesel::sql_types::{Binary, Text};
+    let ids: Vec<ConversationId> = conversations
+        .filter(user_id.eq(user))
+        .select(id)
+        .load(conn)?;
+    let mut counts = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        counts.extend(delete_locked_mysql(conn, user, chunk, None)?);
+    }
+    Ok(counts)
+}
+
+/// Locks those of the user's conversations `ids` (not updated since `before`, if given) by
+/// primary key, reads how many messages each stores under the locks — a locking read sees what
+/// an append committed — and deletes exactly those; returns their counts. See
+/// [`delete_all_mysql`] for why by primary key.
+#[cfg(feature = "mysql")]
+pub(crate) fn delete_locked_mysql(
+    conn: &mut diesel::MysqlConnection,
+    user: &UserId,
+    ids: &[ConversationId],
+    before: Option<NaiveDateTime>,
+) -> Result<Vec<i64>> {
+    use diesel::sql_types::{Binary, Datetime, Text};
     #[derive(QueryableByName)]
     struct Locked {
         #[diesel(sql_type = Binary, column_name = id)]
@@ -308,34 +330,36 @@ fn delete_all_mysql(conn: &mut diesel::MysqlConnection, user: &UserId) -> Result
         #[diesel(sql_type = diesel::sql_types::BigInt, column_name = message_count)]
         count: i64,
     }
-    let ids: Vec<ConversationId> = conversations
-        .filter(user_id.eq(user))
-        .select(id)
-        .load(conn)?;
-    let mut counts = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let mut lock = diesel::sql_query(format!(
-            "SELECT id, message_count - branch_fork + off_branch AS message_count \
-             FROM chatstore_conversations FORCE INDEX (PRIMARY) \
-             WHERE user_id = ? AND id IN ({marks}) FOR UPDATE"
-        ))
-        .into_boxed::<diesel::mysql::Mysql>()
-        .bind::<Text, _>(user.as_str());
-        for conv in chunk {
-            lock = lock.bind::<Binary, _>(conv);
-        }
-        let locked: Vec<Locked> = lock.load(conn)?;
-        let locked_ids: Vec<ConversationId> = locked.iter().map(|l| l.conversation).collect();
-        diesel::delete(
-            conversations
-                .filter(user_id.eq(user))
-                .filter(id.eq_any(locked_ids)),
-        )
-        .execute(conn)?;
-        counts.extend(locked.iter().map(|l| l.count));
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(counts)
+    let marks = vec!["?"; ids.len()].join(", ");
+    let older = match before {
+        Some(_) => " AND updated_at < ?",
+        None => "",
+    };
+    let mut lock = diesel::sql_query(format!(
+        "SELECT id, message_count - branch_fork + off_branch AS message_count \
+         FROM chatstore_conversations FORCE INDEX (PRIMARY) \
+         WHERE user_id = ?{older} AND id IN ({marks}) FOR UPDATE"
+    ))
+    .into_boxed::<diesel::mysql::Mysql>()
+    .bind::<Text, _>(user.as_str());
+    if let Some(before) = before {
+        lock = lock.bind::<Datetime, _>(before);
+    }
+    for conv in ids {
+        lock = lock.bind::<Binary, _>(conv);
+    }
+    let locked: Vec<Locked> = lock.load(conn)?;
+    let locked_ids: Vec<ConversationId> = locked.iter().map(|l| l.conversation).collect();
+    diesel::delete(
+        conversations
+            .filter(user_id.eq(user))
+            .filter(id.eq_any(locked_ids)),
+    )
+    .execute(conn)?;
+    Ok(locked.iter().map(|l| l.count).collect())
 }
 
 /// `now`, or the stored `updated_at` if that is later: a writer whose clock reading is older than the

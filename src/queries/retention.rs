@@ -106,52 +106,8 @@ pub(crate) fn delete(
         Conn::Pg(c) => diesel::delete(doomed)
             .returning(message_count - branch_fork + off_branch)
             .get_results(c)?,
+        // No RETURNING: locked, counted and deleted, as a user's data is.
         #[cfg(feature = "mysql")]
-        Conn::Mysql(c) => delete_mysql(c, user, ids, cutoff)?,
+        Conn::Mysql(c) => super::conversations::delete_locked_mysql(c, user, ids, Some(cutoff))?,
     })
-}
-
-/// MySQL has no RETURNING: the conversations still not updated since `cutoff` are locked by
-/// primary key (as an append's UPDATE locks its row; see `conversations::delete_all_mysql`), their
-/// counts read under the locks — a locking read sees what an append committed — and exactly
-/// those deleted.
-#[cfg(feature = "mysql")]
-fn delete_mysql(
-    conn: &mut diesel::MysqlConnection,
-    user: &UserId,
-    ids: &[ConversationId],
-    cutoff: NaiveDateTime,
-) -> Result<Vec<i64>> {
-    use diesel::sql_types::{Binary, Datetime, Text};
-    #[derive(QueryableByName)]
-    struct Locked {
-        #[diesel(sql_type = Binary, column_name = id)]
-        conversation: ConversationId,
-        #[diesel(sql_type = BigInt, column_name = message_count)]
-        count: i64,
-    }
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; ids.len()].join(", ");
-    let mut lock = diesel::sql_query(format!(
-        "SELECT id, message_count - branch_fork + off_branch AS message_count \
-         FROM chatstore_conversations FORCE INDEX (PRIMARY) \
-         WHERE user_id = ? AND updated_at < ? AND id IN ({marks}) FOR UPDATE"
-    ))
-    .into_boxed::<diesel::mysql::Mysql>()
-    .bind::<Text, _>(user.as_str())
-    .bind::<Datetime, _>(cutoff);
-    for conv in ids {
-        lock = lock.bind::<Binary, _>(conv);
-    }
-    let locked: Vec<Locked> = lock.load(conn)?;
-    let locked_ids: Vec<ConversationId> = locked.iter().map(|l| l.conversation).collect();
-    diesel::delete(
-        conversations
-            .filter(user_id.eq(user))
-            .filter(id.eq_any(locked_ids)),
-    )
-    .execute(conn)?;
-    Ok(locked.iter().map(|l| l.count).collect())
 }
