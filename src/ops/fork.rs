@@ -36,7 +36,7 @@ pub(crate) fn fork(
         .ok_or(Error::NotFound)?
         .into_model()?;
     let (tags, metadata) = row.tags_and_metadata()?;
-    let conversation = Conversation {
+    let mut conversation = Conversation {
         id: fork,
         user_id: user.clone(),
         title: row.title.clone(),
@@ -54,7 +54,6 @@ pub(crate) fn fork(
     let path = ConversationRow::tree(&row, stored).path(last.branch, last.seq);
     conversations::insert(conn, &NewConversationRow::of(user, &conversation))?;
     tags::insert(conn, user, &conversation)?;
-    let mut conversation = conversation;
     for segment in path.into_iter().rev() {
         conversation.usage = conversation.usage + copy(conn, user, source, segment, fork)?;
     }
