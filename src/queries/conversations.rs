@@ -445,35 +445,22 @@ fn change_usage(
 /// The user's token usage over all their conversations, in one statement over their rows (the
 /// index on `user_id` finds them).
 pub(crate) fn user_usage(conn: &mut Conn, user: &UserId) -> Result<Usage> {
-    use diesel::sql_types::Text;
-    #[derive(QueryableByName)]
-    struct Totals {
-        #[diesel(sql_type = BigInt)]
-        input: i64,
-        #[diesel(sql_type = BigInt)]
-        output: i64,
-        #[diesel(sql_type = BigInt)]
-        total: i64,
-    }
-    // PostgreSQL sums BIGINTs as NUMERIC and MySQL as DECIMAL: cast back to the 64-bit integers
-    // the columns hold (SQLite sums integers as an integer).
-    let (sql, mark) = match conn.backend() {
-        Backend::Sqlite => ("COALESCE(SUM({c}), 0)", "?"),
-        Backend::Postgres => ("CAST(COALESCE(SUM({c}), 0) AS BIGINT)", "$1"),
-        Backend::Mysql => ("CAST(COALESCE(SUM({c}), 0) AS SIGNED)", "?"),
+    // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back (SQLite sums
+    // integers as an integer, and takes either cast).
+    let cast = match conn.backend() {
+        Backend::Sqlite | Backend::Postgres => "BIGINT",
+        Backend::Mysql => "SIGNED",
     };
-    let sum = |column: &str, name: &str| format!("{} AS {name}", sql.replace("{c}", column));
-    let text = format!(
-        "SELECT {}, {}, {} FROM chatstore_conversations WHERE user_id = {mark}",
-        sum("input_tokens", "input"),
-        sum("output_tokens", "output"),
-        sum("total_tokens", "total"),
-    );
-    let totals: Totals = diesel::sql_query(text)
-        .into_boxed::<MultiBackend>()
-        .bind::<Text, _>(user)
+    let sum = |column: &str| sql::<BigInt>(&format!("CAST(COALESCE(SUM({column}), 0) AS {cast})"));
+    let (input, output, total): (i64, i64, i64) = conversations
+        .filter(user_id.eq(user))
+        .select((
+            sum("input_tokens"),
+            sum("output_tokens"),
+            sum("total_tokens"),
+        ))
         .get_result(conn)?;
-    Usage::from_db(totals.input, totals.output, totals.total)
+    Usage::from_db(input, output, total)
         .ok_or_else(|| crate::models::corrupt_row("a negative usage total"))
 }
 
