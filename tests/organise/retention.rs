@@ -226,11 +226,13 @@ fn a_purge_runs_in_short_batches_and_resumes_after_a_stop(db: &TestDb) {
         .is_empty());
 }
 
-/// While one thread purges, another appends to old and new conversations — the newest old ones
-/// first, which the purge reaches last — and the purge waits after each batch for another append:
-/// every append that succeeded is kept (its conversation was updated, so it stays), every one
-/// refused found its conversation already gone, and no conversation older than the cutoff
-/// survives unless an append made it newer.
+/// While one thread purges, two others append. One appends to the older half of the old
+/// conversations and to the new ones as fast as it can, racing the purge's batches. The other
+/// takes turns with the purge — an append before its first batch and one after each — to the
+/// newest old conversations first, which the purge reaches last. Every append that succeeded is
+/// kept (its conversation was updated, so it stays), every one refused found its conversation
+/// already gone, and no conversation older than the cutoff survives unless an append made it
+/// newer.
 fn nothing_appended_during_a_purge_is_lost(db: &TestDb) {
     let store = db.open();
     let alice = user("alice");
@@ -240,37 +242,59 @@ fn nothing_appended_during_a_purge_is_lost(db: &TestDb) {
     let new: Vec<ConversationId> = (0..3)
         .map(|_| from_days_ago(&store, &alice, 1, 1, "new"))
         .collect();
+    let (raced, in_turn) = old.split_at(old.len() / 2);
     let retention = Retention::not_updated_since(cutoff(30)).batch_size(3);
-    let (done, tried) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let done = AtomicBool::new(false);
+    let (batches, tried) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let append = |conv, k: usize, appended: &mut Vec<chatstore::Message>| {
+        let message = NewMessage::user(format!("during {k}"));
+        match store.append_message(&alice, conv, message) {
+            Ok(m) => appended.push(m),
+            Err(Error::NotFound) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
     let (deleted, appended) = std::thread::scope(|s| {
-        let appender = s.spawn(|| {
+        let racer = s.spawn(|| {
             let mut appended = Vec::new();
-            let targets = old.iter().rev().chain(&new).cycle();
+            let targets = raced.iter().chain(&new).cycle();
             for (k, &conv) in targets.enumerate() {
-                if done.load(Ordering::Acquire) && k >= old.len() {
+                if done.load(Ordering::Acquire) {
                     break;
                 }
-                let message = NewMessage::user(format!("during {k}"));
-                match store.append_message(&alice, conv, message) {
-                    Ok(m) => appended.push(m),
-                    Err(Error::NotFound) => {}
-                    Err(e) => panic!("{e}"),
+                append(conv, k, &mut appended);
+            }
+            appended
+        });
+        let taker = s.spawn(|| {
+            let mut appended = Vec::new();
+            for (k, &conv) in in_turn.iter().rev().enumerate() {
+                // Its k-th append waits for the purge's k-th batch (or its end).
+                while batches.load(Ordering::Acquire) < k && !done.load(Ordering::Acquire) {
+                    std::thread::yield_now();
                 }
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                append(conv, k, &mut appended);
                 tried.store(k + 1, Ordering::Release);
             }
             appended
         });
         let deleted = store
             .purge(&retention, |_| {
-                let before = tried.load(Ordering::Acquire);
-                while tried.load(Ordering::Acquire) == before {
+                let batch = batches.fetch_add(1, Ordering::AcqRel) + 1;
+                // The append that this batch allowed, unless every one is made.
+                while tried.load(Ordering::Acquire) < (batch + 1).min(in_turn.len()) {
                     std::thread::yield_now();
                 }
                 ControlFlow::Continue(())
             })
             .unwrap();
         done.store(true, Ordering::Release);
-        (deleted, appender.join().unwrap())
+        let mut appended = racer.join().unwrap();
+        appended.extend(taker.join().unwrap());
+        (deleted, appended)
     });
     for m in &appended {
         let read = store
@@ -293,9 +317,13 @@ fn nothing_appended_during_a_purge_is_lost(db: &TestDb) {
         );
     }
     assert_eq!(deleted.conversations as usize, old.len() - survivors.len());
-    // The first append, to the newest old conversation, came before the first batch's end.
+    // The first append in turn, to the newest old conversation, came before any batch; the
+    // purge deleted some of the others in turn before the appends reached them.
     assert!(survivors.contains(&old[old.len() - 1]), "{survivors:?}");
-    assert!(deleted.conversations > 0);
+    assert!(
+        in_turn.iter().any(|c| !survivors.contains(c)),
+        "{survivors:?}"
+    );
     assert_eq!(
         store.purge_preview(&retention).unwrap(),
         DeletedCounts::default()
