@@ -22,9 +22,15 @@ pub(crate) struct Stale {
     pub(crate) messages: i64,
 }
 
-/// Up to `limit` conversations (`user`'s, or every user's) whose `updated_at` is before `cutoff`,
-/// in id order after `after`: a keyset walk of the primary key, so that a purge reads each
-/// conversation once however many batches it takes.
+/// Up to `limit` conversations (`user`'s, or every user's) whose `updated_at` is before `cutoff`.
+///
+/// Every user's are read in id order after `after`: a keyset walk of the primary key, which reads
+/// each conversation once however many batches the purge takes. One user's are read through the
+/// lists' index, which starts with the owner, in no particular order and from the start each
+/// time (`after` is not used): what a batch found is then deleted or, appended to meanwhile, no
+/// longer stale, so the next read finds the next ones, and no read sorts. (Ordered by id, the
+/// read took the same index on PostgreSQL and SQLite, with statistics or without, and sorted what
+/// it found: EXPLAIN on 400,000 conversations of 2,000 users.)
 pub(crate) fn stale(
     conn: &mut Conn,
     user: Option<&UserId>,
@@ -35,14 +41,12 @@ pub(crate) fn stale(
     let mut query = conversations
         .filter(updated_at.lt(BindTime(cutoff)))
         .select((id, user_id, message_count - branch_fork + off_branch))
-        .order(id)
         .limit(limit)
         .into_boxed::<MultiBackend>();
-    if let Some(user) = user {
-        query = query.filter(user_id.eq(user));
-    }
-    if let Some(after) = after {
-        query = query.filter(id.gt(after));
+    match (user, after) {
+        (Some(user), _) => query = query.filter(user_id.eq(user)),
+        (None, None) => query = query.order(id),
+        (None, Some(after)) => query = query.filter(id.gt(after)).order(id),
     }
     let rows: Vec<(ConversationId, UserId, i64)> = query.load(conn)?;
     Ok(rows

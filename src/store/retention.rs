@@ -63,6 +63,9 @@ impl ChatStore {
             let limit = i64::from(retention.batch());
             let mut deleted = DeletedCounts::default();
             let mut after = None;
+            // What a round that deleted nothing found: found again, the purge would go round in
+            // circles (one user's are read from the start each round).
+            let mut stuck = None;
             loop {
                 let found = self.with_conn(|conn| {
                     retention::stale(conn, retention.user(), cutoff, after, limit)
@@ -70,7 +73,14 @@ impl ChatStore {
                 let Some(last) = found.last() else {
                     return Ok(deleted);
                 };
+                let ids: Vec<_> = found.iter().map(|s| s.id).collect();
+                if stuck.as_ref() == Some(&ids) {
+                    return Err(models::corrupt_row(
+                        "conversations a purge found stale again after deleting them",
+                    ));
+                }
                 after = Some(last.id);
+                let before = deleted.conversations;
                 for batch in batches(&found) {
                     // One statement per owner: on Citus each runs on the owner's node.
                     let mut batch = batch.to_vec();
@@ -93,6 +103,7 @@ impl ChatStore {
                 if (found.len() as i64) < limit {
                     return Ok(deleted);
                 }
+                stuck = (deleted.conversations == before).then_some(ids);
             }
         })
     }

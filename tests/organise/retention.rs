@@ -150,17 +150,31 @@ fn a_purge_deletes_what_was_not_updated_since_the_cutoff_and_nothing_else(db: &T
     );
 }
 
-/// A purge of one user's conversations deletes only theirs.
+/// A purge of one user's conversations deletes only theirs, a batch at a time.
 fn a_purge_of_one_user_leaves_the_others(db: &TestDb) {
     let store = db.open();
     let (alice, bob) = (user("alice"), user("bob"));
-    let alices = from_days_ago(&store, &alice, 100, 2, "old");
+    let alices: Vec<ConversationId> = (0..5)
+        .map(|_| from_days_ago(&store, &alice, 100, 2, "old"))
+        .collect();
+    let recent = from_days_ago(&store, &alice, 1, 1, "recent");
     let bobs = from_days_ago(&store, &bob, 100, 2, "old");
-    let retention = Retention::not_updated_since(cutoff(30)).of_user(alice.clone());
+    let retention = Retention::not_updated_since(cutoff(30))
+        .of_user(alice.clone())
+        .batch_size(2);
     let would = store.purge_preview(&retention).unwrap();
-    assert_eq!((would.conversations, would.messages), (1, 2));
-    assert_eq!(store.purge(&retention, every_batch).unwrap(), would);
-    assert!(!exists(&store, &alice, alices));
+    assert_eq!((would.conversations, would.messages), (5, 10));
+    let mut batches = 0;
+    let deleted = store
+        .purge(&retention, |_| {
+            batches += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(deleted, would);
+    assert_eq!(batches, 3);
+    assert!(alices.iter().all(|&c| !exists(&store, &alice, c)));
+    assert!(exists(&store, &alice, recent));
     assert!(exists(&store, &bob, bobs));
     assert_eq!(store.usage(&bob).unwrap(), Usage::new(4, 2));
 }
