@@ -1245,7 +1245,11 @@ async fn the_context_route_serves_the_next_prompt_within_the_budget(client: Clie
 async fn the_routers_own_errors_are_json(client: Client) {
     let conv = client.create("alice", "Mine").await;
     let not_allowed = [
-        (Method::PUT, "/conversations".to_owned(), "GET,HEAD,POST,DELETE"),
+        (
+            Method::PUT,
+            "/conversations".to_owned(),
+            "GET,HEAD,POST,DELETE",
+        ),
         (
             Method::POST,
             format!("/conversations/{conv}"),
