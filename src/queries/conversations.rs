@@ -27,26 +27,29 @@ pub(crate) fn insert(conn: &mut Conn, row: &NewConversationRow<'_>) -> Result<()
     }
 }
 
+/// `SUM(expr)` over the conversations' rows as a 64-bit integer, 0 for none: PostgreSQL sums a
+/// BIGINT as a NUMERIC and MySQL as a DECIMAL, so the sum is cast back (SQLite takes either cast).
+pub(crate) fn sum(backend: Backend, expr: &str) -> diesel::expression::SqlLiteral<BigInt> {
+    let cast = match backend {
+        Backend::Sqlite | Backend::Postgres => "BIGINT",
+        Backend::Mysql => "SIGNED",
+    };
+    sql::<BigInt>(&format!("CAST(COALESCE(SUM({expr}), 0) AS {cast})"))
+}
+
+/// A conversation's stored messages: its active branch's path, less what it shares with
+/// ancestors, plus every other branch's own (see `tree.rs`); its count alone without branches.
+pub(crate) const STORED_MESSAGES: &str = "message_count - branch_fork + off_branch";
+
 /// Store-wide totals, in one statement over the conversations table: the users who own a
 /// conversation, the conversations, and the sum of their message counts (which the store keeps
 /// equal to their messages; the messages table is never read).
 pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
-    // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back.
-    // A conversation's messages: its active branch's path, less what it shares with ancestors,
-    // plus every other branch's own (see `tree.rs`); its count alone without branches.
-    let sum = match conn.backend() {
-        Backend::Sqlite | Backend::Postgres => {
-            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS BIGINT)"
-        }
-        Backend::Mysql => {
-            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS SIGNED)"
-        }
-    };
     Ok(conversations
         .select((
             count(user_id).aggregate_distinct(),
             count_star(),
-            sql::<BigInt>(sum),
+            sum(conn.backend(), STORED_MESSAGES),
         ))
         .get_result(conn)?)
 }
@@ -445,19 +448,13 @@ fn change_usage(
 /// The user's token usage over all their conversations, in one statement over their rows (the
 /// index on `user_id` finds them).
 pub(crate) fn user_usage(conn: &mut Conn, user: &UserId) -> Result<Usage> {
-    // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back (SQLite sums
-    // integers as an integer, and takes either cast).
-    let cast = match conn.backend() {
-        Backend::Sqlite | Backend::Postgres => "BIGINT",
-        Backend::Mysql => "SIGNED",
-    };
-    let sum = |column: &str| sql::<BigInt>(&format!("CAST(COALESCE(SUM({column}), 0) AS {cast})"));
+    let backend = conn.backend();
     let (input, output, total): (i64, i64, i64) = conversations
         .filter(user_id.eq(user))
         .select((
-            sum("input_tokens"),
-            sum("output_tokens"),
-            sum("total_tokens"),
+            sum(backend, "input_tokens"),
+            sum(backend, "output_tokens"),
+            sum(backend, "total_tokens"),
         ))
         .get_result(conn)?;
     Usage::from_db(input, output, total)

@@ -1,18 +1,17 @@
-//! Retention: the conversations not updated since a cutoff, found a batch at a time in id order,
-//! counted, and deleted with everything they hold (messages, branches, tags and the search index's
+//! Retention: the conversations not updated since a cutoff, found a batch at a time (see
+//! [`stale`]), counted, and deleted with everything they hold (messages, branches, tags and the search index's
 //! entries go by `ON DELETE CASCADE` and its triggers).
 
-use chrono::NaiveDateTime;
-use diesel::dsl::{count_star, sql};
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
-
 use super::columns::BindTime;
+use super::conversations::{sum, STORED_MESSAGES};
 use super::MultiBackend;
-use crate::conn::{Backend, Conn};
+use crate::conn::Conn;
 use crate::ids::{ConversationId, UserId};
 use crate::schema::conversations::dsl::*;
 use crate::Result;
+use chrono::NaiveDateTime;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
 
 /// A conversation a purge found: its id, owner and how many messages it stores (every branch's).
 #[derive(Clone)]
@@ -66,18 +65,10 @@ pub(crate) fn count(
     user: Option<&UserId>,
     cutoff: NaiveDateTime,
 ) -> Result<(i64, i64)> {
-    // SUM of a BIGINT is a NUMERIC on PostgreSQL and a DECIMAL on MySQL: cast back.
-    let sum = match conn.backend() {
-        Backend::Sqlite | Backend::Postgres => {
-            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS BIGINT)"
-        }
-        Backend::Mysql => {
-            "CAST(COALESCE(SUM(message_count - branch_fork + off_branch), 0) AS SIGNED)"
-        }
-    };
+    let messages = sum(conn.backend(), STORED_MESSAGES);
     let mut query = conversations
         .filter(updated_at.lt(BindTime(cutoff)))
-        .select((count_star(), sql::<BigInt>(sum)))
+        .select((count_star(), messages))
         .into_boxed::<MultiBackend>();
     if let Some(user) = user {
         query = query.filter(user_id.eq(user));
