@@ -143,7 +143,9 @@ impl ChatStore {
 /// The cutoff as stored times compare, if it is not later than now.
 fn checked_cutoff(retention: &Retention) -> Result<chrono::NaiveDateTime> {
     let cutoff = retention.cutoff();
-    if cutoff > models::now() {
+    // The clock as it reads, not `models::now()`: truncated to the microsecond, that was earlier
+    // than a caller's `Utc::now()` taken in the same microsecond, and refused it.
+    if cutoff > chrono::Utc::now() {
         return Err(Error::InvalidCutoff(cutoff));
     }
     Ok(cutoff.naive_utc())
