@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::ids::BranchId;
-use crate::models::{Message, Role};
+use crate::models::{Message, Part, Role};
 use crate::{Error, Result};
 
 /// Options for [`ChatStore::context_window_with`](crate::ChatStore::context_window_with).
@@ -96,14 +96,35 @@ pub struct ContextWindow {
     pub branch: BranchId,
 }
 
-/// The default cost of a message: the characters (Unicode scalar values) of its content and of its
-/// metadata as JSON text, which carries tool calls' arguments into the prompt.
+/// The default cost of a message: the characters (Unicode scalar values) of its content, of its
+/// text parts, and of its metadata as JSON text, which carries tool calls' arguments into the
+/// prompt. Images and files cost nothing here (what one costs depends on the model): a cost
+/// function of the application's own can price them.
+///
+/// ```
+/// use chatstore::{char_cost, Attachment, ChatStore, NewMessage, Part, Reference, UserId};
+///
+/// let store = ChatStore::open(":memory:")?;
+/// let alice = UserId::new("alice")?;
+/// let conv = store.create_conversation(&alice, None)?.id;
+/// let photo = Attachment::new(Reference::key("photos/1"), "image/jpeg", 90_000);
+/// let parts = vec![Part::text("this one?"), Part::Image(photo)];
+/// let stored = store.append_message(&alice, conv, NewMessage::user("Hi").with_parts(parts))?;
+/// assert_eq!(char_cost(&stored), 2 + 9);
+/// # Ok::<(), chatstore::Error>(())
+/// ```
 pub fn char_cost(message: &Message) -> u64 {
     let metadata = message
         .metadata
         .as_ref()
         .map_or(0, |m| m.to_string().chars().count());
-    (message.content.chars().count() + metadata) as u64
+    let parts: usize = message
+        .parts
+        .iter()
+        .filter_map(Part::as_text)
+        .map(|text| text.chars().count())
+        .sum();
+    (message.content.chars().count() + parts + metadata) as u64
 }
 
 /// The ids of the tool calls an assistant message makes.
@@ -241,6 +262,7 @@ mod tests {
             created_at: Utc::now(),
             branch: crate::ids::BranchId::ROOT,
             usage: None,
+            parts: Vec::new(),
         }
     }
 

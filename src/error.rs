@@ -11,7 +11,8 @@ use crate::ids::BranchId;
 /// [`ContentTooLarge`](Error::ContentTooLarge), [`InvalidContent`](Error::InvalidContent),
 /// [`InvalidMetadata`](Error::InvalidMetadata), [`MetadataTooLarge`](Error::MetadataTooLarge),
 /// [`InvalidTag`](Error::InvalidTag), [`TooManyTags`](Error::TooManyTags),
-/// [`InvalidUsage`](Error::InvalidUsage), [`InvalidCutoff`](Error::InvalidCutoff),
+/// [`InvalidUsage`](Error::InvalidUsage), [`InvalidPart`](Error::InvalidPart),
+/// [`TooManyParts`](Error::TooManyParts), [`InvalidCutoff`](Error::InvalidCutoff),
 /// [`InvalidId`](Error::InvalidId), [`InvalidImport`](Error::InvalidImport)) are found before
 /// anything is written: the database is left as it was.
 ///
@@ -115,6 +116,28 @@ pub enum Error {
         total_tokens: u64,
         /// The largest total a message may have ([`Usage::MAX_TOKENS`](crate::Usage::MAX_TOKENS)).
         max: u64,
+    },
+
+    /// A message's part (see [`Part`](crate::Part)) is not one the store keeps: an image whose media
+    /// type is not `image/…`, a `data:` URL, a reference, media type or name too long or malformed,
+    /// a size above [`Attachment::MAX_SIZE`](crate::Attachment::MAX_SIZE), or text with a NUL
+    /// character. Nothing was written.
+    #[error("part {index} of the message: {reason}")]
+    InvalidPart {
+        /// The part's position in the message's parts, from 0.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A message has more parts than [`Part::MAX_PER_MESSAGE`](crate::Part::MAX_PER_MESSAGE).
+    /// Nothing was written.
+    #[error("a message may have at most {max} parts, not {parts}")]
+    TooManyParts {
+        /// The parts it has.
+        parts: usize,
+        /// The most it may have.
+        max: usize,
     },
 
     /// A retention rule's cutoff is later than now: a purge would delete conversations appended
@@ -543,6 +566,8 @@ impl Error {
                 | Error::InvalidTag(_)
                 | Error::TooManyTags { .. }
                 | Error::InvalidUsage { .. }
+                | Error::InvalidPart { .. }
+                | Error::TooManyParts { .. }
                 | Error::InvalidCutoff(_)
                 | Error::InvalidId(_)
                 | Error::InvalidImport(_)
@@ -922,6 +947,11 @@ pub(crate) mod tests {
             Error::InvalidTag(TextError::Empty),
             Error::TooManyTags { tags: 2, max: 1 },
             Error::InvalidCutoff(chrono::DateTime::UNIX_EPOCH),
+            Error::InvalidPart {
+                index: 0,
+                reason: "x",
+            },
+            Error::TooManyParts { parts: 2, max: 1 },
             Error::InvalidUsage {
                 input_tokens: 2,
                 output_tokens: 2,

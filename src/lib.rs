@@ -39,8 +39,9 @@ pub use cursor::{ConversationCursor, Window};
 pub use error::{DatabaseError, Error, ParseRoleError, Result, TextError};
 pub use ids::{BranchId, ConversationId, MessageId, UserId};
 pub use models::{
-    Branch, Conversation, DeletedCounts, Message, Metadata, NewConversation, NewMessage, Retention,
-    Role, Sibling, Siblings, StoreStats, Tag, TagCount, Usage, MAX_METADATA_DEPTH,
+    Attachment, Branch, Conversation, DeletedCounts, Message, Metadata, NewConversation,
+    NewMessage, Part, Reference, Retention, Role, Sibling, Siblings, StoreStats, Tag, TagCount,
+    Usage, MAX_METADATA_DEPTH,
 };
 pub use page::{ConversationPage, MessagePage, Page};
 pub use search::{SearchHit, SearchOrder, SearchQuery, SearchResults, Snippet, MAX_SEARCH_OFFSET};

@@ -60,6 +60,8 @@ diesel::table! {
         input_tokens -> Nullable<BigInt>,
         output_tokens -> Nullable<BigInt>,
         total_tokens -> Nullable<BigInt>,
+        // The message's parts as a JSON array (see models/part.rs), or NULL for none.
+        parts -> Nullable<Text>,
     }
 }
 

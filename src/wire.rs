@@ -73,6 +73,7 @@ fn message(metadata: Option<serde_json::Value>) -> Message {
         created_at: time(),
         branch: crate::BranchId::ROOT,
         usage: None,
+        parts: Vec::new(),
     }
 }
 
@@ -155,6 +156,48 @@ fn json_shapes_are_pinned_byte_for_byte() {
                 r#"Z","usage":{"input_tokens":7,"output_tokens":3,"total_tokens":10}}"#,
             ),
     );
+    // With parts: said last, and only when some; each part's fields in a fixed order.
+    let mut parted = message(None);
+    parted.parts = vec![
+        crate::Part::text("Look:"),
+        crate::Part::Image(crate::Attachment::new(
+            crate::Reference::url("https://example.com/a.png"),
+            "image/png",
+            12,
+        )),
+        crate::Part::File(
+            crate::Attachment::new(crate::Reference::key("k/1"), "application/pdf", 3)
+                .with_name("r.pdf"),
+        ),
+    ];
+    pinned(
+        &parted,
+        &MESSAGE_JSON
+            .replace(r#"{"model":"m","tokens":[1,2]}"#, "null")
+            .replace(
+                r#"Z"}"#,
+                concat!(
+                    r#"Z","parts":[{"type":"text","text":"Look:"},"#,
+                    r#"{"type":"image","url":"https://example.com/a.png","media_type":"image/png","size":12},"#,
+                    r#"{"type":"file","key":"k/1","media_type":"application/pdf","size":3,"name":"r.pdf"}]}"#
+                ),
+            ),
+    );
+    // A part the store would refuse is refused by serde, saying why.
+    for (part, why) in [
+        (json!({"type": "video"}), "unknown part type \"video\""),
+        (
+            json!({"type": "image", "url": "data:,x", "media_type": "image/png", "size": 1}),
+            "a data: URL holds the file itself",
+        ),
+        (
+            json!({"type": "file", "key": "k", "media_type": "a/b", "size": 1, "extra": 1}),
+            "a file part has no field \"extra\"",
+        ),
+    ] {
+        let refused = refusal::<crate::Part>(part);
+        assert!(refused.contains(why), "{refused}");
+    }
     // A usage read without its total has input plus output as its total.
     let read: crate::Usage =
         serde_json::from_value(json!({"input_tokens": 7, "output_tokens": 3})).unwrap();

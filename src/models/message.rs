@@ -9,7 +9,8 @@ use diesel::expression::AsExpression;
 use diesel::sql_types::Text;
 use serde_json::Value;
 
-use super::Usage;
+use super::part::{parts_text, text};
+use super::{Part, Usage};
 use crate::error::ParseRoleError;
 use crate::ids::{BranchId, ConversationId, MessageId};
 use crate::{Error, Result};
@@ -178,6 +179,7 @@ pub struct NewMessage<'a> {
     content: Cow<'a, str>,
     metadata: Option<Metadata<'a>>,
     usage: Option<Usage>,
+    parts: Cow<'a, [Part]>,
 }
 
 /// Metadata for a [`NewMessage`]: what [`with_metadata`](NewMessage::with_metadata) takes. It
@@ -265,6 +267,7 @@ impl<'a> NewMessage<'a> {
             content: content.into(),
             metadata: None,
             usage: None,
+            parts: Cow::Borrowed(&[]),
         }
     }
 
@@ -343,6 +346,30 @@ impl<'a> NewMessage<'a> {
         self
     }
 
+    /// Gives the message its parts, in order (see [`Part`]): text, and images and files by
+    /// reference. They go beside the content, which may be empty. A `Vec` is moved in, a slice
+    /// borrowed. Checked when appended ([`Error::InvalidPart`], [`Error::TooManyParts`], and
+    /// [`Error::ContentTooLarge`] for content and text parts together).
+    ///
+    /// ```
+    /// use chatstore::{Attachment, ChatStore, NewMessage, Part, Reference, UserId};
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?.id;
+    /// let report = Attachment::new(Reference::key("uploads/7f3a"), "application/pdf", 81_920)
+    ///     .with_name("q3.pdf");
+    /// let ask = NewMessage::user("Summarise the report").with_parts(vec![Part::File(report)]);
+    /// let stored = store.append_message(&alice, conv, ask)?;
+    /// assert_eq!(stored.content, "Summarise the report");
+    /// assert!(matches!(&stored.parts[0], Part::File(file) if file.name.as_deref() == Some("q3.pdf")));
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn with_parts(mut self, parts: impl Into<Cow<'a, [Part]>>) -> Self {
+        self.parts = parts.into();
+        self
+    }
+
     /// Gives the message an id chosen by the client, which makes its append safe to retry: see
     /// [`ChatStore::append_messages`](crate::ChatStore::append_messages). Make it before the first
     /// attempt (`uuid::Uuid::now_v7()` or a random UUID) and keep it for the retries; give every
@@ -374,6 +401,7 @@ impl<'a> NewMessage<'a> {
             content,
             metadata,
             usage,
+            parts,
         } = self;
         NewMessage {
             id,
@@ -381,6 +409,7 @@ impl<'a> NewMessage<'a> {
             content: Cow::Owned(content.into_owned()),
             metadata: metadata.map(Metadata::into_owned),
             usage,
+            parts: Cow::Owned(parts.into_owned()),
         }
     }
 
@@ -409,8 +438,14 @@ impl<'a> NewMessage<'a> {
         self.usage
     }
 
-    /// Checks the message against the store's limits and returns its metadata as JSON text.
-    pub(crate) fn validate(&self, max_bytes: usize) -> Result<Option<String>> {
+    /// Its parts, in order (none unless [`with_parts`](NewMessage::with_parts) gave some).
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Checks the message against the store's limits and returns its metadata and its parts as
+    /// the JSON text stored.
+    pub(crate) fn validate(&self, max_bytes: usize) -> Result<Encoded> {
         if self.content.len() > max_bytes {
             return Err(Error::ContentTooLarge {
                 bytes: self.content.len(),
@@ -420,13 +455,23 @@ impl<'a> NewMessage<'a> {
         if let Some(index) = self.content.find('\0') {
             return Err(Error::InvalidContent { index });
         }
+        let parts = parts_text(&self.parts, self.content.len(), max_bytes)?;
         if let Some(usage) = self.usage {
             usage.validate()?;
         }
-        self.metadata()
+        let metadata = self
+            .metadata()
             .map(|metadata| metadata_text(metadata, max_bytes))
-            .transpose()
+            .transpose()?;
+        Ok(Encoded { metadata, parts })
     }
+}
+
+/// A checked message's JSON columns, as stored: its metadata and its parts (`None` for none).
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) metadata: Option<String>,
+    pub(crate) parts: Option<String>,
 }
 
 /// Metadata, a message's or a conversation's, checked against the limits and turned into the JSON
@@ -469,7 +514,8 @@ fn nests_deeper_than(value: &Value, max: usize) -> bool {
 ///
 /// With the `serde` feature: `{"id", "conversation_id", "seq", "role", "content", "metadata",
 /// "created_at"}`, the metadata as the JSON object itself (or `null`), `"branch"` for a message
-/// off the root branch, and `"usage"` for a message with token usage (see [`Usage`]).
+/// off the root branch, `"usage"` for a message with token usage (see [`Usage`]), and `"parts"`
+/// for a message with parts (see [`Part`]).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -504,6 +550,33 @@ pub struct Message {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub usage: Option<Usage>,
+    /// Its parts, in order ([`NewMessage::with_parts`]); empty for a message of plain content.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub parts: Vec<Part>,
+}
+
+impl Message {
+    /// Its text: the content, then each text part on a line of its own (empty ones left out). What
+    /// search reads and [`char_cost`](crate::char_cost) counts; the content alone when there are
+    /// no text parts.
+    ///
+    /// ```
+    /// use chatstore::{ChatStore, NewMessage, Part, UserId};
+    ///
+    /// let store = ChatStore::open(":memory:")?;
+    /// let alice = UserId::new("alice")?;
+    /// let conv = store.create_conversation(&alice, None)?.id;
+    /// let parts = vec![Part::text("first"), Part::text("second")];
+    /// let stored = store.append_message(&alice, conv, NewMessage::user("").with_parts(parts))?;
+    /// assert_eq!(stored.text(), "first\nsecond");
+    /// # Ok::<(), chatstore::Error>(())
+    /// ```
+    pub fn text(&self) -> Cow<'_, str> {
+        text(&self.content, &self.parts)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 
 use crate::conn::{write_transaction, Conn};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
-use crate::models::{corrupt_row, Message, NewMessage, Usage};
+use crate::models::{corrupt_row, Encoded, Message, NewMessage, Usage};
 use crate::queries::columns::{BindTime, DbTime};
 use crate::queries::messages::OneStatement;
 use crate::queries::rows::{MessageRow, NewMessageRow};
@@ -55,14 +55,15 @@ impl Expected {
     }
 }
 
-/// A batch checked against the store's limits, with what its rows need: ids and metadata as JSON
+/// A batch checked against the store's limits, with what its rows need: ids, metadata and parts as JSON
 /// text.
 pub(crate) struct Batch<'b, 'a> {
     user: &'b UserId,
     conversation: ConversationId,
     messages: &'b [NewMessage<'a>],
     ids: Vec<MessageId>,
-    metadata: Vec<Option<String>>,
+    /// Each message's metadata and parts as JSON text.
+    encoded: Vec<Encoded>,
     /// The messages' token usage, summed: what the conversation's totals grow by.
     usage: Usage,
 }
@@ -76,7 +77,7 @@ impl<'b, 'a> Batch<'b, 'a> {
         messages: &'b [NewMessage<'a>],
         max_bytes: usize,
     ) -> Result<Self> {
-        let metadata = messages
+        let encoded = messages
             .iter()
             .map(|m| m.validate(max_bytes))
             .collect::<Result<Vec<_>>>()?;
@@ -85,7 +86,7 @@ impl<'b, 'a> Batch<'b, 'a> {
             conversation,
             messages,
             ids: message_ids(messages)?,
-            metadata,
+            encoded,
             usage: messages.iter().filter_map(NewMessage::usage).sum(),
         })
     }
@@ -282,15 +283,14 @@ impl<'b, 'a> Batch<'b, 'a> {
         self.messages
             .iter()
             .zip(self.ids.iter().zip(1..))
-            .zip(&self.metadata)
-            .map(|((new, (&id, seq)), metadata)| {
-                let metadata = metadata.as_deref();
+            .zip(&self.encoded)
+            .map(|((new, (&id, seq)), encoded)| {
                 NewMessageRow::new(
                     self.user,
                     self.conversation,
                     (id, seq),
                     new,
-                    metadata,
+                    encoded,
                     created_at,
                 )
             })
@@ -321,6 +321,7 @@ impl<'b, 'a> Batch<'b, 'a> {
                 created_at: created_at.utc(),
                 branch,
                 usage: new.usage(),
+                parts: new.parts().to_vec(),
             })
             .collect()
     }
@@ -381,7 +382,7 @@ fn message_ids(batch: &[NewMessage<'_>]) -> Result<Vec<MessageId>> {
 
 /// The outcome of a batch some of whose client ids are already `stored`, appended to a
 /// conversation of the user's own: a retry if it is this very batch — every message stored under
-/// its id, in this conversation, with the same role, content and metadata — which returns the
+/// its id, in this conversation, with the same role, content, metadata, usage and parts — which returns the
 /// stored messages in the batch's order.
 fn replayed(
     conversation: ConversationId,
@@ -410,7 +411,8 @@ fn replayed(
             && message.role == new.role()
             && message.content == new.content()
             && message.metadata.as_ref() == new.metadata()
-            && message.usage == new.usage();
+            && message.usage == new.usage()
+            && message.parts == new.parts();
         if !same {
             return Err(Error::DuplicateId(message.id));
         }

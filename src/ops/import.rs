@@ -7,7 +7,9 @@ use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 
 use crate::conn::Conn;
 use crate::ids::{BranchId, UserId};
-use crate::models::{metadata_text, Branch, Conversation, Message, NewMessage, Tag, Usage};
+use crate::models::{
+    metadata_text, Branch, Conversation, Encoded, Message, NewMessage, Tag, Usage,
+};
 use crate::queries::rows::{NewConversationRow, NewMessageRow};
 use crate::queries::{branches, conversations, messages, tags};
 use crate::title::Title;
@@ -16,8 +18,8 @@ use crate::{Error, Result};
 
 /// A conversation to import, checked: what its rows need besides the records themselves.
 pub(crate) struct CheckedImport {
-    /// Each message's metadata as JSON text.
-    pub(crate) metadata: Vec<Option<String>>,
+    /// Each message's metadata and parts as JSON text.
+    pub(crate) encoded: Vec<Encoded>,
     /// Its branches (the root alone if none were given).
     tree: Tree,
     /// Whether branches were given: then each has a row.
@@ -60,8 +62,8 @@ impl CheckedImport {
         }
         let mut rows: Vec<NewMessageRow<'_>> = messages
             .iter()
-            .zip(&self.metadata)
-            .map(|(message, metadata)| NewMessageRow::of(user, message, metadata.as_deref()))
+            .zip(&self.encoded)
+            .map(|(message, encoded)| NewMessageRow::of(user, message, encoded))
             .collect();
         messages::insert_stored(conn, &mut rows)
     }
@@ -131,7 +133,7 @@ pub(crate) fn check_import(
         }
         _ => check_tree(conversation, branches)?,
     };
-    let metadata = check_messages(conversation, &tree, messages, max_bytes)?;
+    let encoded = check_messages(conversation, &tree, messages, max_bytes)?;
     let usage: Usage = messages.iter().filter_map(|m| m.usage).sum();
     if usage != conversation.usage {
         return invalid(format!(
@@ -146,7 +148,7 @@ pub(crate) fn check_import(
         ));
     }
     Ok(CheckedImport {
-        metadata,
+        encoded,
         tree,
         branched: !branches.is_empty(),
     })
@@ -249,13 +251,13 @@ fn check_tree(conversation: &Conversation, branches: &[Branch]) -> Result<Tree> 
 
 /// Checks `messages` against the tree: each branch's own, by branch id, from its fork on in seq
 /// order without a gap, each message its conversation's, its time no earlier than the message
-/// before it on its path; returns each one's metadata as JSON text.
+/// before it on its path; returns each one's metadata and parts as JSON text.
 fn check_messages(
     conversation: &Conversation,
     tree: &Tree,
     messages: &[Message],
     max_bytes: usize,
-) -> Result<Vec<Option<String>>> {
+) -> Result<Vec<Encoded>> {
     let invalid = |why: String| Err(Error::InvalidImport(why));
     let expected: i64 = tree.nodes().iter().map(Node::own).sum();
     if usize::try_from(expected).ok() != Some(messages.len()) {
@@ -271,7 +273,7 @@ fn check_messages(
         .iter()
         .flat_map(|n| (n.fork + 1..=n.length).map(move |seq| (n.branch, seq)));
     let mut ids = HashSet::with_capacity(messages.len());
-    let mut metadata = Vec::with_capacity(messages.len());
+    let mut encoded = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
         let number = i + 1;
         if message.conversation_id != conversation.id {
@@ -324,17 +326,19 @@ fn check_messages(
                 "message {number} was created after the conversation's updated_at"
             ));
         }
-        let mut new = NewMessage::new(message.role, &message.content);
+        // Borrowed: an import checks every message's parts and metadata, which are not copied
+        // for it.
+        let mut new =
+            NewMessage::new(message.role, &message.content).with_parts(&message.parts[..]);
         if let Some(usage) = message.usage {
             new = new.with_usage(usage);
         }
         if let Some(value) = &message.metadata {
-            // Borrowed: an import checks every message's metadata, which is not copied for it.
             new = new.with_metadata(std::borrow::Cow::Borrowed(value));
         }
-        metadata.push(new.validate(max_bytes)?);
+        encoded.push(new.validate(max_bytes)?);
     }
-    Ok(metadata)
+    Ok(encoded)
 }
 
 /// A record's times: each in microseconds, within the years 1 to 9999, the first not after the
@@ -407,6 +411,7 @@ mod tests {
                 created_at: time(seq),
                 branch: crate::ids::BranchId::ROOT,
                 usage: None,
+                parts: Vec::new(),
             })
             .collect();
         (user, conversation, messages)

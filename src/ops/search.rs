@@ -66,7 +66,7 @@ impl<'q> Search<'q> {
             .zip(on_active)
             .map(
                 |((message, conversation_title), on_active_branch)| SearchHit {
-                    snippet: search::snippet(&message.content, &self.parsed),
+                    snippet: search::snippet(&message.text(), &self.parsed),
                     message,
                     conversation_title,
                     on_active_branch,

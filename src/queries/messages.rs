@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 
@@ -57,10 +59,15 @@ fn fill_search_text(backend: Backend, rows: &mut [NewMessageRow<'_>]) {
     match backend {
         Backend::Sqlite | Backend::Postgres => {
             for row in rows.iter_mut() {
-                row.search_text = crate::search::search_text(row.content);
+                // A message's text parts are read with its content, as one text.
+                let text = crate::models::stored_text(row.content, row.parts);
+                row.search_text = match text {
+                    Cow::Borrowed(own) => crate::search::search_text(own),
+                    Cow::Owned(text) => crate::search::search_text(&text).or(Some(text)),
+                };
             }
         }
-        // The store's own word index reads the content itself (a spaced copy would only
+        // The store's own word index reads the content and text parts (a spaced copy would only
         // lengthen the statements).
         Backend::Mysql => {}
     }
@@ -174,15 +181,15 @@ fn reserve_and_insert_pg(
                  inserted AS (\
                  INSERT INTO chatstore_messages \
                  (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text, \
-                 input_tokens, output_tokens, total_tokens) \
+                 input_tokens, output_tokens, total_tokens, parts) \
                  SELECT m.id, $1, $2, reserved.branch * 4294967296 + reserved.message_count - $3 + m.seq, \
                  m.role, m.content, m.metadata, reserved.updated_at, m.search_text, \
-                 m.input_tokens, m.output_tokens, m.total_tokens \
+                 m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
                  FROM reserved, \
                  unnest($5::bytea[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                 $14::int8[], $15::int8[], $16::int8[]) \
+                 $14::int8[], $15::int8[], $16::int8[], $17::text[]) \
                  AS m(id, seq, role, content, metadata, search_text, input_tokens, output_tokens, \
-                 total_tokens)), \
+                 total_tokens, parts)), \
                  touched AS (\
                  UPDATE chatstore_conversation_tags t SET updated_at = reserved.updated_at \
                  FROM reserved WHERE t.conversation_id = $1 AND t.user_id = $2) \
@@ -198,7 +205,7 @@ fn reserve_and_insert_pg(
     }
     let sql = match last_seq {
         None => append!(""),
-        Some(_) => append!(" AND message_count = $17"),
+        Some(_) => append!(" AND message_count = $18"),
     };
     let mut query = diesel::sql_query(sql)
         .into_boxed::<Pg>()
@@ -217,7 +224,8 @@ fn reserve_and_insert_pg(
         .bind::<BigInt, _>(rows.iter().filter_map(|r| r.total_tokens).sum::<i64>())
         .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.input_tokens))
         .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.output_tokens))
-        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens));
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.parts));
     if let Some(last) = last_seq {
         query = query.bind::<BigInt, _>(last);
     }
@@ -263,9 +271,9 @@ impl Insert {
     }
 }
 
-/// Bytes of text in a row: its content and metadata, what [`chunks`] bounds.
+/// Bytes of text in a row: its content, metadata and parts, what [`chunks`] bounds.
 fn text_bytes(row: &NewMessageRow<'_>) -> usize {
-    row.content.len() + row.metadata.map_or(0, str::len)
+    row.content.len() + row.metadata.map_or(0, str::len) + row.parts.map_or(0, str::len)
 }
 
 fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<(), Insert> {
@@ -326,14 +334,14 @@ fn insert_unnested(
     diesel::sql_query(
         "INSERT INTO chatstore_messages \
          (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text, \
-         input_tokens, output_tokens, total_tokens) \
+         input_tokens, output_tokens, total_tokens, parts) \
          SELECT m.id, c.id, c.user_id, m.seq, m.role, m.content, m.metadata, $3, m.search_text, \
-         m.input_tokens, m.output_tokens, m.total_tokens \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chatstore_conversations c, \
          unnest($4::bytea[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], \
-         $10::int8[], $11::int8[], $12::int8[]) \
+         $10::int8[], $11::int8[], $12::int8[], $13::text[]) \
          AS m(id, seq, role, content, metadata, search_text, input_tokens, output_tokens, \
-         total_tokens) WHERE c.id = $1 AND c.user_id = $2",
+         total_tokens, parts) WHERE c.id = $1 AND c.user_id = $2",
     )
     .bind::<Binary, _>(first.conversation_id)
     .bind::<Text, _>(first.user_id)
@@ -347,6 +355,7 @@ fn insert_unnested(
     .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.input_tokens))
     .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.output_tokens))
     .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.parts))
     .execute(conn)
 }
 
@@ -598,7 +607,7 @@ fn ancestors(
         chain_anchor!(),
         chain_step!(),
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
          AND m.user_id = {p} AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND m.seq <= chain.branch * 4294967296 + chain.through"
@@ -611,10 +620,10 @@ fn ancestors(
          WHERE conversation_id = {p} AND user_id = {p} AND branch = c.parent OFFSET 0) b \
          WHERE c.fork > {p}) \
          SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chain CROSS JOIN LATERAL (\
          SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens \
+         input_tokens, output_tokens, total_tokens, parts \
          FROM chatstore_messages WHERE conversation_id = {p} AND user_id = {p} \
          AND seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m"
@@ -713,7 +722,7 @@ fn ancestors_mysql(
     let mut rows = Vec::new();
     for group in segments.chunks(8) {
         let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens \
+         input_tokens, output_tokens, total_tokens, parts \
                    FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? \
                    AND seq > ? AND seq <= ?";
         let sql = vec![one; group.len()].join(" UNION ALL ");
@@ -770,7 +779,7 @@ macro_rules! ancestor_part {
     ($k:literal) => {
         concat!(
             " UNION ALL SELECT NULL, NULL, NULL, m.id, m.conversation_id, m.seq, m.role, m.content, \
-             m.metadata, m.created_at, m.input_tokens, m.output_tokens, m.total_tokens \
+             m.metadata, m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
              FROM chatstore_messages m WHERE m.conversation_id = {conv} \
              AND m.user_id = {user} AND m.seq > (SELECT ancestor_", $k, " - ancestor_", $k, " % 4294967296 + ",
             window_after!(),
@@ -831,7 +840,7 @@ fn first_read(
     const UNION: &str = concat!(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
          m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
          AND m.user_id = c.user_id AND m.seq > (SELECT branch * 4294967296 + ",
         window_after!(),
@@ -846,7 +855,7 @@ fn first_read(
     const OR: &str = concat!(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
          m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
          AND m.user_id = c.user_id AND ((m.seq > c.branch * 4294967296 + ",
         window_after!(),

@@ -828,6 +828,7 @@ mod tests {
                 "column chatstore_conversations.input_tokens",
                 "column chatstore_conversations.output_tokens",
                 "column chatstore_conversations.total_tokens",
+                "column chatstore_messages.parts",
             ]
         );
     }

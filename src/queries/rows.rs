@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use super::columns::{BindTime, DbTime};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
 use crate::models::{
-    corrupt_row, Branch, Conversation, ListRank, Message, NewMessage, Role, Tag, Usage,
+    corrupt_row, read_parts, Branch, Conversation, Encoded, ListRank, Message, NewMessage, Role,
+    Tag, Usage,
 };
 use crate::schema::{branches, conversations, messages};
 use crate::tree::{split_seq, stored_seq, Node, Tree};
@@ -188,6 +189,7 @@ pub(crate) struct MessageRow {
     pub(crate) input_tokens: Option<i64>,
     pub(crate) output_tokens: Option<i64>,
     pub(crate) total_tokens: Option<i64>,
+    pub(crate) parts: Option<String>,
 }
 
 impl MessageRow {
@@ -214,6 +216,8 @@ impl MessageRow {
                 .map_err(corrupt_row)?,
             created_at: self.created_at.utc(),
             usage,
+            parts: read_parts(self.parts.as_deref())
+                .ok_or_else(|| corrupt_row("message parts that are not an array of parts"))?,
         })
     }
 }
@@ -249,6 +253,8 @@ pub(crate) struct WindowRow {
     pub(crate) output_tokens: Option<i64>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) total_tokens: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub(crate) parts: Option<String>,
 }
 
 impl WindowRow {
@@ -264,6 +270,7 @@ impl WindowRow {
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             total_tokens: self.total_tokens,
+            parts: self.parts,
         })
     }
 }
@@ -301,6 +308,8 @@ pub(crate) struct NewMessageRow<'a> {
     pub(crate) input_tokens: Option<i64>,
     pub(crate) output_tokens: Option<i64>,
     pub(crate) total_tokens: Option<i64>,
+    /// The parts as JSON text ([`parts_text`](crate::models::parts_text)), or NULL for none.
+    pub(crate) parts: Option<&'a str>,
 }
 
 /// A message's usage from its three columns: all NULL (none) or all set, none negative.
@@ -327,13 +336,13 @@ fn usage_columns(usage: Option<Usage>) -> (Option<i64>, Option<i64>, Option<i64>
 }
 
 impl<'a> NewMessageRow<'a> {
-    /// The row of the new message `new`, with its metadata already as JSON text.
+    /// The row of the new message `new`, with its metadata and parts already as JSON text.
     pub(crate) fn new(
         user: &'a UserId,
         conversation: ConversationId,
         (id, seq): (MessageId, i64),
         new: &'a NewMessage<'_>,
-        metadata: Option<&'a str>,
+        encoded: &'a Encoded,
         created_at: NaiveDateTime,
     ) -> Self {
         let (input_tokens, output_tokens, total_tokens) = usage_columns(new.usage());
@@ -344,12 +353,13 @@ impl<'a> NewMessageRow<'a> {
             seq,
             role: new.role(),
             content: new.content(),
-            metadata,
+            metadata: encoded.metadata.as_deref(),
             created_at: BindTime(created_at),
             search_text: None,
             input_tokens,
             output_tokens,
             total_tokens,
+            parts: encoded.parts.as_deref(),
         }
     }
 
@@ -375,11 +385,13 @@ impl<'a> NewMessageRow<'a> {
             input_tokens: row.input_tokens,
             output_tokens: row.output_tokens,
             total_tokens: row.total_tokens,
+            parts: row.parts.as_deref(),
         }
     }
 
-    /// The row of the stored message `message` (an import), as `user`'s.
-    pub(crate) fn of(user: &'a UserId, message: &'a Message, metadata: Option<&'a str>) -> Self {
+    /// The row of the stored message `message` (an import), as `user`'s, with its metadata and
+    /// parts as JSON text.
+    pub(crate) fn of(user: &'a UserId, message: &'a Message, encoded: &'a Encoded) -> Self {
         let (input_tokens, output_tokens, total_tokens) = usage_columns(message.usage);
         NewMessageRow {
             id: message.id,
@@ -388,12 +400,13 @@ impl<'a> NewMessageRow<'a> {
             seq: stored_seq(message.branch, message.seq),
             role: message.role,
             content: &message.content,
-            metadata,
+            metadata: encoded.metadata.as_deref(),
             created_at: BindTime(message.created_at.naive_utc()),
             search_text: None,
             input_tokens,
             output_tokens,
             total_tokens,
+            parts: encoded.parts.as_deref(),
         }
     }
 }

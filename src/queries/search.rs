@@ -108,7 +108,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     // before the offset was skipped.
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens, c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts, c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
          WHERE {matches} AND m.user_id = $2 {in_conversation} {hidden} \
          ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
          LIMIT {limit_at} OFFSET {offset_at}) page \
@@ -415,6 +415,8 @@ struct StartRow {
     id: MessageId,
     #[diesel(sql_type = Text)]
     start: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    parts: Option<String>,
 }
 
 /// MySQL's [`find`]: the page's ids first, then only the page's rows.
@@ -612,7 +614,8 @@ impl Candidates<'_> {
     }
 }
 
-/// Which of `ids` (in their order) match `query` by their content's indexed start.
+/// Which of `ids` (in their order) match `query` by their text's indexed start (the content's,
+/// and the text parts' after it).
 #[cfg(feature = "mysql")]
 fn matching(
     conn: &mut diesel::MysqlConnection,
@@ -625,7 +628,8 @@ fn matching(
     let marks = vec!["?"; ids.len()].join(", ");
     // SUBSTRING counts characters, as the index's cut does.
     let sql = format!(
-        "SELECT id, SUBSTRING(content, 1, {}) AS start FROM chatstore_messages WHERE id IN ({marks})",
+        "SELECT id, SUBSTRING(content, 1, {}) AS start, parts FROM chatstore_messages \
+         WHERE id IN ({marks})",
         crate::search::INDEXED_CHARS
     );
     let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
@@ -636,8 +640,13 @@ fn matching(
     Ok(ids
         .iter()
         .filter(|id| {
-            rows.iter()
-                .any(|r| r.id == **id && crate::search::matches_all(&r.start, query))
+            rows.iter().any(|r| {
+                r.id == **id
+                    && crate::search::matches_all(
+                        &crate::models::stored_text(&r.start, r.parts.as_deref()),
+                        query,
+                    )
+            })
         })
         .copied()
         .collect())
@@ -655,7 +664,7 @@ fn page_rows(
     let marks = vec!["?"; page.len()].join(", ");
     let sql = format!(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens, c.title FROM chatstore_messages m JOIN chatstore_conversations c ON c.id = m.conversation_id \
+         m.input_tokens, m.output_tokens, m.total_tokens, m.parts, c.title FROM chatstore_messages m JOIN chatstore_conversations c ON c.id = m.conversation_id \
          WHERE m.id IN ({marks})"
     );
     let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
@@ -856,7 +865,7 @@ diesel::table! {
 }
 
 /// MySQL's [`index_unindexed`]: the waiting rows are locked and read as ids, their messages'
-/// content [`REINDEX_PAGE`] at a time; each message's words replace any it had (a run of the
+/// content and text parts [`REINDEX_PAGE`] at a time; each message's words replace any it had (a run of the
 /// search migration's own catch-up may have indexed it already), and its row goes.
 #[cfg(feature = "mysql")]
 fn index_pending_mysql(
@@ -890,13 +899,20 @@ fn index_pending_mysql(
     let mut words: Vec<(MessageId, UserId, String, i32)> = Vec::new();
     for page in ids.chunks(REINDEX_PAGE as usize) {
         use crate::schema::messages;
-        let stored: Vec<(MessageId, UserId, String)> = messages::table
-            .select((messages::id, messages::user_id, messages::content))
+        type Stored = (MessageId, UserId, String, Option<String>);
+        let stored: Vec<Stored> = messages::table
+            .select((
+                messages::id,
+                messages::user_id,
+                messages::content,
+                messages::parts,
+            ))
             .filter(messages::id.eq_any(page))
             .load(conn)?;
-        for (message, owner, content) in stored {
+        for (message, owner, content, parts) in stored {
+            let text = crate::models::stored_text(&content, parts.as_deref());
             words.extend(
-                crate::search::index_words(&content)
+                crate::search::index_words(&text)
                     .into_iter()
                     .map(|(word, hits)| (message, owner.clone(), word, hits)),
             );

@@ -558,7 +558,7 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
         .append_messages(&alice, conv, &texts(&["one", "two", "three"]))
         .unwrap();
     drop(store);
-    db.revert_newest_migrations(6);
+    db.revert_newest_migrations(7);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
@@ -568,7 +568,8 @@ fn a_database_from_before_branches_upgrades_in_place(db: &TestDb) {
             "20261203000008",
             "20261204000009",
             "20261204000010",
-            "20261204000011"
+            "20261204000011",
+            "20261204000012"
         ]
     );
     assert_eq!(path(&store, &alice, conv), old);
@@ -1061,7 +1062,7 @@ fn the_row_keeps_the_active_branchs_nearest_ancestors(db: &TestDb) {
     // From before the columns: none kept, the same paths read, kept again once switched.
     let paths = every_path(&store, &alice, conv);
     drop(store);
-    db.revert_newest_migrations(5);
+    db.revert_newest_migrations(6);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
@@ -1070,7 +1071,8 @@ fn the_row_keeps_the_active_branchs_nearest_ancestors(db: &TestDb) {
             "20261203000008",
             "20261204000009",
             "20261204000010",
-            "20261204000011"
+            "20261204000011",
+            "20261204000012"
         ]
     );
     assert_eq!(ancestor_columns(db), [-1; 4]);

@@ -29,7 +29,7 @@ backend_tests! {
 }
 
 /// chatstore's versions, oldest first.
-const CHATSTORE: [&str; 11] = [
+const CHATSTORE: [&str; 12] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -41,6 +41,7 @@ const CHATSTORE: [&str; 11] = [
     "20261204000009",
     "20261204000010",
     "20261204000011",
+    "20261204000012",
 ];
 
 /// The versions chatstore 0.1 recorded in Diesel's table: its first four.
@@ -312,13 +313,13 @@ fn opening_to_verify_changes_nothing_and_names_the_pending_versions(db: &TestDb)
     db.revert_newest_migration();
     let tables = existing_tables(db);
     match verify().unwrap_err() {
-        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[10..]),
+        Error::MigrationsPending { pending } => assert_eq!(pending, CHATSTORE[11..]),
         other => panic!("{other:?}"),
     }
     assert_eq!(existing_tables(db), tables);
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..10]
+        CHATSTORE[..11]
     );
 }
 
@@ -344,7 +345,7 @@ fn opening_to_skip_migrations_leaves_the_schema_alone(db: &TestDb) {
     assert!(store.migrations_applied_at_open().is_empty());
     assert_eq!(
         db.versions_in("chatstore_schema_migrations"),
-        CHATSTORE[..10]
+        CHATSTORE[..11]
     );
 }
 

@@ -30,15 +30,15 @@ const OLD_MESSAGES: usize = 250;
 
 #[test]
 fn sigkill_during_a_first_open_leaves_a_database_the_next_open_completes() {
-    let kills = if slow() { 300 } else { 44 };
+    let kills = if slow() { 300 } else { 46 };
     let outcome = kill_runs(kills, || TestDb::new(Kind::Mysql), |_| Ok(()));
     outcome.assert_all_repaired(kills);
 }
 
 #[test]
 fn sigkill_during_the_search_migration_leaves_stored_messages_found() {
-    // One kill after each of its 37 step lines and the run's start.
-    let kills = if slow() { 100 } else { 38 };
+    // One kill after each of its 39 step lines and the run's start.
+    let kills = if slow() { 100 } else { 40 };
     let outcome = kill_runs(kills, database_before_search, |store| {
         let found = found_everywhere(store, "ago");
         match found == OLD_MESSAGES {
@@ -53,8 +53,8 @@ fn sigkill_during_the_search_migration_leaves_stored_messages_found() {
 
 #[test]
 fn sigkill_during_the_upgrade_from_the_0_1_layout_loses_nothing() {
-    // One kill after each of its 47 step lines and the run's start.
-    let kills = if slow() { 100 } else { 48 };
+    // One kill after each of its 49 step lines and the run's start.
+    let kills = if slow() { 100 } else { 50 };
     let outcome = kill_runs(kills, database_in_the_0_1_layout, |store| {
         let alice = owner();
         let list = store
@@ -123,7 +123,7 @@ fn database_before_search() -> TestDb {
     store.append_messages(&alice, conv, &batch).unwrap();
     drop(store);
     // Back to before the search index (and the migrations after it).
-    db.revert_newest_migrations(9);
+    db.revert_newest_migrations(10);
     db
 }
 

@@ -11,6 +11,7 @@ use chatstore::{
 
 use crate::support::{backend_tests, conversation_with, user, TestDb};
 
+mod parts;
 mod retention;
 mod tags;
 mod usage;
@@ -479,11 +480,16 @@ fn a_database_from_before_pins_upgrades_in_place(db: &TestDb) {
         .map(|id| store.conversation(&alice, *id).unwrap())
         .collect();
     drop(store);
-    db.revert_newest_migrations(3);
+    db.revert_newest_migrations(4);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
-        ["20261204000009", "20261204000010", "20261204000011"]
+        [
+            "20261204000009",
+            "20261204000010",
+            "20261204000011",
+            "20261204000012"
+        ]
     );
     let listed = store.list_conversations(&alice, Page::first(10)).unwrap();
     assert_eq!(ids(&listed.conversations), newest_first(before.clone()));

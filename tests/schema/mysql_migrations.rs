@@ -9,7 +9,7 @@ use chatstore::{ChatStore, Error, NewMessage, SearchQuery};
 
 use crate::support::{user, Kind, TestDb};
 
-const VERSIONS: [&str; 11] = [
+const VERSIONS: [&str; 12] = [
     "20261124000001",
     "20261125000002",
     "20261125000003",
@@ -21,6 +21,7 @@ const VERSIONS: [&str; 11] = [
     "20261204000009",
     "20261204000010",
     "20261204000011",
+    "20261204000012",
 ];
 
 /// Every statement is found present in the shape it makes itself: a database whose version records
@@ -62,7 +63,8 @@ fn a_migrated_mysql_database_that_lost_its_version_records_is_completed_as_it_is
             VERSIONS[6],
             VERSIONS[8],
             VERSIONS[9],
-            VERSIONS[10]
+            VERSIONS[10],
+            VERSIONS[11]
         ]
     );
     assert!(store.verify_schema().unwrap().is_complete());
@@ -91,7 +93,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
     // Back to before the search index (the words migration after it has no statement, the
     // catch-up, branches, active-path, pins, tags and usage migrations after that are reverted
     // too).
-    db.revert_newest_migrations(9);
+    db.revert_newest_migrations(10);
     // The search migration's first two statements took effect.
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
@@ -123,7 +125,7 @@ fn a_half_applied_mysql_migration_is_completed_at_open() {
 fn a_mysql_object_of_another_shape_is_a_schema_conflict() {
     let db = TestDb::new(Kind::Mysql);
     drop(db.open());
-    db.revert_newest_migrations(9);
+    db.revert_newest_migrations(10);
     db.execute("ALTER TABLE chatstore_messages ADD COLUMN search_text INT NULL")
         .unwrap();
     let err = ChatStore::open(&db.url).unwrap_err();

@@ -155,7 +155,7 @@ fn a_database_indexed_before_the_catch_up_migration_keeps_its_index(db: &TestDb)
     assert_eq!(store.index_pending().unwrap(), 2);
     drop(store);
     // The branches, then the catch-up.
-    db.revert_newest_migrations(7);
+    db.revert_newest_migrations(8);
     let store = db.open();
     assert_eq!(
         store.migrations_applied_at_open(),
@@ -167,6 +167,7 @@ fn a_database_indexed_before_the_catch_up_migration_keeps_its_index(db: &TestDb)
             "20261204000009".to_owned(),
             "20261204000010".to_owned(),
             "20261204000011".to_owned(),
+            "20261204000012".to_owned(),
         ]
     );
     assert_eq!(store.index_pending().unwrap(), 0);

@@ -336,7 +336,7 @@ fn messages_stored_before_the_index_existed_are_found(db: &TestDb) {
     drop(store);
     // Usage, tags, pins, the branches, the index's catch-up after appends, the migration that
     // changed how words are read, then the one that made the index.
-    db.revert_newest_migrations(9);
+    db.revert_newest_migrations(10);
     let store = db.open();
     assert_eq!(found(&store, &alice, "ago"), ["written long ago"]);
     assert_eq!(found(&store, &alice, "ecrit"), ["écrit il y a longtemps"]);
@@ -353,7 +353,7 @@ fn messages_indexed_by_the_previous_version_are_read_again(db: &TestDb) {
     drop(store);
     // Usage, tags, pins, the branches, the index's catch-up after appends, then the migration that
     // changed the rule.
-    db.revert_newest_migrations(8);
+    db.revert_newest_migrations(9);
     match db.kind {
         Kind::Mysql => db.execute("DELETE FROM chatstore_message_words").unwrap(),
         _ => db

@@ -43,7 +43,7 @@ pub fn snapshot(store: &ChatStore, owner: &UserId, conv: ConversationId) -> (i64
 }
 
 /// That `copy` is `original` copied into another conversation (a fork): new id, the same seq,
-/// role, content, metadata, usage and time.
+/// role, content, metadata, usage, parts and time.
 pub fn assert_copied(copy: &Message, original: &Message) {
     assert_ne!(copy.id, original.id);
     assert_eq!(
@@ -53,6 +53,7 @@ pub fn assert_copied(copy: &Message, original: &Message) {
             &copy.content,
             &copy.metadata,
             copy.usage,
+            &copy.parts,
             copy.created_at
         ),
         (
@@ -61,6 +62,7 @@ pub fn assert_copied(copy: &Message, original: &Message) {
             &original.content,
             &original.metadata,
             original.usage,
+            &original.parts,
             original.created_at
         )
     );

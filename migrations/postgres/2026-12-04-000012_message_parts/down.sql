@@ -1,0 +1,1 @@
+ALTER TABLE chatstore_messages DROP COLUMN parts;
