@@ -89,7 +89,12 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
                 .with_id(ids[1]),
             NewMessage::tool("ok")
                 .with_metadata(&result)
-                .with_id(ids[2]),
+                .with_id(ids[2])
+                .with_parts(vec![chatstore::Part::File(chatstore::Attachment::new(
+                    chatstore::Reference::key("todo/export.csv"),
+                    "text/csv",
+                    96,
+                ))]),
         ];
         let appended = store
             .append_messages(&alice, conv.id, &batch)
@@ -98,6 +103,7 @@ fn every_call_returns_what_the_blocking_store_returns(db: &TestDb) {
         assert_eq!(seqs(&appended), [2, 3, 4]);
         assert_eq!(appended.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
         assert_eq!(appended[1].metadata.as_ref(), Some(&call));
+        assert_eq!(appended[2].parts, batch[2].parts());
         let all = sync.messages(&alice, conv.id, Window::All).unwrap();
         assert_eq!(all.messages[0], first);
         assert_eq!(all.messages[1..], appended[..]);

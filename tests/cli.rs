@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chatstore::{ChatStore, NewMessage, Page, SearchQuery, Tag, Usage, Window};
+use chatstore::{
+    Attachment, ChatStore, NewMessage, Page, Part, Reference, SearchQuery, Tag, Usage, Window,
+};
 use serde_json::{json, Value};
 use support::{backend_tests, user, Fixture, Kind, TestDb};
 
@@ -172,7 +174,7 @@ fn migrate_then_verify_succeed(db: &TestDb) {
     let first = chatstore(&db.url, &["migrate"]).expect(0);
     assert_eq!(
         first.stdout.matches("applied migration").count(),
-        11,
+        12,
         "{}",
         first.stdout
     );
@@ -223,7 +225,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
                  pending migration 20261203000005\npending migration 20261203000006\n\
                  pending migration 20261203000007\npending migration 20261203000008\n\
                  pending migration 20261204000009\npending migration 20261204000010\n\
-                 pending migration 20261204000011\n"
+                 pending migration 20261204000011\npending migration 20261204000012\n"
         ),
         "{}",
         verified.stdout
@@ -237,7 +239,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
          applied migration 20261203000005\napplied migration 20261203000006\n\
          applied migration 20261203000007\napplied migration 20261203000008\n\
          applied migration 20261204000009\napplied migration 20261204000010\n\
-         applied migration 20261204000011\n"
+         applied migration 20261204000011\napplied migration 20261204000012\n"
     );
     assert_eq!(
         run.stderr,
@@ -261,7 +263,8 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
                 "20261203000008",
                 "20261204000009",
                 "20261204000010",
-                "20261204000011"
+                "20261204000011",
+                "20261204000012"
             ],
             "resumed": ["20261125000003"]
         })
@@ -275,7 +278,7 @@ fn migrate_says_when_it_completed_a_half_applied_migration() {
 fn crashed_in_the_search_migration() -> TestDb {
     let db = TestDb::new(Kind::Mysql);
     chatstore(&db.url, &["migrate"]).expect(0);
-    db.revert_newest_migrations(9);
+    db.revert_newest_migrations(10);
     db.execute(
         "ALTER TABLE chatstore_messages ADD COLUMN search_text \
          LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
@@ -340,7 +343,14 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
             asked.conversation_id,
             reply.id,
             &[NewMessage::assistant("Added oat milk.")
-                .with_usage(Usage::new(830, 6).with_total(900))],
+                .with_usage(Usage::new(830, 6).with_total(900))
+                .with_parts(vec![
+                    Part::text("Receipt: kiwifruit"),
+                    Part::File(
+                        Attachment::new(Reference::key("receipts/7"), "application/pdf", 2048)
+                            .with_name("receipt.pdf"),
+                    ),
+                ])],
         )
         .unwrap();
     // Pinned and archived conversations keep their places.
@@ -412,6 +422,11 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     assert_eq!(records.iter().filter(|r| r["usage"].is_object()).count(), 3);
     assert!(records.iter().any(|r| r["type"] == "conversation"
         && r["usage"] == json!({"input_tokens": 1642, "output_tokens": 30, "total_tokens": 1736})));
+    // And parts, in order.
+    let parted: Vec<&Value> = records.iter().filter(|r| r["parts"].is_array()).collect();
+    assert_eq!(parted.len(), 1);
+    assert_eq!(parted[0]["parts"][0]["text"], "Receipt: kiwifruit");
+    assert_eq!(parted[0]["parts"][1]["name"], "receipt.pdf");
     // The same lines on standard output, and the summary beside them on standard error.
     let to_stdout = chatstore(&db.url, &["export", "--user", "alice"]).expect(0);
     assert_eq!(to_stdout.stdout, exported);
@@ -461,6 +476,11 @@ fn export_import_export_gives_identical_lines(db: &TestDb) {
     let found = copy
         .open()
         .search_messages(&user("alice"), &SearchQuery::new("東京"))
+        .unwrap();
+    assert_eq!(found.hits.len(), 1);
+    let found = copy
+        .open()
+        .search_messages(&user("alice"), &SearchQuery::new("kiwifruit"))
         .unwrap();
     assert_eq!(found.hits.len(), 1);
 
@@ -1049,10 +1069,10 @@ fn commands_but_migrate_refuse_a_database_without_chatstores_schema_and_create_n
         .lines()
         .map(|line| line.strip_prefix("pending migration ").unwrap())
         .collect();
-    assert_eq!(pending.len(), 11, "{}", run.stdout);
+    assert_eq!(pending.len(), 12, "{}", run.stdout);
     assert_eq!(
         run.stderr,
-        "error: the database has no chatstore schema: 11 migration(s) pending\n\
+        "error: the database has no chatstore schema: 12 migration(s) pending\n\
          nothing was changed: chatstore migrate makes the schema\n"
     );
     assert!(!db.tables().iter().any(|t| t.starts_with("chatstore_")));
@@ -1143,7 +1163,7 @@ fn reset_is_refused_without_yes_and_drops_chatstores_tables_but_not_a_hosts(db: 
 fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     let migrate = json_line(&chatstore(&db.url, &["--json", "migrate"]).expect(0).stdout);
     assert_eq!(keys(&migrate), ["applied", "resumed"]);
-    assert_eq!(migrate["applied"].as_array().unwrap().len(), 11);
+    assert_eq!(migrate["applied"].as_array().unwrap().len(), 12);
     assert_eq!(migrate["resumed"], json!([]));
     let again = json_line(&chatstore(&db.url, &["migrate", "--json"]).expect(0).stdout);
     assert_eq!(again, json!({"applied": [], "resumed": []}));
@@ -1234,6 +1254,6 @@ fn json_output_of_every_command_has_the_documented_fields(db: &TestDb) {
     assert_eq!(error["code"], 4);
     assert_eq!(
         error["error"],
-        "the database has no chatstore schema: 11 migration(s) pending"
+        "the database has no chatstore schema: 12 migration(s) pending"
     );
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatstore::{
-    BranchId, ChatStore, Conversation, ConversationId, Error, ExportItem, Message, MessageId,
-    NewMessage, Page, Role, Usage, UserId, Window,
+    Attachment, BranchId, ChatStore, Conversation, ConversationId, Error, ExportItem, Message,
+    MessageId, NewMessage, Page, Part, Reference, Role, Usage, UserId, Window,
 };
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -33,15 +33,22 @@ struct Draft {
     /// Token usage; now and then one whose total is below input plus output, which the store
     /// refuses.
     usage: Option<Usage>,
+    /// Parts; now and then one with a `data:` URL, which the store refuses.
+    parts: Vec<Part>,
     /// Appended with a client-supplied id (made when the step runs).
     with_id: bool,
 }
 
 impl Draft {
-    /// Whether the store refuses it, and with which error first: bad content, then bad usage.
+    /// Whether the store refuses it, and with which error first: bad content, then bad parts,
+    /// then bad usage.
     fn refused(&self) -> Option<fn(&Error) -> bool> {
         if self.content.contains('\0') {
             return Some(|e| matches!(e, Error::InvalidContent { .. }));
+        }
+        let data_url = |p: &Part| matches!(p, Part::Image(a) if matches!(&a.reference, Reference::Url(u) if u.starts_with("data:")));
+        if self.parts.iter().any(data_url) {
+            return Some(|e| matches!(e, Error::InvalidPart { .. }));
         }
         let usage = self.usage?;
         (usage.input_tokens + usage.output_tokens > usage.total_tokens)
@@ -178,13 +185,23 @@ fn draft() -> impl Strategy<Value = Draft> {
                 .prop_map(|(i, o, extra)| Some(Usage::new(i, o).with_total(i + o + extra))),
             1 => (1..50u64, 1..50u64).prop_map(|(i, o)| Some(Usage::new(i, o).with_total(i))),
         ],
+        prop_oneof![
+            6 => Just(Vec::new()),
+            3 => ("[a-z é日\n]{0,8}", "(https://x\\.example|data:image)/[a-z]{1,4}").prop_map(
+                |(text, url)| {
+                    let image = Attachment::new(Reference::url(url), "image/png", 7);
+                    vec![Part::text(text), Part::Image(image)]
+                }
+            ),
+        ],
         any::<bool>(),
     )
-        .prop_map(|(role, content, metadata, usage, with_id)| Draft {
+        .prop_map(|(role, content, metadata, usage, parts, with_id)| Draft {
             role,
             content,
             metadata,
             usage,
+            parts,
             with_id,
         })
 }
@@ -358,6 +375,7 @@ fn new_messages<'a>(batch: &'a [(Option<MessageId>, Draft)]) -> Vec<NewMessage<'
             if let Some(usage) = d.usage {
                 m = m.with_usage(usage);
             }
+            m = m.with_parts(&d.parts[..]);
             if let Some(id) = id {
                 m = m.with_id(*id);
             }
@@ -627,8 +645,8 @@ fn step(store: &ChatStore, users: &[UserId], model: &mut Model, op: &Op) -> Opti
             for (k, (m, d)) in stored.iter().zip(batch).enumerate() {
                 assert_eq!((m.seq, m.branch), (of.seq + k as i64, branch));
                 assert_eq!(
-                    (m.role, &m.content, &m.metadata, m.usage),
-                    (d.role, &d.content, &d.metadata, d.usage)
+                    (m.role, &m.content, &m.metadata, m.usage, &m.parts),
+                    (d.role, &d.content, &d.metadata, d.usage, &d.parts)
                 );
             }
             let mut path = c.messages[..of.seq as usize - 1].to_vec();
@@ -837,7 +855,7 @@ fn append(
     };
     let bad = refused(drafts);
     let Some(i) = visible.filter(|_| bad.is_none()) else {
-        // Input is checked before ownership: bad content or usage is refused even in a
+        // Input is checked before ownership: bad content, parts or usage is refused even in a
         // conversation that is not there.
         match bad {
             Some(expected) => assert!(result.as_ref().is_err_and(expected), "{result:?}"),
@@ -872,8 +890,8 @@ fn append(
     for (k, (m, (id, d))) in stored.iter().zip(&batch).enumerate() {
         assert_eq!(m.seq, count + 1 + k as i64, "seqs continue without a gap");
         assert_eq!(
-            (m.role, &m.content, &m.metadata, m.usage),
-            (d.role, &d.content, &d.metadata, d.usage)
+            (m.role, &m.content, &m.metadata, m.usage, &m.parts),
+            (d.role, &d.content, &d.metadata, d.usage, &d.parts)
         );
         assert_eq!(m.conversation_id, c.id);
         if let Some(id) = id {
