@@ -40,7 +40,7 @@
 //! | `GET /tags` | | `{"tags": [{"tag", "conversations", "archived"}]}`: the user's tags and their counts |
 //! | `GET /usage` | | `{"input_tokens", "output_tokens", "total_tokens"}`: the user's token usage, over every conversation |
 //! | `GET /conversations/{id}/messages?limit=&before=&after=` | | `{"messages", "older"?, "newer"?, "total"}` |
-//! | `POST /conversations/{id}/messages` | `{"role", "content", "metadata"?, "usage"?, "id"?}` | 201, the message |
+//! | `POST /conversations/{id}/messages` | `{"role", "content"?, "parts"?, "metadata"?, "usage"?, "id"?}` | 201, the message |
 //! | `POST /conversations/{id}/messages` | `{"messages": [...]}` | 201, `{"messages": [...]}` |
 //! | `DELETE /conversations/{id}/messages?after_seq=` | | `{"messages"}`: those after `after_seq`, removed |
 //! | `DELETE /conversations/{id}/messages` | | `{"removed"}`: every message removed, the conversation kept |
@@ -100,7 +100,7 @@ use axum::{Json, Router};
 use chatstore::{
     AsyncChatStore, Branch, BranchId, ContextWindow, Conversation, ConversationCursor,
     ConversationId, DeletedCounts, Error, Message, MessageId, NewConversation, NewMessage, Page,
-    Retention, Role, SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, Usage,
+    Part, Retention, Role, SearchOrder, SearchQuery, SearchResults, Siblings, Tag, TagCount, Usage,
     UserId, Window,
 };
 use serde::{Deserialize, Serialize};
@@ -781,7 +781,14 @@ async fn context_window(
 #[serde(deny_unknown_fields)]
 struct MessageBody {
     role: Role,
+    /// The plain text; may be left out (empty) when `parts` say everything.
+    #[serde(default)]
     content: String,
+    /// Text, images and files by reference, in order (see `chatstore::Part`):
+    /// `{"type": "text", "text"}` or `{"type": "image" | "file", "url" | "key", "media_type",
+    /// "size", "name"?}`.
+    #[serde(default)]
+    parts: Vec<Part>,
     metadata: Option<Value>,
     /// The tokens the model call behind it used: `{"input_tokens", "output_tokens",
     /// "total_tokens"?}`.
@@ -792,7 +799,7 @@ struct MessageBody {
 
 impl MessageBody {
     fn as_new(&self) -> NewMessage<'_> {
-        let mut message = NewMessage::new(self.role, &self.content);
+        let mut message = NewMessage::new(self.role, &self.content).with_parts(&self.parts[..]);
         if let Some(metadata) = &self.metadata {
             message = message.with_metadata(metadata);
         }

@@ -47,6 +47,7 @@ backend_tests! {
         tags_and_metadata_over_http,
         usage_over_http,
         retention_over_http,
+        parts_over_http,
     ],
 }
 
@@ -1824,4 +1825,72 @@ async fn retention_over_http(client: Client) {
         .delete("alice", "/conversations")
         .await
         .expect_error(400);
+}
+
+/// Messages with parts: appended with or without content, returned as sent (alone and in a
+/// batch, by the history and by search, whose text parts it finds); a part the store refuses is a
+/// 422 that writes nothing; someone else's conversation is a 404.
+async fn parts_over_http(client: Client) {
+    let conv = client.create("alice", "Pictures").await;
+    let messages = format!("/conversations/{conv}/messages");
+    let photo = json!({
+        "type": "image", "url": "https://cdn.example.com/cat.png",
+        "media_type": "image/png", "size": 48213, "name": "cat.png",
+    });
+    let asked = json!([{"type": "text", "text": "Which breed is this okapi-coloured cat?"}, photo]);
+    let one = client
+        .post("alice", &messages, json!({"role": "user", "parts": asked}))
+        .await
+        .expect(201);
+    assert_eq!(one["content"], "");
+    assert_eq!(one["parts"], asked);
+    let report =
+        json!({"type": "file", "key": "uploads/7f3a", "media_type": "application/pdf", "size": 9});
+    let batch = client
+        .post(
+            "alice",
+            &messages,
+            json!({"messages": [
+                {"role": "assistant", "content": "A tabby."},
+                {"role": "user", "content": "And this?", "parts": [report]},
+            ]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(batch["messages"][0].get("parts"), None, "absent when none");
+    assert_eq!(batch["messages"][1]["parts"], json!([report]));
+    let history = client.get("alice", &messages).await.expect(200);
+    assert_eq!(history["messages"][0], one);
+    assert_eq!(history["messages"][2], batch["messages"][1]);
+    let found = client.get("alice", "/search?q=okapi").await.expect(200);
+    assert_eq!(found["hits"][0]["message"], one);
+
+    // Refused parts: a data: URL, an image that is a PDF, an unknown type, a size below zero.
+    for bad in [
+        json!({"type": "image", "url": "data:image/png;base64,AAAA", "media_type": "image/png", "size": 4}),
+        json!({"type": "image", "key": "k", "media_type": "application/pdf", "size": 4}),
+        json!({"type": "video", "url": "https://x.example/v.mp4", "media_type": "video/mp4", "size": 4}),
+        json!({"type": "file", "key": "k", "media_type": "text/plain", "size": -1}),
+    ] {
+        client
+            .post(
+                "alice",
+                &messages,
+                json!({"role": "user", "content": "x", "parts": [bad]}),
+            )
+            .await
+            .expect_error(422);
+    }
+    let after = client.get("alice", &messages).await.expect(200);
+    assert_eq!(after["total"], 3);
+
+    client
+        .post(
+            "mallory",
+            &messages,
+            json!({"role": "user", "parts": [{"type": "text", "text": "mine now"}]}),
+        )
+        .await
+        .expect_error(404);
+    assert_eq!(client.get("alice", &messages).await.expect(200), after);
 }
