@@ -22,6 +22,8 @@ pub struct FloorMessage {
     pub created_at: DateTime<Utc>,
     /// Input, output and total tokens: `Some` only when all three columns are set.
     pub usage: Option<(i64, i64, i64)>,
+    /// The parts, as JSON (the store reads them into `Part`s).
+    pub parts: Option<Value>,
 }
 
 /// A conversation as the floor reads it.
@@ -42,7 +44,7 @@ pub struct FloorConversation {
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, metadata, created_at, \
-     input_tokens, output_tokens, total_tokens";
+     input_tokens, output_tokens, total_tokens, parts";
 const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, message_count, \
      list_rank, metadata, tags, input_tokens, output_tokens, total_tokens";
 /// The list of one tag: a range of the tags' index, each row joined to its conversation by key.
@@ -64,16 +66,16 @@ const RESERVE: &str = "UPDATE chatstore_conversations SET message_count = messag
      WHERE id = $6 AND user_id = $7 RETURNING message_count, updated_at";
 /// A conversation's system messages, through the partial index on role = 'system'.
 const SYSTEM: &str = "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-     input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+     input_tokens, output_tokens, total_tokens, parts FROM chatstore_messages \
      WHERE conversation_id = $1 AND user_id = $2 AND role = 'system' AND seq <= $3 ORDER BY seq";
 /// Full-text search, newest first, as the store runs it: the owner's token in the index next to the
 /// words, and the owner's condition.
 /// The message's columns first (as `MESSAGE_COLUMNS`, decoded by the same decoders), then the
 /// title, as the store's select lists them.
 const SEARCH_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, \
-     m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, c.title";
+     m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, m.parts, c.title";
 /// The title's index in a search hit's row (`SEARCH_COLUMNS`).
-const SEARCH_TITLE: usize = 10;
+const SEARCH_TITLE: usize = 11;
 /// A retry-safe append's first step: is the client's id already stored?
 const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = $1";
 const MESSAGE_INSERT_COLUMNS: &str = "id, conversation_id, user_id, seq, role, content, metadata, \
@@ -133,15 +135,15 @@ mod my {
     pub const LOOKUP_ID: &str = "SELECT seq FROM chatstore_messages WHERE id = ?";
     pub const SYSTEM: &str =
         "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+         input_tokens, output_tokens, total_tokens, parts FROM chatstore_messages \
          WHERE conversation_id = ? AND user_id = ? AND role = 'system' AND seq <= ? ORDER BY seq";
     pub const LOAD_ALL: &str =
         "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+         input_tokens, output_tokens, total_tokens, parts FROM chatstore_messages \
          WHERE conversation_id = ? AND user_id = ? ORDER BY seq";
     pub const BEFORE: &str =
         "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens FROM chatstore_messages \
+         input_tokens, output_tokens, total_tokens, parts FROM chatstore_messages \
          WHERE conversation_id = ? AND user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?";
     pub const LIST: &str = "SELECT id, user_id, title, created_at, updated_at, message_count, \
          list_rank, metadata, tags, input_tokens, output_tokens, total_tokens \
@@ -255,7 +257,7 @@ impl PgFloor {
     }
 }
 
-/// The message in a row's first ten columns (`MESSAGE_COLUMNS`).
+/// The message in a row's first eleven columns (`MESSAGE_COLUMNS`).
 fn pg_message(row: &postgres::Row) -> FloorMessage {
     FloorMessage {
         id: uuid(row.get(0)),
@@ -266,6 +268,7 @@ fn pg_message(row: &postgres::Row) -> FloorMessage {
         metadata: metadata(row.get(5)),
         created_at: row.get::<_, NaiveDateTime>(6).and_utc(),
         usage: usage(row.get(7), row.get(8), row.get(9)),
+        parts: metadata(row.get(10)),
     }
 }
 
@@ -279,6 +282,7 @@ fn sqlite_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FloorMessage> {
         metadata: metadata(row.get(5)?),
         created_at: row.get::<_, NaiveDateTime>(6)?.and_utc(),
         usage: usage(row.get(7)?, row.get(8)?, row.get(9)?),
+        parts: metadata(row.get(10)?),
     })
 }
 
@@ -298,11 +302,23 @@ type MysqlMessageRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 fn mysql_message(row: MysqlMessageRow) -> FloorMessage {
-    let (id, conversation_id, seq, role_text, content, meta, created_at, input, output, total) =
-        row;
+    let (
+        id,
+        conversation_id,
+        seq,
+        role_text,
+        content,
+        meta,
+        created_at,
+        input,
+        output,
+        total,
+        parts,
+    ) = row;
     FloorMessage {
         id: uuid(&id),
         conversation_id: uuid(&conversation_id),
@@ -312,6 +328,7 @@ fn mysql_message(row: MysqlMessageRow) -> FloorMessage {
         metadata: metadata(meta),
         created_at: created_at.and_utc(),
         usage: usage(input, output, total),
+        parts: metadata(parts),
     }
 }
 
@@ -702,12 +719,13 @@ impl Floor {
                                 input,
                                 output,
                                 total,
+                                parts,
                                 title,
                             )| {
                                 (
                                     mysql_message((
                                         id, conv, seq, role, content, meta, created, input, output,
-                                        total,
+                                        total, parts,
                                     )),
                                     title,
                                 )
