@@ -362,7 +362,8 @@ impl<'a> NewMessage<'a> {
     /// let ask = NewMessage::user("Summarise the report").with_parts(vec![Part::File(report)]);
     /// let stored = store.append_message(&alice, conv, ask)?;
     /// assert_eq!(stored.content, "Summarise the report");
-    /// assert!(matches!(&stored.parts[0], Part::File(file) if file.name.as_deref() == Some("q3.pdf")));
+    /// let Part::File(file) = &stored.parts[0] else { unreachable!() };
+    /// assert_eq!(file.name.as_deref(), Some("q3.pdf"));
     /// # Ok::<(), chatstore::Error>(())
     /// ```
     pub fn with_parts(mut self, parts: impl Into<Cow<'a, [Part]>>) -> Self {
@@ -468,7 +469,7 @@ impl<'a> NewMessage<'a> {
 }
 
 /// A checked message's JSON columns, as stored: its metadata and its parts (`None` for none).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Encoded {
     pub(crate) metadata: Option<String>,
     pub(crate) parts: Option<String>,

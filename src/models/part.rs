@@ -25,8 +25,10 @@ use crate::{Error, Result};
 ///
 /// ```json
 /// {"type": "text", "text": "What is in this picture?"}
-/// {"type": "image", "url": "https://example.com/cat.png", "media_type": "image/png", "size": 48213}
-/// {"type": "file", "key": "uploads/7f3a/report.pdf", "media_type": "application/pdf", "size": 1048576, "name": "report.pdf"}
+/// {"type": "image", "url": "https://example.com/cat.png", "media_type": "image/png",
+///  "size": 48213}
+/// {"type": "file", "key": "uploads/7f3a/report.pdf", "media_type": "application/pdf",
+///  "size": 1048576, "name": "report.pdf"}
 /// ```
 ///
 /// An attachment has a `"url"` or a `"key"` (exactly one), a `"media_type"` and a `"size"`, and
@@ -68,14 +70,14 @@ pub enum Part {
     File(Attachment),
 }
 
-/// An image or a file that a [`Part`] refers to: where it is ([`Reference`]), what it is, how large, and the name
-/// it was given, if any. The store keeps the reference and never fetches it.
+/// An image or a file that a [`Part`] refers to: where it is ([`Reference`]), what it is, how
+/// large, and the name it was given, if any. The store keeps the reference and never fetches it.
 ///
 /// ```
 /// use chatstore::{Attachment, Reference};
 ///
-/// let report = Attachment::new(Reference::key("uploads/7f3a/report.pdf"), "application/pdf", 1 << 20)
-///     .with_name("report.pdf");
+/// let pdf = Reference::key("uploads/7f3a/report.pdf");
+/// let report = Attachment::new(pdf, "application/pdf", 1 << 20).with_name("report.pdf");
 /// assert_eq!(report.name.as_deref(), Some("report.pdf"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -550,9 +552,11 @@ mod tests {
         // The fields in their order, as stored.
         assert_eq!(
             parts_text(&parts[1..], 0, 1000).unwrap().unwrap(),
-            r#"[{"type":"image","url":"https://x/y.png","media_type":"image/png","size":10},"#
-                .to_owned()
-                + r#"{"type":"file","key":"k","media_type":"application/pdf","size":7,"name":"r.pdf"}]"#
+            concat!(
+                r#"[{"type":"image","url":"https://x/y.png","media_type":"image/png","size":10},"#,
+                r#"{"type":"file","key":"k","media_type":"application/pdf","size":7,"#,
+                r#""name":"r.pdf"}]"#
+            )
         );
         let stored = parts_text(&parts, 0, 1000).unwrap().unwrap();
         assert_eq!(read_parts(Some(&stored)).as_deref(), Some(&parts[..]));

@@ -55,8 +55,8 @@ impl Expected {
     }
 }
 
-/// A batch checked against the store's limits, with what its rows need: ids, metadata and parts as JSON
-/// text.
+/// A batch checked against the store's limits, with what its rows need: ids, and metadata and
+/// parts as JSON text.
 pub(crate) struct Batch<'b, 'a> {
     user: &'b UserId,
     conversation: ConversationId,
@@ -382,8 +382,8 @@ fn message_ids(batch: &[NewMessage<'_>]) -> Result<Vec<MessageId>> {
 
 /// The outcome of a batch some of whose client ids are already `stored`, appended to a
 /// conversation of the user's own: a retry if it is this very batch — every message stored under
-/// its id, in this conversation, with the same role, content, metadata, usage and parts — which returns the
-/// stored messages in the batch's order.
+/// its id, in this conversation, with the same role, content, metadata, usage and parts — which
+/// returns the stored messages in the batch's order.
 fn replayed(
     conversation: ConversationId,
     batch: &[NewMessage<'_>],
