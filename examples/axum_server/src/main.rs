@@ -776,19 +776,21 @@ async fn context_window(
     Ok(Json(store.context_window(&user, id, budget).await?))
 }
 
-/// A message to append, as a client sends it.
+/// A message to append, as a client sends it: its fields, with `content` or `parts` (or both).
+#[derive(Deserialize)]
+#[serde(try_from = "MessageFields")]
+struct MessageBody(MessageFields);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MessageBody {
+struct MessageFields {
     role: Role,
-    /// The plain text; may be left out (empty) when `parts` say everything.
-    #[serde(default)]
-    content: String,
+    /// The plain text; may be left out when `parts` say everything.
+    content: Option<String>,
     /// Text, images and files by reference, in order (see `chatstore::Part`):
     /// `{"type": "text", "text"}` or `{"type": "image" | "file", "url" | "key", "media_type",
     /// "size", "name"?}`.
-    #[serde(default)]
-    parts: Vec<Part>,
+    parts: Option<Vec<Part>>,
     metadata: Option<Value>,
     /// The tokens the model call behind it used: `{"input_tokens", "output_tokens",
     /// "total_tokens"?}`.
@@ -797,16 +799,31 @@ struct MessageBody {
     id: Option<MessageId>,
 }
 
+impl TryFrom<MessageFields> for MessageBody {
+    type Error = &'static str;
+
+    /// A message says something: a body with neither `content` nor `parts` is a mistake.
+    fn try_from(fields: MessageFields) -> Result<Self, &'static str> {
+        match fields.content.is_some() || fields.parts.is_some() {
+            true => Ok(MessageBody(fields)),
+            false => Err("a message needs \"content\" or \"parts\""),
+        }
+    }
+}
+
 impl MessageBody {
     fn as_new(&self) -> NewMessage<'_> {
-        let mut message = NewMessage::new(self.role, &self.content).with_parts(&self.parts[..]);
-        if let Some(metadata) = &self.metadata {
+        let fields = &self.0;
+        let content = fields.content.as_deref().unwrap_or("");
+        let parts = fields.parts.as_deref().unwrap_or_default();
+        let mut message = NewMessage::new(fields.role, content).with_parts(parts);
+        if let Some(metadata) = &fields.metadata {
             message = message.with_metadata(metadata);
         }
-        if let Some(usage) = self.usage {
+        if let Some(usage) = fields.usage {
             message = message.with_usage(usage);
         }
-        if let Some(id) = self.id {
+        if let Some(id) = fields.id {
             message = message.with_id(id);
         }
         message
