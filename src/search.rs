@@ -687,6 +687,16 @@ fn indexed(content: &str) -> (Vec<(String, Range<usize>)>, bool) {
     (words, true)
 }
 
+/// What the SQLite and PostgreSQL indexes read for a stored message (the `search_text` column),
+/// when it is not the content itself: the text of [`search_text`], over the content and, when the
+/// message has text parts (`parts`, their JSON column), the content with them.
+pub(crate) fn message_search_text(content: &str, parts: Option<&str>) -> Option<String> {
+    match crate::models::stored_text(content, parts) {
+        std::borrow::Cow::Borrowed(content) => search_text(content),
+        std::borrow::Cow::Owned(text) => search_text(&text).or(Some(text)),
+    }
+}
+
 /// What the SQLite and PostgreSQL indexes read for `content` (the `search_text` column), when it
 /// is not the content itself: the words the store reads in it, folded, joined by spaces.
 pub(crate) fn search_text(content: &str) -> Option<String> {

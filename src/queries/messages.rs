@@ -1,5 +1,3 @@
-use std::borrow::Cow;
-
 use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 
@@ -59,12 +57,7 @@ fn fill_search_text(backend: Backend, rows: &mut [NewMessageRow<'_>]) {
     match backend {
         Backend::Sqlite | Backend::Postgres => {
             for row in rows.iter_mut() {
-                // A message's text parts are read with its content, as one text.
-                let text = crate::models::stored_text(row.content, row.parts);
-                row.search_text = match text {
-                    Cow::Borrowed(own) => crate::search::search_text(own),
-                    Cow::Owned(text) => crate::search::search_text(&text).or(Some(text)),
-                };
+                row.search_text = crate::search::message_search_text(row.content, row.parts);
             }
         }
         // The store's own word index reads the content and text parts (a spaced copy would only

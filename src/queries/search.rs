@@ -324,18 +324,21 @@ macro_rules! rewrite_search_text {
         let conn = $conn;
         let mut after: Option<MessageId> = None;
         loop {
-            let mut page = messages.select((id, content, search_text)).into_boxed();
+            // The run's migrations are all applied by now: the parts column is there.
+            let mut page = messages
+                .select((id, content, search_text, parts))
+                .into_boxed();
             if let Some(after) = after {
                 page = page.filter(id.gt(after));
             }
-            let page: Vec<(MessageId, String, Option<String>)> =
-                page.order(id).limit(REINDEX_PAGE).load(conn)?;
-            let Some((last, _, _)) = page.last() else {
+            type Row = (MessageId, String, Option<String>, Option<String>);
+            let page: Vec<Row> = page.order(id).limit(REINDEX_PAGE).load(conn)?;
+            let Some((last, ..)) = page.last() else {
                 return Ok(());
             };
             after = Some(*last);
-            for (message, text, stored) in &page {
-                let text = crate::search::search_text(text);
+            for (message, text, stored, with) in &page {
+                let text = crate::search::message_search_text(text, with.as_deref());
                 if text != *stored {
                     $set(&mut *conn, *message, text)?;
                 }
