@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chatstore::{
-    ChatStore, Conversation, ConversationCursor, ConversationId, Error, NewMessage, Page,
+    ChatStore, Conversation, ConversationCursor, ConversationId, Error, Message, NewMessage, Page,
     SearchOrder, SearchQuery, UserId, Window,
 };
 
@@ -55,6 +55,28 @@ fn walk(
             None => return seen,
         }
     }
+}
+
+/// A conversation of two messages stored with the current schema, then the newest `reverted`
+/// migrations undone: the store that opens it again (applying them), with the owner, the
+/// conversation and the messages as first stored.
+fn stored_before(
+    db: &TestDb,
+    reverted: usize,
+) -> (ChatStore, UserId, ConversationId, Vec<Message>) {
+    let alice = user("alice");
+    let store = db.open();
+    let conv = store.create_conversation(&alice, Some("old")).unwrap().id;
+    let old = store
+        .append_messages(
+            &alice,
+            conv,
+            &[NewMessage::user("q"), NewMessage::assistant("a")],
+        )
+        .unwrap();
+    drop(store);
+    db.revert_newest_migrations(reverted);
+    (db.open(), alice, conv, old)
 }
 
 fn ids(conversations: &[Conversation]) -> Vec<ConversationId> {

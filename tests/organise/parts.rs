@@ -426,19 +426,7 @@ fn someone_elses_conversation_takes_no_parts(db: &TestDb) {
 /// A database migrated before parts: its messages read back as they were, with none, and take
 /// parts from the next append on.
 fn a_database_from_before_parts_upgrades_in_place(db: &TestDb) {
-    let alice = user("alice");
-    let store = db.open();
-    let conv = store.create_conversation(&alice, Some("old")).unwrap().id;
-    let old = store
-        .append_messages(
-            &alice,
-            conv,
-            &[NewMessage::user("q"), NewMessage::assistant("a")],
-        )
-        .unwrap();
-    drop(store);
-    db.revert_newest_migration();
-    let store = db.open();
+    let (store, alice, conv, old) = super::stored_before(db, 1);
     assert_eq!(store.migrations_applied_at_open(), ["20261204000012"]);
     assert_eq!(
         store.messages(&alice, conv, Window::All).unwrap().messages,

@@ -445,19 +445,7 @@ fn someone_elses_usage_is_neither_read_nor_changed(db: &TestDb) {
 /// A database migrated before usage: its conversations and messages read back as they were, with
 /// no usage, and count from the first message that carries some.
 fn a_database_from_before_usage_upgrades_in_place(db: &TestDb) {
-    let alice = user("alice");
-    let store = db.open();
-    let conv = store.create_conversation(&alice, Some("old")).unwrap().id;
-    let old = store
-        .append_messages(
-            &alice,
-            conv,
-            &[NewMessage::user("q"), NewMessage::assistant("a")],
-        )
-        .unwrap();
-    drop(store);
-    db.revert_newest_migrations(2);
-    let store = db.open();
+    let (store, alice, conv, old) = super::stored_before(db, 2);
     assert_eq!(
         store.migrations_applied_at_open(),
         ["20261204000011", "20261204000012"]
