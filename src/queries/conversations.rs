@@ -232,7 +232,7 @@ fn ranked(
     let (highest, lowest) = ranks;
     // The same page over either index: `$rank`, `$time` and `$id` are its list columns.
     macro_rules! page {
-        ($query:expr, $rank:expr, $time:expr, $id:expr) => {{
+        ($conn:expr, $query:expr, $rank:expr, $time:expr, $id:expr) => {{
             let mut query = match highest == lowest {
                 true => $query.filter($rank.eq(highest.as_db())),
                 false => $query
@@ -250,21 +250,49 @@ fn ranked(
             query
                 .order(($rank.desc(), $time.desc(), $id.desc()))
                 .limit(limit)
-                .load(conn)?
+                .load($conn)?
         }};
     }
-    Ok(match tag {
-        None => page!(owned_by(user), list_rank, updated_at, id),
-        Some(wanted) => {
-            use crate::schema::conversation_tags as t;
-            let tagged = t::table
-                .inner_join(conversations.on(id.eq(t::conversation_id).and(user_id.eq(t::user_id))))
-                .filter(t::user_id.eq(user))
-                .filter(t::tag.eq(wanted.as_str()))
-                .select(ConversationRow::as_select())
-                .into_boxed();
-            page!(tagged, t::list_rank, t::updated_at, t::conversation_id)
-        }
+    // On the backend's own connection: through the MultiConnection, Diesel writes the query's
+    // SQL text again on every pass over it (binds, cache key), which cost SQLite's page of 21
+    // about a quarter of its time against the same statement written by hand.
+    macro_rules! on {
+        ($conn:expr) => {
+            match tag {
+                None => {
+                    let owned = conversations
+                        .filter(user_id.eq(user))
+                        .select(ConversationRow::as_select())
+                        .into_boxed();
+                    page!($conn, owned, list_rank, updated_at, id)
+                }
+                Some(wanted) => {
+                    use crate::schema::conversation_tags as t;
+                    let on = id.eq(t::conversation_id).and(user_id.eq(t::user_id));
+                    let tagged = t::table
+                        .inner_join(conversations.on(on))
+                        .filter(t::user_id.eq(user))
+                        .filter(t::tag.eq(wanted.as_str()))
+                        .select(ConversationRow::as_select())
+                        .into_boxed();
+                    page!(
+                        $conn,
+                        tagged,
+                        t::list_rank,
+                        t::updated_at,
+                        t::conversation_id
+                    )
+                }
+            }
+        };
+    }
+    Ok(match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(c) => on!(c),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => on!(c),
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => on!(c),
     })
 }
 
