@@ -3,9 +3,9 @@ use diesel::prelude::*;
 
 use super::columns::DbTime;
 use super::conversations;
-use super::rows::{message_usage, MessageRow, NewMessageRow, WindowRow};
-use super::Cached;
+use super::rows::{message_usage, MessageRow, NewMessageRow, WindowRow, WindowSql};
 use super::MultiBackend;
+use super::{Cached, Positional};
 use crate::conn::{Backend, Conn};
 use crate::cursor::SeqBounds;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
@@ -771,7 +771,7 @@ macro_rules! window_after {
 macro_rules! ancestor_part {
     ($k:literal) => {
         concat!(
-            " UNION ALL SELECT NULL, NULL, NULL, m.id, m.conversation_id, m.seq, m.role, m.content, \
+            " UNION ALL SELECT NULL, NULL, NULL, m.id, m.seq, m.role, m.content, \
              m.metadata, m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
              FROM chatstore_messages m WHERE m.conversation_id = {conv} \
              AND m.user_id = {user} AND m.seq > (SELECT ancestor_", $k, " - ancestor_", $k, " % 4294967296 + ",
@@ -832,7 +832,7 @@ fn first_read(
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     const UNION: &str = concat!(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
-         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         m.seq, m.role, m.content, m.metadata, m.created_at, \
          m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
          AND m.user_id = c.user_id AND m.seq > (SELECT branch * 4294967296 + ",
@@ -847,7 +847,7 @@ fn first_read(
     #[cfg(feature = "mysql")]
     const OR: &str = concat!(
         "SELECT c.message_count AS count, c.branch AS active, c.branch_fork AS fork, m.id, \
-         m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
+         m.seq, m.role, m.content, m.metadata, m.created_at, \
          m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
          FROM chatstore_conversations c LEFT JOIN chatstore_messages m ON m.conversation_id = c.id \
          AND m.user_id = c.user_id AND ((m.seq > c.branch * 4294967296 + ",
@@ -888,16 +888,22 @@ fn first_read(
     let rows: Rows<'_> = match conn {
         #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => Box::new(
-            Cached(numbered_query!(diesel::sqlite::Sqlite, "?"))
-                .load_iter::<WindowRow, DefaultLoadingMode>(c)?,
+            Cached(Positional::<_, WindowSql>::new(numbered_query!(
+                diesel::sqlite::Sqlite,
+                "?"
+            )))
+            .load_iter::<WindowRow, DefaultLoadingMode>(c)?,
         ),
         // Decoded as the rows arrive (libpq's single-row mode) rather than after libpq has
         // buffered the whole result: measured on 2026-12-03, `load-all` of 10,000 messages 16.1
         // -> 10.1 ms, `tail-50` 150 -> 130 µs.
         #[cfg(feature = "postgres")]
         Conn::Pg(c) => Box::new(
-            Cached(numbered_query!(diesel::pg::Pg, "$"))
-                .load_iter::<WindowRow, diesel::pg::PgRowByRowLoadingMode>(c)?,
+            Cached(Positional::<_, WindowSql>::new(numbered_query!(
+                diesel::pg::Pg,
+                "$"
+            )))
+            .load_iter::<WindowRow, diesel::pg::PgRowByRowLoadingMode>(c)?,
         ),
         // MySQL's placeholders are positional: each value bound where its name appears, in the
         // order the text (made once per process) names them.
@@ -927,7 +933,10 @@ fn first_read(
                     _ => query.bind::<BigInt, _>(top),
                 };
             }
-            Box::new(Cached(query).load_iter::<WindowRow, DefaultLoadingMode>(c)?)
+            Box::new(
+                Cached(Positional::<_, WindowSql>::new(query))
+                    .load_iter::<WindowRow, DefaultLoadingMode>(c)?,
+            )
         }
     };
     let mut found = None;
@@ -938,7 +947,7 @@ fn first_read(
             found = Some((count, active, fork));
         }
         // No message in the window still gives the conversation's row, NULLs for the message.
-        if let Some(message) = row.message() {
+        if let Some(message) = row.message(conv) {
             window.push(message.into_model()?);
         }
     }

@@ -4,6 +4,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamp};
 
 use super::columns::{BindTime, DbTime};
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
@@ -224,44 +225,50 @@ impl MessageRow {
 
 /// A row of a history window's first statement (`messages::window`): the conversation's count, active branch and fork (on
 /// the row of the own run's part; NULL on the ancestors' parts on SQLite and PostgreSQL), and a
-/// message of the window, or NULLs if the window holds none.
-#[derive(QueryableByName)]
+/// message of the window, or NULLs if the window holds none. Decoded by position
+/// ([`Positional`](super::Positional)), as [`WindowSql`] says, in the statement's column order.
+#[derive(Queryable)]
 pub(crate) struct WindowRow {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) count: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) active: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) fork: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
     pub(crate) id: Option<MessageId>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
-    pub(crate) conversation_id: Option<ConversationId>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) seq: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub(crate) role: Option<crate::models::Role>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub(crate) content: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub(crate) metadata: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
     pub(crate) created_at: Option<DbTime>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) input_tokens: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) output_tokens: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub(crate) total_tokens: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub(crate) parts: Option<String>,
 }
 
+/// The SQL types of a [`WindowRow`]'s columns, in order.
+pub(crate) type WindowSql = (
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<Binary>,
+    Nullable<BigInt>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Timestamp>,
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<Text>,
+);
+
 impl WindowRow {
-    pub(crate) fn message(self) -> Option<MessageRow> {
+    /// Its message, a message of `conversation` (the statement reads one conversation's rows, so
+    /// it does not read the id on every row), or `None` on the conversation's row of an empty
+    /// window.
+    pub(crate) fn message(self, conversation: ConversationId) -> Option<MessageRow> {
         Some(MessageRow {
             id: self.id?,
-            conversation_id: self.conversation_id?,
+            conversation_id: conversation,
             seq: self.seq?,
             role: self.role?,
             content: self.content?,
