@@ -850,10 +850,13 @@ pub(crate) fn mark_unindexed(
             user_id: row.user_id,
         })
         .collect();
+    // In INSERTs of a few sizes, each prepared once per connection (see `messages::pieces`): an
+    // INSERT of a slice of rows is prepared afresh on every call, a round trip of its own.
     for chunk in pending.chunks(WORDS_PER_INSERT) {
-        diesel::insert_into(search_pending::table)
-            .values(chunk)
-            .execute(conn)?;
+        for piece in super::messages::pieces(chunk) {
+            super::Cached(diesel::insert_into(search_pending::table).values(piece))
+                .execute(conn)?;
+        }
     }
     Ok(())
 }
