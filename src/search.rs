@@ -651,6 +651,11 @@ pub(crate) const INDEXED_CHARS: usize = 100_000;
 
 /// The bytes of `content`'s indexed start: a 1 MiB message is not read whole.
 fn indexed_len(content: &str) -> usize {
+    // No more characters than bytes: a text of at most that many bytes is read whole, without
+    // walking its characters (every append asks, for every message).
+    if content.len() <= INDEXED_CHARS {
+        return content.len();
+    }
     content
         .char_indices()
         .nth(INDEXED_CHARS)
