@@ -6,6 +6,8 @@ use super::conversations;
 use super::rows::{message_usage, MessageRow, NewMessageRow, WindowRow, WindowSql};
 use super::MultiBackend;
 use super::{Cached, Positional};
+#[cfg(feature = "mysql")]
+use super::{Param, Raw};
 use crate::conn::{Backend, Conn};
 use crate::cursor::SeqBounds;
 use crate::ids::{BranchId, ConversationId, MessageId, UserId};
@@ -332,8 +334,10 @@ fn insert_unnested(
     // from a co-located table, by its distribution column, runs whole on the owner's node (from
     // the arrays alone, Citus ran the SELECT and copied its rows through the coordinator, losing
     // the error code of a duplicate id). The caller's transaction holds the row.
-    diesel::sql_query(
-        "INSERT INTO chatstore_messages \
+    // One text, kept prepared.
+    Cached(
+        diesel::sql_query(
+            "INSERT INTO chatstore_messages \
          (id, conversation_id, user_id, seq, role, content, metadata, created_at, search_text, \
          input_tokens, output_tokens, total_tokens, parts) \
          SELECT m.id, c.id, c.user_id, m.seq, m.role, m.content, m.metadata, $3, m.search_text, \
@@ -343,20 +347,21 @@ fn insert_unnested(
          $10::int8[], $11::int8[], $12::int8[], $13::text[]) \
          AS m(id, seq, role, content, metadata, search_text, input_tokens, output_tokens, \
          total_tokens, parts) WHERE c.id = $1 AND c.user_id = $2",
+        )
+        .bind::<Binary, _>(first.conversation_id)
+        .bind::<Text, _>(first.user_id)
+        .bind::<Timestamp, _>(first.created_at.0)
+        .bind::<Array<Binary>, _>(column(rows, |r| r.id))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.seq))
+        .bind::<Array<Text>, _>(column(rows, |r| r.role))
+        .bind::<Array<Text>, _>(column(rows, |r| r.content))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.input_tokens))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.output_tokens))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.parts)),
     )
-    .bind::<Binary, _>(first.conversation_id)
-    .bind::<Text, _>(first.user_id)
-    .bind::<Timestamp, _>(first.created_at.0)
-    .bind::<Array<Binary>, _>(column(rows, |r| r.id))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.seq))
-    .bind::<Array<Text>, _>(column(rows, |r| r.role))
-    .bind::<Array<Text>, _>(column(rows, |r| r.content))
-    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata))
-    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.search_text.as_deref()))
-    .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.input_tokens))
-    .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.output_tokens))
-    .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.total_tokens))
-    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.parts))
     .execute(conn)
 }
 
@@ -1027,19 +1032,20 @@ fn first_read(
                 }
                 (text, names)
             });
-            let mut query = diesel::sql_query(text.as_str()).into_boxed::<diesel::mysql::Mysql>();
-            for name in names {
-                query = match name.as_str() {
-                    "conv" => query.bind::<Binary, _>(conv),
-                    "user" => query.bind::<Text, _>(user),
-                    "lo1" => query.bind::<BigInt, _>(lo1),
-                    "hi" => query.bind::<BigInt, _>(bounds.hi),
-                    "back" => query.bind::<BigInt, _>(bounds.back),
-                    _ => query.bind::<BigInt, _>(top),
-                };
-            }
+            let params = names
+                .iter()
+                .map(|name| match name.as_str() {
+                    "conv" => Param::Binary(conv.as_bytes()),
+                    "user" => Param::Text(user.as_str()),
+                    "lo1" => Param::BigInt(lo1),
+                    "hi" => Param::BigInt(bounds.hi),
+                    "back" => Param::BigInt(bounds.back),
+                    _ => Param::BigInt(top),
+                })
+                .collect();
+            let query = Raw { sql: text, params };
             Box::new(
-                Cached(Positional::<_, WindowSql>::new(query))
+                Positional::<_, WindowSql>::new(query)
                     .load_iter::<WindowRow, DefaultLoadingMode>(c)?,
             )
         }

@@ -34,6 +34,11 @@ pub(crate) type MultiBackend = <crate::conn::Conn as diesel::Connection>::Backen
 /// The cache entry is always keyed by the statement's SQL text, never by its Rust type: wrapped
 /// around SQL that varies, each text gets a statement of its own, so a wrong statement can never be
 /// reused. Wrap only statements of a few texts, or the cache grows with every text.
+///
+/// On SQLite and PostgreSQL only: the MySQL connection asks through a reference, which walks the
+/// wrapped statement instead of asking this wrapper (see `Raw`). Nor does it help an INSERT of a
+/// slice of rows on SQLite, which Diesel runs through a wrapper of its own (see
+/// `messages::pieces`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cached<Q>(pub(crate) Q);
 
@@ -58,6 +63,63 @@ impl<Q: Query> Query for Cached<Q> {
 }
 
 impl<Q, C> diesel::RunQueryDsl<C> for Cached<Q> {}
+
+/// A value bound to a [`Raw`] statement.
+#[cfg(feature = "mysql")]
+pub(crate) enum Param<'a> {
+    Binary(&'a [u8]),
+    Text(&'a str),
+    BigInt(i64),
+}
+
+/// Raw SQL with `?` for each parameter, in order (the text holds no other `?`), that the MySQL
+/// connection keeps prepared. Diesel's MySQL connection asks whether a statement may be cached
+/// through a reference to it, which walks the statement's SQL instead of asking the statement, so
+/// [`Cached`] does nothing there, and raw SQL (which marks itself unsafe to cache as it is walked)
+/// was prepared and closed on every call: a round trip and a server-side parse each time. This
+/// statement never marks itself: its text is the cache's key.
+#[cfg(feature = "mysql")]
+pub(crate) struct Raw<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) params: Vec<Param<'a>>,
+}
+
+#[cfg(feature = "mysql")]
+impl QueryFragment<diesel::mysql::Mysql> for Raw<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::mysql::Mysql>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Binary, Text};
+        let mut pieces = self.sql.split('?');
+        let mut params = self.params.iter();
+        out.push_sql(pieces.next().unwrap_or_default());
+        for piece in pieces {
+            match params.next() {
+                Some(Param::Binary(bytes)) => out.push_bind_param::<Binary, [u8]>(bytes)?,
+                Some(Param::Text(text)) => out.push_bind_param::<Text, str>(text)?,
+                Some(Param::BigInt(n)) => out.push_bind_param::<BigInt, i64>(n)?,
+                None => return Err(raw_mismatch()),
+            }
+            out.push_sql(piece);
+        }
+        match params.next() {
+            Some(_) => Err(raw_mismatch()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+fn raw_mismatch() -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError("a raw statement's parameters and marks differ".into())
+}
+
+#[cfg(feature = "mysql")]
+impl QueryId for Raw<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+#[cfg(feature = "mysql")]
+impl<C> diesel::RunQueryDsl<C> for Raw<'_> {}
 
 /// Raw SQL whose rows are decoded by position, as the SQL types `ST` (a tuple, one per column)
 /// say, into a `Queryable` row, instead of by column name into a `QueryableByName` one. Diesel

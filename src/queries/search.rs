@@ -837,25 +837,24 @@ pub(crate) fn mark_unindexed(
     conn: &mut diesel::MysqlConnection,
     rows: &[super::rows::NewMessageRow<'_>],
 ) -> Result<()> {
-    #[derive(Insertable)]
-    #[diesel(table_name = search_pending)]
-    struct PendingRow<'a> {
-        message_id: MessageId,
-        user_id: &'a UserId,
-    }
-    let pending: Vec<PendingRow<'_>> = rows
-        .iter()
-        .map(|row| PendingRow {
-            message_id: row.id,
-            user_id: row.user_id,
-        })
-        .collect();
-    // In INSERTs of a few sizes, each prepared once per connection (see `messages::pieces`): an
-    // INSERT of a slice of rows is prepared afresh on every call, a round trip of its own.
-    for chunk in pending.chunks(WORDS_PER_INSERT) {
+    // In INSERTs of a few sizes, each kept prepared (see `messages::pieces` and `Raw`): Diesel's
+    // INSERT of a slice of rows was prepared and closed on every append, a round trip of its own.
+    for chunk in rows.chunks(WORDS_PER_INSERT) {
         for piece in super::messages::pieces(chunk) {
-            super::Cached(diesel::insert_into(search_pending::table).values(piece))
-                .execute(conn)?;
+            let values = vec!["(?, ?)"; piece.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO chatstore_search_pending (message_id, user_id) VALUES {values}"
+            );
+            let params = piece
+                .iter()
+                .flat_map(|row| {
+                    [
+                        super::Param::Binary(row.id.as_bytes()),
+                        super::Param::Text(row.user_id.as_str()),
+                    ]
+                })
+                .collect();
+            super::Raw { sql: &sql, params }.execute(conn)?;
         }
     }
     Ok(())
