@@ -938,6 +938,7 @@ fn first_read(
     conv: ConversationId,
     bounds: SeqBounds,
 ) -> Result<Option<Found>> {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     use diesel::sql_types::{BigInt, Binary, Text};
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     const UNION: &str = concat!(
