@@ -365,16 +365,18 @@ fn insert_unnested(
     .execute(conn)
 }
 
-/// The sizes of the multi-row INSERTs that [`pieces`] cuts a chunk into, largest first.
+/// The sizes of the multi-row INSERTs that [`pieces`] cuts a chunk into, largest first: every
+/// size up to 8, so that the usual batch (a turn's few messages) is one INSERT, as it was before
+/// the pieces (on MySQL each piece is a round trip).
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
-const PIECE_ROWS: [usize; 4] = [64, 16, 4, 1];
+const PIECE_ROWS: [usize; 10] = [64, 16, 8, 7, 6, 5, 4, 3, 2, 1];
 
 /// Cuts a chunk into INSERTs of the sizes in [`PIECE_ROWS`]: as many of the largest as fit, then
-/// of the next (at most nine after the 64-row ones). Diesel prepares a multi-row INSERT of a
+/// of the next (at most five after the 64-row ones, one for up to 8 rows). Diesel prepares a multi-row INSERT of a
 /// `Vec` afresh on every call, since its text depends on the number of rows: on SQLite, parsing
 /// and compiling a 1,000-row INSERT of thirteen columns was a tenth of a batch append (perf,
 /// 2026-12-04); on MySQL it is a prepare round trip and a parse each time. An [`InsertRows`] of
-/// one of these four sizes is prepared once per connection and run again.
+/// one of these ten sizes is prepared once per connection and run again.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(super) fn pieces<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
@@ -388,7 +390,7 @@ pub(super) fn pieces<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
 
 /// One multi-row INSERT of messages, as Diesel writes one (every column bound, NULL for `None`),
 /// but marked safe for the prepared-statement cache: its text depends only on the number of rows,
-/// and [`pieces`] uses four numbers.
+/// and [`pieces`] uses ten numbers.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 struct InsertRows<'r, 'a>(&'r [NewMessageRow<'a>]);
 
@@ -1098,7 +1100,12 @@ mod tests {
             assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{n}: {sizes:?}");
             assert_eq!(cut.concat(), items, "{n}");
         }
-        assert_eq!(pieces(&[0; 1000]).count(), 15 + 2 + 2);
+        // 15 × 64, 2 × 16, 8.
+        assert_eq!(pieces(&[0; 1000]).count(), 15 + 2 + 1);
+        // A turn's few messages are one INSERT.
+        for n in 1..=8 {
+            assert_eq!(pieces(&vec![0; n]).count(), 1, "{n}");
+        }
     }
 
     #[test]

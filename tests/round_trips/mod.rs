@@ -193,15 +193,41 @@ fn postgres_an_append_reads_on_only_when_it_wrote_nothing() {
 /// connection, like the others: it was prepared on every append, one round trip more), COMMIT.
 /// Diesel runs BEGIN and COMMIT with `batch_execute`, which on MySQL switches multi-statement
 /// mode on and off around each (two `COM_SET_OPTION` round trips apiece): 10 in all for one
-/// message, one more for its client id's look-up. Pinned here so that a change shows.
+/// message or a batch of three, one more for a client id's look-up. Pinned here so that a change
+/// shows.
 #[cfg(feature = "mysql")]
 #[test]
 fn mysql_an_append_is_a_transaction_of_ten_round_trips() {
     let wired = Wired::new(Kind::Mysql);
-    for (name, expected) in [("one message", 10), ("one message with a client id", 11)] {
+    for (name, expected) in [
+        ("one message", 10),
+        ("one message with a client id", 11),
+        // The batch and its rows waiting for the index are one INSERT each, as for one message.
+        ("a batch", 10),
+    ] {
         let (_, append) = APPENDS.iter().find(|(n, _)| *n == name).unwrap();
         let (appended, round_trips) = wired.measure(append);
         appended.unwrap();
         assert_eq!(round_trips, expected, "{name}");
     }
+}
+
+/// A history read is one statement, kept prepared: once the connection has prepared it, one round
+/// trip. (On MySQL Diesel prepared and closed the store's raw statements on every call.)
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_a_history_read_is_one_round_trip() {
+    use chatstore::Window;
+    let wired = Wired::new(Kind::Mysql);
+    let (_, append) = APPENDS.iter().find(|(n, _)| *n == "a batch").unwrap();
+    append(&wired.store, &wired.alice, wired.conv, 0).unwrap();
+    let read = || {
+        wired
+            .store
+            .messages(&wired.alice, wired.conv, Window::Latest(2))
+    };
+    read().unwrap();
+    let (window, round_trips) = wired.wire.of(read);
+    assert_eq!(window.unwrap().messages.len(), 2);
+    assert_eq!(round_trips, 1);
 }
