@@ -3,7 +3,7 @@ use diesel::prelude::*;
 
 use super::columns::DbTime;
 use super::conversations;
-use super::rows::{message_usage, MessageRow, NewMessageRow, WindowRow, WindowSql};
+use super::rows::{message_usage, MessageRow, MessageSql, NewMessageRow, WindowRow, WindowSql};
 use super::MultiBackend;
 use super::{Cached, Positional};
 #[cfg(feature = "mysql")]
@@ -733,12 +733,17 @@ fn ancestors(
          AND seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m"
     );
+    // MariaDB joins the messages by the conversation alone (`ref`), not by each branch's range,
+    // and so read the whole history for each branch (188 ms for a window of a 100,000-message
+    // path, W14): the chain alone, then the ranges.
+    #[cfg(feature = "mysql")]
+    #[allow(irrefutable_let_patterns)] // with MySQL alone
+    if let Conn::Mysql(c) = conn {
+        return ancestors_mysql(c, user, conv, branch, after, through);
+    }
     let sql = match conn.backend() {
-        Backend::Sqlite => SQL.replace("{int}", "?").replace("{p}", "?"),
-        // MariaDB joins the messages by the conversation alone (`ref`), not by each branch's
-        // range, and so read the whole history for each branch (188 ms for a window of a
-        // 100,000-message path, W14): the chain alone, then the ranges.
-        Backend::Mysql => return ancestors_mysql(conn, user, conv, branch, after, through),
+        // (MySQL has returned above.)
+        Backend::Sqlite | Backend::Mysql => SQL.replace("{int}", "?").replace("{p}", "?"),
         Backend::Postgres => {
             let mut n = 0;
             let mut numbered = String::with_capacity(PG.len());
@@ -772,54 +777,51 @@ fn ancestors(
     if conn.backend() == Backend::Postgres {
         query = query.bind::<BigInt, _>(through);
     }
-    Ok(Cached(query).load(conn)?)
+    Ok(Cached(Positional::<_, MessageSql>::new(query)).load(conn)?)
 }
 
 /// [`ancestors`] on MySQL: the branches the window crosses, found by the recursive query, then
 /// their ranges, `UNION ALL` of one index range each.
+#[cfg(feature = "mysql")]
 fn ancestors_mysql(
-    conn: &mut Conn,
+    conn: &mut diesel::MysqlConnection,
     user: &UserId,
     conv: ConversationId,
     branch: BranchId,
     after: i64,
     through: i64,
 ) -> Result<Vec<MessageRow>> {
-    use diesel::sql_types::{BigInt, Binary, Text};
-    #[derive(QueryableByName)]
-    struct Link {
-        #[diesel(sql_type = BigInt)]
-        branch: i64,
-        #[diesel(sql_type = BigInt)]
-        fork: i64,
-        #[diesel(sql_type = BigInt)]
-        through: i64,
-    }
+    use diesel::sql_types::BigInt;
     const CHAIN: &str = concat!(
         chain_anchor!(),
         chain_step!(),
         "SELECT branch, fork, through FROM chain"
     );
-    let sql = CHAIN
-        .replace("{int}", "CAST(? AS SIGNED)")
-        .replace("{p}", "?");
-    let chain = diesel::sql_query(sql)
-        .into_boxed::<MultiBackend>()
-        .bind::<BigInt, _>(through)
-        .bind::<Binary, _>(conv)
-        .bind::<Text, _>(user)
-        .bind::<BigInt, _>(branch.as_i64())
-        .bind::<Binary, _>(conv)
-        .bind::<Text, _>(user)
-        .bind::<BigInt, _>(after);
-    let links: Vec<Link> = Cached(chain).load(conn)?;
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = TEXT.get_or_init(|| {
+        CHAIN
+            .replace("{int}", "CAST(? AS SIGNED)")
+            .replace("{p}", "?")
+    });
+    let params = vec![
+        Param::BigInt(through),
+        Param::Binary(conv.as_bytes()),
+        Param::Text(user.as_str()),
+        Param::BigInt(branch.as_i64()),
+        Param::Binary(conv.as_bytes()),
+        Param::Text(user.as_str()),
+        Param::BigInt(after),
+    ];
+    // Each link: a branch, where it forks off its parent, and how far the path runs on it.
+    let links: Vec<(i64, i64, i64)> =
+        Positional::<_, (BigInt, BigInt, BigInt)>::new(Raw::kept(sql, params)).load(conn)?;
     let segments: Vec<Segment> = links
         .iter()
-        .filter(|l| l.through > l.fork.max(after))
-        .map(|l| Segment {
-            branch: BranchId::from_db(l.branch),
-            after: l.fork.max(after),
-            through: l.through,
+        .filter(|(_, fork, through)| *through > (*fork).max(after))
+        .map(|&(branch, fork, through)| Segment {
+            branch: BranchId::from_db(branch),
+            after: fork.max(after),
+            through,
         })
         .collect();
     // The ranges in one statement, a few at a time: one text per number of ranges, each
@@ -827,20 +829,22 @@ fn ancestors_mysql(
     let mut rows = Vec::new();
     for group in segments.chunks(8) {
         let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens, parts \
+                   input_tokens, output_tokens, total_tokens, parts \
                    FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? \
                    AND seq > ? AND seq <= ?";
         let sql = vec![one; group.len()].join(" UNION ALL ");
-        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        let mut params = Vec::with_capacity(4 * group.len());
         for segment in group {
             let (from, to) = segment.stored();
-            query = query
-                .bind::<Binary, _>(conv)
-                .bind::<Text, _>(user)
-                .bind::<BigInt, _>(from)
-                .bind::<BigInt, _>(to);
+            params.extend([
+                Param::Binary(conv.as_bytes()),
+                Param::Text(user.as_str()),
+                Param::BigInt(from),
+                Param::BigInt(to),
+            ]);
         }
-        let found: Vec<MessageRow> = Cached(query).load(conn)?;
+        let found: Vec<MessageRow> =
+            Positional::<_, MessageSql>::new(Raw::kept(&sql, params)).load(conn)?;
         rows.extend(found);
     }
     Ok(rows)
@@ -1046,7 +1050,7 @@ fn first_read(
                     _ => Param::BigInt(top),
                 })
                 .collect();
-            let query = Raw { sql: text, params };
+            let query = Raw::kept(text, params);
             Box::new(
                 Positional::<_, WindowSql>::new(query)
                     .load_iter::<WindowRow, DefaultLoadingMode>(c)?,

@@ -72,22 +72,50 @@ pub(crate) enum Param<'a> {
     BigInt(i64),
 }
 
-/// Raw SQL with `?` for each parameter, in order (the text holds no other `?`), that the MySQL
-/// connection keeps prepared. Diesel's MySQL connection asks whether a statement may be cached
-/// through a reference to it, which walks the statement's SQL instead of asking the statement, so
-/// [`Cached`] does nothing there, and raw SQL (which marks itself unsafe to cache as it is walked)
-/// was prepared and closed on every call: a round trip and a server-side parse each time. This
-/// statement never marks itself: its text is the cache's key.
+/// Raw SQL with `?` for each parameter, in order (the text holds no other `?`): how the store
+/// runs its hand-written SQL on MySQL. Diesel's MySQL connection asks whether a statement may be
+/// cached through a reference to it, which walks the statement's SQL instead of asking the
+/// statement, so [`Cached`] does nothing there, and raw SQL (which marks itself unsafe to cache as
+/// it is walked) was prepared and closed on every call: a round trip and a server-side parse each
+/// time. A statement made by [`Raw::kept`] never marks itself, so it stays prepared, its text the
+/// cache's key; one made by [`Raw::once`] marks itself, for texts of too many shapes to keep (the
+/// server holds at most `max_prepared_stmt_count` statements, 16,382 by default, for every
+/// connection together).
 #[cfg(feature = "mysql")]
 pub(crate) struct Raw<'a> {
-    pub(crate) sql: &'a str,
-    pub(crate) params: Vec<Param<'a>>,
+    sql: &'a str,
+    params: Vec<Param<'a>>,
+    kept: bool,
+}
+
+#[cfg(feature = "mysql")]
+impl<'a> Raw<'a> {
+    /// A statement of one of a few texts, kept prepared on the connection.
+    pub(crate) fn kept(sql: &'a str, params: Vec<Param<'a>>) -> Self {
+        Raw {
+            sql,
+            params,
+            kept: true,
+        }
+    }
+
+    /// A statement prepared for this call alone.
+    pub(crate) fn once(sql: &'a str, params: Vec<Param<'a>>) -> Self {
+        Raw {
+            sql,
+            params,
+            kept: false,
+        }
+    }
 }
 
 #[cfg(feature = "mysql")]
 impl QueryFragment<diesel::mysql::Mysql> for Raw<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::mysql::Mysql>) -> QueryResult<()> {
         use diesel::sql_types::{BigInt, Binary, Text};
+        if !self.kept {
+            out.unsafe_to_cache_prepared();
+        }
         let mut pieces = self.sql.split('?');
         let mut params = self.params.iter();
         out.push_sql(pieces.next().unwrap_or_default());

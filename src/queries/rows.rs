@@ -35,6 +35,31 @@ pub(crate) struct ConversationRow {
     pub(crate) total_tokens: i64,
 }
 
+/// A [`ConversationRow`]'s columns, in order, for hand-written SQL.
+#[cfg(feature = "mysql")]
+pub(crate) const CONVERSATION_COLUMNS: &str = "id, user_id, title, created_at, updated_at, \
+     message_count, branch, branch_fork, list_rank, metadata, tags, input_tokens, output_tokens, \
+     total_tokens";
+
+/// The SQL types of [`CONVERSATION_COLUMNS`], in order.
+#[cfg(feature = "mysql")]
+pub(crate) type ConversationSql = (
+    Binary,
+    Text,
+    Nullable<Text>,
+    Timestamp,
+    Timestamp,
+    BigInt,
+    BigInt,
+    BigInt,
+    diesel::sql_types::SmallInt,
+    Nullable<Text>,
+    Nullable<Text>,
+    BigInt,
+    BigInt,
+    BigInt,
+);
+
 impl ConversationRow {
     pub(crate) fn into_model(self) -> Result<Conversation> {
         let rank = ListRank::from_db(self.list_rank)
@@ -175,9 +200,9 @@ impl<'a> NewConversationRow<'a> {
     }
 }
 
-/// A message row as selected: by the DSL (`Selectable`) or from hand-written SQL that names the
-/// same columns (`QueryableByName`, the search).
-#[derive(Queryable, Selectable, QueryableByName)]
+/// A message row as selected: by the DSL (`Selectable`) or from hand-written SQL of the same
+/// columns in the same order ([`MessageSql`], the search).
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = messages)]
 pub(crate) struct MessageRow {
     pub(crate) id: MessageId,
@@ -192,6 +217,21 @@ pub(crate) struct MessageRow {
     pub(crate) total_tokens: Option<i64>,
     pub(crate) parts: Option<String>,
 }
+
+/// The SQL types of a [`MessageRow`]'s columns, in order.
+pub(crate) type MessageSql = (
+    Binary,
+    Binary,
+    BigInt,
+    Text,
+    Text,
+    Nullable<Text>,
+    Timestamp,
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<Text>,
+);
 
 impl MessageRow {
     /// Its token usage, if it has one.

@@ -3,11 +3,13 @@
 //! a table of each message's words that the store fills itself, see [`find_mysql`]).
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 
-use super::rows::MessageRow;
-use super::Cached;
+use super::rows::{MessageRow, MessageSql};
 use super::MultiBackend;
+#[cfg(feature = "mysql")]
+use super::Raw;
+use super::{Cached, Positional};
 use crate::conn::{Backend, Conn};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::ids::MessageId;
@@ -16,14 +18,17 @@ use crate::models::Message;
 use crate::search::{Query, SearchOrder};
 use crate::Result;
 
-/// A hit: the message's columns, and its conversation's title.
-#[derive(QueryableByName)]
-struct HitRow {
-    #[diesel(embed)]
-    message: MessageRow,
-    #[diesel(sql_type = Nullable<Text>)]
-    title: Option<String>,
-}
+/// A hit: the message's columns ([`MESSAGE_COLUMNS`], as `m`), then its conversation's title.
+/// Decoded by position ([`Positional`]): by name, Diesel searches the statement's column names
+/// for each column of each row.
+type Hit = (MessageRow, Option<String>);
+
+/// The SQL types of a [`Hit`]'s columns, in order.
+type HitSql = (MessageSql, Nullable<Text>);
+
+/// A message row's columns of `m`, in [`MessageRow`]'s order.
+const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, \
+     m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, m.parts";
 
 /// A search's page: up to `limit` of the user's messages matching `query` (in one conversation, if
 /// given), after skipping `offset`, in `order`.
@@ -107,8 +112,7 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     // their titles: sorted whole, every match's row (content included) went through the sort
     // before the offset was skipped.
     let sql = format!(
-        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens, m.parts, c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
+        "SELECT {MESSAGE_COLUMNS}, c.title FROM (SELECT m.id, {rank} AS score FROM {from} \
          WHERE {matches} AND m.user_id = $2 {in_conversation} {hidden} \
          ORDER BY {by_rank}m.created_at DESC, m.seq DESC, m.id DESC \
          LIMIT {limit_at} OFFSET {offset_at}) page \
@@ -126,9 +130,9 @@ pub(crate) fn find(conn: &mut Conn, find: Find<'_>) -> Result<Vec<(Message, Opti
     // The SQL text is one of a few fixed strings, so the statement is prepared once per
     // connection and kept, like the DSL's (Diesel never caches raw SQL of its own accord).
     let statement = statement.bind::<BigInt, _>(limit).bind::<BigInt, _>(offset);
-    let rows: Vec<HitRow> = Cached(statement).load(conn)?;
+    let rows: Vec<Hit> = Cached(Positional::<_, HitSql>::new(statement)).load(conn)?;
     rows.into_iter()
-        .map(|row| Ok((row.message.into_model()?, row.title)))
+        .map(|(message, title)| Ok((message.into_model()?, title)))
         .collect()
 }
 
@@ -402,25 +406,9 @@ const CANDIDATE_IDS: i64 = 1000;
 #[cfg(feature = "mysql")]
 const CHECKED_PER_STATEMENT: usize = 16;
 
-/// An id, as the candidates' statements return it.
+/// Queries of up to this many distinct words keep their candidates' statement prepared.
 #[cfg(feature = "mysql")]
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = Binary)]
-    id: MessageId,
-}
-
-/// A candidate's id and the indexed start of its content, for the check.
-#[cfg(feature = "mysql")]
-#[derive(QueryableByName)]
-struct StartRow {
-    #[diesel(sql_type = Binary)]
-    id: MessageId,
-    #[diesel(sql_type = Text)]
-    start: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    parts: Option<String>,
-}
+const KEPT_WORDS: usize = 2;
 
 /// MySQL's [`find`]: the page's ids first, then only the page's rows.
 ///
@@ -551,29 +539,26 @@ impl Candidates<'_> {
             order,
             ..
         } = self.find;
-        let mut statement = diesel::sql_query(self.sql)
-            .into_boxed::<diesel::mysql::Mysql>()
-            .bind::<Text, _>(user);
-        if let Some(conversation) = conversation {
-            statement = statement.bind::<Binary, _>(conversation);
+        use super::Param;
+        let mut params = vec![Param::Text(user.as_str())];
+        if let Some(conversation) = &conversation {
+            params.push(Param::Binary(conversation.as_bytes()));
         }
         for (word, _) in self.words {
-            statement = statement.bind::<Text, _>(user).bind::<Text, _>(word);
+            params.extend([Param::Text(user.as_str()), Param::Text(word)]);
         }
         if order == SearchOrder::BestMatch {
-            for (word, _) in self.words {
-                statement = statement.bind::<Text, _>(word);
-            }
+            params.extend(self.words.iter().map(|(word, _)| Param::Text(word)));
         }
-        // Not marked for Diesel's statement cache: the text depends on the query's words, and
-        // kept for every shape a client can write, statements would pile up on the server
-        // towards its `max_prepared_stmt_count` (16,382 for all connections). (The mark would
-        // not hold on MySQL anyway: see `conversations::mysql`.)
-        let rows: Vec<IdRow> = statement
-            .bind::<BigInt, _>(limit)
-            .bind::<BigInt, _>(offset)
-            .load(conn)?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        params.extend([Param::BigInt(limit), Param::BigInt(offset)]);
+        // The text depends on the query's words: kept prepared for queries of up to
+        // `KEPT_WORDS` words, a few dozen texts at most a connection; any more and kept
+        // statements would pile up on the server for every shape a client can write.
+        let statement = match self.words.len() <= KEPT_WORDS {
+            true => Raw::kept(self.sql, params),
+            false => Raw::once(self.sql, params),
+        };
+        Ok(Positional::<_, Binary>::new(statement).load(conn)?)
     }
 
     /// Up to `limit` ids of candidates whose content matches, after skipping `offset` of those.
@@ -628,25 +613,23 @@ fn matching(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let marks = vec!["?"; ids.len()].join(", ");
     // SUBSTRING counts characters, as the index's cut does.
     let sql = format!(
         "SELECT id, SUBSTRING(content, 1, {}) AS start, parts FROM chatstore_messages \
-         WHERE id IN ({marks})",
-        crate::search::INDEXED_CHARS
+         WHERE id IN ({})",
+        crate::search::INDEXED_CHARS,
+        id_marks(ids.len())
     );
-    let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
-    for id in ids {
-        statement = statement.bind::<Binary, _>(*id);
-    }
-    let rows: Vec<StartRow> = statement.load(conn)?;
+    let rows: Vec<(MessageId, String, Option<String>)> =
+        Positional::<_, (Binary, Text, Nullable<Text>)>::new(Raw::kept(&sql, id_params(ids)))
+            .load(conn)?;
     Ok(ids
         .iter()
         .filter(|id| {
-            rows.iter().any(|r| {
-                r.id == **id
+            rows.iter().any(|(row, start, parts)| {
+                row == *id
                     && crate::search::matches_all(
-                        &crate::models::stored_text(&r.start, r.parts.as_deref()),
+                        &crate::models::stored_text(start, parts.as_deref()),
                         query,
                     )
             })
@@ -664,67 +647,85 @@ fn page_rows(
     if page.is_empty() {
         return Ok(Vec::new());
     }
-    let marks = vec!["?"; page.len()].join(", ");
     let sql = format!(
-        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens, m.parts, c.title FROM chatstore_messages m JOIN chatstore_conversations c ON c.id = m.conversation_id \
-         WHERE m.id IN ({marks})"
+        "SELECT {MESSAGE_COLUMNS}, c.title FROM chatstore_messages m \
+         JOIN chatstore_conversations c ON c.id = m.conversation_id WHERE m.id IN ({})",
+        id_marks(page.len())
     );
-    let mut statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
-    for id in page {
-        statement = statement.bind::<Binary, _>(*id);
-    }
-    let mut rows: Vec<HitRow> = statement.load(conn)?;
+    let mut rows: Vec<Hit> =
+        Positional::<_, HitSql>::new(Raw::kept(&sql, id_params(page))).load(conn)?;
     let mut hits = Vec::with_capacity(page.len());
     for id in page {
         // A message of the page is in the snapshot the ids came from: it is there.
-        if let Some(at) = rows.iter().position(|r| r.message.id == *id) {
-            let row = rows.swap_remove(at);
-            hits.push((row.message.into_model()?, row.title));
+        if let Some(at) = rows.iter().position(|(message, _)| message.id == *id) {
+            let (message, title) = rows.swap_remove(at);
+            hits.push((message.into_model()?, title));
         }
     }
     Ok(hits)
+}
+
+/// The marks of an `IN` list of `len` ids, rounded up to a power of two so that the statement is
+/// one of a few texts, kept prepared ([`id_params`] repeats the last id to fill them; a value
+/// twice in an `IN` list matches as once).
+#[cfg(feature = "mysql")]
+fn id_marks(len: usize) -> String {
+    vec!["?"; len.next_power_of_two()].join(", ")
+}
+
+/// The parameters of [`id_marks`]' list for `ids` (not empty).
+#[cfg(feature = "mysql")]
+fn id_params(ids: &[MessageId]) -> Vec<super::Param<'_>> {
+    let last = ids.len().saturating_sub(1);
+    (0..ids.len().next_power_of_two())
+        .filter_map(|i| ids.get(i.min(last)))
+        .map(|id| super::Param::Binary(id.as_bytes()))
+        .collect()
 }
 
 /// Messages indexed per transaction when the index catches up: each backend's index takes a few
 /// tens of microseconds a message, so a batch holds its locks for tens of milliseconds at most.
 pub(crate) const INDEX_BATCH: i64 = 1000;
 
-/// A row that says something exists.
-#[derive(QueryableByName)]
-struct One {
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    #[allow(dead_code)] // read only to be counted
-    one: i32,
-}
-
 /// Whether a message waits to be indexed: on SQLite anyone's (one watermark for every user), on
 /// the servers `user`'s if given, else anyone's. One index look-up.
 pub(crate) fn has_unindexed(conn: &mut Conn, user: Option<&UserId>) -> Result<bool> {
     let sql = match (conn.backend(), user) {
         (Backend::Sqlite, _) => {
-            "SELECT 1 AS one FROM chatstore_messages \
+            "SELECT 1 FROM chatstore_messages \
              WHERE key > (SELECT indexed_through FROM chatstore_search_state) LIMIT 1"
         }
         (Backend::Postgres, Some(_)) => {
-            "SELECT 1 AS one FROM chatstore_messages WHERE search IS NULL AND user_id = $1 LIMIT 1"
+            "SELECT 1 FROM chatstore_messages WHERE search IS NULL AND user_id = $1 LIMIT 1"
         }
         (Backend::Postgres, None) => {
-            "SELECT 1 AS one FROM chatstore_messages WHERE search IS NULL LIMIT 1"
+            "SELECT 1 FROM chatstore_messages WHERE search IS NULL LIMIT 1"
         }
         (Backend::Mysql, Some(_)) => {
-            "SELECT 1 AS one FROM chatstore_search_pending WHERE user_id = ? LIMIT 1"
+            "SELECT 1 FROM chatstore_search_pending WHERE user_id = ? LIMIT 1"
         }
-        (Backend::Mysql, None) => "SELECT 1 AS one FROM chatstore_search_pending LIMIT 1",
+        (Backend::Mysql, None) => "SELECT 1 FROM chatstore_search_pending LIMIT 1",
     };
-    let found: Vec<One> = match (conn.backend(), user) {
-        (Backend::Postgres | Backend::Mysql, Some(user)) => Cached(
-            diesel::sql_query(sql)
-                .into_boxed::<MultiBackend>()
-                .bind::<Text, _>(user),
-        )
-        .load(conn)?,
-        _ => Cached(diesel::sql_query(sql).into_boxed::<MultiBackend>()).load(conn)?,
+    let found: Vec<i32> = match conn {
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => {
+            let params = user.map(|user| super::Param::Text(user.as_str()));
+            Positional::<_, Integer>::new(Raw::kept(sql, params.into_iter().collect())).load(c)?
+        }
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(_) => {
+            let statement = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+            Cached(Positional::<_, Integer>::new(statement)).load(conn)?
+        }
+        #[cfg(feature = "postgres")]
+        Conn::Pg(_) => {
+            let statement = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+            let statement = match user {
+                Some(user) => statement.bind::<Text, _>(user),
+                None => statement,
+            };
+            Cached(Positional::<_, Integer>::new(statement)).load(conn)?
+        }
     };
     Ok(!found.is_empty())
 }
@@ -854,7 +855,7 @@ pub(crate) fn mark_unindexed(
                     ]
                 })
                 .collect();
-            super::Raw { sql: &sql, params }.execute(conn)?;
+            super::Raw::kept(&sql, params).execute(conn)?;
         }
     }
     Ok(())
@@ -886,16 +887,13 @@ fn index_pending_mysql(
         "SELECT message_id AS id FROM chatstore_search_pending {condition} \
          ORDER BY user_id, message_id LIMIT ? FOR UPDATE"
     );
-    let statement = diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>();
-    let statement = match user {
-        Some(user) => statement.bind::<Text, _>(user),
-        None => statement,
-    };
-    let ids: Vec<MessageId> = Cached(statement.bind::<BigInt, _>(limit))
-        .load::<IdRow>(conn)?
+    let mut params: Vec<_> = user
+        .map(|user| super::Param::Text(user.as_str()))
         .into_iter()
-        .map(|row| row.id)
         .collect();
+    params.push(super::Param::BigInt(limit));
+    let ids: Vec<MessageId> =
+        Positional::<_, Binary>::new(super::Raw::kept(&sql, params)).load(conn)?;
     // Any words an earlier run left for these messages go first, in one statement; then the
     // words of a page of messages at a time, sent WORDS_PER_INSERT at a time (a statement a
     // message was 456 µs a message over 10,000).
