@@ -612,10 +612,13 @@ pub(crate) fn snapshot<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T
         Conn::Pg(_) => f(conn),
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => {
-            c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+            // One batch: Diesel sends each with multiple statements switched on and off around
+            // it, three round trips apiece. (`SET TRANSACTION` sets only the next transaction's
+            // level: the one that follows it here.)
             AnsiTransactionManager::begin_transaction_sql(
                 c,
-                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+                 START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
             )?;
             let result = f(conn);
             let _ = match result {

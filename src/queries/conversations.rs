@@ -8,6 +8,7 @@ use super::columns::{BindTime, DbTime};
 use super::rows::{ConversationRow, NewConversationRow};
 use super::tags as tag_rows;
 use super::Cached;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use super::MultiBackend;
 use crate::conn::{Backend, Conn};
 use crate::ids::{BranchId, ConversationId, UserId};
@@ -55,12 +56,14 @@ pub(crate) fn totals(conn: &mut Conn) -> Result<(i64, i64, i64)> {
 }
 
 /// The user's conversations as rows, a query for a page to narrow and order.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 type Owned<'a> = crate::schema::conversations::BoxedQuery<
     'a,
     MultiBackend,
     diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<ConversationRow, MultiBackend>>,
 >;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn owned_by(user: &UserId) -> Owned<'_> {
     conversations
         .filter(user_id.eq(user))
@@ -179,12 +182,55 @@ pub(crate) fn set_active(
 }
 
 /// The user's conversations among `ids` (at most a page of them).
+///
+/// SQLite and MySQL bind each id (`IN (?, ?, …)`), and Diesel prepares such a statement on every
+/// call: the list is padded to a power of two by repeating its last id (a value twice in an `IN`
+/// list matches as once), so that the statement is one of a few texts, kept prepared. PostgreSQL
+/// binds the ids as one array.
 pub(crate) fn by_ids(
     conn: &mut Conn,
     user: &UserId,
     ids: &[ConversationId],
 ) -> Result<Vec<ConversationRow>> {
-    Ok(owned_by(user).filter(id.eq_any(ids)).load(conn)?)
+    // A power of two of ids, the last repeated (`ids` is not empty).
+    #[cfg(any(feature = "sqlite", feature = "mysql"))]
+    fn padded(ids: &[ConversationId]) -> Vec<ConversationId> {
+        let mut padded = ids.to_vec();
+        if let Some(&last) = ids.last() {
+            padded.resize(ids.len().next_power_of_two(), last);
+        }
+        padded
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        #[cfg(feature = "sqlite")]
+        Conn::Sqlite(_) => Ok(Cached(owned_by(user).filter(id.eq_any(padded(ids)))).load(conn)?),
+        #[cfg(feature = "postgres")]
+        Conn::Pg(_) => Ok(Cached(owned_by(user).filter(id.eq_any(ids))).load(conn)?),
+        // The text by hand: Diesel's MySQL connection never keeps a statement with an `IN` list
+        // prepared (see `Raw`).
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => {
+            use super::Param;
+            let padded = padded(ids);
+            let sql = format!(
+                "SELECT {} FROM chatstore_conversations WHERE user_id = ? AND id IN ({})",
+                super::rows::CONVERSATION_COLUMNS,
+                vec!["?"; padded.len()].join(", ")
+            );
+            let params = std::iter::once(Param::Text(user.as_str()))
+                .chain(padded.iter().map(|conv| Param::Binary(conv.as_bytes())))
+                .collect();
+            Ok(
+                super::Positional::<_, super::rows::ConversationSql>::new(super::Raw::kept(
+                    &sql, params,
+                ))
+                .load(c)?,
+            )
+        }
+    }
 }
 
 /// Up to `limit` of the user's conversations ranked from `ranks.0` down to `ranks.1` (with `tag`,

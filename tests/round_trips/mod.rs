@@ -231,3 +231,27 @@ fn mysql_a_history_read_is_one_round_trip() {
     assert_eq!(window.unwrap().messages.len(), 2);
     assert_eq!(round_trips, 1);
 }
+
+/// A search of a word, with nothing waiting for the index, once the connection has prepared its
+/// statements: 11 round trips. The look-up of messages waiting for the index (1); the snapshot's
+/// transaction, begun in one batch (3) and committed (3); in it, whether the user has archived
+/// conversations (1), the candidates' ids (1), the page's rows (1) and their conversations (1).
+/// Each statement is kept prepared: before, the look-up, the ids, the rows and the conversations
+/// were prepared and closed on every call, and the snapshot was begun in two batches (18 in all).
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_a_search_keeps_its_statements_prepared() {
+    use chatstore::SearchQuery;
+    let wired = Wired::new(Kind::Mysql);
+    let (_, append) = APPENDS.iter().find(|(n, _)| *n == "a batch").unwrap();
+    append(&wired.store, &wired.alice, wired.conv, 0).unwrap();
+    let search = || {
+        wired
+            .store
+            .search_messages(&wired.alice, &SearchQuery::new("message"))
+    };
+    search().unwrap();
+    let (found, round_trips) = wired.wire.of(search);
+    assert_eq!(found.unwrap().hits.len(), 3);
+    assert_eq!(round_trips, 11);
+}
