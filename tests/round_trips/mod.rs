@@ -59,6 +59,26 @@ impl Wired {
         }
     }
 
+    /// A store whose conversation holds a batch of three messages.
+    #[cfg(feature = "mysql")]
+    fn with_a_batch(kind: Kind) -> Wired {
+        let wired = Wired::new(kind);
+        let (_, append) = APPENDS.iter().find(|(n, _)| *n == "a batch").unwrap();
+        append(&wired.store, &wired.alice, wired.conv, 0).unwrap();
+        wired
+    }
+
+    /// What a read returns the second time it runs (the first prepares its statements), with the
+    /// round trips of that run. It must succeed the first time.
+    #[cfg(feature = "mysql")]
+    fn second<T, E: std::fmt::Debug>(
+        &self,
+        read: impl Fn() -> Result<T, E>,
+    ) -> (Result<T, E>, u64) {
+        read().unwrap();
+        self.wire.of(read)
+    }
+
     /// The round trips of `append`'s second run (the first prepares its statements), and what
     /// it returned.
     fn measure(&self, append: &Append<'_>) -> (Outcome, u64) {
@@ -218,16 +238,12 @@ fn mysql_an_append_is_a_transaction_of_ten_round_trips() {
 #[test]
 fn mysql_a_history_read_is_one_round_trip() {
     use chatstore::Window;
-    let wired = Wired::new(Kind::Mysql);
-    let (_, append) = APPENDS.iter().find(|(n, _)| *n == "a batch").unwrap();
-    append(&wired.store, &wired.alice, wired.conv, 0).unwrap();
-    let read = || {
+    let wired = Wired::with_a_batch(Kind::Mysql);
+    let (window, round_trips) = wired.second(|| {
         wired
             .store
             .messages(&wired.alice, wired.conv, Window::Latest(2))
-    };
-    read().unwrap();
-    let (window, round_trips) = wired.wire.of(read);
+    });
     assert_eq!(window.unwrap().messages.len(), 2);
     assert_eq!(round_trips, 1);
 }
@@ -242,16 +258,12 @@ fn mysql_a_history_read_is_one_round_trip() {
 #[test]
 fn mysql_a_search_keeps_its_statements_prepared() {
     use chatstore::SearchQuery;
-    let wired = Wired::new(Kind::Mysql);
-    let (_, append) = APPENDS.iter().find(|(n, _)| *n == "a batch").unwrap();
-    append(&wired.store, &wired.alice, wired.conv, 0).unwrap();
-    let search = || {
+    let wired = Wired::with_a_batch(Kind::Mysql);
+    let (found, round_trips) = wired.second(|| {
         wired
             .store
             .search_messages(&wired.alice, &SearchQuery::new("message"))
-    };
-    search().unwrap();
-    let (found, round_trips) = wired.wire.of(search);
+    });
     assert_eq!(found.unwrap().hits.len(), 3);
     assert_eq!(round_trips, 11);
 }
