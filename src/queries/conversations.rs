@@ -184,29 +184,26 @@ pub(crate) fn set_active(
 /// The user's conversations among `ids` (at most a page of them).
 ///
 /// SQLite and MySQL bind each id (`IN (?, ?, …)`), and Diesel prepares such a statement on every
-/// call: the list is padded to a power of two by repeating its last id (a value twice in an `IN`
-/// list matches as once), so that the statement is one of a few texts, kept prepared. PostgreSQL
-/// binds the ids as one array.
+/// call: the list is padded ([`super::padded`]) so that the statement is one of a few texts, kept
+/// prepared. PostgreSQL binds the ids as one array.
 pub(crate) fn by_ids(
     conn: &mut Conn,
     user: &UserId,
     ids: &[ConversationId],
 ) -> Result<Vec<ConversationRow>> {
-    // A power of two of ids, the last repeated (`ids` is not empty).
-    #[cfg(any(feature = "sqlite", feature = "mysql"))]
-    fn padded(ids: &[ConversationId]) -> Vec<ConversationId> {
-        let mut padded = ids.to_vec();
-        if let Some(&last) = ids.last() {
-            padded.resize(ids.len().next_power_of_two(), last);
-        }
-        padded
-    }
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     match conn {
         #[cfg(feature = "sqlite")]
-        Conn::Sqlite(_) => Ok(Cached(owned_by(user).filter(id.eq_any(padded(ids)))).load(conn)?),
+        Conn::Sqlite(_) => {
+            let padded = super::padded(ids);
+            let query = owned_by(user).filter(id.eq_any(padded.as_ref()));
+            match padded.len() <= super::PADDED_IDS_MAX {
+                true => Ok(Cached(query).load(conn)?),
+                false => Ok(query.load(conn)?),
+            }
+        }
         #[cfg(feature = "postgres")]
         Conn::Pg(_) => Ok(Cached(owned_by(user).filter(id.eq_any(ids))).load(conn)?),
         // The text by hand: Diesel's MySQL connection never keeps a statement with an `IN` list
@@ -214,7 +211,7 @@ pub(crate) fn by_ids(
         #[cfg(feature = "mysql")]
         Conn::Mysql(c) => {
             use super::Param;
-            let padded = padded(ids);
+            let padded = super::padded(ids);
             let sql = format!(
                 "SELECT {} FROM chatstore_conversations WHERE user_id = ? AND id IN ({})",
                 super::rows::CONVERSATION_COLUMNS,
@@ -223,12 +220,8 @@ pub(crate) fn by_ids(
             let params = std::iter::once(Param::Text(user.as_str()))
                 .chain(padded.iter().map(|conv| Param::Binary(conv.as_bytes())))
                 .collect();
-            Ok(
-                super::Positional::<_, super::rows::ConversationSql>::new(super::Raw::kept(
-                    &sql, params,
-                ))
-                .load(c)?,
-            )
+            let statement = super::Raw::new(&sql, params, padded.len() <= super::PADDED_IDS_MAX);
+            Ok(super::Positional::<_, super::rows::ConversationSql>::new(statement).load(c)?)
         }
     }
 }

@@ -64,6 +64,32 @@ impl<Q: Query> Query for Cached<Q> {
 
 impl<Q, C> diesel::RunQueryDsl<C> for Cached<Q> {}
 
+/// `ids` padded for an `IN` list by repeating the last one (a value twice in an `IN` list matches
+/// as once), so that the statement is one of a few texts and can be kept prepared: to the next
+/// power of two up to 1,024 ids, then to the next multiple of 1,024. A list that would pad past
+/// [`PADDED_IDS_MAX`] is left as it is (and should not be kept prepared): SQLite takes at most
+/// 32,766 parameters a statement, MySQL 65,535.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn padded<T: Copy>(ids: &[T]) -> std::borrow::Cow<'_, [T]> {
+    let len = ids.len();
+    let target = match len <= 1024 {
+        true => len.next_power_of_two(),
+        false => len.next_multiple_of(1024),
+    };
+    match ids.last() {
+        Some(&last) if target > len && target <= PADDED_IDS_MAX => {
+            let mut padded = ids.to_vec();
+            padded.resize(target, last);
+            std::borrow::Cow::Owned(padded)
+        }
+        _ => std::borrow::Cow::Borrowed(ids),
+    }
+}
+
+/// The longest list [`padded`] pads to.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) const PADDED_IDS_MAX: usize = 30 * 1024;
+
 /// A value bound to a [`Raw`] statement.
 #[cfg(feature = "mysql")]
 pub(crate) enum Param<'a> {
@@ -78,9 +104,9 @@ pub(crate) enum Param<'a> {
 /// statement, so [`Cached`] does nothing there, and raw SQL (which marks itself unsafe to cache as
 /// it is walked) was prepared and closed on every call: a round trip and a server-side parse each
 /// time. A statement made by [`Raw::kept`] never marks itself, so it stays prepared, its text the
-/// cache's key; one made by [`Raw::once`] marks itself, for texts of too many shapes to keep (the
-/// server holds at most `max_prepared_stmt_count` statements, 16,382 by default, for every
-/// connection together).
+/// cache's key; one made by [`Raw::new`] with `kept` false marks itself, for texts of too many
+/// shapes to keep (the server holds at most `max_prepared_stmt_count` statements, 16,382 by
+/// default, for every connection together).
 #[cfg(feature = "mysql")]
 pub(crate) struct Raw<'a> {
     sql: &'a str,
@@ -92,20 +118,12 @@ pub(crate) struct Raw<'a> {
 impl<'a> Raw<'a> {
     /// A statement of one of a few texts, kept prepared on the connection.
     pub(crate) fn kept(sql: &'a str, params: Vec<Param<'a>>) -> Self {
-        Raw {
-            sql,
-            params,
-            kept: true,
-        }
+        Raw::new(sql, params, true)
     }
 
-    /// A statement prepared for this call alone.
-    pub(crate) fn once(sql: &'a str, params: Vec<Param<'a>>) -> Self {
-        Raw {
-            sql,
-            params,
-            kept: false,
-        }
+    /// A statement kept prepared if `kept`, else prepared for this call alone.
+    pub(crate) fn new(sql: &'a str, params: Vec<Param<'a>>, kept: bool) -> Self {
+        Raw { sql, params, kept }
     }
 }
 
@@ -182,3 +200,32 @@ impl<Q, ST> Query for Positional<Q, ST> {
 }
 
 impl<Q, ST, C> diesel::RunQueryDsl<C> for Positional<Q, ST> {}
+
+#[cfg(all(test, any(feature = "sqlite", feature = "mysql")))]
+mod tests {
+    use super::{padded, PADDED_IDS_MAX};
+
+    #[test]
+    fn in_lists_pad_to_a_few_lengths_by_repeating_the_last_id() {
+        for (len, expected) in [
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (17, 32),
+            (1000, 1024),
+            (1024, 1024),
+            (1025, 2048),
+            (3000, 3072),
+            (PADDED_IDS_MAX, PADDED_IDS_MAX),
+            // Past the largest padded length, as it is.
+            (PADDED_IDS_MAX + 1, PADDED_IDS_MAX + 1),
+        ] {
+            let ids: Vec<usize> = (0..len).collect();
+            let list = padded(&ids);
+            assert_eq!(list.len(), expected, "{len}");
+            assert_eq!(&list[..len], ids.as_slice(), "{len}");
+            assert!(list[len..].iter().all(|&id| id == len - 1), "{len}");
+        }
+        assert!(padded::<usize>(&[]).is_empty());
+    }
+}

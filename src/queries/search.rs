@@ -554,10 +554,7 @@ impl Candidates<'_> {
         // The text depends on the query's words: kept prepared for queries of up to
         // `KEPT_WORDS` words, a few dozen texts at most a connection; any more and kept
         // statements would pile up on the server for every shape a client can write.
-        let statement = match self.words.len() <= KEPT_WORDS {
-            true => Raw::kept(self.sql, params),
-            false => Raw::once(self.sql, params),
-        };
+        let statement = Raw::new(self.sql, params, self.words.len() <= KEPT_WORDS);
         Ok(Positional::<_, Binary>::new(statement).load(conn)?)
     }
 
@@ -614,14 +611,16 @@ fn matching(
         return Ok(Vec::new());
     }
     // SUBSTRING counts characters, as the index's cut does.
-    let sql = format!(
-        "SELECT id, SUBSTRING(content, 1, {}) AS start, parts FROM chatstore_messages \
-         WHERE id IN ({})",
-        crate::search::INDEXED_CHARS,
-        id_marks(ids.len())
+    let (sql, params, kept) = in_list(
+        &format!(
+            "SELECT id, SUBSTRING(content, 1, {}) AS start, parts FROM chatstore_messages \
+             WHERE id IN ({{ids}})",
+            crate::search::INDEXED_CHARS
+        ),
+        ids,
     );
     let rows: Vec<(MessageId, String, Option<String>)> =
-        Positional::<_, (Binary, Text, Nullable<Text>)>::new(Raw::kept(&sql, id_params(ids)))
+        Positional::<_, (Binary, Text, Nullable<Text>)>::new(Raw::new(&sql, params, kept))
             .load(conn)?;
     Ok(ids
         .iter()
@@ -647,13 +646,15 @@ fn page_rows(
     if page.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS}, c.title FROM chatstore_messages m \
-         JOIN chatstore_conversations c ON c.id = m.conversation_id WHERE m.id IN ({})",
-        id_marks(page.len())
+    let (sql, params, kept) = in_list(
+        &format!(
+            "SELECT {MESSAGE_COLUMNS}, c.title FROM chatstore_messages m \
+             JOIN chatstore_conversations c ON c.id = m.conversation_id WHERE m.id IN ({{ids}})"
+        ),
+        page,
     );
     let mut rows: Vec<Hit> =
-        Positional::<_, HitSql>::new(Raw::kept(&sql, id_params(page))).load(conn)?;
+        Positional::<_, HitSql>::new(Raw::new(&sql, params, kept)).load(conn)?;
     let mut hits = Vec::with_capacity(page.len());
     for id in page {
         // A message of the page is in the snapshot the ids came from: it is there.
@@ -665,22 +666,20 @@ fn page_rows(
     Ok(hits)
 }
 
-/// The marks of an `IN` list of `len` ids, rounded up to a power of two so that the statement is
-/// one of a few texts, kept prepared ([`id_params`] repeats the last id to fill them; a value
-/// twice in an `IN` list matches as once).
+/// `sql` with an `IN` list of `ids` (not empty) for its `{ids}`, padded ([`super::padded`]): the
+/// text, its parameters, and whether to keep it prepared (not if the list was too long to pad).
 #[cfg(feature = "mysql")]
-fn id_marks(len: usize) -> String {
-    vec!["?"; len.next_power_of_two()].join(", ")
-}
-
-/// The parameters of [`id_marks`]' list for `ids` (not empty).
-#[cfg(feature = "mysql")]
-fn id_params(ids: &[MessageId]) -> Vec<super::Param<'_>> {
+fn in_list<'a>(sql: &str, ids: &'a [MessageId]) -> (String, Vec<super::Param<'a>>, bool) {
+    let padded = super::padded(ids);
+    let kept = padded.len() <= super::PADDED_IDS_MAX;
+    let sql = sql.replace("{ids}", &vec!["?"; padded.len()].join(", "));
+    // The padding repeats the last id: bind that id as many more times.
     let last = ids.len().saturating_sub(1);
-    (0..ids.len().next_power_of_two())
+    let params = (0..padded.len())
         .filter_map(|i| ids.get(i.min(last)))
         .map(|id| super::Param::Binary(id.as_bytes()))
-        .collect()
+        .collect();
+    (sql, params, kept)
 }
 
 /// Messages indexed per transaction when the index catches up: each backend's index takes a few
