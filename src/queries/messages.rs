@@ -3,7 +3,9 @@ use diesel::prelude::*;
 
 use super::columns::DbTime;
 use super::conversations;
-use super::rows::{message_usage, MessageRow, MessageSql, NewMessageRow, WindowRow, WindowSql};
+use super::rows::{
+    message_columns, message_usage, MessageRow, MessageSql, NewMessageRow, WindowRow, WindowSql,
+};
 use super::MultiBackend;
 use super::{Cached, Positional};
 #[cfg(feature = "mysql")]
@@ -711,9 +713,9 @@ fn ancestors(
     const SQL: &str = concat!(
         chain_anchor!(),
         chain_step!(),
-        "SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
-         FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
+        "SELECT ",
+        message_columns!("m."),
+        " FROM chain CROSS JOIN chatstore_messages m WHERE m.conversation_id = {p} \
          AND m.user_id = {p} AND m.seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND m.seq <= chain.branch * 4294967296 + chain.through"
     );
@@ -723,13 +725,11 @@ fn ancestors(
          CASE WHEN c.fork < c.through THEN c.fork ELSE c.through END \
          FROM chain c CROSS JOIN LATERAL (SELECT branch, parent, fork_seq FROM chatstore_branches \
          WHERE conversation_id = {p} AND user_id = {p} AND branch = c.parent OFFSET 0) b \
-         WHERE c.fork > {p}) \
-         SELECT m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, m.created_at, \
-         m.input_tokens, m.output_tokens, m.total_tokens, m.parts \
-         FROM chain CROSS JOIN LATERAL (\
-         SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-         input_tokens, output_tokens, total_tokens, parts \
-         FROM chatstore_messages WHERE conversation_id = {p} AND user_id = {p} \
+         WHERE c.fork > {p}) SELECT ",
+        message_columns!("m."),
+        " FROM chain CROSS JOIN LATERAL (SELECT ",
+        message_columns!(""),
+        " FROM chatstore_messages WHERE conversation_id = {p} AND user_id = {p} \
          AND seq > chain.branch * 4294967296 + CASE WHEN chain.fork > {p} THEN chain.fork ELSE {p} END \
          AND seq <= chain.branch * 4294967296 + chain.through OFFSET 0) m"
     );
@@ -828,11 +828,13 @@ fn ancestors_mysql(
     // prepared once per connection.
     let mut rows = Vec::new();
     for group in segments.chunks(8) {
-        let one = "SELECT id, conversation_id, seq, role, content, metadata, created_at, \
-                   input_tokens, output_tokens, total_tokens, parts \
-                   FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? \
-                   AND seq > ? AND seq <= ?";
-        let sql = vec![one; group.len()].join(" UNION ALL ");
+        const ONE: &str = concat!(
+            "SELECT ",
+            message_columns!(""),
+            " FROM chatstore_messages WHERE conversation_id = ? AND user_id = ? \
+             AND seq > ? AND seq <= ?"
+        );
+        let sql = vec![ONE; group.len()].join(" UNION ALL ");
         let mut params = Vec::with_capacity(4 * group.len());
         for segment in group {
             let (from, to) = segment.stored();

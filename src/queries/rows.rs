@@ -218,6 +218,40 @@ pub(crate) struct MessageRow {
     pub(crate) parts: Option<String>,
 }
 
+/// A [`MessageRow`]'s columns, in its order (and [`MessageSql`]'s), each after `$table` (`"m."`,
+/// or `""` for none), as a literal for hand-written SQL. Such a statement is decoded by position:
+/// two columns of one type listed the other way round would read back swapped, so every
+/// statement of message rows takes its list from here.
+macro_rules! message_columns {
+    ($table:literal) => {
+        concat!(
+            $table,
+            "id, ",
+            $table,
+            "conversation_id, ",
+            $table,
+            "seq, ",
+            $table,
+            "role, ",
+            $table,
+            "content, ",
+            $table,
+            "metadata, ",
+            $table,
+            "created_at, ",
+            $table,
+            "input_tokens, ",
+            $table,
+            "output_tokens, ",
+            $table,
+            "total_tokens, ",
+            $table,
+            "parts"
+        )
+    };
+}
+pub(crate) use message_columns;
+
 /// The SQL types of a [`MessageRow`]'s columns, in order.
 pub(crate) type MessageSql = (
     Binary,

@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 
-use super::rows::{MessageRow, MessageSql};
+use super::rows::{message_columns, MessageRow, MessageSql};
 use super::MultiBackend;
 #[cfg(feature = "mysql")]
 use super::Raw;
@@ -27,8 +27,7 @@ type Hit = (MessageRow, Option<String>);
 type HitSql = (MessageSql, Nullable<Text>);
 
 /// A message row's columns of `m`, in [`MessageRow`]'s order.
-const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.metadata, \
-     m.created_at, m.input_tokens, m.output_tokens, m.total_tokens, m.parts";
+const MESSAGE_COLUMNS: &str = message_columns!("m.");
 
 /// A search's page: up to `limit` of the user's messages matching `query` (in one conversation, if
 /// given), after skipping `offset`, in `order`.
