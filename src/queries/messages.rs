@@ -194,12 +194,6 @@ fn reserve_and_insert_pg(
             )
         };
     }
-    fn column<'r, 'a, T>(
-        rows: &'r [NewMessageRow<'a>],
-        f: impl Fn(&'r NewMessageRow<'a>) -> T,
-    ) -> Vec<T> {
-        rows.iter().map(f).collect()
-    }
     let sql = match last_seq {
         None => append!(""),
         Some(_) => append!(" AND message_count = $18"),
@@ -317,6 +311,16 @@ fn insert_rows(conn: &mut Conn, rows: &[NewMessageRow<'_>]) -> Result<(), Insert
     Ok(())
 }
 
+/// One column of `rows`, as the array PostgreSQL's `unnest` takes apart (its appends bind a batch
+/// as one array per column, so that every batch is the same statement).
+#[cfg(feature = "postgres")]
+fn column<'r, 'a, T>(
+    rows: &'r [NewMessageRow<'a>],
+    f: impl Fn(&'r NewMessageRow<'a>) -> T,
+) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
 #[cfg(feature = "postgres")]
 fn insert_unnested(
     conn: &mut diesel::PgConnection,
@@ -326,12 +330,6 @@ fn insert_unnested(
     let Some(first) = rows.first() else {
         return Ok(0);
     };
-    fn column<'r, 'a, T>(
-        rows: &'r [NewMessageRow<'a>],
-        f: impl Fn(&'r NewMessageRow<'a>) -> T,
-    ) -> Vec<T> {
-        rows.iter().map(f).collect()
-    }
     // The conversation and owner come from the conversation's row: on Citus an INSERT … SELECT
     // from a co-located table, by its distribution column, runs whole on the owner's node (from
     // the arrays alone, Citus ran the SELECT and copied its rows through the coordinator, losing
@@ -374,8 +372,9 @@ fn insert_unnested(
 const PIECE_ROWS: [usize; 10] = [64, 16, 8, 7, 6, 5, 4, 3, 2, 1];
 
 /// Cuts a chunk into INSERTs of the sizes in [`PIECE_ROWS`]: as many of the largest as fit, then
-/// of the next (at most five after the 64-row ones, one for up to 8 rows). Diesel prepares a multi-row INSERT of a
-/// `Vec` afresh on every call, since its text depends on the number of rows: on SQLite, parsing
+/// of the next (after the 64-row ones, at most three of 16 rows and one of up to 8). Diesel
+/// prepares a multi-row INSERT of a `Vec` afresh on every call, since its text depends on the
+/// number of rows: on SQLite, parsing
 /// and compiling a 1,000-row INSERT of thirteen columns was a tenth of a batch append (perf,
 /// 2026-12-04); on MySQL it is a prepare round trip and a parse each time. An [`InsertRows`] of
 /// one of these ten sizes is prepared once per connection and run again.
